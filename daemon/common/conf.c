@@ -1,0 +1,428 @@
+/*
+ * conf.c — see conf.h.  One table lists every key, its type, default and
+ * bounds; parsing, defaults, the environment override and conf_dump() all
+ * walk that table, so a new key is one line here and one in
+ * etc/voxrelay.conf.
+ */
+#include "daemon/common/conf.h"
+#include "daemon/common/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum ktype { K_INT, K_DBL, K_STR, K_BOOL, K_LEVEL };
+
+struct key {
+	const char	*name;
+	enum ktype	 type;
+	size_t		 off;
+	const char	*def;
+	double		 min, max;
+	int		 flags;
+};
+
+#define O(f) offsetof(struct conf, f)
+static const struct key keys[] = {
+	{ "PORT",			K_INT,  O(port), "5050", 1, 65535, 0 },
+	{ "BIND",			K_STR,  O(bind), "0.0.0.0", 0, 0, 0 },
+	{ "WORKERS",			K_INT,  O(workers), "0", 0, 64, 0 },
+	{ "PUBLIC_URL",			K_STR,  O(public_url), "", 0, 0, 0 },
+	{ "TWILIO_ACCOUNT_SID",		K_STR,  O(twilio_account_sid), "", 0, 0, 0 },
+	{ "TWILIO_AUTH_TOKEN",		K_STR,  O(twilio_auth_token), "", 0, 0, CONF_SECRET },
+	{ "TWILIO_PHONE_NUMBER",	K_STR,  O(twilio_phone_number), "", 0, 0, 0 },
+	{ "VALIDATE_TWILIO_SIGNATURE",	K_BOOL, O(validate_signature), "auto", 0, 0, 0 },
+	{ "STREAM_SECRET",		K_STR,  O(stream_secret), "", 0, 0, CONF_SECRET },
+	{ "STREAM_TOKEN_TTL",		K_INT,  O(stream_token_ttl), "120", 5, 86400, 0 },
+	{ "FREE_CALL_MINUTES",		K_DBL,  O(free_call_minutes), "3.0", 0, 1e6, 0 },
+	{ "MIN_CALL_DURATION",		K_DBL,  O(min_call_duration), "0.5", 0, 1e6, 0 },
+	{ "USAGE_CSV_PATH",		K_STR,  O(usage_csv_path), "/var/lib/voxrelay/user_usage.csv", 0, 0, 0 },
+	{ "USAGE_CSV_BACKUP_PATH",	K_STR,  O(usage_csv_backup_path), "/var/lib/voxrelay/user_usage_backup.csv", 0, 0, 0 },
+	{ "USAGE_FLUSH_INTERVAL",	K_INT,  O(usage_flush_interval), "5", 1, 3600, 0 },
+	{ "LEDGER_CAPACITY",		K_INT,  O(ledger_capacity), "65536", 16, 4194304, 0 },
+	{ "MAX_WEBSOCKET_CONNECTIONS",	K_INT,  O(max_ws_connections), "1000", 1, 100000, 0 },
+	{ "MAX_HTTP_CONNECTIONS",	K_INT,  O(max_http_connections), "4096", 8, 1000000, 0 },
+	{ "MAX_HEADER_SIZE",		K_INT,  O(max_header_size), "8192", 512, 65536, 0 },
+	{ "MAX_HEADERS",		K_INT,  O(max_headers), "64", 8, 512, 0 },
+	{ "MAX_BODY_SIZE",		K_INT,  O(max_body_size), "65536", 1024, 1048576, 0 },
+	{ "HEADER_TIMEOUT",		K_INT,  O(header_timeout), "10", 1, 300, 0 },
+	{ "KEEPALIVE_TIMEOUT",		K_INT,  O(keepalive_timeout), "30", 1, 3600, 0 },
+	{ "WS_MAX_MESSAGE",		K_INT,  O(ws_max_message), "65536", 1024, 16777216, 0 },
+	{ "WS_IDLE_TIMEOUT",		K_INT,  O(ws_idle_timeout), "20", 1, 3600, 0 },
+	{ "HEARTBEAT_TIMEOUT",		K_INT,  O(heartbeat_timeout), "3000", 500, 600000, 0 },
+	{ "DRAIN_TIMEOUT",		K_INT,  O(drain_timeout), "30", 0, 86400, 0 },
+	{ "RELOAD_TIMEOUT",		K_INT,  O(reload_timeout), "3600", 1, 86400, 0 },
+	{ "DEFAULT_ROUTE",		K_STR,  O(default_route), "default", 0, 0, 0 },
+	{ "SAY_VOICE",			K_STR,  O(say_voice), "", 0, 0, 0 },
+	{ "AFTER_STREAM_MESSAGE",	K_STR,  O(after_stream_message), "Thank you for calling. Goodbye.", 0, 0, 0 },
+	{ "OUT_OF_MINUTES_MESSAGE",	K_STR,  O(out_of_minutes_message), "Sorry, you have used all of your free minutes. Goodbye.", 0, 0, 0 },
+	{ "BUSY_MESSAGE",		K_STR,  O(busy_message), "Sorry, all of our lines are busy right now. Please call again in a few minutes.", 0, 0, 0 },
+	{ "LOG_FILE",			K_STR,  O(log_file), "", 0, 0, 0 },
+	{ "PID_FILE",			K_STR,  O(pid_file), "", 0, 0, 0 },
+	{ "LOG_LEVEL",			K_LEVEL, O(log_level), "info", 0, 0, 0 },
+};
+#undef O
+
+struct errs {
+	char	*buf;
+	size_t	 len, used;
+	int	 n;
+};
+
+static void
+err_add(struct errs *e, const char *fmt, ...)
+{
+	va_list ap;
+	int m;
+
+	e->n++;
+	if (e->buf == NULL || e->used + 2 >= e->len)
+		return;
+	va_start(ap, fmt);
+	m = vsnprintf(e->buf + e->used, e->len - e->used, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	e->used += (size_t)m < e->len - e->used ? (size_t)m : e->len - e->used - 1;
+	if (e->used + 1 < e->len) {
+		e->buf[e->used++] = '\n';
+		e->buf[e->used] = '\0';
+	}
+}
+
+static const struct key *
+key_find(const char *name, size_t n)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (strlen(keys[i].name) == n && memcmp(keys[i].name, name, n) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Parse and store one value.  where: "file:line" or "environment". */
+static int
+key_set(struct conf *c, const struct key *k, const char *v, const char *where,
+    struct errs *e)
+{
+	void *p = (char *)c + k->off;
+	char *end;
+
+	switch (k->type) {
+	case K_INT: {
+		long l;
+		errno = 0;
+		l = strtol(v, &end, 10);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (errno != 0 || end == v || *end != '\0') {
+			err_add(e, "%s: %s: not an integer: \"%s\"", where, k->name, v);
+			return -1;
+		}
+		if (l < k->min || l > k->max) {
+			err_add(e, "%s: %s: %ld is out of range %.0f..%.0f", where,
+			    k->name, l, k->min, k->max);
+			return -1;
+		}
+		*(int *)p = (int)l;
+		return 0;
+	}
+	case K_DBL: {
+		double d;
+		errno = 0;
+		d = strtod(v, &end);
+		while (*end == ' ' || *end == '\t')
+			end++;
+		if (errno != 0 || end == v || *end != '\0' || !isfinite(d)) {
+			err_add(e, "%s: %s: not a number: \"%s\"", where, k->name, v);
+			return -1;
+		}
+		if (d < k->min || d > k->max) {
+			err_add(e, "%s: %s: %g is out of range %g..%g", where,
+			    k->name, d, k->min, k->max);
+			return -1;
+		}
+		*(double *)p = d;
+		return 0;
+	}
+	case K_BOOL:
+		if (!strcasecmp(v, "1") || !strcasecmp(v, "true") ||
+		    !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+			*(int *)p = 1;
+		else if (!strcasecmp(v, "0") || !strcasecmp(v, "false") ||
+		    !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+			*(int *)p = 0;
+		else if (!strcasecmp(v, "auto") || v[0] == '\0')
+			*(int *)p = -1;
+		else {
+			err_add(e, "%s: %s: expected true, false or auto, not \"%s\"",
+			    where, k->name, v);
+			return -1;
+		}
+		return 0;
+	case K_LEVEL:
+		if (!strcasecmp(v, "info") || !strcasecmp(v, "warn") ||
+		    !strcasecmp(v, "warning") || !strcasecmp(v, "error"))
+			*(int *)p = 0;
+		else if (!strcasecmp(v, "debug"))
+			*(int *)p = 1;
+		else {
+			err_add(e, "%s: %s: expected info or debug, not \"%s\"",
+			    where, k->name, v);
+			return -1;
+		}
+		return 0;
+	case K_STR: {
+		char *s = strdup(v), **sp = p;
+		if (s == NULL) {
+			err_add(e, "%s: %s: out of memory", where, k->name);
+			return -1;
+		}
+		free(*sp);
+		*sp = s;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+/*
+ * Unquote a value in place.  Double quotes understand \" \\ \n \t; single
+ * quotes are literal; an unquoted value ends at " #" (a comment) and loses
+ * trailing blanks.  Returns 0, or -1 for an unterminated quote.
+ */
+static int
+unquote(char *v)
+{
+	char *r, *w, q = v[0];
+
+	if (q == '"' || q == '\'') {
+		for (r = v + 1, w = v; *r != '\0' && *r != q; r++) {
+			if (q == '"' && *r == '\\' && r[1] != '\0') {
+				r++;
+				*w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : *r;
+			} else
+				*w++ = *r;
+		}
+		if (*r != q)
+			return -1;
+		/* after the closing quote only blanks and a comment */
+		for (r++; *r == ' ' || *r == '\t'; r++)
+			;
+		if (*r != '\0' && *r != '#')
+			return -1;
+		*w = '\0';
+		return 0;
+	}
+	for (r = v; *r != '\0'; r++)
+		if (*r == '#' && r > v && (r[-1] == ' ' || r[-1] == '\t')) {
+			*r = '\0';
+			break;
+		}
+	for (w = v + strlen(v); w > v && (w[-1] == ' ' || w[-1] == '\t'); w--)
+		w[-1] = '\0';
+	return 0;
+}
+
+static void
+conf_parse_file(struct conf *c, const char *path, struct errs *e)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, where[600];
+	size_t cap = 0;
+	ssize_t n;
+	int lineno = 0;
+
+	if (f == NULL) {
+		err_add(e, "%s: cannot open: %s", path, strerror(errno));
+		return;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char *s = line, *eq, *name, *v;
+		const struct key *k;
+		size_t nl;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		if (strncmp(s, "export ", 7) == 0)
+			for (s += 7; *s == ' '; s++)
+				;
+		if ((eq = strchr(s, '=')) == NULL) {
+			err_add(e, "%s: expected KEY=value", where);
+			continue;
+		}
+		name = s;
+		for (nl = eq - s; nl > 0 && (name[nl - 1] == ' ' || name[nl - 1] == '\t'); nl--)
+			;
+		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		if (unquote(v) != 0) {
+			err_add(e, "%s: %.*s: unterminated or misplaced quote", where,
+			    (int)nl, name);
+			continue;
+		}
+		if ((k = key_find(name, nl)) == NULL)
+			continue;	/* another service's key: not ours to judge */
+		key_set(c, k, v, where, e);
+	}
+	free(line);
+	fclose(f);
+}
+
+static int
+ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+static void
+conf_check(struct conf *c, struct errs *e)
+{
+	const char *u = c->public_url;
+
+	if (c->workers == 0)
+		c->workers = ncpus();
+	if (u[0] != '\0') {
+		if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
+			err_add(e, "PUBLIC_URL: must start with https:// (Twilio "
+			    "reaches us over TLS), not \"%s\"", u);
+		else if (strchr(u, '?') != NULL || strchr(u, '#') != NULL)
+			err_add(e, "PUBLIC_URL: must not carry a query or fragment");
+		else if (u[strncmp(u, "https://", 8) == 0 ? 8 : 7] == '\0' ||
+		    u[strncmp(u, "https://", 8) == 0 ? 8 : 7] == '/')
+			err_add(e, "PUBLIC_URL: has no host name");
+		/* no trailing slash: paths are appended to it */
+		size_t n = strlen(u);
+		while (n > 0 && u[n - 1] == '/')
+			c->public_url[--n] = '\0';
+	}
+	if (c->validate_signature < 0)
+		c->validate_signature = c->twilio_auth_token[0] != '\0';
+	if (c->validate_signature && c->twilio_auth_token[0] == '\0')
+		err_add(e, "VALIDATE_TWILIO_SIGNATURE: is on but TWILIO_AUTH_TOKEN "
+		    "is empty");
+	if (c->min_call_duration > c->free_call_minutes && c->free_call_minutes > 0)
+		err_add(e, "MIN_CALL_DURATION: %g is more than FREE_CALL_MINUTES %g: "
+		    "every caller would be refused", c->min_call_duration,
+		    c->free_call_minutes);
+	if (c->usage_csv_path[0] == '\0')
+		err_add(e, "USAGE_CSV_PATH: must not be empty");
+	if (c->usage_csv_backup_path[0] == '\0')
+		err_add(e, "USAGE_CSV_BACKUP_PATH: must not be empty");
+	else if (strcmp(c->usage_csv_path, c->usage_csv_backup_path) == 0)
+		err_add(e, "USAGE_CSV_BACKUP_PATH: must differ from USAGE_CSV_PATH");
+	for (const char *r = c->default_route; *r; r++)
+		if (!isalnum((unsigned char)*r) && *r != '-' && *r != '_') {
+			err_add(e, "DEFAULT_ROUTE: only letters, digits, '-' and '_'");
+			break;
+		}
+	if (c->default_route[0] == '\0' || strlen(c->default_route) > 32)
+		err_add(e, "DEFAULT_ROUTE: 1 to 32 characters");
+	if (c->stream_secret[0] != '\0' && strlen(c->stream_secret) < 16)
+		err_add(e, "STREAM_SECRET: at least 16 characters when set");
+}
+
+int
+conf_load(const char *path, struct conf *out, char *err, size_t errlen)
+{
+	struct errs e = { err, errlen, 0, 0 };
+	struct conf c;
+	size_t i;
+
+	if (err && errlen)
+		err[0] = '\0';
+	memset(&c, 0, sizeof(c));
+	for (i = 0; i < ARRAY_LEN(keys); i++)
+		key_set(&c, &keys[i], keys[i].def, "default", &e);
+	if (path != NULL)
+		conf_parse_file(&c, path, &e);
+	for (i = 0; i < ARRAY_LEN(keys); i++) {
+		const char *v = getenv(keys[i].name);
+		char where[80], *copy;
+
+		if (v == NULL)
+			continue;
+		snprintf(where, sizeof(where), "environment %s", keys[i].name);
+		if ((copy = strdup(v)) == NULL)
+			continue;
+		if (unquote(copy) == 0)
+			key_set(&c, &keys[i], copy, where, &e);
+		else
+			err_add(&e, "%s: unterminated quote", where);
+		free(copy);
+	}
+	conf_check(&c, &e);
+	c.path = strdup(path ? path : "");
+	if (c.stream_secret[0] == '\0') {
+		unsigned char r[32];
+		char hex[65];
+		if (random_bytes(r, sizeof(r)) != 0)
+			err_add(&e, "STREAM_SECRET: no randomness available");
+		for (i = 0; i < sizeof(r); i++)
+			snprintf(hex + 2 * i, 3, "%02x", r[i]);
+		free(c.stream_secret);
+		c.stream_secret = strdup(hex);
+		c.stream_secret_random = 1;
+	}
+	if (e.n > 0) {
+		conf_free(&c);
+		return e.n;
+	}
+	*out = c;
+	return 0;
+}
+
+void
+conf_free(struct conf *c)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (keys[i].type == K_STR) {
+			char **sp = (char **)((char *)c + keys[i].off);
+			free(*sp);
+			*sp = NULL;
+		}
+	free(c->path);
+	c->path = NULL;
+}
+
+void
+conf_dump(const struct conf *c, int fd)
+{
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+		const struct key *k = &keys[i];
+		const void *p = (const char *)c + k->off;
+
+		switch (k->type) {
+		case K_INT:
+		case K_BOOL:
+			dprintf(fd, "%s=%d\n", k->name, *(const int *)p);
+			break;
+		case K_LEVEL:
+			dprintf(fd, "%s=%s\n", k->name, *(const int *)p ? "debug" : "info");
+			break;
+		case K_DBL:
+			dprintf(fd, "%s=%g\n", k->name, *(const double *)p);
+			break;
+		case K_STR: {
+			const char *s = *(char *const *)p;
+			if (k->flags & CONF_SECRET)
+				dprintf(fd, "%s=%s\n", k->name,
+				    s && s[0] ? "(set)" : "(unset)");
+			else
+				dprintf(fd, "%s=%s\n", k->name, s ? s : "");
+			break;
+		}
+		}
+	}
+}

@@ -1,0 +1,80 @@
+/*
+ * conf.h — the configuration: KEY=value lines, the environment on top.
+ *
+ * The file uses the names people already keep in a .env for this job, so a
+ * .env written for the Python services works as-is: `#` comments, optional
+ * `export `, optional single or double quotes, everything after the first
+ * `=` kept (URLs with `?` and `=` included).  Keys we do not know are kept
+ * out of the way with a warning, never an error.
+ *
+ * conf_load() is the same code for start-up, SIGHUP and `voxrelay -t`: it
+ * builds a fresh struct conf and either returns it whole or reports every
+ * problem it found, one line each, as "file:line: KEY: what is wrong".
+ */
+#ifndef VR_CONF_H
+#define VR_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_SECRET	0x1	/* never printed, never logged */
+
+struct conf {
+	/* network */
+	int	 port;
+	char	*bind;
+	int	 workers;		/* resolved: never 0 after load */
+	char	*public_url;		/* "" when unset */
+	/* twilio */
+	char	*twilio_account_sid;
+	char	*twilio_auth_token;
+	char	*twilio_phone_number;
+	int	 validate_signature;	/* resolved: 0 or 1 */
+	char	*stream_secret;		/* random per start when unset */
+	int	 stream_token_ttl;	/* s */
+	/* minutes */
+	double	 free_call_minutes;
+	double	 min_call_duration;
+	char	*usage_csv_path;
+	char	*usage_csv_backup_path;
+	int	 usage_flush_interval;	/* s */
+	int	 ledger_capacity;
+	/* limits */
+	int	 max_ws_connections;
+	int	 max_http_connections;
+	int	 max_header_size;
+	int	 max_headers;
+	int	 max_body_size;
+	int	 header_timeout;	/* s */
+	int	 keepalive_timeout;	/* s */
+	int	 ws_max_message;	/* bytes */
+	int	 ws_idle_timeout;	/* s without a message from Twilio */
+	int	 heartbeat_timeout;	/* ms */
+	int	 drain_timeout;		/* s, SIGTERM */
+	int	 reload_timeout;	/* s, old generation after SIGHUP */
+	/* words spoken by Twilio */
+	char	*default_route;
+	char	*say_voice;
+	char	*after_stream_message;
+	char	*out_of_minutes_message;
+	char	*busy_message;
+	/* files */
+	char	*log_file;
+	char	*pid_file;
+	int	 log_level;		/* 0 info, 1 debug */
+
+	/* not keys: filled by conf_load */
+	char	*path;
+	int	 stream_secret_random;
+};
+
+/* Load path (NULL: defaults and environment only).  On success returns 0
+ * and fills *out (free with conf_free).  On error returns the number of
+ * problems and writes them, newline-separated, into err. */
+int  conf_load(const char *path, struct conf *out, char *err, size_t errlen);
+void conf_free(struct conf *c);
+
+/* Print every key with its effective value, secrets as "(set)"/"(unset)". */
+void conf_dump(const struct conf *c, int fd);
+
+#endif

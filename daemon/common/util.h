@@ -1,0 +1,39 @@
+/*
+ * util.h — small helpers both roles link: clocks, randomness, masking.
+ */
+#ifndef VR_UTIL_H
+#define VR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* CLOCK_MONOTONIC in ms/µs: one clock for every process on the host, so a
+ * stamp written by a worker can be compared by the master. */
+uint64_t mono_ms(void);
+uint64_t mono_us(void);
+/* Wall clock, ms since the epoch (for dates shown to people). */
+uint64_t wall_ms(void);
+
+/* Fill buf with len bytes from getrandom(2).  0 or -errno. */
+int random_bytes(void *buf, size_t len);
+
+/* "+14155552671" -> "+1415***2671"; anything short is fully starred.
+ * Always NUL-terminates out. */
+void mask_phone(const char *in, char *out, size_t outlen);
+
+/* ISO 8601 UTC with seconds, "2026-11-21T03:04:05Z"; out >= 21 bytes. */
+void iso8601_utc(uint64_t wall_ms, char *out, size_t outlen);
+/* Parses that form (and "YYYY-MM-DD HH:MM:SS", and a bare date).  Returns
+ * 0 and stores ms since the epoch, or -1. */
+int  iso8601_parse(const char *s, uint64_t *wall_ms);
+
+/* Copy with truncation; always NUL-terminates.  Returns strlen(src). */
+size_t vr_strlcpy(char *dst, const char *src, size_t size);
+
+/* Constant-time comparison of two byte strings of possibly different length:
+ * the time depends only on the lengths, never on where they differ. */
+int ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

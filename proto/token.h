@@ -1,0 +1,49 @@
+/*
+ * token.h — the stream token carried in the <Stream> URL path.
+ *
+ * The webhook binds the stream to the call: CallSid, caller, route and an
+ * expiry, MACed with HMAC-SHA256 under STREAM_SECRET.  The worker checks it
+ * at upgrade time, before it spends anything on the connection, and checks
+ * again on `start` that start.callSid is the CallSid of the token.
+ *
+ * Encoding: base64url without padding (RFC 4648 §5) of
+ *   version(1)=1 | expires(8, big-endian Unix seconds) |
+ *   len(1) call_sid | len(1) caller | len(1) route | mac(16)
+ * where mac is the first 16 bytes of HMAC-SHA256 over everything before it.
+ * The alphabet is path-safe, so the token is one path segment.
+ */
+#ifndef VR_PROTO_TOKEN_H
+#define VR_PROTO_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TOKEN_MAX_LEN	512	/* encoded, with NUL */
+
+struct stream_token {
+	char		call_sid[64];
+	char		caller[64];
+	char		route[33];
+	uint64_t	expires;	/* Unix seconds */
+};
+
+enum token_err {
+	TOKEN_OK = 0,
+	TOKEN_ERR_FORMAT = -1,	/* not base64url, wrong version, bad lengths */
+	TOKEN_ERR_MAC = -2,	/* forged or made with another secret */
+	TOKEN_ERR_EXPIRED = -3,
+	TOKEN_ERR_TOOLONG = -4,	/* a field does not fit (token_make) */
+};
+
+/* Encode t into out (outlen >= TOKEN_MAX_LEN is always enough).
+ * Returns the encoded length, or a negative enum token_err. */
+int token_make(const char *secret, const struct stream_token *t, char *out,
+    size_t outlen);
+/* Decode and check s[0..len).  The MAC is compared in constant time and
+ * checked before the expiry.  Fills *t only on TOKEN_OK (and on
+ * TOKEN_ERR_EXPIRED, so the caller can log which call it was). */
+int token_verify(const char *secret, const char *s, size_t len,
+    uint64_t now_s, struct stream_token *t);
+const char *token_strerror(int err);
+
+#endif
