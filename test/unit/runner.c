@@ -96,7 +96,7 @@ main(int argc, char **argv)
 				char cmd[300];
 				snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 				if (system(cmd) != 0)
-					;
+					fprintf(stderr, "could not remove %s\n", tmpdir);
 			}
 			_exit(0);
 		}

@@ -1,0 +1,228 @@
+/*
+ * token.c — the stream token carried in the <Stream> URL path.
+ *
+ * Layout and encoding are in token.h.  token_verify() parses the decoded
+ * bytes with every length checked against what is left, then checks the
+ * MAC in constant time, and only then looks at the expiry: an attacker
+ * learns nothing about expiry from a token he could not have made.
+ */
+#include "proto/token.h"
+
+#include <string.h>
+
+#include <mbedtls/md.h>
+
+#include "daemon/common/util.h"
+
+#define TOKEN_VERSION	1
+#define TOKEN_MAC_LEN	16
+/* version, expires, three length bytes, the fields at their longest, MAC */
+#define TOKEN_RAW_MAX	(1 + 8 + 3 + (64 - 1) + (64 - 1) + (33 - 1) + \
+			 TOKEN_MAC_LEN)
+
+_Static_assert((TOKEN_RAW_MAX + 2) / 3 * 4 < TOKEN_MAX_LEN,
+    "TOKEN_MAX_LEN too small for the longest token");
+
+static const char b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Value of a base64url character, or -1. */
+static int
+b64url_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/* Encode in[0..len) without padding into out, NUL-terminated; out has
+ * room for (len * 4 + 2) / 3 + 1 bytes.  Returns the encoded length. */
+static size_t
+b64url_encode(const unsigned char *in, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64url[v >> 18 & 63];
+		out[o++] = b64url[v >> 12 & 63];
+		out[o++] = b64url[v >> 6 & 63];
+		out[o++] = b64url[v & 63];
+	}
+	if (len - i == 1) {
+		out[o++] = b64url[in[i] >> 2];
+		out[o++] = b64url[(in[i] & 3) << 4];
+	} else if (len - i == 2) {
+		uint32_t v = (uint32_t)in[i] << 8 | in[i + 1];
+		out[o++] = b64url[v >> 10 & 63];
+		out[o++] = b64url[v >> 4 & 63];
+		out[o++] = b64url[(v & 15) << 2];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/*
+ * Decode s[0..len) into out (len * 3 / 4 bytes).  Rejects characters
+ * outside the alphabet, padding, a length of 4k+1, and bits left over in
+ * the last character (so each byte string has one encoding only).
+ * Returns the decoded length, or -1.
+ */
+static long
+b64url_decode(const char *s, size_t len, unsigned char *out)
+{
+	uint32_t acc = 0;
+	size_t i, o = 0;
+	int bits = 0;
+
+	if (len % 4 == 1)
+		return -1;
+	for (i = 0; i < len; i++) {
+		int v = b64url_val((unsigned char)s[i]);
+
+		if (v < 0)
+			return -1;
+		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
+		return -1;
+	return (long)o;
+}
+
+/* The first TOKEN_MAC_LEN bytes of HMAC-SHA256(secret, msg).  0 or -1. */
+static int
+token_mac(const char *secret, const unsigned char *msg, size_t len,
+    unsigned char mac[TOKEN_MAC_LEN])
+{
+	const mbedtls_md_info_t *info;
+	unsigned char full[32];
+
+	info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	if (info == NULL || mbedtls_md_hmac(info,
+	    (const unsigned char *)secret, strlen(secret), msg, len, full) != 0)
+		return -1;
+	memcpy(mac, full, TOKEN_MAC_LEN);
+	return 0;
+}
+
+/* Append a length byte and the string s (at most size - 1 bytes). */
+static int
+put_field(unsigned char *raw, size_t *pos, const char *s, size_t size)
+{
+	size_t n = strnlen(s, size);
+
+	if (n == size)
+		return -1;
+	raw[(*pos)++] = (unsigned char)n;
+	memcpy(raw + *pos, s, n);
+	*pos += n;
+	return 0;
+}
+
+int
+token_make(const char *secret, const struct stream_token *t, char *out,
+    size_t outlen)
+{
+	unsigned char raw[TOKEN_RAW_MAX];
+	size_t pos = 0, enc;
+	int i;
+
+	raw[pos++] = TOKEN_VERSION;
+	for (i = 7; i >= 0; i--)
+		raw[pos++] = (unsigned char)(t->expires >> (i * 8));
+	if (put_field(raw, &pos, t->call_sid, sizeof(t->call_sid)) != 0 ||
+	    put_field(raw, &pos, t->caller, sizeof(t->caller)) != 0 ||
+	    put_field(raw, &pos, t->route, sizeof(t->route)) != 0)
+		return TOKEN_ERR_TOOLONG;
+	if (token_mac(secret, raw, pos, raw + pos) != 0)
+		return TOKEN_ERR_FORMAT;
+	pos += TOKEN_MAC_LEN;
+	enc = (pos * 4 + 2) / 3;
+	if (outlen < enc + 1)
+		return TOKEN_ERR_TOOLONG;
+	return (int)b64url_encode(raw, pos, out);
+}
+
+/* Read a length byte and that many bytes from raw[*pos..end) into dst
+ * (size bytes, NUL included).  A NUL inside the field is refused. */
+static int
+get_field(const unsigned char *raw, size_t *pos, size_t end, char *dst,
+    size_t size)
+{
+	size_t n;
+
+	if (*pos >= end)
+		return -1;
+	n = raw[(*pos)++];
+	if (n >= size || n > end - *pos || memchr(raw + *pos, '\0', n))
+		return -1;
+	memcpy(dst, raw + *pos, n);
+	dst[n] = '\0';
+	*pos += n;
+	return 0;
+}
+
+int
+token_verify(const char *secret, const char *s, size_t len,
+    uint64_t now_s, struct stream_token *t)
+{
+	unsigned char raw[TOKEN_RAW_MAX + 3], mac[TOKEN_MAC_LEN];
+	struct stream_token tok;
+	size_t pos = 0, end;
+	long n;
+	int i;
+
+	/* longer than the longest valid token: do not even decode it */
+	if (len == 0 || len > (TOKEN_RAW_MAX + 2) / 3 * 4)
+		return TOKEN_ERR_FORMAT;
+	if ((n = b64url_decode(s, len, raw)) < 1 + 8 + 3 + TOKEN_MAC_LEN)
+		return TOKEN_ERR_FORMAT;
+	end = (size_t)n - TOKEN_MAC_LEN;
+	if (raw[pos++] != TOKEN_VERSION)
+		return TOKEN_ERR_FORMAT;
+	memset(&tok, 0, sizeof(tok));
+	for (i = 0; i < 8; i++)
+		tok.expires = tok.expires << 8 | raw[pos++];
+	if (get_field(raw, &pos, end, tok.call_sid, sizeof(tok.call_sid)) ||
+	    get_field(raw, &pos, end, tok.caller, sizeof(tok.caller)) ||
+	    get_field(raw, &pos, end, tok.route, sizeof(tok.route)) ||
+	    pos != end)
+		return TOKEN_ERR_FORMAT;
+	if (token_mac(secret, raw, end, mac) != 0 ||
+	    !ct_equal(mac, sizeof(mac), raw + end, TOKEN_MAC_LEN))
+		return TOKEN_ERR_MAC;
+	*t = tok;
+	return now_s >= tok.expires ? TOKEN_ERR_EXPIRED : TOKEN_OK;
+}
+
+const char *
+token_strerror(int err)
+{
+	switch (err) {
+	case TOKEN_OK:
+		return "ok";
+	case TOKEN_ERR_FORMAT:
+		return "malformed token";
+	case TOKEN_ERR_MAC:
+		return "bad token MAC";
+	case TOKEN_ERR_EXPIRED:
+		return "token expired";
+	case TOKEN_ERR_TOOLONG:
+		return "token field too long";
+	default:
+		return "unknown token error";
+	}
+}

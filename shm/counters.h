@@ -1,0 +1,56 @@
+/*
+ * counters.h — every counter in shared memory, as one X-macro list.
+ *
+ * Each process bumps its own copy (a worker in its slot, the master in the
+ * header); readers sum them.  Counters only ever grow and are never reset,
+ * not even when a worker slot is reused, so sums stay monotonic for
+ * Prometheus.  X(name, help).
+ */
+#ifndef VR_SHM_COUNTERS_H
+#define VR_SHM_COUNTERS_H
+
+#define SHM_COUNTERS(X)								\
+	X(total_calls,		"calls whose media stream started")		\
+	X(failed_calls,		"calls that ended on an error or a dead worker") \
+	X(sms_sent,		"goodbye SMS accepted by Twilio")		\
+	X(sms_failed,		"goodbye SMS given up after retries")		\
+	X(tool_calls,		"tool calls made by the model")			\
+	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
+	X(voice_requests,	"voice webhooks answered")			\
+	X(refused_minutes,	"calls refused: caller out of minutes")		\
+	X(refused_capacity,	"calls refused: no free stream capacity")	\
+	X(refused_draining,	"calls refused: daemon draining")		\
+	X(sig_rejected,		"webhooks refused: bad X-Twilio-Signature")	\
+	X(token_rejected,	"stream upgrades refused: bad or expired token") \
+	X(token_replayed,	"stream upgrades refused: token already used")	\
+	X(ws_sig_mismatch,	"stream upgrades whose signature header did not match") \
+	X(handoff_failed,	"upgrades that could not be handed to a worker") \
+	X(http_requests,	"HTTP requests parsed by the master")		\
+	X(http_bad_requests,	"HTTP requests refused as malformed or too large") \
+	X(http_timeouts,	"HTTP connections closed by the header or idle timer") \
+	X(accept_paused,	"times accepting paused for lack of descriptors") \
+	X(ws_protocol_errors,	"WebSocket protocol errors (framing, UTF-8, size)") \
+	X(bad_messages,		"Media Streams messages refused as malformed")	\
+	X(unknown_events,	"Media Streams messages with an unknown event")	\
+	X(frames_in,		"media frames received from Twilio")		\
+	X(frames_out,		"media messages sent to Twilio")		\
+	X(marks_in,		"mark echoes received from Twilio")		\
+	X(dtmf_in,		"DTMF digits received")				\
+	X(silence_fill_ms,	"ms of silence inserted for gaps in Twilio timestamps") \
+	X(calls_timed_out,	"calls closed because Twilio went silent")	\
+	X(outbuf_overflows,	"calls closed because the peer did not read")	\
+	X(ledger_full,		"ledger inserts refused: table full")		\
+	X(flush_ok,		"usage CSV flushes that succeeded")		\
+	X(flush_failed,		"usage CSV flushes that failed (retried)")	\
+	X(workers_spawned,	"worker processes started")			\
+	X(workers_died,		"worker processes that exited unexpectedly")	\
+	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")
+
+enum shm_counter {
+#define X(name, help) SC_##name,
+	SHM_COUNTERS(X)
+#undef X
+	SC__COUNT
+};
+
+#endif
