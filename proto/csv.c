@@ -23,8 +23,8 @@
 
 #define CSV_MAX_FIELDS	64
 #define CSV_VALUE_MAX	64	/* decoded numbers and dates, with NUL */
-/* above this, minutes * 60000 would not be exact in a double */
-#define CSV_MINUTES_MAX	1e12
+/* keeps minutes * 60000 well inside what llround() and uint64_t hold */
+#define CSV_MINUTES_MAX	1e13
 
 static const char csv_header[] =
     "phone_number,minutes_used,minutes_remaining,last_call_date,total_calls\n";
@@ -75,6 +75,13 @@ csv_fail(struct csv_parse *cp, int line, const char *fmt, ...)
 	}
 }
 
+/* A byte that ends an unquoted field. */
+static int
+is_sep(char c)
+{
+	return c == ',' || c == '\r' || c == '\n';
+}
+
 /* Consume a line end at lx->pos (CRLF, LF or a lone CR) if there is one. */
 static int
 lex_eol(struct csv_lexer *lx)
@@ -118,7 +125,7 @@ lex_quoted(struct csv_lexer *lx, struct csv_field *f)
 	}
 	f->len = i - (lx->pos + 1);
 	lx->pos = i + 1;
-	if (lx->pos < lx->len && strchr(",\r\n", lx->buf[lx->pos]) == NULL) {
+	if (lx->pos < lx->len && !is_sep(lx->buf[lx->pos])) {
 		lx->err_line = lx->line;
 		lx->err = "unexpected character after closing quote";
 		return -1;
@@ -132,7 +139,7 @@ lex_plain(struct csv_lexer *lx, struct csv_field *f)
 {
 	size_t i = lx->pos;
 
-	while (i < lx->len && strchr(",\r\n", lx->buf[i]) == NULL) {
+	while (i < lx->len && !is_sep(lx->buf[i])) {
 		if (lx->buf[i] == '"') {
 			lx->err_line = lx->line;
 			lx->err = "quote inside an unquoted field";
@@ -195,21 +202,29 @@ record_blank(const struct csv_field *f, size_t n)
 }
 
 /* Decode f into dst (size bytes, NUL included), undoubling quotes.
- * -1 if it does not fit or holds a NUL byte. */
+ * Returns 0, -1 if it does not fit, -2 if it holds a NUL byte; dst is a
+ * C string (the part that fitted) in every case. */
 static int
 field_get(const struct csv_field *f, char *dst, size_t size)
 {
 	size_t i, o = 0;
+	int rc = 0;
 
 	for (i = 0; i < f->len; i++) {
-		if (o + 1 >= size || f->p[i] == '\0')
-			return -1;
+		if (f->p[i] == '\0') {
+			rc = -2;
+			break;
+		}
+		if (o + 1 >= size) {
+			rc = -1;
+			break;
+		}
 		dst[o++] = f->p[i];
 		if (f->quoted && f->p[i] == '"')
 			i++;	/* the second of a doubled quote */
 	}
 	dst[o] = '\0';
-	return 0;
+	return rc;
 }
 
 /* Map the header's names to columns.  0 or -1 (reported). */
@@ -307,6 +322,7 @@ csv_row(struct csv_parse *cp, const struct csv_field *f, size_t n,
     int line, struct usage_row *r)
 {
 	char val[CSV_VALUE_MAX];
+	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (n != cp->ncols) {
@@ -314,8 +330,10 @@ csv_row(struct csv_parse *cp, const struct csv_field *f, size_t n,
 		    n);
 		return -1;
 	}
-	if (field_get(&f[cp->col[COL_PHONE]], r->phone, sizeof(r->phone))) {
-		csv_fail(cp, line, "phone number too long");
+	rc = field_get(&f[cp->col[COL_PHONE]], r->phone, sizeof(r->phone));
+	if (rc != 0) {
+		csv_fail(cp, line, rc == -1 ? "phone number too long" :
+		    "NUL byte in phone_number");
 		return -1;
 	}
 	if (r->phone[0] == '\0') {
@@ -324,9 +342,7 @@ csv_row(struct csv_parse *cp, const struct csv_field *f, size_t n,
 	}
 	if (row_value(cp, f, COL_USED, val, sizeof(val)) != 0 ||
 	    parse_minutes(val, &r->used_ms) != 0) {
-		csv_fail(cp, line, "bad minutes_used \"%.*s\"",
-		    (int)(f[cp->col[COL_USED]].len < 32 ?
-		    f[cp->col[COL_USED]].len : 32), f[cp->col[COL_USED]].p);
+		csv_fail(cp, line, "bad minutes_used \"%.32s\"", val);
 		return -1;
 	}
 	if (row_value(cp, f, COL_DATE, val, sizeof(val)) != 0 ||
@@ -390,23 +406,27 @@ csv_usage_header(char *out, size_t outlen)
 	return sizeof(csv_header) - 1;
 }
 
-/* Quote phone for CSV into q (2 * CSV_PHONE_MAX + 3 bytes) if it needs it. */
+/* Copy phone (at most CSV_PHONE_MAX - 1 bytes of it) into q, which holds
+ * 2 * CSV_PHONE_MAX + 2 bytes, quoted if it has a comma, quote or line
+ * end in it. */
 static void
 csv_quote(const char *phone, char *q)
 {
-	size_t o = 0;
+	size_t i, o = 0, n = strnlen(phone, CSV_PHONE_MAX - 1);
+	int quote = 0;
 
-	if (strpbrk(phone, ",\"\r\n") == NULL) {
-		strcpy(q, phone);
-		return;
-	}
-	q[o++] = '"';
-	for (; *phone != '\0'; phone++) {
-		if (*phone == '"')
+	for (i = 0; i < n; i++)
+		if (phone[i] == '"' || is_sep(phone[i]))
+			quote = 1;
+	if (quote)
+		q[o++] = '"';
+	for (i = 0; i < n; i++) {
+		if (phone[i] == '"')
 			q[o++] = '"';
-		q[o++] = *phone;
+		q[o++] = phone[i];
 	}
-	q[o++] = '"';
+	if (quote)
+		q[o++] = '"';
 	q[o] = '\0';
 }
 
@@ -414,7 +434,7 @@ int
 csv_usage_format(const struct usage_row *r, double free_minutes,
     char *out, size_t outlen)
 {
-	char phone[2 * CSV_PHONE_MAX + 3], date[32] = "";
+	char phone[2 * CSV_PHONE_MAX + 2], date[32] = "";
 	double used = (double)r->used_ms / 60000.0;
 	double left = free_minutes - used;
 

@@ -23,6 +23,9 @@
  *  - an unknown event fills only event and event_name and is not checked
  *    further, so a new Twilio event never breaks a call.
  *
+ * A struct tw_msg must start zeroed ({0} or memset) before its first
+ * tw_parse(): payload_buf is kept from call to call and given to realloc().
+ *
  * The builders write with memcpy only and NUL-terminate: they need
  * cap >= length + 1.  They also return -1 for an invalid stream_sid or a
  * payload that is not base64, so a caller's mistake cannot produce broken

@@ -25,4 +25,74 @@ void ws_client_key(const unsigned char rnd[16], char *out);
  * U+10FFFF), else 0. */
 int utf8_valid(const unsigned char *s, size_t n);
 
+
+
+/* ---- ws_codec: framing over wslay's frame layer, no I/O ---- */
+
+#include <wslay/wslay.h>
+
+#include "proto/buf.h"
+
+enum ws_role { WS_SERVER = 0, WS_CLIENT = 1 };
+
+enum ws_rc {
+	WS_OK = 0,
+	WS_CLOSED = 1,		/* close handshake complete: close the socket */
+	WS_STOPPED = 2,		/* the message callback asked to stop */
+	WS_ERR_PROTO = -1,	/* framing error; a close frame is queued */
+	WS_ERR_TOOBIG = -2,	/* message over the limit; close 1009 queued */
+	WS_ERR_UTF8 = -3,	/* text not UTF-8; close 1007 queued */
+	WS_ERR_OUTPUT = -4,	/* output buffer full or memory gone */
+};
+
+/*
+ * Called once per complete text or binary message.  msg is valid during
+ * the call only.  Return 0 to go on, non-zero to stop (the owner is
+ * closing the connection; ws_codec_feed returns WS_STOPPED).
+ */
+typedef int (*ws_msg_cb)(void *arg, int opcode, const uint8_t *msg, size_t len);
+
+struct ws_codec {
+	wslay_frame_context_ptr	 fr;
+	int			 role;
+	size_t			 max_msg;
+	/* input being fed */
+	const uint8_t		*in;
+	size_t			 in_len;
+	/* current frame */
+	int			 in_frame;
+	uint8_t			 f_opcode, f_fin;
+	uint64_t		 f_len, f_off;
+	uint8_t			 ctrl[125];	/* control frame payload */
+	/* current message */
+	int			 in_msg;
+	uint8_t			 m_opcode;
+	struct buf		 msg;
+	/* output goes here (owned by the caller) */
+	struct buf		*out;
+	uint64_t		 rng;		/* mask keys (client role) */
+	ws_msg_cb		 cb;
+	void			*arg;
+	/* state */
+	int			 close_sent;
+	int			 close_received;
+	uint16_t		 close_code;	/* received, 1005 if none */
+	uint16_t		 error_code;	/* what we closed with */
+	const char		*error;		/* why, for the log */
+	uint64_t		 pings, messages;
+};
+
+/* out receives every byte to write.  seed: any random 64-bit value. */
+int  ws_codec_init(struct ws_codec *w, enum ws_role role, size_t max_msg,
+    struct buf *out, ws_msg_cb cb, void *arg, uint64_t seed);
+void ws_codec_free(struct ws_codec *w);
+/* Feed bytes read from the peer.  Returns an enum ws_rc; on error the
+ * reason is in w->error and a close frame is already in out. */
+int  ws_codec_feed(struct ws_codec *w, const uint8_t *data, size_t len);
+/* Frame one message (WSLAY_TEXT_FRAME, WSLAY_BINARY_FRAME, WSLAY_PING...)
+ * into out.  Returns 0, or WS_ERR_OUTPUT (out full: the peer is not
+ * reading) or WS_ERR_PROTO (after our close). */
+int  ws_codec_send(struct ws_codec *w, int opcode, const void *data, size_t len);
+/* Queue a close frame (once).  Returns 0 or WS_ERR_OUTPUT. */
+int  ws_codec_close(struct ws_codec *w, uint16_t code, const char *reason);
 #endif

@@ -54,6 +54,8 @@ static const struct key keys[] = {
 	{ "KEEPALIVE_TIMEOUT",		K_INT,  O(keepalive_timeout), "30", 1, 3600, 0 },
 	{ "WS_MAX_MESSAGE",		K_INT,  O(ws_max_message), "65536", 1024, 16777216, 0 },
 	{ "WS_IDLE_TIMEOUT",		K_INT,  O(ws_idle_timeout), "20", 1, 3600, 0 },
+	{ "WS_START_TIMEOUT",		K_INT,  O(ws_start_timeout), "10", 1, 600, 0 },
+	{ "MAX_OUTBOUND_BUFFER",	K_INT,  O(max_outbound_buffer), "2097152", 65536, 268435456, 0 },
 	{ "HEARTBEAT_TIMEOUT",		K_INT,  O(heartbeat_timeout), "3000", 500, 600000, 0 },
 	{ "DRAIN_TIMEOUT",		K_INT,  O(drain_timeout), "30", 0, 86400, 0 },
 	{ "RELOAD_TIMEOUT",		K_INT,  O(reload_timeout), "3600", 1, 86400, 0 },

@@ -49,6 +49,8 @@ struct conf {
 	int	 keepalive_timeout;	/* s */
 	int	 ws_max_message;	/* bytes */
 	int	 ws_idle_timeout;	/* s without a message from Twilio */
+	int	 ws_start_timeout;	/* s from the upgrade to `start` */
+	int	 max_outbound_buffer;	/* bytes queued for one peer */
 	int	 heartbeat_timeout;	/* ms */
 	int	 drain_timeout;		/* s, SIGTERM */
 	int	 reload_timeout;	/* s, old generation after SIGHUP */

@@ -71,6 +71,20 @@ log_reopen(void)
 	return 0;
 }
 
+void
+log_child_prepare(void)
+{
+	if (lg.fd < 0)
+		closelog();
+}
+
+void
+log_child_ready(void)
+{
+	if (lg.fd < 0)
+		openlog("voxrelay", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
 int
 log_fd(void)
 {

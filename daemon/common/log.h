@@ -23,6 +23,11 @@ void log_set_role(const char *role, int slot);
 /* The call a line is about; NULL clears.  The string is copied. */
 void log_set_call(const char *call_sid);
 void log_set_level(int verbose);
+/* In a forked child, before it closes inherited descriptors: drop the
+ * syslog connection (its descriptor number would be reused by another
+ * socket).  log_child_ready() reconnects afterwards. */
+void log_child_prepare(void);
+void log_child_ready(void);
 /* The fd lines go to (-1 for syslog); a forked child keeps it open. */
 int  log_fd(void);
 

@@ -188,7 +188,8 @@ TEST_T(shm_ledger_concurrent_writers_and_kill, 60)
 	progress = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ASSERT(progress != MAP_FAILED);
-	memset((void *)progress, 0, 4096);
+	for (int w = 0; w < NW; w++)
+		atomic_store(&progress[w], 0);
 
 	for (int w = 0; w < NW; w++) {
 		if ((pids[w] = fork()) == 0) {

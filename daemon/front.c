@@ -1,0 +1,569 @@
+/*
+ * front.c — the listening socket and the master's HTTP connections.
+ *
+ * The listener is polled by hand (uv_poll_t + accept4) rather than through
+ * uv_listen, so the master can stop accepting when it runs out of
+ * descriptors or reaches MAX_HTTP_CONNECTIONS, and resume a second later,
+ * instead of spinning on EMFILE.  Each connection parses requests with
+ * llhttp (proto/http.c), answers them in order, and either stays open
+ * (keep-alive), closes, or — for a WebSocket upgrade — is handed to a
+ * worker with the bytes already read.
+ */
+#include "daemon/master.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/http.h"
+#include "proto/ipc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_MAGIC	0x434f4e4eu	/* "CONN" */
+#define READ_BUF	16384
+#define MAX_WRITE_QUEUE	(512 * 1024)
+
+struct conn {
+	uint32_t	 magic;
+	uv_tcp_t	 tcp;
+	uv_timer_t	 timer;
+	struct http_req	 req;
+	int		 open_handles;
+	int		 closing;
+	int		 handed_off;
+	int		 close_after_write;
+	int		 keep_alive;
+	int		 in_request;	/* bytes of a request seen */
+	char		 peer[64];
+	uint64_t	 accepted_us;
+	/* bytes read past an upgrade request's headers */
+	char		*extra;
+	size_t		 extra_len;
+};
+
+static char read_buf[READ_BUF];	/* one loop, one read at a time */
+
+static void conn_close(struct conn *c);
+static void conn_arm_timer(struct conn *c);
+
+const char *
+conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+void
+conn_no_keepalive(struct conn *c)
+{
+	c->keep_alive = 0;
+}
+
+int
+conn_keep_alive(const struct conn *c)
+{
+	return c->keep_alive && !M.draining;
+}
+
+/* ---------------------------------------------------------------- */
+/* listener */
+
+int
+front_listen(struct master *m)
+{
+	struct addrinfo hints, *res = NULL;
+	char port[16];
+	int fd = -1, one = 1, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", m->conf.port);
+	if ((rc = getaddrinfo(m->conf.bind, port, &hints, &res)) != 0) {
+		log_warnx("BIND %s: not a numeric address: %s", m->conf.bind,
+		    gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (res->ai_family == AF_INET6) {
+		int zero = 0;	/* "::" takes IPv4 too */
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	}
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+		goto fail;
+	if (listen(fd, 1024) != 0)
+		goto fail;
+	freeaddrinfo(res);
+	m->lfd = fd;
+	/* one descriptor held back, given up when accept() hits EMFILE */
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return 0;
+fail:
+	log_warn("listen on %s port %d", m->conf.bind, m->conf.port);
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return -1;
+}
+
+static void
+peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	snprintf(out, len, "?");
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%d", host, ntohs(s4->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%d", host, ntohs(s6->sin6_port));
+	}
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+static void
+conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	b->base = read_buf;
+	b->len = sizeof(read_buf);
+}
+
+static void
+conn_timer_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->closing)
+		return;
+	master_count(SC_http_timeouts);
+	if (c->in_request) {
+		/* slow headers: tell the client why, then go */
+		c->keep_alive = 0;
+		conn_respond(c, 408, "text/plain", "request timeout\n", 16, NULL);
+		c->close_after_write = 1;
+		/* if the peer does not read, the next tick still closes */
+		uv_timer_start(&c->timer, conn_timer_cb, 2000, 0);
+		c->in_request = 0;
+		return;
+	}
+	conn_close(c);
+}
+
+static void
+conn_arm_timer(struct conn *c)
+{
+	uint64_t ms = (uint64_t)(c->in_request ? M.conf.header_timeout :
+	    M.conf.keepalive_timeout) * 1000;
+	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+static void
+front_accept_one(struct master *m, int fd)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (c == NULL || http_req_init(&c->req, m->conf.max_header_size,
+	    m->conf.max_headers, m->conf.max_body_size) != 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->magic = CONN_MAGIC;
+	c->accepted_us = mono_us();
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	peer_name(fd, c->peer, sizeof(c->peer));
+	uv_tcp_init(m->loop, &c->tcp);
+	uv_timer_init(m->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->open_handles = 2;
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
+		conn_close(c);
+		return;
+	}
+	m->nconns++;
+	conn_arm_timer(c);
+	uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+}
+
+static void
+accept_resume_cb(uv_timer_t *t)
+{
+	struct master *m = t->data;
+
+	if (m->reserve_fd < 0)
+		m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	front_start(m);
+}
+
+static void
+listen_cb(uv_poll_t *p, int status, int events)
+{
+	struct master *m = p->data;
+
+	for (int i = 0; i < 64; i++) {
+		if (m->nconns >= (unsigned)m->conf.max_http_connections) {
+			/* resumes when a connection closes */
+			front_stop(m);
+			return;
+		}
+		int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			front_accept_one(m, fd);
+			continue;
+		}
+		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+			return;
+		if (errno == EMFILE || errno == ENFILE) {
+			/*
+			 * Out of descriptors.  Use the reserve to take the
+			 * connection off the queue and close it, so the client
+			 * is told at once rather than left hanging, then stop
+			 * accepting for a second.
+			 */
+			if (m->reserve_fd >= 0) {
+				close(m->reserve_fd);
+				m->reserve_fd = -1;
+				fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+			}
+			master_count(SC_accept_paused);
+			log_warnx("accept: out of file descriptors (%u "
+			    "connections); pausing for a second", m->nconns);
+			front_stop(m);
+			uv_timer_start(&m->accept_pause, accept_resume_cb, 1000, 0);
+			return;
+		}
+		log_warn("accept");
+		return;
+	}
+}
+
+void
+front_start(struct master *m)
+{
+	if (m->accepting || m->lfd < 0 || m->stopping)
+		return;
+	if (m->nconns >= (unsigned)m->conf.max_http_connections)
+		return;
+	if (uv_is_active((uv_handle_t *)&m->accept_pause))
+		return;
+	if (!uv_is_active((uv_handle_t *)&m->lpoll)) {
+		if (m->lpoll.data == NULL) {
+			uv_poll_init(m->loop, &m->lpoll, m->lfd);
+			uv_timer_init(m->loop, &m->accept_pause);
+			m->lpoll.data = m;
+			m->accept_pause.data = m;
+		}
+	}
+	uv_poll_start(&m->lpoll, UV_READABLE, listen_cb);
+	m->accepting = 1;
+}
+
+void
+front_stop(struct master *m)
+{
+	if (!m->accepting)
+		return;
+	uv_poll_stop(&m->lpoll);
+	m->accepting = 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* connections */
+
+static void
+conn_handle_closed_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	if (--c->open_handles > 0)
+		return;
+	http_req_free(&c->req);
+	free(c->extra);
+	c->magic = 0;
+	free(c);
+	M.nconns--;
+	front_start(&M);	/* may have been paused at the cap */
+}
+
+static void
+conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
+}
+
+struct wreq {
+	uv_write_t	 req;
+	struct conn	*c;
+	char		 data[];
+};
+
+static void
+conn_write_cb(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	struct conn *c = wr->c;
+
+	free(wr);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->close_after_write &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
+		conn_close(c);
+}
+
+void
+conn_respond(struct conn *c, int status, const char *content_type,
+    const char *body, size_t len, const char *extra)
+{
+	char head[1024];
+	int keep = conn_keep_alive(c) && !c->close_after_write;
+	int hl = http_response_head(head, sizeof(head), status, content_type,
+	    len, keep, extra);
+	struct wreq *wr;
+	uv_buf_t b;
+
+	if (c->closing)
+		return;
+	if (hl < 0 || (wr = malloc(sizeof(*wr) + hl + len)) == NULL) {
+		conn_close(c);
+		return;
+	}
+	memcpy(wr->data, head, hl);
+	if (len)
+		memcpy(wr->data + hl, body, len);
+	wr->c = c;
+	b = uv_buf_init(wr->data, (unsigned)(hl + len));
+	if (!keep)
+		c->close_after_write = 1;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) != 0) {
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	/* a client that pipelines without reading answers gets cut off */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_WRITE_QUEUE)
+		conn_close(c);
+}
+
+static void
+conn_error(struct conn *c, int err)
+{
+	int status = http_err_status(err);
+	char msg[128];
+	int n;
+
+	master_count(SC_http_bad_requests);
+	n = snprintf(msg, sizeof(msg), "%d %s\n", status, http_status_text(status));
+	c->keep_alive = 0;
+	c->close_after_write = 1;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	conn_respond(c, status, "text/plain", msg, (size_t)n, NULL);
+}
+
+static void
+conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct conn *c = s->data;
+	const char *p = b->base;
+	size_t left, used;
+	int rc;
+
+	if (c->closing)
+		return;
+	if (n < 0) {
+		/* EOF or reset.  A half-closed client still gets answers to
+		 * what it sent: close once the writes are done. */
+		uv_read_stop(s);
+		if (n == UV_EOF && uv_stream_get_write_queue_size(s) > 0)
+			c->close_after_write = 1;
+		else
+			conn_close(c);
+		return;
+	}
+	left = (size_t)n;
+	while (left > 0 && !c->closing && !c->handed_off) {
+		if (!c->in_request) {
+			c->in_request = 1;
+			conn_arm_timer(c);	/* the header clock starts */
+		}
+		rc = http_req_feed(&c->req, p, left, &used);
+		p += used;
+		left -= used;
+		if (rc == HTTP_NEED_MORE)
+			break;
+		if (rc < 0) {
+			conn_error(c, rc);
+			return;
+		}
+		master_count(SC_http_requests);
+		c->keep_alive = c->req.keep_alive;
+		c->in_request = 0;
+		if (rc == HTTP_UPGRADE) {
+			/* everything after the head belongs to the WebSocket */
+			if (left > IPC_MAX_EXTRA) {
+				conn_error(c, HTTP_ERR_BODY_TOO_LARGE);
+				return;
+			}
+			if (left > 0) {
+				c->extra = malloc(left);
+				if (c->extra == NULL) {
+					conn_close(c);
+					return;
+				}
+				memcpy(c->extra, p, left);
+				c->extra_len = left;
+			}
+			uv_read_stop(s);
+			routes_dispatch(c, &c->req);
+			return;
+		}
+		routes_dispatch(c, &c->req);
+		http_req_reset(&c->req);
+		if (!c->closing)
+			conn_arm_timer(c);
+		if (c->close_after_write) {
+			uv_read_stop(s);
+			return;
+		}
+	}
+	if (c->in_request && left == 0 && c->req.started == 0) {
+		/* only whitespace between requests so far */
+		c->in_request = 0;
+		conn_arm_timer(c);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* hand-off of a WebSocket upgrade to a worker */
+
+static int
+copy_field(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+
+	if (n >= cap)
+		return -1;
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+	return 0;
+}
+
+static int
+send_fd(int chan, const void *msg, size_t len, int fd)
+{
+	struct msghdr mh;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct cmsghdr *cm;
+	ssize_t r;
+
+	memset(&mh, 0, sizeof(mh));
+	memset(&u, 0, sizeof(u));
+	iov.iov_base = (void *)(uintptr_t)msg;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	do
+		r = sendmsg(chan, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	return r == (ssize_t)len ? 0 : -1;
+}
+
+void
+conn_handoff(struct conn *c, struct http_req *r)
+{
+	static char msg[IPC_MAX_MSG];
+	static char payload[sizeof(struct ipc_handoff) + IPC_MAX_EXTRA];
+	struct ipc_handoff *ho = (struct ipc_handoff *)payload;
+	uv_os_fd_t fd;
+	long len;
+	int tried = 0;
+
+	memset(ho, 0, sizeof(*ho));
+	if (copy_field(ho->ho_path, sizeof(ho->ho_path), http_req_url(r)) ||
+	    copy_field(ho->ho_host, sizeof(ho->ho_host), http_req_header(r, "Host")) ||
+	    copy_field(ho->ho_ws_key, sizeof(ho->ho_ws_key),
+	    http_req_header(r, "Sec-WebSocket-Key")) ||
+	    copy_field(ho->ho_ws_version, sizeof(ho->ho_ws_version),
+	    http_req_header(r, "Sec-WebSocket-Version")) ||
+	    copy_field(ho->ho_signature, sizeof(ho->ho_signature),
+	    http_req_header(r, "X-Twilio-Signature")) ||
+	    copy_field(ho->ho_peer, sizeof(ho->ho_peer), c->peer)) {
+		c->keep_alive = 0;
+		conn_respond(c, 400, "text/plain", "bad upgrade request\n", 20, NULL);
+		return;
+	}
+	ho->ho_accepted_us = c->accepted_us;
+	ho->ho_extra_len = (uint32_t)c->extra_len;
+	if (c->extra_len)
+		memcpy(payload + sizeof(*ho), c->extra, c->extra_len);
+	len = ipc_encode(msg, sizeof(msg), IPC_HANDOFF, ++M.handoff_seq, payload,
+	    sizeof(*ho) + c->extra_len);
+	if (len < 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+		goto busy;
+
+	/* least loaded first; a worker whose channel is full is skipped */
+	uint64_t skip = 0;
+	while (tried < 4) {
+		int slot = master_pick_worker(&M, skip);
+		if (slot < 0)
+			break;
+		tried++;
+		skip |= 1ull << slot;
+		if (send_fd(M.w[slot].chan, msg, (size_t)len, fd) == 0) {
+			M.w[slot].handoffs_sent++;
+			c->handed_off = 1;
+			/* the worker has its own copy; ours closes without FIN */
+			conn_close(c);
+			return;
+		}
+		log_warn("sendmsg() to worker %d", slot);
+	}
+busy:
+	master_count(SC_handoff_failed);
+	c->keep_alive = 0;
+	conn_respond(c, 503, "text/plain", "no worker available\n", 20, NULL);
+}

@@ -1,0 +1,200 @@
+/*
+ * main.c — command line, configuration check, daemonising, pid file.
+ *
+ *   voxrelay [-d] [-t] [-v] [-f file]
+ *
+ * -f  the configuration file (default /etc/voxrelay/voxrelay.conf; the
+ *     environment overrides it key by key)
+ * -d  stay in the foreground and log to stderr (unless LOG_FILE is set)
+ * -t  check the configuration and exit: 0, or what is wrong and 1
+ * -v  print the version and exit
+ */
+#include "daemon/master.h"
+#include "daemon/common/conf.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_CONF "/etc/voxrelay/voxrelay.conf"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: voxrelay [-dtv] [-f file]\n");
+	exit(1);
+}
+
+static int
+check_writable_dir(const char *path, const char *key, char *err, size_t len)
+{
+	char *copy = strdup(path), *slash;
+	int rc = 0;
+
+	if (copy == NULL)
+		return 0;
+	slash = strrchr(copy, '/');
+	if (slash == copy)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else
+		strcpy(copy, ".");
+	if (access(copy, W_OK | X_OK) != 0) {
+		snprintf(err, len, "%s: directory %s is not writable: %s", key,
+		    copy, strerror(errno));
+		rc = -1;
+	}
+	free(copy);
+	return rc;
+}
+
+/* The checks -t adds on top of conf_load(): the things that would stop a
+ * start.  Returns the number of problems printed. */
+static int
+check_environment(const struct conf *c)
+{
+	char err[600];
+	int n = 0;
+
+	if (check_writable_dir(c->usage_csv_path, "USAGE_CSV_PATH", err,
+	    sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		n++;
+	}
+	if (check_writable_dir(c->usage_csv_backup_path, "USAGE_CSV_BACKUP_PATH",
+	    err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		n++;
+	}
+	return n;
+}
+
+static int
+write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+daemonise(void)
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -1;
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") != 0)
+		return -1;
+	umask(027);
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int foreground = 0, test = 0, ch, rc, explicit = 0;
+	char err[8192];
+
+	while ((ch = getopt(argc, argv, "df:tvh")) != -1) {
+		switch (ch) {
+		case 'd':
+			foreground = 1;
+			break;
+		case 'f':
+			path = optarg;
+			explicit = 1;
+			break;
+		case 't':
+			test = 1;
+			break;
+		case 'v':
+			printf("voxrelay %s\n", VOXRELAY_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	if (path == NULL && access(DEFAULT_CONF, F_OK) == 0)
+		path = DEFAULT_CONF;
+	(void)explicit;
+
+	if (conf_load(path, &M.conf, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s", err);
+		fprintf(stderr, "voxrelay: configuration %s has errors\n",
+		    path ? path : "(environment)");
+		return test ? 1 : EXIT_FATAL_CONFIG;
+	}
+	if (test) {
+		int n = check_environment(&M.conf);
+		if (n > 0) {
+			fprintf(stderr, "voxrelay: configuration %s: %d problem%s\n",
+			    path ? path : "(environment)", n, n == 1 ? "" : "s");
+			return 1;
+		}
+		printf("voxrelay: configuration %s is ok\n",
+		    path ? path : "(environment)");
+		return 0;
+	}
+	snprintf(M.conf_path, sizeof(M.conf_path), "%s", path ? path : "");
+	M.foreground = foreground;
+
+	if (!foreground && daemonise() != 0) {
+		perror("voxrelay: daemonise");
+		return 1;
+	}
+	if ((rc = log_init(M.conf.log_file, foreground, M.conf.log_level)) != 0) {
+		fprintf(stderr, "voxrelay: LOG_FILE %s: %s\n", M.conf.log_file,
+		    strerror(-rc));
+		return EXIT_FATAL_CONFIG;
+	}
+	log_set_role("master", -1);
+	if ((rc = write_pidfile(M.conf.pid_file)) != 0) {
+		log_warnx("PID_FILE %s: %s", M.conf.pid_file, strerror(-rc));
+		return EXIT_FATAL_CONFIG;
+	}
+	rc = master_run(&M);
+	if (M.conf.pid_file && M.conf.pid_file[0])
+		unlink(M.conf.pid_file);
+	return rc;
+}

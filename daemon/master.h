@@ -1,0 +1,113 @@
+/*
+ * master.h — the master process: one libuv loop that accepts every
+ * connection, answers the short requests from the config and the shared
+ * table, hands WebSocket upgrades to workers and supervises them.
+ *
+ * Everything here runs in the master only, on its loop.  The master does no
+ * DNS, no TLS and no disk sync on the request path: the usage CSV is written
+ * by a short-lived child (ledger.c).
+ */
+#ifndef VR_MASTER_H
+#define VR_MASTER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "daemon/common/conf.h"
+#include "shm/shm.h"
+
+/* What the master keeps about one worker slot (the slot in shm is what
+ * everybody else sees). */
+struct worker_proc {
+	int		 slot;
+	pid_t		 pid;		/* 0 when not running */
+	int		 chan;		/* master's end of the socketpair, -1 */
+	uint32_t	 generation;
+	int		 retire;	/* do not respawn when it exits */
+	uint64_t	 started_ms;
+	uint64_t	 handoffs_sent;
+	uint32_t	 restarts;
+	int		 young_deaths;	/* consecutive deaths under a minute */
+	uint64_t	 respawn_at_ms;	/* 0: no respawn scheduled */
+	uint64_t	 deadline_ms;	/* draining: shut down at */
+	uint64_t	 kill_at_ms;	/* shut down sent: SIGKILL at */
+	int		 in_use;	/* slot belongs to a live generation */
+};
+
+struct master {
+	uv_loop_t		*loop;
+	struct conf		 conf;
+	struct shm		 shm;
+	int			 foreground;
+	char			 conf_path[1024];
+
+	/* listening */
+	int			 lfd;
+	uv_poll_t		 lpoll;
+	int			 accepting;	/* lpoll started */
+	uv_timer_t		 accept_pause;	/* EMFILE back-off */
+	int			 reserve_fd;	/* released on EMFILE */
+	unsigned		 nconns;
+
+	/* signals, through a signalfd: see master.c */
+	int			 sigfd;
+	uv_poll_t		 sigpoll;
+
+	uv_timer_t		 tick;		/* 100 ms: fold, supervise */
+	struct worker_proc	 w[SHM_MAX_WORKERS];
+	uint32_t		 generation;
+	uint64_t		 handoff_seq;
+
+	/* shutdown */
+	int			 draining;
+	int			 stopping;	/* second signal: no more waiting */
+	uint64_t		 drain_deadline_ms;
+
+	/* ledger flush */
+	pid_t			 flush_pid;
+	uint64_t		 flush_version;	/* ledger version being written */
+	uint64_t		 flushed_version;
+	uint64_t		 next_flush_ms;
+	uint64_t		 flush_fail_logged;
+};
+
+extern struct master M;
+
+/* master.c */
+int  master_run(struct master *m);
+void master_count(enum shm_counter c);
+/* Worker slot with the least load that takes new calls and is not in the
+ * skip mask (bit per slot), or -1. */
+int  master_pick_worker(struct master *m, uint64_t skip);
+unsigned master_streams_in_use(struct master *m);
+
+/* front.c: listener and HTTP connections */
+int  front_listen(struct master *m);
+void front_start(struct master *m);
+void front_stop(struct master *m);
+
+/* routes.c: the answers */
+struct conn;
+struct http_req;
+void routes_dispatch(struct conn *c, struct http_req *r);
+/* Send a response on c; body copied.  Used by routes and front. */
+void conn_respond(struct conn *c, int status, const char *content_type,
+    const char *body, size_t len, const char *extra_headers);
+int  conn_keep_alive(const struct conn *c);
+/* Answer the current request, then close. */
+void conn_no_keepalive(struct conn *c);
+const char *conn_peer(const struct conn *c);
+/* Hand c (an upgrade request r) to a worker, or answer 503. */
+void conn_handoff(struct conn *c, struct http_req *r);
+
+/* ledger.c */
+int  ledger_load(struct master *m, char *err, size_t errlen);
+/* Start a flush in a child if the ledger changed and none is running. */
+void ledger_flush_async(struct master *m);
+/* The flush child exited with status st. */
+void ledger_flush_done(struct master *m, int st);
+/* Write now, in this process (at exit).  0 or -errno. */
+int  ledger_flush_sync(struct master *m);
+
+#endif

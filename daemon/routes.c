@@ -1,0 +1,540 @@
+/*
+ * routes.c — what the master answers: the voice webhook (TwiML), /health,
+ * /usage-data, the front page, and the WebSocket upgrades it hands off.
+ *
+ * Every answer comes from the config and the shared table; none waits on a
+ * worker, on the disk or on the network.
+ */
+#include "daemon/master.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/csv.h"
+#include "proto/form.h"
+#include "proto/http.h"
+#include "proto/sig.h"
+#include "proto/token.h"
+#include "proto/twiml.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREFIX_VOICE	"/voice"
+#define PREFIX_STREAM	"/media-stream/"
+
+/* A route (persona or tenant) is one path segment: [A-Za-z0-9_-]{1,32}. */
+static int
+route_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > 32)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+static void
+respond_text(struct conn *c, int status, const char *text)
+{
+	conn_respond(c, status, "text/plain; charset=utf-8", text, strlen(text),
+	    NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* /voice */
+
+/* The public base URL for signatures and the stream URL, without a
+ * trailing slash.  Empty PUBLIC_URL: https:// + the Host header. */
+static int
+public_base(struct http_req *r, char *out, size_t len)
+{
+	const char *host;
+
+	if (M.conf.public_url[0] != '\0') {
+		snprintf(out, len, "%s", M.conf.public_url);
+		return 0;
+	}
+	host = http_req_header(r, "Host");
+	if (host == NULL || host[0] == '\0' || strlen(host) > 255)
+		return -1;
+	for (const char *p = host; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr(".-:[]", *p))
+			return -1;
+	snprintf(out, len, "https://%s", host);
+	return 0;
+}
+
+static void
+twiml_send(struct conn *c, struct twiml *t)
+{
+	if (twiml_end(t) != 0) {
+		respond_text(c, 500, "out of memory\n");
+	} else
+		conn_respond(c, 200, "text/xml; charset=utf-8", t->buf, t->len,
+		    NULL);
+	twiml_free(t);
+}
+
+static void
+voice_refuse(struct conn *c, const char *message)
+{
+	struct twiml t = { 0 };
+
+	twiml_begin(&t);
+	twiml_say(&t, message, M.conf.say_voice);
+	twiml_hangup(&t);
+	twiml_send(c, &t);
+}
+
+static void
+route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
+{
+	struct form f = { 0 };
+	struct stream_token tok;
+	struct twiml t = { 0 };
+	char base[600], url[2048], tokbuf[TOKEN_MAX_LEN], stream_url[2048];
+	char masked[64], routebuf[33];
+	const char *sid, *from, *to, *q, *target = http_req_url(r);
+	int is_post = strcmp(http_req_method(r), "POST") == 0;
+	uint64_t used, free_ms, min_ms;
+
+	if (!is_post && strcmp(http_req_method(r), "GET") != 0) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: POST, GET\r\n");
+		return;
+	}
+	if (rlen == 0) {
+		route = M.conf.default_route;
+		rlen = strlen(route);
+	} else if (!route_valid(route, rlen)) {
+		respond_text(c, 404, "no such route\n");
+		return;
+	}
+	memcpy(routebuf, route, rlen);
+	routebuf[rlen] = '\0';
+
+	/* parameters: the form body (POST) or the query string (GET) */
+	q = strchr(target, '?');
+	if (is_post ? form_parse(&f, r->body ? r->body : "", r->body_len) :
+	    form_parse(&f, q ? q + 1 : "", q ? strlen(q + 1) : 0)) {
+		master_count(SC_http_bad_requests);
+		respond_text(c, 400, "malformed form body\n");
+		return;
+	}
+	if (public_base(r, base, sizeof(base)) != 0) {
+		respond_text(c, 400, "no usable Host header; set PUBLIC_URL\n");
+		goto out;
+	}
+	if (M.conf.validate_signature) {
+		snprintf(url, sizeof(url), "%s%s", base, target);
+		if (!sig_validate(M.conf.twilio_auth_token, url,
+		    is_post ? &f : NULL, http_req_header(r, "X-Twilio-Signature"))) {
+			master_count(SC_sig_rejected);
+			log_warnx("%s: voice webhook with %s X-Twilio-Signature "
+			    "refused", conn_peer(c),
+			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
+			    "no");
+			respond_text(c, 403, "invalid signature\n");
+			goto out;
+		}
+	}
+	sid = form_get(&f, "CallSid");
+	from = form_get(&f, "From");
+	to = form_get(&f, "To");
+	if (sid == NULL || sid[0] == '\0' || strlen(sid) >= SHM_SID_MAX) {
+		respond_text(c, 400, "missing CallSid\n");
+		goto out;
+	}
+	for (const char *p = sid; *p; p++)
+		if (!isalnum((unsigned char)*p)) {
+			respond_text(c, 400, "malformed CallSid\n");
+			goto out;
+		}
+	if (from == NULL || from[0] == '\0')
+		from = "anonymous";
+	master_count(SC_voice_requests);
+	memset(&tok, 0, sizeof(tok));
+	vr_strlcpy(tok.caller, from, SHM_PHONE_MAX);	/* what the ledger keys on */
+	mask_phone(tok.caller, masked, sizeof(masked));
+
+	if (M.draining) {
+		master_count(SC_refused_draining);
+		voice_refuse(c, M.conf.busy_message);
+		goto out;
+	}
+	free_ms = (uint64_t)(M.conf.free_call_minutes * 60000.0 + 0.5);
+	min_ms = (uint64_t)(M.conf.min_call_duration * 60000.0 + 0.5);
+	used = shm_usage_ms(&M.shm, tok.caller, mono_ms());
+	if (used >= free_ms || free_ms - used < min_ms) {
+		master_count(SC_refused_minutes);
+		log_info("call %s from %s refused: %.2f of %.2f minutes used",
+		    sid, masked, used / 60000.0, M.conf.free_call_minutes);
+		voice_refuse(c, M.conf.out_of_minutes_message);
+		goto out;
+	}
+	if (master_streams_in_use(&M) >= (unsigned)M.conf.max_ws_connections) {
+		master_count(SC_refused_capacity);
+		log_warnx("call %s from %s refused: %d streams in use", sid,
+		    masked, M.conf.max_ws_connections);
+		voice_refuse(c, M.conf.busy_message);
+		goto out;
+	}
+
+	/* the stream URL carries the route and a token for this call */
+	vr_strlcpy(tok.call_sid, sid, sizeof(tok.call_sid));
+	vr_strlcpy(tok.route, routebuf, sizeof(tok.route));
+	tok.expires = wall_ms() / 1000 + (uint64_t)M.conf.stream_token_ttl;
+	if (token_make(M.conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
+		respond_text(c, 400, "call facts too long\n");
+		goto out;
+	}
+	if (strncmp(base, "https://", 8) == 0)
+		snprintf(stream_url, sizeof(stream_url), "wss://%s%s%s/%s",
+		    base + 8, PREFIX_STREAM, routebuf, tokbuf);
+	else
+		snprintf(stream_url, sizeof(stream_url), "ws://%s%s%s/%s",
+		    base + 7, PREFIX_STREAM, routebuf, tokbuf);
+
+	twiml_begin(&t);
+	twiml_connect_stream_open(&t, NULL, stream_url, NULL);
+	twiml_parameter(&t, "callSid", sid);
+	twiml_parameter(&t, "caller", tok.caller);
+	if (to != NULL)
+		twiml_parameter(&t, "called", to);
+	twiml_parameter(&t, "route", routebuf);
+	char left[32];
+	snprintf(left, sizeof(left), "%.2f", (free_ms - used) / 60000.0);
+	twiml_parameter(&t, "minutesLeft", left);
+	twiml_connect_stream_close(&t);
+	/* Twilio runs these once the stream's socket closes */
+	twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
+	twiml_hangup(&t);
+	log_info("call %s from %s to route %s: stream offered (%.2f minutes left)",
+	    sid, masked, routebuf, (free_ms - used) / 60000.0);
+	twiml_send(c, &t);
+out:
+	form_free(&f);
+}
+
+/* ---------------------------------------------------------------- */
+/* /health */
+
+static json_t *
+hist_json(enum shm_hist_id id)
+{
+	struct shm_hist h;
+
+	shm_hist_sum(&M.shm, id, &h);
+	return json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	    "count", (json_int_t)h.h_count,
+	    "p50_us", (json_int_t)shm_hist_percentile(&h, 0.50),
+	    "p99_us", (json_int_t)shm_hist_percentile(&h, 0.99),
+	    "max_us", (json_int_t)h.h_max_us,
+	    "mean_us", (json_int_t)(h.h_count ? h.h_sum_us / h.h_count : 0));
+}
+
+static const char *const hist_names[SH__COUNT] = {
+	"relay_in", "relay_out", "response", "barge_in", "handoff",
+};
+
+static void
+route_health(struct conn *c, struct http_req *r)
+{
+	json_t *root, *workers, *metrics, *counters, *latency, *calls;
+	uint64_t now = mono_ms(), now_wall = wall_ms();
+	unsigned live = 0, ready = 0, expected = 0;
+	const char *status;
+	char *text;
+
+	workers = json_array();
+	for (unsigned i = 0; i < M.shm.hdr->sh_nworkers; i++) {
+		struct shm_worker *sw = &M.shm.workers[i];
+		uint32_t st = atomic_load(&sw->sw_state);
+		uint64_t hb = atomic_load(&sw->sw_heartbeat_ms);
+
+		if (st == SW_FREE && !M.w[i].in_use)
+			continue;
+		if (M.w[i].in_use && !M.w[i].retire)
+			expected++;
+		if (st == SW_READY && !M.w[i].retire)
+			ready++;
+		json_array_append_new(workers, json_pack(
+		    "{s:i,s:i,s:s,s:i,s:i,s:i,s:I,s:i,s:I,s:I}",
+		    "slot", (int)i,
+		    "pid", (int)atomic_load(&sw->sw_pid),
+		    "state", shm_worker_state_names[st < SW__COUNT ? st : 0],
+		    "generation", (int)atomic_load(&sw->sw_generation),
+		    "active_streams", (int)atomic_load(&sw->sw_active_streams),
+		    "live_calls", (int)atomic_load(&sw->sw_live_calls),
+		    "calls_total", (json_int_t)atomic_load(&sw->sw_calls_total),
+		    "restarts", (int)atomic_load(&sw->sw_restarts),
+		    "last_heartbeat_ms_ago", (json_int_t)(hb && now > hb ? now - hb : 0),
+		    "uptime_s", (json_int_t)(M.w[i].pid && M.w[i].started_ms ?
+		    (now - M.w[i].started_ms) / 1000 : 0)));
+	}
+
+	calls = json_array();
+	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls; i++) {
+		struct shm_call_view v;
+		char masked[64];
+
+		if (shm_call_read(&M.shm, (int)i, &v) != 0 || v.state != CS_LIVE)
+			continue;
+		live++;
+		mask_phone(v.phone, masked, sizeof(masked));
+		json_array_append_new(calls, json_pack(
+		    "{s:s,s:s,s:s,s:s,s:i,s:f,s:I,s:I}",
+		    "call_sid", v.call_sid,
+		    "caller", masked,
+		    "route", v.route,
+		    "persona", v.persona[0] ? v.persona : v.route,
+		    "worker", v.worker,
+		    "duration_s", now > v.start_ms ? (now - v.start_ms) / 1000.0 : 0.0,
+		    "frames_in", (json_int_t)v.frames_in,
+		    "frames_out", (json_int_t)v.frames_out));
+	}
+
+	metrics = json_pack("{s:I,s:i,s:I,s:I,s:I,s:I,s:I}",
+	    "total_calls", (json_int_t)shm_counter_sum(&M.shm, SC_total_calls),
+	    "active_calls", (int)live,
+	    "failed_calls", (json_int_t)shm_counter_sum(&M.shm, SC_failed_calls),
+	    "sms_sent", (json_int_t)shm_counter_sum(&M.shm, SC_sms_sent),
+	    "sms_failed", (json_int_t)shm_counter_sum(&M.shm, SC_sms_failed),
+	    "tool_calls", (json_int_t)shm_counter_sum(&M.shm, SC_tool_calls),
+	    "api_errors", (json_int_t)shm_counter_sum(&M.shm, SC_api_errors));
+	counters = json_object();
+#define X(name, help) json_object_set_new(counters, #name, \
+	    json_integer((json_int_t)shm_counter_sum(&M.shm, SC_##name)));
+	SHM_COUNTERS(X)
+#undef X
+	latency = json_object();
+	for (int i = 0; i < SH__COUNT; i++)
+		json_object_set_new(latency, hist_names[i], hist_json(i));
+
+	if (M.draining)
+		status = "draining";
+	else if (ready < expected || expected == 0)
+		status = "degraded";
+	else
+		status = "ok";
+	root = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o}",
+	    "status", status,
+	    "version", VOXRELAY_VERSION,
+	    "uptime_s", (json_int_t)((now - M.shm.hdr->sh_birth_ms) / 1000),
+	    "time_ms", (json_int_t)now_wall,
+	    "generation", (int)M.generation,
+	    "active_streams", (int)master_streams_in_use(&M),
+	    "max_streams", M.conf.max_ws_connections,
+	    "http_connections", (int)M.nconns,
+	    "workers", workers,
+	    "metrics", metrics,
+	    "counters", counters,
+	    "latency_us", latency,
+	    "calls", calls);
+	if (root == NULL) {
+		respond_text(c, 500, "out of memory\n");
+		return;
+	}
+	json_object_set_new(root, "ledger", json_pack("{s:i,s:i,s:I,s:b}",
+	    "callers", (int)atomic_load(&M.shm.hdr->sh_ledger_used),
+	    "capacity", (int)M.shm.hdr->sh_nledger,
+	    "version", (json_int_t)atomic_load(&M.shm.hdr->sh_ledger_version),
+	    "saved", M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version)));
+	text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (text == NULL) {
+		respond_text(c, 500, "out of memory\n");
+		return;
+	}
+	conn_respond(c, 200, "application/json", text, strlen(text), NULL);
+	free(text);
+}
+
+/* ---------------------------------------------------------------- */
+/* /usage-data */
+
+struct usage_acc {
+	struct usage_row *rows;
+	size_t n, cap;
+};
+
+static struct usage_row *
+usage_row_for(struct usage_acc *a, const char *phone)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->rows[i].phone, phone) == 0)
+			return &a->rows[i];
+	if (a->n == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 64;
+		struct usage_row *nr = realloc(a->rows, ncap * sizeof(*nr));
+		if (nr == NULL)
+			return NULL;
+		a->rows = nr;
+		a->cap = ncap;
+	}
+	memset(&a->rows[a->n], 0, sizeof(a->rows[0]));
+	vr_strlcpy(a->rows[a->n].phone, phone, sizeof(a->rows[0].phone));
+	return &a->rows[a->n++];
+}
+
+static int
+usage_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct usage_row *)x)->phone,
+	    ((const struct usage_row *)y)->phone);
+}
+
+static void
+route_usage(struct conn *c)
+{
+	struct usage_acc a = { 0 };
+	uint64_t now = mono_ms();
+	char *out = NULL, line[256];
+	size_t olen = 0, ocap = 0;
+	int oom = 0;
+
+	/*
+	 * A lookup per live call keeps this linear in the ledger: fold
+	 * the ledger first (it holds each phone once), then add the live
+	 * calls to the rows they belong to.
+	 */
+	for (unsigned i = 0; i < M.shm.hdr->sh_nledger; i++) {
+		struct shm_ledger *e = &M.shm.ledger[i];
+		struct usage_row *u;
+
+		if (atomic_load(&e->le_state) == 0)
+			continue;
+		if (a.n == a.cap) {
+			size_t ncap = a.cap ? a.cap * 2 : 64;
+			struct usage_row *nr = realloc(a.rows, ncap * sizeof(*nr));
+			if (nr == NULL) {
+				oom = 1;
+				break;
+			}
+			a.rows = nr;
+			a.cap = ncap;
+		}
+		u = &a.rows[a.n++];
+		memset(u, 0, sizeof(*u));
+		vr_strlcpy(u->phone, e->le_phone, sizeof(u->phone));
+		u->used_ms = atomic_load(&e->le_used_ms);
+		u->calls = atomic_load(&e->le_calls);
+		u->last_call_ms = atomic_load(&e->le_last_call_ms);
+	}
+	if (!oom)
+		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
+	size_t nledger = a.n;
+	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls && !oom; i++) {
+		struct shm_call_view v;
+		struct usage_row key, *u;
+
+		if (shm_call_read(&M.shm, (int)i, &v) != 0)
+			continue;
+		vr_strlcpy(key.phone, v.phone, sizeof(key.phone));
+		u = bsearch(&key, a.rows, nledger, sizeof(a.rows[0]), usage_cmp);
+		if (u == NULL && (u = usage_row_for(&a, v.phone)) == NULL) {
+			oom = 1;
+			break;
+		}
+		u->used_ms += (v.state == CS_ENDED ? v.end_ms : now) - v.start_ms;
+		u->calls++;
+		if (v.start_wall_ms > u->last_call_ms)
+			u->last_call_ms = v.start_wall_ms;
+	}
+	if (!oom)
+		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
+	for (size_t i = 0; i <= a.n && !oom; i++) {
+		int n = i == 0 ? (int)csv_usage_header(line, sizeof(line)) :
+		    csv_usage_format(&a.rows[i - 1], M.conf.free_call_minutes,
+		    line, sizeof(line));
+		if (n < 0 || (size_t)n >= sizeof(line))
+			continue;
+		if (olen + (size_t)n > ocap) {
+			size_t ncap = ocap ? ocap * 2 : 4096;
+			while (ncap < olen + (size_t)n)
+				ncap *= 2;
+			char *no = realloc(out, ncap);
+			if (no == NULL) {
+				oom = 1;
+				break;
+			}
+			out = no;
+			ocap = ncap;
+		}
+		memcpy(out + olen, line, (size_t)n);
+		olen += (size_t)n;
+	}
+	if (oom)
+		respond_text(c, 500, "out of memory\n");
+	else
+		conn_respond(c, 200, "text/csv; charset=utf-8", out, olen,
+		    "Content-Disposition: inline; filename=\"usage.csv\"\r\n");
+	free(out);
+	free(a.rows);
+}
+
+/* ---------------------------------------------------------------- */
+
+static const char front_page[] =
+	"<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+	"<title>voxrelay</title></head>\n<body><h1>voxrelay is running</h1>\n"
+	"<p>Twilio voice webhook: <code>POST /voice</code>. Status: "
+	"<a href=\"/health\">/health</a>, usage: "
+	"<a href=\"/usage-data\">/usage-data</a>.</p>\n</body></html>\n";
+
+void
+routes_dispatch(struct conn *c, struct http_req *r)
+{
+	const char *url = http_req_url(r), *method = http_req_method(r);
+	size_t plen = strcspn(url, "?");
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+	if (r->upgrade) {
+		if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) != 0 ||
+		    !get || !http_req_header_has(r, "Upgrade", "websocket")) {
+			master_count(SC_http_bad_requests);
+			conn_no_keepalive(c);
+			respond_text(c, 404, "no WebSocket here\n");
+			return;
+		}
+		if (M.draining) {
+			master_count(SC_refused_draining);
+			conn_no_keepalive(c);
+			respond_text(c, 503, "shutting down\n");
+			return;
+		}
+		conn_handoff(c, r);
+		return;
+	}
+	if (plen == strlen(PREFIX_VOICE) && strncmp(url, PREFIX_VOICE, plen) == 0) {
+		route_voice(c, r, "", 0);
+		return;
+	}
+	if (plen > strlen(PREFIX_VOICE) + 1 &&
+	    strncmp(url, PREFIX_VOICE "/", strlen(PREFIX_VOICE) + 1) == 0) {
+		size_t off = strlen(PREFIX_VOICE) + 1;
+		route_voice(c, r, url + off, plen - off);
+		return;
+	}
+	if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) == 0) {
+		respond_text(c, 426, "WebSocket upgrade required\n");
+		return;
+	}
+	if (!get) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: GET\r\n");
+		return;
+	}
+	if (plen == 7 && strncmp(url, "/health", 7) == 0)
+		route_health(c, r);
+	else if (plen == 11 && strncmp(url, "/usage-data", 11) == 0)
+		route_usage(c);
+	else if (plen == 1 && url[0] == '/')
+		conn_respond(c, 200, "text/html; charset=utf-8", front_page,
+		    sizeof(front_page) - 1, NULL);
+	else
+		respond_text(c, 404, "not found\n");
+}

@@ -1,0 +1,387 @@
+/*
+ * test_token.c — the stream token.
+ */
+#include "test/unit/test.h"
+
+#include <mbedtls/md.h>
+
+#include "proto/token.h"
+
+#define SECRET	"stream-secret-0123456789"
+#define NOW	1790000000ULL
+
+static void
+sample(struct stream_token *t)
+{
+	memset(t, 0, sizeof(*t));
+	strcpy(t->call_sid, "CA11111111111111111111111111111111");
+	strcpy(t->caller, "+14155552671");
+	strcpy(t->route, "practice");
+	t->expires = NOW + 60;
+}
+
+static int
+make(const struct stream_token *t, char *out)
+{
+	int n = token_make(SECRET, t, out, TOKEN_MAX_LEN);
+
+	ASSERT_GT(n, 0);
+	ASSERT_EQ((size_t)n, strlen(out));
+	return n;
+}
+
+static void
+assert_same(const struct stream_token *a, const struct stream_token *b)
+{
+	ASSERT_STR_EQ(a->call_sid, b->call_sid);
+	ASSERT_STR_EQ(a->caller, b->caller);
+	ASSERT_STR_EQ(a->route, b->route);
+	ASSERT_UEQ(a->expires, b->expires);
+}
+
+static int
+verify(const char *s, size_t len, uint64_t now)
+{
+	struct stream_token t;
+
+	return token_verify(SECRET, s, len, now, &t);
+}
+
+TEST(token_round_trip)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN];
+	int n, i;
+
+	sample(&in);
+	n = make(&in, s);
+	for (i = 0; i < n; i++)
+		ASSERT(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789-_", s[i]) != NULL);
+	memset(&out, 0x55, sizeof(out));
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW, &out), TOKEN_OK);
+	assert_same(&in, &out);
+	/* the length bounds the token, not a NUL */
+	s[n] = 'A';
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW, &out), TOKEN_OK);
+}
+
+TEST(token_round_trip_field_sizes)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN];
+	size_t lc, lr;
+	int n;
+
+	/* empty and full-length fields, and every base64 tail length */
+	for (lc = 0; lc < sizeof(in.caller); lc += 7) {
+		for (lr = 0; lr < sizeof(in.route); lr++) {
+			sample(&in);
+			memset(in.caller, 'c', lc);
+			in.caller[lc] = '\0';
+			memset(in.route, 'r', lr);
+			in.route[lr] = '\0';
+			in.expires = UINT64_MAX - lr;
+			n = make(&in, s);
+			ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW, &out),
+			    TOKEN_OK);
+			assert_same(&in, &out);
+		}
+	}
+	sample(&in);
+	memset(in.call_sid, 'S', sizeof(in.call_sid) - 1);
+	in.call_sid[sizeof(in.call_sid) - 1] = '\0';
+	memset(in.caller, 'C', sizeof(in.caller) - 1);
+	in.caller[sizeof(in.caller) - 1] = '\0';
+	memset(in.route, 'R', sizeof(in.route) - 1);
+	in.route[sizeof(in.route) - 1] = '\0';
+	n = make(&in, s);
+	ASSERT_LT(n, TOKEN_MAX_LEN);
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW, &out), TOKEN_OK);
+	assert_same(&in, &out);
+}
+
+TEST(token_make_too_long)
+{
+	struct stream_token in;
+	char s[TOKEN_MAX_LEN];
+	int n;
+
+	sample(&in);
+	memset(in.route, 'r', sizeof(in.route));	/* no NUL */
+	ASSERT_EQ(token_make(SECRET, &in, s, sizeof(s)), TOKEN_ERR_TOOLONG);
+	sample(&in);
+	memset(in.call_sid, 'x', sizeof(in.call_sid));
+	ASSERT_EQ(token_make(SECRET, &in, s, sizeof(s)), TOKEN_ERR_TOOLONG);
+	/* an output buffer one byte short */
+	sample(&in);
+	n = make(&in, s);
+	ASSERT_EQ(token_make(SECRET, &in, s, (size_t)n), TOKEN_ERR_TOOLONG);
+	ASSERT_EQ(token_make(SECRET, &in, s, (size_t)n + 1), n);
+}
+
+TEST(token_tampered_byte)
+{
+	struct stream_token in;
+	char s[TOKEN_MAX_LEN], orig[TOKEN_MAX_LEN];
+	int n, i, rc;
+
+	sample(&in);
+	n = make(&in, orig);
+	/* any changed character: the MAC catches it, or (for a changed
+	 * version or length byte) the layout does */
+	for (i = 0; i < n; i++) {
+		memcpy(s, orig, (size_t)n);
+		s[i] = s[i] == 'A' ? 'B' : 'A';
+		rc = verify(s, (size_t)n, NOW);
+		if (rc != TOKEN_ERR_MAC && rc != TOKEN_ERR_FORMAT)
+			TEST_FAIL_("byte %d changed: %d", i, rc);
+	}
+	/* a change inside call_sid is a MAC failure */
+	memcpy(s, orig, (size_t)n);
+	s[30] = s[30] == 'A' ? 'B' : 'A';
+	ASSERT_EQ(verify(s, (size_t)n, NOW), TOKEN_ERR_MAC);
+	/* and so is a change in the MAC itself */
+	memcpy(s, orig, (size_t)n);
+	s[n - 3] = s[n - 3] == 'A' ? 'B' : 'A';
+	ASSERT_EQ(verify(s, (size_t)n, NOW), TOKEN_ERR_MAC);
+}
+
+TEST(token_other_secret)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN];
+	int n;
+
+	sample(&in);
+	n = token_make("another secret", &in, s, sizeof(s));
+	ASSERT_GT(n, 0);
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW, &out),
+	    TOKEN_ERR_MAC);
+	/* even when expired: the MAC is checked first */
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, NOW + 3600, &out),
+	    TOKEN_ERR_MAC);
+	ASSERT_EQ(token_verify("another secret", s, (size_t)n, NOW, &out),
+	    TOKEN_OK);
+}
+
+TEST(token_expired)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN];
+	int n;
+
+	sample(&in);
+	n = make(&in, s);
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, in.expires - 1, &out),
+	    TOKEN_OK);
+	memset(&out, 0, sizeof(out));
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, in.expires, &out),
+	    TOKEN_ERR_EXPIRED);
+	assert_same(&in, &out);
+	memset(&out, 0, sizeof(out));
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, in.expires + 86400, &out),
+	    TOKEN_ERR_EXPIRED);
+	ASSERT_STR_EQ(out.call_sid, "CA11111111111111111111111111111111");
+}
+
+/* Build a raw token by hand and encode it, to reach checks a token_make
+ * output never trips. */
+static int
+forge(const unsigned char *raw, size_t len, char *out)
+{
+	static const char a[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char buf[600], mac[32];
+	size_t i, o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+
+	memcpy(buf, raw, len);
+	ASSERT_EQ(mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
+	    (const unsigned char *)SECRET, strlen(SECRET), buf, len, mac), 0);
+	memcpy(buf + len, mac, 16);
+	len += 16;
+	for (i = 0; i < len; i++) {
+		acc = acc << 8 | buf[i];
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[o++] = a[(acc >> bits) & 63];
+		}
+	}
+	if (bits > 0)
+		out[o++] = a[(acc << (6 - bits)) & 63];
+	out[o] = '\0';
+	return (int)o;
+}
+
+TEST(token_forged_layouts)
+{
+	unsigned char raw[300];
+	char s[600];
+	size_t p;
+	int n;
+
+	/* well formed, by hand: accepted */
+	memset(raw, 0, sizeof(raw));
+	raw[0] = 1;
+	raw[8] = 0xff;		/* expires 255, so use now = 0 */
+	p = 9;
+	raw[p++] = 2; raw[p++] = 'C'; raw[p++] = 'A';
+	raw[p++] = 1; raw[p++] = '+';
+	raw[p++] = 0;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_OK);
+
+	/* version 2, with a good MAC */
+	raw[0] = 2;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+	raw[0] = 1;
+
+	/* trailing garbage before the MAC */
+	raw[p] = 'x';
+	n = forge(raw, p + 1, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+
+	/* lengths that overrun */
+	raw[12] = 200;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+	raw[12] = 1;
+	raw[14] = 1;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+	raw[14] = 0;
+
+	/* a NUL inside a field */
+	raw[10] = '\0';
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+	raw[10] = 'C';
+
+	/* a route of 33 bytes does not fit route[33] with its NUL */
+	p = 14;
+	raw[p++] = 33;
+	memset(raw + p, 'r', 33);
+	p += 33;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+	/* 32 does */
+	raw[14] = 32;
+	n = forge(raw, p - 1, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_OK);
+
+	/* a call_sid of 64 bytes does not fit call_sid[64] */
+	p = 9;
+	raw[p++] = 64;
+	memset(raw + p, 'S', 64);
+	p += 64;
+	raw[p++] = 0;
+	raw[p++] = 0;
+	n = forge(raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+}
+
+TEST(token_garbage)
+{
+	struct stream_token in;
+	char s[TOKEN_MAX_LEN + 64], bad[TOKEN_MAX_LEN];
+	int n, i;
+	static const char *junk[] = {
+		"", "A", "AA", "AAAA", "hello", "!!!!!!!!", "a b c d",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	};
+
+	for (i = 0; i < (int)(sizeof(junk) / sizeof(junk[0])); i++)
+		ASSERT_EQ(verify(junk[i], strlen(junk[i]), NOW),
+		    TOKEN_ERR_FORMAT);
+	sample(&in);
+	n = make(&in, s);
+	/* characters from other alphabets, or padding */
+	for (i = 0; i < n; i += 5) {
+		static const char others[] = "+/=.~%\0 \n";
+		size_t k;
+
+		for (k = 0; k < sizeof(others) - 1; k++) {
+			memcpy(bad, s, (size_t)n);
+			bad[i] = others[k];
+			ASSERT_EQ(verify(bad, (size_t)n, NOW), TOKEN_ERR_FORMAT);
+		}
+	}
+	/* a padded copy */
+	memcpy(bad, s, (size_t)n);
+	bad[n] = '=';
+	ASSERT_EQ(verify(bad, (size_t)n + 1, NOW), TOKEN_ERR_FORMAT);
+	/* overlong: extra characters after a valid token */
+	for (i = 1; i <= 40; i++) {
+		memcpy(bad, s, (size_t)n);
+		memset(bad + n, 'A', (size_t)i);
+		ASSERT_EQ(verify(bad, (size_t)n + (size_t)i, NOW),
+		    TOKEN_ERR_FORMAT);
+	}
+	/* far too long */
+	memset(bad, 'A', sizeof(bad));
+	ASSERT_EQ(verify(bad, sizeof(bad), NOW), TOKEN_ERR_FORMAT);
+}
+
+TEST(token_noncanonical_tail)
+{
+	struct stream_token in;
+	char s[TOKEN_MAX_LEN];
+	int n;
+
+	/* 1+8+1+34+1+12+1+8+16 = 82 bytes: 82 % 3 = 1, so the last char
+	 * carries 2 bits and 4 zero bits that must stay zero */
+	sample(&in);
+	n = make(&in, s);
+	ASSERT_EQ(n % 4, 2);
+	ASSERT(strchr("AQgw", s[n - 1]) != NULL);
+	s[n - 1] = (char)(s[n - 1] + 1);
+	ASSERT_EQ(verify(s, (size_t)n, NOW), TOKEN_ERR_FORMAT);
+}
+
+TEST(token_every_truncation)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN];
+	int n, i, rc;
+
+	sample(&in);
+	n = make(&in, s);
+	for (i = 0; i < n; i++) {
+		/* a copy of exactly i bytes, so a read past it is caught */
+		char *c = malloc((size_t)i + 1);
+
+		ASSERT_NOT_NULL(c);
+		memcpy(c, s, (size_t)i);
+		memset(&out, 0x55, sizeof(out));
+		rc = token_verify(SECRET, c, (size_t)i, NOW, &out);
+		if (rc != TOKEN_ERR_FORMAT && rc != TOKEN_ERR_MAC)
+			TEST_FAIL_("truncated to %d: %d", i, rc);
+		/* *t untouched on failure */
+		ASSERT_EQ((unsigned char)out.call_sid[0], 0x55);
+		free(c);
+	}
+	/* and every single byte dropped from the middle */
+	for (i = 0; i < n; i++) {
+		char c[TOKEN_MAX_LEN];
+
+		memcpy(c, s, (size_t)i);
+		memcpy(c + i, s + i + 1, (size_t)(n - i - 1));
+		rc = verify(c, (size_t)n - 1, NOW);
+		if (rc != TOKEN_ERR_FORMAT && rc != TOKEN_ERR_MAC)
+			TEST_FAIL_("byte %d dropped: %d", i, rc);
+	}
+}
+
+TEST(token_strerror_names)
+{
+	ASSERT_STR_EQ(token_strerror(TOKEN_OK), "ok");
+	ASSERT(strstr(token_strerror(TOKEN_ERR_MAC), "MAC") != NULL);
+	ASSERT(strstr(token_strerror(TOKEN_ERR_EXPIRED), "expired") != NULL);
+	ASSERT_NOT_NULL(token_strerror(TOKEN_ERR_FORMAT));
+	ASSERT_NOT_NULL(token_strerror(TOKEN_ERR_TOOLONG));
+	ASSERT_NOT_NULL(token_strerror(12345));
+}

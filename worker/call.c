@@ -1,0 +1,405 @@
+/*
+ * call.c — a call's life in a worker: accepting the hand-off, the write
+ * path, the tick, and the one close path.  What the Twilio messages mean is
+ * in leg_twilio.c.
+ */
+#include "worker/call.h"
+#include "worker/worker.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/sig.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLOSE_GRACE_MS	2000	/* for the close frame to drain */
+#define READ_BUF	65536
+
+static char read_buf[READ_BUF];	/* one loop, one read at a time */
+
+/* ---------------------------------------------------------------- */
+/* refusing an upgrade: no call is made, the socket is answered and closed */
+
+static void
+reject_upgrade(struct worker *w, int fd, int status, const char *reason,
+    const char *extra_header)
+{
+	char resp[512];
+	int n;
+
+	n = snprintf(resp, sizeof(resp),
+	    "HTTP/1.1 %d %s\r\nServer: voxrelay\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+	    status, status == 403 ? "Forbidden" : status == 400 ? "Bad Request" :
+	    status == 426 ? "Upgrade Required" : status == 404 ? "Not Found" :
+	    "Service Unavailable", strlen(reason) + 1,
+	    extra_header ? extra_header : "", reason);
+	/* small enough for the socket buffer; one try, never block */
+	if (n > 0 && write(fd, resp, (size_t)n) < 0)
+		log_debug("answering a refused upgrade: %s", strerror(errno));
+	close(fd);
+	atomic_store(&w->sw->sw_active_streams, w->ncalls);
+}
+
+static uint64_t
+fnv64(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/*
+ * Twilio's handshake signature: which URL it signs for a Media Stream is
+ * not confirmed (protocols.md 4.1), so try the wss:// form, then https://;
+ * sig_validate() adds the :443 variants.  The token already proves the
+ * stream belongs to a call we answered, so a mismatch is counted and
+ * logged, not refused.
+ */
+static void
+check_upgrade_signature(struct worker *w, const struct ipc_handoff *ho,
+    const char *call_sid)
+{
+	const char *base = w->conf->public_url, *rest;
+	char url[2048];
+
+	if (!w->conf->validate_signature || ho->ho_signature[0] == '\0')
+		return;
+	if (base[0] != '\0')
+		rest = strchr(base, ':') + 3;
+	else
+		rest = ho->ho_host;
+	snprintf(url, sizeof(url), "wss://%s%s", rest, ho->ho_path);
+	if (sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
+		return;
+	snprintf(url, sizeof(url), "https://%s%s", rest, ho->ho_path);
+	if (sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
+		return;
+	worker_count(w, SC_ws_sig_mismatch, 1);
+	log_warnx("%s: stream upgrade from %s has an X-Twilio-Signature that "
+	    "matches neither URL form; accepted on its token", call_sid,
+	    ho->ho_peer);
+}
+
+static void call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void call_closed_cb(uv_handle_t *h);
+
+static void
+call_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	b->base = read_buf;
+	b->len = sizeof(read_buf);
+}
+
+void
+call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
+    const uint8_t *extra, size_t extra_len, uint64_t id)
+{
+	char accept_key[WS_ACCEPT_LEN + 1], resp[256], path[1024];
+	const char *route, *tok, *slash;
+	struct stream_token t;
+	struct call *c;
+	int rc, n, one = 1;
+
+	if (w->shutting) {
+		reject_upgrade(w, fd, 503, "shutting down", NULL);
+		return;
+	}
+	if (strcmp(ho->ho_ws_version, "13") != 0) {
+		reject_upgrade(w, fd, 426, "WebSocket version 13 only",
+		    "Sec-WebSocket-Version: 13\r\n");
+		return;
+	}
+	if (ws_accept_key(ho->ho_ws_key, accept_key) != 0) {
+		reject_upgrade(w, fd, 400, "bad Sec-WebSocket-Key", NULL);
+		return;
+	}
+	/* /media-stream/<route>/<token>, a query string ignored */
+	snprintf(path, sizeof(path), "%s", ho->ho_path);
+	path[strcspn(path, "?#")] = '\0';
+	route = path + strlen("/media-stream/");
+	slash = strchr(route, '/');
+	if (strncmp(path, "/media-stream/", 14) != 0 || slash == NULL ||
+	    slash == route || slash - route > 32) {
+		worker_count(w, SC_token_rejected, 1);
+		reject_upgrade(w, fd, 403, "no stream token", NULL);
+		return;
+	}
+	tok = slash + 1;
+	rc = token_verify(w->conf->stream_secret, tok, strlen(tok),
+	    wall_ms() / 1000, &t);
+	if (rc != TOKEN_OK || strlen(t.route) != (size_t)(slash - route) ||
+	    strncmp(t.route, route, (size_t)(slash - route)) != 0) {
+		worker_count(w, SC_token_rejected, 1);
+		log_warnx("stream upgrade from %s refused: %s%s%s", ho->ho_peer,
+		    rc != TOKEN_OK ? token_strerror(rc) : "route does not match "
+		    "its token", rc == TOKEN_ERR_EXPIRED ? " for " : "",
+		    rc == TOKEN_ERR_EXPIRED ? t.call_sid : "");
+		reject_upgrade(w, fd, 403, "invalid stream token", NULL);
+		return;
+	}
+	rc = shm_token_use(w->shm, fnv64(tok, strlen(tok)), t.expires,
+	    wall_ms() / 1000);
+	if (rc != 0) {
+		worker_count(w, rc > 0 ? SC_token_replayed : SC_token_rejected, 1);
+		log_warnx("%s: stream upgrade from %s refused: %s", t.call_sid,
+		    ho->ho_peer, rc > 0 ? "token already used" :
+		    "token table full");
+		reject_upgrade(w, fd, rc > 0 ? 403 : 503, rc > 0 ?
+		    "stream token already used" : "busy", NULL);
+		return;
+	}
+	check_upgrade_signature(w, ho, t.call_sid);
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		reject_upgrade(w, fd, 503, "out of memory", NULL);
+		return;
+	}
+	c->magic = CALL_MAGIC;
+	c->w = w;
+	c->id = id;
+	c->tok = t;
+	c->slot = -1;
+	c->state = CALL_OPEN;
+	c->opened_ms = c->last_msg_ms = mono_ms();
+	mask_phone(t.caller, c->masked, sizeof(c->masked));
+	buf_init(&c->out, (size_t)w->conf->max_outbound_buffer);
+	buf_init(&c->wbuf, 0);
+	if (uv_tcp_init(&w->loop, &c->tw) != 0) {
+		free(c);
+		reject_upgrade(w, fd, 503, "out of memory", NULL);
+		return;
+	}
+	c->tw.data = c;
+	/* linked before anything can close it */
+	c->next = w->calls;
+	if (w->calls)
+		w->calls->prev = c;
+	w->calls = c;
+	w->ncalls++;
+	atomic_store(&w->sw->sw_active_streams, w->ncalls);
+	if (uv_tcp_open(&c->tw, fd) != 0) {
+		close(fd);
+		call_close(c, "cannot use the socket", 1, 0);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ws_codec_init(&c->ws, WS_SERVER, (size_t)w->conf->ws_max_message,
+	    &c->out, twilio_on_message, c, w->seed ^ id) != 0) {
+		call_close(c, "out of memory", 1, 0);
+		return;
+	}
+	w->seed = w->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	c->ws_ready = 1;
+	n = snprintf(resp, sizeof(resp),
+	    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept_key);
+	buf_append(&c->out, resp, (size_t)n);
+	shm_hist_add(&w->sw->sw_hist[SH_HANDOFF], mono_us() - ho->ho_accepted_us);
+	log_set_call(t.call_sid);
+	log_debug("stream accepted from %s (route %s)", ho->ho_peer, t.route);
+	log_set_call(NULL);
+	if (extra_len > 0) {
+		rc = ws_codec_feed(&c->ws, extra, extra_len);
+		if (rc < 0) {
+			worker_count(w, SC_ws_protocol_errors, 1);
+			call_close(c, c->ws.error, 1, 0);
+		} else if (rc == WS_CLOSED)
+			call_close(c, "twilio closed the stream", 0, 0);
+	}
+	if (c->state == CALL_OPEN)
+		uv_read_start((uv_stream_t *)&c->tw, call_alloc_cb, call_read_cb);
+	call_flush(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* write path: `out` fills while `wbuf` is on the wire */
+
+static void
+call_close_handle(struct call *c)
+{
+	if (c->state == CALL_CLOSED)
+		return;
+	c->state = CALL_CLOSED;
+	uv_close((uv_handle_t *)&c->tw, call_closed_cb);
+}
+
+static void
+call_write_cb(uv_write_t *req, int status)
+{
+	struct call *c = req->data;
+
+	c->writing = 0;
+	buf_consume(&c->wbuf, buf_pending(&c->wbuf));
+	if (c->state == CALL_CLOSED)
+		return;
+	if (status < 0) {
+		call_close(c, "twilio connection lost while writing", 1, 0);
+		call_close_handle(c);
+		return;
+	}
+	call_flush(c);
+}
+
+void
+call_flush(struct call *c)
+{
+	uv_buf_t b;
+	int n;
+
+	if (c->state == CALL_CLOSED || c->writing)
+		return;
+	if (buf_pending(&c->out) > 0) {
+		b = uv_buf_init(buf_head(&c->out), (unsigned)buf_pending(&c->out));
+		n = uv_try_write((uv_stream_t *)&c->tw, &b, 1);
+		if (n > 0)
+			buf_consume(&c->out, (size_t)n);
+		else if (n < 0 && n != UV_EAGAIN) {
+			call_close(c, "twilio connection lost while writing", 1, 0);
+			call_close_handle(c);
+			return;
+		}
+	}
+	if (buf_pending(&c->out) > 0) {
+		struct buf tmp = c->wbuf;
+		size_t max = c->out.max;
+
+		c->wbuf = c->out;
+		c->out = tmp;
+		c->out.max = max;
+		c->wbuf.max = 0;
+		b = uv_buf_init(buf_head(&c->wbuf), (unsigned)buf_pending(&c->wbuf));
+		c->wreq.data = c;
+		if (uv_write(&c->wreq, (uv_stream_t *)&c->tw, &b, 1, call_write_cb) != 0) {
+			call_close(c, "twilio connection lost while writing", 1, 0);
+			call_close_handle(c);
+			return;
+		}
+		c->writing = 1;
+		return;
+	}
+	if (c->state == CALL_CLOSING)
+		call_close_handle(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* reading */
+
+static void
+call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct call *c = s->data;
+	int rc;
+
+	if (c->state >= CALL_CLOSING)
+		return;
+	if (n < 0) {
+		/* Twilio hanging up without `stop` is a normal end (4.2) */
+		call_close(c, n == UV_EOF ? "twilio closed the connection" :
+		    "twilio connection reset", c->state != CALL_LIVE, 0);
+		call_close_handle(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	rc = ws_codec_feed(&c->ws, (const uint8_t *)b->base, (size_t)n);
+	if (rc < 0) {
+		worker_count(c->w, SC_ws_protocol_errors, 1);
+		log_set_call(c->tok.call_sid);
+		log_warnx("websocket error from twilio: %s", c->ws.error);
+		log_set_call(NULL);
+		call_close(c, c->ws.error, 1, 0);	/* close frame already queued */
+	} else if (rc == WS_CLOSED)
+		call_close(c, "twilio closed the stream", 0, 0);
+	call_flush(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* the end */
+
+void
+call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
+{
+	struct worker *w = c->w;
+	uint64_t now = mono_ms();
+
+	if (c->state >= CALL_CLOSING)
+		return;
+	c->reason = reason;
+	c->failed = failed;
+	c->closing_ms = now;
+	log_set_call(c->tok.call_sid);
+	if (c->state == CALL_LIVE) {
+		shm_call_end(w->shm, c->slot, now, failed, reason);
+		atomic_fetch_sub(&w->sw->sw_live_calls, 1);
+		if (failed)
+			worker_count(w, SC_failed_calls, 1);
+		log_info("call ended: caller %s, route %s, %.1f s, %llu frames in, "
+		    "%llu out: %s%s", c->masked, c->tok.route,
+		    (now - c->start_ms) / 1000.0, (unsigned long long)c->frames_in,
+		    (unsigned long long)c->frames_out, reason,
+		    failed ? " (failed)" : "");
+	} else
+		log_info("stream closed before start: %s", reason);
+	log_set_call(NULL);
+	c->state = CALL_CLOSING;
+	if (c->ws_ready && ws_code != 0)
+		ws_codec_close(&c->ws, ws_code, NULL);
+	uv_read_stop((uv_stream_t *)&c->tw);
+	call_flush(c);
+}
+
+void
+call_tick(struct call *c, uint64_t now)
+{
+	struct worker *w = c->w;
+
+	switch (c->state) {
+	case CALL_OPEN:
+		if (now - c->opened_ms > (uint64_t)w->conf->ws_start_timeout * 1000) {
+			worker_count(w, SC_calls_timed_out, 1);
+			call_close(c, "no start message from twilio", 1, 1008);
+		}
+		break;
+	case CALL_LIVE:
+		atomic_store_explicit(&w->shm->calls[c->slot].cs_billed_ms,
+		    now - c->start_ms, memory_order_relaxed);
+		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
+			worker_count(w, SC_calls_timed_out, 1);
+			call_close(c, "twilio went silent", 1, 1001);
+		}
+		break;
+	case CALL_CLOSING:
+		if (now - c->closing_ms > CLOSE_GRACE_MS)
+			call_close_handle(c);
+		break;
+	case CALL_CLOSED:
+		break;
+	}
+}
+
+static void
+call_closed_cb(uv_handle_t *h)
+{
+	struct call *c = h->data;
+	struct worker *w = c->w;
+
+	if (c->ws_ready)
+		ws_codec_free(&c->ws);
+	buf_free(&c->out);
+	buf_free(&c->wbuf);
+	tw_msg_free(&c->msg);
+	c->magic = 0;
+	worker_call_gone(w, c);
+	free(c);
+}

@@ -1,0 +1,85 @@
+/*
+ * call.h — one call in a worker: the Twilio WebSocket, and (later) its
+ * upstream, its state machine and its one close path.
+ *
+ * A call is created from a hand-off (the socket the master accepted and the
+ * upgrade request it read).  It owns one uv_tcp_t; it is freed only in that
+ * handle's close callback, never inside its own callbacks: call_close()
+ * marks it, queues a close frame, ends its shared-memory slot, and the
+ * handle is closed once the output has drained (or after a grace period).
+ */
+#ifndef VR_CALL_H
+#define VR_CALL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/buf.h"
+#include "proto/ipc.h"
+#include "proto/token.h"
+#include "proto/twilio.h"
+#include "proto/ws.h"
+
+#define CALL_MAGIC 0x43414c4cu	/* "CALL" */
+
+enum call_state {
+	CALL_OPEN,	/* upgraded; waiting for `start` */
+	CALL_LIVE,	/* `start` seen; counted in shared memory */
+	CALL_CLOSING,	/* close frame queued; handle closes when drained */
+	CALL_CLOSED,	/* handle closing */
+};
+
+struct worker;
+
+struct call {
+	uint32_t		 magic;
+	struct worker		*w;
+	struct call		*prev, *next;
+	uint64_t		 id;		/* hand-off id */
+	enum call_state		 state;
+
+	/* Twilio leg */
+	uv_tcp_t		 tw;
+	struct ws_codec		 ws;
+	int			 ws_ready;
+	struct buf		 out;		/* being filled */
+	struct buf		 wbuf;		/* being written */
+	uv_write_t		 wreq;
+	int			 writing;
+	struct tw_msg		 msg;		/* parse state, reused */
+
+	/* identity, from the token and `start` */
+	struct stream_token	 tok;
+	char			 stream_sid[TW_SID_MAX];
+	char			 masked[64];	/* caller, for logs */
+	int			 slot;		/* shm call slot, -1 */
+
+	/* clocks (mono ms) and counts */
+	uint64_t		 opened_ms, start_ms, last_msg_ms, closing_ms;
+	uint64_t		 frames_in, frames_out, audio_in_bytes;
+	uint64_t		 next_ts;	/* expected next media timestamp */
+	int			 have_ts;
+	uint64_t		 gap_fill_ms;	/* silence owed to the model */
+	int			 logged_bad;	/* a per-frame error logged once */
+
+	/* end */
+	const char		*reason;
+	int			 failed;
+};
+
+/* Take a handed-off socket.  Verifies the upgrade (version, key, route,
+ * token, replay) and answers 101 or an error; never fails the worker. */
+void call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
+    const uint8_t *extra, size_t extra_len, uint64_t id);
+/* The one close path.  failed: count the call as failed.  ws_code: the
+ * close code for Twilio (0: none, just drop the connection). */
+void call_close(struct call *c, const char *reason, int failed, uint16_t ws_code);
+/* Once a second: billing, time-outs, the closing grace. */
+void call_tick(struct call *c, uint64_t now);
+/* Write what is queued. */
+void call_flush(struct call *c);
+
+/* leg_twilio.c: one Media Streams message (a ws_msg_cb). */
+int  twilio_on_message(void *arg, int opcode, const uint8_t *msg, size_t len);
+
+#endif

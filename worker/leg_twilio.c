@@ -1,0 +1,160 @@
+/*
+ * leg_twilio.c — what each Media Streams message means for the call
+ * (protocols.md §4.2).
+ *
+ * Rules a hostile or broken peer meets here: binary frames, malformed JSON,
+ * a missing or wrong streamSid, media before `start`, a `start` for another
+ * call than the token's — each closes this call with a reason and a counter,
+ * never the worker and never another call.  Unknown events are counted and
+ * ignored, since Twilio adds events over time.
+ */
+#include "worker/call.h"
+#include "worker/worker.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_GAP_FILL_MS 10000	/* silence owed for one timestamp jump */
+
+static int
+bad_message(struct call *c, const char *what, uint16_t code)
+{
+	worker_count(c->w, SC_bad_messages, 1);
+	log_set_call(c->tok.call_sid);
+	log_warnx("bad message from twilio: %s; closing the call", what);
+	log_set_call(NULL);
+	call_close(c, what, 1, code);
+	return 1;
+}
+
+static int
+on_start(struct call *c, struct tw_msg *m)
+{
+	struct worker *w = c->w;
+	struct shm_call *sc;
+	int idx;
+
+	if (c->state != CALL_OPEN)
+		return bad_message(c, "second start message", 1008);
+	if (strcmp(m->call_sid, c->tok.call_sid) != 0) {
+		worker_count(w, SC_token_rejected, 1);
+		return bad_message(c, "start is for another call than its token",
+		    1008);
+	}
+	if ((idx = shm_call_claim(w->shm, w->slot, w->pid)) < 0) {
+		log_set_call(c->tok.call_sid);
+		log_warnx("no free call slot; refusing the call");
+		log_set_call(NULL);
+		call_close(c, "no free call slot", 1, 1013);
+		return 1;
+	}
+	snprintf(c->stream_sid, sizeof(c->stream_sid), "%s", m->stream_sid);
+	sc = &w->shm->calls[idx];
+	vr_strlcpy(sc->cs_call_sid, m->call_sid, sizeof(sc->cs_call_sid));
+	vr_strlcpy(sc->cs_stream_sid, m->stream_sid, sizeof(sc->cs_stream_sid));
+	vr_strlcpy(sc->cs_phone, c->tok.caller, sizeof(sc->cs_phone));
+	vr_strlcpy(sc->cs_route, c->tok.route, sizeof(sc->cs_route));
+	vr_strlcpy(sc->cs_persona, c->tok.route, sizeof(sc->cs_persona));
+	c->slot = idx;
+	c->start_ms = mono_ms();
+	shm_call_publish(w->shm, idx, c->start_ms, wall_ms());
+	c->state = CALL_LIVE;
+	worker_count(w, SC_total_calls, 1);
+	atomic_fetch_add(&w->sw->sw_calls_total, 1);
+	atomic_fetch_add(&w->sw->sw_live_calls, 1);
+	log_set_call(c->tok.call_sid);
+	log_info("call started: caller %s, route %s, stream %s", c->masked,
+	    c->tok.route, c->stream_sid);
+	log_set_call(NULL);
+	return 0;
+}
+
+/*
+ * Caller audio.  Twilio's `timestamp` is the only clock it gives us; a jump
+ * past where the previous frame ended means frames were lost, and the
+ * model's input timeline stays aligned only if the gap is filled with
+ * silence (protocols.md 9.4).  The amount owed is kept in gap_fill_ms for
+ * the upstream leg; a jump is capped and a step backwards fills nothing, so
+ * hostile timestamps cannot make us invent unbounded audio.
+ */
+static int
+on_media(struct call *c, struct tw_msg *m)
+{
+	struct worker *w = c->w;
+	uint64_t dur = m->audio_len / 8;
+
+	if (c->state != CALL_LIVE)
+		return bad_message(c, "media before start", 1008);
+	if (strcmp(m->stream_sid, c->stream_sid) != 0)
+		return bad_message(c, "media for another stream", 1008);
+	if (c->have_ts && m->timestamp > c->next_ts) {
+		uint64_t gap = m->timestamp - c->next_ts;
+		if (gap > MAX_GAP_FILL_MS)
+			gap = MAX_GAP_FILL_MS;
+		c->gap_fill_ms += gap;
+		worker_count(w, SC_silence_fill_ms, gap);
+	}
+	c->next_ts = m->timestamp + dur;
+	c->have_ts = 1;
+	c->frames_in++;
+	c->audio_in_bytes += m->audio_len;
+	worker_count(w, SC_frames_in, 1);
+	atomic_store_explicit(&w->shm->calls[c->slot].cs_frames_in, c->frames_in,
+	    memory_order_relaxed);
+	return 0;
+}
+
+int
+twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
+{
+	struct call *c = arg;
+	struct tw_msg *m = &c->msg;
+	int rc;
+
+	if (c->state >= CALL_CLOSING)
+		return 1;
+	c->last_msg_ms = mono_ms();
+	if (opcode != WSLAY_TEXT_FRAME)
+		return bad_message(c, "binary frame (Media Streams is JSON text)",
+		    1003);
+	if ((rc = tw_parse((const char *)data, len, m)) != TW_OK)
+		return bad_message(c, tw_strerror(rc), 1007);
+	if (m->event != TW_CONNECTED && m->event != TW_START &&
+	    m->event != TW_UNKNOWN && c->state == CALL_LIVE &&
+	    strcmp(m->stream_sid, c->stream_sid) != 0)
+		return bad_message(c, "message for another stream", 1008);
+
+	switch (m->event) {
+	case TW_CONNECTED:
+		return 0;
+	case TW_START:
+		return on_start(c, m);
+	case TW_MEDIA:
+		return on_media(c, m);
+	case TW_MARK:
+		if (c->state != CALL_LIVE)
+			return bad_message(c, "mark before start", 1008);
+		worker_count(c->w, SC_marks_in, 1);
+		return 0;
+	case TW_DTMF:
+		if (c->state != CALL_LIVE)
+			return bad_message(c, "dtmf before start", 1008);
+		worker_count(c->w, SC_dtmf_in, 1);
+		return 0;
+	case TW_STOP:
+		call_close(c, "stop", 0, 1000);
+		return 1;
+	case TW_UNKNOWN:
+	default:
+		worker_count(c->w, SC_unknown_events, 1);
+		if (!c->logged_bad) {
+			c->logged_bad = 1;
+			log_set_call(c->tok.call_sid);
+			log_info("ignoring twilio event \"%s\"", m->event_name);
+			log_set_call(NULL);
+		}
+		return 0;
+	}
+}

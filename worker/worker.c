@@ -1,0 +1,255 @@
+/*
+ * worker.c — the worker process: its loop, the channel from the master,
+ * the heartbeat, drain and shutdown.
+ *
+ * Signals: SIGTERM arrives through a signalfd (as in the master; libuv's
+ * signal machinery was set up by the master before fork and its lock pipe
+ * is among the descriptors the child closed).  SIGINT, SIGHUP, SIGQUIT and
+ * SIGUSR1 are the master's business: a terminal's Ctrl-C reaches the whole
+ * process group, and the master decides what happens to the calls.
+ */
+#include "worker/worker.h"
+#include "worker/call.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/ipc.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TICK_MS		250
+#define SHUTDOWN_MAX_MS	3000	/* after IPC_SHUTDOWN, exit regardless */
+#define DRAIN_SETTLE_MS	500	/* hand-offs already in the channel */
+
+struct worker W;
+
+static void worker_shutdown(struct worker *w, const char *why);
+
+static void
+worker_exit(struct worker *w, int code)
+{
+	atomic_store(&w->sw->sw_active_streams, 0);
+	log_info("exiting (%s)", w->shutting ? "shut down" : "drained");
+	exit(code);
+}
+
+void
+worker_call_gone(struct worker *w, struct call *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->ncalls--;
+	atomic_store(&w->sw->sw_active_streams, w->ncalls);
+	if (w->ncalls == 0 && w->shutting)
+		worker_exit(w, 0);
+}
+
+static void
+worker_shutdown(struct worker *w, const char *why)
+{
+	struct call *c, *next;
+
+	if (w->shutting)
+		return;
+	w->shutting = 1;
+	w->shut_ms = mono_ms();
+	log_info("shutting down: %s; closing %u calls", why, w->ncalls);
+	for (c = w->calls; c != NULL; c = next) {
+		next = c->next;
+		call_close(c, "daemon shutting down", 0, 1001);
+	}
+	if (w->ncalls == 0)
+		worker_exit(w, 0);
+}
+
+static void
+handle_msg(struct worker *w, const char *buf, size_t n, int fd)
+{
+	struct ipc_hdr h;
+	const void *payload;
+	size_t plen;
+
+	if (ipc_decode(buf, n, fd >= 0, &h, &payload, &plen) != 0) {
+		log_warnx("malformed message on the channel (%zu bytes%s)", n,
+		    fd >= 0 ? ", with a descriptor" : "");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	switch (h.ih_type) {
+	case IPC_HANDOFF: {
+		struct ipc_handoff ho;
+		memcpy(&ho, payload, sizeof(ho));
+		atomic_fetch_add(&w->sw->sw_handoffs_seen, 1);
+		call_accept(w, fd, &ho, (const uint8_t *)payload + sizeof(ho),
+		    ho.ho_extra_len, h.ih_id);
+		break;
+	}
+	case IPC_DRAIN:
+		if (!w->draining) {
+			w->draining = 1;
+			w->drain_ms = mono_ms();
+			log_info("draining: %u calls to finish", w->ncalls);
+		}
+		break;
+	case IPC_REOPEN:
+		if (log_reopen() != 0)
+			log_warn("reopening the log file");
+		break;
+	case IPC_SHUTDOWN:
+		worker_shutdown(w, "asked by the master");
+		break;
+	}
+}
+
+static void
+chan_cb(uv_poll_t *p, int status, int events)
+{
+	struct worker *w = p->data;
+	static char buf[IPC_MAX_MSG + 64];
+
+	for (int i = 0; i < 64; i++) {
+		union {
+			char b[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} u;
+		struct msghdr mh;
+		struct iovec iov = { buf, sizeof(buf) };
+		struct cmsghdr *cm;
+		int fd = -1, extra = 0;
+		ssize_t n;
+
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.b;
+		mh.msg_controllen = sizeof(u.b);
+		n = recvmsg(w->chan, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			log_warn("recvmsg() on the channel");
+			worker_shutdown(w, "channel error");
+			return;
+		}
+		if (n == 0) {
+			uv_poll_stop(p);
+			worker_shutdown(w, "the master is gone");
+			return;
+		}
+		/* one descriptor per message at most: close any other */
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t j = 0; j < k; j++) {
+				int f;
+				memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+				if (fd < 0)
+					fd = f;
+				else {
+					close(f);
+					extra++;
+				}
+			}
+		}
+		if (extra || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+			log_warnx("channel message truncated or with extra "
+			    "descriptors; dropped");
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		handle_msg(w, buf, (size_t)n, fd);
+	}
+}
+
+static void
+sig_cb(uv_poll_t *p, int status, int events)
+{
+	struct worker *w = p->data;
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		if (si.ssi_signo == SIGTERM)
+			worker_shutdown(w, "SIGTERM");
+}
+
+static void
+tick_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	uint64_t now = mono_ms();
+	struct call *c, *next;
+
+	atomic_store_explicit(&w->sw->sw_heartbeat_ms, now, memory_order_relaxed);
+	for (c = w->calls; c != NULL; c = next) {
+		next = c->next;
+		call_tick(c, now);
+	}
+	if (w->draining && w->ncalls == 0 && now - w->drain_ms >= DRAIN_SETTLE_MS)
+		worker_exit(w, 0);
+	if (w->shutting && now - w->shut_ms > SHUTDOWN_MAX_MS)
+		worker_exit(w, 0);
+}
+
+void
+worker_main(struct conf *conf, struct shm *shm, int slot, uint32_t generation,
+    int chan)
+{
+	struct worker *w = &W;
+	sigset_t set;
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	w->conf = conf;
+	w->shm = shm;
+	w->slot = slot;
+	w->sw = &shm->workers[slot];
+	w->generation = generation;
+	w->pid = getpid();
+	w->chan = chan;
+	atomic_store(&w->sw->sw_pid, w->pid);
+	atomic_store(&w->sw->sw_heartbeat_ms, mono_ms());
+	if (random_bytes(&w->seed, sizeof(w->seed)) != 0)
+		w->seed = (uint64_t)w->pid * 0x9E3779B97F4A7C15ULL ^ mono_us();
+
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+		fatal("signalfd");
+
+	if ((rc = uv_loop_init(&w->loop)) != 0)
+		fatalx("uv_loop_init: %s", uv_strerror(rc));
+	uv_poll_init(&w->loop, &w->chan_poll, chan);
+	w->chan_poll.data = w;
+	uv_poll_start(&w->chan_poll, UV_READABLE, chan_cb);
+	uv_poll_init(&w->loop, &w->sig_poll, w->sigfd);
+	w->sig_poll.data = w;
+	uv_poll_start(&w->sig_poll, UV_READABLE, sig_cb);
+	uv_timer_init(&w->loop, &w->tick);
+	w->tick.data = w;
+	uv_timer_start(&w->tick, tick_cb, TICK_MS, TICK_MS);
+
+	/* the master may have marked us draining before we got here */
+	uint32_t expect = SW_SPAWNING;
+	atomic_compare_exchange_strong(&w->sw->sw_state, &expect, SW_READY);
+	log_debug("ready (generation %u)", generation);
+
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	exit(0);
+}
