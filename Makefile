@@ -68,7 +68,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ)
 
-.PHONY: all check unit integration clean install demo settings
+.PHONY: all check unit integration clean install demo deps test settings
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -105,7 +105,15 @@ integration: $(B)/voxrelay
 
 check: unit integration
 
-demo: $(B)/voxrelay
+# The README's two commands: both install what they need first.
+deps:
+	test/deps.sh
+
+test: deps
+	$(MAKE) check
+
+demo: deps
+	$(MAKE) $(B)/voxrelay
 	/usr/bin/python3 test/peers/demo.py --binary $(B)/voxrelay
 
 install: $(B)/voxrelay

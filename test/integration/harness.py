@@ -1,0 +1,178 @@
+"""Integration harness: runs the real voxrelay binary on loopback with a
+config of the test's own, and talks to it over real sockets.
+
+Every process a test starts is ended by pid; every wait is bounded."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.path.join(ROOT, "build", "voxrelay")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Daemon:
+    def __init__(self, tmpdir, **conf):
+        self.tmpdir = tmpdir
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.conf = {
+            "PORT": self.port,
+            "BIND": "127.0.0.1",
+            "WORKERS": 2,
+            "PUBLIC_URL": self.base,
+            "USAGE_CSV_PATH": os.path.join(tmpdir, "usage.csv"),
+            "USAGE_CSV_BACKUP_PATH": os.path.join(tmpdir, "usage_backup.csv"),
+            "USAGE_FLUSH_INTERVAL": 1,
+            "STREAM_SECRET": "test-secret-0123456789abcdef",
+            "LOG_LEVEL": "debug",
+        }
+        self.conf.update(conf)
+        self.conf_path = os.path.join(tmpdir, "voxrelay.conf")
+        self.log_path = os.path.join(tmpdir, "voxrelay.log")
+        self.proc = None
+        self.write_conf()
+
+    def write_conf(self, **changes):
+        self.conf.update(changes)
+        with open(self.conf_path, "w") as f:
+            for k, v in self.conf.items():
+                if v is not None:
+                    f.write("%s=%s\n" % (k, v))
+
+    def start(self, wait=True):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BINARY, "-d", "-f", self.conf_path],
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10, workers=None):
+        want = workers or int(self.conf["WORKERS"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("daemon exited early:\n" + self.log())
+            try:
+                h = self.health()
+                ready = [w for w in h["workers"] if w["state"] == "ready"]
+                if len(ready) >= want:
+                    return h
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("daemon not ready in %ss:\n%s" % (timeout, self.log()))
+
+    def get(self, path, timeout=5):
+        with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
+
+    def health(self):
+        return json.loads(self.get("/health")[2])
+
+    def usage(self):
+        body = self.get("/usage-data")[2]
+        lines = body.strip().split("\n")
+        head = lines[0].split(",")
+        rows = {}
+        for line in lines[1:]:
+            vals = line.split(",")
+            row = dict(zip(head, vals))
+            rows[row["phone_number"]] = row
+        return head, rows
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout=15):
+        """SIGTERM, then SIGKILL of the master and any worker it left."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        pids = self.worker_pids()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.wait_exit(timeout)
+        if rc is None:
+            self.proc.kill()
+            rc = self.proc.wait(5)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return rc
+
+    def worker_pids(self):
+        try:
+            return [w["pid"] for w in self.health()["workers"] if w["pid"]]
+        except Exception:
+            return []
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_for(self, pred, timeout, what="condition", interval=0.05):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = pred()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+class TestEnv:
+    """What a test gets: a scratch directory and the daemons it started."""
+
+    def __init__(self, name):
+        self.tmp = tempfile.mkdtemp(prefix="vr-%s-" % name)
+        self.daemons = []
+
+    def daemon(self, **conf):
+        d = Daemon(self.tmp, **conf)
+        self.daemons.append(d)
+        return d
+
+    def cleanup(self):
+        for d in self.daemons:
+            try:
+                d.stop(5)
+            except Exception:
+                pass
+
+
+def expect(cond, msg="expectation failed", *args):
+    if not cond:
+        raise AssertionError(msg % args if args else msg)
+
+
+def expect_eq(a, b, what="value"):
+    if a != b:
+        raise AssertionError("%s: %r != %r" % (what, a, b))
