@@ -424,7 +424,7 @@ route_usage(struct conn *c)
 		u->calls = atomic_load(&e->le_calls);
 		u->last_call_ms = atomic_load(&e->le_last_call_ms);
 	}
-	if (!oom)
+	if (!oom && a.n > 1)
 		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
 	size_t nledger = a.n;
 	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls && !oom; i++) {
@@ -434,7 +434,8 @@ route_usage(struct conn *c)
 		if (shm_call_read(&M.shm, (int)i, &v) != 0)
 			continue;
 		vr_strlcpy(key.phone, v.phone, sizeof(key.phone));
-		u = bsearch(&key, a.rows, nledger, sizeof(a.rows[0]), usage_cmp);
+		u = nledger == 0 ? NULL : bsearch(&key, a.rows, nledger,
+		    sizeof(a.rows[0]), usage_cmp);
 		if (u == NULL && (u = usage_row_for(&a, v.phone)) == NULL) {
 			oom = 1;
 			break;
@@ -444,7 +445,7 @@ route_usage(struct conn *c)
 		if (v.start_wall_ms > u->last_call_ms)
 			u->last_call_ms = v.start_wall_ms;
 	}
-	if (!oom)
+	if (!oom && a.n > 1)
 		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
 	for (size_t i = 0; i <= a.n && !oom; i++) {
 		int n = i == 0 ? (int)csv_usage_header(line, sizeof(line)) :

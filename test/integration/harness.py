@@ -56,6 +56,9 @@ class Daemon:
 
     def start(self, wait=True):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                env[k] = os.environ[k]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BINARY, "-d", "-f", self.conf_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT,

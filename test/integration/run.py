@@ -64,6 +64,13 @@ def main():
             else:
                 f(env)
             signal.alarm(0)
+            env.cleanup()
+            for d in env.daemons:
+                log = d.log()
+                for mark in ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                             "UndefinedBehaviorSanitizer"):
+                    if mark in log:
+                        raise AssertionError("sanitizer report in the daemon log")
             passed += 1
             print("ok    %-50s %6.1f s" % (name, time.monotonic() - t0), flush=True)
         except BaseException as e:  # noqa: B902 - report everything, go on
