@@ -165,15 +165,37 @@ main(int argc, char **argv)
 		    path ? path : "(environment)");
 		return test ? 1 : EXIT_FATAL_CONFIG;
 	}
+	{
+		char perr[8192], pwarn[4096];
+		int np = persona_set_load(&M.personas, M.conf.personas_dir,
+		    (enum oa_dialect)M.conf.openai_dialect, perr, sizeof(perr),
+		    pwarn, sizeof(pwarn));
+		if (pwarn[0] != '\0')
+			fprintf(stderr, "%s", pwarn);
+		if (np != 0) {
+			fprintf(stderr, "%s", perr);
+			fprintf(stderr, "voxrelay: personas in %s have errors\n",
+			    M.conf.personas_dir);
+			return test ? 1 : EXIT_FATAL_CONFIG;
+		}
+		if (persona_find(&M.personas, M.conf.default_route) == NULL) {
+			fprintf(stderr, "DEFAULT_ROUTE: no persona \"%s\" in %s\n",
+			    M.conf.default_route, M.conf.personas_dir);
+			return test ? 1 : EXIT_FATAL_CONFIG;
+		}
+	}
 	if (test) {
 		int n = check_environment(&M.conf);
+		if (M.conf.openai_api_key[0] == '\0')
+			fprintf(stderr, "warning: OPENAI_API_KEY is empty: every "
+			    "call will fail upstream\n");
 		if (n > 0) {
 			fprintf(stderr, "voxrelay: configuration %s: %d problem%s\n",
 			    path ? path : "(environment)", n, n == 1 ? "" : "s");
 			return 1;
 		}
-		printf("voxrelay: configuration %s is ok\n",
-		    path ? path : "(environment)");
+		printf("voxrelay: configuration %s is ok (%zu personas)\n",
+		    path ? path : "(environment)", M.personas.n);
 		return 0;
 	}
 	snprintf(M.conf_path, sizeof(M.conf_path), "%s", path ? path : "");

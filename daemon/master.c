@@ -175,7 +175,7 @@ spawn_worker(struct master *m, int slot, uint32_t gen)
 		snprintf(name, sizeof(name), "voxrelay-w%d", slot);
 		prctl(PR_SET_NAME, name);
 		log_set_role("worker", slot);
-		worker_main(&m->conf, &m->shm, slot, gen, sv[1]);
+		worker_main(&m->conf, &m->personas, &m->shm, slot, gen, sv[1]);
 		/* not reached */
 	}
 	close(sv[1]);
@@ -319,6 +319,25 @@ reload(struct master *m)
 		log_warnx("reload refused; the running configuration stays in force");
 		return;
 	}
+	struct persona_set np;
+	char pwarn[4096];
+	if (persona_set_load(&np, nc.personas_dir, (enum oa_dialect)nc.openai_dialect,
+	    err, sizeof(err), pwarn, sizeof(pwarn)) != 0 ||
+	    persona_find(&np, nc.default_route) == NULL) {
+		if (np.n > 0 && persona_find(&np, nc.default_route) == NULL)
+			snprintf(err, sizeof(err), "DEFAULT_ROUTE: no persona \"%s\"",
+			    nc.default_route);
+		for (line = strtok_r(err, "\n", &save); line;
+		    line = strtok_r(NULL, "\n", &save))
+			log_warnx("reload: %s", line);
+		log_warnx("reload refused; the running configuration stays in force");
+		persona_set_free(&np);
+		conf_free(&nc);
+		return;
+	}
+	for (line = strtok_r(pwarn, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save))
+		log_warnx("reload: %s", line);
 	if (nc.port != m->conf.port || strcmp(nc.bind, m->conf.bind) != 0) {
 		log_warnx("reload: BIND/PORT changes need a restart; still "
 		    "listening on %s port %d", m->conf.bind, m->conf.port);
@@ -342,6 +361,7 @@ reload(struct master *m)
 	if (nfree < nc.workers) {
 		log_warnx("reload refused: %d worker slots free, %d needed (old "
 		    "generations still draining)", nfree, nc.workers);
+		persona_set_free(&np);
 		conf_free(&nc);
 		return;
 	}
@@ -365,6 +385,8 @@ reload(struct master *m)
 	}
 	conf_free(&m->conf);
 	m->conf = nc;
+	persona_set_free(&m->personas);
+	m->personas = np;
 	log_set_level(m->conf.log_level);
 	atomic_store(&m->shm.hdr->sh_free_ms,
 	    (uint64_t)(m->conf.free_call_minutes * 60000.0 + 0.5));

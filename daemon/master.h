@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "daemon/common/conf.h"
+#include "personas/persona.h"
 #include "shm/shm.h"
 
 /* What the master keeps about one worker slot (the slot in shm is what
@@ -38,6 +39,7 @@ struct worker_proc {
 struct master {
 	uv_loop_t		*loop;
 	struct conf		 conf;
+	struct persona_set	 personas;
 	struct shm		 shm;
 	int			 foreground;
 	char			 conf_path[1024];

@@ -115,6 +115,10 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	}
 	memcpy(routebuf, route, rlen);
 	routebuf[rlen] = '\0';
+	if (persona_find(&M.personas, routebuf) == NULL) {
+		respond_text(c, 404, "no such route\n");
+		return;
+	}
 
 	/* parameters: the form body (POST) or the query string (GET) */
 	q = strchr(target, '?');

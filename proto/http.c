@@ -105,6 +105,13 @@ on_header_field_complete(llhttp_t *p)
 	struct http_req *r = req_of(p);
 	struct http_hdr *h = &r->hdrs[r->nhdrs - 1];
 
+	/* llhttp lets "Name : value" through; RFC 9112 §5.1 says reject */
+	if (r->head_len > h->name_off && (r->head[r->head_len - 1] == ' ' ||
+	    r->head[r->head_len - 1] == '\t')) {
+		r->error = HTTP_ERR_PARSE;
+		r->reason = "whitespace before the colon";
+		return -1;
+	}
 	if (head_terminate(r) != 0)
 		return -1;
 	h->value_off = (uint32_t)r->head_len;
@@ -127,7 +134,14 @@ static int
 on_header_value_complete(llhttp_t *p)
 {
 	struct http_req *r = req_of(p);
+	struct http_hdr *h = &r->hdrs[r->nhdrs - 1];
 
+	/* llhttp keeps trailing blanks; they are not part of the value */
+	while (h->value_len > 0 && (r->head[r->head_len - 1] == ' ' ||
+	    r->head[r->head_len - 1] == '\t')) {
+		r->head_len--;
+		h->value_len--;
+	}
 	r->in_value = 0;
 	return head_terminate(r) == 0 ? 0 : -1;
 }
@@ -325,6 +339,8 @@ http_req_header_has(const struct http_req *r, const char *name, const char *toke
 		for (s = v; *s; ) {
 			while (*s == ' ' || *s == '\t' || *s == ',')
 				s++;
+			if (*s == '\0')
+				break;
 			const char *e = s;
 			while (*e && *e != ',')
 				e++;

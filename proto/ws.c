@@ -88,7 +88,7 @@ static int
 ws_frame_out(struct ws_codec *w, int opcode, const uint8_t *data, size_t len)
 {
 	struct wslay_frame_iocb io;
-	size_t mark = w->out->len, off = w->out->off;
+	size_t mark, off, hl;
 	ssize_t r;
 
 	memset(&io, 0, sizeof(io));
@@ -98,13 +98,18 @@ ws_frame_out(struct ws_codec *w, int opcode, const uint8_t *data, size_t len)
 	io.payload_length = len;
 	io.data = data;
 	io.data_length = len;
-	/* reserve the worst case up front so wslay never sees a short write */
-	if (buf_reserve(w->out, len + 14) == NULL)
+	/* reserve the whole frame up front so wslay never sees a short write */
+	hl = 2 + (len < 126 ? 0 : len < 65536 ? 2 : 8) + (io.mask ? 4 : 0);
+	if (buf_reserve(w->out, hl + len) == NULL)
 		return WS_ERR_OUTPUT;
+	/* after the reserve: it may have moved what is already queued */
+	mark = w->out->len;
+	off = w->out->off;
 	do {
 		r = wslay_frame_send(w->fr, &io);
 		if (r < 0) {
-			/* cannot happen with the room reserved; undo anyway */
+			/* wslay refused the frame (a control frame over 125
+			 * bytes): put back what it wrote, if anything */
 			w->out->len = mark;
 			w->out->off = off;
 			return WS_ERR_OUTPUT;

@@ -16,6 +16,7 @@
 	X(sms_failed,		"goodbye SMS given up after retries")		\
 	X(tool_calls,		"tool calls made by the model")			\
 	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
+	X(upstream_error_events, "error events from the model that kept the session") \
 	X(voice_requests,	"voice webhooks answered")			\
 	X(refused_minutes,	"calls refused: caller out of minutes")		\
 	X(refused_capacity,	"calls refused: no free stream capacity")	\

@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config ca-certificates
       libuv1-dev libwslay-dev libmbedtls-dev libjansson-dev libcurl4-openssl-dev
-      node-llhttp python3 python3-websockets)
+      node-llhttp python3 python3-websockets python3-jsonschema openssl
+      espeak-ng sox)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,6 +4,7 @@
  * in leg_twilio.c.
  */
 #include "worker/call.h"
+#include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -159,6 +160,13 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		    "stream token already used" : "busy", NULL);
 		return;
 	}
+	const struct persona *persona = persona_find(w->personas, t.route);
+	if (persona == NULL) {
+		log_warnx("%s: stream upgrade refused: no persona \"%s\" in this "
+		    "configuration", t.call_sid, t.route);
+		reject_upgrade(w, fd, 404, "unknown route", NULL);
+		return;
+	}
 	check_upgrade_signature(w, ho, t.call_sid);
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -171,6 +179,9 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	c->tok = t;
 	c->slot = -1;
 	c->state = CALL_OPEN;
+	c->persona = persona;
+	c->refs = 1;
+	relay_init(&c->relay);
 	c->opened_ms = c->last_msg_ms = mono_ms();
 	mask_phone(t.caller, c->masked, sizeof(c->masked));
 	buf_init(&c->out, (size_t)w->conf->max_outbound_buffer);
@@ -209,6 +220,13 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	log_set_call(t.call_sid);
 	log_debug("stream accepted from %s (route %s)", ho->ho_peer, t.route);
 	log_set_call(NULL);
+	/* the route is known: the model's session starts now, in parallel
+	 * with Twilio's connected/start */
+	if (relay_start(c) != 0) {
+		call_close(c, "cannot start the model session", 1, 1011);
+		call_flush(c);
+		return;
+	}
 	if (extra_len > 0) {
 		rc = ws_codec_feed(&c->ws, extra, extra_len);
 		if (rc < 0) {
@@ -321,7 +339,7 @@ call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		call_close(c, c->ws.error, 1, 0);	/* close frame already queued */
 	} else if (rc == WS_CLOSED)
 		call_close(c, "twilio closed the stream", 0, 0);
-	call_flush(c);
+	call_want_flush(c);
 }
 
 /* ---------------------------------------------------------------- */
@@ -353,10 +371,11 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 		log_info("stream closed before start: %s", reason);
 	log_set_call(NULL);
 	c->state = CALL_CLOSING;
+	relay_stop(c);
 	if (c->ws_ready && ws_code != 0)
 		ws_codec_close(&c->ws, ws_code, NULL);
 	uv_read_stop((uv_stream_t *)&c->tw);
-	call_flush(c);
+	call_want_flush(c);
 }
 
 void
@@ -374,6 +393,9 @@ call_tick(struct call *c, uint64_t now)
 	case CALL_LIVE:
 		atomic_store_explicit(&w->shm->calls[c->slot].cs_billed_ms,
 		    now - c->start_ms, memory_order_relaxed);
+		relay_tick(c, now);
+		if (c->state != CALL_LIVE)
+			break;
 		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
 			worker_count(w, SC_calls_timed_out, 1);
 			call_close(c, "twilio went silent", 1, 1001);
@@ -386,6 +408,26 @@ call_tick(struct call *c, uint64_t now)
 	case CALL_CLOSED:
 		break;
 	}
+	if (c->up != NULL && c->state < CALL_CLOSED)
+		upstream_tick(c->up, now);
+}
+
+void
+call_release(struct call *c)
+{
+	if (--c->refs > 0)
+		return;
+	if (c->dirty) {
+		struct call **pp;
+		for (pp = &c->w->dirty_calls; *pp != NULL; pp = &(*pp)->dirty_next)
+			if (*pp == c) {
+				*pp = c->dirty_next;
+				break;
+			}
+	}
+	relay_free(&c->relay);
+	c->magic = 0;
+	free(c);
 }
 
 static void
@@ -396,10 +438,10 @@ call_closed_cb(uv_handle_t *h)
 
 	if (c->ws_ready)
 		ws_codec_free(&c->ws);
+	c->ws_ready = 0;
 	buf_free(&c->out);
 	buf_free(&c->wbuf);
 	tw_msg_free(&c->msg);
-	c->magic = 0;
 	worker_call_gone(w, c);
-	free(c);
+	call_release(c);
 }

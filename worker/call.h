@@ -19,6 +19,8 @@
 #include "proto/token.h"
 #include "proto/twilio.h"
 #include "proto/ws.h"
+#include "personas/persona.h"
+#include "worker/relay.h"
 
 #define CALL_MAGIC 0x43414c4cu	/* "CALL" */
 
@@ -30,6 +32,7 @@ enum call_state {
 };
 
 struct worker;
+struct upstream;
 
 struct call {
 	uint32_t		 magic;
@@ -62,10 +65,32 @@ struct call {
 	uint64_t		 gap_fill_ms;	/* silence owed to the model */
 	int			 logged_bad;	/* a per-frame error logged once */
 
+	/* the model */
+	const struct persona	*persona;
+	struct upstream		*up;		/* the session in use */
+	struct relay		 relay;
+	char			 fail_reason[160];
+
+	/* life: the Twilio socket holds one reference, each upstream one */
+	int			 refs;
+	int			 dirty;		/* on the worker's flush list */
+	struct call		*dirty_next;
+
 	/* end */
 	const char		*reason;
 	int			 failed;
 };
+
+static inline const char *
+call_sid_of(const struct call *c)
+{
+	return c->tok.call_sid;
+}
+
+/* Write what is queued at the end of this loop iteration. */
+void call_want_flush(struct call *c);
+/* Drop a reference; the last one frees the call. */
+void call_release(struct call *c);
 
 /* Take a handed-off socket.  Verifies the upgrade (version, key, route,
  * token, replay) and answers 101 or an error; never fails the worker. */

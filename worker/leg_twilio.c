@@ -103,7 +103,8 @@ on_media(struct call *c, struct tw_msg *m)
 	worker_count(w, SC_frames_in, 1);
 	atomic_store_explicit(&w->shm->calls[c->slot].cs_frames_in, c->frames_in,
 	    memory_order_relaxed);
-	return 0;
+	relay_caller_media(c, m);
+	return c->state == CALL_LIVE ? 0 : 1;
 }
 
 int
@@ -137,6 +138,7 @@ twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		if (c->state != CALL_LIVE)
 			return bad_message(c, "mark before start", 1008);
 		worker_count(c->w, SC_marks_in, 1);
+		relay_caller_mark(c, m->mark_name);
 		return 0;
 	case TW_DTMF:
 		if (c->state != CALL_LIVE)

@@ -10,6 +10,7 @@
  */
 #include "worker/worker.h"
 #include "worker/call.h"
+#include "worker/upstream.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/ipc.h"
@@ -184,6 +185,72 @@ sig_cb(uv_poll_t *p, int status, int events)
 			worker_shutdown(w, "SIGTERM");
 }
 
+void
+call_want_flush(struct call *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = 1;
+	c->dirty_next = W.dirty_calls;
+	W.dirty_calls = c;
+}
+
+void
+worker_want_flush_upstream(struct worker *w, struct upstream *up)
+{
+	if (up->dirty || up->zombie)
+		return;
+	up->dirty = 1;
+	up->dirty_next = w->dirty_ups;
+	w->dirty_ups = up;
+}
+
+void
+worker_forget_upstream(struct worker *w, struct upstream *up)
+{
+	struct upstream **pp;
+
+	if (!up->dirty)
+		return;
+	for (pp = &w->dirty_ups; *pp != NULL; pp = &(*pp)->dirty_next)
+		if (*pp == up) {
+			*pp = up->dirty_next;
+			break;
+		}
+	up->dirty = 0;
+}
+
+/*
+ * After the reads of one loop iteration: write what they queued, one
+ * write per connection however many messages it holds, then free the
+ * upstreams that finished closing.
+ */
+static void
+flush_cb(uv_check_t *h)
+{
+	struct worker *w = h->data;
+
+	while (w->dirty_calls != NULL || w->dirty_ups != NULL) {
+		while (w->dirty_calls != NULL) {
+			struct call *c = w->dirty_calls;
+			w->dirty_calls = c->dirty_next;
+			c->dirty = 0;
+			call_flush(c);
+		}
+		while (w->dirty_ups != NULL) {
+			struct upstream *up = w->dirty_ups;
+			w->dirty_ups = up->dirty_next;
+			up->dirty = 0;
+			upstream_flush(up);
+		}
+	}
+	while (w->zombies != NULL) {
+		struct upstream *up = w->zombies;
+		w->zombies = up->dirty_next;
+		upstream_destroy(up);
+	}
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
@@ -203,15 +270,17 @@ tick_cb(uv_timer_t *t)
 }
 
 void
-worker_main(struct conf *conf, struct shm *shm, int slot, uint32_t generation,
-    int chan)
+worker_main(struct conf *conf, const struct persona_set *personas,
+    struct shm *shm, int slot, uint32_t generation, int chan)
 {
 	struct worker *w = &W;
+	char err[512];
 	sigset_t set;
 	int rc;
 
 	memset(w, 0, sizeof(*w));
 	w->conf = conf;
+	w->personas = personas;
 	w->shm = shm;
 	w->slot = slot;
 	w->sw = &shm->workers[slot];
@@ -244,6 +313,13 @@ worker_main(struct conf *conf, struct shm *shm, int slot, uint32_t generation,
 	uv_timer_init(&w->loop, &w->tick);
 	w->tick.data = w;
 	uv_timer_start(&w->tick, tick_cb, TICK_MS, TICK_MS);
+	uv_check_init(&w->loop, &w->flush_check);
+	w->flush_check.data = w;
+	uv_check_start(&w->flush_check, flush_cb);
+	if (upstream_global_init(err, sizeof(err)) != 0) {
+		vr_strlcpy(w->sw->sw_last_error, err, sizeof(w->sw->sw_last_error));
+		fatalx("TLS: %s", err);
+	}
 
 	/* the master may have marked us draining before we got here */
 	uint32_t expect = SW_SPAWNING;

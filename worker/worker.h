@@ -10,9 +10,11 @@
 #include <uv.h>
 
 #include "daemon/common/conf.h"
+#include "personas/persona.h"
 #include "shm/shm.h"
 
 struct call;
+struct upstream;
 
 /* One per worker process. */
 struct worker {
@@ -35,6 +37,14 @@ struct worker {
 	struct call		*calls;		/* doubly linked */
 	unsigned		 ncalls;
 	uint64_t		 seed;		/* for WebSocket masks */
+	const struct persona_set *personas;
+
+	/* writes are batched: whatever a loop iteration queued is written
+	 * once, by the check handle, after all the reads of that iteration */
+	uv_check_t		 flush_check;
+	struct call		*dirty_calls;
+	struct upstream		*dirty_ups;
+	struct upstream		*zombies;	/* freed by the check handle */
 };
 
 extern struct worker W;
@@ -46,6 +56,9 @@ worker_count(struct worker *w, enum shm_counter c, uint64_t n)
 	shm_count(w->sw->sw_counters, c, n);
 }
 void worker_call_gone(struct worker *w, struct call *c);
+void worker_want_flush_upstream(struct worker *w, struct upstream *up);
+/* An upstream about to be freed leaves the flush list. */
+void worker_forget_upstream(struct worker *w, struct upstream *up);
 
 /*
  * Runs in the child right after fork(), with signals already reset and
@@ -55,7 +68,8 @@ void worker_call_gone(struct worker *w, struct call *c);
  * chan, and never returns: exits 0 when drained, EXIT_FATAL_CONFIG when it
  * cannot start.
  */
-void worker_main(struct conf *conf, struct shm *shm, int slot,
-    uint32_t generation, int chan) __attribute__((noreturn));
+void worker_main(struct conf *conf, const struct persona_set *personas,
+    struct shm *shm, int slot, uint32_t generation, int chan)
+    __attribute__((noreturn));
 
 #endif

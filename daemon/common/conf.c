@@ -59,6 +59,22 @@ static const struct key keys[] = {
 	{ "HEARTBEAT_TIMEOUT",		K_INT,  O(heartbeat_timeout), "3000", 500, 600000, 0 },
 	{ "DRAIN_TIMEOUT",		K_INT,  O(drain_timeout), "30", 0, 86400, 0 },
 	{ "RELOAD_TIMEOUT",		K_INT,  O(reload_timeout), "3600", 1, 86400, 0 },
+	{ "OPENAI_URL",			K_STR,  O(openai_url), "wss://api.openai.com/v1/realtime?model=gpt-realtime", 0, 0, 0 },
+	{ "OPENAI_API_KEY",		K_STR,  O(openai_api_key), "", 0, 0, CONF_SECRET },
+	{ "OPENAI_DIALECT",		K_STR,  O(openai_dialect_name), "ga", 0, 0, 0 },
+	{ "OPENAI_CA_FILE",		K_STR,  O(openai_ca_file), "", 0, 0, 0 },
+	{ "OPENAI_CA_BUNDLE",		K_STR,  O(openai_ca_bundle), "/etc/ssl/certs/ca-certificates.crt", 0, 0, 0 },
+	{ "OPENAI_ORGANIZATION",	K_STR,  O(openai_organization), "", 0, 0, 0 },
+	{ "OPENAI_PROJECT",		K_STR,  O(openai_project), "", 0, 0, 0 },
+	{ "OPENAI_CONNECT_TIMEOUT",	K_INT,  O(openai_connect_timeout), "5", 1, 120, 0 },
+	{ "OPENAI_HANDSHAKE_TIMEOUT",	K_INT,  O(openai_handshake_timeout), "10", 1, 120, 0 },
+	{ "OPENAI_PING_INTERVAL",	K_INT,  O(openai_ping_interval), "15", 1, 3600, 0 },
+	{ "OPENAI_PONG_TIMEOUT",	K_INT,  O(openai_pong_timeout), "10", 1, 600, 0 },
+	{ "MARK_INTERVAL_MS",		K_INT,  O(mark_interval_ms), "100", 0, 10000, 0 },
+	{ "FRAMES_PER_APPEND",		K_INT,  O(frames_per_append), "1", 1, 50, 0 },
+	{ "PERSONAS_DIR",		K_STR,  O(personas_dir), "/etc/voxrelay/personas", 0, 0, 0 },
+	{ "TRANSCRIPTS_DIR",		K_STR,  O(transcripts_dir), "/var/lib/voxrelay/transcripts", 0, 0, 0 },
+	{ "TRANSCRIPT_CSV_PATH",	K_STR,  O(transcript_csv_path), "", 0, 0, 0 },
 	{ "DEFAULT_ROUTE",		K_STR,  O(default_route), "default", 0, 0, 0 },
 	{ "SAY_VOICE",			K_STR,  O(say_voice), "", 0, 0, 0 },
 	{ "AFTER_STREAM_MESSAGE",	K_STR,  O(after_stream_message), "Thank you for calling. Goodbye.", 0, 0, 0 },
@@ -268,13 +284,13 @@ conf_parse_file(struct conf *c, const char *path, struct errs *e)
 			;
 		for (v = eq + 1; *v == ' ' || *v == '\t'; v++)
 			;
+		if ((k = key_find(name, nl)) == NULL)
+			continue;	/* another service's key: not ours to judge */
 		if (unquote(v) != 0) {
 			err_add(e, "%s: %.*s: unterminated or misplaced quote", where,
 			    (int)nl, name);
 			continue;
 		}
-		if ((k = key_find(name, nl)) == NULL)
-			continue;	/* another service's key: not ours to judge */
 		key_set(c, k, v, where, e);
 	}
 	free(line);
@@ -286,6 +302,80 @@ ncpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/*
+ * OPENAI_URL: ws:// or wss://, a host (a bracketed IPv6 literal allowed), an
+ * optional port, and the request target kept byte for byte.
+ */
+static void
+conf_parse_openai_url(struct conf *c, struct errs *e)
+{
+	const char *u = c->openai_url, *h, *end, *colon;
+	char host[256];
+	long port;
+
+	free(c->openai_host);
+	free(c->openai_target);
+	c->openai_host = c->openai_target = NULL;
+	if (strncmp(u, "wss://", 6) == 0) {
+		c->openai_tls = 1;
+		h = u + 6;
+		port = 443;
+	} else if (strncmp(u, "ws://", 5) == 0) {
+		c->openai_tls = 0;
+		h = u + 5;
+		port = 80;
+	} else {
+		err_add(e, "OPENAI_URL: must start with wss:// or ws://, not \"%s\"", u);
+		return;
+	}
+	end = h + strcspn(h, "/?#");
+	if (*h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(end - h));
+		if (rb == NULL) {
+			err_add(e, "OPENAI_URL: unterminated IPv6 address");
+			return;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - h - 1), h + 1);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(h, ':', (size_t)(end - h));
+		snprintf(host, sizeof(host), "%.*s",
+		    (int)((colon ? colon : end) - h), h);
+	}
+	if (colon != NULL) {
+		char *pe;
+		port = strtol(colon + 1, &pe, 10);
+		if (pe != end || port < 1 || port > 65535) {
+			err_add(e, "OPENAI_URL: bad port");
+			return;
+		}
+	}
+	if (host[0] == '\0' || memchr(h, '@', (size_t)(end - h))) {
+		err_add(e, "OPENAI_URL: no host, or credentials in the URL");
+		return;
+	}
+	if (*end == '#') {
+		err_add(e, "OPENAI_URL: a fragment is never sent; remove it");
+		return;
+	}
+	c->openai_host = strdup(host);
+	c->openai_port = (int)port;
+	if (*end == '\0')
+		c->openai_target = strdup("/");
+	else if (*end == '?') {
+		c->openai_target = malloc(strlen(end) + 2);
+		if (c->openai_target)
+			sprintf(c->openai_target, "/%s", end);
+	} else
+		c->openai_target = strdup(end);
+	for (const char *p = c->openai_target; p && *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+			err_add(e, "OPENAI_URL: spaces or control characters in the "
+			    "path");
+			break;
+		}
 }
 
 static void
@@ -333,6 +423,14 @@ conf_check(struct conf *c, struct errs *e)
 		err_add(e, "DEFAULT_ROUTE: 1 to 32 characters");
 	if (c->stream_secret[0] != '\0' && strlen(c->stream_secret) < 16)
 		err_add(e, "STREAM_SECRET: at least 16 characters when set");
+	if (strcasecmp(c->openai_dialect_name, "ga") == 0)
+		c->openai_dialect = 0;
+	else if (strcasecmp(c->openai_dialect_name, "beta") == 0)
+		c->openai_dialect = 1;
+	else
+		err_add(e, "OPENAI_DIALECT: ga or beta, not \"%s\"",
+		    c->openai_dialect_name);
+	conf_parse_openai_url(c, e);
 }
 
 int
@@ -358,10 +456,9 @@ conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 		snprintf(where, sizeof(where), "environment %s", keys[i].name);
 		if ((copy = strdup(v)) == NULL)
 			continue;
-		if (unquote(copy) == 0)
-			key_set(&c, &keys[i], copy, where, &e);
-		else
-			err_add(&e, "%s: unterminated quote", where);
+		/* the shell already removed its quotes: taken literally, so a
+		 * '#' or a quote in an environment value is part of it */
+		key_set(&c, &keys[i], copy, where, &e);
 		free(copy);
 	}
 	conf_check(&c, &e);
@@ -396,6 +493,9 @@ conf_free(struct conf *c)
 		}
 	free(c->path);
 	c->path = NULL;
+	free(c->openai_host);
+	free(c->openai_target);
+	c->openai_host = c->openai_target = NULL;
 }
 
 void

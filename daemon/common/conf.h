@@ -54,6 +54,24 @@ struct conf {
 	int	 heartbeat_timeout;	/* ms */
 	int	 drain_timeout;		/* s, SIGTERM */
 	int	 reload_timeout;	/* s, old generation after SIGHUP */
+	/* OpenAI */
+	char	*openai_url;
+	char	*openai_api_key;
+	char	*openai_dialect_name;	/* "ga" or "beta" */
+	char	*openai_ca_file;
+	char	*openai_ca_bundle;
+	char	*openai_organization;
+	char	*openai_project;
+	int	 openai_connect_timeout;	/* s */
+	int	 openai_handshake_timeout;	/* s */
+	int	 openai_ping_interval;		/* s */
+	int	 openai_pong_timeout;		/* s */
+	int	 mark_interval_ms;		/* split model audio for marks */
+	int	 frames_per_append;		/* caller frames per append */
+	/* personas, transcripts */
+	char	*personas_dir;
+	char	*transcripts_dir;
+	char	*transcript_csv_path;
 	/* words spoken by Twilio */
 	char	*default_route;
 	char	*say_voice;
@@ -68,6 +86,11 @@ struct conf {
 	/* not keys: filled by conf_load */
 	char	*path;
 	int	 stream_secret_random;
+	int	 openai_dialect;	/* enum oa_dialect */
+	int	 openai_tls;		/* wss:// */
+	char	*openai_host;		/* without brackets */
+	int	 openai_port;
+	char	*openai_target;		/* path and query, exactly */
 };
 
 /* Load path (NULL: defaults and environment only).  On success returns 0

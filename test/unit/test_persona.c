@@ -1,0 +1,795 @@
+/*
+ * test_persona.c — persona files: loading, validation messages, the
+ * session configuration they give (persona.h, protocols.md §8.3, §8.4).
+ *
+ * Paths are relative to the source tree: run test_unit from there.
+ */
+#include "test/unit/test.h"
+#include "personas/persona.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#define BAD_DIR		"test/data/personas/bad"
+#define GOOD_DIR	"test/data/personas/good"
+#define DEFAULT_FILE	"personas/default.json"
+
+static char err[16384], warn[4096];
+
+static void
+write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ASSERT_NOT_NULL(f);
+	ASSERT_EQ(fputs(text, f) >= 0, 1);
+	ASSERT_EQ(fclose(f), 0);
+}
+
+/* A fresh directory under the test's scratch directory. */
+static const char *
+subdir(const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+	ASSERT_EQ(mkdir(path, 0700), 0);
+	return path;
+}
+
+/* Load text as dir/name in dialect d; returns the loader's result. */
+static int
+load_text(struct persona *p, const char *name, const char *text,
+    enum oa_dialect d)
+{
+	char path[512];
+
+	write_file(test_tmpdir(), name, text);
+	snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+	return persona_load_file(p, path, d, err, sizeof(err), warn,
+	    sizeof(warn));
+}
+
+static int
+count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s != '\0'; s++)
+		n += *s == '\n';
+	return n;
+}
+
+#define ASSERT_HAS(hay, needle) do {					\
+	if (strstr((hay), (needle)) == NULL)				\
+		TEST_FAIL_("\"%s\" not found in:\n%s", (needle), (hay)); \
+} while (0)
+
+/* The default persona ------------------------------------------------ */
+
+static void
+check_default(const struct persona *p)
+{
+	ASSERT_STR_EQ(p->id, "default");
+	ASSERT_STR_EQ(p->file, DEFAULT_FILE);
+	ASSERT_NOT_NULL(p->name);
+	ASSERT_STR_EQ(p->voice, "marin");
+	ASSERT_NOT_NULL(p->instructions);
+	ASSERT_NOT_NULL(strchr(p->instructions, '\n'));
+	ASSERT_GT(strlen(p->instructions), 500);
+	ASSERT_NOT_NULL(p->greeting);
+	ASSERT_LT(p->temperature, 0);
+	ASSERT_LT(p->speed, 0);
+	ASSERT_EQ(p->max_output_tokens, 0);
+	ASSERT_STR_EQ(p->vad.type, "server_vad");
+	ASSERT(fabs(p->vad.threshold - 0.5) < 1e-9);
+	ASSERT_EQ(p->vad.prefix_padding_ms, 300);
+	ASSERT_EQ(p->vad.silence_duration_ms, 500);
+	ASSERT_EQ(p->vad.create_response, 1);
+	ASSERT_EQ(p->vad.interrupt_response, 1);
+	ASSERT_EQ(p->vad.idle_timeout_ms, -1);
+	ASSERT_STR_EQ(p->vad.eagerness, "");
+	ASSERT_STR_EQ(p->transcription_model, "gpt-4o-mini-transcribe");
+	ASSERT_STR_EQ(p->transcription_language, "en");
+	ASSERT_NULL(p->transcription_prompt);
+	ASSERT_STR_EQ(p->noise_reduction, "near_field");
+	ASSERT_NULL(p->tools_json);
+	ASSERT_EQ(p->ntools, 0);
+	ASSERT_NULL(p->tool_choice);
+}
+
+TEST(persona_default_loads_ga)
+{
+	struct persona p;
+
+	ASSERT_EQ(persona_load_file(&p, DEFAULT_FILE, OA_GA, err, sizeof(err),
+	    warn, sizeof(warn)), 0);
+	ASSERT_STR_EQ(err, "");
+	ASSERT_STR_EQ(warn, "");
+	check_default(&p);
+	persona_free(&p);
+	ASSERT_NULL(p.instructions);
+}
+
+TEST(persona_default_loads_beta)
+{
+	struct persona p;
+
+	ASSERT_EQ(persona_load_file(&p, DEFAULT_FILE, OA_BETA, err,
+	    sizeof(err), warn, sizeof(warn)), 0);
+	ASSERT_STR_EQ(err, "");
+	/* marin is a GA voice: a warning, not an error */
+	ASSERT_HAS(warn, DEFAULT_FILE ": voice: marin may not be available");
+	ASSERT_EQ(count_lines(warn), 1);
+	check_default(&p);
+	persona_free(&p);
+}
+
+/* Bad files: test/data/personas/bad/<case>.json + <case>.expected ------- */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+TEST(persona_bad_files)
+{
+	char *names[256], path[512], line[512], want[1100];
+	struct persona p;
+	struct dirent *de;
+	size_t n = 0, i, len;
+	DIR *d;
+	FILE *f;
+	int rc, nwant;
+
+	d = opendir(BAD_DIR);
+	ASSERT_NOT_NULL(d);
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len > 5 && strcmp(de->d_name + len - 5, ".json") == 0) {
+			ASSERT_LT(n, sizeof(names) / sizeof(names[0]));
+			names[n] = strndup(de->d_name, len - 5);
+			ASSERT_NOT_NULL(names[n]);
+			n++;
+		}
+	}
+	closedir(d);
+	ASSERT_GE(n, 40);
+	qsort(names, n, sizeof(names[0]), cmp_str);
+
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), BAD_DIR "/%s.json", names[i]);
+		memset(&p, 0x5a, sizeof(p));
+		rc = persona_load_file(&p, path, OA_GA, err, sizeof(err), warn,
+		    sizeof(warn));
+		if (rc <= 0)
+			TEST_FAIL_("%s: accepted", path);
+		/* a failed load leaves the persona empty */
+		ASSERT_NULL(p.instructions);
+		ASSERT_NULL(p.file);
+		ASSERT_EQ(p.ntools, 0);
+
+		snprintf(line, sizeof(line), BAD_DIR "/%s.expected", names[i]);
+		f = fopen(line, "r");
+		if (f == NULL)
+			TEST_FAIL_("%s: no expected file", line);
+		nwant = 0;
+		while (fgets(line, sizeof(line), f) != NULL) {
+			line[strcspn(line, "\n")] = '\0';
+			if (line[0] == '\0')
+				continue;
+			snprintf(want, sizeof(want), "%s: %s", path, line);
+			ASSERT_HAS(err, want);
+			nwant++;
+		}
+		fclose(f);
+		if (rc != nwant || count_lines(err) != nwant)
+			TEST_FAIL_("%s: %d problems, %d lines, want %d:\n%s",
+			    path, rc, count_lines(err), nwant, err);
+		free(names[i]);
+	}
+}
+
+/* Warnings: what one dialect cannot honour ------------------------------ */
+
+TEST(persona_temperature_ga_warning)
+{
+	static const char text[] =
+	    "{\"instructions\": \"Be brief.\", \"temperature\": 0.8}";
+	struct oa_session_cfg cfg;
+	struct persona p;
+	struct buf b;
+	json_t *j;
+
+	ASSERT_EQ(load_text(&p, "warm.json", text, OA_GA), 0);
+	ASSERT_STR_EQ(err, "");
+	ASSERT_HAS(warn, "/warm.json: temperature: temperature is not "
+	    "supported by the GA dialect; not sent");
+	ASSERT_EQ(count_lines(warn), 1);
+	ASSERT(fabs(p.temperature - 0.8) < 1e-9);
+
+	/* kept in the configuration, never sent by the GA builder */
+	persona_session_cfg(&p, &cfg);
+	ASSERT(fabs(cfg.temperature - 0.8) < 1e-9);
+	buf_init(&b, 0);
+	ASSERT_EQ(oa_build_session_update(&b, OA_GA, &cfg), 0);
+	ASSERT_NULL(memmem(buf_head(&b), buf_pending(&b), "temperature", 11));
+	buf_consume(&b, buf_pending(&b));
+	ASSERT_EQ(oa_build_session_update(&b, OA_BETA, &cfg), 0);
+	j = json_loadb(buf_head(&b), buf_pending(&b), 0, NULL);
+	ASSERT_NOT_NULL(j);
+	ASSERT(fabs(json_number_value(json_object_get(json_object_get(j,
+	    "session"), "temperature")) - 0.8) < 1e-9);
+	json_decref(j);
+	buf_free(&b);
+	persona_free(&p);
+
+	/* beta takes it silently */
+	ASSERT_EQ(load_text(&p, "warm.json", text, OA_BETA), 0);
+	ASSERT_STR_EQ(warn, "");
+	persona_free(&p);
+}
+
+TEST(persona_beta_warnings)
+{
+	static const char text[] =
+	    "{\"instructions\": \"Be brief.\", \"voice\": \"cedar\","
+	    "\"turn_detection\": {\"type\": \"server_vad\","
+	    "\"idle_timeout_ms\": 6000}}";
+	struct persona p;
+
+	ASSERT_EQ(load_text(&p, "idle.json", text, OA_BETA), 0);
+	ASSERT_STR_EQ(err, "");
+	ASSERT_HAS(warn, "/idle.json: voice: cedar may not be available");
+	ASSERT_HAS(warn, "/idle.json: turn_detection.idle_timeout_ms: "
+	    "idle_timeout_ms is not supported by the beta dialect; not sent");
+	ASSERT_EQ(count_lines(warn), 2);
+	ASSERT_EQ(p.vad.idle_timeout_ms, 6000);
+	persona_free(&p);
+
+	ASSERT_EQ(load_text(&p, "idle.json", text, OA_GA), 0);
+	ASSERT_STR_EQ(warn, "");
+	ASSERT_EQ(p.vad.idle_timeout_ms, 6000);
+	persona_free(&p);
+}
+
+/* Field handling ------------------------------------------------------ */
+
+TEST(persona_fields_and_defaults)
+{
+	struct persona p;
+
+	ASSERT_EQ(load_text(&p, "bare.json", "{\"instructions\": \"Hi.\"}",
+	    OA_GA), 0);
+	ASSERT_STR_EQ(p.id, "bare");
+	ASSERT_STR_EQ(p.instructions, "Hi.");
+	ASSERT_NULL(p.name);
+	ASSERT_NULL(p.mode);
+	ASSERT_NULL(p.voice);
+	ASSERT_NULL(p.greeting);
+	ASSERT_LT(p.temperature, 0);
+	ASSERT_LT(p.speed, 0);
+	ASSERT_EQ(p.max_output_tokens, 0);
+	/* turn_detection left out: the server's default */
+	ASSERT_STR_EQ(p.vad.type, "");
+	ASSERT_LT(p.vad.threshold, 0);
+	ASSERT_EQ(p.vad.prefix_padding_ms, -1);
+	ASSERT_EQ(p.vad.silence_duration_ms, -1);
+	ASSERT_EQ(p.vad.create_response, -1);
+	ASSERT_EQ(p.vad.interrupt_response, -1);
+	ASSERT_EQ(p.vad.idle_timeout_ms, -1);
+	ASSERT_NULL(p.transcription_model);
+	ASSERT_NULL(p.noise_reduction);
+	ASSERT_NULL(p.tools_json);
+	ASSERT_NULL(p.tool_choice);
+	persona_free(&p);
+
+	ASSERT_EQ(load_text(&p, "nulls.json", "{\"instructions\": [\"a\", "
+	    "\"\", \"b\"], \"greeting\": [\"Say hi.\", \"Ask why.\"], "
+	    "\"turn_detection\": null, \"transcription\": null, "
+	    "\"noise_reduction\": null, \"tools\": [], "
+	    "\"max_output_tokens\": \"inf\", \"speed\": 0.25, "
+	    "\"tool_choice\": \"none\"}", OA_GA), 0);
+	ASSERT_STR_EQ(p.instructions, "a\n\nb");
+	ASSERT_STR_EQ(p.greeting, "Say hi.\nAsk why.");
+	ASSERT_STR_EQ(p.vad.type, "none");
+	ASSERT_NULL(p.transcription_model);
+	ASSERT_NULL(p.noise_reduction);
+	ASSERT_NULL(p.tools_json);
+	ASSERT_EQ(p.ntools, 0);
+	ASSERT_EQ(p.max_output_tokens, 0);
+	ASSERT(fabs(p.speed - 0.25) < 1e-9);
+	ASSERT_STR_EQ(p.tool_choice, "none");
+	persona_free(&p);
+
+	/* the edges of each range are inside it */
+	ASSERT_EQ(load_text(&p, "edges.json", "{\"instructions\": \"x\", "
+	    "\"temperature\": 1.2, \"speed\": 1.5, \"max_output_tokens\": 1, "
+	    "\"turn_detection\": {\"type\": \"server_vad\", \"threshold\": 0, "
+	    "\"prefix_padding_ms\": 5000, \"silence_duration_ms\": 10000, "
+	    "\"idle_timeout_ms\": 30000, \"create_response\": false, "
+	    "\"interrupt_response\": false}}", OA_BETA), 0);
+	ASSERT_EQ(p.max_output_tokens, 1);
+	ASSERT_EQ(p.vad.prefix_padding_ms, 5000);
+	ASSERT_EQ(p.vad.silence_duration_ms, 10000);
+	ASSERT_EQ(p.vad.idle_timeout_ms, 30000);
+	ASSERT_EQ(p.vad.create_response, 0);
+	ASSERT_EQ(p.vad.interrupt_response, 0);
+	ASSERT(p.vad.threshold == 0);
+	persona_free(&p);
+
+	ASSERT_EQ(load_text(&p, "sem.json", "{\"instructions\": \"x\", "
+	    "\"turn_detection\": {\"type\": \"semantic_vad\", "
+	    "\"eagerness\": \"medium\"}, \"turn_detection\": null}", OA_GA), 1);
+	ASSERT_HAS(err, "duplicate object key");
+	ASSERT_EQ(load_text(&p, "sem.json", "{\"instructions\": \"x\", "
+	    "\"turn_detection\": {\"type\": \"semantic_vad\", "
+	    "\"eagerness\": \"medium\", \"idle_timeout_ms\": null}}", OA_GA),
+	    1);
+	ASSERT_HAS(err, "turn_detection.idle_timeout_ms: only for server_vad");
+	ASSERT_EQ(load_text(&p, "sem.json", "{\"instructions\": \"x\", "
+	    "\"turn_detection\": {\"type\": \"semantic_vad\", "
+	    "\"eagerness\": \"medium\"}}", OA_GA), 0);
+	ASSERT_STR_EQ(p.vad.type, "semantic_vad");
+	ASSERT_STR_EQ(p.vad.eagerness, "medium");
+	persona_free(&p);
+}
+
+TEST(persona_tools_normalised)
+{
+	struct persona p;
+	json_t *j, *t;
+
+	ASSERT_EQ(persona_load_file(&p, GOOD_DIR "/intake.json", OA_GA, err,
+	    sizeof(err), warn, sizeof(warn)), 0);
+	ASSERT_EQ(p.ntools, 2);
+	ASSERT_STR_EQ(p.tool_names[0], "save_callback");
+	ASSERT_STR_EQ(p.tool_names[1], "end_call");
+	ASSERT_STR_EQ(p.tool_choice, "auto");
+	j = json_loads(p.tools_json, 0, NULL);
+	ASSERT_NOT_NULL(j);
+	ASSERT_EQ(json_array_size(j), 2);
+
+	t = json_array_get(j, 0);
+	ASSERT_EQ(json_object_size(t), 4);
+	ASSERT_STR_EQ(json_string_value(json_object_get(t, "type")),
+	    "function");
+	ASSERT_STR_EQ(json_string_value(json_object_get(t, "name")),
+	    "save_callback");
+	ASSERT_STR_EQ(json_string_value(json_object_get(t, "description")),
+	    "Save the caller's details for a callback.");
+	ASSERT_EQ(json_array_size(json_object_get(json_object_get(t,
+	    "parameters"), "required")), 2);
+
+	/* no parameters given: an empty object schema */
+	t = json_array_get(j, 1);
+	ASSERT_EQ(json_object_size(t), 4);
+	ASSERT_STR_EQ(json_string_value(json_object_get(t, "name")),
+	    "end_call");
+	ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(t,
+	    "parameters"), "type")), "object");
+	ASSERT(json_is_object(json_object_get(json_object_get(t,
+	    "parameters"), "properties")));
+	json_decref(j);
+	persona_free(&p);
+}
+
+TEST(persona_tool_problems)
+{
+	struct persona p;
+
+	ASSERT_EQ(load_text(&p, "dup.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"a\", \"description\": \"A.\"}, "
+	    "{\"name\": \"a\", \"description\": \"A again.\"}], "
+	    "\"tool_choice\": \"a\"}", OA_GA), 1);
+	ASSERT_HAS(err, "/dup.json: tools[1].name: \"a\" is a duplicate of "
+	    "tools[0].name");
+	/* with the tools broken, tool_choice is not blamed as well */
+	ASSERT_EQ(count_lines(err), 1);
+
+	ASSERT_EQ(load_text(&p, "missing.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"lookup\", \"description\": \"L.\"}], "
+	    "\"tool_choice\": \"cancel_order\"}", OA_GA), 1);
+	ASSERT_HAS(err, "/missing.json: tool_choice: \"cancel_order\" is not "
+	    "auto, none, required or the name of one of the persona's tools");
+
+	ASSERT_EQ(load_text(&p, "req.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"lookup\", \"description\": \"L.\"}], "
+	    "\"tool_choice\": \"required\"}", OA_GA), 0);
+	ASSERT_STR_EQ(p.tool_choice, "required");
+	persona_free(&p);
+
+	/* 64 characters is the longest name */
+	ASSERT_EQ(load_text(&p, "long.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"a123456789b123456789c123456789d123456789"
+	    "e123456789f123456789g123\", \"description\": \"L.\"}]}", OA_GA), 0);
+	ASSERT_EQ(strlen(p.tool_names[0]), 64);
+	persona_free(&p);
+	ASSERT_EQ(load_text(&p, "long.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"a123456789b123456789c123456789d123456789"
+	    "e123456789f123456789g1234\", \"description\": \"L.\"}]}", OA_GA),
+	    1);
+	ASSERT_HAS(err, "tools[0].name: ");
+}
+
+TEST(persona_id_rules)
+{
+	struct persona p;
+
+	ASSERT_EQ(load_text(&p, "abcdefghij0123456789ABCDEFGHIJ_-.json",
+	    "{\"instructions\": \"x\"}", OA_GA), 0);
+	ASSERT_STR_EQ(p.id, "abcdefghij0123456789ABCDEFGHIJ_-");
+	persona_free(&p);
+	ASSERT_EQ(load_text(&p, "abcdefghij0123456789ABCDEFGHIJ_-x.json",
+	    "{\"instructions\": \"x\"}", OA_GA), 1);
+	ASSERT_HAS(err, "x.json: id: \"abcdefghij0123456789ABCDEFGHIJ_-x\" "
+	    "(the file name without .json) must be 1-32 characters");
+	ASSERT_EQ(load_text(&p, ".json", "{\"instructions\": \"x\"}", OA_GA),
+	    1);
+	ASSERT_HAS(err, "/.json: id: ");
+	ASSERT_EQ(load_text(&p, "persona.txt", "{\"instructions\": \"x\"}",
+	    OA_GA), 1);
+	ASSERT_HAS(err, "/persona.txt: id: the file name must end in .json");
+}
+
+TEST(persona_file_problems)
+{
+	struct persona p;
+	char path[512];
+	char *big;
+	size_t n = 1024 * 1024 + 10;
+
+	ASSERT_EQ(persona_load_file(&p, "/nonexistent/x.json", OA_GA, err,
+	    sizeof(err), warn, sizeof(warn)), 1);
+	ASSERT_HAS(err, "/nonexistent/x.json: file: cannot open: No such file");
+
+	snprintf(path, sizeof(path), "%s/dir.json", test_tmpdir());
+	ASSERT_EQ(mkdir(path, 0700), 0);
+	ASSERT_EQ(persona_load_file(&p, path, OA_GA, err, sizeof(err), warn,
+	    sizeof(warn)), 1);
+	ASSERT_HAS(err, "dir.json: file: ");
+
+	ASSERT_EQ(load_text(&p, "empty.json", "", OA_GA), 1);
+	ASSERT_HAS(err, "/empty.json: line ");
+
+	big = malloc(n + 1);
+	ASSERT_NOT_NULL(big);
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[n - 1] = '}';
+	big[n] = '\0';
+	ASSERT_EQ(load_text(&p, "big.json", big, OA_GA), 1);
+	ASSERT_HAS(err, "/big.json: file: larger than");
+	free(big);
+
+	/* a NUL inside a string is refused by the JSON reader */
+	ASSERT_EQ(load_text(&p, "nul.json",
+	    "{\"instructions\": \"a\\u0000b\"}", OA_GA), 1);
+}
+
+TEST(persona_report_buffers)
+{
+	static const char text[] = "{\"a1\": 1, \"a2\": 2, \"a3\": 3, "
+	    "\"a4\": 4, \"a5\": 5, \"a6\": 6, \"instructions\": \"x\"}";
+	struct persona p;
+	char small[120], path[512];
+	size_t len;
+
+	write_file(test_tmpdir(), "six.json", text);
+	snprintf(path, sizeof(path), "%s/six.json", test_tmpdir());
+	memset(small, 'Z', sizeof(small));
+	ASSERT_EQ(persona_load_file(&p, path, OA_GA, small, sizeof(small),
+	    NULL, 0), 6);
+	len = strlen(small);
+	ASSERT_LT(len, sizeof(small));
+	/* whole lines only, then a marker */
+	ASSERT_EQ(small[len - 1], '\n');
+	ASSERT_NOT_NULL(strstr(small, "...\n"));
+	ASSERT_HAS(small, ": a1: unknown field\n");
+
+	ASSERT_EQ(persona_load_file(&p, path, OA_GA, NULL, 0, NULL, 0), 6);
+	ASSERT_EQ(persona_load_file(&p, path, OA_GA, small, 1, warn, 1), 6);
+	ASSERT_STR_EQ(small, "");
+}
+
+/* Sets ------------------------------------------------------------------ */
+
+TEST(persona_set_load_good_dir)
+{
+	struct persona_set ps;
+	const struct persona *p;
+
+	ASSERT_EQ(persona_set_load(&ps, GOOD_DIR, OA_GA, err, sizeof(err),
+	    warn, sizeof(warn)), 0);
+	ASSERT_STR_EQ(err, "");
+	ASSERT_EQ(ps.n, 3);
+	/* sorted by file name */
+	ASSERT_STR_EQ(ps.v[0].id, "front-desk");
+	ASSERT_STR_EQ(ps.v[1].id, "intake");
+	ASSERT_STR_EQ(ps.v[2].id, "small_talk");
+	ASSERT_STR_EQ(ps.v[1].file, GOOD_DIR "/intake.json");
+	/* small_talk has a temperature */
+	ASSERT_HAS(warn, GOOD_DIR "/small_talk.json: temperature: ");
+	ASSERT_EQ(count_lines(warn), 1);
+
+	p = persona_find(&ps, "intake");
+	ASSERT_NOT_NULL(p);
+	ASSERT_STR_EQ(p->mode, "intake");
+	ASSERT_STR_EQ(p->vad.type, "semantic_vad");
+	ASSERT_STR_EQ(p->vad.eagerness, "low");
+	ASSERT_STR_EQ(p->transcription_prompt,
+	    "Dental terms: crown, filling, hygienist.");
+	ASSERT_STR_EQ(p->noise_reduction, "far_field");
+	p = persona_find(&ps, "front-desk");
+	ASSERT_NOT_NULL(p);
+	ASSERT_STR_EQ(p->tool_choice, "check_rooms");
+	ASSERT_EQ(p->vad.idle_timeout_ms, 8000);
+	p = persona_find(&ps, "small_talk");
+	ASSERT_NOT_NULL(p);
+	ASSERT_STR_EQ(p->vad.type, "none");
+	ASSERT_NULL(persona_find(&ps, "default"));
+	ASSERT_NULL(persona_find(&ps, "intake.json"));
+	ASSERT_NULL(persona_find(&ps, NULL));
+	persona_set_free(&ps);
+	ASSERT_EQ(ps.n, 0);
+	ASSERT_NULL(ps.v);
+	persona_set_free(&ps);
+
+	/* a trailing slash changes nothing */
+	ASSERT_EQ(persona_set_load(&ps, GOOD_DIR "/", OA_BETA, err,
+	    sizeof(err), warn, sizeof(warn)), 0);
+	ASSERT_EQ(ps.n, 3);
+	ASSERT_STR_EQ(ps.v[0].file, GOOD_DIR "/front-desk.json");
+	/* beta: the idle timeout of front-desk is not sent */
+	ASSERT_HAS(warn, "front-desk.json: turn_detection.idle_timeout_ms: ");
+	persona_set_free(&ps);
+}
+
+TEST(persona_set_load_skips_other_files)
+{
+	struct persona_set ps;
+	const char *dir = subdir("mixed");
+
+	write_file(dir, "b.json", "{\"instructions\": \"B\"}");
+	write_file(dir, "a.json", "{\"instructions\": \"A\"}");
+	write_file(dir, "c.json", "{\"instructions\": \"C\"}");
+	write_file(dir, "notes.txt", "not a persona");
+	write_file(dir, ".#a.json", "editor lock file");
+	write_file(dir, "d.json~", "backup");
+	ASSERT_EQ(persona_set_load(&ps, dir, OA_GA, err, sizeof(err), warn,
+	    sizeof(warn)), 0);
+	ASSERT_EQ(ps.n, 3);
+	ASSERT_STR_EQ(ps.v[0].instructions, "A");
+	ASSERT_STR_EQ(ps.v[1].instructions, "B");
+	ASSERT_STR_EQ(ps.v[2].instructions, "C");
+	ASSERT_STR_EQ(persona_find(&ps, "b")->instructions, "B");
+	persona_set_free(&ps);
+}
+
+TEST(persona_set_load_reports_every_file)
+{
+	struct persona_set ps = { (struct persona *)1, 99 };
+	const char *dir = subdir("broken");
+	char want[768];
+
+	write_file(dir, "a_good.json", "{\"instructions\": \"fine\"}");
+	write_file(dir, "b_bad.json", "{\"instructions\": \"x\", "
+	    "\"turn_detection\": {\"type\": \"server_vad\", "
+	    "\"threshold\": 1.7}}");
+	write_file(dir, "c_good.json", "{\"instructions\": \"fine too\"}");
+	write_file(dir, "d_bad.json", "{\"instruction\": \"typo\", "
+	    "\"temperature\": 0.7}");
+	ASSERT_EQ(persona_set_load(&ps, dir, OA_GA, err, sizeof(err), warn,
+	    sizeof(warn)), 3);
+	ASSERT_EQ(ps.n, 0);
+	ASSERT_NULL(ps.v);
+	snprintf(want, sizeof(want), "%s/b_bad.json: turn_detection.threshold: "
+	    "1.7 is out of range 0..1\n", dir);
+	ASSERT_HAS(err, want);
+	snprintf(want, sizeof(want), "%s/d_bad.json: instruction: unknown "
+	    "field\n", dir);
+	ASSERT_HAS(err, want);
+	snprintf(want, sizeof(want), "%s/d_bad.json: instructions: missing",
+	    dir);
+	ASSERT_HAS(err, want);
+	ASSERT_EQ(count_lines(err), 3);
+	/* warnings of the files are still given */
+	ASSERT_HAS(warn, "d_bad.json: temperature: ");
+}
+
+TEST(persona_set_load_empty_or_missing_dir)
+{
+	struct persona_set ps;
+	const char *dir = subdir("empty");
+	char want[768];
+
+	write_file(dir, "README", "no personas here");
+	ASSERT_EQ(persona_set_load(&ps, dir, OA_GA, err, sizeof(err), warn,
+	    sizeof(warn)), 1);
+	snprintf(want, sizeof(want), "%s: directory: no *.json persona files",
+	    dir);
+	ASSERT_HAS(err, want);
+	ASSERT_EQ(ps.n, 0);
+	ASSERT_NULL(ps.v);
+
+	ASSERT_EQ(persona_set_load(&ps, "/nonexistent/personas", OA_GA, err,
+	    sizeof(err), warn, sizeof(warn)), 1);
+	ASSERT_HAS(err, "/nonexistent/personas: directory: cannot read: No "
+	    "such file");
+	ASSERT_EQ(ps.n, 0);
+}
+
+TEST(persona_set_load_shipped_dir)
+{
+	struct persona_set ps;
+
+	ASSERT_EQ(persona_set_load(&ps, "personas", OA_GA, err, sizeof(err),
+	    warn, sizeof(warn)), 0);
+	ASSERT_NOT_NULL(persona_find(&ps, "default"));
+	persona_set_free(&ps);
+}
+
+/* Persona to session.update ------------------------------------------- */
+
+static json_t *
+build(const struct oa_session_cfg *cfg, enum oa_dialect d)
+{
+	struct buf b;
+	json_t *j;
+
+	buf_init(&b, 0);
+	ASSERT_EQ(oa_build_session_update(&b, d, cfg), 0);
+	j = json_loadb(buf_head(&b), buf_pending(&b), 0, NULL);
+	ASSERT_NOT_NULL(j);
+	buf_free(&b);
+	return j;
+}
+
+static const char *
+sget(json_t *j, const char *a, const char *b, const char *c, const char *d)
+{
+	json_t *v = json_object_get(j, a);
+
+	if (b != NULL)
+		v = json_object_get(v, b);
+	if (c != NULL)
+		v = json_object_get(v, c);
+	if (d != NULL)
+		v = json_object_get(v, d);
+	return json_string_value(v);
+}
+
+TEST(persona_session_round_trip)
+{
+	struct oa_session_cfg cfg;
+	struct persona p;
+	json_t *ga, *beta, *s, *td;
+
+	ASSERT_EQ(persona_load_file(&p, DEFAULT_FILE, OA_GA, err, sizeof(err),
+	    warn, sizeof(warn)), 0);
+	persona_session_cfg(&p, &cfg);
+	ASSERT(cfg.instructions == p.instructions);
+	ASSERT(cfg.voice == p.voice);
+	ASSERT(cfg.tools_json == NULL);
+	ASSERT_EQ(cfg.max_output_tokens, 0);
+
+	ga = build(&cfg, OA_GA);
+	s = json_object_get(ga, "session");
+	ASSERT_STR_EQ(sget(ga, "type", NULL, NULL, NULL), "session.update");
+	ASSERT_STR_EQ(sget(s, "type", NULL, NULL, NULL), "realtime");
+	ASSERT_STR_EQ(sget(s, "instructions", NULL, NULL, NULL),
+	    p.instructions);
+	ASSERT_STR_EQ(sget(s, "audio", "output", "voice", NULL), "marin");
+	ASSERT_STR_EQ(sget(s, "audio", "input", "format", "type"),
+	    "audio/pcmu");
+	ASSERT_STR_EQ(sget(s, "audio", "output", "format", "type"),
+	    "audio/pcmu");
+	ASSERT_STR_EQ(sget(s, "audio", "input", "noise_reduction", "type"),
+	    "near_field");
+	ASSERT_STR_EQ(sget(s, "audio", "input", "transcription", "model"),
+	    "gpt-4o-mini-transcribe");
+	ASSERT_STR_EQ(sget(s, "audio", "input", "transcription", "language"),
+	    "en");
+	td = json_object_get(json_object_get(json_object_get(s, "audio"),
+	    "input"), "turn_detection");
+	ASSERT_EQ(json_object_size(td), 6);
+	ASSERT_STR_EQ(sget(td, "type", NULL, NULL, NULL), "server_vad");
+	ASSERT(fabs(json_number_value(json_object_get(td, "threshold")) -
+	    0.5) < 1e-9);
+	ASSERT_EQ(json_integer_value(json_object_get(td, "prefix_padding_ms")),
+	    300);
+	ASSERT_EQ(json_integer_value(json_object_get(td,
+	    "silence_duration_ms")), 500);
+	ASSERT(json_is_true(json_object_get(td, "create_response")));
+	ASSERT(json_is_true(json_object_get(td, "interrupt_response")));
+	ASSERT_STR_EQ(sget(s, "max_output_tokens", NULL, NULL, NULL), "inf");
+	ASSERT_NULL(json_object_get(s, "tools"));
+	ASSERT_NULL(json_object_get(s, "temperature"));
+
+	beta = build(&cfg, OA_BETA);
+	s = json_object_get(beta, "session");
+	ASSERT_NULL(json_object_get(s, "type"));
+	ASSERT_STR_EQ(sget(s, "instructions", NULL, NULL, NULL),
+	    p.instructions);
+	ASSERT_STR_EQ(sget(s, "voice", NULL, NULL, NULL), "marin");
+	ASSERT_STR_EQ(sget(s, "input_audio_format", NULL, NULL, NULL),
+	    "g711_ulaw");
+	ASSERT_STR_EQ(sget(s, "input_audio_transcription", "model", NULL,
+	    NULL), "gpt-4o-mini-transcribe");
+	ASSERT_STR_EQ(sget(s, "input_audio_noise_reduction", "type", NULL,
+	    NULL), "near_field");
+	ASSERT_STR_EQ(sget(s, "turn_detection", "type", NULL, NULL),
+	    "server_vad");
+	ASSERT_STR_EQ(sget(s, "max_response_output_tokens", NULL, NULL, NULL),
+	    "inf");
+	json_decref(ga);
+	json_decref(beta);
+	persona_free(&p);
+}
+
+TEST(persona_session_round_trip_tools)
+{
+	struct oa_session_cfg cfg;
+	struct persona_set ps;
+	const struct persona *p;
+	json_t *j, *s;
+	int d;
+
+	ASSERT_EQ(persona_set_load(&ps, GOOD_DIR, OA_GA, err, sizeof(err),
+	    warn, sizeof(warn)), 0);
+	for (d = OA_GA; d <= OA_BETA; d++) {
+		p = persona_find(&ps, "front-desk");
+		persona_session_cfg(p, &cfg);
+		j = build(&cfg, (enum oa_dialect)d);
+		s = json_object_get(j, "session");
+		ASSERT_EQ(json_array_size(json_object_get(s, "tools")), 1);
+		ASSERT_STR_EQ(json_string_value(json_object_get(
+		    json_array_get(json_object_get(s, "tools"), 0), "type")),
+		    "function");
+		ASSERT_STR_EQ(sget(s, "tool_choice", "type", NULL, NULL),
+		    "function");
+		ASSERT_STR_EQ(sget(s, "tool_choice", "name", NULL, NULL),
+		    "check_rooms");
+		json_decref(j);
+
+		p = persona_find(&ps, "intake");
+		persona_session_cfg(p, &cfg);
+		j = build(&cfg, (enum oa_dialect)d);
+		s = json_object_get(j, "session");
+		ASSERT_EQ(json_array_size(json_object_get(s, "tools")), 2);
+		ASSERT_STR_EQ(sget(s, "tool_choice", NULL, NULL, NULL), "auto");
+		if (d == OA_GA) {
+			ASSERT_EQ(json_integer_value(json_object_get(s,
+			    "max_output_tokens")), 800);
+			ASSERT_STR_EQ(sget(s, "audio", "input",
+			    "turn_detection", "eagerness"), "low");
+		} else {
+			ASSERT_EQ(json_integer_value(json_object_get(s,
+			    "max_response_output_tokens")), 800);
+			ASSERT_STR_EQ(sget(s, "turn_detection", "eagerness",
+			    NULL, NULL), "low");
+		}
+		json_decref(j);
+
+		/* turn_detection null in the file: null on the wire */
+		p = persona_find(&ps, "small_talk");
+		persona_session_cfg(p, &cfg);
+		j = build(&cfg, (enum oa_dialect)d);
+		s = json_object_get(j, "session");
+		if (d == OA_GA)
+			ASSERT(json_is_null(json_object_get(json_object_get(
+			    json_object_get(s, "audio"), "input"),
+			    "turn_detection")));
+		else
+			ASSERT(json_is_null(json_object_get(s,
+			    "turn_detection")));
+		json_decref(j);
+	}
+	persona_set_free(&ps);
+}

@@ -1,0 +1,612 @@
+/*
+ * relay.c — see relay.h.  Everything here runs on the worker's loop, inside
+ * a read callback of one leg or the tick; nothing blocks but the transcript
+ * appends (a write(2) to a local file, one per utterance).
+ */
+#include "worker/relay.h"
+#include "worker/call.h"
+#include "worker/upstream.h"
+#include "worker/worker.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mbedtls/base64.h>
+
+#define PLAYED_ALLOWANCE_BYTES	(50 * 8)	/* 50 ms past the last echoed mark */
+#define EXPIRY_MARGIN_S		10
+#define MAX_GAP_FILL_MS		10000
+
+static struct buf scratch;	/* one message being built */
+
+void
+relay_init(struct relay *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->interrupt_response = 1;
+	r->transcript_fd = -1;
+}
+
+void
+relay_free(struct relay *r)
+{
+	free(r->marks);
+	free(r->batch);
+	if (r->transcript_fd >= 0)
+		close(r->transcript_fd);
+	r->marks = NULL;
+	r->batch = NULL;
+	r->transcript_fd = -1;
+}
+
+static struct buf *
+scratch_buf(void)
+{
+	buf_consume(&scratch, buf_pending(&scratch));
+	return &scratch;
+}
+
+/* ---------------------------------------------------------------- */
+/* to Twilio */
+
+static int
+tw_send(struct call *c, const char *msg, size_t n)
+{
+	if (c->state >= CALL_CLOSING)
+		return -1;
+	if (ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, msg, n) != WS_OK) {
+		worker_count(c->w, SC_outbuf_overflows, 1);
+		call_close(c, "twilio is not reading (outbound buffer full)", 1, 0);
+		return -1;
+	}
+	call_want_flush(c);
+	return 0;
+}
+
+static int
+tw_send_mark(struct call *c, uint32_t item_uid, uint64_t end_bytes, int done)
+{
+	struct relay *r = &c->relay;
+	char name[32], msg[256];
+	int n;
+
+	if (r->mcount == r->mcap) {
+		unsigned ncap = r->mcap ? r->mcap * 2 : 16;
+		struct relay_mark *nm = malloc(ncap * sizeof(*nm));
+		if (nm == NULL)
+			return -1;
+		for (unsigned i = 0; i < r->mcount; i++)
+			nm[i] = r->marks[(r->mhead + i) % r->mcap];
+		free(r->marks);
+		r->marks = nm;
+		r->mcap = ncap;
+		r->mhead = 0;
+	}
+	r->seq++;
+	r->marks[(r->mhead + r->mcount) % r->mcap] = (struct relay_mark){
+		r->seq, item_uid, end_bytes, done };
+	r->mcount++;
+	snprintf(name, sizeof(name), "%u.%u", r->gen, r->seq);
+	n = tw_build_mark(msg, sizeof(msg), c->stream_sid, name);
+	return n < 0 ? -1 : tw_send(c, msg, (size_t)n);
+}
+
+static struct relay_item *
+item_by_uid(struct relay *r, uint32_t uid)
+{
+	for (int i = 0; i < RELAY_ITEMS; i++)
+		if (r->items[i].uid == uid)
+			return &r->items[i];
+	return NULL;
+}
+
+static struct relay_item *
+item_for(struct relay *r, const struct oa_msg *m)
+{
+	struct relay_item *it, *oldest = NULL;
+
+	for (int i = 0; i < RELAY_ITEMS; i++) {
+		it = &r->items[i];
+		if (it->uid && it->content_index == m->content_index &&
+		    strcmp(it->item_id, m->item_id) == 0)
+			return it;
+	}
+	for (int i = 0; i < RELAY_ITEMS; i++) {
+		it = &r->items[i];
+		if (it->uid == 0)
+			goto fill;
+		if (oldest == NULL || it->uid < oldest->uid)
+			oldest = it;
+	}
+	it = oldest;	/* more items in flight than we track: forget the oldest */
+fill:
+	memset(it, 0, sizeof(*it));
+	it->uid = ++r->next_uid;
+	snprintf(it->item_id, sizeof(it->item_id), "%s", m->item_id);
+	snprintf(it->response_id, sizeof(it->response_id), "%s", m->response_id);
+	it->content_index = m->content_index;
+	return it;
+}
+
+static int
+is_dropped(struct relay *r, const char *response_id)
+{
+	if (response_id[0] == '\0')
+		return 0;
+	for (int i = 0; i < RELAY_DROPS; i++)
+		if (strcmp(r->dropped[i], response_id) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+drop_response(struct relay *r, const char *response_id)
+{
+	if (response_id[0] == '\0' || is_dropped(r, response_id))
+		return;
+	snprintf(r->dropped[r->drop_next], sizeof(r->dropped[0]), "%s", response_id);
+	r->drop_next = (r->drop_next + 1) % RELAY_DROPS;
+}
+
+static void
+undrop_response(struct relay *r, const char *response_id)
+{
+	for (int i = 0; i < RELAY_DROPS; i++)
+		if (strcmp(r->dropped[i], response_id) == 0)
+			r->dropped[i][0] = '\0';
+}
+
+/*
+ * Model audio: forwarded as received (base64 untouched), in pieces of at
+ * most MARK_INTERVAL_MS, each followed by its own mark, so playback is
+ * known to that resolution.  A piece boundary falls on a multiple of 4
+ * base64 characters (3 bytes), so the pieces concatenate back to the delta.
+ */
+static void
+audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
+    size_t len)
+{
+	struct worker *w = c->w;
+	size_t piece, off = 0;
+	unsigned ms = (unsigned)w->conf->mark_interval_ms;
+
+	piece = ms ? (size_t)(ms * 8 / 3) * 4 : len;
+	if (piece == 0)
+		piece = 4;
+	while (off < len && c->state < CALL_CLOSING) {
+		size_t n = len - off < piece ? len - off : piece;
+		struct buf *b = scratch_buf();
+		char *dst = buf_reserve(b, n + 160);
+		int m;
+
+		if (dst == NULL)
+			return;
+		m = tw_build_media(dst, n + 160, c->stream_sid, b64 + off, n);
+		if (m < 0)
+			return;
+		if (tw_send(c, dst, (size_t)m) != 0)
+			return;
+		long bytes = b64_decoded_len(b64 + off, n);
+		it->sent_bytes += bytes > 0 ? (uint64_t)bytes : 0;
+		c->frames_out++;
+		worker_count(w, SC_frames_out, 1);
+		tw_send_mark(c, it->uid, it->sent_bytes, 0);
+		off += n;
+	}
+	if (c->slot >= 0)
+		atomic_store_explicit(&w->shm->calls[c->slot].cs_frames_out,
+		    c->frames_out, memory_order_relaxed);
+}
+
+void
+relay_caller_mark(struct call *c, const char *name)
+{
+	struct relay *r = &c->relay;
+	unsigned gen, seq;
+	char tail;
+
+	if (sscanf(name, "%u.%u%c", &gen, &seq, &tail) != 2)
+		return;		/* not one of ours */
+	if (gen != r->gen)
+		return;		/* flushed by a clear, not played */
+	while (r->mcount > 0) {
+		struct relay_mark *mk = &r->marks[r->mhead];
+		if ((int32_t)(mk->seq - seq) > 0)
+			break;	/* a later mark: this echo was already handled */
+		struct relay_item *it = item_by_uid(r, mk->item_uid);
+		if (it != NULL) {
+			if (mk->done) {
+				memset(it, 0, sizeof(*it));	/* played to the end */
+			} else if (mk->end_bytes > it->played_bytes)
+				it->played_bytes = mk->end_bytes;
+		}
+		r->mhead = (r->mhead + 1) % r->mcap;
+		r->mcount--;
+	}
+}
+
+/*
+ * The caller started talking (server VAD).  If assistant audio is still
+ * queued at Twilio or being generated, stop it: clear Twilio's buffer,
+ * ignore what the cancelled response still sends, and truncate every item
+ * at what the caller heard (never more than was sent).  Nothing is done
+ * when nothing is playing: the caller simply spoke.
+ */
+static void
+barge_in(struct call *c, struct upstream *up, uint64_t t_us)
+{
+	struct relay *r = &c->relay;
+	int playing = r->mcount > 0, first = 1;
+	char msg[160];
+	int n;
+
+	if (!playing && r->active_response[0] == '\0')
+		return;
+	if (playing) {
+		n = tw_build_clear(msg, sizeof(msg), c->stream_sid);
+		if (n > 0)
+			tw_send(c, msg, (size_t)n);
+		r->gen++;		/* every pending mark is now "flushed" */
+		r->mcount = 0;
+		r->mhead = 0;
+		shm_hist_add(&c->w->sw->sw_hist[SH_BARGEIN], mono_us() - t_us);
+		r->bargeins++;
+	}
+	drop_response(r, r->active_response);
+	for (int i = 0; i < RELAY_ITEMS; i++) {
+		struct relay_item *it = &r->items[i];
+		uint64_t end;
+
+		if (it->uid == 0)
+			continue;
+		drop_response(r, it->response_id);
+		if (playing && it->sent_bytes > 0) {
+			end = it->played_bytes + (first || it->played_bytes ?
+			    PLAYED_ALLOWANCE_BYTES : 0);
+			if (end > it->sent_bytes)
+				end = it->sent_bytes;
+			if (it->played_bytes < it->sent_bytes) {
+				struct buf *b = scratch_buf();
+				if (oa_build_truncate(b, it->item_id, it->content_index,
+				    end / 8) == 0)
+					upstream_send(up, buf_head(b), buf_pending(b));
+				log_set_call(call_sid_of(c));
+				log_debug("barge-in: %s truncated at %llu of %llu ms",
+				    it->item_id, (unsigned long long)end / 8,
+				    (unsigned long long)it->sent_bytes / 8);
+				log_set_call(NULL);
+			}
+			first = 0;
+		}
+		memset(it, 0, sizeof(*it));
+	}
+	if (!r->interrupt_response && r->active_response[0] != '\0') {
+		struct buf *b = scratch_buf();
+		if (oa_build_response_cancel(b) == 0)
+			upstream_send(up, buf_head(b), buf_pending(b));
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* transcripts */
+
+static void
+transcript_line(struct call *c, const char *role, const char *text)
+{
+	struct conf *cf = c->w->conf;
+	char when[32], path[1024];
+	json_t *j;
+	char *line;
+
+	if (text == NULL || text[0] == '\0')
+		return;
+	iso8601_utc(wall_ms(), when, sizeof(when));
+	if (cf->transcripts_dir[0] != '\0') {
+		if (c->relay.transcript_fd < 0) {
+			snprintf(path, sizeof(path), "%s/%s.jsonl", cf->transcripts_dir,
+			    call_sid_of(c));
+			c->relay.transcript_fd = open(path, O_WRONLY | O_APPEND |
+			    O_CREAT | O_CLOEXEC, 0640);
+			if (c->relay.transcript_fd < 0 && !c->logged_bad) {
+				log_set_call(call_sid_of(c));
+				log_warn("transcript %s", path);
+				log_set_call(NULL);
+				c->relay.transcript_fd = -2;	/* do not retry */
+			}
+		}
+		if (c->relay.transcript_fd >= 0) {
+			j = json_pack("{s:s,s:s,s:s}", "t", when, "role", role,
+			    "text", text);
+			line = j ? json_dumps(j, JSON_COMPACT) : NULL;
+			if (line != NULL) {
+				size_t n = strlen(line);
+				line[n] = '\n';
+				if (write(c->relay.transcript_fd, line, n + 1) < 0)
+					log_debug("transcript write: %s", strerror(errno));
+				free(line);
+			}
+			json_decref(j);
+		}
+	}
+	if (cf->transcript_csv_path[0] != '\0') {
+		/* one write per line, O_APPEND: lines of several workers never mix */
+		size_t tl = strlen(text), cap = tl * 2 + 256, k = 0;
+		char *out = malloc(cap);
+		int fd;
+
+		if (out == NULL)
+			return;
+		k = (size_t)snprintf(out, cap, "%s,%s,%s,%s,\"", when,
+		    call_sid_of(c), c->tok.caller, role);
+		for (size_t i = 0; i < tl; i++) {
+			if (text[i] == '"')
+				out[k++] = '"';
+			out[k++] = text[i] == '\n' || text[i] == '\r' ? ' ' : text[i];
+		}
+		out[k++] = '"';
+		out[k++] = '\n';
+		fd = open(cf->transcript_csv_path, O_WRONLY | O_APPEND | O_CREAT |
+		    O_CLOEXEC, 0640);
+		if (fd >= 0) {
+			if (lseek(fd, 0, SEEK_END) == 0 &&
+			    write(fd, "timestamp,call_sid,phone_number,role,text\n", 42) < 0)
+				log_debug("transcript csv header: %s", strerror(errno));
+			if (write(fd, out, k) < 0)
+				log_debug("transcript csv: %s", strerror(errno));
+			close(fd);
+		}
+		free(out);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* from the model */
+
+static void
+on_tool_call(struct call *c, struct upstream *up, struct oa_msg *m)
+{
+	struct buf *b;
+
+	worker_count(c->w, SC_tool_calls, 1);
+	log_set_call(call_sid_of(c));
+	log_info("tool call %s(%s)", m->name, m->text);
+	log_set_call(NULL);
+	/* no tool is known yet to this persona: say so, so the model goes on */
+	b = scratch_buf();
+	if (oa_build_function_output(b, m->call_id,
+	    "{\"error\":\"this tool is not available\"}") == 0)
+		upstream_send(up, buf_head(b), buf_pending(b));
+	b = scratch_buf();
+	if (oa_build_response_create(b, (enum oa_dialect)c->w->conf->openai_dialect,
+	    NULL, 0) == 0)
+		upstream_send(up, buf_head(b), buf_pending(b));
+}
+
+void
+relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
+{
+	struct relay *r = &c->relay;
+	uint64_t t_us = mono_us();
+
+	if (up != c->up || c->state >= CALL_CLOSING)
+		return;
+	switch (m->ev) {
+	case OA_EV_SESSION_CREATED:
+		r->session_expires = m->expires_at;
+		break;
+	case OA_EV_SESSION_UPDATED:
+		if (m->interrupt_response >= 0)
+			r->interrupt_response = m->interrupt_response;
+		break;
+	case OA_EV_SPEECH_STARTED:
+		barge_in(c, up, t_us);
+		break;
+	case OA_EV_SPEECH_STOPPED:
+		r->speech_stopped_us = t_us;
+		r->awaiting_audio = 1;
+		break;
+	case OA_EV_RESPONSE_CREATED:
+		snprintf(r->active_response, sizeof(r->active_response), "%s",
+		    m->response_id);
+		break;
+	case OA_EV_AUDIO_DELTA:
+		if (is_dropped(r, m->response_id) || c->state != CALL_LIVE) {
+			r->dropped_deltas++;
+			break;
+		}
+		if (r->awaiting_audio) {
+			r->awaiting_audio = 0;
+			shm_hist_add(&c->w->sw->sw_hist[SH_RESPONSE],
+			    t_us - r->speech_stopped_us);
+		}
+		audio_to_twilio(c, item_for(r, m), m->audio, m->audio_len);
+		shm_hist_add(&c->w->sw->sw_hist[SH_RELAY_OUT], mono_us() - t_us);
+		break;
+	case OA_EV_AUDIO_DONE:
+		if (!is_dropped(r, m->response_id) && c->state == CALL_LIVE) {
+			struct relay_item *it = item_for(r, m);
+			if (!it->done_sent) {
+				it->done_sent = 1;
+				tw_send_mark(c, it->uid, it->sent_bytes, 1);
+			}
+		}
+		break;
+	case OA_EV_RESPONSE_DONE:
+		if (strcmp(r->active_response, m->response_id) == 0)
+			r->active_response[0] = '\0';
+		undrop_response(r, m->response_id);
+		if (strcmp(m->status, "failed") == 0 || strcmp(m->status,
+		    "incomplete") == 0) {
+			log_set_call(call_sid_of(c));
+			log_warnx("openai: response %s %s (%s)", m->response_id,
+			    m->status, m->status_reason);
+			log_set_call(NULL);
+		}
+		break;
+	case OA_EV_TRANSCRIPT_DONE:
+		transcript_line(c, "assistant", m->text);
+		break;
+	case OA_EV_INPUT_TRANSCRIPT_DONE:
+		transcript_line(c, "caller", m->text);
+		break;
+	case OA_EV_FUNCTION_ARGS_DONE:
+		on_tool_call(c, up, m);
+		break;
+	case OA_EV_ERROR:
+		/* the socket stays open: log, count, go on (protocols.md 8.10) */
+		worker_count(c->w, SC_upstream_error_events, 1);
+		log_set_call(call_sid_of(c));
+		if (strcmp(m->err_code, "response_cancel_not_active") == 0 ||
+		    strcmp(m->err_code, "conversation_already_has_active_response") == 0)
+			log_debug("openai: %s", m->err_code);
+		else
+			log_warnx("openai error: %s%s%s: %s", m->err_type,
+			    m->err_code[0] ? "/" : "", m->err_code, m->text);
+		log_set_call(NULL);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+relay_upstream_open(struct call *c, struct upstream *up)
+{
+	const struct persona *p = c->persona;
+	struct buf *b;
+
+	log_set_call(call_sid_of(c));
+	log_debug("openai session open with %s (persona %s)", up->peer, p->id);
+	log_set_call(NULL);
+	if (p->greeting != NULL && p->greeting[0] != '\0') {
+		b = scratch_buf();
+		if (oa_build_response_create(b, (enum oa_dialect)c->w->conf->openai_dialect,
+		    p->greeting, 0) == 0)
+			upstream_send(up, buf_head(b), buf_pending(b));
+	}
+}
+
+void
+relay_upstream_failed(struct call *c, struct upstream *up, const char *why)
+{
+	if (up != c->up || c->state >= CALL_CLOSING)
+		return;
+	snprintf(c->fail_reason, sizeof(c->fail_reason), "openai: %s", why);
+	/* closing the stream makes Twilio play the TwiML after <Connect>:
+	 * the caller hears the goodbye, not dead air */
+	call_close(c, c->fail_reason, 1, 1011);
+}
+
+void
+relay_upstream_gone(struct call *c, struct upstream *up)
+{
+	if (c->up == up)
+		c->up = NULL;
+	call_release(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* from the caller */
+
+int
+relay_start(struct call *c)
+{
+	c->up = upstream_new(c, c->persona);
+	if (c->up == NULL)
+		return -1;
+	c->refs++;
+	return 0;
+}
+
+void
+relay_stop(struct call *c)
+{
+	if (c->up != NULL)
+		upstream_close(c->up, c->reason);
+}
+
+static void
+send_append(struct call *c, const char *b64, size_t len)
+{
+	struct buf *b = scratch_buf();
+
+	if (oa_build_append(b, b64, len) == 0)
+		upstream_send(c->up, buf_head(b), buf_pending(b));
+}
+
+void
+relay_caller_media(struct call *c, const struct tw_msg *m)
+{
+	struct worker *w = c->w;
+	struct relay *r = &c->relay;
+	unsigned per = (unsigned)w->conf->frames_per_append;
+	uint64_t t_us = mono_us();
+
+	if (c->up == NULL)
+		return;
+	if (c->gap_fill_ms > 0) {
+		/* lost frames: silence keeps the model's timeline aligned */
+		unsigned ms = c->gap_fill_ms > MAX_GAP_FILL_MS ? MAX_GAP_FILL_MS :
+		    (unsigned)c->gap_fill_ms;
+		struct buf *b = scratch_buf();
+		c->gap_fill_ms = 0;
+		if (oa_build_append_silence(b, ms) == 0)
+			upstream_send(c->up, buf_head(b), buf_pending(b));
+	}
+	if (per <= 1) {
+		send_append(c, m->payload, m->payload_len);
+	} else {
+		/* several frames per append: decode, gather, encode once */
+		size_t need = r->batch_len + m->audio_len, olen;
+		unsigned char *nb;
+		if (r->batch == NULL || need > per * 1024u) {
+			nb = realloc(r->batch, per * 1024u + m->audio_len);
+			if (nb == NULL)
+				return;
+			r->batch = nb;
+		}
+		if (mbedtls_base64_decode(r->batch + r->batch_len, m->audio_len + 3,
+		    &olen, (const unsigned char *)m->payload, m->payload_len) != 0)
+			return;
+		r->batch_len += olen;
+		if (++r->batch_frames >= per) {
+			size_t elen = 0;
+			struct buf *b = scratch_buf();
+			char *enc = buf_reserve(b, r->batch_len * 4 / 3 + 8);
+			if (enc != NULL && mbedtls_base64_encode((unsigned char *)enc,
+			    r->batch_len * 4 / 3 + 8, &elen, r->batch, r->batch_len) == 0) {
+				char *copy = malloc(elen);
+				if (copy) {
+					memcpy(copy, enc, elen);
+					send_append(c, copy, elen);
+					free(copy);
+				}
+			}
+			r->batch_len = 0;
+			r->batch_frames = 0;
+		}
+	}
+	shm_hist_add(&w->sw->sw_hist[SH_RELAY_IN], mono_us() - t_us);
+}
+
+void
+relay_tick(struct call *c, uint64_t now)
+{
+	struct relay *r = &c->relay;
+
+	if (r->session_expires != 0 &&
+	    wall_ms() / 1000 + EXPIRY_MARGIN_S >= r->session_expires) {
+		log_set_call(call_sid_of(c));
+		log_info("openai session expires at %llu; ending the call",
+		    (unsigned long long)r->session_expires);
+		log_set_call(NULL);
+		call_close(c, "openai session expired", 0, 1000);
+	}
+}
