@@ -25,6 +25,48 @@ def free_port():
     return port
 
 
+PEERS = os.path.join(ROOT, "test", "peers")
+PERSONAS = os.path.join(ROOT, "personas")
+
+
+class FakeOpenAIProcess:
+    """The fake Realtime server as a separate process, for tests that do not
+    run an asyncio loop of their own (those use fake_openai.FakeOpenAI)."""
+
+    def __init__(self, tmpdir, *args):
+        self.port_file = os.path.join(tmpdir, "fake-openai-%d.port" % id(self))
+        self.log_path = os.path.join(tmpdir, "fake-openai-%d.log" % id(self))
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(PEERS, "fake_openai.py"),
+             "--port-file", self.port_file] + list(args),
+            stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(self.port_file):
+                with open(self.port_file) as f:
+                    txt = f.read().strip()
+                if txt:
+                    self.port = int(txt)
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError("fake OpenAI did not start")
+
+    def url(self, scheme="ws", host="127.0.0.1"):
+        return "%s://%s:%d/v1/realtime?model=gpt-realtime" % (scheme, host, self.port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 class Daemon:
     def __init__(self, tmpdir, **conf):
         self.tmpdir = tmpdir
@@ -40,6 +82,9 @@ class Daemon:
             "USAGE_FLUSH_INTERVAL": 1,
             "STREAM_SECRET": "test-secret-0123456789abcdef",
             "LOG_LEVEL": "debug",
+            "PERSONAS_DIR": PERSONAS,
+            "OPENAI_API_KEY": "sk-test",
+            "TRANSCRIPTS_DIR": tmpdir,
         }
         self.conf.update(conf)
         self.conf_path = os.path.join(tmpdir, "voxrelay.conf")
@@ -157,8 +202,19 @@ class TestEnv:
     def __init__(self, name):
         self.tmp = tempfile.mkdtemp(prefix="vr-%s-" % name)
         self.daemons = []
+        self.fakes = []
+
+    def fake_openai(self, *args):
+        f = FakeOpenAIProcess(self.tmp, *args)
+        self.fakes.append(f)
+        return f
 
     def daemon(self, **conf):
+        """A daemon; unless the test names an OPENAI_URL, it talks to a fake
+        OpenAI in echo mode started for it."""
+        if "OPENAI_URL" not in conf:
+            f = self.fake_openai("--mode", "echo")
+            conf["OPENAI_URL"] = f.url()
         d = Daemon(self.tmp, **conf)
         self.daemons.append(d)
         return d
@@ -167,6 +223,11 @@ class TestEnv:
         for d in self.daemons:
             try:
                 d.stop(5)
+            except Exception:
+                pass
+        for f in self.fakes:
+            try:
+                f.stop()
             except Exception:
                 pass
 

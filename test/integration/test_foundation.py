@@ -64,9 +64,9 @@ def test_front_page_health_and_404(env):
 
 def test_webhook_twiml(env):
     d = env.daemon().start()
-    wh = twilio.post_voice(d.base, twilio.call_sid(1), "+14155552671", route="sales")
+    wh = twilio.post_voice(d.base, twilio.call_sid(1), "+14155552671", route="default")
     expect_eq(wh.status, 200, "status")
-    expect(wh.stream_url.startswith("ws://127.0.0.1:%d/media-stream/sales/" % d.port),
+    expect(wh.stream_url.startswith("ws://127.0.0.1:%d/media-stream/default/" % d.port),
            "stream url %s", wh.stream_url)
     expect("?" not in wh.stream_url, "query string in the Stream url")
     expect_eq(wh.params["callSid"], twilio.call_sid(1), "callSid parameter")
@@ -81,6 +81,8 @@ def test_webhook_twiml(env):
     # bad route, missing CallSid
     expect_eq(twilio.post_voice(d.base, twilio.call_sid(3), "+1", route="a.b").status,
               404, "bad route")
+    expect_eq(twilio.post_voice(d.base, twilio.call_sid(3), "+1", route="nobody").status,
+              404, "unknown persona")
     wh = twilio.post_voice(d.base, "", "+14155552671")
     expect_eq(wh.status, 400, "missing CallSid")
 

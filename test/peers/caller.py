@@ -228,11 +228,15 @@ class Caller:
       long (None: never).
     seconds: hard limit on the call; hangup_after_ms: once everything was said
       and a reply after the last caller speech has finished playing, hang up
-      after this much quiet (None: stay until `seconds`)."""
+      after this much quiet (None: stay until `seconds`).
+    wait_greeting_ms: if set, the caller first listens: when the assistant
+      speaks first (within this many ms) the caller waits for that greeting to
+      finish, then lead_ms of silence, then speaks; when it does not, the
+      caller speaks after this wait."""
 
     def __init__(self, audio, barge_audio=None, barge_in_after_ms=None, seconds=30.0,
                  lead_ms=300, hangup_after_ms=1500, turn_gap_ms=300, log=None,
-                 speech_rms=SPEECH_RMS):
+                 speech_rms=SPEECH_RMS, wait_greeting_ms=None):
         self.audio = load_audio(audio) if isinstance(audio, str) else bytes(audio or b"")
         if barge_audio is None:
             self.barge_audio = self.audio
@@ -245,6 +249,8 @@ class Caller:
         self.hangup_after_ms = hangup_after_ms
         self.turn_gap_ms = turn_gap_ms
         self.speech_rms = speech_rms
+        self.wait_greeting_ms = wait_greeting_ms
+        self._first_said = False
         self.log = log
         self.result = CallResult()
         self.stream = None
@@ -379,8 +385,13 @@ class Caller:
             t["played_bytes"] / 8, " (cleared)" if cleared else ""))
 
     def _check_barge_in(self):
-        if (self.barge_in_after_ms is None or self._barged or self._turn is None or
-                len(self.result.assistant_turns) != 1):
+        if self.barge_in_after_ms is None or self._barged or self._turn is None:
+            return
+        # the first reply to the caller's speech (the first audio at all when
+        # the caller says nothing)
+        replies = [t for t in self.result.assistant_turns
+                   if t["latency_ms"] is not None or not self.audio]
+        if not replies or replies[0] is not self._turn:
             return
         if self._turn["played_bytes"] / 8 >= self.barge_in_after_ms:
             self._barged = True
@@ -455,7 +466,7 @@ class Caller:
             await asyncio.sleep(0.005)
 
     def _finished(self, now):
-        if self.hangup_after_ms is None or self._mic:
+        if self.hangup_after_ms is None or self._mic or not self._first_said:
             return False
         if self.barge_in_after_ms is not None and not self._barged:
             return False
@@ -477,6 +488,12 @@ class Caller:
                 return
             if now - self.t0 >= self.seconds or self._finished(now):
                 return
+            if not self._first_said and self._may_speak(now):
+                self._first_said = True
+                if self.lead_ms:
+                    self.speak(b"\xff" * int(self.lead_ms * 8), speech=False)
+                if self.audio:
+                    self.speak(self.audio)
             seg, idx, frame = self._mic.popleft() if self._mic else (None, 0, SILENCE_FRAME)
             info = self._seg_info.get(seg)
             t_ms = (now - self.t0) * 1000
@@ -500,6 +517,14 @@ class Caller:
             delay = t_start + n * 0.02 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+
+    def _may_speak(self, now):
+        if self.wait_greeting_ms is None:
+            return True
+        turns = self.result.assistant_turns
+        if turns:
+            return turns[0]["end_ms"] is not None
+        return (now - self.t0) * 1000 >= self.wait_greeting_ms
 
     def _cut_microphone(self):
         """Drops what is left on the microphone; a turn cut short ends at its
@@ -533,10 +558,6 @@ class Caller:
         await self.stream.open()
         self.t0 = time.monotonic()
         self._last_tick = self.t0
-        if self.lead_ms:
-            self.speak(b"\xff" * int(self.lead_ms * 8), speech=False)
-        if self.audio:
-            self.speak(self.audio)
         ticker = asyncio.ensure_future(self._ticker())
         try:
             await self._microphone()
@@ -594,6 +615,8 @@ def main(argv=None):
     ap.add_argument("--out", help="save the received audio here (mu-law WAV)")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--lead-ms", type=int, default=300)
+    ap.add_argument("--wait-greeting-ms", type=int,
+                    help="listen first: let a greeting finish before speaking")
     ap.add_argument("--hangup-after-ms", type=int, default=1500)
     ap.add_argument("--route")
     ap.add_argument("--caller", default="+14155550123")
@@ -615,6 +638,7 @@ def main(argv=None):
                                    barge_audio=barge,
                                    barge_in_after_ms=args.barge_in_after_ms,
                                    seconds=args.seconds, lead_ms=args.lead_ms,
+                                   wait_greeting_ms=args.wait_greeting_ms,
                                    hangup_after_ms=args.hangup_after_ms))
         print(r.summary())
         if args.out:
