@@ -17,6 +17,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BINARY = os.path.join(ROOT, "build", "voxrelay")
 
 
+def private_hosts_prefix(tmpdir, lines):
+    """A command prefix that runs the daemon in its own mount namespace with
+    its own /etc/hosts (unshare(1) execs, so the pid is the daemon's).
+    None when this machine does not allow it."""
+    if subprocess.call(["unshare", "-m", "true"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) != 0:
+        return None
+    path = os.path.join(tmpdir, "hosts")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return ["unshare", "-m", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', path]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -90,6 +104,7 @@ class Daemon:
         self.conf_path = os.path.join(tmpdir, "voxrelay.conf")
         self.log_path = os.path.join(tmpdir, "voxrelay.log")
         self.proc = None
+        self.wrap = []          # a command prefix, e.g. unshare(1)
         self.write_conf()
 
     def write_conf(self, **changes):
@@ -105,7 +120,7 @@ class Daemon:
             if k in os.environ:
                 env[k] = os.environ[k]
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BINARY, "-d", "-f", self.conf_path],
+        self.proc = subprocess.Popen(self.wrap + [BINARY, "-d", "-f", self.conf_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      env=env)
         if wait:

@@ -457,8 +457,9 @@ def validate_beta(ev):
                 bad("invalid_value", "session.modalities",
                     "Invalid modalities: %r. Supported combinations are: ['text'] and "
                     "['audio', 'text']." % (m,))
-        if "temperature" in s and not (_is_num(s["temperature"]) and 0.6 <= s["temperature"] <= 1.2):
-            bad("decimal_below_min_value" if _is_num(s["temperature"]) and s["temperature"] < 0.6
+        temp = s.get("temperature", 0.8)
+        if not (_is_num(temp) and 0.6 <= temp <= 1.2):
+            bad("decimal_below_min_value" if _is_num(temp) and temp < 0.6
                 else "invalid_value", "session.temperature",
                 "Invalid 'session.temperature': expected a number from 0.6 to 1.2.")
         if "speed" in s and not (_is_num(s["speed"]) and 0.25 <= s["speed"] <= 1.5):
@@ -663,9 +664,19 @@ class Connection:
       schema_errors [dict(t, type, code, param, message, event)],
       bad_frames [(t, data)], truncates [dict], responses [dict summaries],
       response_requests [dict], function_outputs [dict], tool_calls [dict],
-      vad_log [(t, what, ms)], session (dict), appended (bytearray),
-      closed, close_code, close_reason, closed_by, t_open, t_closed,
-      script_log [(t, step index, what)], stalled, dropped."""
+      vad_log [(t, what, ms)], session (dict, the effective config),
+      session_updates (count applied), appended (bytearray of every appended
+      byte), input_ms, audio_items {item_id: {sent_bytes, bpm, truncated_ms,
+      response_id}}, items (the conversation), call_ids,
+      closed, close_code, close_reason, closed_by ("client", "server",
+      "drop", "refused"), t_request, t_open, t_closed, crash (None unless
+      the server itself failed), script_log [(t, step index, what)],
+      stalled, dropped.
+    responses: dict(id, kind, status, reason, audio_bytes, items, t_created,
+      t_done); status "completed", "cancelled" or "aborted" (connection gone).
+    Helpers: types(), sent_types(), count(type), first(type), of_type(type),
+      sent_of_type(type), appends(), errors_sent, await wait_for(type, count,
+      timeout), await wait_sent(type, count, timeout), await wait_closed(t)."""
 
     def __init__(self, server, cid):
         self.server = server
@@ -1184,7 +1195,7 @@ class Connection:
         self.buffer_ms += ms
         b = self.behaviour
         if b == "echo":
-            if self.session_updates > 0:
+            if self._counts["session.update"] > 0:
                 await self._echo(b64, len(raw))
         elif b == "vad":
             td = self.turn_detection()
@@ -1507,7 +1518,7 @@ class Connection:
                 {"name": "tokens", "limit": 100000, "remaining": 95000, "reset_seconds": 3.0}]})
 
     async def _run_response(self, r, parts, chunk_ms, interval_ms):
-        status = "completed"
+        final = "aborted"
         try:
             await self.send({"type": "response.created",
                              "response": self._resp_obj(r, "in_progress")})
@@ -1519,12 +1530,12 @@ class Connection:
                     await self._audio_part(r, idx, part[1], part[2], chunk_ms, interval_ms)
                 else:
                     await self._function_part(r, idx, part[1], part[2], part[3])
-            if r.cancel_reason:
-                status = "cancelled"
+            status = "cancelled" if r.cancel_reason else "completed"
             await self.send({"type": "response.done",
                              "response": self._resp_obj(r, status, with_usage=True)})
+            final = status
         finally:
-            self._finish_response(r, status if not r.cancel_reason else "cancelled")
+            self._finish_response(r, final)
 
     async def _audio_part(self, r, idx, audio, text, chunk_ms, interval_ms):
         names = NAMES[self.dialect]
@@ -1806,6 +1817,9 @@ class Connection:
         if tasks:
             await asyncio.wait(tasks, timeout=2)
         ws = self.ws
+        for i, summ in enumerate(self.responses):
+            if summ["status"] == "in_progress":
+                self.responses[i] = dict(summ, status="aborted")
         self.closed = True
         self.t_closed = time.monotonic()
         if ws is not None:

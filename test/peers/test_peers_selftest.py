@@ -730,6 +730,41 @@ async def test_scripted_stall_drop_and_queue():
         await srv.stop()
 
 
+async def test_broken_clients_do_not_hurt_the_server():
+    srv = fo.FakeOpenAI(dialect="ga", mode="vad", ssl=server_ctx(), reply_ms=3000,
+                        interval_ms=50)
+    await srv.start()
+    try:
+        ws = await connect(srv)
+        await recv(ws)
+        await ws.send(b"\x00\x01binary")
+        expect_eq((await recv(ws))["error"]["code"], "invalid_frame", "binary frame")
+        await ws.send(json.dumps([1, 2, 3]))
+        expect_eq((await recv(ws))["error"]["code"], "invalid_json", "not an object")
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "@@@"}))
+        expect_eq((await recv(ws))["error"]["param"], "audio", "bad base64")
+        await ws.send(json.dumps({"type": "response.create"}))
+        await recv_until(ws, "response.output_audio.delta")
+        ws.transport.abort()                       # gone mid-reply, no close frame
+        conn = srv.connections[0]
+        expect(await conn.wait_closed(3), "abort noticed")
+        await asyncio.sleep(0.2)
+        expect_eq(conn.responses[0]["status"], "aborted", "response summary")
+        # a TCP connection that never speaks TLS, and one that sends junk
+        for junk in (b"", b"GET / HTTP/1.1\r\n\r\n", os.urandom(64)):
+            r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+            w.write(junk)
+            await asyncio.sleep(0.05)
+            w.close()
+        ws = await connect(srv)
+        expect_eq((await recv(ws))["type"], "session.created", "still serving")
+        await ws.close()
+        expect(all(c.crash is None for c in srv.connections), "crash: %r",
+               [c.crash for c in srv.connections])
+    finally:
+        await srv.stop()
+
+
 async def test_session_expiry():
     srv = fo.FakeOpenAI(dialect="ga", mode="idle", ssl=None, expires_in=1)
     await srv.start()
