@@ -68,7 +68,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ)
 
-.PHONY: all check unit integration clean install demo deps test settings
+.PHONY: all check unit integration peers clean install demo deps test settings
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -103,7 +103,10 @@ unit: $(B)/test_unit
 integration: $(B)/voxrelay
 	/usr/bin/python3 test/integration/run.py --binary $(B)/voxrelay
 
-check: unit integration
+peers:
+	/usr/bin/python3 test/peers/test_peers_selftest.py
+
+check: unit peers integration
 
 # The README's two commands: both install what they need first.
 deps:
