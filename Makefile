@@ -7,6 +7,7 @@ VERSION    := 0.1.0
 PREFIX     ?= /usr
 SBINDIR    ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
+MANDIR     ?= $(PREFIX)/share/man
 DESTDIR    ?=
 
 CC         ?= cc
@@ -68,7 +69,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ)
 
-.PHONY: all check unit integration peers clean install demo deps test settings
+.PHONY: all check unit integration peers clean install demo deps test settings deb
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -89,7 +90,29 @@ $(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(B)/.settings
 	@echo "  CC    $<"
 	$(Q)$(CC) -std=gnu11 $(OPT) $(SAN_FLAGS) -I$(LLHTTP_INC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
 
-$(B)/voxrelay: $(B)/daemon/main.o $(APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
+# The dashboard page, built into the binary as a byte array (daemon/
+# dashboard.c serves it).  Only od and sed: no xxd needed.
+$(B)/gen/dashboard_html.c: daemon/dashboard.html
+	@mkdir -p $(dir $@)
+	@echo "  GEN   $@"
+	$(Q)od -An -v -tx1 $< > $@.hex
+	$(Q){ echo '/* Made by the Makefile from $<: do not edit. */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'extern const unsigned char dashboard_html[];'; \
+	  echo 'extern const size_t dashboard_html_len;'; \
+	  echo 'const unsigned char dashboard_html[] = {'; \
+	  sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g' $@.hex; \
+	  echo '0x00 };'; \
+	  echo 'const size_t dashboard_html_len = sizeof(dashboard_html) - 1;'; \
+	} > $@.tmp
+	$(Q)rm -f $@.hex && mv $@.tmp $@
+
+EMBED_OBJ := $(B)/gen/dashboard_html.o
+$(B)/gen/dashboard_html.o: $(B)/gen/dashboard_html.c $(B)/.settings
+	@echo "  CC    $<"
+	$(Q)$(CC) $(FINAL_CFLAGS) -c $< -o $@
+
+$(B)/voxrelay: $(B)/daemon/main.o $(APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ) $(EMBED_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
 
@@ -120,9 +143,38 @@ demo: deps
 	/usr/bin/python3 test/peers/demo.py --binary $(B)/voxrelay
 
 install: $(B)/voxrelay
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/voxrelay
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/voxrelay/personas \
+	    $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(B)/voxrelay $(DESTDIR)$(SBINDIR)/voxrelay
 	install -m 0640 etc/voxrelay.conf $(DESTDIR)$(SYSCONFDIR)/voxrelay/voxrelay.conf
+	install -m 0644 personas/*.json $(DESTDIR)$(SYSCONFDIR)/voxrelay/personas/
+	install -m 0644 packaging/voxrelay.8 $(DESTDIR)$(MANDIR)/man8/voxrelay.8
+
+# The Debian package, from the files git knows (committed or not, ignored
+# ones left out) or, outside a git tree, from this tree minus build output.
+# They are staged in build/pkg/voxrelay-$(VERSION)/ with packaging/debian/
+# as debian/; the .deb and its .buildinfo and .changes land in build/.
+PKG_STAGE := $(B)/pkg/voxrelay-$(VERSION)
+deb:
+	@v=$$(dpkg-parsechangelog -l packaging/debian/changelog -S Version) && \
+	 case "$$v" in $(VERSION)-*) ;; \
+	 *) echo "packaging/debian/changelog is at $$v, the Makefile at $(VERSION)" >&2; \
+	    exit 1;; esac
+	rm -rf $(B)/pkg
+	mkdir -p $(PKG_STAGE)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard | \
+		    xargs -0 -r sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+		    tar --null -T - -cf - | tar -xf - -C $(PKG_STAGE); \
+	else \
+		tar --exclude=./$(B) --exclude='./build-*' --exclude=./.git -cf - . | \
+		    tar -xf - -C $(PKG_STAGE); \
+	fi
+	rm -rf $(PKG_STAGE)/debian
+	cp -r packaging/debian $(PKG_STAGE)/debian
+	cd $(PKG_STAGE) && dpkg-buildpackage -us -uc -b
+	mv $(B)/pkg/*.deb $(B)/pkg/*.buildinfo $(B)/pkg/*.changes $(B)/
+	@ls -1 $(B)/*.deb
 
 clean:
 	rm -rf $(B)

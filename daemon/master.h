@@ -103,6 +103,13 @@ const char *conn_peer(const struct conn *c);
 /* Hand c (an upgrade request r) to a worker, or answer 503. */
 void conn_handoff(struct conn *c, struct http_req *r);
 
+/* metrics.c: GET /metrics, the figures of /health for Prometheus (text
+ * format 0.0.4), from the shared table only. */
+void route_metrics(struct conn *c);
+/* dashboard.c: GET /dashboard, a page built into the binary that polls
+ * /health. */
+void route_dashboard(struct conn *c);
+
 /* ledger.c */
 int  ledger_load(struct master *m, char *err, size_t errlen);
 /* Start a flush in a child if the ledger changed and none is running. */

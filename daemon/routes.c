@@ -203,6 +203,9 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		    base + 7, PREFIX_STREAM, routebuf, tokbuf);
 
 	twiml_begin(&t);
+	/* a recorded greeting (and its beep) plays before the stream opens */
+	if (M.conf.greeting_url[0] != '\0')
+		twiml_play(&t, M.conf.greeting_url);
 	twiml_connect_stream_open(&t, NULL, stream_url, NULL);
 	twiml_parameter(&t, "callSid", sid);
 	twiml_parameter(&t, "caller", tok.caller);
@@ -248,7 +251,7 @@ static void
 route_health(struct conn *c, struct http_req *r)
 {
 	json_t *root, *workers, *metrics, *counters, *latency, *calls;
-	uint64_t now = mono_ms(), now_wall = wall_ms();
+	uint64_t now = mono_ms(), now_wall = wall_ms(), today_ms, today_calls;
 	unsigned live = 0, ready = 0, expected = 0;
 	const char *status;
 	char *text;
@@ -301,14 +304,18 @@ route_health(struct conn *c, struct http_req *r)
 		    "frames_out", (json_int_t)v.frames_out));
 	}
 
-	metrics = json_pack("{s:I,s:i,s:I,s:I,s:I,s:I,s:I}",
+	/* calls started today (UTC), ended and live: see shm_today */
+	shm_today(&M.shm, now, now_wall, &today_ms, &today_calls);
+	metrics = json_pack("{s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
 	    "total_calls", (json_int_t)shm_counter_sum(&M.shm, SC_total_calls),
 	    "active_calls", (int)live,
 	    "failed_calls", (json_int_t)shm_counter_sum(&M.shm, SC_failed_calls),
 	    "sms_sent", (json_int_t)shm_counter_sum(&M.shm, SC_sms_sent),
 	    "sms_failed", (json_int_t)shm_counter_sum(&M.shm, SC_sms_failed),
 	    "tool_calls", (json_int_t)shm_counter_sum(&M.shm, SC_tool_calls),
-	    "api_errors", (json_int_t)shm_counter_sum(&M.shm, SC_api_errors));
+	    "api_errors", (json_int_t)shm_counter_sum(&M.shm, SC_api_errors),
+	    "calls_today", (json_int_t)today_calls,
+	    "minutes_today", today_ms / 60000.0);
 	counters = json_object();
 #define X(name, help) json_object_set_new(counters, #name, \
 	    json_integer((json_int_t)shm_counter_sum(&M.shm, SC_##name)));
@@ -488,7 +495,9 @@ static const char front_page[] =
 	"<title>voxrelay</title></head>\n<body><h1>voxrelay is running</h1>\n"
 	"<p>Twilio voice webhook: <code>POST /voice</code>. Status: "
 	"<a href=\"/health\">/health</a>, usage: "
-	"<a href=\"/usage-data\">/usage-data</a>.</p>\n</body></html>\n";
+	"<a href=\"/usage-data\">/usage-data</a>, "
+	"<a href=\"/dashboard\">/dashboard</a>, "
+	"<a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
 
 void
 routes_dispatch(struct conn *c, struct http_req *r)
@@ -537,6 +546,10 @@ routes_dispatch(struct conn *c, struct http_req *r)
 		route_health(c, r);
 	else if (plen == 11 && strncmp(url, "/usage-data", 11) == 0)
 		route_usage(c);
+	else if (plen == 8 && strncmp(url, "/metrics", 8) == 0)
+		route_metrics(c);
+	else if (plen == 10 && strncmp(url, "/dashboard", 10) == 0)
+		route_dashboard(c);
 	else if (plen == 1 && url[0] == '/')
 		conn_respond(c, 200, "text/html; charset=utf-8", front_page,
 		    sizeof(front_page) - 1, NULL);

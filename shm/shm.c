@@ -525,6 +525,61 @@ shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms)
 	}
 }
 
+#define DAY_MS	86400000ull
+
+/* Master, inside a fold: count a call that started at wall ms. */
+static void
+day_add(struct shm_hdr *h, uint64_t wall, uint64_t ms)
+{
+	uint64_t day = wall / DAY_MS;
+	uint64_t cur = atomic_load_explicit(&h->sh_day, memory_order_relaxed);
+
+	if (day < cur)
+		return;
+	if (day > cur) {
+		atomic_store_explicit(&h->sh_day_ms, 0, memory_order_relaxed);
+		atomic_store_explicit(&h->sh_day_calls, 0, memory_order_relaxed);
+		atomic_store_explicit(&h->sh_day, day, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&h->sh_day_ms, ms, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sh_day_calls, 1, memory_order_relaxed);
+}
+
+void
+shm_today(const struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
+    uint64_t *ms, uint64_t *calls)
+{
+	const struct shm_hdr *h = s->hdr;
+	uint64_t day = now_wall_ms / DAY_MS, tms = 0, tcalls = 0;
+
+	if (atomic_load_explicit(&h->sh_day, memory_order_relaxed) == day) {
+		tms = atomic_load_explicit(&h->sh_day_ms, memory_order_relaxed);
+		tcalls = atomic_load_explicit(&h->sh_day_calls,
+		    memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < h->sh_ncalls; i++) {
+		const struct shm_call *c = &s->calls[i];
+		uint32_t st = atomic_load_explicit(&c->cs_state,
+		    memory_order_acquire);
+		uint64_t start, end, wall;
+
+		if (st != CS_LIVE && st != CS_ENDED)
+			continue;
+		/* as the fold will date it */
+		wall = atomic_load_explicit(&c->cs_start_wall_ms,
+		    memory_order_relaxed);
+		if ((wall ? wall : now_wall_ms) / DAY_MS != day)
+			continue;
+		start = atomic_load_explicit(&c->cs_start_ms, memory_order_relaxed);
+		end = st == CS_ENDED ? atomic_load_explicit(&c->cs_end_ms,
+		    memory_order_relaxed) : now_ms;
+		tms += end > start ? end - start : 0;
+		tcalls++;
+	}
+	*ms = tms;
+	*calls = tcalls;
+}
+
 int
 shm_fold_locked(struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
     int dead_slot, pid_t dead_pid, unsigned *lost)
@@ -569,6 +624,7 @@ shm_fold_locked(struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
 		wall = atomic_load_explicit(&c->cs_start_wall_ms, memory_order_relaxed);
 		if (wall == 0)
 			wall = now_wall_ms;
+		day_add(h, wall, end > start ? end - start : 0);
 		int idx = shm_ledger_get_locked(s, c->cs_phone);
 		if (idx >= 0)
 			shm_ledger_add_locked(s, idx, end > start ? end - start : 0,

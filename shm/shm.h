@@ -46,7 +46,7 @@
 #include "shm/counters.h"
 
 #define SHM_MAGIC	0x52584f56u	/* "VOXR" */
-#define SHM_VERSION	1
+#define SHM_VERSION	2
 #define SHM_MAX_WORKERS	64
 
 #define SHM_SID_MAX	40		/* CA/MZ + 32 hex, NUL, slack */
@@ -161,6 +161,17 @@ struct shm_hdr {
 	_Atomic uint64_t	sh_fold_seq;		/* odd while a fold runs */
 	_Atomic uint32_t	sh_ledger_used;
 	_Atomic uint64_t	sh_free_ms;		/* FREE_CALL_MINUTES in ms */
+	/*
+	 * Calls folded into the ledger that started on UTC day sh_day (days
+	 * since the epoch): their number and their ms.  The master writes
+	 * them in shm_fold_locked and reads them in shm_today; a fold of a
+	 * call that started on a later day starts that day afresh, one that
+	 * started on an earlier day is not counted.  A new region starts
+	 * at zero: the figures cover what this master has folded.
+	 */
+	_Atomic uint64_t	sh_day;
+	_Atomic uint64_t	sh_day_ms;
+	_Atomic uint64_t	sh_day_calls;
 	pthread_mutex_t		sh_token_lock;		/* robust, shared */
 	_Atomic uint64_t	sh_counters[SC__COUNT];	/* the master's own */
 	struct shm_hist		sh_hist[SH__COUNT];	/* the master's own */
@@ -254,6 +265,15 @@ uint64_t shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms);
  */
 int  shm_fold_locked(struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
     int dead_slot, pid_t dead_pid, unsigned *lost);
+
+/*
+ * Master only (the folder: nothing is folded under it): the calls that
+ * started on the UTC day of now_wall_ms, ended or live, folded or not.
+ * *calls gets their number and *ms their time, a live call's up to now_ms
+ * (mono).  A call belongs to the day it started on, however long it runs.
+ */
+void shm_today(const struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
+    uint64_t *ms, uint64_t *calls);
 
 /* ---- stream tokens ---- */
 /* Record a token as used until expires (Unix s).  Returns 0 if it was

@@ -182,6 +182,7 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	c->persona = persona;
 	c->refs = 1;
 	relay_init(&c->relay);
+	practice_init(&c->practice);
 	c->opened_ms = c->last_msg_ms = mono_ms();
 	mask_phone(t.caller, c->masked, sizeof(c->masked));
 	buf_init(&c->out, (size_t)w->conf->max_outbound_buffer);
@@ -362,11 +363,14 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 		atomic_fetch_sub(&w->sw->sw_live_calls, 1);
 		if (failed)
 			worker_count(w, SC_failed_calls, 1);
-		log_info("call ended: caller %s, route %s, %.1f s, %llu frames in, "
-		    "%llu out: %s%s", c->masked, c->tok.route,
-		    (now - c->start_ms) / 1000.0, (unsigned long long)c->frames_in,
+		log_info("call ended: caller %s, persona %s, %.1f s, %.2f minutes "
+		    "used in all, %llu frames in, %llu out: %s%s", c->masked,
+		    c->persona->id, (now - c->start_ms) / 1000.0,
+		    shm_usage_ms(w->shm, c->tok.caller, now) / 60000.0,
+		    (unsigned long long)c->frames_in,
 		    (unsigned long long)c->frames_out, reason,
 		    failed ? " (failed)" : "");
+		practice_call_ended(c);
 	} else
 		log_info("stream closed before start: %s", reason);
 	log_set_call(NULL);
@@ -394,6 +398,8 @@ call_tick(struct call *c, uint64_t now)
 		atomic_store_explicit(&w->shm->calls[c->slot].cs_billed_ms,
 		    now - c->start_ms, memory_order_relaxed);
 		relay_tick(c, now);
+		if (c->state == CALL_LIVE)
+			practice_tick(c, now);
 		if (c->state != CALL_LIVE)
 			break;
 		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
@@ -426,6 +432,7 @@ call_release(struct call *c)
 			}
 	}
 	relay_free(&c->relay);
+	practice_free(&c->practice);
 	c->magic = 0;
 	free(c);
 }

@@ -20,6 +20,7 @@
 #include "proto/twilio.h"
 #include "proto/ws.h"
 #include "personas/persona.h"
+#include "worker/practice.h"
 #include "worker/relay.h"
 
 #define CALL_MAGIC 0x43414c4cu	/* "CALL" */
@@ -69,6 +70,7 @@ struct call {
 	const struct persona	*persona;
 	struct upstream		*up;		/* the session in use */
 	struct relay		 relay;
+	struct practice		 practice;
 	char			 fail_reason[160];
 
 	/* life: the Twilio socket holds one reference, each upstream one */

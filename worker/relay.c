@@ -5,6 +5,7 @@
  */
 #include "worker/relay.h"
 #include "worker/call.h"
+#include "worker/practice.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
@@ -32,6 +33,19 @@ relay_init(struct relay *r)
 	memset(r, 0, sizeof(*r));
 	r->interrupt_response = 1;
 	r->transcript_fd = -1;
+}
+
+void
+relay_reset_playback(struct relay *r)
+{
+	memset(r->items, 0, sizeof(r->items));
+	memset(r->dropped, 0, sizeof(r->dropped));
+	r->active_response[0] = '\0';
+	r->mcount = 0;
+	r->mhead = 0;
+	r->gen++;
+	r->awaiting_audio = 0;
+	r->interrupt_response = 1;
 }
 
 void
@@ -230,6 +244,8 @@ relay_caller_mark(struct call *c, const char *name)
 		r->mhead = (r->mhead + 1) % r->mcap;
 		r->mcount--;
 	}
+	if (r->mcount == 0)
+		practice_on_played(c);
 }
 
 /*
@@ -369,34 +385,24 @@ transcript_line(struct call *c, const char *role, const char *text)
 /* ---------------------------------------------------------------- */
 /* from the model */
 
-static void
-on_tool_call(struct call *c, struct upstream *up, struct oa_msg *m)
-{
-	struct buf *b;
-
-	worker_count(c->w, SC_tool_calls, 1);
-	log_set_call(call_sid_of(c));
-	log_info("tool call %s(%s)", m->name, m->text);
-	log_set_call(NULL);
-	/* no tool is known yet to this persona: say so, so the model goes on */
-	b = scratch_buf();
-	if (oa_build_function_output(b, m->call_id,
-	    "{\"error\":\"this tool is not available\"}") == 0)
-		upstream_send(up, buf_head(b), buf_pending(b));
-	b = scratch_buf();
-	if (oa_build_response_create(b, (enum oa_dialect)c->w->conf->openai_dialect,
-	    NULL, 0) == 0)
-		upstream_send(up, buf_head(b), buf_pending(b));
-}
-
 void
 relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 {
 	struct relay *r = &c->relay;
 	uint64_t t_us = mono_us();
 
-	if (up != c->up || c->state >= CALL_CLOSING)
+	if (c->state >= CALL_CLOSING)
 		return;
+	if (up != c->up) {
+		/* the practice persona's session, not in use yet */
+		if (practice_is_next(c, up) && m->ev == OA_EV_ERROR) {
+			log_set_call(call_sid_of(c));
+			log_warnx("openai error (next session): %s: %s", m->err_code,
+			    m->text);
+			log_set_call(NULL);
+		}
+		return;
+	}
 	switch (m->ev) {
 	case OA_EV_SESSION_CREATED:
 		r->session_expires = m->expires_at;
@@ -415,6 +421,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	case OA_EV_RESPONSE_CREATED:
 		snprintf(r->active_response, sizeof(r->active_response), "%s",
 		    m->response_id);
+		practice_on_response_created(c, up, m);
 		break;
 	case OA_EV_AUDIO_DELTA:
 		if (is_dropped(r, m->response_id) || c->state != CALL_LIVE) {
@@ -449,15 +456,17 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			    m->status, m->status_reason);
 			log_set_call(NULL);
 		}
+		practice_on_response_done(c, up, m);
 		break;
 	case OA_EV_TRANSCRIPT_DONE:
 		transcript_line(c, "assistant", m->text);
 		break;
 	case OA_EV_INPUT_TRANSCRIPT_DONE:
 		transcript_line(c, "caller", m->text);
+		practice_on_caller_transcript(c, m->text);
 		break;
 	case OA_EV_FUNCTION_ARGS_DONE:
-		on_tool_call(c, up, m);
+		practice_on_tool_call(c, up, m);
 		break;
 	case OA_EV_ERROR:
 		/* the socket stays open: log, count, go on (protocols.md 8.10) */
@@ -482,6 +491,10 @@ relay_upstream_open(struct call *c, struct upstream *up)
 	const struct persona *p = c->persona;
 	struct buf *b;
 
+	if (practice_is_next(c, up)) {
+		practice_next_open(c, up);
+		return;
+	}
 	log_set_call(call_sid_of(c));
 	log_debug("openai session open with %s (persona %s)", up->peer, p->id);
 	log_set_call(NULL);
@@ -496,7 +509,13 @@ relay_upstream_open(struct call *c, struct upstream *up)
 void
 relay_upstream_failed(struct call *c, struct upstream *up, const char *why)
 {
-	if (up != c->up || c->state >= CALL_CLOSING)
+	if (c->state >= CALL_CLOSING)
+		return;
+	if (practice_is_next(c, up)) {
+		practice_next_failed(c, up, why);
+		return;
+	}
+	if (up != c->up)
 		return;
 	snprintf(c->fail_reason, sizeof(c->fail_reason), "openai: %s", why);
 	/* closing the stream makes Twilio play the TwiML after <Connect>:
@@ -509,6 +528,7 @@ relay_upstream_gone(struct call *c, struct upstream *up)
 {
 	if (c->up == up)
 		c->up = NULL;
+	practice_next_gone(c, up);
 	call_release(c);
 }
 
@@ -530,6 +550,7 @@ relay_stop(struct call *c)
 {
 	if (c->up != NULL)
 		upstream_close(c->up, c->reason);
+	practice_stop(c);
 }
 
 static void

@@ -67,6 +67,8 @@ struct relay {
 };
 
 void relay_init(struct relay *r);
+/* Forget playback state (a new session takes over the call). */
+void relay_reset_playback(struct relay *r);
 void relay_free(struct relay *r);
 
 /* The call's upgrade was accepted: start its upstream.  0 or -1. */

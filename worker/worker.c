@@ -10,6 +10,7 @@
  */
 #include "worker/worker.h"
 #include "worker/call.h"
+#include "worker/rest.h"
 #include "worker/upstream.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -263,7 +264,9 @@ tick_cb(uv_timer_t *t)
 		next = c->next;
 		call_tick(c, now);
 	}
-	if (w->draining && w->ncalls == 0 && now - w->drain_ms >= DRAIN_SETTLE_MS)
+	/* a draining worker also waits for its goodbye SMS (bounded by retries) */
+	if (w->draining && w->ncalls == 0 && rest_pending() == 0 &&
+	    now - w->drain_ms >= DRAIN_SETTLE_MS)
 		worker_exit(w, 0);
 	if (w->shutting && now - w->shut_ms > SHUTDOWN_MAX_MS)
 		worker_exit(w, 0);
@@ -316,6 +319,8 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	uv_check_init(&w->loop, &w->flush_check);
 	w->flush_check.data = w;
 	uv_check_start(&w->flush_check, flush_cb);
+	if (rest_init(&w->loop) != 0)
+		fatalx("libcurl could not start");
 	if (upstream_global_init(err, sizeof(err)) != 0) {
 		vr_strlcpy(w->sw->sw_last_error, err, sizeof(w->sw->sw_last_error));
 		fatalx("TLS: %s", err);

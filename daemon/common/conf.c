@@ -72,6 +72,15 @@ static const struct key keys[] = {
 	{ "OPENAI_PONG_TIMEOUT",	K_INT,  O(openai_pong_timeout), "10", 1, 600, 0 },
 	{ "MARK_INTERVAL_MS",		K_INT,  O(mark_interval_ms), "100", 0, 10000, 0 },
 	{ "FRAMES_PER_APPEND",		K_INT,  O(frames_per_append), "1", 1, 50, 0 },
+	{ "TWILIO_API_BASE",		K_STR,  O(twilio_api_base), "https://api.twilio.com", 0, 0, 0 },
+	{ "SMS_ENABLED",		K_BOOL, O(sms_enabled), "auto", 0, 0, 0 },
+	{ "CONVOREPS_URL",		K_STR,  O(convoreps_url), "https://convoreps.com", 0, 0, 0 },
+	{ "SMS_MESSAGE",		K_STR,  O(sms_message), "Thanks for practising with us! Your free minutes are used up. Keep practising at {url}", 0, 0, 0 },
+	{ "GREETING_URL",		K_STR,  O(greeting_url), "", 0, 0, 0 },
+	{ "WRAPUP_INSTRUCTIONS",	K_STR,  O(wrapup_instructions), "The caller's free practice time is over. Wrap up now in one short, friendly sentence, in character, and say goodbye. Do not ask anything.", 0, 0, 0 },
+	{ "WRAPUP_GRACE",		K_INT,  O(wrapup_grace), "15", 1, 120, 0 },
+	{ "INTENT_FALLBACK_SECONDS",	K_INT,  O(intent_fallback_seconds), "8", 0, 600, 0 },
+	{ "BOOKINGS_PATH",		K_STR,  O(bookings_path), "/var/lib/voxrelay/bookings.jsonl", 0, 0, 0 },
 	{ "PERSONAS_DIR",		K_STR,  O(personas_dir), "/etc/voxrelay/personas", 0, 0, 0 },
 	{ "TRANSCRIPTS_DIR",		K_STR,  O(transcripts_dir), "/var/lib/voxrelay/transcripts", 0, 0, 0 },
 	{ "TRANSCRIPT_CSV_PATH",	K_STR,  O(transcript_csv_path), "", 0, 0, 0 },
@@ -431,6 +440,24 @@ conf_check(struct conf *c, struct errs *e)
 		err_add(e, "OPENAI_DIALECT: ga or beta, not \"%s\"",
 		    c->openai_dialect_name);
 	conf_parse_openai_url(c, e);
+	if (c->sms_enabled < 0)
+		c->sms_enabled = c->twilio_account_sid[0] && c->twilio_auth_token[0] &&
+		    c->twilio_phone_number[0];
+	if (c->sms_enabled && (c->twilio_account_sid[0] == '\0' ||
+	    c->twilio_auth_token[0] == '\0' || c->twilio_phone_number[0] == '\0'))
+		err_add(e, "SMS_ENABLED: needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
+		    "and TWILIO_PHONE_NUMBER");
+	if (strncmp(c->twilio_api_base, "https://", 8) != 0 &&
+	    strncmp(c->twilio_api_base, "http://", 7) != 0)
+		err_add(e, "TWILIO_API_BASE: must be an http(s) URL");
+	else {
+		size_t n = strlen(c->twilio_api_base);
+		while (n > 0 && c->twilio_api_base[n - 1] == '/')
+			c->twilio_api_base[--n] = '\0';
+	}
+	if (c->greeting_url[0] != '\0' && strncmp(c->greeting_url, "https://", 8) != 0 &&
+	    strncmp(c->greeting_url, "http://", 7) != 0)
+		err_add(e, "GREETING_URL: must be an http(s) URL Twilio can fetch");
 }
 
 int

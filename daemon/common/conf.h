@@ -68,6 +68,16 @@ struct conf {
 	int	 openai_pong_timeout;		/* s */
 	int	 mark_interval_ms;		/* split model audio for marks */
 	int	 frames_per_append;		/* caller frames per append */
+	/* the practice line */
+	char	*twilio_api_base;
+	int	 sms_enabled;		/* resolved 0/1 */
+	char	*convoreps_url;
+	char	*sms_message;
+	char	*greeting_url;
+	char	*wrapup_instructions;
+	int	 wrapup_grace;		/* s */
+	int	 intent_fallback_seconds;
+	char	*bookings_path;
 	/* personas, transcripts */
 	char	*personas_dir;
 	char	*transcripts_dir;

@@ -5,6 +5,7 @@
  * Paths are relative to the source tree: run test_unit from there.
  */
 #include "test/unit/test.h"
+#include "personas/intent.h"
 #include "personas/persona.h"
 
 #include <dirent.h>
@@ -791,5 +792,431 @@ TEST(persona_session_round_trip_tools)
 			    "turn_detection")));
 		json_decref(j);
 	}
+	persona_set_free(&ps);
+}
+
+/* The shipped personas, every file in personas/ -------------------- */
+
+#define SHIPPED_DIR	"personas"
+
+struct shipped {
+	const char	*id;
+	const char	*mode;
+	const char	*voice;
+	const char	*name;		/* a prefix of the name */
+	int		 practice;	/* timed: get_remaining_time, end_call */
+};
+
+static const struct shipped shipped[] = {
+	{ "intake",	 "intake",	 "marin",   "Practice line",   0 },
+	{ "sarah",	 "cold_call",	 "ash",	    "Sarah Mitchell",  1 },
+	{ "david",	 "cold_call",	 "sage",    "David ",	       1 },
+	{ "maria",	 "cold_call",	 "shimmer", "Maria ",	       1 },
+	{ "james",	 "cold_call",	 "ballad",  "James ",	       1 },
+	{ "lisa",	 "cold_call",	 "ash",	    "Lisa ",	       1 },
+	{ "robert",	 "cold_call",	 "verse",   "Robert ",	       1 },
+	{ "rachel",	 "interview",	 "coral",   "Rachel Chen",     1 },
+	{ "alex",	 "small_talk",	 "shimmer", "Alex ",	       1 },
+	{ "hvac",	 "receptionist", "alloy",   "Summit Comfort",  0 },
+	{ "dental",	 "front_desk",	 "coral",   "Maple Grove",     0 },
+	{ "collections", "collections",	 "cedar",   "Crestview",       0 },
+};
+
+#define NSHIPPED (sizeof(shipped) / sizeof(shipped[0]))
+
+/* The number of *.json files in dir, dot files left out. */
+static size_t
+count_json(const char *dir)
+{
+	struct dirent *de;
+	size_t n = 0, len;
+	DIR *d;
+
+	d = opendir(dir);
+	ASSERT_NOT_NULL(d);
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (de->d_name[0] != '.' && len > 5 &&
+		    strcmp(de->d_name + len - 5, ".json") == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Each line of a report contains needle. */
+static void
+assert_each_line_has(const char *report, const char *needle)
+{
+	const char *line = report, *nl;
+	char one[1024];
+	size_t len;
+
+	for (; *line != '\0'; line = nl + 1) {
+		nl = strchr(line, '\n');
+		ASSERT_NOT_NULL(nl);
+		len = (size_t)(nl - line);
+		if (len >= sizeof(one))
+			len = sizeof(one) - 1;
+		memcpy(one, line, len);
+		one[len] = '\0';
+		if (strstr(one, needle) == NULL)
+			TEST_FAIL_("\"%s\" not in warning line:\n%s", needle,
+			    one);
+	}
+}
+
+/* The tool named name in p's tools, as a new reference; fails if absent. */
+static json_t *
+tool_get(const struct persona *p, const char *name)
+{
+	json_t *tools, *t, *out = NULL;
+	size_t i;
+
+	ASSERT_NOT_NULL(p->tools_json);
+	tools = json_loads(p->tools_json, 0, NULL);
+	ASSERT_NOT_NULL(tools);
+	json_array_foreach(tools, i, t) {
+		if (strcmp(json_string_value(json_object_get(t, "name")),
+		    name) == 0) {
+			out = json_incref(t);
+			break;
+		}
+	}
+	json_decref(tools);
+	if (out == NULL)
+		TEST_FAIL_("%s has no tool %s", p->id, name);
+	ASSERT_GT(strlen(json_string_value(json_object_get(out,
+	    "description"))), 20);
+	return out;
+}
+
+/* Is key in the tool's parameters.required? */
+static int
+tool_requires(json_t *tool, const char *key)
+{
+	json_t *req = json_object_get(json_object_get(tool, "parameters"),
+	    "required"), *v;
+	size_t i;
+
+	json_array_foreach(req, i, v)
+		if (strcmp(json_string_value(v), key) == 0)
+			return 1;
+	return 0;
+}
+
+static json_t *
+tool_prop(json_t *tool, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(json_object_get(tool,
+	    "parameters"), "properties"), key);
+
+	if (v == NULL)
+		TEST_FAIL_("tool %s has no parameter %s",
+		    json_string_value(json_object_get(tool, "name")), key);
+	return v;
+}
+
+static void
+load_shipped(struct persona_set *ps, enum oa_dialect d)
+{
+	ASSERT_EQ(persona_set_load(ps, SHIPPED_DIR, d, err, sizeof(err), warn,
+	    sizeof(warn)), 0);
+	ASSERT_STR_EQ(err, "");
+}
+
+TEST(persona_shipped_load_both_dialects)
+{
+	char path[512], want[600];
+	struct persona_set ps;
+	struct persona p;
+	size_t i, n = count_json(SHIPPED_DIR), ntemp = 0;
+
+	/* GA: the only warnings are the temperatures it cannot send */
+	load_shipped(&ps, OA_GA);
+	ASSERT_EQ(ps.n, n);
+	ASSERT_GE(ps.n, NSHIPPED + 1);
+	assert_each_line_has(warn, ": temperature: temperature is not "
+	    "supported by the GA dialect; not sent");
+	for (i = 0; i < ps.n; i++)
+		if (ps.v[i].temperature >= 0) {
+			snprintf(want, sizeof(want), "%s: temperature: ",
+			    ps.v[i].file);
+			ASSERT_HAS(warn, want);
+			ntemp++;
+		}
+	ASSERT_EQ(count_lines(warn), ntemp);
+	ASSERT_GE(ntemp, 8);
+	persona_set_free(&ps);
+
+	/* beta: only the GA voices are warned about */
+	load_shipped(&ps, OA_BETA);
+	ASSERT_EQ(ps.n, n);
+	assert_each_line_has(warn, "may not be available in the beta dialect");
+	ASSERT_HAS(warn, SHIPPED_DIR "/intake.json: voice: marin ");
+	ASSERT_HAS(warn, SHIPPED_DIR "/collections.json: voice: cedar ");
+	persona_set_free(&ps);
+
+	/* one by one, as -t reports them */
+	for (i = 0; i < NSHIPPED; i++) {
+		snprintf(path, sizeof(path), SHIPPED_DIR "/%s.json",
+		    shipped[i].id);
+		ASSERT_EQ(persona_load_file(&p, path, OA_GA, err, sizeof(err),
+		    warn, sizeof(warn)), 0);
+		ASSERT_STR_EQ(p.id, shipped[i].id);
+		persona_free(&p);
+		ASSERT_EQ(persona_load_file(&p, path, OA_BETA, err,
+		    sizeof(err), warn, sizeof(warn)), 0);
+		persona_free(&p);
+	}
+}
+
+TEST(persona_shipped_modes_voices)
+{
+	struct persona_set ps;
+	const struct persona *p;
+	size_t i;
+
+	load_shipped(&ps, OA_GA);
+	for (i = 0; i < NSHIPPED; i++) {
+		p = persona_find(&ps, shipped[i].id);
+		if (p == NULL)
+			TEST_FAIL_("no persona %s", shipped[i].id);
+		ASSERT_STR_EQ(p->mode, shipped[i].mode);
+		ASSERT_STR_EQ(p->voice, shipped[i].voice);
+		ASSERT_NOT_NULL(p->name);
+		if (strncmp(p->name, shipped[i].name,
+		    strlen(shipped[i].name)) != 0)
+			TEST_FAIL_("%s: name \"%s\"", p->id, p->name);
+		/* real instructions, a greeting, what every line needs */
+		ASSERT_GT(strlen(p->instructions), 3000);
+		ASSERT_NOT_NULL(p->greeting);
+		ASSERT_STR_EQ(p->vad.type, "server_vad");
+		ASSERT_EQ(p->vad.create_response, 1);
+		ASSERT_EQ(p->vad.interrupt_response, 1);
+		ASSERT_STR_EQ(p->transcription_model, "gpt-4o-mini-transcribe");
+		ASSERT_STR_EQ(p->transcription_language, "en");
+		ASSERT_STR_EQ(p->noise_reduction, "near_field");
+		ASSERT_STR_EQ(p->tool_choice, "auto");
+		ASSERT_GT(p->max_output_tokens, 0);
+		if (shipped[i].practice) {
+			/* kept for beta, dropped with a warning by GA */
+			ASSERT_GE(p->temperature, 0.6);
+			ASSERT_LE(p->temperature, 1.2);
+		}
+	}
+	/* the default persona is still there, unchanged in kind */
+	p = persona_find(&ps, "default");
+	ASSERT_NOT_NULL(p);
+	ASSERT_STR_EQ(p->mode, "general");
+	/* interview candidates get longer to think */
+	p = persona_find(&ps, "rachel");
+	ASSERT_GE(p->vad.silence_duration_ms, 700);
+	/* the prospects pick up tersely, with their own name */
+	ASSERT_HAS(persona_find(&ps, "sarah")->greeting,
+	    "\"Sarah Mitchell speaking.\"");
+	ASSERT_HAS(persona_find(&ps, "intake")->greeting, "cold call");
+	ASSERT_HAS(persona_find(&ps, "intake")->greeting, "job interview");
+	ASSERT_HAS(persona_find(&ps, "intake")->greeting, "small talk");
+	persona_set_free(&ps);
+}
+
+TEST(persona_shipped_intake_tools)
+{
+	static const char *const modes[] = {
+		"cold_call", "interview", "small_talk",
+	};
+	struct persona_set ps;
+	const struct persona *p;
+	json_t *t, *e;
+	size_t i;
+
+	load_shipped(&ps, OA_GA);
+	p = persona_find(&ps, "intake");
+	ASSERT_NOT_NULL(p);
+	ASSERT_EQ(p->ntools, 3);
+
+	t = tool_get(p, "select_practice_mode");
+	ASSERT(tool_requires(t, "mode"));
+	ASSERT(!tool_requires(t, "summary"));
+	ASSERT_STR_EQ(json_string_value(json_object_get(tool_prop(t, "mode"),
+	    "type")), "string");
+	ASSERT_STR_EQ(json_string_value(json_object_get(tool_prop(t,
+	    "summary"), "type")), "string");
+	e = json_object_get(tool_prop(t, "mode"), "enum");
+	ASSERT_EQ(json_array_size(e), 3);
+	for (i = 0; i < 3; i++) {
+		ASSERT_STR_EQ(json_string_value(json_array_get(e, i)),
+		    modes[i]);
+		/* the names the worker reads back with intent.h */
+		ASSERT_STR_EQ(practice_mode_name(practice_mode_parse(modes[i])),
+		    modes[i]);
+	}
+	json_decref(t);
+
+	t = tool_get(p, "get_remaining_time");
+	json_decref(t);
+	t = tool_get(p, "end_call");
+	ASSERT(tool_requires(t, "reason"));
+	json_decref(t);
+
+	/* the order of things the worker relies on */
+	ASSERT_HAS(p->instructions, "select_practice_mode");
+	ASSERT_HAS(p->instructions, "get_remaining_time");
+	ASSERT_HAS(p->instructions, "end_call");
+	ASSERT_HAS(p->instructions, "connecting you now");
+	ASSERT_NOT_NULL(p->transcription_prompt);
+	ASSERT_NULL(strstr(p->instructions, "\n\n\n"));
+	persona_set_free(&ps);
+}
+
+TEST(persona_shipped_practice_tools)
+{
+	struct persona_set ps;
+	const struct persona *p;
+	json_t *t;
+	size_t i;
+
+	load_shipped(&ps, OA_GA);
+	for (i = 0; i < NSHIPPED; i++) {
+		if (!shipped[i].practice)
+			continue;
+		p = persona_find(&ps, shipped[i].id);
+		ASSERT_EQ(p->ntools, 2);
+		t = tool_get(p, "get_remaining_time");
+		/* no arguments */
+		ASSERT_EQ(json_object_size(json_object_get(json_object_get(t,
+		    "parameters"), "properties")), 0);
+		json_decref(t);
+		t = tool_get(p, "end_call");
+		ASSERT(tool_requires(t, "reason"));
+		json_decref(t);
+		/* what the worker relies on: time asked, time up, goodbye */
+		ASSERT_HAS(p->instructions, "call get_remaining_time");
+		ASSERT_HAS(p->instructions, "practice time is over");
+		ASSERT_HAS(p->instructions, "ONE short");
+		ASSERT_HAS(p->instructions, "then call end_call");
+		ASSERT_HAS(p->instructions, "AI");
+	}
+	persona_set_free(&ps);
+}
+
+TEST(persona_shipped_business_lines)
+{
+	static const char *const booking[] = {
+		"name", "phone", "date", "time", "reason",
+	};
+	struct persona_set ps;
+	const struct persona *p;
+	json_t *t, *e;
+	size_t i;
+
+	load_shipped(&ps, OA_GA);
+
+	/* HVAC: the VAD the customer runs today */
+	p = persona_find(&ps, "hvac");
+	ASSERT(fabs(p->vad.threshold - 0.5) < 1e-9);
+	ASSERT_EQ(p->vad.prefix_padding_ms, 300);
+	ASSERT_EQ(p->vad.silence_duration_ms, 500);
+	ASSERT_EQ(p->ntools, 2);
+	t = tool_get(p, "book_appointment");
+	for (i = 0; i < sizeof(booking) / sizeof(booking[0]); i++)
+		ASSERT(tool_requires(t, booking[i]));
+	ASSERT(tool_requires(t, "address"));
+	json_decref(t);
+	json_decref(tool_get(p, "end_call"));
+	ASSERT_HAS(p->instructions, "call book_appointment");
+
+	/* dental: the same booking, no address */
+	p = persona_find(&ps, "dental");
+	ASSERT_EQ(p->ntools, 2);
+	t = tool_get(p, "book_appointment");
+	for (i = 0; i < sizeof(booking) / sizeof(booking[0]); i++)
+		ASSERT(tool_requires(t, booking[i]));
+	ASSERT(!tool_requires(t, "address"));
+	ASSERT_NULL(json_object_get(json_object_get(json_object_get(t,
+	    "parameters"), "properties"), "address"));
+	json_decref(t);
+	json_decref(tool_get(p, "end_call"));
+
+	/* collections: identity first, then an arrangement */
+	p = persona_find(&ps, "collections");
+	ASSERT_EQ(p->ntools, 3);
+	ASSERT_STR_EQ(p->tool_names[0], "verify_identity");
+	t = tool_get(p, "verify_identity");
+	ASSERT(tool_requires(t, "full_name"));
+	(void)tool_prop(t, "date_of_birth");
+	(void)tool_prop(t, "account_last4");
+	json_decref(t);
+	t = tool_get(p, "record_payment_arrangement");
+	ASSERT(tool_requires(t, "plan"));
+	e = json_object_get(tool_prop(t, "plan"), "enum");
+	ASSERT_EQ(json_array_size(e), 3);
+	ASSERT_STR_EQ(json_string_value(json_array_get(e, 0)), "pay_in_full");
+	ASSERT_STR_EQ(json_string_value(json_array_get(e, 1)), "installments");
+	ASSERT_STR_EQ(json_string_value(json_array_get(e, 2)),
+	    "hardship_review");
+	ASSERT_STR_EQ(json_string_value(json_object_get(tool_prop(t,
+	    "amount"), "type")), "number");
+	ASSERT_STR_EQ(json_string_value(json_object_get(tool_prop(t,
+	    "installments"), "type")), "integer");
+	(void)tool_prop(t, "first_payment_date");
+	json_decref(t);
+	json_decref(tool_get(p, "end_call"));
+	ASSERT_HAS(p->instructions, "attempt to collect a debt");
+	ASSERT_HAS(p->instructions, "one thousand two hundred forty dollars "
+	    "and fifty cents");
+	ASSERT_HAS(p->instructions, "four four seven one");
+	ASSERT_HAS(p->instructions, "Brightline Utilities");
+	persona_set_free(&ps);
+}
+
+TEST(persona_shipped_prospects_exist)
+{
+	struct persona_set ps;
+	const struct persona *p;
+	unsigned calls;
+
+	load_shipped(&ps, OA_GA);
+	for (calls = 0; calls < 12; calls++) {
+		p = persona_find(&ps, intent_pick_prospect("+14155552671",
+		    calls));
+		ASSERT_NOT_NULL(p);
+		ASSERT_STR_EQ(p->mode, "cold_call");
+	}
+	persona_set_free(&ps);
+}
+
+TEST(persona_shipped_session)
+{
+	struct oa_session_cfg cfg;
+	struct persona_set ps;
+	json_t *j, *s;
+
+	/* a prospect: temperature only on the beta wire */
+	load_shipped(&ps, OA_GA);
+	persona_session_cfg(persona_find(&ps, "sarah"), &cfg);
+	j = build(&cfg, OA_GA);
+	s = json_object_get(j, "session");
+	ASSERT_NULL(json_object_get(s, "temperature"));
+	ASSERT_EQ(json_array_size(json_object_get(s, "tools")), 2);
+	ASSERT_STR_EQ(sget(s, "audio", "output", "voice", NULL), "ash");
+	json_decref(j);
+	j = build(&cfg, OA_BETA);
+	s = json_object_get(j, "session");
+	ASSERT(fabs(json_number_value(json_object_get(s, "temperature")) -
+	    0.8) < 1e-9);
+	ASSERT_STR_EQ(sget(s, "voice", NULL, NULL, NULL), "ash");
+	json_decref(j);
+
+	/* the intake's tool list reaches the wire whole */
+	persona_session_cfg(persona_find(&ps, "intake"), &cfg);
+	j = build(&cfg, OA_GA);
+	s = json_object_get(j, "session");
+	ASSERT_EQ(json_array_size(json_object_get(s, "tools")), 3);
+	ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(
+	    json_object_get(s, "tools"), 0), "name")), "select_practice_mode");
+	ASSERT_NULL(json_object_get(s, "temperature"));
+	json_decref(j);
 	persona_set_free(&ps);
 }

@@ -113,6 +113,66 @@ TEST(shm_call_lifecycle_and_fold)
 	shm_destroy(&s);
 }
 
+static int
+claim_live_at(struct shm *s, int slot, const char *phone, uint64_t start,
+    uint64_t wall)
+{
+	int i = shm_call_claim(s, slot, getpid());
+	ASSERT_GE(i, 0);
+	snprintf(s->calls[i].cs_phone, SHM_PHONE_MAX, "%s", phone);
+	shm_call_publish(s, i, start, wall);
+	return i;
+}
+
+TEST(shm_today_counts_calls_by_start_day)
+{
+	const uint64_t day = 86400000ull, base = 19700 * day;
+	struct shm s;
+	uint64_t ms, calls;
+
+	mk(&s, 8);
+	int a = claim_live_at(&s, 0, "+15550001", 1000, base + 1000);
+	/* started yesterday: never today's, however long it runs */
+	int b = claim_live_at(&s, 1, "+15550002", 500, base - 5000);
+	shm_today(&s, 3000, base + 3000, &ms, &calls);
+	ASSERT_UEQ(calls, 1);
+	ASSERT_UEQ(ms, 2000);
+	/* ended, not folded yet; then folded: the same figures */
+	shm_call_end(&s, a, 2500, 0, "stop");
+	shm_today(&s, 3000, base + 3000, &ms, &calls);
+	ASSERT_UEQ(calls, 1);
+	ASSERT_UEQ(ms, 1500);
+	ASSERT_EQ(shm_fold_locked(&s, 3000, base + 3000, -1, 0, NULL), 1);
+	shm_today(&s, 3000, base + 3000, &ms, &calls);
+	ASSERT_UEQ(calls, 1);
+	ASSERT_UEQ(ms, 1500);
+	int c = claim_live_at(&s, 0, "+15550003", 2800, base + 2800);
+	shm_today(&s, 3000, base + 3000, &ms, &calls);
+	ASSERT_UEQ(calls, 2);
+	ASSERT_UEQ(ms, 1500 + 200);
+	/* the next day: nothing yet */
+	shm_today(&s, 4000, base + day + 1, &ms, &calls);
+	ASSERT_UEQ(calls, 0);
+	ASSERT_UEQ(ms, 0);
+	/* c, from the day before, folds into that day; d starts a new one */
+	shm_call_end(&s, c, 3800, 0, "stop");
+	ASSERT_EQ(shm_fold_locked(&s, 4000, base + day + 1, -1, 0, NULL), 1);
+	ASSERT_UEQ(s.hdr->sh_day_calls, 2);
+	int d = claim_live_at(&s, 0, "+15550004", 4000, base + day + 2);
+	shm_call_end(&s, d, 4700, 0, "stop");
+	ASSERT_EQ(shm_fold_locked(&s, 5000, base + day + 1000, -1, 0, NULL), 1);
+	shm_today(&s, 5000, base + day + 1000, &ms, &calls);
+	ASSERT_UEQ(calls, 1);
+	ASSERT_UEQ(ms, 700);
+	/* a dead worker's call is billed up to the fold, on its start day */
+	s.calls[b].cs_pid = 4242;
+	ASSERT_EQ(shm_fold_locked(&s, 6000, base + day + 2000, 1, 4242, NULL), 1);
+	shm_today(&s, 6000, base + day + 2000, &ms, &calls);
+	ASSERT_UEQ(calls, 1);
+	ASSERT_UEQ(ms, 700);
+	shm_destroy(&s);
+}
+
 TEST(shm_ledger_fills_to_three_quarters)
 {
 	struct shm s;

@@ -1,0 +1,450 @@
+"""/dashboard: the page in headless Chromium (Debian's chromium package)
+against a daemon with live calls, its figures read from the rendered DOM
+and checked against /health; a screenshot is kept as build/artefacts/
+dashboard.png.  Chromium is driven over the DevTools protocol with
+python3-websockets, so every wait is on a condition, with a deadline."""
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from urllib.parse import urlparse
+
+import twilio
+import websockets
+from harness import ROOT, expect, expect_eq, timeout
+
+ARTEFACTS = os.path.join(ROOT, "build", "artefacts")
+WIDTH, HEIGHT = 1366, 900
+NCALLS = 5
+
+
+def chromium_binary():
+    for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
+        if os.path.exists(p):
+            return p
+    return shutil.which("chromium")
+
+
+class Chromium:
+    """A headless Chromium in a process group of its own, with a new empty
+    profile; stop() ends the group."""
+
+    def __init__(self, tmpdir):
+        self.dir = tempfile.mkdtemp(prefix="chromium-", dir=tmpdir)
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "chromium.log")
+
+    def start(self, deadline=30):
+        binary = chromium_binary()
+        expect(binary is not None, "chromium is not installed (test/deps.sh installs it)")
+        profile = os.path.join(self.dir, "profile")
+        os.mkdir(profile)
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--no-default-browser-check",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-crash-reporter", "--disable-breakpad",
+             "--disable-extensions", "--mute-audio", "--hide-scrollbars",
+             "--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1",
+             "--remote-debugging-port=0", "--window-size=%d,%d" % (WIDTH, HEIGHT),
+             "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            try:
+                with open(port_file) as f:
+                    lines = f.read().split("\n")
+                if len(lines) >= 2 and lines[0] and lines[1]:
+                    return "ws://127.0.0.1:%s%s" % (lines[0], lines[1])
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("chromium did not start:\n" + self.log()[-3000:])
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(3)           # after Browser.close
+        except subprocess.TimeoutExpired:
+            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc.wait(5)
+        self.logf.close()
+
+
+class DevTools:
+    """The DevTools protocol over one WebSocket, flat sessions: replies by
+    id, events kept in a list."""
+
+    def __init__(self, url):
+        self.url = url
+        self.ws = None
+        self.next_id = 0
+        self.pending = {}
+        self.events = []
+        self.reader = None
+
+    async def open(self):
+        self.ws = await websockets.connect(self.url, max_size=None, open_timeout=10)
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self):
+        try:
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                fut = self.pending.pop(msg.get("id"), None)
+                if fut is not None:
+                    if not fut.done():
+                        fut.set_result(msg)
+                elif "method" in msg:
+                    self.events.append(msg)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(AssertionError("DevTools connection closed"))
+
+    async def call(self, method, params=None, session=None, deadline=15):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = fut
+        await self.ws.send(json.dumps(msg))
+        reply = await asyncio.wait_for(fut, deadline)
+        if "error" in reply:
+            raise AssertionError("%s: %s" % (method, reply["error"]))
+        return reply["result"]
+
+    async def close(self):
+        if self.ws is not None:
+            try:
+                await asyncio.wait_for(self.ws.close(), 3)
+            except Exception:
+                pass
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+class Page:
+    def __init__(self, dt, session):
+        self.dt = dt
+        self.session = session
+
+    async def call(self, method, params=None, deadline=15):
+        return await self.dt.call(method, params, self.session, deadline)
+
+    async def eval(self, expr):
+        r = await self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True})
+        if "exceptionDetails" in r:
+            raise AssertionError("page script failed: %r" % r["exceptionDetails"])
+        return r["result"].get("value")
+
+    async def wait(self, expr, deadline, what):
+        end = time.monotonic() + deadline
+        last = None
+        while time.monotonic() < end:
+            last = await self.eval(expr)
+            if last:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError("page: timed out waiting for %s (last %r)" % (what, last))
+
+    async def screenshot(self, path):
+        r = await self.call("Page.captureScreenshot", {"format": "png"}, deadline=30)
+        data = base64.b64decode(r["data"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+        return data
+
+
+# Everything the test reads from the page, in one evaluation.
+READ_PAGE = r"""(function () {
+    function v(id) { var e = document.getElementById(id); return e ? e.dataset.value : null; }
+    function t(id) { var e = document.getElementById(id); return e ? e.textContent : null; }
+    var counters = {};
+    document.querySelectorAll('[data-counter]').forEach(function (e) {
+        counters[e.dataset.counter] = +e.dataset.value;
+    });
+    var lat = {};
+    ['relay_in', 'relay_out', 'response', 'barge_in', 'handoff'].forEach(function (n) {
+        lat[n] = { p50: +v('lat-' + n + '-p50'), p99: +v('lat-' + n + '-p99'),
+                   count: +v('lat-' + n + '-count'),
+                   points: document.querySelector('#lat-' + n + ' polyline')
+                       .getAttribute('points') };
+    });
+    return {
+        polls: +document.body.dataset.polls,
+        healthTime: +document.body.dataset.healthTime,
+        stale: document.body.classList.contains('stale'),
+        status: document.getElementById('status').dataset.status,
+        statusText: t('status'),
+        version: t('version'),
+        generation: +v('generation'),
+        uptime: +v('uptime'),
+        activeCalls: +v('active-calls'),
+        activeStreams: +v('active-streams'),
+        maxStreams: +v('max-streams'),
+        callsCount: +v('calls-count'),
+        minutesToday: +v('minutes-today'),
+        callsToday: +v('calls-today'),
+        totalCalls: +v('total-calls'),
+        failedCalls: +v('failed-calls'),
+        apiErrors: +v('api-errors'),
+        ledgerCallers: +v('ledger-callers'),
+        conn: t('conn'),
+        workers: Array.from(document.querySelectorAll('#workers tr')).map(function (r) {
+            return { slot: +r.dataset.slot, state: r.dataset.state,
+                     liveCalls: +r.dataset.liveCalls, activeStreams: +r.dataset.activeStreams,
+                     restarts: +r.dataset.restarts };
+        }),
+        calls: Array.from(document.querySelectorAll('#calls tr')).map(function (r) {
+            return { sid: r.dataset.callSid, caller: r.dataset.caller, worker: +r.dataset.worker,
+                     framesIn: +r.dataset.framesIn, framesOut: +r.dataset.framesOut,
+                     duration: r.children[4].textContent,
+                     visible: r.offsetParent !== null };
+        }),
+        counters: counters,
+        latency: lat,
+        scrollable: getComputedStyle(document.querySelector('.scroll')).overflowY
+    };
+})()"""
+
+
+def seconds(text):
+    """'1:02:03' or '2:05' -> seconds."""
+    s = 0
+    for part in text.split(":"):
+        s = s * 60 + int(part)
+    return s
+
+
+def png_size(data):
+    expect(data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG")
+    return struct.unpack(">II", data[16:24])
+
+
+def check_against_health(p, h):
+    """The rendered page p against /health h (fetched just after it)."""
+    expect_eq(p["status"], h["status"], "status")
+    expect_eq(p["statusText"], h["status"], "status text")
+    expect_eq(p["version"], h["version"], "version")
+    expect_eq(p["generation"], h["generation"], "generation")
+    expect(0 <= h["uptime_s"] - p["uptime"] <= 10, "uptime %r vs %r", p["uptime"], h["uptime_s"])
+    m = h["metrics"]
+    expect_eq(p["activeCalls"], m["active_calls"], "live calls tile")
+    expect_eq(p["activeCalls"], NCALLS, "live calls")
+    expect_eq(p["callsCount"], NCALLS, "live calls count")
+    expect_eq(p["activeStreams"], h["active_streams"], "streams")
+    expect_eq(p["maxStreams"], h["max_streams"], "max streams")
+    expect_eq(p["totalCalls"], m["total_calls"], "total calls")
+    expect_eq(p["failedCalls"], m["failed_calls"], "failed calls")
+    expect_eq(p["apiErrors"], m["api_errors"], "api errors")
+    expect_eq(p["ledgerCallers"], h["ledger"]["callers"], "ledger callers")
+    expect_eq(p["callsToday"], m["calls_today"], "calls today")
+    # minutes today grow with the live calls: the page's poll came first
+    dt_min = max(0, h["time_ms"] - p["healthTime"]) / 60000.0
+    expect(p["minutesToday"] <= m["minutes_today"] + 1e-9 and
+           m["minutes_today"] - p["minutesToday"] <= NCALLS * dt_min + 0.01,
+           "minutes today %r, /health %r (%.3f min apart)", p["minutesToday"],
+           m["minutes_today"], dt_min)
+
+    # workers
+    expect_eq(sorted(w["slot"] for w in p["workers"]),
+              sorted(w["slot"] for w in h["workers"]), "worker rows")
+    hw = {w["slot"]: w for w in h["workers"]}
+    for w in p["workers"]:
+        expect_eq(w["state"], hw[w["slot"]]["state"], "worker %d state" % w["slot"])
+        expect_eq(w["liveCalls"], hw[w["slot"]]["live_calls"], "worker %d calls" % w["slot"])
+        expect_eq(w["activeStreams"], hw[w["slot"]]["active_streams"], "worker streams")
+        expect_eq(w["restarts"], hw[w["slot"]]["restarts"], "worker restarts")
+
+    # live calls: the same calls, masked the same way, longest first
+    hc = {c["call_sid"]: c for c in h["calls"]}
+    expect_eq(sorted(c["sid"] for c in p["calls"]), sorted(hc), "live call rows")
+    for c in p["calls"]:
+        ref = hc[c["sid"]]
+        expect_eq(c["caller"], ref["caller"], "masked caller")
+        expect("*" in c["caller"], "caller not masked: %r", c["caller"])
+        expect_eq(c["worker"], ref["worker"], "worker of %s" % c["sid"])
+        expect_eq(c["framesIn"], ref["frames_in"], "frames in of %s" % c["sid"])
+        expect_eq(c["framesOut"], ref["frames_out"], "frames out of %s" % c["sid"])
+        expect(abs(seconds(c["duration"]) - ref["duration_s"]) <= 3,
+               "duration %s vs %.1f s", c["duration"], ref["duration_s"])
+    durations = [seconds(c["duration"]) for c in p["calls"]]
+    expect_eq(durations, sorted(durations, reverse=True), "calls sorted by duration")
+    expect(p["scrollable"] in ("auto", "scroll"), "call list does not scroll")
+
+    # counters: the calls are quiet, so all but the HTTP ones stand still
+    for name, v in h["counters"].items():
+        expect(name in p["counters"], "counter %s not shown", name)
+        if name.startswith("http_"):
+            expect(p["counters"][name] <= v, "%s %r > %r", name, p["counters"][name], v)
+        else:
+            expect_eq(p["counters"][name], v, "counter %s" % name)
+    # latency figures as /health gives them
+    for name, lat in h["latency_us"].items():
+        expect_eq(p["latency"][name]["count"], lat["count"], "%s count" % name)
+        expect_eq(p["latency"][name]["p50"], lat["p50_us"], "%s p50" % name)
+        expect_eq(p["latency"][name]["p99"], lat["p99_us"], "%s p99" % name)
+        expect(len(p["latency"][name]["points"].split()) >= 2, "%s sparkline" % name)
+
+
+@timeout(150)
+async def test_dashboard_renders_health(env):
+    d = env.daemon(WS_IDLE_TIMEOUT=120).start()
+    st, hdr, body = await asyncio.to_thread(d.get, "/dashboard")
+    expect_eq(st, 200, "GET /dashboard")
+    expect_eq(hdr["Content-Type"], "text/html; charset=utf-8", "Content-Type")
+    expect_eq(hdr["Cache-Control"], "no-store", "Cache-Control")
+    csp = hdr["Content-Security-Policy"] or ""
+    expect("default-src 'none'" in csp and "connect-src 'self'" in csp, "CSP %r", csp)
+    expect(re.search(r"script-src 'sha256-[A-Za-z0-9+/]{43}='", csp), "script hash: %r", csp)
+    expect("unsafe-inline" not in csp.split("script-src")[1], "inline scripts allowed")
+    expect(not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", body),
+           "the page loads something from elsewhere")
+
+    streams = []
+    browser = Chromium(env.tmp)
+    dt = None
+    try:
+        for i in range(NCALLS):
+            wh = twilio.post_voice(d.base, twilio.call_sid(700 + i), "+1555070%04d" % i)
+            s = twilio.Stream(wh.stream_url, twilio.call_sid(700 + i),
+                              twilio.stream_sid(700 + i), wh.params)
+            await s.open()
+            streams.append(s)
+            # different durations, so the order is visible
+            await asyncio.sleep(0.3)
+        await asyncio.gather(*(s.play(0.5) for s in streams))
+        # quiet: every frame counted, the echo and its marks back
+        await asyncio.to_thread(
+            d.wait_for, lambda: (lambda h: h["metrics"]["active_calls"] == NCALLS and
+                                 h["counters"]["frames_in"] == NCALLS * 25 and h)(d.health()),
+            10, "%d live calls, every frame counted" % NCALLS)
+        await asyncio.sleep(0.5)
+
+        ws_url = await asyncio.to_thread(browser.start)
+        dt = DevTools(ws_url)
+        await dt.open()
+        target = await dt.call("Target.createTarget", {"url": "about:blank"})
+        att = await dt.call("Target.attachToTarget",
+                            {"targetId": target["targetId"], "flatten": True})
+        page = Page(dt, att["sessionId"])
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await page.call(domain + ".enable")
+        await page.call("Emulation.setDeviceMetricsOverride",
+                        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
+                         "mobile": False})
+        await page.call("Page.navigate", {"url": d.base + "/dashboard"})
+        # three polls: the sparklines have history, the deltas a base
+        await page.wait("document.body && +document.body.dataset.polls >= 3", 30,
+                        "three polls of /health")
+        polls = await page.eval("+document.body.dataset.polls")
+        await page.wait("+document.body.dataset.polls > %d" % polls, 10, "a fresh poll")
+        p = await page.eval(READ_PAGE)
+        h = await asyncio.to_thread(d.health)
+        check_against_health(p, h)
+
+        # the durations tick between polls
+        first = p["calls"][0]
+        await asyncio.sleep(1.2)
+        later = await page.eval(
+            "document.querySelector('#calls tr[data-call-sid=\"%s\"]').children[4].textContent"
+            % first["sid"])
+        expect(seconds(later) > seconds(first["duration"]), "duration %s then %s",
+               first["duration"], later)
+
+        # the filter: one caller's digits leave one row, and the count says so
+        shown = await page.eval(r"""(function () {
+            var f = document.getElementById('calls-filter');
+            f.value = '0003'; f.dispatchEvent(new Event('input'));
+            var rows = document.querySelectorAll('#calls tr');
+            var r = [rows.length, document.getElementById('calls-shown').textContent];
+            f.value = ''; f.dispatchEvent(new Event('input'));
+            return r; })()""")
+        expect_eq(shown[0], 1, "rows after filtering")
+        expect_eq(shown[1], "showing 1 of %d" % NCALLS, "filter count")
+
+        shot = await page.screenshot(os.path.join(ARTEFACTS, "dashboard.png"))
+        expect_eq(png_size(shot), (WIDTH, HEIGHT), "screenshot size")
+        expect(len(shot) > 20000, "screenshot of %d bytes: blank page?", len(shot))
+
+        # nothing but /dashboard and /health was requested, nothing blocked
+        origin = urlparse(d.base)
+        for ev in dt.events:
+            if ev["method"] == "Network.requestWillBeSent":
+                u = urlparse(ev["params"]["request"]["url"])
+                if u.scheme == "data":
+                    continue
+                expect((u.scheme, u.netloc) == (origin.scheme, origin.netloc) and
+                       u.path in ("/dashboard", "/health"), "page requested %s", u.geturl())
+            if ev["method"] in ("Log.entryAdded", "Runtime.exceptionThrown",
+                                "Runtime.consoleAPICalled"):
+                text = json.dumps(ev["params"])
+                expect("Content Security Policy" not in text, "CSP violation: %s", text)
+                expect(ev["method"] != "Runtime.exceptionThrown", "page error: %s", text)
+
+        # the daemon goes away: the page says so and keeps the last data
+        for s in streams:
+            await s.stop()
+        streams = []
+        await asyncio.to_thread(d.wait_for, lambda: d.health()["metrics"]["active_calls"] == 0,
+                                10, "calls ended")
+        await page.wait("+document.body.dataset.polls > %d" % (p["polls"] + 1), 10, "a poll")
+        await asyncio.to_thread(d.stop)
+        await page.wait("document.getElementById('status').dataset.status == 'unreachable'",
+                        15, "the page to notice the daemon is gone")
+        gone = await page.eval(READ_PAGE)
+        expect(gone["stale"], "last data not marked stale")
+        expect_eq(gone["version"], h["version"], "version kept")
+        expect_eq(len(gone["workers"]), len(h["workers"]), "worker rows kept")
+        expect("unreachable" in gone["conn"] and "last good data" in gone["conn"],
+               "connection line %r", gone["conn"])
+        await page.screenshot(os.path.join(ARTEFACTS, "dashboard-unreachable.png"))
+        try:
+            await dt.call("Browser.close", deadline=5)
+        except Exception:
+            pass
+    finally:
+        for s in streams:
+            try:
+                await s.close()
+            except Exception:
+                pass
+        if dt is not None:
+            await dt.close()
+        await asyncio.to_thread(browser.stop)

@@ -1,0 +1,398 @@
+/*
+ * rest.c — see rest.h.  The integration follows libcurl's socket API:
+ * CURLMOPT_SOCKETFUNCTION asks us to watch a socket (one uv_poll_t each),
+ * CURLMOPT_TIMERFUNCTION to wake it after a delay (one uv_timer_t), and
+ * every readiness or expiry is handed back with curl_multi_socket_action().
+ */
+#include "worker/rest.h"
+#include "worker/worker.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#define SMS_ATTEMPTS	4		/* 1 + 3 retries */
+#define SMS_TIMEOUT_S	10		/* per attempt */
+#define RESP_MAX	8192
+
+struct sock {
+	uv_poll_t	 poll;
+	curl_socket_t	 fd;
+};
+
+struct job {
+	struct job	*next;
+	CURL		*easy;
+	char		*url;
+	char		*form;
+	char		 call_sid[64];
+	char		 to_masked[64];
+	int		 attempt;
+	uv_timer_t	 retry;		/* backoff between attempts */
+	int		 retry_init;
+	char		 resp[RESP_MAX];
+	size_t		 resp_len;
+	char		 errbuf[CURL_ERROR_SIZE];
+};
+
+static struct {
+	uv_loop_t	*loop;
+	CURLM		*multi;
+	uv_timer_t	 timer;
+	struct job	*jobs;
+	unsigned	 pending;
+	int		 ready;
+} R;
+
+static void rest_attempt(struct job *j);
+
+int
+rest_sms_configured(void)
+{
+	struct conf *cf = W.conf;
+
+	return cf->sms_enabled && cf->twilio_account_sid[0] &&
+	    cf->twilio_auth_token[0] && cf->twilio_phone_number[0];
+}
+
+unsigned
+rest_pending(void)
+{
+	return R.pending;
+}
+
+/* ---------------------------------------------------------------- */
+/* curl <-> libuv */
+
+static void
+check_done(void);
+
+static void
+poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct sock *s = p->data;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(R.multi, s->fd, flags, &running);
+	check_done();
+}
+
+static void
+sock_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+	struct sock *s = sockp;
+	int events = 0;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL) {
+			uv_poll_stop(&s->poll);
+			uv_close((uv_handle_t *)&s->poll, sock_closed_cb);
+			curl_multi_assign(R.multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (s == NULL) {
+		if ((s = calloc(1, sizeof(*s))) == NULL)
+			return -1;
+		s->fd = fd;
+		if (uv_poll_init_socket(R.loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1;
+		}
+		s->poll.data = s;
+		curl_multi_assign(R.multi, fd, s);
+	}
+	if (what & CURL_POLL_IN)
+		events |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, poll_cb);
+	return 0;
+}
+
+static void
+timer_cb(uv_timer_t *t)
+{
+	int running;
+
+	curl_multi_socket_action(R.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done();
+}
+
+static int
+timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		uv_timer_stop(&R.timer);
+	else
+		uv_timer_start(&R.timer, timer_cb, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+int
+rest_init(uv_loop_t *loop)
+{
+	if (R.ready)
+		return 0;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		return -1;
+	R.loop = loop;
+	if ((R.multi = curl_multi_init()) == NULL)
+		return -1;
+	curl_multi_setopt(R.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(R.multi, CURLMOPT_TIMERFUNCTION, timerfunc_cb);
+	uv_timer_init(loop, &R.timer);
+	R.ready = 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* jobs */
+
+static size_t
+write_cb(char *p, size_t size, size_t n, void *arg)
+{
+	struct job *j = arg;
+	size_t len = size * n, keep = RESP_MAX - 1 - j->resp_len;
+
+	if (keep > len)
+		keep = len;
+	memcpy(j->resp + j->resp_len, p, keep);
+	j->resp_len += keep;
+	j->resp[j->resp_len] = '\0';
+	return len;
+}
+
+static void
+job_closed_cb(uv_handle_t *h)
+{
+	struct job *j = h->data;
+
+	free(j->url);
+	free(j->form);
+	free(j);
+}
+
+static void
+job_free(struct job *j)
+{
+	struct job **pp;
+
+	for (pp = &R.jobs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	R.pending--;
+	if (j->easy != NULL) {
+		curl_multi_remove_handle(R.multi, j->easy);
+		curl_easy_cleanup(j->easy);
+		j->easy = NULL;
+	}
+	if (j->retry_init)
+		uv_close((uv_handle_t *)&j->retry, job_closed_cb);
+	else
+		job_closed_cb((uv_handle_t *)&j->retry);
+}
+
+static void
+retry_cb(uv_timer_t *t)
+{
+	rest_attempt(t->data);
+}
+
+/* Twilio's error body: {"code":21211,"message":"..."} */
+static void
+error_text(const struct job *j, char *out, size_t len)
+{
+	const char *m = strstr(j->resp, "\"message\"");
+	const char *q, *e;
+
+	out[0] = '\0';
+	if (m == NULL || (q = strchr(m + 9, '"')) == NULL)
+		return;
+	for (e = q + 1; *e && *e != '"'; e++)
+		if (*e == '\\' && e[1])
+			e++;
+	snprintf(out, len, "%.*s", (int)(e - q - 1), q + 1);
+}
+
+static void
+job_finished(struct job *j, CURLcode res)
+{
+	long status = 0;
+	char why[256];
+	int retry;
+
+	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_multi_remove_handle(R.multi, j->easy);
+	curl_easy_cleanup(j->easy);
+	j->easy = NULL;
+	log_set_call(j->call_sid);
+	if (res == CURLE_OK && status >= 200 && status < 300) {
+		worker_count(&W, SC_sms_sent, 1);
+		log_info("goodbye SMS to %s accepted by Twilio (HTTP %ld, attempt %d)",
+		    j->to_masked, status, j->attempt);
+		log_set_call(NULL);
+		job_free(j);
+		return;
+	}
+	if (res != CURLE_OK)
+		snprintf(why, sizeof(why), "%s", j->errbuf[0] ? j->errbuf :
+		    curl_easy_strerror(res));
+	else {
+		char msg[200];
+		error_text(j, msg, sizeof(msg));
+		snprintf(why, sizeof(why), "HTTP %ld%s%s", status, msg[0] ? ": " : "", msg);
+	}
+	/* network trouble, throttling and server errors are worth another go;
+	 * a 4xx about the request itself is not */
+	retry = res != CURLE_OK || status == 429 || status >= 500;
+	if (retry && j->attempt < SMS_ATTEMPTS) {
+		uint64_t delay = 1000ull << (j->attempt - 1);
+		log_warnx("SMS to %s failed (%s); retrying in %llu ms", j->to_masked,
+		    why, (unsigned long long)delay);
+		log_set_call(NULL);
+		if (!j->retry_init) {
+			uv_timer_init(R.loop, &j->retry);
+			j->retry.data = j;
+			j->retry_init = 1;
+		}
+		uv_timer_start(&j->retry, retry_cb, delay, 0);
+		return;
+	}
+	worker_count(&W, SC_sms_failed, 1);
+	log_warnx("SMS to %s given up after %d attempt%s: %s", j->to_masked,
+	    j->attempt, j->attempt == 1 ? "" : "s", why);
+	log_set_call(NULL);
+	job_free(j);
+}
+
+static void
+check_done(void)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(R.multi, &left)) != NULL) {
+		struct job *j;
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+		job_finished(j, msg->data.result);
+	}
+}
+
+static void
+rest_attempt(struct job *j)
+{
+	struct conf *cf = W.conf;
+	CURL *e = curl_easy_init();
+
+	j->attempt++;
+	j->resp_len = 0;
+	j->resp[0] = '\0';
+	j->errbuf[0] = '\0';
+	if (e == NULL) {
+		job_finished(j, CURLE_OUT_OF_MEMORY);
+		return;
+	}
+	j->easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, j->url);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->form);
+	curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+	curl_easy_setopt(e, CURLOPT_USERNAME, cf->twilio_account_sid);
+	curl_easy_setopt(e, CURLOPT_PASSWORD, cf->twilio_auth_token);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 5L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "voxrelay/" VOXRELAY_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+	if (curl_multi_add_handle(R.multi, e) != CURLM_OK)
+		job_finished(j, CURLE_FAILED_INIT);
+}
+
+static char *
+form_field(CURL *e, const char *name, const char *value, char *acc)
+{
+	char *v = curl_easy_escape(e, value, 0), *out;
+	size_t n;
+
+	if (v == NULL) {
+		free(acc);
+		return NULL;
+	}
+	n = (acc ? strlen(acc) + 1 : 0) + strlen(name) + 1 + strlen(v) + 1;
+	if ((out = malloc(n)) != NULL)
+		snprintf(out, n, "%s%s%s=%s", acc ? acc : "", acc ? "&" : "", name, v);
+	curl_free(v);
+	free(acc);
+	return out;
+}
+
+int
+rest_send_sms(const char *to, const char *body, const char *call_sid)
+{
+	struct conf *cf = W.conf;
+	struct job *j;
+	CURL *e;
+	size_t n;
+
+	if (!R.ready || !rest_sms_configured())
+		return -1;
+	/* only a phone number can get a text: +E.164 */
+	if (to == NULL || to[0] != '+' || strlen(to) < 8 || strlen(to) > 16)
+		return -1;
+	for (const char *p = to + 1; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return -1;
+	if ((j = calloc(1, sizeof(*j))) == NULL || (e = curl_easy_init()) == NULL) {
+		free(j);
+		return -1;
+	}
+	n = strlen(cf->twilio_api_base) + strlen(cf->twilio_account_sid) + 64;
+	j->url = malloc(n);
+	if (j->url)
+		snprintf(j->url, n, "%s/2010-04-01/Accounts/%s/Messages.json",
+		    cf->twilio_api_base, cf->twilio_account_sid);
+	j->form = form_field(e, "To", to, NULL);
+	if (j->form)
+		j->form = form_field(e, "From", cf->twilio_phone_number, j->form);
+	if (j->form)
+		j->form = form_field(e, "Body", body, j->form);
+	curl_easy_cleanup(e);
+	if (j->url == NULL || j->form == NULL) {
+		free(j->url);
+		free(j->form);
+		free(j);
+		return -1;
+	}
+	vr_strlcpy(j->call_sid, call_sid ? call_sid : "", sizeof(j->call_sid));
+	mask_phone(to, j->to_masked, sizeof(j->to_masked));
+	j->next = R.jobs;
+	R.jobs = j;
+	R.pending++;
+	rest_attempt(j);
+	return 0;
+}
