@@ -67,9 +67,14 @@ LLHTTP_OBJ := $(B)/llhttp/api.o $(B)/llhttp/http.o $(B)/llhttp/llhttp.o
 UNIT_SRC := $(wildcard test/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 
-ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ)
+BENCH_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard test/bench/*.c))
+BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
+             $(B)/proto/ws_util.o
 
-.PHONY: all check unit integration peers clean install demo deps test settings deb
+ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
+
+.PHONY: all check check-sanitize unit integration peers clean install demo deps test settings deb \
+        bench
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -131,12 +136,33 @@ peers:
 
 check: unit peers integration
 
+# The load generator and the fake Realtime server (test/bench/), then the
+# runs; BENCH_ARGS go to the driver, e.g. BENCH_ARGS="--calls 500 --seconds 10".
+.SECONDARY: $(BENCH_OBJ)
+$(B)/bench/%: $(B)/test/bench/%.o $(BENCH_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
+
+bench: $(B)/voxrelay $(B)/bench/loadgen $(B)/bench/fake_upstream
+	/usr/bin/python3 test/bench/bench.py --build $(B) $(BENCH_ARGS)
+
+# The whole suite once more on a build with AddressSanitizer and
+# UndefinedBehaviorSanitizer; the daemon's log is checked for their reports.
+SAN_B := $(B)/san
+check-sanitize:
+	$(MAKE) B=$(SAN_B) SANITIZER=address,undefined $(SAN_B)/voxrelay $(SAN_B)/test_unit
+	$(SAN_B)/test_unit
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    /usr/bin/python3 test/integration/run.py --binary $(SAN_B)/voxrelay
+
 # The README's two commands: both install what they need first.
 deps:
 	test/deps.sh
 
 test: deps
 	$(MAKE) check
+	$(MAKE) check-sanitize
 
 demo: deps
 	$(MAKE) $(B)/voxrelay

@@ -181,13 +181,17 @@ write_cb(char *p, size_t size, size_t n, void *arg)
 }
 
 static void
-job_closed_cb(uv_handle_t *h)
+job_destroy(struct job *j)
 {
-	struct job *j = h->data;
-
 	free(j->url);
 	free(j->form);
 	free(j);
+}
+
+static void
+job_closed_cb(uv_handle_t *h)
+{
+	job_destroy(h->data);
 }
 
 static void
@@ -209,7 +213,7 @@ job_free(struct job *j)
 	if (j->retry_init)
 		uv_close((uv_handle_t *)&j->retry, job_closed_cb);
 	else
-		job_closed_cb((uv_handle_t *)&j->retry);
+		job_destroy(j);
 }
 
 static void
