@@ -8,8 +8,8 @@
 #   - configures it for loopback, then through /etc/init.d/voxrelay: start
 #     (/health answers, master and workers run as voxrelay), configtest, a
 #     reload and a restart refused on a broken configuration, a reload
-#     (generation 2), status, log rotation (SIGUSR1), restart, stop (no
-#     process left, by pid);
+#     (generation 2), status, log rotation (SIGUSR1), restart, a start
+#     after the master was killed, stop (no process left, by pid);
 #   - apt-get purge, and checks that nothing of the package is left.
 #
 # Every wait is bounded.  The only processes it stops are the daemon's,
@@ -172,6 +172,9 @@ for f in /etc/default/voxrelay /etc/logrotate.d/voxrelay \
 	check "$f installed" test -s "$f"
 done
 check "$INIT executable" test -x "$INIT"
+if command -v systemd-analyze >/dev/null; then
+	check "systemd unit verifies" systemd-analyze verify --man=no /lib/systemd/system/voxrelay.service
+fi
 check "rc2.d start link" sh -c 'ls /etc/rc2.d/S*voxrelay >/dev/null 2>&1'
 CONFFILES=$(dpkg-query -W -f='${Conffiles}\n' voxrelay)
 for f in $CONF /etc/voxrelay/personas/default.json /etc/default/voxrelay \
@@ -275,6 +278,17 @@ vr_scan
 check "a new master" test -n "$NEW_MASTER" -a "$NEW_MASTER" != "$MASTER"
 check "old processes gone: $OLD_PIDS" none_alive $OLD_PIDS
 
+step "start after a master killed with SIGKILL"
+# Its workers follow it (SIGTERM on their parent's death); the pid file
+# stays behind, stale.
+kill -KILL "$NEW_MASTER"
+check "workers followed the master" wait_until 15 no_daemon_left
+check "stale pid file left" test -s $PIDFILE
+timeout 60 $INIT start
+check "/health after the start" wait_until 15 health_is 'd["status"]' ok
+check "a new master again" test "$(master_pid)" != "$NEW_MASTER"
+vr_scan
+
 step "stop"
 vr_scan
 echo "running: $VR_PIDS"
@@ -297,6 +311,8 @@ for f in /etc/voxrelay /var/lib/voxrelay /var/log/voxrelay /run/voxrelay \
 	check "$f removed" test ! -e "$f"
 done
 check "no rc.d links" sh -c '! ls /etc/rc?.d/*voxrelay >/dev/null 2>&1'
+check "no systemd enablement left" sh -c '! ls /etc/systemd/system/*.wants/voxrelay.service \
+	/var/lib/systemd/deb-systemd-helper-enabled/*voxrelay* >/dev/null 2>&1'
 check "user removed" sh -c '! getent passwd voxrelay'
 check "group removed" sh -c '! getent group voxrelay'
 check "no statoverride left" sh -c '! dpkg-statoverride --list | grep -q voxrelay'
