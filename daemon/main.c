@@ -98,16 +98,38 @@ write_pidfile(const char *path)
 	return 0;
 }
 
+/*
+ * The process that was started waits until the daemon is listening with
+ * its workers up (a byte on a pipe), so `voxrelay -f` and the init script
+ * learn about a port in use or an unreadable ledger from the exit code,
+ * not from a log read later.
+ */
 static int
-daemonise(void)
+daemonise(int *ready_fd)
 {
 	pid_t pid;
-	int fd;
+	int fd, p[2];
 
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
 	if ((pid = fork()) < 0)
 		return -1;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		char c = 0;
+		ssize_t n;
+
+		close(p[1]);
+		do
+			n = read(p[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1 && c == '1')
+			_exit(0);
+		fprintf(stderr, "voxrelay: the daemon did not start; its reason is "
+		    "in the log (LOG_FILE, or syslog)\n");
+		_exit(EXIT_FATAL_CONFIG);
+	}
+	close(p[0]);
+	*ready_fd = p[1];
 	if (setsid() < 0)
 		return -1;
 	if ((pid = fork()) < 0)
@@ -201,7 +223,8 @@ main(int argc, char **argv)
 	snprintf(M.conf_path, sizeof(M.conf_path), "%s", path ? path : "");
 	M.foreground = foreground;
 
-	if (!foreground && daemonise() != 0) {
+	M.ready_fd = -1;
+	if (!foreground && daemonise(&M.ready_fd) != 0) {
 		perror("voxrelay: daemonise");
 		return 1;
 	}

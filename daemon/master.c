@@ -628,6 +628,12 @@ master_run(struct master *m)
 	uv_timer_start(&m->tick, tick_cb, TICK_MS, TICK_MS);
 	m->next_flush_ms = mono_ms() + (uint64_t)m->conf.usage_flush_interval * 1000;
 	front_start(m);
+	if (m->ready_fd >= 0) {
+		if (write(m->ready_fd, "1", 1) != 1)
+			log_warn("telling the parent we are up");
+		close(m->ready_fd);
+		m->ready_fd = -1;
+	}
 
 	uv_run(m->loop, UV_RUN_DEFAULT);
 

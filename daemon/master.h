@@ -42,6 +42,7 @@ struct master {
 	struct persona_set	 personas;
 	struct shm		 shm;
 	int			 foreground;
+	int			 ready_fd;	/* told "1" once serving, -1 */
 	char			 conf_path[1024];
 
 	/* listening */
