@@ -8,10 +8,10 @@
  * serves it without reading the disk, and a change to the page rebuilds.
  *
  * Every answer of the master is Cache-Control: no-store and nosniff
- * (proto/http.c).  The Content-Security-Policy forbids every load but /health from this
- * origin.  The page's one inline <script> is allowed by its SHA-256,
- * computed here on the first request from the bytes actually served, so
- * the hash cannot drift from the page.  Styles are inline too
+ * (proto/http.c).  The Content-Security-Policy forbids every load but
+ * /health from this origin.  The page's one inline <script> is allowed by
+ * its SHA-256, computed here on the first request from the bytes actually
+ * served, so the hash cannot drift from the page.  Styles are inline too
  * ('unsafe-inline' for style only: no script runs from a style).
  */
 #include "daemon/master.h"

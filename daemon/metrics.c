@@ -19,10 +19,10 @@
  * Latency histograms: shm keeps 100 buckets of integer µs, four per power
  * of two; bucket b holds the values up to shm_hist_bucket_le(b).  Buckets
  * nest, so the cumulative count at any bucket's bound is exact.  We expose
- * every other bound from 1 µs to ~50 s (two per power of two: 2^k - 1 and
- * 1.5 * 2^k - 1 µs; 49 in all), written as exact decimal seconds.  The last shm
- * bucket (the overflow) only counts in +Inf.  _count is the +Inf bucket,
- * summed from the same copy of the buckets, so the series always agree.
+ * every other bound from 1 µs to ~50 s, two per power of two (2^k - 1 and
+ * 1.5 * 2^k - 1 µs, 49 in all), written as exact decimal seconds.  The
+ * last shm bucket (the overflow) only counts in +Inf.  _count is the +Inf
+ * bucket, summed from the same copy of the buckets, so the two agree.
  */
 #include "daemon/master.h"
 #include "daemon/common/util.h"
@@ -246,7 +246,7 @@ status_now(void)
 		if (M.w[i].in_use && !M.w[i].retire)
 			expected++;
 		if (atomic_load(&M.shm.workers[i].sw_state) == SW_READY &&
-		    M.w[i].in_use && !M.w[i].retire)
+		    !M.w[i].retire)
 			ready++;
 	}
 	return ready < expected || expected == 0 ? "degraded" : "ok";

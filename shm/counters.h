@@ -5,6 +5,10 @@
  * header); readers sum them.  Counters only ever grow and are never reset,
  * not even when a worker slot is reused, so sums stay monotonic for
  * Prometheus.  X(name, help).
+ *
+ * /metrics (daemon/metrics.c) shows each as voxrelay_<name>_total, and a
+ * name ending in _ms in seconds.  `promtool check metrics` (test_metrics)
+ * refuses other units in a name: no "minutes", "hours" or "bits".
  */
 #ifndef VR_SHM_COUNTERS_H
 #define VR_SHM_COUNTERS_H
@@ -30,7 +34,9 @@
 	X(http_bad_requests,	"HTTP requests refused as malformed or too large") \
 	X(http_timeouts,	"HTTP connections closed by the header or idle timer") \
 	X(accept_paused,	"times accepting paused for lack of descriptors") \
+	X(accept_capped,	"times accepting paused at MAX_HTTP_CONNECTIONS") \
 	X(ws_protocol_errors,	"WebSocket protocol errors (framing, UTF-8, size)") \
+	X(ws_ping_floods,	"calls closed for a flood of pings from Twilio") \
 	X(bad_messages,		"Media Streams messages refused as malformed")	\
 	X(unknown_events,	"Media Streams messages with an unknown event")	\
 	X(frames_in,		"media frames received from Twilio")		\
@@ -39,6 +45,7 @@
 	X(dtmf_in,		"DTMF digits received")				\
 	X(silence_fill_ms,	"ms of silence inserted for gaps in Twilio timestamps") \
 	X(calls_timed_out,	"calls closed because Twilio went silent")	\
+	X(calls_cut,		"calls closed by a shutdown (drain or reload deadline)") \
 	X(outbuf_overflows,	"calls closed because the peer did not read")	\
 	X(ledger_full,		"ledger inserts refused: table full")		\
 	X(flush_ok,		"usage CSV flushes that succeeded")		\

@@ -244,6 +244,22 @@ READ_PAGE = r"""(function () {
 })()"""
 
 
+def wait_quiet(d, deadline=10):
+    """Until the media counters stand still for a second: the echo of the
+    fake OpenAI and its marks have come back."""
+    keys = ("frames_in", "frames_out", "marks_in")
+    end = time.monotonic() + deadline
+    prev = None
+    while time.monotonic() < end:
+        h = d.health()
+        now = tuple(h["counters"][k] for k in keys)
+        if now == prev:
+            return h
+        prev = now
+        time.sleep(1.0)
+    raise AssertionError("media counters still moving: %r" % (prev,))
+
+
 def seconds(text):
     """'1:02:03' or '2:05' -> seconds."""
     s = 0
@@ -355,7 +371,7 @@ async def test_dashboard_renders_health(env):
             d.wait_for, lambda: (lambda h: h["metrics"]["active_calls"] == NCALLS and
                                  h["counters"]["frames_in"] == NCALLS * 25 and h)(d.health()),
             10, "%d live calls, every frame counted" % NCALLS)
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(wait_quiet, d)
 
         ws_url = await asyncio.to_thread(browser.start)
         dt = DevTools(ws_url)

@@ -177,7 +177,7 @@ async def test_metrics_match_health(env):
                       "streams")
             expect_eq(m.get("voxrelay_worker_restarts", **lab), w["restarts"], "restarts")
             expect_eq(m.get("voxrelay_worker_calls_total", **lab), w["calls_total"], "calls")
-            expect(0 <= m.get("voxrelay_worker_heartbeat_age_seconds", **lab) < 2.0,
+            expect(0 <= m.get("voxrelay_worker_heartbeat_age_seconds", **lab) < 3.0,
                    "heartbeat age")
         expect_eq(sum(v for _, v in m.series("voxrelay_worker_live_calls")), 1, "live calls")
         expect_eq(sum(v for _, v in m.series("voxrelay_worker_calls_total")), 3, "calls")
@@ -207,7 +207,7 @@ async def test_metrics_match_health(env):
                 expect(abs(mean - lat["mean_us"]) <= 1.0, "%s mean %.2f vs %r",
                        fam, mean, lat["mean_us"])
         expect_eq(m.get("voxrelay_handoff_latency_seconds_count"), 3, "three hand-offs")
-        expect(m.get("voxrelay_relay_in_latency_seconds_count") >= 110, "relayed frames")
+        expect(m.get("voxrelay_relay_in_latency_seconds_count") >= 50, "relayed frames")
 
         verdict = await asyncio.to_thread(promtool_check, body)
         if verdict is None:
