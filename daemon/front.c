@@ -157,6 +157,8 @@ conn_timer_cb(uv_timer_t *t)
 	master_count(SC_http_timeouts);
 	if (c->in_request) {
 		/* slow headers: tell the client why, then go */
+		log_info("%s: request not complete within HEADER_TIMEOUT (%d s); "
+		    "answering 408", c->peer, M.conf.header_timeout);
 		c->keep_alive = 0;
 		conn_respond(c, 408, "text/plain", "request timeout\n", 16, NULL);
 		c->close_after_write = 1;
@@ -165,6 +167,8 @@ conn_timer_cb(uv_timer_t *t)
 		c->in_request = 0;
 		return;
 	}
+	log_debug("%s: idle for KEEPALIVE_TIMEOUT (%d s); closing", c->peer,
+	    M.conf.keepalive_timeout);
 	conn_close(c);
 }
 
@@ -224,7 +228,18 @@ listen_cb(uv_poll_t *p, int status, int events)
 
 	for (int i = 0; i < 64; i++) {
 		if (m->nconns >= (unsigned)m->conf.max_http_connections) {
-			/* resumes when a connection closes */
+			/* resumes when a connection closes; said once a minute
+			 * at most, counted every time */
+			static uint64_t logged_ms;
+			uint64_t now = mono_ms();
+
+			master_count(SC_accept_capped);
+			if (logged_ms == 0 || now - logged_ms >= 60000) {
+				logged_ms = now;
+				log_warnx("accept: %u connections open, the "
+				    "MAX_HTTP_CONNECTIONS cap; pausing until one "
+				    "closes", m->nconns);
+			}
 			front_stop(m);
 			return;
 		}
@@ -378,6 +393,25 @@ conn_respond(struct conn *c, int status, const char *content_type,
 		conn_close(c);
 }
 
+static const char *
+conn_error_why(const struct conn *c, int err)
+{
+	switch (err) {
+	case HTTP_ERR_HEADERS_TOO_LARGE:
+		return "request head over MAX_HEADER_SIZE";
+	case HTTP_ERR_TOO_MANY_HEADERS:
+		return "more headers than MAX_HEADERS";
+	case HTTP_ERR_BODY_TOO_LARGE:
+		return "body over MAX_BODY_SIZE";
+	case HTTP_ERR_URI_TOO_LONG:
+		return "request target over MAX_HEADER_SIZE";
+	case HTTP_ERR_NOMEM:
+		return "out of memory";
+	default:
+		return c->req.reason != NULL ? c->req.reason : "malformed request";
+	}
+}
+
 static void
 conn_error(struct conn *c, int err)
 {
@@ -386,6 +420,8 @@ conn_error(struct conn *c, int err)
 	int n;
 
 	master_count(SC_http_bad_requests);
+	log_info("%s: request refused with %d: %s", c->peer, status,
+	    conn_error_why(c, err));
 	n = snprintf(msg, sizeof(msg), "%d %s\n", status, http_status_text(status));
 	c->keep_alive = 0;
 	c->close_after_write = 1;

@@ -510,6 +510,8 @@ routes_dispatch(struct conn *c, struct http_req *r)
 		if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) != 0 ||
 		    !get || !http_req_header_has(r, "Upgrade", "websocket")) {
 			master_count(SC_http_bad_requests);
+			log_info("%s: upgrade refused with 404: not a WebSocket "
+			    "upgrade to a media stream", conn_peer(c));
 			conn_no_keepalive(c);
 			respond_text(c, 404, "no WebSocket here\n");
 			return;
@@ -518,6 +520,17 @@ routes_dispatch(struct conn *c, struct http_req *r)
 			master_count(SC_refused_draining);
 			conn_no_keepalive(c);
 			respond_text(c, 503, "shutting down\n");
+			return;
+		}
+		/* the webhook checks the cap too, but tokens handed out
+		 * together can all be redeemed at once: enforce it here */
+		if (master_streams_in_use(&M) >= (unsigned)M.conf.max_ws_connections) {
+			master_count(SC_refused_capacity);
+			log_warnx("%s: stream upgrade refused with 503: %d streams "
+			    "in use (MAX_WEBSOCKET_CONNECTIONS)", conn_peer(c),
+			    M.conf.max_ws_connections);
+			conn_no_keepalive(c);
+			respond_text(c, 503, "too many streams\n");
 			return;
 		}
 		conn_handoff(c, r);

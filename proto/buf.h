@@ -28,6 +28,10 @@ char  *buf_reserve(struct buf *b, size_t n);
 void   buf_commit(struct buf *b, size_t n);
 void   buf_consume(struct buf *b, size_t n);
 static inline size_t buf_pending(const struct buf *b) { return b->len - b->off; }
-static inline char  *buf_head(const struct buf *b) { return b->data + b->off; }
+/* NULL while nothing was ever allocated (NULL + 0 is undefined in C). */
+static inline char  *buf_head(const struct buf *b)
+{
+	return b->data != NULL ? b->data + b->off : NULL;
+}
 
 #endif

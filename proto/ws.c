@@ -138,8 +138,14 @@ ws_codec_close(struct ws_codec *w, uint16_t code, const char *reason)
 		return WS_OK;
 	if (code != 0 && code != 1005) {
 		size_t rl = reason ? strlen(reason) : 0;
-		if (rl > sizeof(p) - 2)
+		if (rl > sizeof(p) - 2) {
+			/* cut at a character boundary: the peer checks UTF-8 */
 			rl = sizeof(p) - 2;
+			while (rl > 0 && ((unsigned char)reason[rl] & 0xC0) == 0x80)
+				rl--;
+		}
+		if (rl > 0 && !utf8_valid((const unsigned char *)reason, rl))
+			rl = 0;
 		p[0] = (uint8_t)(code >> 8);
 		p[1] = (uint8_t)code;
 		if (rl)
@@ -179,8 +185,12 @@ ws_control(struct ws_codec *w, uint8_t op, const uint8_t *p, size_t n)
 	switch (op) {
 	case WSLAY_PING:
 		w->pings++;
-		if (!w->close_sent && ws_frame_out(w, WSLAY_PONG, p, n) != WS_OK)
+		if (!w->close_sent && ws_frame_out(w, WSLAY_PONG, p, n) != WS_OK) {
+			/* no room even for a close frame: the owner drops the
+			 * connection, but it needs a reason for its log */
+			w->error = "output buffer full (a ping left unanswered)";
 			return WS_ERR_OUTPUT;
+		}
 		return WS_OK;
 	case WSLAY_PONG:
 		return WS_OK;

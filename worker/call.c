@@ -21,6 +21,7 @@
 
 #define CLOSE_GRACE_MS	2000	/* for the close frame to drain */
 #define READ_BUF	65536
+#define PING_FLOOD_MAX	20	/* pings from Twilio within one second */
 
 static char read_buf[READ_BUF];	/* one loop, one read at a time */
 
@@ -94,6 +95,7 @@ check_upgrade_signature(struct worker *w, const struct ipc_handoff *ho,
 
 static void call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void call_closed_cb(uv_handle_t *h);
+static void call_ws_failed(struct call *c, int rc);
 
 static void
 call_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
@@ -230,10 +232,9 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	}
 	if (extra_len > 0) {
 		rc = ws_codec_feed(&c->ws, extra, extra_len);
-		if (rc < 0) {
-			worker_count(w, SC_ws_protocol_errors, 1);
-			call_close(c, c->ws.error, 1, 0);
-		} else if (rc == WS_CLOSED)
+		if (rc < 0)
+			call_ws_failed(c, rc);
+		else if (rc == WS_CLOSED)
 			call_close(c, "twilio closed the stream", 0, 0);
 	}
 	if (c->state == CALL_OPEN)
@@ -332,15 +333,55 @@ call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (n == 0)
 		return;
 	rc = ws_codec_feed(&c->ws, (const uint8_t *)b->base, (size_t)n);
-	if (rc < 0) {
-		worker_count(c->w, SC_ws_protocol_errors, 1);
-		log_set_call(c->tok.call_sid);
-		log_warnx("websocket error from twilio: %s", c->ws.error);
-		log_set_call(NULL);
-		call_close(c, c->ws.error, 1, 0);	/* close frame already queued */
-	} else if (rc == WS_CLOSED)
+	if (rc < 0)
+		call_ws_failed(c, rc);
+	else if (rc == WS_CLOSED)
 		call_close(c, "twilio closed the stream", 0, 0);
+	else if (c->ws.pings > PING_FLOOD_MAX && c->state < CALL_CLOSING) {
+		worker_count(c->w, SC_ws_ping_floods, 1);
+		log_set_call(c->tok.call_sid);
+		log_warnx("ping flood from twilio (%llu pings within a second); "
+		    "closing the call", (unsigned long long)c->ws.pings);
+		log_set_call(NULL);
+		call_close(c, "ping flood", 1, 1008);
+	}
 	call_want_flush(c);
+}
+
+/*
+ * The codec refused what Twilio sent: one line and one counter, then the
+ * call ends.  Its close frame is already queued, unless the output was full
+ * (the peer does not read), in which case the connection is just dropped.
+ */
+static void
+call_ws_failed(struct call *c, int rc)
+{
+	const char *why = c->ws.error != NULL ? c->ws.error : "websocket error";
+
+	worker_count(c->w, rc == WS_ERR_OUTPUT ? SC_outbuf_overflows :
+	    SC_ws_protocol_errors, 1);
+	log_set_call(c->tok.call_sid);
+	log_warnx("websocket error from twilio: %s", why);
+	log_set_call(NULL);
+	call_close(c, why, 1, 0);
+}
+
+/*
+ * The codec answers every ping and counts them in ws.pings; the read path
+ * ends a call whose count passes PING_FLOOD_MAX.  The count covers one
+ * second: the first tick of each second zeroes it for every call, so
+ * neither the codec nor the call needs a clock of its own.
+ */
+static void
+ping_window(struct worker *w, uint64_t now)
+{
+	static uint64_t second;
+
+	if (now / 1000 == second)
+		return;
+	second = now / 1000;
+	for (struct call *k = w->calls; k != NULL; k = k->next)
+		k->ws.pings = 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -357,6 +398,8 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 	c->reason = reason;
 	c->failed = failed;
 	c->closing_ms = now;
+	if (w->shutting && c->state == CALL_LIVE)
+		worker_count(w, SC_calls_cut, 1);	/* a drain or reload deadline */
 	log_set_call(c->tok.call_sid);
 	if (c->state == CALL_LIVE) {
 		shm_call_end(w->shm, c->slot, now, failed, reason);
@@ -376,8 +419,11 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 	log_set_call(NULL);
 	c->state = CALL_CLOSING;
 	relay_stop(c);
+	/* the reason tells Twilio (and whoever reads its logs) why; an
+	 * upstream failure's reason names our infrastructure, so not that */
 	if (c->ws_ready && ws_code != 0)
-		ws_codec_close(&c->ws, ws_code, NULL);
+		ws_codec_close(&c->ws, ws_code, ws_code == 1011 ?
+		    "upstream failure" : reason);
 	uv_read_stop((uv_stream_t *)&c->tw);
 	call_want_flush(c);
 }
@@ -387,10 +433,15 @@ call_tick(struct call *c, uint64_t now)
 {
 	struct worker *w = c->w;
 
+	ping_window(w, now);
 	switch (c->state) {
 	case CALL_OPEN:
 		if (now - c->opened_ms > (uint64_t)w->conf->ws_start_timeout * 1000) {
 			worker_count(w, SC_calls_timed_out, 1);
+			log_set_call(c->tok.call_sid);
+			log_warnx("no start message within WS_START_TIMEOUT (%d s); "
+			    "closing the stream", w->conf->ws_start_timeout);
+			log_set_call(NULL);
 			call_close(c, "no start message from twilio", 1, 1008);
 		}
 		break;
@@ -404,6 +455,10 @@ call_tick(struct call *c, uint64_t now)
 			break;
 		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
 			worker_count(w, SC_calls_timed_out, 1);
+			log_set_call(c->tok.call_sid);
+			log_warnx("no message from twilio within WS_IDLE_TIMEOUT "
+			    "(%d s); closing the call", w->conf->ws_idle_timeout);
+			log_set_call(NULL);
 			call_close(c, "twilio went silent", 1, 1001);
 		}
 		break;

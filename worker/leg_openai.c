@@ -29,6 +29,7 @@
 #define MAX_PENDING		(256u << 10)	/* events queued before OPEN */
 #define MAX_OUT			(4u << 20)	/* bytes queued for the socket */
 #define DNS_CACHE_MS		30000
+#define LOGGED_BAD_EVENT	0x2	/* call->logged_bad: a malformed event */
 
 static struct tls_ctx tls;
 static char read_buf[READ_BUF], plain_buf[READ_BUF];
@@ -341,12 +342,17 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		return 1;
 	}
 	if (rc != OA_OK) {
-		/* a malformed event of a known type: skip it, keep the call */
+		/* a malformed event of a known type: skip it, keep the call;
+		 * logged once per call, then only counted */
 		worker_count(&W, SC_api_errors, 1);
-		up_log_call(up);
-		log_warnx("openai: ignoring a malformed %s event: %s",
-		    up->msg.type, oa_strerror(rc));
-		log_set_call(NULL);
+		if (!(up->call->logged_bad & LOGGED_BAD_EVENT)) {
+			up->call->logged_bad |= LOGGED_BAD_EVENT;
+			up_log_call(up);
+			log_warnx("openai: ignoring a malformed %s event: %s "
+			    "(further ones are only counted)", up->msg.type,
+			    oa_strerror(rc));
+			log_set_call(NULL);
+		}
 		return 0;
 	}
 	relay_upstream_event(up->call, up, &up->msg);
@@ -575,8 +581,10 @@ up_connect_cb(uv_connect_t *req, int status)
 	int one = 1;
 	uv_os_fd_t fd;
 
-	if (up->state != UP_CONNECT)
-		return;	/* closed meanwhile */
+	/* closed meanwhile; or the connect timed out and the tick closed the
+	 * handle, which cancels this request: up_tcp_closed_cb() goes on */
+	if (up->state != UP_CONNECT || up->tcp_closing)
+		return;
 	if (status < 0) {
 		up_log_call(up);
 		log_debug("openai: connect to %s: %s", up->peer, uv_strerror(status));

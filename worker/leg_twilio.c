@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define MAX_GAP_FILL_MS 10000	/* silence owed for one timestamp jump */
+#define LOGGED_UNKNOWN	0x1	/* c->logged_bad: an unknown event */
 
 static int
 bad_message(struct call *c, const char *what, uint16_t code)
@@ -77,27 +78,33 @@ on_start(struct call *c, struct tw_msg *m)
  * past where the previous frame ended means frames were lost, and the
  * model's input timeline stays aligned only if the gap is filled with
  * silence (protocols.md 9.4).  The amount owed is kept in gap_fill_ms for
- * the upstream leg; a jump is capped and a step backwards fills nothing, so
- * hostile timestamps cannot make us invent unbounded audio.
+ * the upstream leg.  Hostile timestamps cannot make us invent unbounded
+ * audio: a jump is capped, a step backwards fills nothing and does not move
+ * next_ts back (so timestamps that swing back and forth fill only once),
+ * and nothing is filled past the call's age plus one cap, since a timestamp
+ * is milliseconds since the stream started.
  */
 static int
 on_media(struct call *c, struct tw_msg *m)
 {
 	struct worker *w = c->w;
 	uint64_t dur = m->audio_len / 8;
+	uint64_t limit = mono_ms() - c->start_ms + MAX_GAP_FILL_MS;
 
 	if (c->state != CALL_LIVE)
 		return bad_message(c, "media before start", 1008);
 	if (strcmp(m->stream_sid, c->stream_sid) != 0)
 		return bad_message(c, "media for another stream", 1008);
-	if (c->have_ts && m->timestamp > c->next_ts) {
-		uint64_t gap = m->timestamp - c->next_ts;
+	if (c->have_ts && m->timestamp > c->next_ts && c->next_ts < limit) {
+		uint64_t to = m->timestamp < limit ? m->timestamp : limit;
+		uint64_t gap = to - c->next_ts;
 		if (gap > MAX_GAP_FILL_MS)
 			gap = MAX_GAP_FILL_MS;
 		c->gap_fill_ms += gap;
 		worker_count(w, SC_silence_fill_ms, gap);
 	}
-	c->next_ts = m->timestamp + dur;
+	if (!c->have_ts || m->timestamp + dur > c->next_ts)
+		c->next_ts = m->timestamp + dur;
 	c->have_ts = 1;
 	c->frames_in++;
 	c->audio_in_bytes += m->audio_len;
@@ -152,8 +159,8 @@ twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 	case TW_UNKNOWN:
 	default:
 		worker_count(c->w, SC_unknown_events, 1);
-		if (!c->logged_bad) {
-			c->logged_bad = 1;
+		if (!(c->logged_bad & LOGGED_UNKNOWN)) {
+			c->logged_bad |= LOGGED_UNKNOWN;
 			log_set_call(c->tok.call_sid);
 			log_info("ignoring twilio event \"%s\"", m->event_name);
 			log_set_call(NULL);

@@ -77,6 +77,10 @@ tw_send(struct call *c, const char *msg, size_t n)
 		return -1;
 	if (ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, msg, n) != WS_OK) {
 		worker_count(c->w, SC_outbuf_overflows, 1);
+		log_set_call(call_sid_of(c));
+		log_warnx("twilio is not reading: MAX_OUTBOUND_BUFFER (%d bytes) "
+		    "is full; dropping the call", c->w->conf->max_outbound_buffer);
+		log_set_call(NULL);
 		call_close(c, "twilio is not reading (outbound buffer full)", 1, 0);
 		return -1;
 	}
@@ -325,12 +329,12 @@ transcript_line(struct call *c, const char *role, const char *text)
 		return;
 	iso8601_utc(wall_ms(), when, sizeof(when));
 	if (cf->transcripts_dir[0] != '\0') {
-		if (c->relay.transcript_fd < 0) {
+		if (c->relay.transcript_fd == -1) {	/* -2: gave up */
 			snprintf(path, sizeof(path), "%s/%s.jsonl", cf->transcripts_dir,
 			    call_sid_of(c));
 			c->relay.transcript_fd = open(path, O_WRONLY | O_APPEND |
 			    O_CREAT | O_CLOEXEC, 0640);
-			if (c->relay.transcript_fd < 0 && !c->logged_bad) {
+			if (c->relay.transcript_fd < 0) {
 				log_set_call(call_sid_of(c));
 				log_warn("transcript %s", path);
 				log_set_call(NULL);
