@@ -30,6 +30,7 @@
 #define CONN_MAGIC	0x434f4e4eu	/* "CONN" */
 #define READ_BUF	16384
 #define MAX_WRITE_QUEUE	(512 * 1024)
+#define READ_PAUSE_QUEUE (64 * 1024)
 
 struct conn {
 	uint32_t	 magic;
@@ -42,6 +43,8 @@ struct conn {
 	int		 close_after_write;
 	int		 keep_alive;
 	int		 in_request;	/* bytes of a request seen */
+	int		 head_only;	/* the request being answered is HEAD */
+	int		 read_paused;	/* answers queued: stop reading */
 	char		 peer[64];
 	uint64_t	 accepted_us;
 	/* bytes read past an upgrade request's headers */
@@ -355,8 +358,15 @@ conn_write_cb(uv_write_t *w, int status)
 		return;
 	}
 	if (c->close_after_write &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
 		conn_close(c);
+		return;
+	}
+	if (c->read_paused &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+		c->read_paused = 0;
+		uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+	}
 }
 
 void
@@ -372,6 +382,14 @@ conn_respond(struct conn *c, int status, const char *content_type,
 
 	if (c->closing)
 		return;
+	/* a client that pipelines without reading its answers is cut off;
+	 * one large answer (a big /usage-data) is fine */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_WRITE_QUEUE) {
+		conn_close(c);
+		return;
+	}
+	if (c->head_only)
+		len = 0;	/* HEAD: the same head, Content-Length included */
 	if (hl < 0 || (wr = malloc(sizeof(*wr) + hl + len)) == NULL) {
 		conn_close(c);
 		return;
@@ -388,9 +406,6 @@ conn_respond(struct conn *c, int status, const char *content_type,
 		conn_close(c);
 		return;
 	}
-	/* a client that pipelines without reading answers gets cut off */
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_WRITE_QUEUE)
-		conn_close(c);
 }
 
 static const char *
@@ -486,7 +501,9 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			routes_dispatch(c, &c->req);
 			return;
 		}
+		c->head_only = strcmp(http_req_method(&c->req), "HEAD") == 0;
 		routes_dispatch(c, &c->req);
+		c->head_only = 0;
 		http_req_reset(&c->req);
 		if (!c->closing)
 			conn_arm_timer(c);
@@ -494,6 +511,13 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			uv_read_stop(s);
 			return;
 		}
+	}
+	/* answers are piling up: read no more until they are written, so a
+	 * pipelining client holds one read buffer's worth of answers at most */
+	if (!c->closing && !c->handed_off &&
+	    uv_stream_get_write_queue_size(s) > READ_PAUSE_QUEUE) {
+		uv_read_stop(s);
+		c->read_paused = 1;
 	}
 	if (c->in_request && left == 0 && c->req.started == 0) {
 		/* only whitespace between requests so far */

@@ -46,7 +46,7 @@
 #include "shm/counters.h"
 
 #define SHM_MAGIC	0x52584f56u	/* "VOXR" */
-#define SHM_VERSION	2
+#define SHM_VERSION	3
 #define SHM_MAX_WORKERS	64
 
 #define SHM_SID_MAX	40		/* CA/MZ + 32 hex, NUL, slack */

@@ -101,7 +101,7 @@ void call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 /* The one close path.  failed: count the call as failed.  ws_code: the
  * close code for Twilio (0: none, just drop the connection). */
 void call_close(struct call *c, const char *reason, int failed, uint16_t ws_code);
-/* Once a second: billing, time-outs, the closing grace. */
+/* Every worker tick (250 ms): billing, time-outs, the closing grace. */
 void call_tick(struct call *c, uint64_t now);
 /* Write what is queued. */
 void call_flush(struct call *c);

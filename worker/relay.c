@@ -479,9 +479,12 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		if (strcmp(m->err_code, "response_cancel_not_active") == 0 ||
 		    strcmp(m->err_code, "conversation_already_has_active_response") == 0)
 			log_debug("openai: %s", m->err_code);
-		else
-			log_warnx("openai error: %s%s%s: %s", m->err_type,
-			    m->err_code[0] ? "/" : "", m->err_code, m->text);
+		else if (++r->error_logs <= 5)
+			/* a server that floods errors fills the counter, not the log */
+			log_warnx("openai error: %s%s%s: %s%s", m->err_type,
+			    m->err_code[0] ? "/" : "", m->err_code, m->text,
+			    r->error_logs == 5 ? " (further errors of this call "
+			    "are only counted)" : "");
 		log_set_call(NULL);
 		break;
 	default:

@@ -57,6 +57,7 @@ struct relay {
 	int			 awaiting_audio;
 	uint64_t		 bargeins;
 	uint64_t		 dropped_deltas;
+	unsigned		 error_logs;	/* error events logged so far */
 	/* caller audio batching (FRAMES_PER_APPEND > 1) */
 	unsigned char		*batch;
 	size_t			 batch_len;

@@ -468,3 +468,36 @@ def test_http_limits(env):
     # the daemon is fine
     expect_eq(d.health()["status"], "ok", "status")
     expect(d.health()["counters"]["http_bad_requests"] >= 4, "bad requests counted")
+
+
+def test_head_requests_and_pipelined_backpressure(env):
+    d = env.daemon().start()
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+    # HEAD gets the head only, so the next answer on the connection is whole
+    s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    first, rest = out.split(b"\r\n\r\n", 1)
+    expect(first.startswith(b"HTTP/1.1 200") and b"application/json" in first, "HEAD")
+    expect(rest.startswith(b"HTTP/1.1 200") and b"voxrelay" in rest, "answer after HEAD")
+    # a client that pipelines many requests and reads slowly still gets
+    # every answer, in order: the master stops reading while answers queue
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    n = 400
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * (n - 1) +
+              b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.5)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    expect_eq(out.count(b"HTTP/1.1 200"), n, "answers to pipelined requests")
