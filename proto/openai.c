@@ -52,6 +52,7 @@
  * type fills only ev and type and is not checked further.
  */
 #include "proto/openai.h"
+#include "proto/jscan.h"
 #include "proto/twilio.h"
 
 #include <jansson.h>
@@ -995,14 +996,11 @@ parse_body(const json_t *root, struct oa_msg *m, const char *buf, size_t len)
  * call while the assistant speaks: no logging, no allocation but jansson's
  * and the growth of text_buf/audio_buf.
  */
-int
-oa_parse(const char *buf, size_t len, struct oa_msg *m)
+static void
+oa_reset(struct oa_msg *m)
 {
 	char *abuf = m->audio_buf, *tbuf = m->text_buf;
 	size_t acap = m->audio_cap, tcap = m->text_cap;
-	const json_t *ty;
-	json_t *root;
-	int rc;
 
 	memset(m, 0, sizeof(*m));
 	m->audio_buf = abuf;
@@ -1011,6 +1009,119 @@ oa_parse(const char *buf, size_t len, struct oa_msg *m)
 	m->text_cap = tcap;
 	m->text = "";
 	m->interrupt_response = -1;
+}
+
+static int
+fast_id(char *dst, size_t cap, const char *v, size_t n)
+{
+	if (n >= cap)
+		return JSCAN_NO;
+	memcpy(dst, v, n);
+	dst[n] = '\0';
+	return JSCAN_OK;
+}
+
+static int
+fast_key(const char *k, size_t kl, const char *want)
+{
+	size_t n = strlen(want);
+	return kl == n && memcmp(k, want, n) == 0;
+}
+
+/*
+ * The audio delta, the model's most frequent event, read in place by a
+ * narrow scanner (proto/jscan.h): only its common flat shape, everything
+ * else goes to jansson.  The fields it sets are exactly parse_top's and
+ * parse_audio's for that shape; test_openai.c checks the two agree.
+ */
+static int
+oa_parse_fast_delta(const char *buf, size_t len, struct oa_msg *m)
+{
+	struct jscan s = { buf, buf + len };
+	const char *k, *v, *audio = NULL;
+	size_t kl, vl, an = 0, bytes = 0;
+	unsigned seen = 0;
+	uint64_t x;
+
+	if (jscan_char(&s, '{') != JSCAN_OK)
+		return JSCAN_NO;
+	for (int first = 1;; first = 0) {
+		jscan_ws(&s);
+		if (!first && s.p < s.end && *s.p == '}') {
+			s.p++;
+			break;
+		}
+		if (!first && jscan_char(&s, ',') != JSCAN_OK)
+			return JSCAN_NO;
+		if (jscan_string(&s, &k, &kl) != JSCAN_OK ||
+		    jscan_char(&s, ':') != JSCAN_OK)
+			return JSCAN_NO;
+		if (fast_key(k, kl, "output_index") || fast_key(k, kl, "content_index")) {
+			unsigned bit = k[0] == 'o' ? 64 : 128;
+			if ((seen & bit) || jscan_uint(&s, &x) != JSCAN_OK || x > INT_MAX)
+				return JSCAN_NO;
+			seen |= bit;
+			if (bit == 64)
+				m->output_index = (int)x;
+			else
+				m->content_index = (int)x;
+			continue;
+		}
+		if (fast_key(k, kl, "delta") && !(seen & 2)) {
+			seen |= 2;
+			if (jscan_b64(&s, &audio, &an, &bytes) != JSCAN_OK)
+				return JSCAN_NO;
+			continue;
+		}
+		if (jscan_string(&s, &v, &vl) != JSCAN_OK)
+			return JSCAN_NO;
+		if (fast_key(k, kl, "type") && !(seen & 1)) {
+			seen |= 1;
+			if (!fast_key(v, vl, "response.output_audio.delta") &&
+			    !fast_key(v, vl, "response.audio.delta"))
+				return JSCAN_NO;
+			set_type(m, v, vl);
+		} else if (fast_key(k, kl, "event_id") && !(seen & 4)) {
+			seen |= 4;
+			if (fast_id(m->event_id, sizeof(m->event_id), v, vl) != JSCAN_OK)
+				return JSCAN_NO;
+		} else if (fast_key(k, kl, "response_id") && !(seen & 8)) {
+			seen |= 8;
+			if (fast_id(m->response_id, sizeof(m->response_id), v, vl) != JSCAN_OK)
+				return JSCAN_NO;
+		} else if (fast_key(k, kl, "item_id") && !(seen & 16)) {
+			seen |= 16;
+			if (fast_id(m->item_id, sizeof(m->item_id), v, vl) != JSCAN_OK)
+				return JSCAN_NO;
+		} else
+			return JSCAN_NO;
+	}
+	if ((seen & 3) != 3 || jscan_end(&s) != JSCAN_OK)
+		return JSCAN_NO;
+	m->ev = OA_EV_AUDIO_DELTA;
+	m->audio = an ? audio : "";
+	m->audio_len = an;
+	m->audio_bytes = bytes;
+	return JSCAN_OK;
+}
+
+int
+oa_parse(const char *buf, size_t len, struct oa_msg *m)
+{
+	oa_reset(m);
+	if (buf != NULL && oa_parse_fast_delta(buf, len, m) == JSCAN_OK)
+		return OA_OK;
+	return oa_parse_full(buf, len, m);
+}
+
+int
+oa_parse_full(const char *buf, size_t len, struct oa_msg *m)
+{
+	const json_t *ty;
+	json_t *root;
+	int rc;
+
+	oa_reset(m);
 
 	if (buf == NULL)
 		return OA_ERR_JSON;

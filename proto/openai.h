@@ -178,6 +178,8 @@ struct oa_msg {
 /* Parse one server event.  Unknown types are OA_OK with OA_EV_UNKNOWN.
  * m may be reused; free with oa_msg_free(). */
 int  oa_parse(const char *buf, size_t len, struct oa_msg *m);
+/* The same with the full parser only (no fast path): for tests. */
+int  oa_parse_full(const char *buf, size_t len, struct oa_msg *m);
 void oa_msg_free(struct oa_msg *m);
 const char *oa_strerror(int err);
 const char *oa_event_name(enum oa_event e);

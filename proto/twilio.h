@@ -85,6 +85,8 @@ struct tw_msg {
  * m may be reused across calls (payload_buf is kept and grown); release
  * it with tw_msg_free(). */
 int  tw_parse(const char *buf, size_t len, struct tw_msg *m);
+/* The same with the full parser only (no fast path): for tests. */
+int  tw_parse_full(const char *buf, size_t len, struct tw_msg *m);
 void tw_msg_free(struct tw_msg *m);
 const char *tw_strerror(int err);
 const char *tw_event_name(enum tw_event e);

@@ -211,8 +211,12 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 			return;
 		if (tw_send(c, dst, (size_t)m) != 0)
 			return;
-		long bytes = b64_decoded_len(b64 + off, n);
-		it->sent_bytes += bytes > 0 ? (uint64_t)bytes : 0;
+		/* the delta was checked when parsed: only the last piece
+		 * can end in padding */
+		size_t bytes = n / 4 * 3;
+		if (n >= 1 && b64[off + n - 1] == '=')
+			bytes -= n >= 2 && b64[off + n - 2] == '=' ? 2 : 1;
+		it->sent_bytes += bytes;
 		c->frames_out++;
 		worker_count(w, SC_frames_out, 1);
 		tw_send_mark(c, it->uid, it->sent_bytes, 0);
@@ -223,14 +227,42 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 		    c->frames_out, memory_order_relaxed);
 }
 
+/* "<generation>.<seq>", both decimal without leading junk.  0 or -1. */
+static int
+parse_mark_name(const char *s, uint32_t *gen, uint32_t *seq)
+{
+	uint64_t x = 0;
+	int part = 0, digits = 0;
+
+	for (;; s++) {
+		if (*s >= '0' && *s <= '9') {
+			x = x * 10 + (uint64_t)(*s - '0');
+			if (x > UINT32_MAX || ++digits > 10)
+				return -1;
+			continue;
+		}
+		if (digits == 0 || (*s != '.' && *s != '\0') ||
+		    (*s == '.') != (part == 0))
+			return -1;
+		if (part == 0)
+			*gen = (uint32_t)x;
+		else
+			*seq = (uint32_t)x;
+		if (*s == '\0')
+			return part == 1 ? 0 : -1;
+		part++;
+		x = 0;
+		digits = 0;
+	}
+}
+
 void
 relay_caller_mark(struct call *c, const char *name)
 {
 	struct relay *r = &c->relay;
-	unsigned gen, seq;
-	char tail;
+	uint32_t gen, seq;
 
-	if (sscanf(name, "%u.%u%c", &gen, &seq, &tail) != 2)
+	if (parse_mark_name(name, &gen, &seq) != 0)
 		return;		/* not one of ours */
 	if (gen != r->gen)
 		return;		/* flushed by a clear, not played */

@@ -1642,3 +1642,75 @@ TEST(openai_allocation_failures)
 	buf_free(&b);
 	oa_msg_free(&m);
 }
+
+/* The audio delta's fast path must agree with the full parser on every
+ * input: mutations of real deltas of both dialects. */
+static void
+oa_same_result(const char *buf, size_t len)
+{
+	static struct oa_msg a, b;
+	int ra = oa_parse(buf, len, &a);
+	int rb = oa_parse_full(buf, len, &b);
+
+	if (ra != rb)
+		TEST_FAIL_("fast %d vs full %d on: %.*s", ra, rb, (int)len, buf);
+	if (ra != OA_OK)
+		return;
+	ASSERT_EQ(a.ev, b.ev);
+	ASSERT_STR_EQ(a.type, b.type);
+	ASSERT_STR_EQ(a.event_id, b.event_id);
+	ASSERT_STR_EQ(a.response_id, b.response_id);
+	ASSERT_STR_EQ(a.item_id, b.item_id);
+	ASSERT_EQ(a.output_index, b.output_index);
+	ASSERT_EQ(a.content_index, b.content_index);
+	ASSERT_UEQ(a.audio_len, b.audio_len);
+	ASSERT_UEQ(a.audio_bytes, b.audio_bytes);
+	if (a.audio_len)
+		ASSERT(memcmp(a.audio, b.audio, a.audio_len) == 0);
+}
+
+TEST_T(openai_fast_delta_agrees_with_full_parser, 60)
+{
+	static const char *seeds[] = {
+		"{\"type\":\"response.output_audio.delta\",\"event_id\":\"event_1\","
+		"\"response_id\":\"resp_1\",\"item_id\":\"item_1\",\"output_index\":0,"
+		"\"content_index\":0,\"delta\":\"//7+/v7+/39/f3/+AAECAw==\"}",
+		"{ \"delta\" : \"AAAA\" , \"type\" : \"response.audio.delta\" , "
+		"\"content_index\" : 12 }",
+		"{\"type\":\"response.output_audio.delta\",\"delta\":\"\","
+		"\"output_index\":2147483647}",
+	};
+	static const char alphabet[] = "{}[]\":,\\ 0123456789aAzZ+/=-.eE\x01\xc3\xa9";
+	char buf[512];
+	unsigned seed = 777;
+
+	for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+		size_t n = strlen(seeds[s]);
+		oa_same_result(seeds[s], n);
+		for (int round = 0; round < 6000; round++) {
+			size_t len = n;
+			memcpy(buf, seeds[s], n);
+			for (int k = 0; k < 1 + round % 3; k++) {
+				seed = seed * 1103515245u + 12345u;
+				size_t at = (seed >> 8) % (len ? len : 1);
+				char c = alphabet[(seed >> 20) % (sizeof(alphabet) - 1)];
+				switch ((seed >> 16) % 3) {
+				case 0:
+					buf[at] = c;
+					break;
+				case 1:
+					memmove(buf + at, buf + at + 1, len - at - 1);
+					len--;
+					break;
+				default:
+					if (len + 1 < sizeof(buf)) {
+						memmove(buf + at + 1, buf + at, len - at);
+						buf[at] = c;
+						len++;
+					}
+				}
+			}
+			oa_same_result(buf, len);
+		}
+	}
+}

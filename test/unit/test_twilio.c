@@ -1079,3 +1079,88 @@ TEST(twilio_build_big_payload)
 	free(payload);
 	free(out);
 }
+
+/*
+ * The fast path for `media` must agree with the full parser on every
+ * input: same result code, same fields.  Thousands of mutations of real
+ * media messages: byte flips, cuts, insertions, reordered keys, escapes.
+ */
+static void
+same_result(const char *buf, size_t len)
+{
+	static struct tw_msg a, b;
+	int ra = tw_parse(buf, len, &a);
+	int rb = tw_parse_full(buf, len, &b);
+
+	if (ra != rb)
+		TEST_FAIL_("fast %d vs full %d on: %.*s", ra, rb, (int)len, buf);
+	if (ra != TW_OK)
+		return;
+	ASSERT_EQ(a.event, b.event);
+	ASSERT_STR_EQ(a.event_name, b.event_name);
+	ASSERT_EQ(a.has_seq, b.has_seq);
+	ASSERT_UEQ(a.seq, b.seq);
+	ASSERT_STR_EQ(a.stream_sid, b.stream_sid);
+	ASSERT_STR_EQ(a.mark_name, b.mark_name);
+	if (a.event == TW_MEDIA) {
+		ASSERT_STR_EQ(a.track, b.track);
+		ASSERT_UEQ(a.chunk, b.chunk);
+		ASSERT_UEQ(a.timestamp, b.timestamp);
+		ASSERT_UEQ(a.payload_len, b.payload_len);
+		ASSERT_UEQ(a.audio_len, b.audio_len);
+		ASSERT(memcmp(a.payload, b.payload, a.payload_len) == 0);
+	}
+}
+
+TEST_T(twilio_fast_media_agrees_with_full_parser, 60)
+{
+	static const char *seeds[] = {
+		"{\"event\":\"media\",\"sequenceNumber\":\"3\",\"media\":{\"track\":"
+		"\"inbound\",\"chunk\":\"2\",\"timestamp\":\"40\",\"payload\":"
+		"\"//7+/v7+/39/f3/+/n9/AAECAw==\"},\"streamSid\":"
+		"\"MZ22222222222222222222222222222222\"}",
+		"{ \"streamSid\" : \"MZ1\", \"media\" : { \"payload\" : \"AAAA\" } , "
+		"\"event\" : \"media\" }",
+		"{\"event\":\"media\",\"streamSid\":\"MZab\",\"media\":{\"payload\":"
+		"\"\",\"timestamp\":\"0\"},\"sequenceNumber\":\"18446744073709551615\"}",
+		"{\"event\":\"media\",\"streamSid\":\"MZab\",\"media\":{\"payload\":"
+		"\"QUJD\\/\",\"chunk\":7}}",
+		"{\"event\":\"mark\",\"sequenceNumber\":\"88\",\"streamSid\":"
+		"\"MZ22222222222222222222222222222222\",\"mark\":{\"name\":\"3.17\"}}",
+		"{ \"mark\" : { \"name\" : \"\" } , \"streamSid\" : \"MZ1\", "
+		"\"event\" : \"mark\" }",
+	};
+	static const char alphabet[] = "{}[]\":,\\ 0123456789aAzZ+/=-.eE\x01\xc3\xa9";
+	char buf[512];
+	unsigned seed = 12345;
+
+	for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+		size_t n = strlen(seeds[s]);
+		same_result(seeds[s], n);
+		for (int round = 0; round < 6000; round++) {
+			size_t len = n;
+			memcpy(buf, seeds[s], n);
+			for (int k = 0; k < 1 + round % 3; k++) {
+				seed = seed * 1103515245u + 12345u;
+				size_t at = (seed >> 8) % (len ? len : 1);
+				char c = alphabet[(seed >> 20) % (sizeof(alphabet) - 1)];
+				switch ((seed >> 16) % 3) {
+				case 0:		/* flip */
+					buf[at] = c;
+					break;
+				case 1:		/* cut */
+					memmove(buf + at, buf + at + 1, len - at - 1);
+					len--;
+					break;
+				default:	/* insert */
+					if (len + 1 < sizeof(buf)) {
+						memmove(buf + at + 1, buf + at, len - at);
+						buf[at] = c;
+						len++;
+					}
+				}
+			}
+			same_result(buf, len);
+		}
+	}
+}

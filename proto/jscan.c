@@ -1,0 +1,104 @@
+/*
+ * jscan.c — see jscan.h.
+ */
+#include "proto/jscan.h"
+
+int
+jscan_string(struct jscan *s, const char **str, size_t *len)
+{
+	const char *q;
+
+	if (jscan_char(s, '"') != JSCAN_OK)
+		return JSCAN_NO;
+	for (q = s->p; q < s->end; q++) {
+		unsigned char c = (unsigned char)*q;
+		if (c == '"') {
+			*str = s->p;
+			*len = (size_t)(q - s->p);
+			s->p = q + 1;
+			return JSCAN_OK;
+		}
+		/* escapes, controls and anything outside ASCII (whose UTF-8
+		 * the full parser would check) go the slow way */
+		if (c == '\\' || c < 0x20 || c >= 0x80)
+			return JSCAN_NO;
+	}
+	return JSCAN_NO;
+}
+
+/* 1 for the standard base64 alphabet. */
+static const unsigned char b64[256] = {
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+	['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+	['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+	['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+	['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+	['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+	['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+	['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1,
+	['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+	['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
+};
+
+int
+jscan_b64(struct jscan *s, const char **str, size_t *len, size_t *bytes)
+{
+	const unsigned char *q, *start, *end;
+	size_t n, pad = 0;
+
+	if (jscan_char(s, '"') != JSCAN_OK)
+		return JSCAN_NO;
+	start = q = (const unsigned char *)s->p;
+	end = (const unsigned char *)s->end;
+	/* four at a time: the payloads are hundreds of characters */
+	while (end - q >= 4 && (b64[q[0]] & b64[q[1]] & b64[q[2]] & b64[q[3]]))
+		q += 4;
+	while (q < end && b64[*q])
+		q++;
+	while (q < end && *q == '=' && pad < 2) {
+		q++;
+		pad++;
+	}
+	if (q >= end || *q != '"')
+		return JSCAN_NO;
+	n = (size_t)(q - start);
+	if (n % 4 != 0 || (n == 0 && pad))
+		return JSCAN_NO;
+	*str = (const char *)start;
+	*len = n;
+	*bytes = n / 4 * 3 - pad;
+	s->p = (const char *)q + 1;
+	return JSCAN_OK;
+}
+
+int
+jscan_uint(struct jscan *s, uint64_t *out)
+{
+	uint64_t x = 0;
+	const char *start;
+
+	jscan_ws(s);
+	start = s->p;
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+		unsigned d = (unsigned)(*s->p - '0');
+		if (x > ((uint64_t)INT64_MAX - d) / 10)
+			return JSCAN_NO;
+		x = x * 10 + d;
+		s->p++;
+	}
+	if (s->p == start || (s->p - start > 1 && *start == '0'))
+		return JSCAN_NO;
+	/* a fraction or an exponent is not a plain integer */
+	if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E'))
+		return JSCAN_NO;
+	*out = x;
+	return JSCAN_OK;
+}
+
+int
+jscan_end(struct jscan *s)
+{
+	jscan_ws(s);
+	return s->p == s->end ? JSCAN_OK : JSCAN_NO;
+}
