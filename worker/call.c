@@ -503,7 +503,6 @@ call_closed_cb(uv_handle_t *h)
 	c->ws_ready = 0;
 	buf_free(&c->out);
 	buf_free(&c->wbuf);
-	tw_msg_free(&c->msg);
 	worker_call_gone(w, c);
 	call_release(c);
 }

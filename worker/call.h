@@ -50,7 +50,6 @@ struct call {
 	struct buf		 wbuf;		/* being written */
 	uv_write_t		 wreq;
 	int			 writing;
-	struct tw_msg		 msg;		/* parse state, reused */
 
 	/* identity, from the token and `start` */
 	struct stream_token	 tok;

@@ -32,6 +32,7 @@
 #define LOGGED_BAD_EVENT	0x2	/* call->logged_bad: a malformed event */
 
 static struct tls_ctx tls;
+static struct oa_msg upstream_msg;	/* one parse at a time, for all calls */
 static char read_buf[READ_BUF], plain_buf[READ_BUF];
 static uint64_t next_id;
 
@@ -105,7 +106,6 @@ upstream_destroy(struct upstream *up)
 	buf_free(&up->wbuf);
 	buf_free(&up->scratch);
 	buf_free(&up->pending);
-	oa_msg_free(&up->msg);
 	up->magic = 0;
 	relay_upstream_gone(c, up);
 	free(up);
@@ -335,7 +335,7 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		up_fail(up, "binary message from the server");
 		return 1;
 	}
-	rc = oa_parse((const char *)data, len, &up->msg);
+	rc = oa_parse((const char *)data, len, &upstream_msg);
 	if (rc == OA_ERR_JSON || rc == OA_ERR_TYPE) {
 		up_fail(up, "the server sent something that is not an event "
 		    "(%s, %zu bytes)", oa_strerror(rc), len);
@@ -349,13 +349,13 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 			up->call->logged_bad |= LOGGED_BAD_EVENT;
 			up_log_call(up);
 			log_warnx("openai: ignoring a malformed %s event: %s "
-			    "(further ones are only counted)", up->msg.type,
+			    "(further ones are only counted)", upstream_msg.type,
 			    oa_strerror(rc));
 			log_set_call(NULL);
 		}
 		return 0;
 	}
-	relay_upstream_event(up->call, up, &up->msg);
+	relay_upstream_event(up->call, up, &upstream_msg);
 	return up->state == UP_OPEN ? 0 : 1;
 }
 
@@ -459,6 +459,9 @@ up_on_plain(struct upstream *up, const char *p, size_t n)
 		}
 		W.seed = W.seed * 6364136223846793005ULL + 1442695040888963407ULL;
 		up->ws_ready = 1;
+		/* the handshake is over: its parser and body buffer go */
+		http_resp_free(&up->resp);
+		up->resp_init = 0;
 		up_opened(up);
 		if (up->state != UP_OPEN)
 			return;

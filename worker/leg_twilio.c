@@ -17,6 +17,10 @@
 #include <string.h>
 
 #define MAX_GAP_FILL_MS 10000	/* silence owed for one timestamp jump */
+
+/* One parse at a time per worker, handled before the next: one message
+ * struct for all calls (it is 10 KB, most of it customParameters). */
+static struct tw_msg twilio_msg;
 #define LOGGED_UNKNOWN	0x1	/* c->logged_bad: an unknown event */
 
 static int
@@ -119,7 +123,7 @@ int
 twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 {
 	struct call *c = arg;
-	struct tw_msg *m = &c->msg;
+	struct tw_msg *m = &twilio_msg;
 	int rc;
 
 	if (c->state >= CALL_CLOSING)

@@ -81,7 +81,6 @@ struct upstream {
 	/* WebSocket */
 	struct ws_codec		 ws;
 	int			 ws_ready;
-	struct oa_msg		 msg;
 	struct buf		 scratch;	/* events being built */
 	struct buf		 pending;	/* events queued before OPEN */
 	unsigned		 npending;
