@@ -114,9 +114,14 @@ load_one(struct master *m, const char *path, char *err, size_t errlen,
 	return 0;
 }
 
+/* Forget a half-loaded file.  Only when something was loaded: the table
+ * is fresh anonymous memory, already zero, and writing zeros over all of
+ * it would make every page of it resident for nothing. */
 static void
 ledger_clear(struct master *m)
 {
+	if (atomic_load(&m->shm.hdr->sh_ledger_used) == 0)
+		return;
 	memset(m->shm.ledger, 0, (size_t)m->shm.hdr->sh_nledger *
 	    sizeof(struct shm_ledger));
 	atomic_store(&m->shm.hdr->sh_ledger_used, 0);

@@ -78,3 +78,13 @@ buf_consume(struct buf *b, size_t n)
 	if (b->off >= b->len)
 		b->off = b->len = 0;
 }
+
+void
+buf_shrink(struct buf *b, size_t keep)
+{
+	if (b->len == b->off && b->cap > keep) {
+		free(b->data);
+		b->data = NULL;
+		b->off = b->len = b->cap = 0;
+	}
+}

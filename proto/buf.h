@@ -27,6 +27,9 @@ int    buf_append(struct buf *b, const void *p, size_t n);
 char  *buf_reserve(struct buf *b, size_t n);
 void   buf_commit(struct buf *b, size_t n);
 void   buf_consume(struct buf *b, size_t n);
+/* Give memory back once empty if more than keep bytes are held: a burst
+ * must not pin its peak for the rest of a long call. */
+void   buf_shrink(struct buf *b, size_t keep);
 static inline size_t buf_pending(const struct buf *b) { return b->len - b->off; }
 /* NULL while nothing was ever allocated (NULL + 0 is undefined in C). */
 static inline char  *buf_head(const struct buf *b)

@@ -167,12 +167,20 @@ shm_hist_bucket_le(unsigned b)
 void
 shm_hist_add(struct shm_hist *h, uint64_t us)
 {
+	shm_hist_add_n(h, us, 1);
+}
+
+void
+shm_hist_add_n(struct shm_hist *h, uint64_t us, uint64_t n)
+{
 	uint64_t max;
 
-	atomic_fetch_add_explicit(&h->h_bucket[shm_hist_bucket(us)], 1,
+	if (n == 0)
+		return;
+	atomic_fetch_add_explicit(&h->h_bucket[shm_hist_bucket(us)], n,
 	    memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->h_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->h_sum_us, us, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->h_count, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->h_sum_us, us * n, memory_order_relaxed);
 	max = atomic_load_explicit(&h->h_max_us, memory_order_relaxed);
 	if (us > max)
 		atomic_store_explicit(&h->h_max_us, us, memory_order_relaxed);

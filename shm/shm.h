@@ -201,6 +201,8 @@ shm_count(_Atomic uint64_t *counters, enum shm_counter c, uint64_t n)
 	atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
 }
 void     shm_hist_add(struct shm_hist *h, uint64_t us);
+/* n samples of the same value. */
+void     shm_hist_add_n(struct shm_hist *h, uint64_t us, uint64_t n);
 unsigned shm_hist_bucket(uint64_t us);
 /* Upper bound (µs) of bucket b. */
 uint64_t shm_hist_bucket_le(unsigned b);

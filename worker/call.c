@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define CLOSE_GRACE_MS	2000	/* for the close frame to drain */
+#define BUF_KEEP	8192	/* buffers above this are freed once empty */
 #define READ_BUF	65536
 #define PING_FLOOD_MAX	20	/* pings from Twilio within one second */
 
@@ -261,6 +262,7 @@ call_write_cb(uv_write_t *req, int status)
 
 	c->writing = 0;
 	buf_consume(&c->wbuf, buf_pending(&c->wbuf));
+	buf_shrink(&c->wbuf, BUF_KEEP);
 	if (c->state == CALL_CLOSED)
 		return;
 	if (status < 0) {
@@ -308,6 +310,7 @@ call_flush(struct call *c)
 		c->writing = 1;
 		return;
 	}
+	buf_shrink(&c->out, BUF_KEEP);
 	if (c->state == CALL_CLOSING)
 		call_close_handle(c);
 }
@@ -332,6 +335,7 @@ call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 	if (n == 0)
 		return;
+	worker_read_begin(c->w);
 	rc = ws_codec_feed(&c->ws, (const uint8_t *)b->base, (size_t)n);
 	if (rc < 0)
 		call_ws_failed(c, rc);
@@ -346,6 +350,7 @@ call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		call_close(c, "ping flood", 1, 1008);
 	}
 	call_want_flush(c);
+	worker_read_end(c->w, SH_RELAY_IN);
 }
 
 /*

@@ -188,6 +188,7 @@ up_write_cb(uv_write_t *req, int status)
 
 	up->writing = 0;
 	buf_consume(&up->wbuf, buf_pending(&up->wbuf));
+	buf_shrink(&up->wbuf, 8192);
 	if (up->state == UP_CLOSED)
 		return;
 	if (status < 0) {
@@ -244,6 +245,9 @@ upstream_flush(struct upstream *up)
 		up->writing = 1;
 		return;
 	}
+	buf_shrink(&up->out, 8192);
+	buf_shrink(&up->plain, 8192);
+	buf_shrink(&up->cin, 8192);
 	if (up->state == UP_CLOSING && buf_pending(&up->plain) == 0)
 		up_close_socket(up);
 }
@@ -316,6 +320,7 @@ up_opened(struct upstream *up)
 		buf_consume(&up->pending, 4 + n);
 	}
 	up->npending = 0;
+	buf_free(&up->pending);		/* only the start of a call needs it */
 	worker_want_flush_upstream(&W, up);
 	relay_upstream_open(up->call, up);
 }
@@ -486,10 +491,8 @@ up_on_plain(struct upstream *up, const char *p, size_t n)
 }
 
 static void
-up_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+up_read(struct upstream *up, ssize_t n, const uv_buf_t *b)
 {
-	struct upstream *up = s->data;
-
 	if (up->state == UP_CLOSED)
 		return;
 	if (n < 0) {
@@ -549,6 +552,14 @@ up_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		}
 		up_on_plain(up, plain_buf, (size_t)r);
 	}
+}
+
+static void
+up_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	worker_read_begin(&W);
+	up_read(s->data, n, b);
+	worker_read_end(&W, SH_RELAY_OUT);
 }
 
 static void

@@ -218,6 +218,7 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 			bytes -= n >= 2 && b64[off + n - 2] == '=' ? 2 : 1;
 		it->sent_bytes += bytes;
 		c->frames_out++;
+		w->relayed++;
 		worker_count(w, SC_frames_out, 1);
 		tw_send_mark(c, it->uid, it->sent_bytes, 0);
 		off += n;
@@ -470,7 +471,6 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			    t_us - r->speech_stopped_us);
 		}
 		audio_to_twilio(c, item_for(r, m), m->audio, m->audio_len);
-		shm_hist_add(&c->w->sw->sw_hist[SH_RELAY_OUT], mono_us() - t_us);
 		break;
 	case OA_EV_AUDIO_DONE:
 		if (!is_dropped(r, m->response_id) && c->state == CALL_LIVE) {
@@ -597,8 +597,9 @@ send_append(struct call *c, const char *b64, size_t len)
 {
 	struct buf *b = scratch_buf();
 
-	if (oa_build_append(b, b64, len) == 0)
-		upstream_send(c->up, buf_head(b), buf_pending(b));
+	if (oa_build_append(b, b64, len) == 0 &&
+	    upstream_send(c->up, buf_head(b), buf_pending(b)) == 0)
+		c->w->relayed++;	/* timed when the read callback ends */
 }
 
 void
@@ -607,7 +608,6 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 	struct worker *w = c->w;
 	struct relay *r = &c->relay;
 	unsigned per = (unsigned)w->conf->frames_per_append;
-	uint64_t t_us = mono_us();
 
 	if (c->up == NULL)
 		return;
@@ -653,7 +653,6 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 			r->batch_frames = 0;
 		}
 	}
-	shm_hist_add(&w->sw->sw_hist[SH_RELAY_IN], mono_us() - t_us);
 }
 
 void

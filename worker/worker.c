@@ -222,15 +222,18 @@ worker_forget_upstream(struct worker *w, struct upstream *up)
 }
 
 /*
- * After the reads of one loop iteration: write what they queued, one
- * write per connection however many messages it holds, then free the
- * upstreams that finished closing.
+ * Write what was queued: one write per connection however many messages
+ * it holds.  Called at the end of every read callback (so a long loop
+ * iteration under load never holds audio back until it ends) and by the
+ * check handle after each iteration (for timers and other callbacks).
+ * The heartbeat is stamped here too: a worker busy draining a backlog is
+ * alive, and only a stopped or wedged one stops stamping.
  */
-static void
-flush_cb(uv_check_t *h)
+void
+worker_flush(struct worker *w)
 {
-	struct worker *w = h->data;
-
+	atomic_store_explicit(&w->sw->sw_heartbeat_ms, mono_ms(),
+	    memory_order_relaxed);
 	while (w->dirty_calls != NULL || w->dirty_ups != NULL) {
 		while (w->dirty_calls != NULL) {
 			struct call *c = w->dirty_calls;
@@ -245,6 +248,25 @@ flush_cb(uv_check_t *h)
 			upstream_flush(up);
 		}
 	}
+}
+
+void
+worker_read_end(struct worker *w, enum shm_hist_id which)
+{
+	worker_flush(w);
+	if (w->relayed > 0) {
+		shm_hist_add_n(&w->sw->sw_hist[which], mono_us() - w->read_us,
+		    w->relayed);
+		w->relayed = 0;
+	}
+}
+
+static void
+flush_cb(uv_check_t *h)
+{
+	struct worker *w = h->data;
+
+	worker_flush(w);
 	while (w->zombies != NULL) {
 		struct upstream *up = w->zombies;
 		w->zombies = up->dirty_next;

@@ -12,6 +12,7 @@
 #include "daemon/common/conf.h"
 #include "personas/persona.h"
 #include "shm/shm.h"
+#include "daemon/common/util.h"
 
 struct call;
 struct upstream;
@@ -45,6 +46,11 @@ struct worker {
 	struct call		*dirty_calls;
 	struct upstream		*dirty_ups;
 	struct upstream		*zombies;	/* freed by the check handle */
+
+	/* relay timing: frames forwarded during the current read callback,
+	 * measured from its start to the end of the write that sent them */
+	uint64_t		 read_us;
+	unsigned		 relayed;
 };
 
 extern struct worker W;
@@ -57,6 +63,16 @@ worker_count(struct worker *w, enum shm_counter c, uint64_t n)
 }
 void worker_call_gone(struct worker *w, struct call *c);
 void worker_want_flush_upstream(struct worker *w, struct upstream *up);
+/* Write everything queued, now (end of a read callback). */
+void worker_flush(struct worker *w);
+/* A read callback starts / ends: flush, and time what it relayed. */
+static inline void
+worker_read_begin(struct worker *w)
+{
+	w->read_us = mono_us();
+	w->relayed = 0;
+}
+void worker_read_end(struct worker *w, enum shm_hist_id which);
 /* An upstream about to be freed leaves the flush list. */
 void worker_forget_upstream(struct worker *w, struct upstream *up);
 
