@@ -1,0 +1,513 @@
+#!/usr/bin/python3
+"""The driver of `make bench`: runs the real daemon between the load
+generator and the fake Realtime server (build/bench/), on loopback, and
+prints a results table.
+
+Default plan (`make bench`):
+  1. plain ws:// upstream, 500 calls;
+  2. TLS (wss://) upstream, 500 calls;
+  3. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
+     stopping at the first step that fails (p99 round trip >= 20 ms, a frame
+     lost, a call not established or dropped).
+Each run gets a fresh daemon and fake server, a ramp (1.5 s per 1000 calls;
+10 s per 1000 with TLS, where each call costs a handshake on both sides), a
+settling time, then a measured window of --seconds.
+
+Overrides (make bench BENCH_ARGS="..."):
+  --calls N        calls of the plain/TLS pair (alone: no sweep)
+  --seconds S      measured window per run (default 20)
+  --sweep LIST     comma-separated call counts, or "none"
+  --modes LIST     plain,tls (the pair; default both)
+  --workers N      daemon workers (default 2)
+  --gen-procs N    load generator processes (default 2)
+  --fake-procs N   fake server processes (default 2)
+  --marks-with-frames  echo marks with the next frame (fewer writes)
+  --codec own|proto    the fake server's WebSocket framing
+  --nice N         run the daemon, generator and fake at this nice value
+                   (e.g. -5 on a machine shared with other work; root only)
+  --keep           keep the run directories (build/bench/runs/)
+
+Every process started here is ended by pid, also on failure or ^C.
+Nothing listens beyond 127.0.0.1."""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+STARTED = []            # Popen objects, ended in reverse order
+EXTRA_PIDS = {}         # pid -> executable, from pid files and /health (workers)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def pid_is(pid, exe):
+    """pid is alive and runs exe: never signal a pid that was reused."""
+    try:
+        return os.path.realpath(os.readlink("/proc/%d/exe" % pid)) == os.path.realpath(exe)
+    except OSError:
+        return False
+
+
+def end_pid(pid, exe, sig=signal.SIGKILL):
+    if pid_is(pid, exe):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    EXTRA_PIDS.pop(pid, None)
+
+
+def stop_proc(p, timeout=10):
+    """SIGTERM, wait, SIGKILL: one process we started."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def cleanup():
+    for p in reversed(list(STARTED)):
+        try:
+            stop_proc(p, 5)
+        except Exception:
+            pass
+    for pid, exe in list(EXTRA_PIDS.items()):
+        end_pid(pid, exe)
+
+
+def on_signal(sig, frame):
+    raise KeyboardInterrupt
+
+
+NICE = 0
+
+
+def preexec():
+    if NICE:
+        os.nice(NICE)
+
+
+def http_json(url, timeout=3):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+class Fake:
+    def __init__(self, binary, rundir, procs, tls_files=None, codec="own"):
+        self.binary = binary
+        self.port_file = os.path.join(rundir, "fake.port")
+        self.pid_file = os.path.join(rundir, "fake.pids")
+        self.log_path = os.path.join(rundir, "fake.log")
+        self.stats_file = os.path.join(rundir, "fake.stats")
+        args = [binary, "-b", "127.0.0.1", "-p", "0", "-j", str(procs),
+                "-P", self.port_file, "-i", self.pid_file, "-C", codec,
+                "-S", self.stats_file]
+        if tls_files:
+            args += ["-c", tls_files["cert"], "-k", tls_files["key"]]
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec)
+        STARTED.append(self.proc)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(self.port_file) and os.path.exists(self.pid_file):
+                self.port = int(open(self.port_file).read().strip())
+                self.pids = [int(x) for x in open(self.pid_file).read().split()]
+                for pid in self.pids[1:]:
+                    EXTRA_PIDS[pid] = binary
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError("fake server did not start: " + self.log())
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        stop_proc(self.proc)
+        for pid in self.pids[1:]:
+            end_pid(pid, self.binary)
+
+
+class Daemon:
+    def __init__(self, binary, rundir, conf):
+        self.binary = binary
+        self.port = conf["PORT"]
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.conf_path = os.path.join(rundir, "voxrelay.conf")
+        self.log_path = conf["LOG_FILE"]
+        with open(self.conf_path, "w") as f:
+            for k, v in conf.items():
+                f.write("%s=%s\n" % (k, v))
+        self.outf = open(os.path.join(rundir, "voxrelay.out"), "ab")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.proc = subprocess.Popen([binary, "-d", "-f", self.conf_path],
+                                     stdout=self.outf, stderr=subprocess.STDOUT,
+                                     env=env, preexec_fn=preexec)
+        STARTED.append(self.proc)
+        self.workers = []
+        want = int(conf["WORKERS"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("daemon exited at start:\n" + self.log()[-3000:])
+            try:
+                h = http_json(self.base + "/health")
+                ready = [w for w in h["workers"] if w["state"] == "ready"]
+                if len(ready) >= want:
+                    self.workers = [w["pid"] for w in h["workers"] if w["pid"]]
+                    for pid in self.workers:
+                        EXTRA_PIDS[pid] = binary
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("daemon not ready:\n" + self.log()[-3000:])
+
+    def log(self):
+        try:
+            return open(self.log_path, errors="replace").read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        try:
+            h = http_json(self.base + "/health")
+            pids = [w["pid"] for w in h["workers"] if w["pid"]]
+        except Exception:
+            pids = []
+        stop_proc(self.proc, 20)
+        for pid in set(pids + self.workers):
+            end_pid(pid, self.binary)
+        return self.proc.returncode
+
+
+LOG_NOISE = re.compile(r"^\S+ (warn|error|crit|fatal)\b", re.I)
+
+
+def log_trouble(text):
+    """warn/error lines of the daemon's log, grouped with a count."""
+    groups = {}
+    for line in text.splitlines():
+        m = LOG_NOISE.match(line)
+        if not m:
+            continue
+        # drop the time, pids and call sids: group alike lines
+        key = re.sub(r"^\S+ ", "", line)
+        key = re.sub(r"\[\d+\]", "[]", key)
+        key = re.sub(r"\bCA[0-9a-f]{32}\b", "CA…", key)
+        key = re.sub(r"\d+", "N", key)
+        groups[key] = groups.get(key, 0) + 1
+    return sorted(groups.items(), key=lambda kv: -kv[1])
+
+
+def persona_dir(rundir):
+    """personas/default.json without its greeting: the echo server would
+    otherwise be asked to speak first."""
+    d = os.path.join(rundir, "personas")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(ROOT, "personas", "default.json")) as f:
+        p = json.load(f)
+    p.pop("greeting", None)
+    with open(os.path.join(d, "default.json"), "w") as f:
+        json.dump(p, f, indent=2)
+    return d
+
+
+def make_certs(dirpath):
+    os.makedirs(dirpath, exist_ok=True)
+    out = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "test", "peers", "certs.py"),
+                          dirpath], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=60, check=True)
+    paths = json.loads(out.stdout.decode())
+    return {"ca": paths["ca"], "cert": paths["cert"], "key": paths["key"]}
+
+
+def run_one(args, label, calls, tls, run_no, certs):
+    rundir = os.path.join(args.build, "bench", "runs", "%02d-%s-%d" % (run_no, label, calls))
+    shutil.rmtree(rundir, ignore_errors=True)
+    os.makedirs(rundir)
+    binaries = os.path.join(args.build, "bench")
+    fake = daemon = None
+    result = None
+    try:
+        fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
+                    certs if tls else None, args.codec)
+        port = free_port()
+        conf = {
+            "PORT": port,
+            "BIND": "127.0.0.1",
+            "WORKERS": args.workers,
+            "PUBLIC_URL": "http://127.0.0.1:%d" % port,
+            "STREAM_SECRET": "bench-secret-0123456789abcdef",
+            "OPENAI_API_KEY": "sk-bench",
+            "OPENAI_URL": ("wss://localhost:%d" if tls else "ws://127.0.0.1:%d") % fake.port
+            + "/v1/realtime?model=gpt-realtime",
+            "FREE_CALL_MINUTES": 1000000,
+            "MAX_WEBSOCKET_CONNECTIONS": max(5000, int(calls * 1.2)),
+            "MAX_HTTP_CONNECTIONS": 16384,
+            "LOG_LEVEL": "info",
+            "LOG_FILE": os.path.join(rundir, "voxrelay.log"),
+            "USAGE_CSV_PATH": os.path.join(rundir, "usage.csv"),
+            "USAGE_CSV_BACKUP_PATH": os.path.join(rundir, "usage_backup.csv"),
+            "PERSONAS_DIR": persona_dir(rundir),
+            "TRANSCRIPTS_DIR": "",
+            "DRAIN_TIMEOUT": 5,
+        }
+        if tls:
+            conf["OPENAI_CA_FILE"] = certs["ca"]
+        for kv in args.set or []:
+            k, _, v = kv.partition("=")
+            conf[k] = v
+        daemon = Daemon(os.path.join(args.build, "voxrelay"), rundir, conf)
+        ramp = max(1.0, calls * (args.tls_ramp_per_1000 if tls else args.ramp_per_1000)
+                   / 1000.0)
+        cmd = [os.path.join(binaries, "loadgen"), "--url", daemon.base,
+               "--calls", str(calls), "--seconds", str(args.seconds),
+               "--ramp", "%.2f" % ramp, "--settle", str(args.settle),
+               "--grace", str(args.grace), "-j", str(args.gen_procs),
+               "--daemon-pid", str(daemon.proc.pid),
+               "--fake-pids", ",".join(str(p) for p in fake.pids),
+               "--fake-stats", fake.stats_file,
+               "--label", "%s-%d" % (label, calls),
+               "--max-p99-ms", str(args.max_p99_ms)]
+        if args.marks_with_frames:
+            cmd.append("--marks-with-frames")
+        log("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
+                            for c in cmd))
+        lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              preexec_fn=preexec)
+        STARTED.append(lg)
+        limit = ramp + args.settle + 30 + args.seconds + args.grace + 40
+        try:
+            out, _ = lg.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            lg.kill()
+            out, _ = lg.communicate()
+            log("  loadgen overran %.0f s and was killed" % limit)
+        STARTED.remove(lg)
+        for line in out.decode(errors="replace").splitlines():
+            if line.startswith("BENCH_JSON "):
+                result = json.loads(line[len("BENCH_JSON "):])
+            else:
+                log(line)
+        alive = daemon.proc.poll() is None
+        rc = daemon.stop()
+        daemon_log = daemon.log()
+        trouble = log_trouble(daemon_log)
+        if trouble:
+            log("  daemon log: %d warning/error line(s):" % sum(n for _, n in trouble))
+            for text, n in trouble[:6]:
+                log("    %6d x %s" % (n, text[:200]))
+        if not alive:
+            log("  DAEMON EXITED DURING THE RUN (code %s)" % rc)
+        if result is not None:
+            result["tls"] = tls
+            result["mode"] = label
+            result["daemon_log_warnings"] = sum(n for _, n in trouble)
+            result["daemon_survived"] = alive
+            if not alive:
+                result["pass"] = False
+        fake.stop()
+        fake_log = fake.log().strip().splitlines()
+        for line in fake_log:
+            if "worker" in line and "ended" in line:
+                log("  fake: " + line)
+    finally:
+        if daemon is not None and daemon.proc.poll() is None:
+            daemon.stop()
+        if fake is not None and fake.proc.poll() is None:
+            fake.stop()
+        if not args.keep:
+            # keep the logs of a failing run
+            if result is not None and result.get("pass"):
+                shutil.rmtree(rundir, ignore_errors=True)
+    return result
+
+
+def fmt_row(r):
+    if r is None:
+        return None
+    rtt = r["rtt_ms"]
+    ri, ro = r["relay_us"]["in"], r["relay_us"]["out"]
+    return [
+        r["label"],
+        "%d/%d" % (r["established"], r["calls"]),
+        "%d / %d" % (r["frames_sent"], r["frames_lost"]),
+        "%.2f / %.1f / %.0f" % (rtt["p50"], rtt["p99"], rtt["max"]),
+        "%.0f / %.0f / %.0f" % (ri["p50"], ri["p99"], ri["max"]),
+        "%.0f / %.0f / %.0f" % (ro["p50"], ro["p99"], ro["max"]),
+        "%.2f" % r["daemon_cpu_ms_per_call_s"],
+        "%.1f (%.1f)" % (r["daemon_rss_kib"]["idle"] / 1024.0,
+                         r["daemon_pss_kib"]["idle"] / 1024.0),
+        "%.0f / %.0f" % (r["daemon_rss_kib"]["per_call"], r["daemon_pss_kib"]["per_call"]),
+        "%.0f%% / %.0f%%" % (r["gen_cpu_pct"], r["fake_cpu_pct"]),
+        "%.0f%% (%.0f%%)" % (r["machine_busy_pct"], r["other_cpu_pct"]),
+        ("PASS" if r["pass"] else "FAIL") + (" *" if r["bottleneck"] else ""),
+    ]
+
+
+HEADER = ["run", "calls up", "frames sent / lost", "RTT p50 / p99 / max ms",
+          "relay in p50 / p99 / max µs", "relay out p50 / p99 / max µs",
+          "daemon CPU ms per call-s", "idle RSS (PSS) MiB", "per call RSS / PSS KiB",
+          "generator / fake CPU", "machine busy (others, of a core)", "verdict"]
+
+
+def table(results):
+    rows = [HEADER, ["---"] * len(HEADER)]
+    rows += [fmt_row(r) for r in results if r is not None]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--calls", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--sweep", default=None)
+    ap.add_argument("--modes", default="plain,tls")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--gen-procs", type=int, default=2)
+    ap.add_argument("--fake-procs", type=int, default=2)
+    ap.add_argument("--ramp-per-1000", type=float, default=1.5)
+    ap.add_argument("--tls-ramp-per-1000", type=float, default=10)
+    ap.add_argument("--nice", type=int, default=0)
+    ap.add_argument("--settle", type=float, default=2)
+    ap.add_argument("--grace", type=float, default=2)
+    ap.add_argument("--max-p99-ms", type=float, default=20)
+    ap.add_argument("--marks-with-frames", action="store_true")
+    ap.add_argument("--codec", default="own", choices=("own", "proto"))
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a daemon configuration key for every run, e.g. "
+                    "--set FRAMES_PER_APPEND=2 (repeatable)")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+
+    pair_calls = args.calls if args.calls is not None else 500
+    if args.sweep is None:
+        sweep = [] if args.calls is not None else [100, 250, 500, 750, 1000, 1500,
+                                                   2000, 3000]
+    elif args.sweep.strip().lower() in ("", "none"):
+        sweep = []
+    else:
+        sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("plain", "tls"):
+            ap.error("--modes: plain and/or tls")
+
+    global NICE
+    NICE = args.nice
+    signal.signal(signal.SIGTERM, on_signal)
+    nofile = raise_nofile()
+    results = []
+    started = time.monotonic()
+    log("voxrelay benchmark: %d CPUs, descriptors %d, daemon workers %d, "
+        "generator procs %d, fake procs %d, window %.0f s%s"
+        % (os.cpu_count(), nofile, args.workers, args.gen_procs, args.fake_procs,
+           args.seconds, ", nice %d" % NICE if NICE else ""))
+    given, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a == "--build" or a.startswith("--build="):
+            skip = a == "--build"
+            continue
+        given.append(a)
+    log("command: make bench" + (' BENCH_ARGS="%s"' % " ".join(given) if given else ""))
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             timeout=10).stdout.decode().strip()
+    except Exception:
+        rev = ""
+    log("daemon: %s built from %s; %s" % (os.path.relpath(os.path.join(args.build, "voxrelay"),
+                                                          ROOT), rev or "?",
+                                           time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
+    run_no = 0
+    largest = None
+    first_fail = None
+    try:
+        certs = None
+        if "tls" in modes:
+            certs = make_certs(os.path.join(args.build, "bench", "certs"))
+        for m in modes:
+            run_no += 1
+            log("\n--- %s upstream, %d calls ---" % (m, pair_calls))
+            results.append(run_one(args, m, pair_calls, m == "tls", run_no, certs))
+        for n in sweep:
+            run_no += 1
+            log("\n--- sweep: plain upstream, %d calls ---" % n)
+            r = run_one(args, "sweep", n, False, run_no, certs)
+            results.append(r)
+            if r is None or not r["pass"]:
+                first_fail = r if r is not None else {"calls": n, "bottleneck": "",
+                                                      "label": "sweep-%d" % n}
+                break
+            largest = n
+    except KeyboardInterrupt:
+        log("\ninterrupted")
+    finally:
+        cleanup()
+
+    log("\n=== results (%.0f s) ===" % (time.monotonic() - started))
+    log(table(results))
+    log("* = the generator, the fake server or other work on the machine may have limited "
+        "the run (see its BOTTLENECK line)")
+    if sweep:
+        if largest is None:
+            log("sweep: no step passed (p99 < %.0f ms, no loss)" % args.max_p99_ms)
+        elif first_fail is None:
+            log("sweep: largest passing call count >= %d (every step passed)" % largest)
+        else:
+            log("sweep: largest passing call count %d (first failure at %d calls%s)"
+                % (largest, first_fail["calls"],
+                   "; that step was bounded by: " + first_fail["bottleneck"]
+                   if first_fail.get("bottleneck") else ""))
+    path = os.path.join(args.build, "bench", "results.jsonl")
+    with open(path, "w") as f:
+        for r in results:
+            if r is not None:
+                f.write(json.dumps(r) + "\n")
+    log("JSON lines: %s" % os.path.relpath(path, ROOT))
+    return 0 if results and all(r is not None for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+/*
+ * bench_common.h — what the load generator and the fake Realtime server
+ * share: the clock, descriptor limits, base64, a minimal WebSocket framing
+ * (RFC 6455 §5.2) for both roles, and a log-linear latency histogram.
+ *
+ * The framing here is deliberately small: both ends of the benchmark are
+ * ours, so it handles exactly what voxrelay sends (whole, unfragmented text
+ * messages, pings and closes) and refuses the rest.
+ */
+#ifndef VR_BENCH_COMMON_H
+#define VR_BENCH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- time, limits ---- */
+
+/* CLOCK_MONOTONIC in ns: the same clock in every process of the machine. */
+uint64_t bench_now_ns(void);
+/* Raise RLIMIT_NOFILE's soft limit to its hard limit; returns the new
+ * soft limit. */
+long bench_raise_nofile(void);
+
+/* ---- base64 (standard alphabet, padded) ---- */
+
+/* Writes 4 * ceil(n / 3) characters (no NUL); returns that count. */
+size_t bench_b64_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes exactly the whole groups of in[0..n) (n a multiple of 4);
+ * returns the bytes written, or -1 on a character outside the alphabet. */
+long bench_b64_decode(const char *in, size_t n, uint8_t *out);
+
+/* ---- WebSocket framing ---- */
+
+enum {
+	BWS_CONT = 0x0, BWS_TEXT = 0x1, BWS_BINARY = 0x2,
+	BWS_CLOSE = 0x8, BWS_PING = 0x9, BWS_PONG = 0xA,
+};
+
+#define BWS_MAX_HEADER	14	/* 2 + 8 length + 4 mask */
+
+/* Write a frame header for a final frame of opcode with a payload of len
+ * bytes; if mask is non-NULL (client role) the 4 mask bytes follow.
+ * Returns the header length. */
+size_t bws_header(uint8_t *out, int opcode, uint64_t len, const uint8_t *mask);
+/* XOR p[0..n) with the mask, starting at mask offset 0. */
+void bws_mask(uint8_t *p, size_t n, const uint8_t mask[4]);
+
+struct bws_frame {
+	int		 fin;
+	int		 opcode;
+	int		 masked;
+	uint8_t		 mask[4];
+	size_t		 hlen;		/* header bytes */
+	uint64_t	 plen;		/* payload bytes */
+};
+
+/*
+ * Parse the frame header at p[0..n).  Returns 1 when the header is whole
+ * (f filled; the frame is whole if n >= hlen + plen), 0 if more bytes are
+ * needed, -1 on a header we refuse (reserved bits, 64-bit length with the
+ * top bit, a control frame over 125 bytes or fragmented).
+ */
+int bws_parse(const uint8_t *p, size_t n, struct bws_frame *f);
+
+/* Sec-WebSocket-Accept (28 characters + NUL) of a client key; 0 or -1. */
+int bws_accept(const char *key, char out[29]);
+
+/* xorshift64* */
+static inline uint64_t
+bench_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1DULL;
+}
+
+/* Decimal digits of v into out (no NUL); returns the count. */
+size_t bench_utoa(uint64_t v, char *out);
+
+/* ---- latency histogram ----
+ * Exact below 1024, then 512 sub-buckets per power of two (0.2 %), up to
+ * 2^41 units.  Plain counters: one writer per histogram. */
+
+#define HIST_SUB	512
+#define HIST_LINEAR	1024
+#define HIST_MAXEXP	41
+#define HIST_BUCKETS	(HIST_LINEAR + (HIST_MAXEXP - 10) * HIST_SUB)
+
+struct hist {
+	uint64_t	count;
+	uint64_t	sum;
+	uint64_t	max;
+	uint64_t	min;
+	uint64_t	b[HIST_BUCKETS];
+};
+
+void     hist_add(struct hist *h, uint64_t v);
+void     hist_merge(struct hist *into, const struct hist *from);
+/* The value at quantile q (0..1): the upper bound of its bucket, never
+ * above the exact maximum.  0 when empty. */
+uint64_t hist_quantile(const struct hist *h, double q);
+/* out = b - a, bucket by bucket (b a later copy of the same histogram);
+ * the maximum is the top of the highest bucket that grew, at most b's. */
+void     hist_diff(struct hist *out, const struct hist *b, const struct hist *a);
+
+/* ---- sockets ---- */
+
+/* Ask the kernel for receive timestamps (SO_TIMESTAMPNS) on fd. */
+int bench_rx_timestamps(int fd);
+/*
+ * recvmsg() into buf; *rx_ns gets the kernel's receive time of the last
+ * segment read, as CLOCK_MONOTONIC ns (0 if the kernel gave none).
+ * real_minus_mono converts: CLOCK_REALTIME - CLOCK_MONOTONIC, in ns, from
+ * bench_clock_offset().  Returns what recvmsg() returns.
+ */
+long bench_recv_ts(int fd, void *buf, size_t len, int64_t real_minus_mono,
+    uint64_t *rx_ns);
+int64_t bench_clock_offset(void);
+
+/* ---- the fake server's shared statistics (fake_upstream -S FILE) ----
+ * One slot per worker process, each written by its worker only: the
+ * loadgen maps the file and reads the lag histogram over its window. */
+
+struct fake_wstats {
+	uint64_t	appends, deltas, conns;
+	struct hist	lag;	/* µs: kernel arrival of an append to its echo written */
+};
+
+struct fake_shared {
+	uint32_t		magic;	/* FAKE_STATS_MAGIC */
+	uint32_t		procs;
+	struct fake_wstats	w[];
+};
+
+#define FAKE_STATS_MAGIC	0x66616b65u
+
+#endif
