@@ -134,7 +134,88 @@ integration: $(B)/voxrelay
 peers:
 	/usr/bin/python3 test/peers/test_peers_selftest.py
 
-check: unit peers integration
+check: unit peers fuzz-replay integration
+
+# Fuzzing (test/fuzz/; README "Fuzzing").  make fuzz builds one libFuzzer
+# program per target with clang, AddressSanitizer and UBSan into
+# build/fuzz/; make fuzz-run runs each on a copy of its corpus for
+# FUZZ_SECONDS (FUZZ_TARGETS picks some, FUZZ_JOBS runs that many at once);
+# make fuzz-merge adds what the last run found to test/fuzz/corpus/.  The
+# same sources built with $(CC) as plain programs that replay the corpus
+# are make fuzz-replay, part of check: no clang needed there.
+FUZZ_NAMES   := http http_resp ws twilio openai csv form sig token ipc \
+                twiml conf persona intent
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_CC      ?= clang
+FUZZ_B       := $(B)/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=gnu11 -O1 -g $(WARN) -Wno-format-nonliteral $(FUZZ_SAN) \
+                -fsanitize=fuzzer-no-link -pthread -D_GNU_SOURCE \
+                -I. -I$(LLHTTP_INC) $(PKG_CFLAGS)
+FUZZ_LIBS    := -ljansson -lwslay -lmbedtls -lmbedx509 -lmbedcrypto -lm
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_B)/obj/%.o,$(PROTO_SRC) $(COMMON_SRC) \
+                $(PERSONA_SRC)) $(FUZZ_B)/obj/llhttp/api.o \
+                $(FUZZ_B)/obj/llhttp/http.o $(FUZZ_B)/obj/llhttp/llhttp.o
+FUZZ_BIN     := $(FUZZ_NAMES:%=$(FUZZ_B)/fuzz_%)
+FUZZ_R       := $(B)/fuzz-replay
+FUZZ_R_BIN   := $(FUZZ_NAMES:%=$(FUZZ_R)/fuzz_%)
+FUZZ_R_OBJ   := $(FUZZ_R_BIN:=.o) $(FUZZ_R)/replay.o
+
+.PHONY: fuzz fuzz-run fuzz-merge fuzz-replay
+
+$(FUZZ_B)/.settings: FORCE
+	@mkdir -p $(FUZZ_B)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || \
+	    echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
+
+$(FUZZ_B)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c $(FUZZ_B)/.settings
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	$(Q)$(FUZZ_CC) -std=gnu11 -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+	    -I$(LLHTTP_INC) -w -c $< -o $@
+
+$(FUZZ_B)/obj/%.o: %.c $(FUZZ_B)/.settings
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BIN): $(FUZZ_B)/fuzz_%: $(FUZZ_B)/obj/test/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $^ $(FUZZ_LIBS)
+
+fuzz: $(FUZZ_BIN)
+
+fuzz-run: fuzz
+	test/fuzz/run.sh $(FUZZ_B) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	    [ -d $(FUZZ_B)/run/$$t/corpus ] || continue; \
+	    n=$$(ls test/fuzz/corpus/$$t | wc -l); \
+	    $(FUZZ_B)/fuzz_$$t -merge=1 test/fuzz/corpus/$$t \
+	        $(FUZZ_B)/run/$$t/corpus >$(FUZZ_B)/run/$$t/merge.log 2>&1 || \
+	        { echo "$$t: merge failed, see $(FUZZ_B)/run/$$t/merge.log"; exit 1; }; \
+	    echo "$$t: $$(($$(ls test/fuzz/corpus/$$t | wc -l) - n)) inputs added"; \
+	done
+
+$(FUZZ_R)/%.o: test/fuzz/%.c $(B)/.settings
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(FINAL_CFLAGS) -DFUZZ_REPLAY -MMD -MP -c $< -o $@
+
+$(FUZZ_R_BIN): $(FUZZ_R)/fuzz_%: $(FUZZ_R)/fuzz_%.o $(FUZZ_R)/replay.o \
+    $(LIB_OBJ) $(LLHTTP_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
+
+fuzz-replay: $(FUZZ_R_BIN)
+	@for t in $(FUZZ_NAMES); do $(FUZZ_R)/fuzz_$$t || exit 1; done
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_R_OBJ:.o=.d) \
+    $(FUZZ_NAMES:%=$(FUZZ_B)/obj/test/fuzz/fuzz_%.d)
 
 # The load generator and the fake Realtime server (test/bench/), then the
 # runs; BENCH_ARGS go to the driver, e.g. BENCH_ARGS="--calls 500 --seconds 10".

@@ -108,6 +108,11 @@ report_vadd(struct report *r, const char *file, const char *field,
 	n = (size_t)a + (b < 0 ? 0 : (size_t)b);
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
+	/* one line per problem: jansson's error text quotes the file, and
+	 * a file name may hold anything, so no control character survives */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
 	line[n++] = '\n';
 	line[n] = '\0';
 	if (r->len + n < r->cap) {

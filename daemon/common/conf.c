@@ -105,6 +105,7 @@ static void
 err_add(struct errs *e, const char *fmt, ...)
 {
 	va_list ap;
+	size_t start;
 	int m;
 
 	e->n++;
@@ -115,7 +116,13 @@ err_add(struct errs *e, const char *fmt, ...)
 	va_end(ap);
 	if (m < 0)
 		return;
+	start = e->used;
 	e->used += (size_t)m < e->len - e->used ? (size_t)m : e->len - e->used - 1;
+	/* one line per problem: a value quoted with "\n" in it, or any
+	 * other control character, must not start another */
+	for (size_t i = start; i < e->used; i++)
+		if ((unsigned char)e->buf[i] < 0x20 || e->buf[i] == 0x7f)
+			e->buf[i] = '?';
 	if (e->used + 1 < e->len) {
 		e->buf[e->used++] = '\n';
 		e->buf[e->used] = '\0';

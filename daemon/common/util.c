@@ -104,8 +104,9 @@ iso8601_parse(const char *s, uint64_t *ms)
 	}
 	if (*s != '\0')
 		return -1;
-	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-	    mi > 59 || sec > 60)
+	/* %2d takes a sign: "T-1:00:00" would wrap below the epoch */
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 ||
+	    h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60)
 		return -1;
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
