@@ -587,6 +587,7 @@ relay_start(struct call *c)
 void
 relay_stop(struct call *c)
 {
+	relay_flush_batch(c);	/* the caller's last frames still go */
 	if (c->up != NULL)
 		upstream_close(c->up, c->reason);
 	practice_stop(c);
@@ -622,43 +623,59 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 	}
 	if (per <= 1) {
 		send_append(c, m->payload, m->payload_len);
-	} else {
-		/* several frames per append: decode, gather, encode once */
-		size_t need = r->batch_len + m->audio_len, olen;
-		unsigned char *nb;
-		if (r->batch == NULL || need > per * 1024u) {
-			nb = realloc(r->batch, per * 1024u + m->audio_len);
-			if (nb == NULL)
-				return;
-			r->batch = nb;
-		}
-		if (mbedtls_base64_decode(r->batch + r->batch_len, m->audio_len + 3,
-		    &olen, (const unsigned char *)m->payload, m->payload_len) != 0)
-			return;
-		r->batch_len += olen;
-		if (++r->batch_frames >= per) {
-			size_t elen = 0;
-			struct buf *b = scratch_buf();
-			char *enc = buf_reserve(b, r->batch_len * 4 / 3 + 8);
-			if (enc != NULL && mbedtls_base64_encode((unsigned char *)enc,
-			    r->batch_len * 4 / 3 + 8, &elen, r->batch, r->batch_len) == 0) {
-				char *copy = malloc(elen);
-				if (copy) {
-					memcpy(copy, enc, elen);
-					send_append(c, copy, elen);
-					free(copy);
-				}
-			}
-			r->batch_len = 0;
-			r->batch_frames = 0;
-		}
+		return;
 	}
+	/* several frames per append: decode, gather, encode once */
+	size_t olen, need = r->batch_len + m->audio_len + 3;
+	if (need > r->batch_cap) {
+		size_t ncap = r->batch_cap ? r->batch_cap : (size_t)per * 200;
+		unsigned char *nb;
+		while (ncap < need)
+			ncap *= 2;
+		if ((nb = realloc(r->batch, ncap)) == NULL)
+			return;
+		r->batch = nb;
+		r->batch_cap = ncap;
+	}
+	if (mbedtls_base64_decode(r->batch + r->batch_len, r->batch_cap -
+	    r->batch_len, &olen, (const unsigned char *)m->payload,
+	    m->payload_len) != 0)
+		return;
+	r->batch_len += olen;
+	if (r->batch_frames++ == 0)
+		r->batch_ms = mono_ms();
+	if (r->batch_frames >= per)
+		relay_flush_batch(c);
+}
+
+/* Send the caller frames gathered so far as one append. */
+void
+relay_flush_batch(struct call *c)
+{
+	static unsigned char enc[64 * 1024];
+	struct relay *r = &c->relay;
+	size_t elen = 0;
+
+	if (r->batch_frames == 0 || c->up == NULL)
+		return;
+	if (r->batch_len * 4 / 3 + 8 <= sizeof(enc) &&
+	    mbedtls_base64_encode(enc, sizeof(enc), &elen, r->batch,
+	    r->batch_len) == 0)
+		send_append(c, (const char *)enc, elen);
+	r->batch_len = 0;
+	r->batch_frames = 0;
 }
 
 void
 relay_tick(struct call *c, uint64_t now)
 {
 	struct relay *r = &c->relay;
+
+	/* the caller went quiet mid-batch (or stopped sending): no frame
+	 * waits longer than the batch would have taken to fill */
+	if (r->batch_frames > 0 &&
+	    now - r->batch_ms >= (uint64_t)c->w->conf->frames_per_append * 20)
+		relay_flush_batch(c);
 
 	if (r->session_expires != 0 &&
 	    wall_ms() / 1000 + EXPIRY_MARGIN_S >= r->session_expires) {

@@ -60,8 +60,9 @@ struct relay {
 	unsigned		 error_logs;	/* error events logged so far */
 	/* caller audio batching (FRAMES_PER_APPEND > 1) */
 	unsigned char		*batch;
-	size_t			 batch_len;
+	size_t			 batch_len, batch_cap;
 	unsigned		 batch_frames;
+	uint64_t		 batch_ms;	/* when its first frame came */
 	/* transcripts */
 	int			 transcript_fd;	/* -1 until the first line */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
@@ -78,6 +79,8 @@ int  relay_start(struct call *c);
 void relay_stop(struct call *c);
 /* Caller audio (a parsed Twilio media message). */
 void relay_caller_media(struct call *c, const struct tw_msg *m);
+/* Send gathered caller frames now (FRAMES_PER_APPEND > 1). */
+void relay_flush_batch(struct call *c);
 /* A mark echo from Twilio. */
 void relay_caller_mark(struct call *c, const char *name);
 /* Once a second: session expiry. */

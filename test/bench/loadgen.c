@@ -208,6 +208,7 @@ static struct {
 static uint8_t rbuf[READ_BUF];
 static char scratch[8192];
 static char fill_b64[FRAME_B64 - 12 + 1];	/* bytes 9..159, encoded */
+static uint8_t fill_raw[FRAME_BYTES];		/* the same, as bytes */
 
 static const char account_sid[] = "AC00000000000000000000000000000000";
 
@@ -653,35 +654,18 @@ field(const char *m, size_t n, const char *key, size_t kl, size_t *vlen)
 	return v;
 }
 
+/* One 160-byte frame out of an echo: whose, which, intact, in time. */
 static void
-on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
-    uint64_t rx)
+on_frame(struct call *c, const uint8_t *f, uint64_t now, uint64_t rx)
 {
-	uint8_t hb[9];
-	size_t bytes = len / 4 * 3;
 	uint32_t idx, n;
 
-	if (len >= 1 && b64[len - 1] == '=')
-		bytes--;
-	if (len >= 2 && b64[len - 2] == '=')
-		bytes--;
-	/* the caller's playout clock: audio plays from its arrival on */
-	c->play_end = (c->play_end > rx ? c->play_end : rx) +
-	    (uint64_t)bytes * 125000;
-	if (len != FRAME_B64) {
-		G.st->frames_other++;
-		return;
-	}
-	if (bench_b64_decode(b64, 12, hb) != 9) {
-		G.st->frames_bad++;
-		return;
-	}
-	idx = (uint32_t)hb[0] << 24 | (uint32_t)hb[1] << 16 |
-	    (uint32_t)hb[2] << 8 | hb[3];
-	n = (uint32_t)hb[4] << 24 | (uint32_t)hb[5] << 16 |
-	    (uint32_t)hb[6] << 8 | hb[7];
-	if (hb[8] != frame_check(idx, n) ||
-	    memcmp(b64 + 12, fill_b64, FRAME_B64 - 12) != 0) {
+	idx = (uint32_t)f[0] << 24 | (uint32_t)f[1] << 16 |
+	    (uint32_t)f[2] << 8 | f[3];
+	n = (uint32_t)f[4] << 24 | (uint32_t)f[5] << 16 |
+	    (uint32_t)f[6] << 8 | f[7];
+	if (f[8] != frame_check(idx, n) ||
+	    memcmp(f + 9, fill_raw + 9, FRAME_BYTES - 9) != 0) {
 		G.st->frames_bad++;
 		return;
 	}
@@ -716,6 +700,38 @@ on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
 		G.st->flowing++;
 		hist_add(&G.st->setup, (now - c->t_begin) / 1000);
 	}
+}
+
+/*
+ * An echoed media payload: one frame, or several when the daemon gathers
+ * caller frames into one append (FRAMES_PER_APPEND); each frame in it is
+ * matched on its own.
+ */
+static void
+on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
+    uint64_t rx)
+{
+	static uint8_t raw[FRAME_BYTES * 64];
+	size_t bytes = len / 4 * 3;
+	long got;
+
+	if (len >= 1 && b64[len - 1] == '=')
+		bytes--;
+	if (len >= 2 && b64[len - 2] == '=')
+		bytes--;
+	/* the caller's playout clock: audio plays from its arrival on */
+	c->play_end = (c->play_end > rx ? c->play_end : rx) +
+	    (uint64_t)bytes * 125000;
+	if (len == 0 || len > (sizeof(raw) / 3) * 4 || bytes % FRAME_BYTES != 0) {
+		G.st->frames_other++;
+		return;
+	}
+	if ((got = bench_b64_decode(b64, len, raw)) != (long)bytes) {
+		G.st->frames_bad++;
+		return;
+	}
+	for (size_t k = 0; k < bytes; k += FRAME_BYTES)
+		on_frame(c, raw + k, now, rx);
 }
 
 static void
@@ -1886,6 +1902,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < FRAME_BYTES; i++)
 		fill[i] = (uint8_t)(0x80 ^ ((i * 37 + 11) & 0x7f));
 	fill_b64[bench_b64_encode(fill + 9, FRAME_BYTES - 9, fill_b64)] = '\0';
+	memcpy(fill_raw, fill, FRAME_BYTES);
 
 	TL = mmap(NULL, sizeof(struct timeline) + sizeof(struct gstats) *
 	    (size_t)O.procs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
