@@ -374,3 +374,19 @@ async def test_fifty_calls_no_lost_frame(env):
         expect_eq(h["metrics"]["total_calls"], n, "total")
         expect_eq(h["metrics"]["failed_calls"], 0, "failed")
         expect_eq(h["counters"]["frames_in"], n * 150, "frames in")
+
+
+async def test_frames_per_append_gathers_caller_frames(env):
+    async with FakeOpenAI(mode="echo") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), FRAMES_PER_APPEND=3,
+                       PERSONAS_DIR=personas_dir(env, greeting=None)).start()
+        s = await stream_call(d, 1, "+14155551009", 1.0)     # 50 frames
+        await asyncio.sleep(0.6)                             # the last partial batch
+        conn = srv.accepted[0]
+        appends = conn.appends()
+        sent = b"".join(base64.b64decode(s.frame(i)) for i in range(s.frames_sent))
+        got = b"".join(base64.b64decode(a) for a in appends)
+        expect_eq(got, sent, "the gathered audio")
+        expect_eq(len(appends), (s.frames_sent + 2) // 3, "appends of three frames")
+        await s.stop()
+        check_clean(conn)
