@@ -112,6 +112,28 @@ jscan_uint(struct jscan *s, uint64_t *out)
 }
 
 int
+jscan_member(struct jscan *s, int *first, const char **key, size_t *klen)
+{
+	if (*first) {
+		*first = 0;
+		if (jscan_char(s, '{') != JSCAN_OK)
+			return JSCAN_NO;
+	} else {
+		jscan_ws(s);
+		if (s->p < s->end && *s->p == '}') {
+			s->p++;
+			return 0;
+		}
+		if (jscan_char(s, ',') != JSCAN_OK)
+			return JSCAN_NO;
+	}
+	if (jscan_string(s, key, klen) != JSCAN_OK ||
+	    jscan_char(s, ':') != JSCAN_OK)
+		return JSCAN_NO;
+	return 1;
+}
+
+int
 jscan_end(struct jscan *s)
 {
 	jscan_ws(s);

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define JSCAN_OK	0
 #define JSCAN_NO	(-1)	/* not the simple shape: use the full parser */
@@ -51,6 +52,21 @@ int jscan_string(struct jscan *s, const char **str, size_t *len);
 int jscan_b64(struct jscan *s, const char **str, size_t *len, size_t *bytes);
 /* A JSON integer 0..2^63-1 written plainly ("0" or no leading zero). */
 int jscan_uint(struct jscan *s, uint64_t *out);
+/*
+ * The members of an object, one per call: *first starts at 1 and the
+ * first call reads the '{'.  Returns 1 with the member's key read and its
+ * ':' consumed, 0 once the closing '}' is read, JSCAN_NO on anything
+ * else (an empty object included: no shape scanned here has one).
+ */
+int jscan_member(struct jscan *s, int *first, const char **key, size_t *klen);
+
+static inline int
+jscan_key_is(const char *k, size_t kl, const char *want)
+{
+	size_t n = strlen(want);
+	return kl == n && memcmp(k, want, n) == 0;
+}
+
 /* After the closing brace: only whitespace to the end. */
 int jscan_end(struct jscan *s);
 

@@ -1021,13 +1021,6 @@ fast_id(char *dst, size_t cap, const char *v, size_t n)
 	return JSCAN_OK;
 }
 
-static int
-fast_key(const char *k, size_t kl, const char *want)
-{
-	size_t n = strlen(want);
-	return kl == n && memcmp(k, want, n) == 0;
-}
-
 /*
  * The audio delta, the model's most frequent event, read in place by a
  * narrow scanner (proto/jscan.h): only its common flat shape, everything
@@ -1042,21 +1035,10 @@ oa_parse_fast_delta(const char *buf, size_t len, struct oa_msg *m)
 	size_t kl, vl, an = 0, bytes = 0;
 	unsigned seen = 0;
 	uint64_t x;
+	int first = 1, rc;
 
-	if (jscan_char(&s, '{') != JSCAN_OK)
-		return JSCAN_NO;
-	for (int first = 1;; first = 0) {
-		jscan_ws(&s);
-		if (!first && s.p < s.end && *s.p == '}') {
-			s.p++;
-			break;
-		}
-		if (!first && jscan_char(&s, ',') != JSCAN_OK)
-			return JSCAN_NO;
-		if (jscan_string(&s, &k, &kl) != JSCAN_OK ||
-		    jscan_char(&s, ':') != JSCAN_OK)
-			return JSCAN_NO;
-		if (fast_key(k, kl, "output_index") || fast_key(k, kl, "content_index")) {
+	while ((rc = jscan_member(&s, &first, &k, &kl)) == 1) {
+		if (jscan_key_is(k, kl, "output_index") || jscan_key_is(k, kl, "content_index")) {
 			unsigned bit = k[0] == 'o' ? 64 : 128;
 			if ((seen & bit) || jscan_uint(&s, &x) != JSCAN_OK || x > INT_MAX)
 				return JSCAN_NO;
@@ -1067,7 +1049,7 @@ oa_parse_fast_delta(const char *buf, size_t len, struct oa_msg *m)
 				m->content_index = (int)x;
 			continue;
 		}
-		if (fast_key(k, kl, "delta") && !(seen & 2)) {
+		if (jscan_key_is(k, kl, "delta") && !(seen & 2)) {
 			seen |= 2;
 			if (jscan_b64(&s, &audio, &an, &bytes) != JSCAN_OK)
 				return JSCAN_NO;
@@ -1075,28 +1057,28 @@ oa_parse_fast_delta(const char *buf, size_t len, struct oa_msg *m)
 		}
 		if (jscan_string(&s, &v, &vl) != JSCAN_OK)
 			return JSCAN_NO;
-		if (fast_key(k, kl, "type") && !(seen & 1)) {
+		if (jscan_key_is(k, kl, "type") && !(seen & 1)) {
 			seen |= 1;
-			if (!fast_key(v, vl, "response.output_audio.delta") &&
-			    !fast_key(v, vl, "response.audio.delta"))
+			if (!jscan_key_is(v, vl, "response.output_audio.delta") &&
+			    !jscan_key_is(v, vl, "response.audio.delta"))
 				return JSCAN_NO;
 			set_type(m, v, vl);
-		} else if (fast_key(k, kl, "event_id") && !(seen & 4)) {
+		} else if (jscan_key_is(k, kl, "event_id") && !(seen & 4)) {
 			seen |= 4;
 			if (fast_id(m->event_id, sizeof(m->event_id), v, vl) != JSCAN_OK)
 				return JSCAN_NO;
-		} else if (fast_key(k, kl, "response_id") && !(seen & 8)) {
+		} else if (jscan_key_is(k, kl, "response_id") && !(seen & 8)) {
 			seen |= 8;
 			if (fast_id(m->response_id, sizeof(m->response_id), v, vl) != JSCAN_OK)
 				return JSCAN_NO;
-		} else if (fast_key(k, kl, "item_id") && !(seen & 16)) {
+		} else if (jscan_key_is(k, kl, "item_id") && !(seen & 16)) {
 			seen |= 16;
 			if (fast_id(m->item_id, sizeof(m->item_id), v, vl) != JSCAN_OK)
 				return JSCAN_NO;
 		} else
 			return JSCAN_NO;
 	}
-	if ((seen & 3) != 3 || jscan_end(&s) != JSCAN_OK)
+	if (rc != 0 || (seen & 3) != 3 || jscan_end(&s) != JSCAN_OK)
 		return JSCAN_NO;
 	m->ev = OA_EV_AUDIO_DELTA;
 	m->audio = an ? audio : "";

@@ -504,13 +504,6 @@ tw_reset(struct tw_msg *m)
 	m->mark_name[0] = '\0';
 }
 
-static int
-key_is(const char *k, size_t kl, const char *want)
-{
-	size_t n = strlen(want);
-	return kl == n && memcmp(k, want, n) == 0;
-}
-
 /* The digits of a counter written as a string, by parse_counter's rule. */
 static int
 fast_counter(const char *v, size_t n, uint64_t *out)
@@ -536,21 +529,10 @@ fast_media_body(struct jscan *s, struct tw_msg *m, const char **pl, size_t *pn)
 	unsigned seen = 0;
 	const char *k, *v;
 	size_t kl, vl, bytes;
+	int first = 1, rc;
 
-	if (jscan_char(s, '{') != JSCAN_OK)
-		return JSCAN_NO;
-	for (int first = 1;; first = 0) {
-		jscan_ws(s);
-		if (!first && s->p < s->end && *s->p == '}') {
-			s->p++;
-			break;
-		}
-		if (!first && jscan_char(s, ',') != JSCAN_OK)
-			return JSCAN_NO;
-		if (jscan_string(s, &k, &kl) != JSCAN_OK ||
-		    jscan_char(s, ':') != JSCAN_OK)
-			return JSCAN_NO;
-		if (key_is(k, kl, "payload") && !(seen & 1)) {
+	while ((rc = jscan_member(s, &first, &k, &kl)) == 1) {
+		if (jscan_key_is(k, kl, "payload") && !(seen & 1)) {
 			seen |= 1;
 			if (jscan_b64(s, pl, pn, &bytes) != JSCAN_OK)
 				return JSCAN_NO;
@@ -559,15 +541,15 @@ fast_media_body(struct jscan *s, struct tw_msg *m, const char **pl, size_t *pn)
 		}
 		if (jscan_string(s, &v, &vl) != JSCAN_OK)
 			return JSCAN_NO;
-		if (key_is(k, kl, "timestamp") && !(seen & 2)) {
+		if (jscan_key_is(k, kl, "timestamp") && !(seen & 2)) {
 			seen |= 2;
 			if (fast_counter(v, vl, &m->timestamp) != JSCAN_OK)
 				return JSCAN_NO;
-		} else if (key_is(k, kl, "chunk") && !(seen & 4)) {
+		} else if (jscan_key_is(k, kl, "chunk") && !(seen & 4)) {
 			seen |= 4;
 			if (fast_counter(v, vl, &m->chunk) != JSCAN_OK)
 				return JSCAN_NO;
-		} else if (key_is(k, kl, "track") && !(seen & 8)) {
+		} else if (jscan_key_is(k, kl, "track") && !(seen & 8)) {
 			seen |= 8;
 			if (vl >= sizeof(m->track))
 				return JSCAN_NO;
@@ -576,7 +558,41 @@ fast_media_body(struct jscan *s, struct tw_msg *m, const char **pl, size_t *pn)
 		} else
 			return JSCAN_NO;
 	}
-	return (seen & 1) ? JSCAN_OK : JSCAN_NO;
+	return rc == 0 && (seen & 1) ? JSCAN_OK : JSCAN_NO;
+}
+
+/*
+ * What media and mark messages share: "event" (which must be `want`),
+ * "streamSid" and "sequenceNumber", each at most once (bits 2, 4, 8 of
+ * *seen).  The value is read here; any other key is JSCAN_NO.
+ */
+static int
+fast_common(struct jscan *s, const char *k, size_t kl, const char *want,
+    struct tw_msg *m, unsigned *seen)
+{
+	const char *v;
+	size_t vl;
+
+	if (jscan_string(s, &v, &vl) != JSCAN_OK)
+		return JSCAN_NO;
+	if (jscan_key_is(k, kl, "event") && !(*seen & 2)) {
+		*seen |= 2;
+		return jscan_key_is(v, vl, want) ? JSCAN_OK : JSCAN_NO;
+	}
+	if (jscan_key_is(k, kl, "streamSid") && !(*seen & 4)) {
+		*seen |= 4;
+		if (!sid_valid(v, vl))
+			return JSCAN_NO;
+		memcpy(m->stream_sid, v, vl);
+		m->stream_sid[vl] = '\0';
+		return JSCAN_OK;
+	}
+	if (jscan_key_is(k, kl, "sequenceNumber") && !(*seen & 8)) {
+		*seen |= 8;
+		m->has_seq = 1;
+		return fast_counter(v, vl, &m->seq);
+	}
+	return JSCAN_NO;
 }
 
 /*
@@ -587,50 +603,20 @@ static int
 tw_parse_fast_media(const char *buf, size_t len, struct tw_msg *m)
 {
 	struct jscan s = { buf, buf + len };
-	const char *k, *v, *pl = NULL;
-	size_t kl, vl, pn = 0;
+	const char *k, *pl = NULL;
+	size_t kl, pn = 0;
 	unsigned seen = 0;
+	int first = 1, rc;
 
-	if (jscan_char(&s, '{') != JSCAN_OK)
-		return JSCAN_NO;
-	for (int first = 1;; first = 0) {
-		jscan_ws(&s);
-		if (!first && s.p < s.end && *s.p == '}') {
-			s.p++;
-			break;
-		}
-		if (!first && jscan_char(&s, ',') != JSCAN_OK)
-			return JSCAN_NO;
-		if (jscan_string(&s, &k, &kl) != JSCAN_OK ||
-		    jscan_char(&s, ':') != JSCAN_OK)
-			return JSCAN_NO;
-		if (key_is(k, kl, "media") && !(seen & 1)) {
+	while ((rc = jscan_member(&s, &first, &k, &kl)) == 1) {
+		if (jscan_key_is(k, kl, "media") && !(seen & 1)) {
 			seen |= 1;
 			if (fast_media_body(&s, m, &pl, &pn) != JSCAN_OK)
 				return JSCAN_NO;
-			continue;
-		}
-		if (jscan_string(&s, &v, &vl) != JSCAN_OK)
-			return JSCAN_NO;
-		if (key_is(k, kl, "event") && !(seen & 2)) {
-			seen |= 2;
-			if (!key_is(v, vl, "media"))
-				return JSCAN_NO;
-		} else if (key_is(k, kl, "streamSid") && !(seen & 4)) {
-			seen |= 4;
-			if (!sid_valid(v, vl))
-				return JSCAN_NO;
-			memcpy(m->stream_sid, v, vl);
-			m->stream_sid[vl] = '\0';
-		} else if (key_is(k, kl, "sequenceNumber") && !(seen & 8)) {
-			seen |= 8;
-			if (fast_counter(v, vl, &m->seq) != JSCAN_OK)
-				return JSCAN_NO;
-			m->has_seq = 1;
-		} else
+		} else if (fast_common(&s, k, kl, "media", m, &seen) != JSCAN_OK)
 			return JSCAN_NO;
 	}
-	if (seen != 15 && seen != 7)
+	if (rc != 0 || (seen != 15 && seen != 7))
 		return JSCAN_NO;	/* event, streamSid, media required */
 	if (jscan_end(&s) != JSCAN_OK || pn > TW_PAYLOAD_MAX)
 		return JSCAN_NO;
@@ -653,25 +639,14 @@ tw_parse_fast_mark(const char *buf, size_t len, struct tw_msg *m)
 	const char *k, *v;
 	size_t kl, vl;
 	unsigned seen = 0;
+	int first = 1, rc;
 
-	if (jscan_char(&s, '{') != JSCAN_OK)
-		return JSCAN_NO;
-	for (int first = 1;; first = 0) {
-		jscan_ws(&s);
-		if (!first && s.p < s.end && *s.p == '}') {
-			s.p++;
-			break;
-		}
-		if (!first && jscan_char(&s, ',') != JSCAN_OK)
-			return JSCAN_NO;
-		if (jscan_string(&s, &k, &kl) != JSCAN_OK ||
-		    jscan_char(&s, ':') != JSCAN_OK)
-			return JSCAN_NO;
-		if (key_is(k, kl, "mark") && !(seen & 1)) {
+	while ((rc = jscan_member(&s, &first, &k, &kl)) == 1) {
+		if (jscan_key_is(k, kl, "mark") && !(seen & 1)) {
 			seen |= 1;
 			if (jscan_char(&s, '{') != JSCAN_OK ||
 			    jscan_string(&s, &k, &kl) != JSCAN_OK ||
-			    !key_is(k, kl, "name") ||
+			    !jscan_key_is(k, kl, "name") ||
 			    jscan_char(&s, ':') != JSCAN_OK ||
 			    jscan_string(&s, &v, &vl) != JSCAN_OK ||
 			    jscan_char(&s, '}') != JSCAN_OK ||
@@ -679,29 +654,10 @@ tw_parse_fast_mark(const char *buf, size_t len, struct tw_msg *m)
 				return JSCAN_NO;
 			memcpy(m->mark_name, v, vl);
 			m->mark_name[vl] = '\0';
-			continue;
-		}
-		if (jscan_string(&s, &v, &vl) != JSCAN_OK)
-			return JSCAN_NO;
-		if (key_is(k, kl, "event") && !(seen & 2)) {
-			seen |= 2;
-			if (!key_is(v, vl, "mark"))
-				return JSCAN_NO;
-		} else if (key_is(k, kl, "streamSid") && !(seen & 4)) {
-			seen |= 4;
-			if (!sid_valid(v, vl))
-				return JSCAN_NO;
-			memcpy(m->stream_sid, v, vl);
-			m->stream_sid[vl] = '\0';
-		} else if (key_is(k, kl, "sequenceNumber") && !(seen & 8)) {
-			seen |= 8;
-			if (fast_counter(v, vl, &m->seq) != JSCAN_OK)
-				return JSCAN_NO;
-			m->has_seq = 1;
-		} else
+		} else if (fast_common(&s, k, kl, "mark", m, &seen) != JSCAN_OK)
 			return JSCAN_NO;
 	}
-	if ((seen != 15 && seen != 7) || jscan_end(&s) != JSCAN_OK)
+	if (rc != 0 || (seen != 15 && seen != 7) || jscan_end(&s) != JSCAN_OK)
 		return JSCAN_NO;
 	m->event = TW_MARK;
 	memcpy(m->event_name, "mark", 5);

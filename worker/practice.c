@@ -21,15 +21,6 @@
 #define END_CALL_GRACE_MS	6000	/* end_call: audio left to play */
 #define SWAP_GRACE_MS		12000	/* intake's hand-over may take this long */
 
-static struct buf scratch;
-
-static struct buf *
-scratch_buf(void)
-{
-	buf_consume(&scratch, buf_pending(&scratch));
-	return &scratch;
-}
-
 static enum oa_dialect
 dialect(struct call *c)
 {
@@ -109,7 +100,7 @@ static void
 wrapup_request(struct call *c)
 {
 	struct practice *p = &c->practice;
-	struct buf *b = scratch_buf();
+	struct buf *b = relay_scratch();
 
 	if (oa_build_response_create(b, dialect(c), c->w->conf->wrapup_instructions,
 	    1) == 0)
@@ -346,7 +337,7 @@ results_flush(struct call *c)
 	struct buf *b;
 
 	for (unsigned i = 0; i < p->nresults; i++) {
-		b = scratch_buf();
+		b = relay_scratch();
 		if (oa_build_function_output(b, p->results[i].call_id,
 		    p->results[i].output) == 0)
 			send_event(c->up, b);
@@ -354,7 +345,7 @@ results_flush(struct call *c)
 	}
 	p->nresults = 0;
 	if (p->want_response && !p->ending && p->wrap == WRAP_NONE) {
-		b = scratch_buf();
+		b = relay_scratch();
 		if (oa_build_response_create(b, dialect(c), NULL, 0) == 0)
 			send_event(c->up, b);
 	}
@@ -395,10 +386,10 @@ swap(struct call *c)
 	    "is connected to you now: answer it as yourself.",
 	    p->mode == MODE_COLD_CALL ? "cold-call" : p->mode == MODE_INTERVIEW ?
 	    "job interview" : "small talk", p->summary[0] ? ": " : "", p->summary);
-	b = scratch_buf();
+	b = relay_scratch();
 	if (oa_build_text_item(b, line, 1) == 0)
 		send_event(c->up, b);
-	b = scratch_buf();
+	b = relay_scratch();
 	if (oa_build_response_create(b, dialect(c), np->greeting, 0) == 0)
 		send_event(c->up, b);
 	say(c, "info", "now talking to %s (switch took %llu ms)", np->id,
@@ -535,7 +526,7 @@ fallback_switch(struct call *c)
 	    "job interview" : "small talk");
 	p->handover_wanted = 1;
 	if (c->relay.active_response[0] == '\0') {
-		b = scratch_buf();
+		b = relay_scratch();
 		if (oa_build_response_create(b, dialect(c), instr, 1) == 0)
 			send_event(c->up, b);
 	} else

@@ -60,8 +60,8 @@ relay_free(struct relay *r)
 	r->transcript_fd = -1;
 }
 
-static struct buf *
-scratch_buf(void)
+struct buf *
+relay_scratch(void)
 {
 	buf_consume(&scratch, buf_pending(&scratch));
 	return &scratch;
@@ -200,7 +200,7 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 		piece = 4;
 	while (off < len && c->state < CALL_CLOSING) {
 		size_t n = len - off < piece ? len - off : piece;
-		struct buf *b = scratch_buf();
+		struct buf *b = relay_scratch();
 		char *dst = buf_reserve(b, n + 160);
 		int m;
 
@@ -326,7 +326,7 @@ barge_in(struct call *c, struct upstream *up, uint64_t t_us)
 			if (end > it->sent_bytes)
 				end = it->sent_bytes;
 			if (it->played_bytes < it->sent_bytes) {
-				struct buf *b = scratch_buf();
+				struct buf *b = relay_scratch();
 				if (oa_build_truncate(b, it->item_id, it->content_index,
 				    end / 8) == 0)
 					upstream_send(up, buf_head(b), buf_pending(b));
@@ -341,7 +341,7 @@ barge_in(struct call *c, struct upstream *up, uint64_t t_us)
 		memset(it, 0, sizeof(*it));
 	}
 	if (!r->interrupt_response && r->active_response[0] != '\0') {
-		struct buf *b = scratch_buf();
+		struct buf *b = relay_scratch();
 		if (oa_build_response_cancel(b) == 0)
 			upstream_send(up, buf_head(b), buf_pending(b));
 	}
@@ -538,7 +538,7 @@ relay_upstream_open(struct call *c, struct upstream *up)
 	log_debug("openai session open with %s (persona %s)", up->peer, p->id);
 	log_set_call(NULL);
 	if (p->greeting != NULL && p->greeting[0] != '\0') {
-		b = scratch_buf();
+		b = relay_scratch();
 		if (oa_build_response_create(b, (enum oa_dialect)c->w->conf->openai_dialect,
 		    p->greeting, 0) == 0)
 			upstream_send(up, buf_head(b), buf_pending(b));
@@ -596,7 +596,7 @@ relay_stop(struct call *c)
 static void
 send_append(struct call *c, const char *b64, size_t len)
 {
-	struct buf *b = scratch_buf();
+	struct buf *b = relay_scratch();
 
 	if (oa_build_append(b, b64, len) == 0 &&
 	    upstream_send(c->up, buf_head(b), buf_pending(b)) == 0)
@@ -616,7 +616,7 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 		/* lost frames: silence keeps the model's timeline aligned */
 		unsigned ms = c->gap_fill_ms > MAX_GAP_FILL_MS ? MAX_GAP_FILL_MS :
 		    (unsigned)c->gap_fill_ms;
-		struct buf *b = scratch_buf();
+		struct buf *b = relay_scratch();
 		c->gap_fill_ms = 0;
 		if (oa_build_append_silence(b, ms) == 0)
 			upstream_send(c->up, buf_head(b), buf_pending(b));

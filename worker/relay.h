@@ -69,6 +69,9 @@ struct relay {
 };
 
 void relay_init(struct relay *r);
+/* An empty buffer for building one event, shared by the worker's code
+ * (used and sent before anything else builds). */
+struct buf *relay_scratch(void);
 /* Forget playback state (a new session takes over the call). */
 void relay_reset_playback(struct relay *r);
 void relay_free(struct relay *r);

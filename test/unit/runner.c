@@ -47,6 +47,37 @@ test_tmpdir(void)
 	return tmpdir;
 }
 
+void
+test_mutate(char *buf, size_t *len, size_t cap, unsigned *seed)
+{
+	static const char alphabet[] =
+	    "{}[]\":,\\ 0123456789aAzZ+/=-.eE\x01\xc3\xa9";
+	size_t n = *len, at;
+	char c;
+
+	*seed = *seed * 1103515245u + 12345u;
+	at = (*seed >> 8) % (n ? n : 1);
+	c = alphabet[(*seed >> 20) % (sizeof(alphabet) - 1)];
+	switch ((*seed >> 16) % 3) {
+	case 0:		/* replace */
+		if (n > 0)
+			buf[at] = c;
+		break;
+	case 1:		/* cut */
+		if (n > 0) {
+			memmove(buf + at, buf + at + 1, n - at - 1);
+			*len = n - 1;
+		}
+		break;
+	default:	/* insert */
+		if (n + 1 < cap) {
+			memmove(buf + at + 1, buf + at, n - at);
+			buf[at] = c;
+			*len = n + 1;
+		}
+	}
+}
+
 static int
 cmp_test(const void *a, const void *b)
 {

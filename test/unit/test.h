@@ -16,6 +16,10 @@
 
 typedef void (*test_fn_cb)(void);
 void test_register(const char *name, const char *file, test_fn_cb fn, int timeout_s);
+/* One random edit of buf[0..*len) (cap bytes): a byte replaced, cut or
+ * inserted, drawn from characters that matter to JSON and base64.
+ * *seed is the state of a small LCG, so a run is repeatable. */
+void test_mutate(char *buf, size_t *len, size_t cap, unsigned *seed);
 /* A scratch directory unique to the running test (created on first use). */
 const char *test_tmpdir(void);
 
