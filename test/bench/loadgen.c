@@ -173,6 +173,8 @@ struct call {
 	uint64_t	 sent, recv;
 	int		 first_echo;
 	uint8_t		 mhead, mcount;
+	uint8_t		 carry[FRAME_BYTES];	/* a frame split across media */
+	size_t		 ncarry;
 	struct mark	 marks[NMARKS];
 	struct {
 		uint32_t frame;		/* | RECV_BIT once echoed */
@@ -705,7 +707,9 @@ on_frame(struct call *c, const uint8_t *f, uint64_t now, uint64_t rx)
 /*
  * An echoed media payload: one frame, or several when the daemon gathers
  * caller frames into one append (FRAMES_PER_APPEND); each frame in it is
- * matched on its own.
+ * matched on its own. The daemon cuts model audio into pieces of at most
+ * MARK_INTERVAL_MS at whole base64 quanta (3 bytes), so a frame may straddle
+ * two media messages: its head waits in c->carry for the rest.
  */
 static void
 on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
@@ -722,16 +726,24 @@ on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
 	/* the caller's playout clock: audio plays from its arrival on */
 	c->play_end = (c->play_end > rx ? c->play_end : rx) +
 	    (uint64_t)bytes * 125000;
-	if (len == 0 || len > (sizeof(raw) / 3) * 4 || bytes % FRAME_BYTES != 0) {
+	if (len == 0 || len % 4 != 0 ||
+	    c->ncarry + bytes > sizeof(raw) - 3) {
 		G.st->frames_other++;
+		c->ncarry = 0;
 		return;
 	}
-	if ((got = bench_b64_decode(b64, len, raw)) != (long)bytes) {
+	memcpy(raw, c->carry, c->ncarry);
+	if ((got = bench_b64_decode(b64, len, raw + c->ncarry)) != (long)bytes) {
 		G.st->frames_bad++;
+		c->ncarry = 0;
 		return;
 	}
-	for (size_t k = 0; k < bytes; k += FRAME_BYTES)
+	bytes += c->ncarry;
+	size_t k;
+	for (k = 0; k + FRAME_BYTES <= bytes; k += FRAME_BYTES)
 		on_frame(c, raw + k, now, rx);
+	c->ncarry = bytes - k;
+	memcpy(c->carry, raw + k, c->ncarry);
 }
 
 static void
@@ -756,6 +768,7 @@ on_text(struct call *c, const char *m, size_t n, uint64_t now, uint64_t rx)
 		/* Twilio drops what is queued and returns every mark */
 		G.st->clears++;
 		c->play_end = now;
+		c->ncarry = 0;
 		marks_due(c, now, 1);
 		return;
 	}
@@ -1483,6 +1496,10 @@ child_main(int slot)
 /* ---------------------------------------------------------------- */
 /* the parent: /proc, /health, the report */
 
+/* kernel-mode ticks of the last proc_cpu() call (the share of *ticks spent
+ * in system calls and the network stack). */
+static uint64_t proc_cpu_sys;
+
 static int
 proc_cpu(pid_t pid, uint64_t *ticks, int with_children)
 {
@@ -1505,6 +1522,7 @@ proc_cpu(pid_t pid, uint64_t *ticks, int with_children)
 	    "%llu %llu", &ut, &st, &cut, &cst) != 4)
 		return -1;
 	*ticks = ut + st + (with_children ? cut + cst : 0);
+	proc_cpu_sys = st + (with_children ? cst : 0);
 	return 0;
 }
 
@@ -1637,15 +1655,70 @@ daemon_pids(json_t *h, pid_t *out, int max)
 	return n;
 }
 
+/* The summed ticks of pids; *sys (if not NULL) gets the kernel part. */
+static uint64_t
+cpu_sum2(const pid_t *pids, int n, int master_first, uint64_t *sys)
+{
+	uint64_t sum = 0, ssum = 0, t;
+
+	for (int i = 0; i < n; i++)
+		if (proc_cpu(pids[i], &t, master_first && i == 0) == 0) {
+			sum += t;
+			ssum += proc_cpu_sys;
+		}
+	if (sys != NULL)
+		*sys = ssum;
+	return sum;
+}
+
 static uint64_t
 cpu_sum(const pid_t *pids, int n, int master_first)
 {
-	uint64_t sum = 0, t;
+	return cpu_sum2(pids, n, master_first, NULL);
+}
+
+/* System calls and context switches of the daemon's processes: read-like
+ * and write-like calls from /proc/PID/io, voluntary (went to sleep) and
+ * involuntary (preempted) switches from /proc/PID/status. */
+struct sysc {
+	uint64_t rd, wr, vcs, ivcs;
+};
+
+static void
+proc_sysc(pid_t pid, struct sysc *c)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/io", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		while (fgets(line, sizeof(line), f))
+			if (strncmp(line, "syscr:", 6) == 0)
+				c->rd += strtoull(line + 6, NULL, 10);
+			else if (strncmp(line, "syscw:", 6) == 0)
+				c->wr += strtoull(line + 6, NULL, 10);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		while (fgets(line, sizeof(line), f))
+			if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+				c->vcs += strtoull(line + 24, NULL, 10);
+			else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27)
+			    == 0)
+				c->ivcs += strtoull(line + 27, NULL, 10);
+		fclose(f);
+	}
+}
+
+static struct sysc
+sysc_sum(const pid_t *pids, int n)
+{
+	struct sysc c = { 0, 0, 0, 0 };
 
 	for (int i = 0; i < n; i++)
-		if (proc_cpu(pids[i], &t, master_first && i == 0) == 0)
-			sum += t;
-	return sum;
+		proc_sysc(pids[i], &c);
+	return c;
 }
 
 struct memsum {
@@ -1944,6 +2017,7 @@ main(int argc, char **argv)
 	/* setup: the ramp and the settling time, then until every call that
 	 * did not fail has its first echo back (at most --setup-max s more) */
 	uint64_t d0, d1, f0, f1, g0, g1, s0b, s0t, s1b, s1t, self0, self1, dT0;
+	uint64_t ds0 = 0, ds1 = 0;
 	uint64_t st0, st1;
 	sleep_until(G.T0);
 	dT0 = cpu_sum(dp, ndp, 1);
@@ -2003,7 +2077,8 @@ main(int argc, char **argv)
 	uint64_t m0 = 0, m1 = 0;
 	if (O.daemon_pid > 0)
 		proc_cpu(O.daemon_pid, &m0, 1);
-	d0 = cpu_sum(dp, ndp, 1);
+	struct sysc sc0 = sysc_sum(dp, ndp), sc1;
+	d0 = cpu_sum2(dp, ndp, 1, &ds0);
 	double setup_cpu = (double)(d0 - dT0) / (double)sysconf(_SC_CLK_TCK);
 	f0 = cpu_sum(O.fake_pids, O.nfake, 0);
 	g0 = cpu_sum(kids, nkids, 0);
@@ -2011,7 +2086,8 @@ main(int argc, char **argv)
 	sys_cpu(&s0b, &s0t, &st0);
 	sleep_until(G.W1);
 	uint64_t w1 = bench_now_ns();
-	d1 = cpu_sum(dp, ndp, 1);
+	d1 = cpu_sum2(dp, ndp, 1, &ds1);
+	sc1 = sysc_sum(dp, ndp);
 	if (O.daemon_pid > 0)
 		proc_cpu(O.daemon_pid, &m1, 1);
 	f1 = cpu_sum(O.fake_pids, O.nfake, 0);
@@ -2288,9 +2364,18 @@ main(int argc, char **argv)
 		    "(50 per live call)\n", (double)T->rtt_win.count / win_s,
 		    T->call_seconds / win_s * 50);
 		printf("  daemon CPU %.2f s in window = %.1f%% of a core = %.3f ms per "
-		    "call-second (%.0f call-s); master %.2f s; calls per worker %s\n",
+		    "call-second (%.0f call-s; kernel %.3f, user %.3f); master %.2f s; "
+		    "calls per worker %s\n",
 		    d_cpu, d_cpu / win_s * 100, d_cpu * per_cs, T->call_seconds,
+		    (double)(ds1 - ds0) / tck * per_cs,
+		    (d_cpu - (double)(ds1 - ds0) / tck) * per_cs,
 		    (double)(m1 - m0) / tck, spread);
+		printf("  daemon system calls per call-second: %.1f read-like, %.1f "
+		    "write-like; context switches %.1f voluntary, %.1f involuntary\n",
+		    (double)(sc1.rd - sc0.rd) / callsec,
+		    (double)(sc1.wr - sc0.wr) / callsec,
+		    (double)(sc1.vcs - sc0.vcs) / callsec,
+		    (double)(sc1.ivcs - sc0.ivcs) / callsec);
 		printf("  daemon memory: idle RSS %.1f MiB (PSS %.1f); under load "
 		    "RSS %.1f MiB (PSS %.1f); per call RSS %.1f KiB, PSS %.1f KiB\n",
 		    idle.rss / 1024.0, idle.pss / 1024.0, load.rss / 1024.0,
@@ -2369,6 +2454,13 @@ main(int argc, char **argv)
 	json_object_set_new(j, "daemon_cpu_pct", json_real(d_cpu / win_s * 100));
 	json_object_set_new(j, "daemon_cpu_ms_per_call_s",
 	    json_real(d_cpu * per_cs));
+	json_object_set_new(j, "daemon_kernel_ms_per_call_s",
+	    json_real((double)(ds1 - ds0) / tck * per_cs));
+	json_object_set_new(j, "daemon_syscalls_per_call_s", json_pack(
+	    "{s:f,s:f,s:f,s:f}", "read", (double)(sc1.rd - sc0.rd) / callsec,
+	    "write", (double)(sc1.wr - sc0.wr) / callsec, "voluntary_cs",
+	    (double)(sc1.vcs - sc0.vcs) / callsec, "involuntary_cs",
+	    (double)(sc1.ivcs - sc0.ivcs) / callsec));
 	json_object_set_new(j, "call_seconds", json_real(T->call_seconds));
 	json_object_set_new(j, "master_cpu_s", json_real((double)(m1 - m0) / tck));
 	json_object_set_new(j, "calls_per_worker", json_string(spread));
