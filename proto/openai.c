@@ -23,7 +23,8 @@
  *  - noise_reduction NULL and transcription_model NULL leave the field out
  *    (off is the server's default at session start);
  *  - oa_build_append() checks that the payload is base64 (it can then hold
- *    no quote or backslash and needs no escaping);
+ *    no quote or backslash and needs no escaping); oa_build_append_parsed()
+ *    leaves that to the parser the payload came through;
  *  - oa_build_append_silence() takes 0..OA_SILENCE_MAX_MS milliseconds.
  *
  * Parser.  jansson builds the tree (duplicate keys rejected, no NUL inside
@@ -382,11 +383,19 @@ append_end(struct buf *out, char *w, size_t n)
 int
 oa_build_append(struct buf *out, const char *b64, size_t len)
 {
-	char *w;
-
 	if (b64 == NULL && len > 0)
 		return -1;
 	if (len > 0 && b64_decoded_len(b64, len) < 0)
+		return -1;
+	return oa_build_append_parsed(out, b64, len);
+}
+
+int
+oa_build_append_parsed(struct buf *out, const char *b64, size_t len)
+{
+	char *w;
+
+	if (b64 == NULL && len > 0)
 		return -1;
 	if ((w = append_begin(out, len)) == NULL)
 		return -1;

@@ -60,6 +60,9 @@ int oa_build_session_update(struct buf *out, enum oa_dialect d,
     const struct oa_session_cfg *cfg);
 /* input_audio_buffer.append with a base64 payload copied as is. */
 int oa_build_append(struct buf *out, const char *b64, size_t len);
+/* The same for a payload tw_parse() or our own encoder already checked:
+ * the relay's path, which need not scan it a second time. */
+int oa_build_append_parsed(struct buf *out, const char *b64, size_t len);
 /* input_audio_buffer.append of ms milliseconds of mu-law silence (0xFF). */
 int oa_build_append_silence(struct buf *out, unsigned ms);
 int oa_build_truncate(struct buf *out, const char *item_id, int content_index,

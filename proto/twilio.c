@@ -806,13 +806,22 @@ int
 tw_build_media(char *out, size_t cap, const char *stream_sid,
     const char *payload, size_t payload_len)
 {
+	if (payload_len > 0 && payload != NULL &&
+	    b64_decoded_len(payload, payload_len) < 0)
+		return -1;
+	return tw_build_media_parsed(out, cap, stream_sid, payload,
+	    payload_len);
+}
+
+int
+tw_build_media_parsed(char *out, size_t cap, const char *stream_sid,
+    const char *payload, size_t payload_len)
+{
 	struct out o;
 
 	if (payload == NULL && payload_len > 0)
 		return -1;
 	if (out_head(&o, out, cap, "media", stream_sid) != 0)
-		return -1;
-	if (payload_len > 0 && b64_decoded_len(payload, payload_len) < 0)
 		return -1;
 	OUT_LIT(&o, ",\"media\":{\"payload\":\"");
 	if (payload_len > 0)

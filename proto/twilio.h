@@ -105,6 +105,10 @@ long b64_decoded_len(const char *s, size_t len);
  */
 int tw_build_media(char *out, size_t cap, const char *stream_sid,
     const char *payload, size_t payload_len);
+/* The same for a payload oa_parse() already checked (the model's audio on
+ * the relay's path): not scanned a second time. */
+int tw_build_media_parsed(char *out, size_t cap, const char *stream_sid,
+    const char *payload, size_t payload_len);
 int tw_build_mark(char *out, size_t cap, const char *stream_sid,
     const char *name);
 int tw_build_clear(char *out, size_t cap, const char *stream_sid);

@@ -1,10 +1,11 @@
 /*
  * ws.h — WebSocket helpers and the wslay glue, for both roles (RFC 6455).
  *
- * ws_codec wraps a wslay event context with no I/O of its own: the owner
- * feeds it the bytes it read, receives whole messages through callbacks,
- * and drains the bytes to write from its output buffer.  Server role
- * insists on masked client frames; client role masks what it sends.
+ * ws_codec does no I/O of its own: the owner feeds it the bytes it read,
+ * receives whole messages through callbacks, and drains the bytes to write
+ * from its output buffer.  Server role insists on masked client frames;
+ * client role masks what it sends.  Frames are written through wslay's
+ * frame layer and read by ws.c itself (see there why).
  */
 #ifndef VR_PROTO_WS_H
 #define VR_PROTO_WS_H
@@ -27,7 +28,42 @@ int utf8_valid(const unsigned char *s, size_t n);
 
 
 
-/* ---- ws_codec: framing over wslay's frame layer, no I/O ---- */
+/* ---- the frame reader ---- */
+
+/* A frame header (RFC 6455 §5.2). */
+struct ws_fhdr {
+	uint8_t		 op, fin, rsv, masked;
+	uint8_t		 key[4];		/* zero when not masked */
+	uint64_t	 len;
+};
+
+/* A header being gathered across reads. */
+struct ws_hdr_in {
+	uint8_t		 b[14];
+	uint8_t		 n;
+};
+
+/*
+ * Read the next frame header from *p: straight from the input when it is
+ * whole there, else gathered in hi across calls.  Advances *p and *len
+ * past what it used.  Returns 1 with *fh filled, 0 when more bytes are
+ * needed, -1 for what wslay's frame layer refuses, as soon as the bytes
+ * that show it are in: a control frame longer than 125 bytes or
+ * fragmented, a length not in its shortest form, a 64-bit length with the
+ * top bit set.
+ */
+int ws_hdr_read(struct ws_hdr_in *hi, const uint8_t **p, size_t *len,
+    struct ws_fhdr *fh);
+/*
+ * Copy n payload bytes from src to dst, unmasking with key from payload
+ * offset off on, eight bytes at a time.  Returns the copied bytes ORed
+ * together (in some byte of the result): a high bit set means some byte
+ * was 0x80 or more.
+ */
+uint64_t ws_unmask_copy(uint8_t *dst, const uint8_t *src, size_t n,
+    const uint8_t key[4], uint64_t off);
+
+/* ---- ws_codec: framing, no I/O ---- */
 
 #include <wslay/wslay.h>
 
@@ -56,17 +92,18 @@ struct ws_codec {
 	wslay_frame_context_ptr	 fr;
 	int			 role;
 	size_t			 max_msg;
-	/* input being fed */
-	const uint8_t		*in;
-	size_t			 in_len;
+	struct ws_hdr_in	 hin;		/* a header spanning reads */
 	/* current frame */
 	int			 in_frame;
-	uint8_t			 f_opcode, f_fin;
+	uint8_t			 f_opcode, f_fin, f_masked;
+	uint8_t			 f_key[4];
 	uint64_t		 f_len, f_off;
 	uint8_t			 ctrl[125];	/* control frame payload */
 	/* current message */
 	int			 in_msg;
 	uint8_t			 m_opcode;
+	uint8_t			 m_scanned;	/* every byte went through unmask_copy */
+	uint64_t		 m_bits;	/* those bytes ORed: high bits = not ASCII */
 	struct buf		 msg;
 	/* output goes here (owned by the caller) */
 	struct buf		*out;

@@ -206,7 +206,8 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 
 		if (dst == NULL)
 			return;
-		m = tw_build_media(dst, n + 160, c->stream_sid, b64 + off, n);
+		m = tw_build_media_parsed(dst, n + 160, c->stream_sid, b64 + off,
+		    n);
 		if (m < 0)
 			return;
 		if (tw_send(c, dst, (size_t)m) != 0)
@@ -598,7 +599,7 @@ send_append(struct call *c, const char *b64, size_t len)
 {
 	struct buf *b = relay_scratch();
 
-	if (oa_build_append(b, b64, len) == 0 &&
+	if (oa_build_append_parsed(b, b64, len) == 0 &&
 	    upstream_send(c->up, buf_head(b), buf_pending(b)) == 0)
 		c->w->relayed++;	/* timed when the read callback ends */
 }

@@ -670,6 +670,13 @@ TEST(openai_append_copies_payload)
 	ASSERT_EQ(oa_build_append(&b, "AA\\/", 4), -1);
 	ASSERT_EQ(oa_build_append(&b, NULL, 4), -1);
 	ASSERT_EQ(buf_pending(&b), 0);
+
+	/* the relay's variant, for payloads already parsed: the same bytes */
+	ASSERT_EQ(oa_build_append_parsed(&b, pl, strlen(pl)), 0);
+	ASSERT_EQ(buf_pending(&b), strlen(want) - 1);
+	ASSERT_MEM_EQ(buf_head(&b), want + 1, strlen(want) - 1);
+	buf_consume(&b, buf_pending(&b));
+	ASSERT_EQ(oa_build_append_parsed(&b, NULL, 4), -1);
 	buf_free(&b);
 }
 
