@@ -614,7 +614,9 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 	if (c->up == NULL)
 		return;
 	if (c->gap_fill_ms > 0) {
-		/* lost frames: silence keeps the model's timeline aligned */
+		/* lost frames: silence keeps the model's timeline aligned,
+		 * after the frames gathered before the gap */
+		relay_flush_batch(c);
 		unsigned ms = c->gap_fill_ms > MAX_GAP_FILL_MS ? MAX_GAP_FILL_MS :
 		    (unsigned)c->gap_fill_ms;
 		struct buf *b = relay_scratch();
@@ -643,10 +645,26 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 	    m->payload_len) != 0)
 		return;
 	r->batch_len += olen;
-	if (r->batch_frames++ == 0)
+	if (r->batch_frames++ == 0) {
 		r->batch_ms = mono_ms();
+		worker_batch_opened(w);
+	}
 	if (r->batch_frames >= per)
 		relay_flush_batch(c);
+}
+
+int
+relay_batch_due(struct call *c, uint64_t now)
+{
+	struct relay *r = &c->relay;
+
+	if (r->batch_frames == 0)
+		return 0;
+	/* no frame waits longer than the batch would have taken to fill */
+	if (now - r->batch_ms >=
+	    (uint64_t)c->w->conf->frames_per_append * 20)
+		relay_flush_batch(c);
+	return r->batch_frames > 0;
 }
 
 /* Send the caller frames gathered so far as one append. */
@@ -672,12 +690,7 @@ relay_tick(struct call *c, uint64_t now)
 {
 	struct relay *r = &c->relay;
 
-	/* the caller went quiet mid-batch (or stopped sending): no frame
-	 * waits longer than the batch would have taken to fill */
-	if (r->batch_frames > 0 &&
-	    now - r->batch_ms >= (uint64_t)c->w->conf->frames_per_append * 20)
-		relay_flush_batch(c);
-
+	relay_batch_due(c, now);	/* the batch timer's backstop */
 	if (r->session_expires != 0 &&
 	    wall_ms() / 1000 + EXPIRY_MARGIN_S >= r->session_expires) {
 		log_set_call(call_sid_of(c));

@@ -88,6 +88,8 @@ void relay_flush_batch(struct call *c);
 void relay_caller_mark(struct call *c, const char *name);
 /* Once a second: session expiry. */
 void relay_tick(struct call *c, uint64_t now);
+/* Send c's partial batch if it is due; 1 if c still holds one after. */
+int  relay_batch_due(struct call *c, uint64_t now);
 
 /* Called by the upstream (leg_openai.c). */
 void relay_upstream_open(struct call *c, struct upstream *up);

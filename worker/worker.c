@@ -294,6 +294,39 @@ tick_cb(uv_timer_t *t)
 		worker_exit(w, 0);
 }
 
+/*
+ * With FRAMES_PER_APPEND > 1 a caller who stops sending (the end of a call,
+ * a gap) leaves a partial batch; this timer sends it once it is as old as a
+ * full batch would be, give or take BATCH_CHECK_MS, instead of waiting for
+ * the next tick.  It runs only while some call holds a partial batch.
+ */
+#define BATCH_CHECK_MS	5
+
+static void
+batch_cb(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	uint64_t now = mono_ms();
+	struct call *c, *next;
+	int open = 0;
+
+	for (c = w->calls; c != NULL; c = next) {
+		next = c->next;
+		open |= relay_batch_due(c, now);
+	}
+	if (!open)
+		uv_timer_stop(t);
+	worker_flush(w);
+}
+
+void
+worker_batch_opened(struct worker *w)
+{
+	if (!uv_is_active((uv_handle_t *)&w->batch_timer))
+		uv_timer_start(&w->batch_timer, batch_cb, BATCH_CHECK_MS,
+		    BATCH_CHECK_MS);
+}
+
 void
 worker_main(struct conf *conf, const struct persona_set *personas,
     struct shm *shm, int slot, uint32_t generation, int chan)
@@ -338,6 +371,8 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	uv_timer_init(&w->loop, &w->tick);
 	w->tick.data = w;
 	uv_timer_start(&w->tick, tick_cb, TICK_MS, TICK_MS);
+	uv_timer_init(&w->loop, &w->batch_timer);
+	w->batch_timer.data = w;
 	uv_check_init(&w->loop, &w->flush_check);
 	w->flush_check.data = w;
 	uv_check_start(&w->flush_check, flush_cb);

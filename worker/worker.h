@@ -31,6 +31,7 @@ struct worker {
 	int			 sigfd;
 	uv_poll_t		 sig_poll;
 	uv_timer_t		 tick;
+	uv_timer_t		 batch_timer;	/* partial batches (FRAMES_PER_APPEND) */
 	int			 draining;
 	uint64_t		 drain_ms;
 	int			 shutting;
@@ -62,6 +63,8 @@ worker_count(struct worker *w, enum shm_counter c, uint64_t n)
 	shm_count(w->sw->sw_counters, c, n);
 }
 void worker_call_gone(struct worker *w, struct call *c);
+/* A call began gathering caller frames: make sure the batch timer runs. */
+void worker_batch_opened(struct worker *w);
 void worker_want_flush_upstream(struct worker *w, struct upstream *up);
 /* Write everything queued, now (end of a read callback). */
 void worker_flush(struct worker *w);

@@ -376,6 +376,35 @@ async def test_fifty_calls_no_lost_frame(env):
         expect_eq(h["counters"]["frames_in"], n * 150, "frames in")
 
 
+async def test_gap_silence_keeps_its_place_between_batches(env):
+    """With FRAMES_PER_APPEND=2, frames lost between frame 0 and frame 1
+    (Twilio's timestamp jumps 80 ms) are filled with silence after frame 0,
+    not ahead of the batch that frame 0 was waiting in."""
+    async with FakeOpenAI(mode="echo") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), FRAMES_PER_APPEND=2,
+                       PERSONAS_DIR=personas_dir(env, greeting=None)).start()
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(1),
+                                     "+14155551019")
+        s = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1),
+                          wh.params)
+        await s.open()
+        await s.send_media(0, ts=0)
+        await asyncio.sleep(0.01)
+        await s.send_media(1, ts=100)       # frames of 20..99 ms lost
+        await s.send_media(2, ts=120)
+        conn = await srv.wait_connection(1)
+        expect(await conn.wait_for("input_audio_buffer.append", 3, timeout=3),
+               "appends: %r" % conn.types())
+        got = b"".join(base64.b64decode(a) for a in conn.appends())
+        f = [base64.b64decode(s.frame(i)) for i in range(3)]
+        want = f[0] + b"\xff" * 640 + f[1] + f[2]
+        expect(got == want, "frame 0, 80 ms of silence, frames 1 and 2: got %d "
+               "bytes, silence from byte %d (want %d, from byte 160)"
+               % (len(got), got.find(b"\xff" * 8), len(want)))
+        await s.stop()
+        check_clean(conn)
+
+
 async def test_frames_per_append_gathers_caller_frames(env):
     async with FakeOpenAI(mode="echo") as srv:
         d = env.daemon(OPENAI_URL=srv.url(), FRAMES_PER_APPEND=3,
@@ -388,5 +417,12 @@ async def test_frames_per_append_gathers_caller_frames(env):
         got = b"".join(base64.b64decode(a) for a in appends)
         expect_eq(got, sent, "the gathered audio")
         expect_eq(len(appends), (s.frames_sent + 2) // 3, "appends of three frames")
+        # the partial last batch goes once it is as old as a full one (60 ms,
+        # checked every 5 ms), not at the worker's next 250 ms tick
+        times = [t for t, _ in conn.of_type("input_audio_buffer.append")]
+        if s.frames_sent % 3:
+            gap = times[-1] - times[-2]
+            expect(gap < 0.2, "the partial batch came %.0f ms after the last "
+                   "full one" % (gap * 1000))
         await s.stop()
         check_clean(conn)
