@@ -26,6 +26,10 @@ Overrides (make bench BENCH_ARGS="..."):
   --nice N         run the daemon, generator and fake at this nice value
                    (e.g. -5 on a machine shared with other work; root only)
   --keep           keep the run directories (build/bench/runs/)
+  --profile        sample the workers with `perf record -e cpu-clock` through
+                   the window and print where their time went: user space,
+                   write() (and inside it, delivery into the peer's socket
+                   and waking the peer), read(), epoll_wait()
 
 Every process started here is ended by pid, also on failure or ^C.
 Nothing listens beyond 127.0.0.1."""
@@ -238,6 +242,77 @@ def log_trouble(text):
     return sorted(groups.items(), key=lambda kv: -kv[1])
 
 
+# What --profile reports: perf's "children" share of each of these kernel
+# functions, i.e. the time spent in them and below.
+PROFILE_KEYS = [
+    ("ksys_write", "write()"),
+    ("process_backlog", "  of which delivery into the peer's socket (loopback)"),
+    ("sock_def_readable", "  of which waking the peer"),
+    ("ksys_read", "read()"),
+    ("do_epoll_wait", "epoll_wait()"),
+    ("schedule", "sleeping and switching (schedule)"),
+]
+
+
+def profile_start(args, daemon, rundir, ramp):
+    """perf record on the workers through the window, or None."""
+    perf = shutil.which("perf")
+    if perf is None:
+        log("  profile: perf not found (Debian: linux-perf)")
+        return None
+    pids = ",".join(str(p) for p in daemon.workers)
+    out = os.path.join(rundir, "perf.data")
+    wait = ramp + args.settle + 1.0
+    secs = max(1.0, min(args.seconds - 1.0, 10.0))
+    cmd = ["/bin/sh", "-c", 'sleep %.2f; exec "$0" record -q -e cpu-clock -F 999 -g '
+           '-p %s -o %s -- sleep %.2f' % (wait, pids, out, secs), perf]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    STARTED.append(p)
+    return p, out
+
+
+def profile_report(prof):
+    """Prints the shares of PROFILE_KEYS and of user space."""
+    p, path = prof
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        log("  profile: perf overran and was killed")
+        return None
+    finally:
+        if p in STARTED:
+            STARTED.remove(p)
+    if not os.path.exists(path):
+        log("  profile: perf recorded nothing: %s" % err.decode(errors="replace").strip()[:300])
+        return None
+    rep = subprocess.run(["perf", "report", "-i", path, "--children", "--sort", "sym",
+                          "-g", "none", "--stdio"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, timeout=120).stdout.decode(errors="replace")
+    samples = re.search(r"# Samples: (\S+)", rep)
+    children, user = {}, 0.0
+    for line in rep.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+([\d.]+)%\s+\[(.)\]\s+(\S+)", line)
+        if not m:
+            continue
+        total, own, where, sym = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+        if where == ".":
+            user += own
+        else:
+            children.setdefault(sym, total)
+    shares = {"user": user}
+    parts = ["user space %.0f%%" % user]
+    for sym, label in PROFILE_KEYS:
+        shares[sym] = children.get(sym, 0.0)
+        parts.append("%s %.0f%%" % (label.strip(), shares[sym]))
+    log("  profile of the workers (perf cpu-clock, %s samples): %s"
+        % (samples.group(1) if samples else "?", "; ".join(parts)))
+    log("  (perf's sampling costs CPU too: take CPU figures from a run without "
+        "--profile)")
+    return shares
+
+
 def persona_dir(rundir):
     """personas/default.json without its greeting: the echo server would
     otherwise be asked to speak first."""
@@ -315,6 +390,7 @@ def run_one(args, label, calls, tls, run_no, certs):
         lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               preexec_fn=preexec)
         STARTED.append(lg)
+        prof = profile_start(args, daemon, rundir, ramp) if args.profile else None
         limit = ramp + args.settle + 30 + args.seconds + args.grace + 40
         try:
             out, _ = lg.communicate(timeout=limit)
@@ -328,6 +404,7 @@ def run_one(args, label, calls, tls, run_no, certs):
                 result = json.loads(line[len("BENCH_JSON "):])
             else:
                 log(line)
+        shares = profile_report(prof) if prof is not None else None
         alive = daemon.proc.poll() is None
         rc = daemon.stop()
         daemon_log = daemon.log()
@@ -343,6 +420,8 @@ def run_one(args, label, calls, tls, run_no, certs):
             result["mode"] = label
             result["daemon_log_warnings"] = sum(n for _, n in trouble)
             result["daemon_survived"] = alive
+            if shares is not None:
+                result["profile_pct"] = shares
             if not alive:
                 result["pass"] = False
         fake.stop()
@@ -415,6 +494,7 @@ def main():
     ap.add_argument("--marks-with-frames", action="store_true")
     ap.add_argument("--codec", default="own", choices=("own", "proto"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--profile", action="store_true")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a daemon configuration key for every run, e.g. "
                     "--set FRAMES_PER_APPEND=2 (repeatable)")
