@@ -1,7 +1,8 @@
 /*
  * ws.c — WebSocket framing; see ws.h.
  *
- * Frames out go through wslay's frame layer.  Frames in are read here.
+ * Frames out go through wslay's frame layer (one context for all codecs,
+ * see "Writing" below).  Frames in are read here.
  * wslay_frame_recv() copies every byte into a buffer of its own, unmasks
  * it one byte at a time and hands the payload back in pieces; on the
  * relay's path (three small masked or unmasked messages per relayed frame)
@@ -26,6 +27,21 @@
 
 #include <string.h>
 
+/*
+ * Writing.  One wslay frame context per role serves every codec of the
+ * process: it holds only the state of a frame being written, and
+ * ws_frame_out() always writes a frame whole, so between frames the
+ * context is idle and any codec of that role may take it.  (Per role,
+ * because wslay remembers that a context masks once it has masked.)  Its
+ * callbacks reach the codec writing through tx_w.  A context per codec
+ * would cost 4 KiB each (wslay's read buffer, which the reader below does
+ * not use): 8 KiB per call.  If wslay ever stops halfway through a frame,
+ * the context is made afresh, so no state carries over to another codec's
+ * frame.
+ */
+static wslay_frame_context_ptr tx_fr[2];	/* by enum ws_role */
+static struct ws_codec *tx_w;
+
 static ssize_t
 ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -35,9 +51,7 @@ ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
 static ssize_t
 ws_send_cb(const uint8_t *data, size_t len, int flags, void *user)
 {
-	struct ws_codec *w = user;
-
-	if (buf_append(w->out, data, len) != 0)
+	if (buf_append(tx_w->out, data, len) != 0)
 		return -1;	/* wslay: want write */
 	return (ssize_t)len;
 }
@@ -45,7 +59,7 @@ ws_send_cb(const uint8_t *data, size_t len, int flags, void *user)
 static int
 ws_genmask_cb(uint8_t *buf, size_t len, void *user)
 {
-	struct ws_codec *w = user;
+	struct ws_codec *w = tx_w;
 
 	/* xorshift64*: unpredictable enough for masking, no syscall */
 	for (size_t i = 0; i < len; i++) {
@@ -57,14 +71,22 @@ ws_genmask_cb(uint8_t *buf, size_t len, void *user)
 	return 0;
 }
 
-int
-ws_codec_init(struct ws_codec *w, enum ws_role role, size_t max_msg,
-    struct buf *out, ws_msg_cb cb, void *arg, uint64_t seed)
+static int
+tx_context(int role)
 {
 	static const struct wslay_frame_callbacks cbs = {
 		ws_send_cb, ws_recv_cb, ws_genmask_cb,
 	};
 
+	if (tx_fr[role] != NULL)
+		return 0;
+	return wslay_frame_context_init(&tx_fr[role], &cbs, NULL) == 0 ? 0 : -1;
+}
+
+int
+ws_codec_init(struct ws_codec *w, enum ws_role role, size_t max_msg,
+    struct buf *out, ws_msg_cb cb, void *arg, uint64_t seed)
+{
 	memset(w, 0, sizeof(*w));
 	w->role = role;
 	w->max_msg = max_msg;
@@ -74,17 +96,12 @@ ws_codec_init(struct ws_codec *w, enum ws_role role, size_t max_msg,
 	w->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
 	w->close_code = 1005;
 	buf_init(&w->msg, max_msg);
-	if (wslay_frame_context_init(&w->fr, &cbs, w) != 0)
-		return -1;
-	return 0;
+	return tx_context(w->role);
 }
 
 void
 ws_codec_free(struct ws_codec *w)
 {
-	if (w->fr != NULL)
-		wslay_frame_context_free(w->fr);
-	w->fr = NULL;
 	buf_free(&w->msg);
 }
 
@@ -110,18 +127,26 @@ ws_frame_out(struct ws_codec *w, int opcode, const uint8_t *data, size_t len)
 	/* after the reserve: it may have moved what is already queued */
 	mark = w->out->len;
 	off = w->out->off;
+	if (tx_context(w->role) != 0)
+		return WS_ERR_OUTPUT;
+	tx_w = w;
 	do {
-		r = wslay_frame_send(w->fr, &io);
+		r = wslay_frame_send(tx_fr[w->role], &io);
 		if (r < 0) {
 			/* wslay refused the frame (a control frame over 125
-			 * bytes): put back what it wrote, if anything */
+			 * bytes): put back what it wrote, if anything, and
+			 * start the next frame from a clean context */
 			w->out->len = mark;
 			w->out->off = off;
+			wslay_frame_context_free(tx_fr[w->role]);
+			tx_fr[w->role] = NULL;
+			tx_w = NULL;
 			return WS_ERR_OUTPUT;
 		}
 		io.data += r;
 		io.data_length -= (size_t)r;
 	} while (io.data_length > 0);
+	tx_w = NULL;
 	return WS_OK;
 }
 

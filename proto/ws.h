@@ -89,7 +89,6 @@ enum ws_rc {
 typedef int (*ws_msg_cb)(void *arg, int opcode, const uint8_t *msg, size_t len);
 
 struct ws_codec {
-	wslay_frame_context_ptr	 fr;
 	int			 role;
 	size_t			 max_msg;
 	struct ws_hdr_in	 hin;		/* a header spanning reads */

@@ -1139,3 +1139,43 @@ TEST(ws_peer_close_after_ours)
 	buf_free(&out);
 	buf_free(&in);
 }
+
+/* Codecs of both roles share one writer context per role: frames written
+ * in turn by a client and a server, with a refused frame between them,
+ * each come out whole, masked only by the client. */
+TEST(ws_codecs_take_turns_writing)
+{
+	struct ws_codec cl, sv;
+	struct buf out_c, out_s;
+	uint8_t big[126];
+	char msg[300];
+
+	memset(big, 'b', sizeof(big));
+	buf_init(&out_c, 0);
+	buf_init(&out_s, 0);
+	ASSERT_EQ(ws_codec_init(&cl, WS_CLIENT, 4096, &out_c, NULL, NULL, 11), 0);
+	ASSERT_EQ(ws_codec_init(&sv, WS_SERVER, 4096, &out_s, NULL, NULL, 12), 0);
+	for (int i = 0; i < 6; i++) {
+		struct ws_codec *w = i % 2 ? &sv : &cl;
+		struct buf *o = i % 2 ? &out_s : &out_c;
+		struct frame f;
+		size_t n = (size_t)(20 + 50 * i);
+
+		memset(msg, 'a' + i, n);
+		if (i == 3)	/* wslay refuses a control frame over 125 bytes */
+			ASSERT_LT(ws_codec_send(w, OP_PING, big, sizeof(big)), 0);
+		ASSERT_EQ(ws_codec_send(w, OP_TEXT, msg, n), WS_OK);
+		ASSERT_UEQ(parse_frame((uint8_t *)buf_head(o), buf_pending(o), &f),
+		    buf_pending(o));
+		ASSERT_EQ(f.masked, w == &cl);
+		ASSERT_EQ(f.op, OP_TEXT);
+		ASSERT_UEQ(f.len, n);
+		ASSERT_MEM_EQ(f.data, msg, n);
+		free(f.data);
+		buf_consume(o, buf_pending(o));
+	}
+	ws_codec_free(&cl);
+	ws_codec_free(&sv);
+	buf_free(&out_c);
+	buf_free(&out_s);
+}
