@@ -38,26 +38,12 @@
  */
 #include "proto/twilio.h"
 #include "proto/jscan.h"
+#include "proto/b64.h"
 
 #include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* 1 for the 64 characters of the standard base64 alphabet. */
-static const unsigned char b64_ok[256] = {
-	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
-	['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
-	['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-	['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-	['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
-	['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-	['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
-	['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1,
-	['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-	['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
-};
 
 static const char *const tw_event_names[] = {
 	[TW_UNKNOWN] = "unknown",
@@ -68,33 +54,6 @@ static const char *const tw_event_names[] = {
 	[TW_MARK] = "mark",
 	[TW_STOP] = "stop",
 };
-
-long
-b64_decoded_len(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i, body, pad = 0;
-
-	if (len % 4 != 0 || len / 4 > LONG_MAX / 3)
-		return -1;
-	if (len == 0)
-		return 0;
-	if (p[len - 1] == '=') {
-		pad = 1;
-		if (p[len - 2] == '=')
-			pad = 2;
-	}
-	body = len - pad;
-	/* four at a time: payloads are hundreds of characters */
-	for (i = 0; i + 4 <= body; i += 4)
-		if (!(b64_ok[p[i]] & b64_ok[p[i + 1]] & b64_ok[p[i + 2]] &
-		    b64_ok[p[i + 3]]))
-			return -1;
-	for (; i < body; i++)
-		if (!b64_ok[p[i]])
-			return -1;
-	return (long)(len / 4 * 3 - pad);
-}
 
 const char *
 tw_strerror(int err)

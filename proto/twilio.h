@@ -93,9 +93,8 @@ const char *tw_event_name(enum tw_event e);
 /* customParameters lookup; NULL when absent. */
 const char *tw_param(const struct tw_msg *m, const char *name);
 
-/* Validate a base64 payload (standard alphabet, padding only at the end,
- * length a multiple of 4) and return its decoded length, or -1. */
-long b64_decoded_len(const char *s, size_t len);
+/* b64_decoded_len() checks a base64 payload: see proto/b64.h. */
+#include "proto/b64.h"
 
 /*
  * Builders.  Each writes one JSON message into out and returns its length,
