@@ -69,7 +69,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
 
 BENCH_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard test/bench/*.c))
 BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
-             $(B)/proto/ws_util.o
+             $(B)/proto/ws_util.o $(B)/proto/b64.o
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
 

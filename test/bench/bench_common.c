@@ -89,80 +89,6 @@ bench_recv_ts(int fd, void *buf, size_t len, int64_t real_minus_mono,
 
 /* ---------------------------------------------------------------- */
 
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t
-bench_b64_encode(const uint8_t *in, size_t n, char *out)
-{
-	size_t i;
-	char *o = out;
-
-	for (i = 0; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-		    in[i + 2];
-		*o++ = b64_chars[v >> 18];
-		*o++ = b64_chars[(v >> 12) & 63];
-		*o++ = b64_chars[(v >> 6) & 63];
-		*o++ = b64_chars[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		*o++ = b64_chars[v >> 18];
-		*o++ = b64_chars[(v >> 12) & 63];
-		*o++ = '=';
-		*o++ = '=';
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		*o++ = b64_chars[v >> 18];
-		*o++ = b64_chars[(v >> 12) & 63];
-		*o++ = b64_chars[(v >> 6) & 63];
-		*o++ = '=';
-	}
-	return (size_t)(o - out);
-}
-
-static int
-b64_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-long
-bench_b64_decode(const char *in, size_t n, uint8_t *out)
-{
-	long w = 0;
-
-	for (size_t i = 0; i + 4 <= n; i += 4) {
-		int a = b64_val((unsigned char)in[i]);
-		int b = b64_val((unsigned char)in[i + 1]);
-		int c = in[i + 2] == '=' ? 0 : b64_val((unsigned char)in[i + 2]);
-		int d = in[i + 3] == '=' ? 0 : b64_val((unsigned char)in[i + 3]);
-		if (a < 0 || b < 0 || c < 0 || d < 0)
-			return -1;
-		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
-		    (uint32_t)c << 6 | (uint32_t)d;
-		out[w++] = (uint8_t)(v >> 16);
-		if (in[i + 2] != '=')
-			out[w++] = (uint8_t)(v >> 8);
-		if (in[i + 3] != '=')
-			out[w++] = (uint8_t)v;
-	}
-	return w;
-}
-
-/* ---------------------------------------------------------------- */
-
 size_t
 bws_header(uint8_t *out, int opcode, uint64_t len, const uint8_t *mask)
 {
@@ -262,7 +188,7 @@ bws_accept(const char *key, char out[29])
 	memcpy(in + kl, guid, sizeof(guid) - 1);
 	if (mbedtls_sha1_ret(in, kl + sizeof(guid) - 1, sha) != 0)
 		return -1;
-	out[bench_b64_encode(sha, 20, out)] = '\0';
+	b64_encode(sha, 20, out);
 	return 0;
 }
 

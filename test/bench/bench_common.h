@@ -21,13 +21,8 @@ uint64_t bench_now_ns(void);
  * soft limit. */
 long bench_raise_nofile(void);
 
-/* ---- base64 (standard alphabet, padded) ---- */
-
-/* Writes 4 * ceil(n / 3) characters (no NUL); returns that count. */
-size_t bench_b64_encode(const uint8_t *in, size_t n, char *out);
-/* Decodes exactly the whole groups of in[0..n) (n a multiple of 4);
- * returns the bytes written, or -1 on a character outside the alphabet. */
-long bench_b64_decode(const char *in, size_t n, uint8_t *out);
+/* base64: b64_encode() and b64_decode() of proto/b64.h */
+#include "proto/b64.h"
 
 /* ---- WebSocket framing ---- */
 

@@ -558,7 +558,7 @@ send_frame(struct call *c, uint64_t now)
 	PUT_LIT(p, k, "\",\"timestamp\":\"");
 	k += bench_utoa((uint64_t)n * 20, p + k);
 	PUT_LIT(p, k, "\",\"payload\":\"");
-	k += bench_b64_encode(hb, 9, p + k);
+	k += b64_encode(hb, 9, p + k);
 	memcpy(p + k, fill_b64, FRAME_B64 - 12);
 	k += FRAME_B64 - 12;
 	PUT_LIT(p, k, "\"},\"streamSid\":\"MZ");
@@ -733,7 +733,7 @@ on_echo(struct call *c, const char *b64, size_t len, uint64_t now,
 		return;
 	}
 	memcpy(raw, c->carry, c->ncarry);
-	if ((got = bench_b64_decode(b64, len, raw + c->ncarry)) != (long)bytes) {
+	if ((got = b64_decode(b64, len, raw + c->ncarry)) != (long)bytes) {
 		G.st->frames_bad++;
 		c->ncarry = 0;
 		return;
@@ -1126,7 +1126,7 @@ poll_cb(uv_poll_t *h, int status, int events)
 			uint64_t r = bench_rand(&G.rng);
 			memcpy(rnd + i, &r, 8);
 		}
-		c->ws_key[bench_b64_encode(rnd, 16, c->ws_key)] = '\0';
+		b64_encode(rnd, 16, c->ws_key);
 		len = snprintf(req_text, sizeof(req_text),
 		    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
 		    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
@@ -1974,7 +1974,7 @@ main(int argc, char **argv)
 
 	for (int i = 0; i < FRAME_BYTES; i++)
 		fill[i] = (uint8_t)(0x80 ^ ((i * 37 + 11) & 0x7f));
-	fill_b64[bench_b64_encode(fill + 9, FRAME_BYTES - 9, fill_b64)] = '\0';
+	b64_encode(fill + 9, FRAME_BYTES - 9, fill_b64);
 	memcpy(fill_raw, fill, FRAME_BYTES);
 
 	TL = mmap(NULL, sizeof(struct timeline) + sizeof(struct gstats) *
