@@ -9,8 +9,7 @@
 static const char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* The value of each alphabet character; -1 for every other byte. */
-static const int8_t dec[256] = {
+const int8_t b64_value[256] = {
 #define N16 -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
 	N16, N16,
 	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
@@ -41,11 +40,11 @@ b64_decoded_len(const char *s, size_t len)
 	body = len - pad;
 	/* four at a time: payloads are hundreds of characters */
 	for (i = 0; i + 4 <= body; i += 4)
-		if ((dec[p[i]] | dec[p[i + 1]] | dec[p[i + 2]] |
-		    dec[p[i + 3]]) < 0)
+		if ((b64_value[p[i]] | b64_value[p[i + 1]] | b64_value[p[i + 2]] |
+		    b64_value[p[i + 3]]) < 0)
 			return -1;
 	for (; i < body; i++)
-		if (dec[p[i]] < 0)
+		if (b64_value[p[i]] < 0)
 			return -1;
 	return (long)(len / 4 * 3 - pad);
 }
@@ -97,22 +96,22 @@ b64_decode(const char *in, size_t len, unsigned char *out)
 	/* every group but the last: no padding there */
 	body = len - 4;
 	for (i = 0; i < body; i += 4) {
-		uint32_t v = (uint32_t)dec[p[i]] << 18 |
-		    (uint32_t)dec[p[i + 1]] << 12 |
-		    (uint32_t)dec[p[i + 2]] << 6 | (uint32_t)dec[p[i + 3]];
+		uint32_t v = (uint32_t)b64_value[p[i]] << 18 |
+		    (uint32_t)b64_value[p[i + 1]] << 12 |
+		    (uint32_t)b64_value[p[i + 2]] << 6 | (uint32_t)b64_value[p[i + 3]];
 		o[0] = (unsigned char)(v >> 16);
 		o[1] = (unsigned char)(v >> 8);
 		o[2] = (unsigned char)v;
 		o += 3;
 	}
 	/* the last group, padded or not (checked above) */
-	uint32_t v = (uint32_t)dec[p[i]] << 18 | (uint32_t)dec[p[i + 1]] << 12;
+	uint32_t v = (uint32_t)b64_value[p[i]] << 18 | (uint32_t)b64_value[p[i + 1]] << 12;
 	*o++ = (unsigned char)(v >> 16);
 	if (p[i + 2] != '=') {
-		v |= (uint32_t)dec[p[i + 2]] << 6;
+		v |= (uint32_t)b64_value[p[i + 2]] << 6;
 		*o++ = (unsigned char)(v >> 8);
 		if (p[i + 3] != '=') {
-			v |= (uint32_t)dec[p[i + 3]];
+			v |= (uint32_t)b64_value[p[i + 3]];
 			*o++ = (unsigned char)v;
 		}
 	}

@@ -10,6 +10,10 @@
 #define VR_PROTO_B64_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* The value of each character of the alphabet; -1 for every other byte. */
+extern const int8_t b64_value[256];
 
 /* Bytes that len characters decode to, or -1 if they are not standard
  * base64: the alphabet, a multiple of 4, '=' only as the last one or two. */

@@ -2,6 +2,7 @@
  * jscan.c — see jscan.h.
  */
 #include "proto/jscan.h"
+#include "proto/b64.h"
 
 /* 1 for bytes that may stand in a string the scanner takes: printable
  * ASCII other than the quote and the backslash. */
@@ -41,21 +42,6 @@ jscan_string(struct jscan *s, const char **str, size_t *len)
 	return JSCAN_OK;
 }
 
-/* 1 for the standard base64 alphabet. */
-static const unsigned char b64[256] = {
-	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
-	['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
-	['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-	['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-	['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
-	['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
-	['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
-	['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['0'] = 1, ['1'] = 1,
-	['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-	['8'] = 1, ['9'] = 1, ['+'] = 1, ['/'] = 1,
-};
-
 int
 jscan_b64(struct jscan *s, const char **str, size_t *len, size_t *bytes)
 {
@@ -67,9 +53,10 @@ jscan_b64(struct jscan *s, const char **str, size_t *len, size_t *bytes)
 	start = q = (const unsigned char *)s->p;
 	end = (const unsigned char *)s->end;
 	/* four at a time: the payloads are hundreds of characters */
-	while (end - q >= 4 && (b64[q[0]] & b64[q[1]] & b64[q[2]] & b64[q[3]]))
+	while (end - q >= 4 && (b64_value[q[0]] | b64_value[q[1]] |
+	    b64_value[q[2]] | b64_value[q[3]]) >= 0)
 		q += 4;
-	while (q < end && b64[*q])
+	while (q < end && b64_value[*q] >= 0)
 		q++;
 	while (q < end && *q == '=' && pad < 2) {
 		q++;

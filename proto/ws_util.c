@@ -11,13 +11,6 @@
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_LEN	24	/* base64 of 16 bytes */
 
-static int
-b64_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
 /*
  * 16 bytes encode to 22 characters and "==".  The unused low bits of the
  * last character are not checked, as most servers do not.
@@ -25,14 +18,9 @@ b64_char(char c)
 static int
 client_key_valid(const char *key)
 {
-	int i;
-
 	if (key == NULL || strnlen(key, WS_KEY_LEN + 1) != WS_KEY_LEN)
 		return 0;
-	for (i = 0; i < WS_KEY_LEN - 2; i++)
-		if (!b64_char(key[i]))
-			return 0;
-	return key[22] == '=' && key[23] == '=';
+	return b64_decoded_len(key, WS_KEY_LEN) == 16;
 }
 
 int
