@@ -691,7 +691,6 @@ relay_tick(struct call *c, uint64_t now)
 {
 	struct relay *r = &c->relay;
 
-	relay_batch_due(c, now);	/* the batch timer's backstop */
 	if (r->session_expires != 0 &&
 	    wall_ms() / 1000 + EXPIRY_MARGIN_S >= r->session_expires) {
 		log_set_call(call_sid_of(c));
