@@ -47,6 +47,23 @@ test_tmpdir(void)
 	return tmpdir;
 }
 
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ULL;
+
+void
+test_rnd_seed(uint64_t seed)
+{
+	rnd_state = seed ? seed : 0x9E3779B97F4A7C15ULL;
+}
+
+unsigned
+test_rnd(unsigned n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return n ? (unsigned)(rnd_state % n) : 0;
+}
+
 void
 test_mutate(char *buf, size_t *len, size_t cap, unsigned *seed)
 {

@@ -20,6 +20,10 @@ void test_register(const char *name, const char *file, test_fn_cb fn, int timeou
  * inserted, drawn from characters that matter to JSON and base64.
  * *seed is the state of a small LCG, so a run is repeatable. */
 void test_mutate(char *buf, size_t *len, size_t cap, unsigned *seed);
+/* A repeatable random number below n (0 for n = 0), from an xorshift
+ * generator; a test that uses it seeds it first. */
+void     test_rnd_seed(uint64_t seed);
+unsigned test_rnd(unsigned n);
 /* A scratch directory unique to the running test (created on first use). */
 const char *test_tmpdir(void);
 

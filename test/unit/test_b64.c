@@ -8,27 +8,17 @@
 
 #include <mbedtls/base64.h>
 
-static uint64_t rs = 0x9E3779B97F4A7C15ULL;
-
-static unsigned
-rnd(unsigned n)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return (unsigned)(rs % n);
-}
-
 TEST(b64_matches_mbedtls)
 {
 	unsigned char raw[300], back[300];
 	char enc[420], menc[420];
 	size_t mlen;
 
+	test_rnd_seed(1);
 	for (int round = 0; round < 20; round++)
 		for (size_t n = 0; n <= sizeof(raw); n++) {
 			for (size_t i = 0; i < n; i++)
-				raw[i] = (unsigned char)rnd(256);
+				raw[i] = (unsigned char)test_rnd(256);
 			size_t el = b64_encode(raw, n, enc);
 			ASSERT_EQ(mbedtls_base64_encode((unsigned char *)menc,
 			    sizeof(menc), &mlen, raw, n), 0);
@@ -52,25 +42,26 @@ TEST(b64_damaged_strings)
 	size_t mlen;
 	int refused = 0;
 
+	test_rnd_seed(2);
 	for (int round = 0; round < 20000; round++) {
-		size_t n = rnd(sizeof(raw));
+		size_t n = test_rnd(sizeof(raw));
 		for (size_t i = 0; i < n; i++)
-			raw[i] = (unsigned char)rnd(256);
+			raw[i] = (unsigned char)test_rnd(256);
 		size_t el = b64_encode(raw, n, enc);
-		switch (rnd(3)) {
+		switch (test_rnd(3)) {
 		case 0:
 			if (el > 0)
-				enc[rnd((unsigned)el)] = pick[rnd(sizeof(pick) - 1)];
+				enc[test_rnd((unsigned)el)] = pick[test_rnd(sizeof(pick) - 1)];
 			break;
 		case 1:
 			if (el > 0) {
-				size_t at = rnd((unsigned)el);
+				size_t at = test_rnd((unsigned)el);
 				memmove(enc + at, enc + at + 1, el - at);
 				el--;
 			}
 			break;
 		default:
-			enc[el++] = pick[rnd(sizeof(pick) - 1)];
+			enc[el++] = pick[test_rnd(sizeof(pick) - 1)];
 			break;
 		}
 		long got = b64_decode(enc, el, ours);

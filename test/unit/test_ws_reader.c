@@ -27,17 +27,6 @@ struct rlog {
 	int		 err_piece;	/* piece where the stream was refused, or -1 */
 };
 
-static uint64_t rs;
-
-static uint32_t
-rnd(uint32_t n)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return n ? (uint32_t)(rs % n) : 0;
-}
-
 static void
 log_free(struct rlog *l)
 {
@@ -66,32 +55,32 @@ log_begin(struct rlog *l, uint8_t op, uint8_t fin, uint8_t rsv,
 static void
 make_stream(struct buf *b)
 {
-	int nframes = 1 + (int)rnd(8);
+	int nframes = 1 + (int)test_rnd(8);
 
 	for (int k = 0; k < nframes; k++) {
 		uint8_t h[14], key[4];
 		size_t hl = 0, n;
-		int masked = (int)rnd(2), form;
-		uint8_t op = (uint8_t)rnd(16);
+		int masked = (int)test_rnd(2), form;
+		uint8_t op = (uint8_t)test_rnd(16);
 
 		static const size_t edge[] = { 1, 125, 126, 127, 65535, 65536 };
 
-		switch (rnd(7)) {
+		switch (test_rnd(7)) {
 		case 0: n = 0; break;
-		case 5: n = edge[rnd(6)]; break;
-		case 1: n = rnd(126); break;
-		case 2: n = 126 + rnd(400); break;
-		case 3: n = rnd(4) ? rnd(9000) : 65536 + rnd(3000); break;
-		default: n = 100 + rnd(300); break;	/* media-sized */
+		case 5: n = edge[test_rnd(6)]; break;
+		case 1: n = test_rnd(126); break;
+		case 2: n = 126 + test_rnd(400); break;
+		case 3: n = test_rnd(4) ? test_rnd(9000) : 65536 + test_rnd(3000); break;
+		default: n = 100 + test_rnd(300); break;	/* media-sized */
 		}
-		if ((op & 8) && rnd(4))
-			n = rnd(126);		/* control frames mostly legal */
+		if ((op & 8) && test_rnd(4))
+			n = test_rnd(126);		/* control frames mostly legal */
 		/* the length's form: shortest, or a longer one sometimes */
 		form = n < 126 ? 0 : n < 65536 ? 1 : 2;
-		if (rnd(12) == 0 && form < 2)
+		if (test_rnd(12) == 0 && form < 2)
 			form++;
-		h[hl++] = (uint8_t)((rnd(6) ? 0x80 : 0) |
-		    (rnd(10) ? 0 : rnd(8) << 4) | op);
+		h[hl++] = (uint8_t)((test_rnd(6) ? 0x80 : 0) |
+		    (test_rnd(10) ? 0 : test_rnd(8) << 4) | op);
 		if (form == 0)
 			h[hl++] = (uint8_t)((masked ? 0x80 : 0) | n);
 		else if (form == 1) {
@@ -101,27 +90,27 @@ make_stream(struct buf *b)
 		} else {
 			uint64_t L = n;
 			h[hl++] = (uint8_t)((masked ? 0x80 : 0) | 127);
-			if (rnd(20) == 0)
+			if (test_rnd(20) == 0)
 				L |= UINT64_C(1) << 63;
 			for (int i = 7; i >= 0; i--)
 				h[hl++] = (uint8_t)(L >> (8 * i));
 		}
 		if (masked) {
 			for (int i = 0; i < 4; i++)
-				key[i] = (uint8_t)rnd(256);
+				key[i] = (uint8_t)test_rnd(256);
 			memcpy(h + hl, key, 4);
 			hl += 4;
 		}
 		ASSERT_EQ(buf_append(b, h, hl), 0);
 		for (size_t i = 0; i < n; i++) {
 			/* mostly ASCII, sometimes any byte */
-			uint8_t c = (uint8_t)(rnd(30) ? 32 + rnd(95) : rnd(256));
+			uint8_t c = (uint8_t)(test_rnd(30) ? 32 + test_rnd(95) : test_rnd(256));
 			ASSERT_EQ(buf_append(b, &c, 1), 0);
 		}
 	}
-	if (rnd(8) == 0) {	/* a stray byte or two at the end */
-		uint8_t junk[2] = { (uint8_t)rnd(256), (uint8_t)rnd(256) };
-		ASSERT_EQ(buf_append(b, junk, 1 + rnd(2)), 0);
+	if (test_rnd(8) == 0) {	/* a stray byte or two at the end */
+		uint8_t junk[2] = { (uint8_t)test_rnd(256), (uint8_t)test_rnd(256) };
+		ASSERT_EQ(buf_append(b, junk, 1 + test_rnd(2)), 0);
 	}
 }
 
@@ -296,7 +285,7 @@ TEST_T(ws_reader_agrees_with_wslay, 60)
 	struct rlog a, b;
 	int refused = 0, frames = 0;
 
-	rs = 0x2545F4914F6CDD1DULL;
+	test_rnd_seed(0x2545F4914F6CDD1DULL);
 	for (int round = 0; round < 3000; round++) {
 		struct buf in;
 		size_t cuts[40];
@@ -314,7 +303,7 @@ TEST_T(ws_reader_agrees_with_wslay, 60)
 			np = total < 38 ? (int)total : 38;
 			break;
 		default:
-			np = 1 + (int)rnd(38);
+			np = 1 + (int)test_rnd(38);
 			break;
 		}
 		if (np < 1)
@@ -322,7 +311,7 @@ TEST_T(ws_reader_agrees_with_wslay, 60)
 		cuts[0] = 0;
 		cuts[np] = total;
 		for (int i = 1; i < np; i++) {
-			size_t r = round % 3 == 1 ? (size_t)i : rnd((uint32_t)total + 1);
+			size_t r = round % 3 == 1 ? (size_t)i : test_rnd((uint32_t)total + 1);
 			cuts[i] = r;
 		}
 		/* sorted cut points */
