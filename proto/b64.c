@@ -89,31 +89,43 @@ b64_decode(const char *in, size_t len, unsigned char *out)
 	const unsigned char *p = (const unsigned char *)in;
 	unsigned char *o = out;
 	size_t i, body;
-	long n;
+	int bad = 0;
 
-	if ((n = b64_decoded_len(in, len)) <= 0)
-		return n;
+	/* length and padding first; the alphabet is checked as we go */
+	if (len % 4 != 0 || len / 4 > LONG_MAX / 3)
+		return -1;
+	if (len == 0)
+		return 0;
 	/* every group but the last: no padding there */
 	body = len - 4;
 	for (i = 0; i < body; i += 4) {
-		uint32_t v = (uint32_t)b64_value[p[i]] << 18 |
-		    (uint32_t)b64_value[p[i + 1]] << 12 |
-		    (uint32_t)b64_value[p[i + 2]] << 6 | (uint32_t)b64_value[p[i + 3]];
+		int a = b64_value[p[i]], b = b64_value[p[i + 1]],
+		    c = b64_value[p[i + 2]], d = b64_value[p[i + 3]];
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
+		    (uint32_t)c << 6 | (uint32_t)d;
+		bad |= a | b | c | d;
 		o[0] = (unsigned char)(v >> 16);
 		o[1] = (unsigned char)(v >> 8);
 		o[2] = (unsigned char)v;
 		o += 3;
 	}
-	/* the last group, padded or not (checked above) */
-	uint32_t v = (uint32_t)b64_value[p[i]] << 18 | (uint32_t)b64_value[p[i + 1]] << 12;
+	/* the last group: "xxxx", "xxx=" or "xx==" */
+	int a = b64_value[p[i]], b = b64_value[p[i + 1]];
+	uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12;
+	bad |= a | b;
 	*o++ = (unsigned char)(v >> 16);
 	if (p[i + 2] != '=') {
-		v |= (uint32_t)b64_value[p[i + 2]] << 6;
+		int c = b64_value[p[i + 2]];
+		bad |= c;
+		v |= (uint32_t)c << 6;
 		*o++ = (unsigned char)(v >> 8);
 		if (p[i + 3] != '=') {
-			v |= (uint32_t)b64_value[p[i + 3]];
+			int d = b64_value[p[i + 3]];
+			bad |= d;
+			v |= (uint32_t)d;
 			*o++ = (unsigned char)v;
 		}
-	}
-	return (long)(o - out);
+	} else if (p[i + 3] != '=')
+		bad = -1;		/* "xx=x" */
+	return bad < 0 ? -1 : (long)(o - out);
 }

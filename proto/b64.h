@@ -21,9 +21,10 @@ long   b64_decoded_len(const char *s, size_t len);
 /* Encode n bytes into out (4 * ceil(n / 3) characters and a NUL); returns
  * the characters written, NUL not counted. */
 size_t b64_encode(const unsigned char *in, size_t n, char *out);
-/* Decode len characters into out (room for len / 4 * 3 bytes); returns the
- * bytes written, or -1 under b64_decoded_len()'s rule.  The unused low bits
- * of a padded last group are not checked. */
+/* Decode len characters into out (room for len / 4 * 3 bytes) in one pass
+ * that also checks them; returns the bytes written, or -1 under
+ * b64_decoded_len()'s rule (out then holds junk).  The unused low bits of
+ * a padded last group are not checked. */
 long   b64_decode(const char *in, size_t len, unsigned char *out);
 
 #endif
