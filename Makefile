@@ -73,7 +73,7 @@ BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
 
-.PHONY: all check check-sanitize unit integration peers clean install demo deps test settings deb \
+.PHONY: all check check-sanitize unit integration peers clean install demo deps test settings deb bench-tools \
         bench
 all: $(B)/voxrelay
 
@@ -134,7 +134,9 @@ integration: $(B)/voxrelay
 peers:
 	/usr/bin/python3 test/peers/test_peers_selftest.py
 
-check: unit peers fuzz-replay integration
+# bench-tools: the benchmark's programs are only run by make bench, but they
+# link against proto/, so check builds them to keep them linking.
+check: unit peers fuzz-replay integration bench-tools
 
 # Fuzzing (test/fuzz/; README "Fuzzing").  make fuzz builds one libFuzzer
 # program per target with clang, AddressSanitizer and UBSan into
@@ -225,7 +227,9 @@ $(B)/bench/%: $(B)/test/bench/%.o $(BENCH_LIB)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
 
-bench: $(B)/voxrelay $(B)/bench/loadgen $(B)/bench/fake_upstream
+bench-tools: $(B)/bench/loadgen $(B)/bench/fake_upstream
+
+bench: $(B)/voxrelay bench-tools
 	/usr/bin/python3 test/bench/bench.py --build $(B) $(BENCH_ARGS)
 
 # The whole suite once more on a build with AddressSanitizer and
