@@ -1,8 +1,9 @@
 /*
- * front.c — the listening socket and the master's HTTP connections.
+ * front.c — the listening sockets and the master's HTTP connections.
  *
- * The listener is polled by hand (uv_poll_t + accept4) rather than through
- * uv_listen, so the master can stop accepting when it runs out of
+ * Two listeners, the public one and the operator's (master.h), go through
+ * the same code.  Each is polled by hand (uv_poll_t + accept4) rather than
+ * through uv_listen, so the master can stop accepting when it runs out of
  * descriptors or reaches MAX_HTTP_CONNECTIONS, and resume a second later,
  * instead of spinning on EMFILE.  Each connection parses requests with
  * llhttp (proto/http.c), answers them in order, and either stays open
@@ -45,6 +46,7 @@ struct conn {
 	int		 in_request;	/* bytes of a request seen */
 	int		 head_only;	/* the request being answered is HEAD */
 	int		 read_paused;	/* answers queued: stop reading */
+	enum listener_kind listener;	/* accepted on: what it may ask for */
 	char		 peer[64];
 	uint64_t	 accepted_us;
 	/* bytes read past an upgrade request's headers */
@@ -63,6 +65,12 @@ conn_peer(const struct conn *c)
 	return c->peer;
 }
 
+enum listener_kind
+conn_listener(const struct conn *c)
+{
+	return c->listener;
+}
+
 void
 conn_no_keepalive(struct conn *c)
 {
@@ -76,10 +84,14 @@ conn_keep_alive(const struct conn *c)
 }
 
 /* ---------------------------------------------------------------- */
-/* listener */
+/* listeners */
 
-int
-front_listen(struct master *m)
+/* The keys that place a listener, for the messages. */
+static const char *const ls_bind_key[LS__COUNT] = { "BIND", "ADMIN_BIND" };
+static const char *const ls_port_key[LS__COUNT] = { "PORT", "ADMIN_PORT" };
+
+static int
+listen_one(struct listener *l, const char *addr, int portnum)
 {
 	struct addrinfo hints, *res = NULL;
 	char port[16];
@@ -89,10 +101,10 @@ front_listen(struct master *m)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", m->conf.port);
-	if ((rc = getaddrinfo(m->conf.bind, port, &hints, &res)) != 0) {
-		log_warnx("BIND %s: not a numeric address: %s", m->conf.bind,
-		    gai_strerror(rc));
+	snprintf(port, sizeof(port), "%d", portnum);
+	if ((rc = getaddrinfo(addr, port, &hints, &res)) != 0) {
+		log_warnx("%s %s: not a numeric address: %s", ls_bind_key[l->kind],
+		    addr, gai_strerror(rc));
 		return -1;
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -108,16 +120,27 @@ front_listen(struct master *m)
 	if (listen(fd, 1024) != 0)
 		goto fail;
 	freeaddrinfo(res);
-	m->lfd = fd;
-	/* one descriptor held back, given up when accept() hits EMFILE */
-	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	l->fd = fd;
 	return 0;
 fail:
-	log_warn("listen on %s port %d", m->conf.bind, m->conf.port);
+	log_warn("listen on %s port %d (%s, %s)", addr, portnum,
+	    ls_bind_key[l->kind], ls_port_key[l->kind]);
 	if (fd >= 0)
 		close(fd);
 	freeaddrinfo(res);
 	return -1;
+}
+
+int
+front_listen(struct master *m)
+{
+	if (listen_one(&m->ls[LS_PUBLIC], m->conf.bind, m->conf.port) != 0 ||
+	    listen_one(&m->ls[LS_ADMIN], m->conf.admin_bind,
+	    m->conf.admin_port) != 0)
+		return -1;
+	/* one descriptor held back, given up when accept() hits EMFILE */
+	m->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return 0;
 }
 
 static void
@@ -184,7 +207,7 @@ conn_arm_timer(struct conn *c)
 }
 
 static void
-front_accept_one(struct master *m, int fd)
+front_accept_one(struct master *m, struct listener *l, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	int one = 1;
@@ -196,6 +219,7 @@ front_accept_one(struct master *m, int fd)
 		return;
 	}
 	c->magic = CONN_MAGIC;
+	c->listener = l->kind;
 	c->accepted_us = mono_us();
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	peer_name(fd, c->peer, sizeof(c->peer));
@@ -227,7 +251,8 @@ accept_resume_cb(uv_timer_t *t)
 static void
 listen_cb(uv_poll_t *p, int status, int events)
 {
-	struct master *m = p->data;
+	struct listener *l = p->data;
+	struct master *m = &M;
 
 	for (int i = 0; i < 64; i++) {
 		if (m->nconns >= (unsigned)m->conf.max_http_connections) {
@@ -246,9 +271,9 @@ listen_cb(uv_poll_t *p, int status, int events)
 			front_stop(m);
 			return;
 		}
-		int fd = accept4(m->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			front_accept_one(m, fd);
+			front_accept_one(m, l, fd);
 			continue;
 		}
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
@@ -263,7 +288,7 @@ listen_cb(uv_poll_t *p, int status, int events)
 			if (m->reserve_fd >= 0) {
 				close(m->reserve_fd);
 				m->reserve_fd = -1;
-				fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC);
+				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0)
 					close(fd);
 			}
@@ -279,34 +304,47 @@ listen_cb(uv_poll_t *p, int status, int events)
 	}
 }
 
+/* Accept on every listener, unless at the cap or backing off. */
 void
 front_start(struct master *m)
 {
-	if (m->accepting || m->lfd < 0 || m->stopping)
+	if (m->stopping)
 		return;
 	if (m->nconns >= (unsigned)m->conf.max_http_connections)
 		return;
+	if (!m->accept_init) {
+		uv_timer_init(m->loop, &m->accept_pause);
+		m->accept_pause.data = m;
+		m->accept_init = 1;
+	}
 	if (uv_is_active((uv_handle_t *)&m->accept_pause))
 		return;
-	if (!uv_is_active((uv_handle_t *)&m->lpoll)) {
-		if (m->lpoll.data == NULL) {
-			uv_poll_init(m->loop, &m->lpoll, m->lfd);
-			uv_timer_init(m->loop, &m->accept_pause);
-			m->lpoll.data = m;
-			m->accept_pause.data = m;
+	for (int i = 0; i < LS__COUNT; i++) {
+		struct listener *l = &m->ls[i];
+
+		if (l->accepting || l->fd < 0)
+			continue;
+		if (!l->poll_init) {
+			uv_poll_init(m->loop, &l->poll, l->fd);
+			l->poll.data = l;
+			l->poll_init = 1;
 		}
+		uv_poll_start(&l->poll, UV_READABLE, listen_cb);
+		l->accepting = 1;
 	}
-	uv_poll_start(&m->lpoll, UV_READABLE, listen_cb);
-	m->accepting = 1;
 }
 
 void
 front_stop(struct master *m)
 {
-	if (!m->accepting)
-		return;
-	uv_poll_stop(&m->lpoll);
-	m->accepting = 0;
+	for (int i = 0; i < LS__COUNT; i++) {
+		struct listener *l = &m->ls[i];
+
+		if (!l->accepting)
+			continue;
+		uv_poll_stop(&l->poll);
+		l->accepting = 0;
+	}
 }
 
 /* ---------------------------------------------------------------- */

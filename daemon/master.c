@@ -345,6 +345,26 @@ reload(struct master *m)
 		free(nc.bind);
 		nc.bind = strdup(m->conf.bind);
 	}
+	if (nc.admin_port != m->conf.admin_port ||
+	    strcmp(nc.admin_bind, m->conf.admin_bind) != 0) {
+		log_warnx("reload: ADMIN_BIND/ADMIN_PORT changes need a restart; "
+		    "still listening on %s port %d", m->conf.admin_bind,
+		    m->conf.admin_port);
+		nc.admin_port = m->conf.admin_port;
+		free(nc.admin_bind);
+		nc.admin_bind = strdup(m->conf.admin_bind);
+	}
+	/* the listener stays where it is: it must not lose its token there */
+	if (nc.admin_bind == NULL || nc.bind == NULL ||
+	    (nc.admin_token[0] == '\0' &&
+	    !conf_addr_is_loopback(nc.admin_bind))) {
+		log_warnx("reload: ADMIN_BIND: %s is not a loopback address and "
+		    "ADMIN_TOKEN is empty", m->conf.admin_bind);
+		log_warnx("reload refused; the running configuration stays in force");
+		persona_set_free(&np);
+		conf_free(&nc);
+		return;
+	}
 	if ((unsigned)nc.max_ws_connections > m->shm.hdr->sh_ncalls) {
 		log_warnx("reload: MAX_WEBSOCKET_CONNECTIONS above %u needs a "
 		    "restart; using %u", m->shm.hdr->sh_ncalls, m->shm.hdr->sh_ncalls);
@@ -583,7 +603,10 @@ master_run(struct master *m)
 	int rc;
 
 	m->loop = uv_default_loop();
-	m->lfd = -1;
+	for (int i = 0; i < LS__COUNT; i++) {
+		m->ls[i].kind = (enum listener_kind)i;
+		m->ls[i].fd = -1;
+	}
 	m->reserve_fd = -1;
 	for (int i = 0; i < SHM_MAX_WORKERS; i++) {
 		m->w[i].chan = -1;
@@ -620,6 +643,9 @@ master_run(struct master *m)
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
 	    VOXRELAY_VERSION, m->conf.bind, m->conf.port, m->conf.workers,
 	    (int)getpid());
+	log_info("admin endpoints on %s port %d, %s", m->conf.admin_bind,
+	    m->conf.admin_port, m->conf.admin_token[0] ? "ADMIN_TOKEN required" :
+	    "no ADMIN_TOKEN (loopback only)");
 	if (m->conf.stream_secret_random)
 		log_info("STREAM_SECRET is not set: using a random one for this run");
 

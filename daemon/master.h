@@ -18,6 +18,28 @@
 #include "personas/persona.h"
 #include "shm/shm.h"
 
+/*
+ * The master listens twice: on BIND:PORT for Twilio (the webhook, the
+ * media streams, a bare liveness check) and on ADMIN_BIND:ADMIN_PORT for
+ * the operator (/health, /metrics, /dashboard, /usage-data, /api/...).
+ * Both share one accept loop, one connection cap and one descriptor
+ * reserve; each connection remembers which one it came in on, and only
+ * that decides what it may ask for.
+ */
+enum listener_kind {
+	LS_PUBLIC,
+	LS_ADMIN,
+	LS__COUNT
+};
+
+struct listener {
+	enum listener_kind	 kind;
+	int			 fd;		/* -1 until front_listen() */
+	uv_poll_t		 poll;
+	int			 poll_init;
+	int			 accepting;	/* poll started */
+};
+
 /* What the master keeps about one worker slot (the slot in shm is what
  * everybody else sees). */
 struct worker_proc {
@@ -46,9 +68,8 @@ struct master {
 	char			 conf_path[1024];
 
 	/* listening */
-	int			 lfd;
-	uv_poll_t		 lpoll;
-	int			 accepting;	/* lpoll started */
+	struct listener		 ls[LS__COUNT];
+	int			 accept_init;
 	uv_timer_t		 accept_pause;	/* EMFILE back-off */
 	int			 reserve_fd;	/* released on EMFILE */
 	unsigned		 nconns;
@@ -85,7 +106,7 @@ void master_count(enum shm_counter c);
 int  master_pick_worker(struct master *m, uint64_t skip);
 unsigned master_streams_in_use(struct master *m);
 
-/* front.c: listener and HTTP connections */
+/* front.c: listeners and HTTP connections */
 int  front_listen(struct master *m);
 void front_start(struct master *m);
 void front_stop(struct master *m);
@@ -101,6 +122,8 @@ int  conn_keep_alive(const struct conn *c);
 /* Answer the current request, then close. */
 void conn_no_keepalive(struct conn *c);
 const char *conn_peer(const struct conn *c);
+/* The listener c was accepted on. */
+enum listener_kind conn_listener(const struct conn *c);
 /* Hand c (an upgrade request r) to a worker, or answer 503. */
 void conn_handoff(struct conn *c, struct http_req *r);
 

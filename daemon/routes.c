@@ -1,6 +1,8 @@
 /*
- * routes.c — what the master answers: the voice webhook (TwiML), /health,
- * /usage-data, the front page, and the WebSocket upgrades it hands off.
+ * routes.c — what the master answers.  On the public listener: the voice
+ * webhook (TwiML), the WebSocket upgrades it hands off, the front page and
+ * /healthz.  On the operator's: /health, /usage-data, /metrics and
+ * /dashboard, behind ADMIN_TOKEN when it is set.
  *
  * Every answer comes from the config and the shared table; none waits on a
  * worker, on the disk or on the network.
@@ -16,6 +18,7 @@
 #include "proto/twiml.h"
 
 #include <ctype.h>
+#include <strings.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,17 +493,32 @@ route_usage(struct conn *c)
 
 /* ---------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------- */
+/* the public listener: what Twilio needs, a front page, /healthz */
+
 static const char front_page[] =
 	"<!doctype html>\n<html><head><meta charset=\"utf-8\">"
 	"<title>voxrelay</title></head>\n<body><h1>voxrelay is running</h1>\n"
-	"<p>Twilio voice webhook: <code>POST /voice</code>. Status: "
-	"<a href=\"/health\">/health</a>, usage: "
-	"<a href=\"/usage-data\">/usage-data</a>, "
-	"<a href=\"/dashboard\">/dashboard</a>, "
-	"<a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
+	"<p>Twilio voice webhook: <code>POST /voice</code>. Liveness: "
+	"<a href=\"/healthz\">/healthz</a>.</p>\n</body></html>\n";
 
-void
-routes_dispatch(struct conn *c, struct http_req *r)
+/* Liveness for a load balancer or a probe through the proxy: no figure
+ * and no identifier, only whether new calls are taken. */
+static void
+route_healthz(struct conn *c)
+{
+	static const char ok[] = "{\"status\":\"ok\"}";
+	static const char draining[] = "{\"status\":\"draining\"}";
+
+	if (M.draining)
+		conn_respond(c, 503, "application/json", draining,
+		    sizeof(draining) - 1, NULL);
+	else
+		conn_respond(c, 200, "application/json", ok, sizeof(ok) - 1, NULL);
+}
+
+static void
+public_dispatch(struct conn *c, struct http_req *r)
 {
 	const char *url = http_req_url(r), *method = http_req_method(r);
 	size_t plen = strcspn(url, "?");
@@ -550,22 +568,172 @@ routes_dispatch(struct conn *c, struct http_req *r)
 		respond_text(c, 426, "WebSocket upgrade required\n");
 		return;
 	}
-	if (!get) {
-		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
-		    "Allow: GET\r\n");
+	/* nothing else: the operator's endpoints are on ADMIN_PORT */
+	if (!(plen == 1 && url[0] == '/') &&
+	    !(plen == 8 && strncmp(url, "/healthz", 8) == 0)) {
+		respond_text(c, 404, "not found\n");
 		return;
 	}
-	if (plen == 7 && strncmp(url, "/health", 7) == 0)
-		route_health(c, r);
-	else if (plen == 11 && strncmp(url, "/usage-data", 11) == 0)
-		route_usage(c);
-	else if (plen == 8 && strncmp(url, "/metrics", 8) == 0)
-		route_metrics(c);
-	else if (plen == 10 && strncmp(url, "/dashboard", 10) == 0)
-		route_dashboard(c);
-	else if (plen == 1 && url[0] == '/')
+	if (!get) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: GET, HEAD\r\n");
+		return;
+	}
+	if (plen == 1)
 		conn_respond(c, 200, "text/html; charset=utf-8", front_page,
 		    sizeof(front_page) - 1, NULL);
 	else
+		route_healthz(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* the operator's listener */
+
+/*
+ * Every endpoint of the operator's listener is a line here.  A path ending
+ * in '/' is a prefix (a family under /api/, say); allow lists the methods,
+ * as an Allow header says them (HEAD goes with GET).  With ADMIN_TOKEN set
+ * every request needs it, except those of an AR_OPEN route.
+ */
+#define AR_OPEN		0x1	/* answered without the token */
+
+struct admin_route {
+	const char	*path;
+	const char	*allow;
+	int		 flags;
+	void		(*fn)(struct conn *, struct http_req *);
+};
+
+static void
+admin_usage(struct conn *c, struct http_req *r)
+{
+	route_usage(c);
+}
+
+static void
+admin_metrics(struct conn *c, struct http_req *r)
+{
+	route_metrics(c);
+}
+
+/* The page itself holds nothing: it asks for the token, and every request
+ * it makes for figures carries it. */
+static void
+admin_dashboard(struct conn *c, struct http_req *r)
+{
+	route_dashboard(c);
+}
+
+static const struct admin_route admin_routes[] = {
+	{ "/health",		"GET, HEAD",	0,	 route_health },
+	{ "/metrics",		"GET, HEAD",	0,	 admin_metrics },
+	{ "/usage-data",	"GET, HEAD",	0,	 admin_usage },
+	{ "/dashboard",		"GET, HEAD",	AR_OPEN, admin_dashboard },
+};
+
+static const struct admin_route *
+admin_route_find(const char *url, size_t plen)
+{
+	for (size_t i = 0; i < ARRAY_LEN(admin_routes); i++) {
+		const char *p = admin_routes[i].path;
+		size_t n = strlen(p);
+
+		if (p[n - 1] == '/' ? plen >= n && strncmp(url, p, n) == 0 :
+		    plen == n && strncmp(url, p, n) == 0)
+			return &admin_routes[i];
+	}
+	return NULL;
+}
+
+/* Is method in allow ("GET, HEAD")?  HEAD goes wherever GET does. */
+static int
+method_allowed(const char *allow, const char *method)
+{
+	size_t n = strlen(method);
+
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET", n = 3;
+	for (const char *p = allow; *p != '\0'; p += strspn(p, ", ")) {
+		size_t len = strcspn(p, ", ");
+
+		if (len == n && strncmp(p, method, n) == 0)
+			return 1;
+		p += len;
+	}
+	return 0;
+}
+
+/* ADMIN_TOKEN unset, or "Authorization: Bearer <it>", compared in
+ * constant time. */
+static int
+admin_authorized(struct http_req *r)
+{
+	const char *tok = M.conf.admin_token, *h;
+
+	if (tok[0] == '\0')
+		return 1;
+	h = http_req_header(r, "Authorization");
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	for (h += 7; *h == ' '; h++)
+		;
+	return ct_equal(h, strlen(h), tok, strlen(tok));
+}
+
+static void
+admin_refuse(struct conn *c, struct http_req *r)
+{
+	/* said once a minute at most: a guesser must not fill the log */
+	static uint64_t logged_ms, since;
+	uint64_t now = mono_ms();
+
+	master_count(SC_admin_auth_failed);
+	since++;
+	if (logged_ms == 0 || now - logged_ms >= 60000) {
+		log_info("%s: admin request refused with 401: %s ADMIN_TOKEN "
+		    "(%llu refused since the last such line)", conn_peer(c),
+		    http_req_header(r, "Authorization") ? "not the" : "no",
+		    (unsigned long long)since);
+		logged_ms = now;
+		since = 0;
+	}
+	conn_respond(c, 401, "text/plain", "admin token required\n", 21,
+	    "WWW-Authenticate: Bearer realm=\"voxrelay\"\r\n");
+}
+
+static void
+admin_dispatch(struct conn *c, struct http_req *r)
+{
+	const char *url = http_req_url(r), *method = http_req_method(r);
+	size_t plen = strcspn(url, "?");
+	const struct admin_route *ar = admin_route_find(url, plen);
+	char allow[64];
+
+	if (r->upgrade)
+		conn_no_keepalive(c);	/* reading stopped at the upgrade */
+	if (!admin_authorized(r) && !(ar != NULL && (ar->flags & AR_OPEN) &&
+	    !r->upgrade && method_allowed(ar->allow, method))) {
+		admin_refuse(c, r);
+		return;
+	}
+	if (r->upgrade || ar == NULL) {
 		respond_text(c, 404, "not found\n");
+		return;
+	}
+	if (!method_allowed(ar->allow, method)) {
+		snprintf(allow, sizeof(allow), "Allow: %s\r\n", ar->allow);
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    allow);
+		return;
+	}
+	ar->fn(c, r);
+}
+
+void
+routes_dispatch(struct conn *c, struct http_req *r)
+{
+	if (conn_listener(c) == LS_ADMIN)
+		admin_dispatch(c, r);
+	else
+		public_dispatch(c, r);
 }

@@ -35,6 +35,7 @@
 	X(http_timeouts,	"HTTP connections closed by the header or idle timer") \
 	X(accept_paused,	"times accepting paused for lack of descriptors") \
 	X(accept_capped,	"times accepting paused at MAX_HTTP_CONNECTIONS") \
+	X(admin_auth_failed,	"admin requests refused: no or wrong ADMIN_TOKEN") \
 	X(ws_protocol_errors,	"WebSocket protocol errors (framing, UTF-8, size)") \
 	X(ws_ping_floods,	"calls closed for a flood of pings from Twilio") \
 	X(bad_messages,		"Media Streams messages refused as malformed")	\

@@ -7,6 +7,7 @@
 #include "daemon/common/conf.h"
 #include "daemon/common/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -33,6 +34,9 @@ static const struct key keys[] = {
 	{ "BIND",			K_STR,  O(bind), "0.0.0.0", 0, 0, 0 },
 	{ "WORKERS",			K_INT,  O(workers), "0", 0, 64, 0 },
 	{ "PUBLIC_URL",			K_STR,  O(public_url), "", 0, 0, 0 },
+	{ "ADMIN_BIND",			K_STR,  O(admin_bind), "127.0.0.1", 0, 0, 0 },
+	{ "ADMIN_PORT",			K_INT,  O(admin_port), "5051", 1, 65535, 0 },
+	{ "ADMIN_TOKEN",		K_STR,  O(admin_token), "", 0, 0, CONF_SECRET },
 	{ "TWILIO_ACCOUNT_SID",		K_STR,  O(twilio_account_sid), "", 0, 0, 0 },
 	{ "TWILIO_AUTH_TOKEN",		K_STR,  O(twilio_auth_token), "", 0, 0, CONF_SECRET },
 	{ "TWILIO_PHONE_NUMBER",	K_STR,  O(twilio_phone_number), "", 0, 0, 0 },
@@ -99,6 +103,9 @@ struct errs {
 	char	*buf;
 	size_t	 len, used;
 	int	 n;
+	/* where each key was last set ("file:line", "environment KEY"),
+	 * by its index in keys[], for the checks made after parsing */
+	char	 set_at[ARRAY_LEN(keys)][256];
 };
 
 static void
@@ -136,6 +143,22 @@ key_find(const char *name, size_t n)
 		if (strlen(keys[i].name) == n && memcmp(keys[i].name, name, n) == 0)
 			return &keys[i];
 	return NULL;
+}
+
+static void
+note_where(struct errs *e, const struct key *k, const char *where)
+{
+	vr_strlcpy(e->set_at[k - keys], where, sizeof(e->set_at[0]));
+}
+
+/* Where the key name was last set, for an error message. */
+static const char *
+where_set(const struct errs *e, const char *name)
+{
+	const struct key *k = key_find(name, strlen(name));
+
+	return k != NULL && e->set_at[k - keys][0] != '\0' ?
+	    e->set_at[k - keys] : "default";
 }
 
 /* Parse and store one value.  where: "file:line" or "environment". */
@@ -307,7 +330,8 @@ conf_parse_file(struct conf *c, const char *path, struct errs *e)
 			    (int)nl, name);
 			continue;
 		}
-		key_set(c, k, v, where, e);
+		if (key_set(c, k, v, where, e) == 0)
+			note_where(e, k, where);
 	}
 	free(line);
 	fclose(f);
@@ -468,14 +492,69 @@ conf_check(struct conf *c, struct errs *e)
 }
 
 int
+conf_addr_is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
+/*
+ * The operator's listener answers with every caller's number and minutes:
+ * off the loopback interface it must ask for a token.  Said with the place
+ * ADMIN_BIND was set, since that line is what the operator has to change.
+ */
+static void
+conf_check_admin(struct conf *c, struct errs *e)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	const char *t = c->admin_token;
+
+	if (inet_pton(AF_INET, c->admin_bind, &a4) != 1 &&
+	    inet_pton(AF_INET6, c->admin_bind, &a6) != 1) {
+		err_add(e, "%s: ADMIN_BIND: not a numeric IPv4 or IPv6 address: "
+		    "\"%s\"", where_set(e, "ADMIN_BIND"), c->admin_bind);
+		return;
+	}
+	if (t[0] != '\0') {
+		if (strlen(t) < 16)
+			err_add(e, "%s: ADMIN_TOKEN: at least 16 characters when "
+			    "set", where_set(e, "ADMIN_TOKEN"));
+		for (; *t != '\0'; t++)
+			if (*t <= ' ' || *t > '~') {
+				err_add(e, "%s: ADMIN_TOKEN: only printable ASCII, "
+				    "no spaces", where_set(e, "ADMIN_TOKEN"));
+				break;
+			}
+	} else if (!conf_addr_is_loopback(c->admin_bind))
+		err_add(e, "%s: ADMIN_BIND: %s is not a loopback address and "
+		    "ADMIN_TOKEN is empty: anyone who reaches it would read every "
+		    "caller's number; set ADMIN_TOKEN or bind to 127.0.0.1",
+		    where_set(e, "ADMIN_BIND"), c->admin_bind);
+	if (c->admin_port == c->port)
+		err_add(e, "%s: ADMIN_PORT: %d is PORT too; the operator's "
+		    "listener needs a port of its own", where_set(e, "ADMIN_PORT"),
+		    c->admin_port);
+}
+
+int
 conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 {
-	struct errs e = { err, errlen, 0, 0 };
+	struct errs e;
 	struct conf c;
 	size_t i;
 
 	if (err && errlen)
 		err[0] = '\0';
+	memset(&e, 0, sizeof(e));
+	e.buf = err;
+	e.len = errlen;
 	memset(&c, 0, sizeof(c));
 	for (i = 0; i < ARRAY_LEN(keys); i++)
 		key_set(&c, &keys[i], keys[i].def, "default", &e);
@@ -492,10 +571,12 @@ conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 			continue;
 		/* the shell already removed its quotes: taken literally, so a
 		 * '#' or a quote in an environment value is part of it */
-		key_set(&c, &keys[i], copy, where, &e);
+		if (key_set(&c, &keys[i], copy, where, &e) == 0)
+			note_where(&e, &keys[i], where);
 		free(copy);
 	}
 	conf_check(&c, &e);
+	conf_check_admin(&c, &e);
 	c.path = strdup(path ? path : "");
 	if (c.stream_secret[0] == '\0') {
 		unsigned char r[32];

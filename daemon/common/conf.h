@@ -25,6 +25,9 @@ struct conf {
 	char	*bind;
 	int	 workers;		/* resolved: never 0 after load */
 	char	*public_url;		/* "" when unset */
+	char	*admin_bind;		/* the operator's listener */
+	int	 admin_port;
+	char	*admin_token;		/* "" when unset: no Authorization */
 	/* twilio */
 	char	*twilio_account_sid;
 	char	*twilio_auth_token;
@@ -108,6 +111,9 @@ struct conf {
  * problems and writes them, newline-separated, into err. */
 int  conf_load(const char *path, struct conf *out, char *err, size_t errlen);
 void conf_free(struct conf *c);
+
+/* 1 if addr is a numeric address in 127.0.0.0/8 or ::1. */
+int  conf_addr_is_loopback(const char *addr);
 
 /* Print every key with its effective value, secrets as "(set)"/"(unset)". */
 void conf_dump(const struct conf *c, int fd);

@@ -86,9 +86,16 @@ class Daemon:
         self.tmpdir = tmpdir
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
+        # the operator's listener: /health, /metrics, /usage-data, /dashboard
+        self.admin_port = free_port()
+        while self.admin_port == self.port:
+            self.admin_port = free_port()
+        self.admin_base = "http://127.0.0.1:%d" % self.admin_port
         self.conf = {
             "PORT": self.port,
             "BIND": "127.0.0.1",
+            "ADMIN_PORT": self.admin_port,
+            "ADMIN_BIND": "127.0.0.1",
             "WORKERS": 2,
             "PUBLIC_URL": self.base,
             "USAGE_CSV_PATH": os.path.join(tmpdir, "usage.csv"),
@@ -144,14 +151,34 @@ class Daemon:
         raise AssertionError("daemon not ready in %ss:\n%s" % (timeout, self.log()))
 
     def get(self, path, timeout=5):
+        """GET on the public listener; an HTTP error status raises."""
         with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
             return r.status, r.headers, r.read().decode()
 
+    def admin_get(self, path, token=None, timeout=5, check=True):
+        """GET on the operator's listener, with "Authorization: Bearer
+        token" when token is given (by default the ADMIN_TOKEN of the
+        config, if any; "" sends none).  check: an HTTP error status
+        raises, as get() does; otherwise (status, headers, body) of it."""
+        if token is None:
+            token = self.conf.get("ADMIN_TOKEN") or ""
+        req = urllib.request.Request(self.admin_base + path)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as e:
+            if check:
+                raise
+            body = e.read().decode(errors="replace")
+            return e.code, e.headers, body
+
     def health(self):
-        return json.loads(self.get("/health")[2])
+        return json.loads(self.admin_get("/health")[2])
 
     def usage(self):
-        body = self.get("/usage-data")[2]
+        body = self.admin_get("/usage-data")[2]
         lines = body.strip().split("\n")
         head = lines[0].split(",")
         rows = {}

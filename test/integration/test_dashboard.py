@@ -342,7 +342,7 @@ def check_against_health(p, h):
 @timeout(150)
 async def test_dashboard_renders_health(env):
     d = env.daemon(WS_IDLE_TIMEOUT=120).start()
-    st, hdr, body = await asyncio.to_thread(d.get, "/dashboard")
+    st, hdr, body = await asyncio.to_thread(d.admin_get, "/dashboard")
     expect_eq(st, 200, "GET /dashboard")
     expect_eq(hdr["Content-Type"], "text/html; charset=utf-8", "Content-Type")
     expect_eq(hdr["Cache-Control"], "no-store", "Cache-Control")
@@ -385,7 +385,7 @@ async def test_dashboard_renders_health(env):
         await page.call("Emulation.setDeviceMetricsOverride",
                         {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
                          "mobile": False})
-        await page.call("Page.navigate", {"url": d.base + "/dashboard"})
+        await page.call("Page.navigate", {"url": d.admin_base + "/dashboard"})
         # three polls: the sparklines have history, the deltas a base
         await page.wait("document.body && +document.body.dataset.polls >= 3", 30,
                         "three polls of /health")
@@ -420,7 +420,7 @@ async def test_dashboard_renders_health(env):
         expect(len(shot) > 20000, "screenshot of %d bytes: blank page?", len(shot))
 
         # nothing but /dashboard and /health was requested, nothing blocked
-        origin = urlparse(d.base)
+        origin = urlparse(d.admin_base)
         for ev in dt.events:
             if ev["method"] == "Network.requestWillBeSent":
                 u = urlparse(ev["params"]["request"]["url"])

@@ -59,7 +59,7 @@ def test_front_page_health_and_404(env):
     expect_eq(head, ["phone_number", "minutes_used", "minutes_remaining",
                      "last_call_date", "total_calls"], "usage header")
     # secrets never in a response
-    expect(SECRET not in d.get("/health")[2])
+    expect(SECRET not in d.admin_get("/health")[2])
 
 
 def test_webhook_twiml(env):
@@ -453,7 +453,7 @@ def test_http_limits(env):
     many = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100)) + b"\r\n"
     expect(raw(many).startswith(b"HTTP/1.1 431"), "too many headers")
     # pipelined: two answers, in order
-    two = raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"
+    two = raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"
               b"Connection: close\r\n\r\n")
     expect_eq(two.count(b"HTTP/1.1 200"), 2, "pipelined answers")
     expect(two.index(b"application/json") < two.index(b"text/html"), "order")
@@ -474,7 +474,7 @@ def test_head_requests_and_pipelined_backpressure(env):
     d = env.daemon().start()
     s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
     # HEAD gets the head only, so the next answer on the connection is whole
-    s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
               b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     out = b""
     while True:
@@ -488,7 +488,8 @@ def test_head_requests_and_pipelined_backpressure(env):
     expect(rest.startswith(b"HTTP/1.1 200") and b"voxrelay" in rest, "answer after HEAD")
     # a client that pipelines many requests and reads slowly still gets
     # every answer, in order: the master stops reading while answers queue
-    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    # (/health on the operator's listener: answers of a few KB each)
+    s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=10)
     n = 400
     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * (n - 1) +
               b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -471,7 +471,7 @@ async def test_http_refusals(env):
         s.close()
         return out, time.monotonic() - t0, peer
     out, took, peer = await asyncio.to_thread(
-        trickle, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100, 0.1)
+        trickle, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100, 0.1)
     expect(out.startswith(b"HTTP/1.1 408"), "trickled headers: %r", out[:40])
     expect(took < 3.5, "trickled headers held the connection %.1f s" % took)
     expect_one_line(d, peer, "HEADER_TIMEOUT")
@@ -482,11 +482,12 @@ async def test_http_refusals(env):
     expect(out.startswith(b"HTTP/1.1 408"), "trickled body: %r", out[:40])
     expect(took < 3.5, "trickled body held the connection %.1f s" % took)
 
-    # pipelined, then half-closed: every request answered, in order, then EOF
+    # pipelined, then half-closed: every request answered, in order, then
+    # EOF (on the operator's listener, which has three kinds of answer)
     out, _ = await asyncio.to_thread(
-        http_raw, port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /usage-data HTTP/1.1\r\nHost: x\r\n\r\n",
-        shut=True)
+        http_raw, d.admin_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /dashboard HTTP/1.1\r\nHost: x\r\n\r\nGET /usage-data HTTP/1.1\r\n"
+        b"Host: x\r\n\r\n", shut=True)
     expect_eq(out.count(b"HTTP/1.1 200"), 3, "answers to a half-closed pipeline")
     expect(out.index(b"application/json") < out.index(b"text/html") < out.index(b"text/csv"),
            "pipelined answers out of order")
@@ -496,7 +497,7 @@ async def test_http_refusals(env):
 
     # a pipelined flood from a client that never reads is cut off
     def flood():
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=5)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         req = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 100
         sent = 0

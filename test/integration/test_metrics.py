@@ -86,7 +86,7 @@ def promtool_check(text):
 
 
 def scrape(d):
-    st, hdr, body = d.get("/metrics")
+    st, hdr, body = d.admin_get("/metrics")
     expect_eq(st, 200, "GET /metrics")
     expect_eq(hdr["Content-Type"], CONTENT_TYPE, "Content-Type")
     return body, Exposition(body)
@@ -246,7 +246,7 @@ def test_metrics_worker_restart(env):
             expect(name in seen or fam in seen, "%s before its TYPE", name)
     expect(body.endswith("\n"), "exposition ends with a newline")
     # a query string does not change the route
-    st, hdr, _ = d.get("/metrics?x=1")
+    st, hdr, _ = d.admin_get("/metrics?x=1")
     expect_eq(st, 200, "query string")
     verdict = promtool_check(body)
     if verdict is not None:
