@@ -175,6 +175,7 @@ class Daemon:
         self.binary = binary
         self.port = conf["PORT"]
         self.base = "http://127.0.0.1:%d" % self.port
+        self.admin_base = "http://127.0.0.1:%d" % conf["ADMIN_PORT"]
         self.conf_path = os.path.join(rundir, "voxrelay.conf")
         self.log_path = conf["LOG_FILE"]
         with open(self.conf_path, "w") as f:
@@ -193,7 +194,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("daemon exited at start:\n" + self.log()[-3000:])
             try:
-                h = http_json(self.base + "/health")
+                h = http_json(self.admin_base + "/health")
                 ready = [w for w in h["workers"] if w["state"] == "ready"]
                 if len(ready) >= want:
                     self.workers = [w["pid"] for w in h["workers"] if w["pid"]]
@@ -213,7 +214,7 @@ class Daemon:
 
     def stop(self):
         try:
-            h = http_json(self.base + "/health")
+            h = http_json(self.admin_base + "/health")
             pids = [w["pid"] for w in h["workers"] if w["pid"]]
         except Exception:
             pids = []
@@ -346,9 +347,14 @@ def run_one(args, label, calls, tls, run_no, certs):
         fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
                     certs if tls else None, args.codec)
         port = free_port()
+        admin_port = free_port()
+        while admin_port == port:
+            admin_port = free_port()
         conf = {
             "PORT": port,
             "BIND": "127.0.0.1",
+            "ADMIN_PORT": admin_port,
+            "ADMIN_BIND": "127.0.0.1",
             "WORKERS": args.workers,
             "PUBLIC_URL": "http://127.0.0.1:%d" % port,
             "STREAM_SECRET": "bench-secret-0123456789abcdef",
@@ -375,6 +381,7 @@ def run_one(args, label, calls, tls, run_no, certs):
         ramp = max(1.0, calls * (args.tls_ramp_per_1000 if tls else args.ramp_per_1000)
                    / 1000.0)
         cmd = [os.path.join(binaries, "loadgen"), "--url", daemon.base,
+               "--admin-url", daemon.admin_base,
                "--calls", str(calls), "--seconds", str(args.seconds),
                "--ramp", "%.2f" % ramp, "--settle", str(args.settle),
                "--grace", str(args.grace), "-j", str(args.gen_procs),

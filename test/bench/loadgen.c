@@ -90,6 +90,8 @@
 static struct {
 	char		 host[64];
 	int		 port;
+	char		 admin_host[64];	/* /health, /metrics */
+	int		 admin_port;
 	char		 route[64];
 	int		 calls;
 	double		 seconds, ramp, settle, grace, setup_max;
@@ -1574,7 +1576,7 @@ sys_cpu(uint64_t *busy, uint64_t *total, uint64_t *steal)
 	fclose(f);
 }
 
-/* A blocking GET of path on the daemon; returns the body (malloc) or NULL. */
+/* A blocking GET of path on the daemon's operator listener; returns the body (malloc) or NULL. */
 static char *
 http_get(const char *path)
 {
@@ -1588,13 +1590,13 @@ http_get(const char *path)
 		return NULL;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	uv_ip4_addr(O.host, O.port, &sa);
+	uv_ip4_addr(O.admin_host, O.admin_port, &sa);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
 		return NULL;
 	}
 	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
-	    "Connection: close\r\n\r\n", path, O.host, O.port);
+	    "Connection: close\r\n\r\n", path, O.admin_host, O.admin_port);
 	if (write(fd, req, (size_t)n) != n) {
 		close(fd);
 		return NULL;
@@ -1873,15 +1875,16 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: loadgen --url http://HOST:PORT --calls N --seconds S\n"
-	    "       [--route NAME] [--ramp S] [--settle S] [--grace S] [-j PROCS]\n"
+	    "       [--admin-url http://HOST:ADMIN_PORT] [--route NAME] [--ramp S] [--settle S] [--grace S] [-j PROCS]\n"
 	    "       [--daemon-pid PID] [--fake-pids P,P,...] [--label TEXT]\n"
 	    "       [--marks-with-frames] [--max-p99-ms MS] [--run-id N]\n"
 	    "       [--setup-max S] [--fake-stats FILE] [--quiet]\n");
 	exit(2);
 }
 
+/* http://HOST:PORT into host (64 bytes) and *port. */
 static void
-parse_url(const char *url)
+parse_url(const char *url, char *host, int *port)
 {
 	const char *h = url, *colon;
 
@@ -1890,10 +1893,10 @@ parse_url(const char *url)
 	colon = strchr(h, ':');
 	if (colon == NULL || (size_t)(colon - h) >= sizeof(O.host))
 		usage();
-	memcpy(O.host, h, (size_t)(colon - h));
-	O.host[colon - h] = '\0';
-	O.port = atoi(colon + 1);
-	if (O.port <= 0)
+	memcpy(host, h, (size_t)(colon - h));
+	host[colon - h] = '\0';
+	*port = atoi(colon + 1);
+	if (*port <= 0)
 		usage();
 }
 
@@ -1909,7 +1912,7 @@ main(int argc, char **argv)
 		{ "label", 1, NULL, 'l' }, { "marks-with-frames", 0, NULL, 'm' },
 		{ "max-p99-ms", 1, NULL, 'p' }, { "run-id", 1, NULL, 'i' },
 		{ "quiet", 0, NULL, 'q' }, { "setup-max", 1, NULL, 'M' },
-		{ "fake-stats", 1, NULL, 'F' },
+		{ "fake-stats", 1, NULL, 'F' }, { "admin-url", 1, NULL, 'A' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -1929,7 +1932,8 @@ main(int argc, char **argv)
 	snprintf(O.route, sizeof(O.route), "%s", "");
 	while ((opt = getopt_long(argc, argv, "j:h", longs, NULL)) != -1) {
 		switch (opt) {
-		case 'u': parse_url(optarg); break;
+		case 'u': parse_url(optarg, O.host, &O.port); break;
+		case 'A': parse_url(optarg, O.admin_host, &O.admin_port); break;
 		case 'n': O.calls = atoi(optarg); break;
 		case 's': O.seconds = atof(optarg); break;
 		case 'r': snprintf(O.route, sizeof(O.route), "%s", optarg); break;
@@ -1962,6 +1966,10 @@ main(int argc, char **argv)
 	if (O.port == 0 || O.calls < 1 || O.seconds <= 0 || O.procs < 1 ||
 	    O.procs > MAX_PROCS)
 		usage();
+	if (O.admin_port == 0) {	/* the daemon's defaults: 5050, 5051 */
+		snprintf(O.admin_host, sizeof(O.admin_host), "%s", O.host);
+		O.admin_port = O.port + 1;
+	}
 	if (O.procs > O.calls)
 		O.procs = O.calls;
 	if (O.ramp < 0)
@@ -1989,7 +1997,8 @@ main(int argc, char **argv)
 	/* idle: the daemon before any call */
 	json_t *h0 = health();
 	if (h0 == NULL) {
-		fprintf(stderr, "loadgen: no /health from %s:%d\n", O.host, O.port);
+		fprintf(stderr, "loadgen: no /health from %s:%d\n", O.admin_host,
+		    O.admin_port);
 		return 1;
 	}
 	pid_t dp[64];

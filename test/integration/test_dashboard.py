@@ -464,3 +464,139 @@ async def test_dashboard_renders_health(env):
         if dt is not None:
             await dt.close()
         await asyncio.to_thread(browser.stop)
+
+
+ADMIN_TOKEN = "dash-0123456789abcdef-token"
+
+
+@timeout(120)
+async def test_dashboard_with_admin_token(env):
+    """ADMIN_TOKEN set: the page loads without it, finds /health answering
+    401 and asks for the token (#auth), refuses a wrong one, then with the
+    right one shows the live calls as /health has them; the token is kept
+    in sessionStorage, sent as "Authorization: Bearer" on every poll, and a
+    reload of the page does not ask again.  Screenshots of the prompt and
+    of the unlocked page are kept in the test's scratch directory."""
+    d = env.daemon(ADMIN_TOKEN=ADMIN_TOKEN, WS_IDLE_TIMEOUT=120).start()
+    ncalls = 2
+    streams = []
+    browser = Chromium(env.tmp)
+    dt = None
+    try:
+        for i in range(ncalls):
+            wh = twilio.post_voice(d.base, twilio.call_sid(800 + i), "+1555080%04d" % i)
+            s = twilio.Stream(wh.stream_url, twilio.call_sid(800 + i),
+                              twilio.stream_sid(800 + i), wh.params)
+            await s.open()
+            streams.append(s)
+        await asyncio.gather(*(s.play(0.3) for s in streams))
+        await asyncio.to_thread(
+            d.wait_for, lambda: d.health()["metrics"]["active_calls"] == ncalls, 10,
+            "%d live calls" % ncalls)
+        refused0 = (await asyncio.to_thread(d.health))["counters"]["admin_auth_failed"]
+
+        ws_url = await asyncio.to_thread(browser.start)
+        dt = DevTools(ws_url)
+        await dt.open()
+        target = await dt.call("Target.createTarget", {"url": "about:blank"})
+        att = await dt.call("Target.attachToTarget",
+                            {"targetId": target["targetId"], "flatten": True})
+        page = Page(dt, att["sessionId"])
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            await page.call(domain + ".enable")
+        await page.call("Emulation.setDeviceMetricsOverride",
+                        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
+                         "mobile": False})
+        await page.call("Page.navigate", {"url": d.admin_base + "/dashboard"})
+
+        # the prompt, and no figure behind it
+        await page.wait("document.getElementById('auth') && "
+                        "!document.getElementById('auth').hidden", 20, "the token prompt")
+        locked = await page.eval("""({status: document.getElementById('status').dataset.status,
+            polls: +document.body.dataset.polls,
+            calls: document.querySelectorAll('#calls tr').length,
+            text: document.body.innerText})""")
+        expect_eq(locked["status"], "locked", "status while asking")
+        expect_eq(locked["polls"], 0, "polls rendered without the token")
+        expect_eq(locked["calls"], 0, "call rows without the token")
+        expect(twilio.call_sid(800) not in locked["text"], "a CallSid before the token")
+        await page.screenshot(os.path.join(env.tmp, "dashboard-token-prompt.png"))
+
+        async def give(token):
+            await page.eval("(function () { var f = document.getElementById('auth-token');"
+                            " f.value = %s; document.getElementById('auth-submit').click();"
+                            " })()" % json.dumps(token))
+
+        # a wrong token: asked again, and told why
+        await give("not-the-token-0123456789")
+        await page.wait("document.getElementById('auth').dataset.state == 'refused' && "
+                        "!document.getElementById('auth').hidden", 10, "the refusal")
+        expect_eq(await page.eval("document.getElementById('auth-msg').textContent"),
+                  "that token was refused", "refusal message")
+        expect_eq(await page.eval("sessionStorage.getItem('voxrelay-admin-token')"), None,
+                  "a refused token kept")
+
+        # the right one: live data
+        await give(ADMIN_TOKEN)
+        await page.wait("+document.body.dataset.polls >= 2", 20, "two polls with the token")
+        expect(await page.eval("document.getElementById('auth').hidden"), "prompt still shown")
+        expect_eq(await page.eval("sessionStorage.getItem('voxrelay-admin-token')"),
+                  ADMIN_TOKEN, "token in sessionStorage")
+        p = await page.eval(READ_PAGE)
+        h = await asyncio.to_thread(d.health)
+        expect_eq(p["status"], h["status"], "status")
+        expect_eq(p["activeCalls"], ncalls, "live calls tile")
+        expect_eq(sorted(c["sid"] for c in p["calls"]),
+                  sorted(c["call_sid"] for c in h["calls"]), "live call rows")
+        expect_eq({c["sid"]: c["caller"] for c in p["calls"]},
+                  {c["call_sid"]: c["caller"] for c in h["calls"]}, "masked callers")
+        expect_eq(p["counters"]["admin_auth_failed"] - refused0, 2,
+                  "admin_auth_failed shown: the first poll and the wrong token")
+        await page.screenshot(os.path.join(env.tmp, "dashboard-token.png"))
+
+        # a reload of the page: the token comes from sessionStorage
+        polls_before_reload = len([e for e in dt.events
+                                   if e["method"] == "Network.requestWillBeSent"])
+        await page.call("Page.reload", {"ignoreCache": True})
+        await page.wait("+document.body.dataset.polls >= 1 && "
+                        "document.getElementById('status').dataset.status != 'locked'",
+                        20, "a poll after the reload")
+        expect(await page.eval("document.getElementById('auth').hidden"),
+               "asked again after a reload")
+        h2 = await asyncio.to_thread(d.health)
+        expect_eq(h2["counters"]["admin_auth_failed"] - refused0, 2,
+                  "refusals after the reload")
+
+        # every /health request after the token was given carried it
+        sent = [e["params"]["request"] for e in dt.events
+                if e["method"] == "Network.requestWillBeSent" and
+                urlparse(e["params"]["request"]["url"]).path == "/health"]
+        auth = [r["headers"].get("Authorization") for r in sent]
+        expect(len(auth) >= 4, "/health requests seen: %r", auth)
+        expect_eq(auth[0], None, "the first poll, before the token")
+        expect_eq(auth[1], "Bearer not-the-token-0123456789", "the wrong token")
+        expect(all(a == "Bearer " + ADMIN_TOKEN for a in auth[2:]),
+               "polls without the token: %r", auth)
+        expect(polls_before_reload < len(dt.events), "no request after the reload")
+        for ev in dt.events:
+            if ev["method"] == "Network.requestWillBeSent":
+                u = urlparse(ev["params"]["request"]["url"])
+                expect(u.scheme == "data" or u.path in ("/dashboard", "/health"),
+                       "page requested %s", u.geturl())
+            if ev["method"] in ("Log.entryAdded", "Runtime.exceptionThrown"):
+                text = json.dumps(ev["params"])
+                expect("Content Security Policy" not in text, "CSP violation: %s", text)
+                expect(ev["method"] != "Runtime.exceptionThrown", "page error: %s", text)
+        try:
+            await dt.call("Browser.close", deadline=5)
+        except Exception:
+            pass
+    finally:
+        for s in streams:
+            try:
+                await s.close()
+            except Exception:
+                pass
+        if dt is not None:
+            await dt.close()
+        await asyncio.to_thread(browser.stop)

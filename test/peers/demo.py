@@ -56,8 +56,9 @@ async def demo(tmp, out_wav, seconds):
                            OPENAI_CA_FILE=c["ca"], LOG_LEVEL="info",
                            TRANSCRIPTS_DIR=tmp)
         d.start()
-        print("daemon:   pid %d on %s, %d workers, OpenAI at %s" % (
-            d.proc.pid, d.base, len(d.health()["workers"]), srv.url(host="localhost")))
+        print("daemon:   pid %d on %s (admin %s), %d workers, OpenAI at %s" % (
+            d.proc.pid, d.base, d.admin_base, len(d.health()["workers"]),
+            srv.url(host="localhost")))
         try:
             cl = synth.Caller(caller_wav, barge_audio=barge_wav, barge_in_after_ms=1500,
                               seconds=seconds, wait_greeting_ms=4000, hangup_after_ms=800)
@@ -93,7 +94,7 @@ async def demo(tmp, out_wav, seconds):
                     for line in f:
                         print("  " + line.rstrip())
             print("usage:")
-            print("  " + d.get("/usage-data")[2].rstrip().replace("\n", "\n  "))
+            print("  " + d.admin_get("/usage-data")[2].rstrip().replace("\n", "\n  "))
         finally:
             d.stop()
     print("log:")
