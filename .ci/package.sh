@@ -6,8 +6,10 @@
 #   - make deb, then lintian (no error, no warning that is not overridden);
 #   - installs the .deb and checks what it put where, and with which owner;
 #   - configures it for loopback, then through /etc/init.d/voxrelay: start
-#     (/health answers, master and workers run as voxrelay), configtest, a
-#     reload and a restart refused on a broken configuration, a reload
+#     (/health answers on the admin port, /healthz on the public one, the
+#     operator's endpoints not there; master and workers run as voxrelay),
+#     configtest, a reload and a restart refused on a broken configuration,
+#     a reload
 #     (generation 2), status, log rotation (SIGUSR1), restart, a start
 #     after the master was killed, stop (no process left, by pid);
 #   - apt-get purge, and checks that nothing of the package is left.
@@ -72,7 +74,10 @@ wait_until() {
 	done
 }
 
-health() { curl -fsS --max-time 3 "http://127.0.0.1:$PORT/health"; }
+# the operator's endpoints are on ADMIN_PORT; PORT has only /healthz
+health() { curl -fsS --max-time 3 "http://127.0.0.1:$ADMIN_PORT/health"; }
+healthz_ok() { [ "$(curl -fsS --max-time 3 "http://127.0.0.1:$PORT/healthz")" = '{"status":"ok"}' ]; }
+public_404() { [ "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$PORT$1")" = 404 ]; }
 # hget EXPR: evaluates EXPR on the JSON read from stdin, as d.
 hget() {
 	python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"
@@ -182,6 +187,7 @@ for f in $CONF /etc/voxrelay/personas/default.json /etc/default/voxrelay \
 	check "$f is a conffile" grep -q " $f " <<<"$CONFFILES"
 done
 check "packaged BIND is loopback" grep -qx 'BIND=127.0.0.1' $CONF
+check "packaged ADMIN_BIND is loopback (the default)" sh -c "! grep -q '^ADMIN_BIND=' $CONF"
 check "packaged PID_FILE" grep -qx "PID_FILE=$PIDFILE" $CONF
 check "packaged LOG_FILE" grep -qx "LOG_FILE=$LOG" $CONF
 
@@ -194,26 +200,36 @@ if ! no_daemon_left; then
 fi
 wait_until 10 no_daemon_left || fail "daemon started by postinst did not stop"
 PORT=
-for p in 15050 15051 15052 15053 15054 25050 35050; do
+ADMIN_PORT=
+for p in 15050 15051 15052 15053 15054 25050 25051 35050 35051; do
 	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-		PORT=$p
-		break
+		if [ -z "$PORT" ]; then
+			PORT=$p
+		else
+			ADMIN_PORT=$p
+			break
+		fi
 	fi
 done
-[ -n "$PORT" ] || fail "no free port"
+[ -n "$PORT" ] && [ -n "$ADMIN_PORT" ] || fail "no free ports"
 cat >>$CONF <<EOF
 
 # .ci/package.sh
 PORT=$PORT
+ADMIN_PORT=$ADMIN_PORT
 WORKERS=2
 OPENAI_URL=ws://127.0.0.1:1/
 DRAIN_TIMEOUT=5
 EOF
-echo "ok: port $PORT, 2 workers"
+echo "ok: port $PORT, admin port $ADMIN_PORT, 2 workers"
 
 step "start"
 timeout 60 $INIT start
-check "/health answers" wait_until 15 health_is 'd["status"]' ok
+check "/health answers on the admin port" wait_until 15 health_is 'd["status"]' ok
+check "/healthz answers on the public port" healthz_ok
+for p in /health /metrics /usage-data /dashboard; do
+	check "$p is 404 on the public port" public_404 $p
+done
 show_health
 check "generation 1" health_is 'd["generation"]' 1
 check "2 workers ready" health_is 'sum(1 for w in d["workers"] if w["state"] == "ready")' 2
