@@ -3,6 +3,7 @@
  * path, the tick, and the one close path.  What the Twilio messages mean is
  * in leg_twilio.c.
  */
+#include "worker/app.h"
 #include "worker/call.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -185,12 +186,19 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	c->persona = persona;
 	c->refs = 1;
 	relay_init(&c->relay);
-	practice_init(&c->practice);
+	c->app = app_default();
+	if (c->app->state_size > 0 &&
+	    (c->app_state = calloc(1, c->app->state_size)) == NULL) {
+		free(c);
+		reject_upgrade(w, fd, 503, "out of memory", NULL);
+		return;
+	}
 	c->opened_ms = c->last_msg_ms = mono_ms();
 	mask_phone(t.caller, c->masked, sizeof(c->masked));
 	buf_init(&c->out, (size_t)w->conf->max_outbound_buffer);
 	buf_init(&c->wbuf, 0);
 	if (uv_tcp_init(&w->loop, &c->tw) != 0) {
+		free(c->app_state);
 		free(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
@@ -418,7 +426,7 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 		    (unsigned long long)c->frames_in,
 		    (unsigned long long)c->frames_out, reason,
 		    failed ? " (failed)" : "");
-		practice_call_ended(c);
+		relay_call_ended(c);
 	} else
 		log_info("stream closed before start: %s", reason);
 	log_set_call(NULL);
@@ -454,8 +462,6 @@ call_tick(struct call *c, uint64_t now)
 		atomic_store_explicit(&w->shm->calls[c->slot].cs_billed_ms,
 		    now - c->start_ms, memory_order_relaxed);
 		relay_tick(c, now);
-		if (c->state == CALL_LIVE)
-			practice_tick(c, now);
 		if (c->state != CALL_LIVE)
 			break;
 		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
@@ -491,8 +497,10 @@ call_release(struct call *c)
 				break;
 			}
 	}
+	if (c->app->free != NULL)
+		c->app->free(c);
+	free(c->app_state);
 	relay_free(&c->relay);
-	practice_free(&c->practice);
 	c->magic = 0;
 	free(c);
 }

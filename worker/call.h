@@ -20,7 +20,6 @@
 #include "proto/twilio.h"
 #include "proto/ws.h"
 #include "personas/persona.h"
-#include "worker/practice.h"
 #include "worker/relay.h"
 
 #define CALL_MAGIC 0x43414c4cu	/* "CALL" */
@@ -34,6 +33,7 @@ enum call_state {
 
 struct worker;
 struct upstream;
+struct app;
 
 struct call {
 	uint32_t		 magic;
@@ -69,7 +69,8 @@ struct call {
 	const struct persona	*persona;
 	struct upstream		*up;		/* the session in use */
 	struct relay		 relay;
-	struct practice		 practice;
+	const struct app	*app;		/* the product this call runs */
+	void			*app_state;	/* the app's, app->state_size */
 	char			 fail_reason[160];
 
 	/* life: the Twilio socket holds one reference, each upstream one */

@@ -73,7 +73,7 @@ on_start(struct call *c, struct tw_msg *m)
 	log_info("call started: caller %s, route %s, stream %s", c->masked,
 	    c->tok.route, c->stream_sid);
 	log_set_call(NULL);
-	practice_call_started(c);
+	relay_call_started(c);
 	return 0;
 }
 

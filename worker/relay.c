@@ -5,8 +5,9 @@
  */
 #include "worker/relay.h"
 #include "proto/b64.h"
+#include "worker/app.h"
 #include "worker/call.h"
-#include "worker/practice.h"
+#include "worker/rest.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
@@ -24,8 +25,15 @@
 #define PLAYED_ALLOWANCE_BYTES	(50 * 8)	/* 50 ms past the last echoed mark */
 #define EXPIRY_MARGIN_S		10
 #define MAX_GAP_FILL_MS		10000
+#define END_CALL_GRACE_MS	6000	/* a hang-up: audio left to play */
+#define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
 
 static struct buf scratch;	/* one message being built */
+
+static void on_played(struct call *c);
+static void ctl_response_created(struct call *c, struct oa_msg *m);
+static void ctl_response_done(struct call *c, struct oa_msg *m);
+static void tool_call(struct call *c, struct oa_msg *m);
 
 void
 relay_init(struct relay *r)
@@ -51,6 +59,14 @@ relay_reset_playback(struct relay *r)
 void
 relay_free(struct relay *r)
 {
+	struct relay_ctl *k = &r->ctl;
+
+	for (unsigned i = 0; i < k->nresults; i++)
+		free(k->results[i].output);
+	k->nresults = 0;
+	free(k->wrapup);
+	free(k->intro);
+	k->wrapup = k->intro = NULL;
 	free(r->marks);
 	free(r->batch);
 	if (r->transcript_fd >= 0)
@@ -283,7 +299,7 @@ relay_caller_mark(struct call *c, const char *name)
 		r->mcount--;
 	}
 	if (r->mcount == 0)
-		practice_on_played(c);
+		on_played(c);
 }
 
 /*
@@ -432,8 +448,8 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	if (c->state >= CALL_CLOSING)
 		return;
 	if (up != c->up) {
-		/* the practice persona's session, not in use yet */
-		if (practice_is_next(c, up) && m->ev == OA_EV_ERROR) {
+		/* the next persona's session, not in use yet */
+		if (r->ctl.next == up && m->ev == OA_EV_ERROR) {
 			log_set_call(call_sid_of(c));
 			log_warnx("openai error (next session): %s: %s", m->err_code,
 			    m->text);
@@ -459,7 +475,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	case OA_EV_RESPONSE_CREATED:
 		snprintf(r->active_response, sizeof(r->active_response), "%s",
 		    m->response_id);
-		practice_on_response_created(c, up, m);
+		ctl_response_created(c, m);
 		break;
 	case OA_EV_AUDIO_DELTA:
 		if (is_dropped(r, m->response_id) || c->state != CALL_LIVE) {
@@ -493,17 +509,20 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			    m->status, m->status_reason);
 			log_set_call(NULL);
 		}
-		practice_on_response_done(c, up, m);
+		ctl_response_done(c, m);
 		break;
 	case OA_EV_TRANSCRIPT_DONE:
 		transcript_line(c, "assistant", m->text);
+		if (c->app->transcript != NULL && m->text[0] != '\0')
+			c->app->transcript(c, "assistant", m->text);
 		break;
 	case OA_EV_INPUT_TRANSCRIPT_DONE:
 		transcript_line(c, "caller", m->text);
-		practice_on_caller_transcript(c, m->text);
+		if (c->app->transcript != NULL && m->text[0] != '\0')
+			c->app->transcript(c, "caller", m->text);
 		break;
 	case OA_EV_FUNCTION_ARGS_DONE:
-		practice_on_tool_call(c, up, m);
+		tool_call(c, m);
 		break;
 	case OA_EV_ERROR:
 		/* the socket stays open: log, count, go on (protocols.md 8.10) */
@@ -525,14 +544,16 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	}
 }
 
+static void next_open(struct call *c, struct upstream *up);
+
 void
 relay_upstream_open(struct call *c, struct upstream *up)
 {
 	const struct persona *p = c->persona;
 	struct buf *b;
 
-	if (practice_is_next(c, up)) {
-		practice_next_open(c, up);
+	if (c->relay.ctl.next == up) {
+		next_open(c, up);
 		return;
 	}
 	log_set_call(call_sid_of(c));
@@ -551,8 +572,11 @@ relay_upstream_failed(struct call *c, struct upstream *up, const char *why)
 {
 	if (c->state >= CALL_CLOSING)
 		return;
-	if (practice_is_next(c, up)) {
-		practice_next_failed(c, up, why);
+	if (c->relay.ctl.next == up) {
+		snprintf(c->fail_reason, sizeof(c->fail_reason),
+		    "openai: the session of persona %s did not open: %s",
+		    up->persona->id, why);
+		call_close(c, c->fail_reason, 1, 1011);
 		return;
 	}
 	if (up != c->up)
@@ -568,7 +592,8 @@ relay_upstream_gone(struct call *c, struct upstream *up)
 {
 	if (c->up == up)
 		c->up = NULL;
-	practice_next_gone(c, up);
+	if (c->relay.ctl.next == up)
+		c->relay.ctl.next = NULL;
 	call_release(c);
 }
 
@@ -591,7 +616,8 @@ relay_stop(struct call *c)
 	relay_flush_batch(c);	/* the caller's last frames still go */
 	if (c->up != NULL)
 		upstream_close(c->up, c->reason);
-	practice_stop(c);
+	if (c->relay.ctl.next != NULL)
+		upstream_close(c->relay.ctl.next, "call over");
 }
 
 static void
@@ -686,17 +712,439 @@ relay_flush_batch(struct call *c)
 	r->batch_frames = 0;
 }
 
+/* ---------------------------------------------------------------- */
+/* services for apps */
+
+static enum oa_dialect
+dialect(const struct call *c)
+{
+	return (enum oa_dialect)c->w->conf->openai_dialect;
+}
+
+/* Send the event built in b to the session in use. */
+static void
+send_up(struct call *c, struct buf *b)
+{
+	if (c->up != NULL)
+		upstream_send(c->up, buf_head(b), buf_pending(b));
+}
+
+static void
+ctl_log(struct call *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+ctl_log(struct call *c, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_set_call(call_sid_of(c));
+	if (level == 'w')
+		log_warnx("%s", msg);
+	else if (level == 'd')
+		log_debug("%s", msg);
+	else
+		log_info("%s", msg);
+	log_set_call(NULL);
+}
+
+void
+relay_say(struct call *c, const char *instructions, int no_tools)
+{
+	struct buf *b = relay_scratch();
+
+	if (oa_build_response_create(b, dialect(c), instructions, no_tools) == 0)
+		send_up(c, b);
+}
+
+int
+relay_model_busy(const struct call *c)
+{
+	return c->relay.active_response[0] != '\0';
+}
+
+/* Nothing is being generated and the caller heard everything sent. */
+static int
+quiet(const struct call *c)
+{
+	return c->relay.active_response[0] == '\0' && c->relay.mcount == 0;
+}
+
+void
+relay_tool_result(struct call *c, const char *call_id, const char *output,
+    int go_on)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct relay_result *r;
+
+	if (go_on)
+		k->want_response = 1;
+	if (k->nresults == RELAY_RESULTS)
+		return;		/* more than a response calls: the model goes on */
+	r = &k->results[k->nresults];
+	vr_strlcpy(r->call_id, call_id, sizeof(r->call_id));
+	if ((r->output = strdup(output)) != NULL)
+		k->nresults++;
+}
+
+/* The response is over: send what its tools returned, then let the model
+ * go on unless the call is ending. */
+static void
+results_flush(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct buf *b;
+
+	for (unsigned i = 0; i < k->nresults; i++) {
+		b = relay_scratch();
+		if (oa_build_function_output(b, k->results[i].call_id,
+		    k->results[i].output) == 0)
+			send_up(c, b);
+		free(k->results[i].output);
+		k->results[i].output = NULL;
+	}
+	k->nresults = 0;
+	if (k->want_response && !k->ending && k->wrap == RELAY_WRAP_NONE)
+		relay_say(c, NULL, 0);
+	k->want_response = 0;
+}
+
+void
+relay_hangup(struct call *c, const char *reason)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->ending)
+		return;
+	k->ending = 1;
+	k->ending_reason = reason;
+	k->ending_deadline_ms = mono_ms() + END_CALL_GRACE_MS;
+}
+
+void
+relay_set_limit(struct call *c, uint64_t at_ms, const char *wrapup,
+    unsigned grace_s, double quota_minutes)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	k->limit_at_ms = at_ms;
+	k->quota_minutes = quota_minutes;
+	k->wrapup_grace_s = grace_s;
+	free(k->wrapup);
+	k->wrapup = wrapup != NULL ? strdup(wrapup) : NULL;
+}
+
+int
+relay_limit_reached(const struct call *c)
+{
+	return c->relay.ctl.limit_reached;
+}
+
+uint64_t
+relay_remaining_ms(const struct call *c, uint64_t now)
+{
+	const struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->limit_at_ms == 0)
+		return UINT64_MAX;
+	return now >= k->limit_at_ms ? 0 : k->limit_at_ms - now;
+}
+
+static void
+wrapup_request(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	relay_say(c, k->wrapup, 1);
+	k->wrap = RELAY_WRAP_ASKED;
+	k->wrap_response[0] = '\0';
+	k->wrap_done = 0;
+}
+
+static void
+limit_reached(struct call *c, uint64_t now)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	k->limit_reached = 1;
+	k->wrap_deadline_ms = now + (uint64_t)k->wrapup_grace_s * 1000;
+	ctl_log(c, 'i', "time limit reached (%.2f minutes): asking %s to wrap up",
+	    k->quota_minutes, c->persona->id);
+	if (k->sw == RELAY_SW_OPENING && k->next != NULL) {
+		/* no new persona for a caller whose time is up */
+		upstream_close(k->next, "time limit");
+		k->sw = RELAY_SW_NONE;
+	}
+	if (!relay_model_busy(c))
+		wrapup_request(c);
+	else
+		k->wrap = RELAY_WRAP_WANTED;	/* after the current response */
+}
+
+int
+relay_send_sms(struct call *c, const char *body)
+{
+	if (!rest_sms_configured())
+		return -1;
+	if (rest_send_sms(c->tok.caller, body, call_sid_of(c)) != 0) {
+		ctl_log(c, 'i', "no SMS: %s is not a phone number", c->masked);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* the persona switch */
+
+int
+relay_switch_persona(struct call *c, const struct persona *np,
+    const char *intro, const char *handover)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->sw != RELAY_SW_NONE || k->limit_reached)
+		return -1;
+	if ((k->next = upstream_new(c, np)) == NULL)
+		return -1;
+	c->refs++;
+	free(k->intro);
+	k->intro = intro != NULL && intro[0] != '\0' ? strdup(intro) : NULL;
+	k->next_persona = np;
+	k->sw = RELAY_SW_OPENING;
+	k->next_open = 0;
+	k->handover_done = 0;
+	k->handover_response[0] = '\0';
+	k->switch_started_ms = mono_ms();
+	k->swap_deadline_ms = k->switch_started_ms + SWAP_GRACE_MS;
+	ctl_log(c, 'i', "switching to %s (%s)", np->id,
+	    np->name ? np->name : np->id);
+	k->handover_wanted = 1;
+	if (handover == NULL)
+		return 0;	/* the response a tool result asks for */
+	if (!relay_model_busy(c))
+		relay_say(c, handover, 1);
+	else {
+		/* it is talking: let that be the hand-over */
+		vr_strlcpy(k->handover_response, c->relay.active_response,
+		    sizeof(k->handover_response));
+		k->handover_wanted = 0;
+	}
+	return 0;
+}
+
+int
+relay_switching(const struct call *c)
+{
+	return c->relay.ctl.sw != RELAY_SW_NONE;
+}
+
+/*
+ * Between turns: the old persona has said its last sentence and the caller
+ * has heard it; the next session is open.  It becomes the call's session,
+ * is told in one line why, and speaks first.
+ */
+static void
+swap(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct upstream *old = c->up;
+	const struct persona *np = k->next_persona;
+	struct buf *b;
+
+	c->up = k->next;
+	k->next = NULL;
+	k->sw = RELAY_SW_DONE;
+	c->persona = np;
+	relay_reset_playback(&c->relay);
+	if (c->slot >= 0)
+		shm_call_set_persona(c->w->shm, c->slot, np->id);
+	if (k->intro != NULL) {
+		b = relay_scratch();
+		if (oa_build_text_item(b, k->intro, 1) == 0)
+			send_up(c, b);
+	}
+	relay_say(c, np->greeting, 0);
+	ctl_log(c, 'i', "now talking to %s (switch took %llu ms)", np->id,
+	    (unsigned long long)(mono_ms() - k->switch_started_ms));
+	if (old != NULL)
+		upstream_close(old, "persona switch");
+}
+
+static void
+maybe_swap(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->sw != RELAY_SW_OPENING || !k->next_open || c->state != CALL_LIVE)
+		return;
+	if ((k->handover_done && quiet(c)) || mono_ms() >= k->swap_deadline_ms)
+		swap(c);
+}
+
+static void
+next_open(struct call *c, struct upstream *up)
+{
+	c->relay.ctl.next_open = 1;
+	ctl_log(c, 'd', "next session open (persona %s)", up->persona->id);
+	maybe_swap(c);
+}
+
+/* ---------------------------------------------------------------- */
+/* where the app is told, and the relay's own part of each point */
+
+static void
+ctl_response_created(struct call *c, struct oa_msg *m)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->wrap == RELAY_WRAP_ASKED && k->wrap_response[0] == '\0')
+		vr_strlcpy(k->wrap_response, m->response_id, sizeof(k->wrap_response));
+	if (k->sw == RELAY_SW_OPENING && k->handover_wanted &&
+	    k->handover_response[0] == '\0') {
+		vr_strlcpy(k->handover_response, m->response_id,
+		    sizeof(k->handover_response));
+		k->handover_wanted = 0;
+	}
+}
+
+static void
+ctl_response_done(struct call *c, struct oa_msg *m)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->nresults > 0 || k->want_response)
+		results_flush(c);
+	if (k->wrap == RELAY_WRAP_WANTED) {
+		wrapup_request(c);
+		return;
+	}
+	if (k->wrap == RELAY_WRAP_ASKED && strcmp(m->response_id,
+	    k->wrap_response) == 0)
+		k->wrap_done = 1;
+	if (k->sw == RELAY_SW_OPENING && strcmp(m->response_id,
+	    k->handover_response) == 0)
+		k->handover_done = 1;
+	if (c->app->response_done != NULL) {
+		c->app->response_done(c, m->response_id);
+		if (c->state != CALL_LIVE)
+			return;
+	}
+	on_played(c);
+}
+
+/* Every mark echoed, or a response done: is anything waiting for quiet? */
+static void
+on_played(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (c->state != CALL_LIVE)
+		return;
+	if (k->wrap == RELAY_WRAP_ASKED && k->wrap_done && quiet(c)) {
+		call_close(c, "time limit reached", 0, 1000);
+		return;
+	}
+	if (k->ending && quiet(c)) {
+		call_close(c, k->ending_reason, 0, 1000);
+		return;
+	}
+	maybe_swap(c);
+	if (c->app->idle != NULL && c->state == CALL_LIVE &&
+	    k->sw != RELAY_SW_OPENING && quiet(c))
+		c->app->idle(c);
+}
+
+/*
+ * The relay's own tools, for a tool no app answered: end_call and
+ * get_remaining_time work on every line.
+ */
+static void
+builtin_tool(struct call *c, const struct app_tool *t)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	char out[256];
+
+	if (strcmp(t->name, "get_remaining_time") == 0) {
+		uint64_t left = relay_remaining_ms(c, mono_ms());
+		if (left == UINT64_MAX)
+			snprintf(out, sizeof(out), "{\"minutes_remaining\":null,"
+			    "\"seconds_remaining\":null,\"unlimited\":true}");
+		else
+			snprintf(out, sizeof(out), "{\"minutes_remaining\":%.1f,"
+			    "\"seconds_remaining\":%llu,\"free_minutes\":%g}",
+			    left / 60000.0, (unsigned long long)(left / 1000),
+			    k->quota_minutes);
+		relay_tool_result(c, t->call_id, out, 1);
+	} else if (strcmp(t->name, "end_call") == 0) {
+		/* the persona said goodbye; hang up once the caller heard it */
+		relay_tool_result(c, t->call_id, "{\"ok\":true}", 0);
+		relay_hangup(c, "the persona ended the call");
+	} else
+		relay_tool_result(c, t->call_id,
+		    "{\"error\":\"this tool is not available\"}", 1);
+}
+
+static void
+tool_call(struct call *c, struct oa_msg *m)
+{
+	struct app_tool t = { m->name, m->call_id, m->text };
+
+	worker_count(c->w, SC_tool_calls, 1);
+	ctl_log(c, 'i', "tool call %s(%s) by %s", m->name, m->text,
+	    c->persona->id);
+	if (c->app->tool_call != NULL && c->app->tool_call(c, &t))
+		return;
+	if (c->state == CALL_LIVE)
+		builtin_tool(c, &t);
+}
+
+void
+relay_call_started(struct call *c)
+{
+	if (c->app->started != NULL)
+		c->app->started(c);
+}
+
+void
+relay_call_ended(struct call *c)
+{
+	if (c->app->ended != NULL)
+		c->app->ended(c);
+}
+
 void
 relay_tick(struct call *c, uint64_t now)
 {
 	struct relay *r = &c->relay;
+	struct relay_ctl *k = &r->ctl;
 
 	if (r->session_expires != 0 &&
 	    wall_ms() / 1000 + EXPIRY_MARGIN_S >= r->session_expires) {
-		log_set_call(call_sid_of(c));
-		log_info("openai session expires at %llu; ending the call",
+		ctl_log(c, 'i', "openai session expires at %llu; ending the call",
 		    (unsigned long long)r->session_expires);
-		log_set_call(NULL);
 		call_close(c, "openai session expired", 0, 1000);
+		return;
 	}
+	if (!k->limit_reached && k->limit_at_ms != 0 && now >= k->limit_at_ms) {
+		limit_reached(c, now);
+		return;
+	}
+	if (k->limit_reached && now >= k->wrap_deadline_ms) {
+		call_close(c, "time limit reached", 0, 1000);
+		return;
+	}
+	if (k->ending && now >= k->ending_deadline_ms) {
+		call_close(c, k->ending_reason, 0, 1000);
+		return;
+	}
+	if (c->app->tick != NULL) {
+		c->app->tick(c, now);
+		if (c->state != CALL_LIVE)
+			return;
+	}
+	maybe_swap(c);
 }

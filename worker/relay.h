@@ -21,9 +21,11 @@
 
 #define RELAY_ITEMS	4	/* assistant items tracked for playback */
 #define RELAY_DROPS	4	/* cancelled responses whose audio is dropped */
+#define RELAY_RESULTS	4	/* tool results queued within one response */
 
 struct call;
 struct upstream;
+struct persona;
 
 struct relay_item {
 	uint32_t	uid;		/* 0: free slot */
@@ -40,6 +42,61 @@ struct relay_mark {
 	uint32_t	item_uid;
 	uint64_t	end_bytes;
 	int		done;		/* the item's last mark */
+};
+
+/* A tool's answer, held until the response that called it is done. */
+struct relay_result {
+	char	 call_id[OA_ID_MAX];
+	char	*output;		/* JSON text, owned */
+};
+
+enum relay_wrap {
+	RELAY_WRAP_NONE = 0,
+	RELAY_WRAP_WANTED,	/* the limit is reached; waiting for the model */
+	RELAY_WRAP_ASKED,	/* the goodbye response was requested */
+};
+
+enum relay_switch {
+	RELAY_SW_NONE = 0,
+	RELAY_SW_OPENING,	/* the next session is connecting; the old hands over */
+	RELAY_SW_DONE,
+};
+
+/*
+ * What the relay does for apps (the services below): queued tool results,
+ * a hang-up once the caller heard the goodbye, the time limit with its
+ * spoken wrap-up, and the switch to another persona's session.
+ */
+struct relay_ctl {
+	/* tool results */
+	struct relay_result	 results[RELAY_RESULTS];
+	unsigned		 nresults;
+	int			 want_response;	/* after the results go out */
+	/* hang-up */
+	int			 ending;
+	uint64_t		 ending_deadline_ms;
+	const char		*ending_reason;
+	/* time limit */
+	uint64_t		 limit_at_ms;	/* mono; 0: none */
+	double			 quota_minutes;	/* reported by get_remaining_time */
+	char			*wrapup;	/* instructions for the goodbye */
+	unsigned		 wrapup_grace_s;
+	enum relay_wrap		 wrap;
+	uint64_t		 wrap_deadline_ms;
+	char			 wrap_response[OA_ID_MAX];
+	int			 wrap_done;	/* its response.done came */
+	int			 limit_reached;
+	/* persona switch */
+	enum relay_switch	 sw;
+	struct upstream		*next;
+	const struct persona	*next_persona;
+	char			*intro;		/* told to the next session */
+	int			 next_open;
+	int			 handover_wanted;	/* the next response hands over */
+	char			 handover_response[OA_ID_MAX];
+	int			 handover_done;
+	uint64_t		 switch_started_ms;
+	uint64_t		 swap_deadline_ms;
 };
 
 struct relay {
@@ -66,6 +123,7 @@ struct relay {
 	/* transcripts */
 	int			 transcript_fd;	/* -1 until the first line */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
+	struct relay_ctl	 ctl;
 };
 
 void relay_init(struct relay *r);
@@ -96,5 +154,52 @@ void relay_upstream_open(struct call *c, struct upstream *up);
 void relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m);
 void relay_upstream_failed(struct call *c, struct upstream *up, const char *why);
 void relay_upstream_gone(struct call *c, struct upstream *up);
+
+/* The call's `start` / its end: the app's started and ended hooks. */
+void relay_call_started(struct call *c);
+void relay_call_ended(struct call *c);
+
+/*
+ * Services for apps (app.h).  They act on the session in use; each is
+ * safe to call from any hook.
+ */
+
+/* Ask the model to speak now with these instructions (NULL: its own).
+ * no_tools: a response that may not call tools (a goodbye). */
+void relay_say(struct call *c, const char *instructions, int no_tools);
+/* A response is being generated. */
+int  relay_model_busy(const struct call *c);
+/* Answer a tool call.  The result is sent when the response that called
+ * the tool is done (a response.create before that is refused); go_on: then
+ * ask the model to go on. */
+void relay_tool_result(struct call *c, const char *call_id,
+    const char *output, int go_on);
+/* Hang up once the caller has heard what is being said (or after a few
+ * seconds at most).  reason: static text, for the call record. */
+void relay_hangup(struct call *c, const char *reason);
+/* The call may last until at_ms (mono).  Then the model is asked to say
+ * goodbye with `wrapup` (no tools), and the call ends once it has been
+ * heard, or grace_s later.  quota_minutes is what get_remaining_time
+ * reports as the caller's allowance. */
+void relay_set_limit(struct call *c, uint64_t at_ms, const char *wrapup,
+    unsigned grace_s, double quota_minutes);
+/* The limit was reached during the call. */
+int  relay_limit_reached(const struct call *c);
+/* Milliseconds left before the limit; UINT64_MAX when there is none. */
+uint64_t relay_remaining_ms(const struct call *c, uint64_t now);
+/* Switch the call to persona p: its own session opens now (a Realtime
+ * session cannot change its voice once it spoke) and takes over between
+ * turns, after the current persona's hand-over sentence has been heard.
+ * intro: a line told to the new persona before it greets the caller.
+ * handover: instructions for that sentence, asked for now if the model is
+ * quiet (else what it is saying hands over); NULL: the next response the
+ * model makes is the hand-over (a tool result asked for it).  0 or -1
+ * (a switch under way, the time is up, no memory). */
+int  relay_switch_persona(struct call *c, const struct persona *p,
+    const char *intro, const char *handover);
+/* A switch is under way or done. */
+int  relay_switching(const struct call *c);
+/* Queue an SMS to the caller (TWILIO_PHONE_NUMBER sends it).  0 or -1. */
+int  relay_send_sms(struct call *c, const char *body);
 
 #endif

@@ -1,0 +1,69 @@
+/*
+ * app.h — apps: the products that run on the relay.
+ *
+ * The relay (relay.c) is mechanism: audio both ways, marks, barge-in,
+ * session swaps, tool plumbing, the time limit.  Everything a customer
+ * would describe in words (which persona answers, what a tool does, when
+ * the caller is texted) is an app.  An app is a table of hooks the relay
+ * calls at fixed points of a call, and it acts through the relay's
+ * services (relay.h, "services"): say something, answer a tool, switch
+ * persona, hang up, the time limit and what is left of it, send an SMS.
+ *
+ * Every hook is optional.  All run on the worker's loop, for a live call
+ * (CALL_LIVE), and may close the call; the relay checks the call's state
+ * after each.  An app keeps its per-call state in c->app_state, state_size
+ * zeroed bytes allocated with the call and freed with it (free is called
+ * first, for what the state points to).
+ *
+ * Apps register in one table, app.c.
+ */
+#ifndef VR_APP_H
+#define VR_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct call;
+
+/* One function call of the model, complete. */
+struct app_tool {
+	const char	*name;
+	const char	*call_id;
+	const char	*args;		/* JSON text, as the model wrote it */
+};
+
+struct app {
+	const char	*name;
+	size_t		 state_size;
+	/* `start` came: the call is counted, its persona is talking */
+	void		(*started)(struct call *c);
+	/* the model called a tool: 1 if the app answered it (with
+	 * relay_tool_result), 0 to leave it to the relay's own tools */
+	int		(*tool_call)(struct call *c, const struct app_tool *t);
+	/* one finished line of the transcript; role "caller" or "assistant" */
+	void		(*transcript)(struct call *c, const char *role,
+			    const char *text);
+	/* a response of the session in use is done */
+	void		(*response_done)(struct call *c, const char *response_id);
+	/* no response is active and the caller heard everything sent */
+	void		(*idle)(struct call *c);
+	/* every worker tick (250 ms) */
+	void		(*tick)(struct call *c, uint64_t now);
+	/* the call ended (once, for a call that started) */
+	void		(*ended)(struct call *c);
+	/* the call is being freed: release what app_state points to */
+	void		(*free)(struct call *c);
+};
+
+/* The app named name, or NULL. */
+const struct app *app_find(const char *name);
+/* The app a route without a line of its own runs. */
+const struct app *app_default(void);
+/* Names of every app, NULL-terminated (for messages). */
+const char *const *app_names(void);
+
+/* The apps (app_<name>.c). */
+extern const struct app app_practice;
+extern const struct app app_agent;
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * app_practice.c — the practice line: an intake persona asks what the
+ * caller wants to practise and hands them to a persona for it (a tool
+ * call, or the keyword fallback on what the caller said); a repeat caller
+ * meets a new prospect; the caller's free minutes end the call with a
+ * spoken wrap-up, and a caller whose time ran out gets the goodbye SMS.
+ */
+#include "worker/app.h"
+#include "worker/call.h"
+#include "worker/relay.h"
+#include "worker/tools.h"
+#include "worker/worker.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "personas/intent.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct practice {
+	enum practice_mode	 mode;		/* chosen */
+	int			 sms_sent;
+	/* keyword fallback */
+	enum practice_mode	 intent_mode;
+	uint64_t		 intent_at_ms;
+	char			 intent_text[256];
+};
+
+static struct practice *
+state(struct call *c)
+{
+	return c->app_state;
+}
+
+static void
+note(struct call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+note(struct call *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_set_call(call_sid_of(c));
+	log_info("%s", msg);
+	log_set_call(NULL);
+}
+
+static const char *
+mode_words(enum practice_mode mode)
+{
+	return mode == MODE_COLD_CALL ? "cold-call" : mode == MODE_INTERVIEW ?
+	    "job interview" : "small talk";
+}
+
+/* ---------------------------------------------------------------- */
+/* minutes */
+
+static uint64_t
+free_ms(struct call *c)
+{
+	return (uint64_t)(c->w->conf->free_call_minutes * 60000.0 + 0.5);
+}
+
+static void
+practice_started(struct call *c)
+{
+	struct conf *cf = c->w->conf;
+	uint64_t now = mono_ms();
+	uint64_t used = shm_usage_ms(c->w->shm, c->tok.caller, now), f = free_ms(c);
+
+	relay_set_limit(c, now + (used >= f ? 0 : f - used),
+	    cf->wrapup_instructions, (unsigned)cf->wrapup_grace,
+	    cf->free_call_minutes);
+}
+
+static void
+practice_ended(struct call *c)
+{
+	struct practice *p = state(c);
+	struct conf *cf = c->w->conf;
+	const char *tmpl = cf->sms_message, *at;
+	char body[1024];
+
+	if (!relay_limit_reached(c) || p->sms_sent)
+		return;
+	p->sms_sent = 1;
+	/* {url} in the message is the link */
+	if ((at = strstr(tmpl, "{url}")) != NULL)
+		snprintf(body, sizeof(body), "%.*s%s%s", (int)(at - tmpl), tmpl,
+		    cf->convoreps_url, at + 5);
+	else
+		snprintf(body, sizeof(body), "%s", tmpl);
+	relay_send_sms(c, body);
+}
+
+/* ---------------------------------------------------------------- */
+/* the switch to a practice persona */
+
+static const struct persona *
+persona_for_mode(struct call *c, enum practice_mode mode)
+{
+	const char *id = NULL;
+	unsigned calls = 0;
+	int e;
+
+	switch (mode) {
+	case MODE_COLD_CALL:
+		/* a repeat caller meets someone new */
+		e = shm_ledger_find(c->w->shm, c->tok.caller);
+		if (e >= 0)
+			calls = atomic_load(&c->w->shm->ledger[e].le_calls);
+		id = intent_pick_prospect(c->tok.caller, calls);
+		break;
+	case MODE_INTERVIEW:
+		id = "rachel";
+		break;
+	case MODE_SMALL_TALK:
+		id = "alex";
+		break;
+	default:
+		return NULL;
+	}
+	return persona_find(c->w->personas, id);
+}
+
+/* handover: as relay_switch_persona().  The persona, or NULL. */
+static const struct persona *
+switch_to(struct call *c, enum practice_mode mode, const char *summary,
+    const char *handover)
+{
+	struct practice *p = state(c);
+	const struct persona *np;
+	char intro[512];
+
+	if (relay_switching(c) || relay_limit_reached(c))
+		return NULL;
+	if ((np = persona_for_mode(c, mode)) == NULL) {
+		log_set_call(call_sid_of(c));
+		log_warnx("no persona for %s practice in this configuration",
+		    practice_mode_name(mode));
+		log_set_call(NULL);
+		return NULL;
+	}
+	summary = summary != NULL ? summary : "";
+	snprintf(intro, sizeof(intro), "The caller chose %s practice%s%s. The "
+	    "call is connected to you now: answer it as yourself.",
+	    mode_words(mode), summary[0] ? ": " : "", summary);
+	if (relay_switch_persona(c, np, intro, handover) != 0)
+		return NULL;
+	p->mode = mode;
+	p->intent_mode = MODE_NONE;
+	note(c, "%s practice with %s", practice_mode_name(mode), np->id);
+	return np;
+}
+
+static int
+practice_tool_call(struct call *c, const struct app_tool *t)
+{
+	const struct persona *np;
+	const char *ms, *sum;
+	enum practice_mode mode;
+	char out[512];
+	json_t *args;
+
+	if (strcmp(t->name, "select_practice_mode") != 0)
+		return tools_business(c, t);
+	args = json_loads(t->args, 0, NULL);
+	ms = json_string_value(json_object_get(args, "mode"));
+	sum = json_string_value(json_object_get(args, "summary"));
+	mode = ms ? practice_mode_parse(ms) : MODE_NONE;
+	if (mode == MODE_NONE)
+		snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"mode must be "
+		    "cold_call, interview or small_talk\"}");
+	else if ((np = switch_to(c, mode, sum, NULL)) == NULL)
+		snprintf(out, sizeof(out), "{\"ok\":false,\"error\":\"that "
+		    "practice is not available right now\"}");
+	else
+		snprintf(out, sizeof(out), "{\"ok\":true,\"connecting_to\":\"%s\","
+		    "\"instructions\":\"Say one short hand-over sentence; the "
+		    "caller will then be connected.\"}",
+		    np->name ? np->name : np->id);
+	relay_tool_result(c, t->call_id, out, 1);
+	json_decref(args);
+	return 1;
+}
+
+/*
+ * The keyword fallback: intake's caller said what to practise, but the
+ * model did not call select_practice_mode.  Said twice, or still not acted
+ * on after INTENT_FALLBACK_SECONDS, the worker switches by itself and asks
+ * intake to say the hand-over line.
+ */
+static void
+fallback_switch(struct call *c)
+{
+	struct practice *p = state(c);
+	enum practice_mode mode = p->intent_mode;
+	char instr[256];
+
+	note(c, "keyword fallback: the caller asked for %s practice",
+	    practice_mode_name(mode));
+	snprintf(instr, sizeof(instr), "Tell the caller in one short sentence "
+	    "that you are connecting them to %s practice now.", mode_words(mode));
+	switch_to(c, mode, p->intent_text, instr);
+}
+
+static void
+practice_transcript(struct call *c, const char *role, const char *text)
+{
+	struct practice *p = state(c);
+	enum practice_mode mode;
+
+	if (strcmp(role, "caller") != 0 || c->persona->mode == NULL ||
+	    strcmp(c->persona->mode, "intake") != 0 || relay_switching(c) ||
+	    relay_limit_reached(c))
+		return;
+	if ((mode = intent_detect(text)) == MODE_NONE)
+		return;
+	if (p->intent_mode == mode) {
+		fallback_switch(c);	/* said twice */
+		return;
+	}
+	p->intent_mode = mode;
+	p->intent_at_ms = mono_ms();
+	vr_strlcpy(p->intent_text, text, sizeof(p->intent_text));
+}
+
+static void
+practice_tick(struct call *c, uint64_t now)
+{
+	struct practice *p = state(c);
+
+	if (p->intent_mode != MODE_NONE && !relay_switching(c) &&
+	    !relay_limit_reached(c) && now - p->intent_at_ms >=
+	    (uint64_t)c->w->conf->intent_fallback_seconds * 1000)
+		fallback_switch(c);
+}
+
+const struct app app_practice = {
+	.name = "practice",
+	.state_size = sizeof(struct practice),
+	.started = practice_started,
+	.tool_call = practice_tool_call,
+	.transcript = practice_transcript,
+	.tick = practice_tick,
+	.ended = practice_ended,
+};
