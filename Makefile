@@ -121,7 +121,10 @@ $(B)/voxrelay: $(B)/daemon/main.o $(APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ) $(EMBED_OB
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
 
-$(B)/test_unit: $(UNIT_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
+# The relay is tested alone between fake legs (test/unit/test_relay.c).
+UNIT_APP_OBJ := $(B)/worker/relay.o
+
+$(B)/test_unit: $(UNIT_OBJ) $(UNIT_APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
 
