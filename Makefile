@@ -32,7 +32,7 @@ SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recov
 OPT := -O1 -g
 endif
 
-PKGS := libuv jansson libcurl
+PKGS := libuv jansson libcurl sqlite3 libpq
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -66,6 +66,8 @@ LLHTTP_OBJ := $(B)/llhttp/api.o $(B)/llhttp/http.o $(B)/llhttp/llhttp.o
 
 UNIT_SRC := $(wildcard test/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(B)/%.o)
+# The call-record store is the one part of daemon/ the unit tests link.
+STORE_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard daemon/store*.c))
 
 BENCH_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard test/bench/*.c))
 BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
@@ -124,7 +126,7 @@ $(B)/voxrelay: $(B)/daemon/main.o $(APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ) $(EMBED_OB
 # The relay is tested alone between fake legs (test/unit/test_relay.c).
 UNIT_APP_OBJ := $(B)/worker/relay.o
 
-$(B)/test_unit: $(UNIT_OBJ) $(UNIT_APP_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
+$(B)/test_unit: $(UNIT_OBJ) $(UNIT_APP_OBJ) $(STORE_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(VR_LIBS)
 

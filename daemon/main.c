@@ -10,6 +10,7 @@
  * -v  print the version and exit
  */
 #include "daemon/master.h"
+#include "daemon/store.h"
 #include "daemon/common/conf.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -74,6 +75,27 @@ check_environment(const struct conf *c)
 	    err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
 		n++;
+	}
+	if (check_writable_dir(c->database_journal, "DATABASE_JOURNAL", err,
+	    sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		n++;
+	}
+	{
+		/* reachable, and a schema this binary knows or can migrate */
+		struct store_cfg sc;
+		int version;
+
+		store_cfg_from_conf(&sc, c, NULL);
+		if (store_check(&sc, &version, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s: %s\n", c->database_url[0] ?
+			    "DATABASE_URL" : "DATABASE_PATH", err);
+			n++;
+		}
+		if (c->database_url[0] != '\0' && c->stream_secret_random)
+			fprintf(stderr, "warning: DATABASE_URL is set but "
+			    "STREAM_SECRET is not: hosts sharing the database "
+			    "must share one STREAM_SECRET\n");
 	}
 	return n;
 }

@@ -11,6 +11,7 @@
  * whole life; a child resets them before it unblocks.
  */
 #include "daemon/master.h"
+#include "daemon/store.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/ipc.h"
@@ -588,6 +589,31 @@ signals_setup(struct master *m)
 	return 0;
 }
 
+/*
+ * The call-record store's thread starts after the first workers are
+ * forked; later forks (respawns, the ledger writer) are safe too, as
+ * store.h says.  A store that cannot start costs the records, never a
+ * call.
+ */
+static void
+store_open_async(struct master *m)
+{
+	struct store_cfg sc;
+	int rc;
+
+	if (gethostname(m->hostname, sizeof(m->hostname)) != 0)
+		vr_strlcpy(m->hostname, "localhost", sizeof(m->hostname));
+	m->hostname[sizeof(m->hostname) - 1] = '\0';
+	store_cfg_from_conf(&sc, &m->conf, m->hostname);
+	if ((m->store = store_new(&sc)) == NULL ||
+	    (rc = store_start(m->store, m->loop)) != 0) {
+		log_warnx("call records: the store did not start; calls are not "
+		    "recorded in this run");
+		store_stop(m->store, 0);
+		m->store = NULL;
+	}
+}
+
 static void
 close_walk_cb(uv_handle_t *h, void *arg)
 {
@@ -640,6 +666,7 @@ master_run(struct master *m)
 	atomic_store(&m->shm.hdr->sh_generation, 1);
 	for (int i = 0; i < m->conf.workers; i++)
 		spawn_worker(m, i, m->generation);
+	store_open_async(m);
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
 	    VOXRELAY_VERSION, m->conf.bind, m->conf.port, m->conf.workers,
 	    (int)getpid());
@@ -678,6 +705,8 @@ master_run(struct master *m)
 		log_info("usage ledger saved (%u callers)",
 		    (unsigned)atomic_load(&m->shm.hdr->sh_ledger_used));
 	front_stop(m);
+	store_stop(m->store, 5000);
+	m->store = NULL;
 	uv_walk(m->loop, close_walk_cb, NULL);
 	uv_run(m->loop, UV_RUN_DEFAULT);
 	log_info("stopped");

@@ -88,6 +88,10 @@ struct master {
 	int			 stopping;	/* second signal: no more waiting */
 	uint64_t		 drain_deadline_ms;
 
+	/* call records: NULL when the store could not start */
+	struct store		*store;
+	char			 hostname[256];
+
 	/* ledger flush */
 	pid_t			 flush_pid;
 	uint64_t		 flush_version;	/* ledger version being written */

@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config ca-certificates
       libuv1-dev libwslay-dev libmbedtls-dev libjansson-dev libcurl4-openssl-dev
+      libsqlite3-dev libpq-dev postgresql
       node-llhttp python3 python3-websockets python3-jsonschema openssl
       espeak-ng sox
       prometheus chromium)
@@ -12,6 +13,8 @@ PKGS=(build-essential pkg-config ca-certificates
 # package also ships a server that its postinst would start where an init
 # system runs; the policy below keeps it (and any other service) from being
 # started by this install.  chromium: renders /dashboard (test_dashboard).
+# postgresql: the server test/store/pg.sh starts in a temporary directory
+# for the PostgreSQL suite; its own cluster and service are not used.
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -88,6 +88,10 @@ static const struct key keys[] = {
 	{ "PERSONAS_DIR",		K_STR,  O(personas_dir), "/etc/voxrelay/personas", 0, 0, 0 },
 	{ "TRANSCRIPTS_DIR",		K_STR,  O(transcripts_dir), "/var/lib/voxrelay/transcripts", 0, 0, 0 },
 	{ "TRANSCRIPT_CSV_PATH",	K_STR,  O(transcript_csv_path), "", 0, 0, 0 },
+	{ "DATABASE_PATH",		K_STR,  O(database_path), "/var/lib/voxrelay/voxrelay.db", 0, 0, 0 },
+	{ "DATABASE_URL",		K_STR,  O(database_url), "", 0, 0, CONF_SECRET },
+	{ "DATABASE_JOURNAL",		K_STR,  O(database_journal), "/var/lib/voxrelay/voxrelay-journal.ndjson", 0, 0, 0 },
+	{ "RETENTION_DAYS",		K_INT,  O(retention_days), "90", 0, 36500, 0 },
 	{ "DEFAULT_ROUTE",		K_STR,  O(default_route), "default", 0, 0, 0 },
 	{ "SAY_VOICE",			K_STR,  O(say_voice), "", 0, 0, 0 },
 	{ "AFTER_STREAM_MESSAGE",	K_STR,  O(after_stream_message), "Thank you for calling. Goodbye.", 0, 0, 0 },
@@ -454,6 +458,15 @@ conf_check(struct conf *c, struct errs *e)
 		err_add(e, "USAGE_CSV_BACKUP_PATH: must not be empty");
 	else if (strcmp(c->usage_csv_path, c->usage_csv_backup_path) == 0)
 		err_add(e, "USAGE_CSV_BACKUP_PATH: must differ from USAGE_CSV_PATH");
+	if (c->database_url[0] != '\0' &&
+	    strncmp(c->database_url, "postgresql://", 13) != 0 &&
+	    strncmp(c->database_url, "postgres://", 11) != 0)
+		err_add(e, "DATABASE_URL: must start with postgresql:// (empty: "
+		    "SQLite at DATABASE_PATH)");
+	else if (c->database_url[0] == '\0' && c->database_path[0] == '\0')
+		err_add(e, "DATABASE_PATH: must not be empty without DATABASE_URL");
+	if (c->database_journal[0] == '\0')
+		err_add(e, "DATABASE_JOURNAL: must not be empty");
 	for (const char *r = c->default_route; *r; r++)
 		if (!isalnum((unsigned char)*r) && *r != '-' && *r != '_') {
 			err_add(e, "DEFAULT_ROUTE: only letters, digits, '-' and '_'");

@@ -85,6 +85,11 @@ struct conf {
 	char	*personas_dir;
 	char	*transcripts_dir;
 	char	*transcript_csv_path;
+	/* call records (daemon/store.h) */
+	char	*database_path;
+	char	*database_url;		/* postgresql://...; "" for SQLite */
+	char	*database_journal;
+	int	 retention_days;	/* 0: keep */
 	/* words spoken by Twilio */
 	char	*default_route;
 	char	*say_voice;

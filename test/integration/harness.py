@@ -106,6 +106,8 @@ class Daemon:
             "PERSONAS_DIR": PERSONAS,
             "OPENAI_API_KEY": "sk-test",
             "TRANSCRIPTS_DIR": tmpdir,
+            "DATABASE_PATH": os.path.join(tmpdir, "voxrelay.db"),
+            "DATABASE_JOURNAL": os.path.join(tmpdir, "journal.ndjson"),
         }
         self.conf.update(conf)
         self.conf_path = os.path.join(tmpdir, "voxrelay.conf")
