@@ -75,7 +75,7 @@ BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
 
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
 
-.PHONY: all check check-sanitize unit integration peers clean install demo deps test settings deb bench-tools \
+.PHONY: all check check-sanitize unit store-pg integration peers clean install demo deps test settings deb bench-tools \
         bench
 all: $(B)/voxrelay
 
@@ -133,6 +133,11 @@ $(B)/test_unit: $(UNIT_OBJ) $(UNIT_APP_OBJ) $(STORE_OBJ) $(LIB_OBJ) $(LLHTTP_OBJ
 unit: $(B)/test_unit
 	$(B)/test_unit
 
+# The store's unit tests once more on a PostgreSQL server the script
+# starts in a temporary directory (Debian's postgresql package).
+store-pg: $(B)/test_unit
+	test/store/pg.sh $(B)/test_unit
+
 integration: $(B)/voxrelay
 	/usr/bin/python3 test/integration/run.py --binary $(B)/voxrelay
 
@@ -141,7 +146,7 @@ peers:
 
 # bench-tools: the benchmark's programs are only run by make bench, but they
 # link against proto/, so check builds them to keep them linking.
-check: unit peers fuzz-replay integration bench-tools
+check: unit store-pg peers fuzz-replay integration bench-tools
 
 # Fuzzing (test/fuzz/; README "Fuzzing").  make fuzz builds one libFuzzer
 # program per target with clang, AddressSanitizer and UBSan into
@@ -243,6 +248,7 @@ SAN_B := $(B)/san
 check-sanitize:
 	$(MAKE) B=$(SAN_B) SANITIZER=address,undefined $(SAN_B)/voxrelay $(SAN_B)/test_unit
 	$(SAN_B)/test_unit
+	test/store/pg.sh $(SAN_B)/test_unit
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    /usr/bin/python3 test/integration/run.py --binary $(SAN_B)/voxrelay
 

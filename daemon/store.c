@@ -422,13 +422,22 @@ store_thread(void *arg)
 		json_t *recs = json_array();
 		int stopping, late;
 
+		uint64_t now = mono_ms(), wait_ms;
+
+		/* idle: up to retry_ms (the purge's clock); down: until the
+		 * next attempt; a journal being replayed: not at all */
+		if (st->db != NULL)
+			wait_ms = st->jsize == st->joff ?
+			    (uint64_t)st->cfg.retry_ms : 0;
+		else
+			wait_ms = st->retry_at > now ? st->retry_at - now : 0;
 		pthread_mutex_lock(&st->mu);
-		if (st->qh == NULL && !st->stopping) {
+		if (st->qh == NULL && !st->stopping && wait_ms > 0) {
 			struct timespec ts;
 
 			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += st->cfg.retry_ms / 1000;
-			ts.tv_nsec += (long)(st->cfg.retry_ms % 1000) * 1000000L;
+			ts.tv_sec += (time_t)(wait_ms / 1000);
+			ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
 			if (ts.tv_nsec >= 1000000000L) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;

@@ -1114,7 +1114,6 @@ store_db_purge(struct store_db *db, uint64_t before, uint64_t now, char *err,
 		"DELETE FROM call_status WHERE call_sid IN (SELECT call_sid FROM "
 		    "calls WHERE started_at < $1)",
 		"DELETE FROM calls WHERE started_at < $1",
-		"DELETE FROM used_tokens WHERE expires_at < $2",
 	};
 	struct store_param p[2] = { PINT(before), PINT(now) };
 	json_t *cnt = NULL;
@@ -1128,9 +1127,11 @@ store_db_purge(struct store_db *db, uint64_t before, uint64_t now, char *err,
 	n = (long)num_int(json_array_get(cnt, 0), "n");
 	json_decref(cnt);
 	for (size_t i = 0; i < ARRAY_LEN(del); i++)
-		if (run(db, del[i], p, i + 1 == ARRAY_LEN(del) ? 2 : 1, NULL,
-		    err, errlen) != STORE_OK)
+		if (run(db, del[i], p, 1, NULL, err, errlen) != STORE_OK)
 			goto fail;
+	if (run(db, "DELETE FROM used_tokens WHERE expires_at < $1", p + 1, 1,
+	    NULL, err, errlen) != STORE_OK)
+		goto fail;
 	if (run(db, "COMMIT", NULL, 0, NULL, err, errlen) != STORE_OK)
 		goto fail;
 	return n;

@@ -38,7 +38,9 @@ pg_errcopy(char *err, size_t errlen, const char *what, const char *msg)
 	/* one line: libpq ends its messages with a newline, and may add
 	 * DETAIL and HINT lines */
 	for (char *q = err; *q != '\0'; q++)
-		if (*q == '\n') {
+		if (*q == '\t')
+			*q = ' ';
+		else if (*q == '\n') {
 			*q = (q[1] == '\0') ? '\0' : ' ';
 			if (*q == '\0')
 				break;
