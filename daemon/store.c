@@ -74,6 +74,7 @@ struct store {
 	int		 jfd;
 	off_t		 jsize, joff;	/* file size; replayed up to */
 	uint64_t	 next_purge;
+	uint64_t	 jdrop_logged;
 
 	_Atomic uint64_t s_queued, s_backlog, s_written, s_journaled,
 			 s_replayed, s_rejected, s_dropped, s_purged;
@@ -382,9 +383,14 @@ handle_records(struct store *st, json_t *recs, int journal_only)
 		atomic_fetch_add(&st->s_backlog, n);
 		return;
 	}
-	atomic_fetch_add(&st->s_dropped, n);
-	log_warnx("call records: %zu record%s lost: neither the database nor "
-	    "the journal %s took them", n, n == 1 ? "" : "s", st->journal);
+	/* logged at 1, 2, 4... records lost, not once per batch */
+	uint64_t d = atomic_fetch_add(&st->s_dropped, n) + n;
+	if (d >= st->jdrop_logged) {
+		log_warnx("call records: %llu records lost so far: neither the "
+		    "database nor the journal %s took them",
+		    (unsigned long long)d, st->journal);
+		st->jdrop_logged = d * 2;
+	}
 }
 
 static void
