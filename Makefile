@@ -266,10 +266,11 @@ demo: deps
 
 install: $(B)/voxrelay
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/voxrelay/personas \
-	    $(DESTDIR)$(MANDIR)/man8
+	    $(DESTDIR)$(SYSCONFDIR)/voxrelay/lines $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(B)/voxrelay $(DESTDIR)$(SBINDIR)/voxrelay
 	install -m 0640 etc/voxrelay.conf $(DESTDIR)$(SYSCONFDIR)/voxrelay/voxrelay.conf
 	install -m 0644 personas/*.json $(DESTDIR)$(SYSCONFDIR)/voxrelay/personas/
+	install -m 0644 etc/lines/*.json $(DESTDIR)$(SYSCONFDIR)/voxrelay/lines/
 	install -m 0644 packaging/voxrelay.8 $(DESTDIR)$(MANDIR)/man8/voxrelay.8
 
 # The Debian package, from the files git knows (committed or not, ignored

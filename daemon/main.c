@@ -9,6 +9,7 @@
  * -t  check the configuration and exit: 0, or what is wrong and 1
  * -v  print the version and exit
  */
+#include "daemon/config.h"
 #include "daemon/master.h"
 #include "daemon/store.h"
 #include "daemon/common/conf.h"
@@ -203,28 +204,14 @@ main(int argc, char **argv)
 		path = DEFAULT_CONF;
 	(void)explicit;
 
-	if (conf_load(path, &M.conf, err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s", err);
-		fprintf(stderr, "voxrelay: configuration %s has errors\n",
-		    path ? path : "(environment)");
-		return test ? 1 : EXIT_FATAL_CONFIG;
-	}
 	{
-		char perr[8192], pwarn[4096];
-		int np = persona_set_load(&M.personas, M.conf.personas_dir,
-		    (enum oa_dialect)M.conf.openai_dialect, perr, sizeof(perr),
-		    pwarn, sizeof(pwarn));
-		if (pwarn[0] != '\0')
-			fprintf(stderr, "%s", pwarn);
-		if (np != 0) {
-			fprintf(stderr, "%s", perr);
-			fprintf(stderr, "voxrelay: personas in %s have errors\n",
-			    M.conf.personas_dir);
-			return test ? 1 : EXIT_FATAL_CONFIG;
-		}
-		if (persona_find(&M.personas, M.conf.default_route) == NULL) {
-			fprintf(stderr, "DEFAULT_ROUTE: no persona \"%s\" in %s\n",
-			    M.conf.default_route, M.conf.personas_dir);
+		char warn[4096];
+		int n = config_build(path, &M.conf, &M.personas, &M.lines, err,
+		    sizeof(err), warn, sizeof(warn));
+		if (warn[0] != '\0')
+			fprintf(stderr, "%s", warn);
+		if (n != 0) {
+			fprintf(stderr, "%s", err);
 			return test ? 1 : EXIT_FATAL_CONFIG;
 		}
 	}
@@ -238,8 +225,9 @@ main(int argc, char **argv)
 			    path ? path : "(environment)", n, n == 1 ? "" : "s");
 			return 1;
 		}
-		printf("voxrelay: configuration %s is ok (%zu personas)\n",
-		    path ? path : "(environment)", M.personas.n);
+		printf("voxrelay: configuration %s is ok (%zu personas, %zu "
+		    "lines)\n", path ? path : "(environment)", M.personas.n,
+		    M.lines.n);
 		return 0;
 	}
 	snprintf(M.conf_path, sizeof(M.conf_path), "%s", path ? path : "");

@@ -10,6 +10,7 @@
  * The master keeps TERM, INT, HUP, USR1, QUIT and CHLD blocked for its
  * whole life; a child resets them before it unblocks.
  */
+#include "daemon/config.h"
 #include "daemon/master.h"
 #include "daemon/store.h"
 #include "daemon/common/log.h"
@@ -176,7 +177,8 @@ spawn_worker(struct master *m, int slot, uint32_t gen)
 		snprintf(name, sizeof(name), "voxrelay-w%d", slot);
 		prctl(PR_SET_NAME, name);
 		log_set_role("worker", slot);
-		worker_main(&m->conf, &m->personas, &m->shm, slot, gen, sv[1]);
+		worker_main(&m->conf, &m->personas, &m->lines, &m->shm, slot, gen,
+		    sv[1]);
 		/* not reached */
 	}
 	close(sv[1]);
@@ -313,27 +315,15 @@ reload(struct master *m)
 		return;
 	}
 	log_info("reloading %s", m->conf_path[0] ? m->conf_path : "(environment)");
-	if (conf_load(m->conf_path[0] ? m->conf_path : NULL, &nc, err, sizeof(err))) {
-		for (line = strtok_r(err, "\n", &save); line;
-		    line = strtok_r(NULL, "\n", &save))
-			log_warnx("reload: %s", line);
-		log_warnx("reload refused; the running configuration stays in force");
-		return;
-	}
 	struct persona_set np;
+	struct line_set nl;
 	char pwarn[4096];
-	if (persona_set_load(&np, nc.personas_dir, (enum oa_dialect)nc.openai_dialect,
-	    err, sizeof(err), pwarn, sizeof(pwarn)) != 0 ||
-	    persona_find(&np, nc.default_route) == NULL) {
-		if (np.n > 0 && persona_find(&np, nc.default_route) == NULL)
-			snprintf(err, sizeof(err), "DEFAULT_ROUTE: no persona \"%s\"",
-			    nc.default_route);
+	if (config_build(m->conf_path[0] ? m->conf_path : NULL, &nc, &np, &nl,
+	    err, sizeof(err), pwarn, sizeof(pwarn)) != 0) {
 		for (line = strtok_r(err, "\n", &save); line;
 		    line = strtok_r(NULL, "\n", &save))
 			log_warnx("reload: %s", line);
 		log_warnx("reload refused; the running configuration stays in force");
-		persona_set_free(&np);
-		conf_free(&nc);
 		return;
 	}
 	for (line = strtok_r(pwarn, "\n", &save); line;
@@ -362,8 +352,7 @@ reload(struct master *m)
 		log_warnx("reload: ADMIN_BIND: %s is not a loopback address and "
 		    "ADMIN_TOKEN is empty", m->conf.admin_bind);
 		log_warnx("reload refused; the running configuration stays in force");
-		persona_set_free(&np);
-		conf_free(&nc);
+		config_free(&nc, &np, &nl);
 		return;
 	}
 	if ((unsigned)nc.max_ws_connections > m->shm.hdr->sh_ncalls) {
@@ -382,8 +371,7 @@ reload(struct master *m)
 	if (nfree < nc.workers) {
 		log_warnx("reload refused: %d worker slots free, %d needed (old "
 		    "generations still draining)", nfree, nc.workers);
-		persona_set_free(&np);
-		conf_free(&nc);
+		config_free(&nc, &np, &nl);
 		return;
 	}
 	gen = ++m->generation;
@@ -408,6 +396,8 @@ reload(struct master *m)
 	m->conf = nc;
 	persona_set_free(&m->personas);
 	m->personas = np;
+	line_set_free(&m->lines);
+	m->lines = nl;
 	log_set_level(m->conf.log_level);
 	atomic_store(&m->shm.hdr->sh_free_ms,
 	    (uint64_t)(m->conf.free_call_minutes * 60000.0 + 0.5));

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "daemon/common/conf.h"
+#include "personas/line.h"
 #include "personas/persona.h"
 #include "shm/shm.h"
 
@@ -62,6 +63,7 @@ struct master {
 	uv_loop_t		*loop;
 	struct conf		 conf;
 	struct persona_set	 personas;
+	struct line_set		 lines;
 	struct shm		 shm;
 	int			 foreground;
 	int			 ready_fd;	/* told "1" once serving, -1 */

@@ -103,6 +103,7 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	const char *sid, *from, *to, *q, *target = http_req_url(r);
 	int is_post = strcmp(http_req_method(r), "POST") == 0;
 	uint64_t used, free_ms, min_ms;
+	const struct line *line;
 
 	if (!is_post && strcmp(http_req_method(r), "GET") != 0) {
 		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
@@ -118,7 +119,10 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	}
 	memcpy(routebuf, route, rlen);
 	routebuf[rlen] = '\0';
-	if (persona_find(&M.personas, routebuf) == NULL) {
+	/* a line, or a persona's route with the configuration's keys */
+	if ((line = line_find(&M.lines, routebuf)) == NULL)
+		line = &M.lines.fallback;
+	if (line_persona(line, &M.personas, routebuf) == NULL) {
 		respond_text(c, 404, "no such route\n");
 		return;
 	}
@@ -172,13 +176,15 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		voice_refuse(c, M.conf.busy_message);
 		goto out;
 	}
-	free_ms = (uint64_t)(M.conf.free_call_minutes * 60000.0 + 0.5);
-	min_ms = (uint64_t)(M.conf.min_call_duration * 60000.0 + 0.5);
+	/* a line with no quota admits every caller (minutes are still
+	 * counted in the ledger) */
+	free_ms = (uint64_t)(line->free_minutes * 60000.0 + 0.5);
+	min_ms = (uint64_t)(line->min_minutes * 60000.0 + 0.5);
 	used = shm_usage_ms(&M.shm, tok.caller, mono_ms());
-	if (used >= free_ms || free_ms - used < min_ms) {
+	if (line_has_quota(line) && (used >= free_ms || free_ms - used < min_ms)) {
 		master_count(SC_refused_minutes);
 		log_info("call %s from %s refused: %.2f of %.2f minutes used",
-		    sid, masked, used / 60000.0, M.conf.free_call_minutes);
+		    sid, masked, used / 60000.0, line->free_minutes);
 		voice_refuse(c, M.conf.out_of_minutes_message);
 		goto out;
 	}
@@ -216,14 +222,17 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		twiml_parameter(&t, "called", to);
 	twiml_parameter(&t, "route", routebuf);
 	char left[32];
-	snprintf(left, sizeof(left), "%.2f", (free_ms - used) / 60000.0);
+	if (line_has_quota(line))
+		snprintf(left, sizeof(left), "%.2f", (free_ms - used) / 60000.0);
+	else
+		snprintf(left, sizeof(left), "unlimited");
 	twiml_parameter(&t, "minutesLeft", left);
 	twiml_connect_stream_close(&t);
 	/* Twilio runs these once the stream's socket closes */
 	twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
 	twiml_hangup(&t);
-	log_info("call %s from %s to route %s: stream offered (%.2f minutes left)",
-	    sid, masked, routebuf, (free_ms - used) / 60000.0);
+	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
+	    sid, masked, routebuf, left);
 	twiml_send(c, &t);
 out:
 	form_free(&f);

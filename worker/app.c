@@ -3,7 +3,13 @@
  * own (app_<name>.c) and one line here.
  */
 #include "worker/app.h"
+#include "worker/call.h"
+#include "worker/relay.h"
+#include "worker/worker.h"
+#include "daemon/common/util.h"
+#include "personas/line.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct app *const apps[] = {
@@ -26,11 +32,49 @@ app_find(const char *name)
 	return NULL;
 }
 
-const struct app *
-app_default(void)
+int
+app_line_limit(struct call *c)
 {
-	/* a route without a line of its own runs as it always has */
-	return &app_practice;
+	const struct line *l = c->line;
+	uint64_t now = mono_ms(), at = 0, used, allow;
+	double minutes = -1;
+	int by_quota = 0;
+
+	if (line_has_quota(l)) {
+		used = shm_usage_ms(c->w->shm, c->tok.caller, now);
+		allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
+		at = now + (used >= allow ? 0 : allow - used);
+		minutes = l->free_minutes;
+		by_quota = 1;
+	}
+	if (l->max_call_minutes > 0) {
+		uint64_t max = now + (uint64_t)(l->max_call_minutes * 60000.0 + 0.5);
+		if (at == 0 || max < at) {
+			at = max;
+			minutes = l->max_call_minutes;
+			by_quota = 0;
+		}
+	}
+	if (at != 0)
+		relay_set_limit(c, at, l->wrapup, (unsigned)l->wrapup_grace,
+		    minutes);
+	return by_quota;
+}
+
+void
+app_line_sms(struct call *c)
+{
+	const char *tmpl = c->line->sms, *at;
+	char body[1024];
+
+	if (tmpl == NULL)
+		return;
+	if ((at = strstr(tmpl, "{url}")) != NULL)
+		snprintf(body, sizeof(body), "%.*s%s%s", (int)(at - tmpl), tmpl,
+		    c->w->conf->convoreps_url, at + 5);
+	else
+		snprintf(body, sizeof(body), "%s", tmpl);
+	relay_send_sms(c, body);
 }
 
 const char *const *

@@ -57,8 +57,14 @@ struct app {
 
 /* The app named name, or NULL. */
 const struct app *app_find(const char *name);
-/* The app a route without a line of its own runs. */
-const struct app *app_default(void);
+
+/* Policy the lines set, for apps to apply (app.c). */
+/* The time limit of the call's line: the caller's allowance (free_minutes
+ * less the ledger) or the per-call maximum, whichever ends first, with the
+ * line's wrap-up.  Returns 1 when the allowance ends the call. */
+int  app_line_limit(struct call *c);
+/* Text the caller the line's goodbye SMS ({url}: CONVOREPS_URL), if any. */
+void app_line_sms(struct call *c);
 /* Names of every app, NULL-terminated (for messages). */
 const char *const *app_names(void);
 

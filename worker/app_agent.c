@@ -7,6 +7,13 @@
 #include "worker/app.h"
 #include "worker/tools.h"
 
+/* The line's per-call maximum, or an allowance if it sets one. */
+static void
+agent_started(struct call *c)
+{
+	app_line_limit(c);
+}
+
 static int
 agent_tool_call(struct call *c, const struct app_tool *t)
 {
@@ -15,5 +22,6 @@ agent_tool_call(struct call *c, const struct app_tool *t)
 
 const struct app app_agent = {
 	.name = "agent",
+	.started = agent_started,
 	.tool_call = agent_tool_call,
 };

@@ -21,6 +21,7 @@
 
 struct practice {
 	enum practice_mode	 mode;		/* chosen */
+	int			 by_quota;	/* the allowance ends the call */
 	int			 sms_sent;
 	/* keyword fallback */
 	enum practice_mode	 intent_mode;
@@ -61,42 +62,22 @@ mode_words(enum practice_mode mode)
 /* ---------------------------------------------------------------- */
 /* minutes */
 
-static uint64_t
-free_ms(struct call *c)
-{
-	return (uint64_t)(c->w->conf->free_call_minutes * 60000.0 + 0.5);
-}
-
 static void
 practice_started(struct call *c)
 {
-	struct conf *cf = c->w->conf;
-	uint64_t now = mono_ms();
-	uint64_t used = shm_usage_ms(c->w->shm, c->tok.caller, now), f = free_ms(c);
-
-	relay_set_limit(c, now + (used >= f ? 0 : f - used),
-	    cf->wrapup_instructions, (unsigned)cf->wrapup_grace,
-	    cf->free_call_minutes);
+	state(c)->by_quota = app_line_limit(c);
 }
 
+/* A caller whose allowance ran out is texted the line's goodbye. */
 static void
 practice_ended(struct call *c)
 {
 	struct practice *p = state(c);
-	struct conf *cf = c->w->conf;
-	const char *tmpl = cf->sms_message, *at;
-	char body[1024];
 
-	if (!relay_limit_reached(c) || p->sms_sent)
+	if (!relay_limit_reached(c) || !p->by_quota || p->sms_sent)
 		return;
 	p->sms_sent = 1;
-	/* {url} in the message is the link */
-	if ((at = strstr(tmpl, "{url}")) != NULL)
-		snprintf(body, sizeof(body), "%.*s%s%s", (int)(at - tmpl), tmpl,
-		    cf->convoreps_url, at + 5);
-	else
-		snprintf(body, sizeof(body), "%s", tmpl);
-	relay_send_sms(c, body);
+	app_line_sms(c);
 }
 
 /* ---------------------------------------------------------------- */

@@ -164,10 +164,15 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		    "stream token already used" : "busy", NULL);
 		return;
 	}
-	const struct persona *persona = persona_find(w->personas, t.route);
-	if (persona == NULL) {
-		log_warnx("%s: stream upgrade refused: no persona \"%s\" in this "
-		    "configuration", t.call_sid, t.route);
+	/* the route's line, else its persona with the configuration's keys */
+	const struct line *line = line_find(w->lines, t.route);
+	if (line == NULL)
+		line = &w->lines->fallback;
+	const struct persona *persona = line_persona(line, w->personas, t.route);
+	const struct app *app = app_find(line->app);
+	if (persona == NULL || app == NULL) {
+		log_warnx("%s: stream upgrade refused: no line or persona \"%s\" "
+		    "in this configuration", t.call_sid, t.route);
 		reject_upgrade(w, fd, 404, "unknown route", NULL);
 		return;
 	}
@@ -186,7 +191,8 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	c->persona = persona;
 	c->refs = 1;
 	relay_init(&c->relay);
-	c->app = app_default();
+	c->line = line;
+	c->app = app;
 	if (c->app->state_size > 0 &&
 	    (c->app_state = calloc(1, c->app->state_size)) == NULL) {
 		free(c);

@@ -34,6 +34,7 @@ enum call_state {
 struct worker;
 struct upstream;
 struct app;
+struct line;
 
 struct call {
 	uint32_t		 magic;
@@ -69,7 +70,8 @@ struct call {
 	const struct persona	*persona;
 	struct upstream		*up;		/* the session in use */
 	struct relay		 relay;
-	const struct app	*app;		/* the product this call runs */
+	const struct line	*line;		/* what its route runs */
+	const struct app	*app;		/* the line's app */
 	void			*app_state;	/* the app's, app->state_size */
 	char			 fail_reason[160];
 

@@ -295,6 +295,13 @@ up_opened(struct upstream *up)
 	up->state = UP_OPEN;
 	up->opened_ms = up->last_rx_ms = mono_ms();
 	persona_session_cfg(up->persona, &cfg);
+	{
+		/* the line's own persona offers only the tools the line names */
+		const struct line *l = up->call->line;
+		const char *lp = l->persona[0] ? l->persona : up->call->tok.route;
+		if (l->tools_json != NULL && strcmp(up->persona->id, lp) == 0)
+			cfg.tools_json = l->tools_json;
+	}
 	buf_consume(&up->scratch, buf_pending(&up->scratch));
 	if (oa_build_session_update(&up->scratch, (enum oa_dialect)W.conf->openai_dialect,
 	    &cfg) != 0) {

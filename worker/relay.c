@@ -879,7 +879,9 @@ limit_reached(struct call *c, uint64_t now)
 		upstream_close(k->next, "time limit");
 		k->sw = RELAY_SW_NONE;
 	}
-	if (!relay_model_busy(c))
+	if (k->wrapup == NULL)
+		call_close(c, "time limit reached", 0, 1000);	/* no goodbye */
+	else if (!relay_model_busy(c))
 		wrapup_request(c);
 	else
 		k->wrap = RELAY_WRAP_WANTED;	/* after the current response */

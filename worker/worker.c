@@ -329,7 +329,8 @@ worker_batch_opened(struct worker *w)
 
 void
 worker_main(struct conf *conf, const struct persona_set *personas,
-    struct shm *shm, int slot, uint32_t generation, int chan)
+    const struct line_set *lines, struct shm *shm, int slot,
+    uint32_t generation, int chan)
 {
 	struct worker *w = &W;
 	char err[512];
@@ -339,6 +340,7 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	memset(w, 0, sizeof(*w));
 	w->conf = conf;
 	w->personas = personas;
+	w->lines = lines;
 	w->shm = shm;
 	w->slot = slot;
 	w->sw = &shm->workers[slot];

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "daemon/common/conf.h"
+#include "personas/line.h"
 #include "personas/persona.h"
 #include "shm/shm.h"
 #include "daemon/common/util.h"
@@ -40,6 +41,7 @@ struct worker {
 	unsigned		 ncalls;
 	uint64_t		 seed;		/* for WebSocket masks */
 	const struct persona_set *personas;
+	const struct line_set	*lines;
 
 	/* writes are batched: whatever a loop iteration queued is written
 	 * once, by the check handle, after all the reads of that iteration */
@@ -88,7 +90,8 @@ void worker_forget_upstream(struct worker *w, struct upstream *up);
  * cannot start.
  */
 void worker_main(struct conf *conf, const struct persona_set *personas,
-    struct shm *shm, int slot, uint32_t generation, int chan)
+    const struct line_set *lines, struct shm *shm, int slot,
+    uint32_t generation, int chan)
     __attribute__((noreturn));
 
 #endif

@@ -86,6 +86,7 @@ static const struct key keys[] = {
 	{ "INTENT_FALLBACK_SECONDS",	K_INT,  O(intent_fallback_seconds), "8", 0, 600, 0 },
 	{ "BOOKINGS_PATH",		K_STR,  O(bookings_path), "/var/lib/voxrelay/bookings.jsonl", 0, 0, 0 },
 	{ "PERSONAS_DIR",		K_STR,  O(personas_dir), "/etc/voxrelay/personas", 0, 0, 0 },
+	{ "LINES_DIR",			K_STR,  O(lines_dir), "/etc/voxrelay/lines", 0, 0, 0 },
 	{ "TRANSCRIPTS_DIR",		K_STR,  O(transcripts_dir), "/var/lib/voxrelay/transcripts", 0, 0, 0 },
 	{ "TRANSCRIPT_CSV_PATH",	K_STR,  O(transcript_csv_path), "", 0, 0, 0 },
 	{ "DATABASE_PATH",		K_STR,  O(database_path), "/var/lib/voxrelay/voxrelay.db", 0, 0, 0 },

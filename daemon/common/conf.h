@@ -83,6 +83,7 @@ struct conf {
 	char	*bookings_path;
 	/* personas, transcripts */
 	char	*personas_dir;
+	char	*lines_dir;
 	char	*transcripts_dir;
 	char	*transcript_csv_path;
 	/* call records (daemon/store.h) */

@@ -41,6 +41,7 @@ def free_port():
 
 PEERS = os.path.join(ROOT, "test", "peers")
 PERSONAS = os.path.join(ROOT, "personas")
+LINES = os.path.join(ROOT, "etc", "lines")
 
 
 class FakeOpenAIProcess:
@@ -104,6 +105,9 @@ class Daemon:
             "STREAM_SECRET": "test-secret-0123456789abcdef",
             "LOG_LEVEL": "debug",
             "PERSONAS_DIR": PERSONAS,
+            # no lines unless a test names a directory: every route is a
+            # persona's, whatever /etc/voxrelay/lines holds on this machine
+            "LINES_DIR": os.path.join(tmpdir, "no-lines"),
             "OPENAI_API_KEY": "sk-test",
             "TRANSCRIPTS_DIR": tmpdir,
             "DATABASE_PATH": os.path.join(tmpdir, "voxrelay.db"),

@@ -1,0 +1,359 @@
+/*
+ * line.c — see line.h.
+ */
+#include "personas/line.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lctx {
+	const char	*file;
+	char		*err;
+	size_t		 errlen, len;
+	int		 nerr;
+};
+
+static void bad(struct lctx *x, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+bad(struct lctx *x, const char *field, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	x->nerr++;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = '?';
+	if (x->err == NULL || x->len + 1 >= x->errlen)
+		return;
+	n = snprintf(x->err + x->len, x->errlen - x->len, "%s: %s: %s\n",
+	    x->file, field, msg);
+	if (n > 0)
+		x->len = (size_t)n >= x->errlen - x->len ? x->errlen - 1 :
+		    x->len + (size_t)n;
+}
+
+static void
+line_free(struct line *l)
+{
+	free(l->file);
+	free(l->wrapup);
+	free(l->sms);
+	free(l->tools_json);
+	memset(l, 0, sizeof(*l));
+}
+
+void
+line_set_free(struct line_set *ls)
+{
+	for (size_t i = 0; i < ls->n; i++)
+		line_free(&ls->v[i]);
+	free(ls->v);
+	ls->v = NULL;
+	ls->n = 0;
+	line_free(&ls->fallback);
+}
+
+const struct line *
+line_find(const struct line_set *ls, const char *route)
+{
+	for (size_t i = 0; i < ls->n; i++)
+		if (strcmp(ls->v[i].id, route) == 0)
+			return &ls->v[i];
+	return NULL;
+}
+
+const struct persona *
+line_persona(const struct line *l, const struct persona_set *ps,
+    const char *route)
+{
+	return persona_find(ps, l->persona[0] != '\0' ? l->persona : route);
+}
+
+/* The policy the configuration's keys give: the practice line's. */
+static int
+line_defaults(struct line *l, const struct conf *cf)
+{
+	memset(l, 0, sizeof(*l));
+	snprintf(l->app, sizeof(l->app), "practice");
+	l->free_minutes = cf->free_call_minutes;
+	l->min_minutes = cf->min_call_duration;
+	l->max_call_minutes = -1;
+	l->wrapup_grace = cf->wrapup_grace;
+	l->wrapup = strdup(cf->wrapup_instructions);
+	l->sms = strdup(cf->sms_message);
+	return l->wrapup != NULL && l->sms != NULL ? 0 : -1;
+}
+
+/* A number of minutes, or null (-1) when nullable.  0 or -1 (reported). */
+static int
+get_minutes(struct lctx *x, json_t *root, const char *key, double *out,
+    int nullable, double min)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (v == NULL)
+		return 0;
+	if (json_is_null(v) && nullable) {
+		*out = -1;
+		return 0;
+	}
+	if (!json_is_number(v) || json_number_value(v) < min ||
+	    json_number_value(v) > 1e6) {
+		bad(x, key, "a number of minutes, at least %g%s", min,
+		    nullable ? ", or null" : "");
+		return -1;
+	}
+	*out = json_number_value(v);
+	return 0;
+}
+
+/* A string, or null (NULL) when nullable; absent keeps *out. */
+static int
+get_text(struct lctx *x, json_t *root, const char *key, char **out)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (v == NULL)
+		return 0;
+	if (json_is_null(v)) {
+		free(*out);
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    json_string_length(v) > 2000) {
+		bad(x, key, "a string of 1 to 2000 characters, or null");
+		return -1;
+	}
+	free(*out);
+	*out = strdup(json_string_value(v));
+	return 0;
+}
+
+/* The persona's tools that the line names, as a JSON array. */
+static void
+get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
+{
+	json_t *v = json_object_get(root, "tools"), *all, *keep, *t;
+	size_t i, j;
+
+	if (v == NULL)
+		return;
+	if (!json_is_array(v)) {
+		bad(x, "tools", "an array of tool names");
+		return;
+	}
+	all = p != NULL && p->tools_json != NULL ?
+	    json_loads(p->tools_json, 0, NULL) : json_array();
+	keep = json_array();
+	json_array_foreach(v, i, t) {
+		const char *name = json_string_value(t);
+		json_t *tool;
+		int found = 0;
+
+		if (name == NULL) {
+			bad(x, "tools", "item %zu is not a tool name", i);
+			continue;
+		}
+		json_array_foreach(all, j, tool) {
+			const char *n = json_string_value(json_object_get(tool,
+			    "name"));
+			if (n != NULL && strcmp(n, name) == 0) {
+				json_array_append(keep, tool);
+				found = 1;
+				break;
+			}
+		}
+		if (!found && p != NULL)
+			bad(x, "tools", "persona %s has no tool \"%s\"", p->id,
+			    name);
+	}
+	l->tools_json = json_dumps(keep, JSON_COMPACT);
+	json_decref(keep);
+	json_decref(all);
+}
+
+static const char *const keys[] = { "app", "persona", "free_minutes",
+    "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
+    "tools", "transport", "description", NULL };
+
+static int
+load_line(struct line *l, const char *path, const char *id,
+    const struct conf *cf, const struct persona_set *ps,
+    const char *const *apps, struct lctx *x)
+{
+	json_error_t jerr;
+	json_t *root, *v;
+	const char *key, *s;
+	const struct persona *p;
+	int known;
+
+	x->file = path;
+	x->nerr = 0;
+	if (line_defaults(l, cf) != 0) {
+		bad(x, "file", "out of memory");
+		return 1;
+	}
+	snprintf(l->id, sizeof(l->id), "%s", id);
+	l->file = strdup(path);
+	if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		bad(x, "file", "line %d: %s", jerr.line, jerr.text);
+		return x->nerr;
+	}
+	if (!json_is_object(root)) {
+		bad(x, "file", "not a JSON object");
+		json_decref(root);
+		return x->nerr;
+	}
+	json_object_foreach(root, key, v) {
+		known = 0;
+		for (size_t i = 0; keys[i] != NULL; i++)
+			if (strcmp(keys[i], key) == 0)
+				known = 1;
+		if (!known)
+			bad(x, key, "unknown field");
+	}
+	s = json_string_value(json_object_get(root, "app"));
+	if (s == NULL)
+		bad(x, "app", "required: one of the apps (%s%s)", apps[0],
+		    apps[1] ? ", ..." : "");
+	else {
+		int found = 0;
+		for (size_t i = 0; apps[i] != NULL; i++)
+			if (strcmp(apps[i], s) == 0)
+				found = 1;
+		if (!found)
+			bad(x, "app", "no app \"%s\"", s);
+		else
+			snprintf(l->app, sizeof(l->app), "%s", s);
+	}
+	v = json_object_get(root, "persona");
+	if (v != NULL) {
+		s = json_string_value(v);
+		if (s == NULL || strlen(s) >= sizeof(l->persona) || s[0] == '\0')
+			bad(x, "persona", "a persona's name");
+		else
+			snprintf(l->persona, sizeof(l->persona), "%s", s);
+	}
+	p = line_persona(l, ps, id);
+	if (p == NULL)
+		bad(x, "persona", "no persona \"%s\" in PERSONAS_DIR",
+		    l->persona[0] ? l->persona : id);
+	get_minutes(x, root, "free_minutes", &l->free_minutes, 1, 0);
+	get_minutes(x, root, "min_minutes", &l->min_minutes, 0, 0);
+	get_minutes(x, root, "max_call_minutes", &l->max_call_minutes, 1, 0.01);
+	if (line_has_quota(l) && l->min_minutes > l->free_minutes)
+		bad(x, "min_minutes", "%g is more than free_minutes %g",
+		    l->min_minutes, l->free_minutes);
+	get_text(x, root, "wrapup", &l->wrapup);
+	get_text(x, root, "sms", &l->sms);
+	v = json_object_get(root, "wrapup_grace");
+	if (v != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > 120)
+			bad(x, "wrapup_grace", "whole seconds, 1 to 120");
+		else
+			l->wrapup_grace = (int)json_integer_value(v);
+	}
+	v = json_object_get(root, "transport");
+	if (v != NULL && (!json_is_string(v) ||
+	    strcmp(json_string_value(v), "media_streams") != 0))
+		bad(x, "transport", "\"media_streams\" (the only transport)");
+	get_tools(x, root, l, p);
+	v = json_object_get(root, "description");
+	if (v != NULL && !json_is_string(v))
+		bad(x, "description", "a string");
+	json_decref(root);
+	return x->nerr;
+}
+
+static int
+is_line_file(const char *s, char *id, size_t idlen)
+{
+	size_t n = strlen(s);
+
+	if (s[0] == '.' || n <= 5 || strcmp(s + n - 5, ".json") != 0)
+		return 0;
+	if (n - 5 >= idlen)
+		return -1;
+	for (size_t i = 0; i < n - 5; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return -1;
+	memcpy(id, s, n - 5);
+	id[n - 5] = '\0';
+	return 1;
+}
+
+static int
+cmp_lines(const void *a, const void *b)
+{
+	return strcmp(((const struct line *)a)->id, ((const struct line *)b)->id);
+}
+
+int
+line_set_load(struct line_set *ls, const char *dir, const struct conf *cf,
+    const struct persona_set *ps, const char *const *apps, char *err,
+    size_t errlen)
+{
+	struct lctx x = { dir, err, errlen, 0, 0 };
+	struct dirent *de;
+	char id[PERSONA_ID_MAX], *path;
+	int nerr = 0, k;
+	DIR *d;
+
+	memset(ls, 0, sizeof(*ls));
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	if (line_defaults(&ls->fallback, cf) != 0) {
+		bad(&x, "LINES_DIR", "out of memory");
+		return 1;
+	}
+	if ((d = opendir(dir)) == NULL) {
+		if (errno == ENOENT)
+			return 0;	/* no lines: every route is a persona's */
+		bad(&x, "LINES_DIR", "cannot read: %s", strerror(errno));
+		line_set_free(ls);
+		return 1;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if ((k = is_line_file(de->d_name, id, sizeof(id))) == 0)
+			continue;
+		x.file = de->d_name;
+		if (k < 0) {
+			bad(&x, "file name", "a route is 1 to 32 letters, digits, "
+			    "'-' or '_', then .json");
+			nerr++;
+			continue;
+		}
+		struct line *nv = realloc(ls->v, (ls->n + 1) * sizeof(*nv));
+		if (nv == NULL || asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
+			if (nv != NULL)
+				ls->v = nv;
+			bad(&x, "LINES_DIR", "out of memory");
+			nerr++;
+			break;
+		}
+		ls->v = nv;
+		nerr += load_line(&ls->v[ls->n], path, id, cf, ps, apps, &x);
+		ls->n++;
+		free(path);
+	}
+	closedir(d);
+	qsort(ls->v, ls->n, sizeof(*ls->v), cmp_lines);
+	if (nerr > 0)
+		line_set_free(ls);
+	return nerr;
+}

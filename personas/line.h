@@ -1,0 +1,80 @@
+/*
+ * line.h — lines: what a route runs.  One JSON file per line in LINES_DIR;
+ * the file name without ".json" is the route (POST /voice/<line>, and the
+ * stream URL carries it).  Loaded and checked with the personas, at start,
+ * on SIGHUP and by `voxrelay -t`; workers inherit the loaded set.
+ *
+ *   {
+ *     "app": "agent",              an app of worker/app.c (required)
+ *     "persona": "hvac",           who answers (default: the line's name)
+ *     "free_minutes": 3 | null,    the caller's allowance across calls;
+ *                                  null: no quota (absent: FREE_CALL_MINUTES)
+ *     "min_minutes": 0.5,          needed to be admitted (MIN_CALL_DURATION)
+ *     "max_call_minutes": 20 | null,  one call's maximum (null: none)
+ *     "wrapup": "..." | null,      what the persona is told at the limit
+ *                                  (WRAPUP_INSTRUCTIONS); null: no goodbye
+ *     "wrapup_grace": 15,          s the goodbye may take (WRAPUP_GRACE)
+ *     "sms": "..." | null,         the text sent when the allowance ran out,
+ *                                  {url} is CONVOREPS_URL (SMS_MESSAGE)
+ *     "tools": ["book_appointment", "end_call"],   the persona's tools this
+ *                                  line offers (absent: all of them)
+ *     "transport": "media_streams"
+ *   }
+ *
+ * A route with no line file runs its persona as a practice-app line with
+ * the configuration's keys (line_set.fallback), as before lines existed.
+ */
+#ifndef VR_LINE_H
+#define VR_LINE_H
+
+#include <stddef.h>
+
+#include "daemon/common/conf.h"
+#include "personas/persona.h"
+
+#define LINE_APP_MAX	16
+
+struct line {
+	char		 id[PERSONA_ID_MAX];	/* route; "" for the fallback */
+	char		*file;
+	char		 app[LINE_APP_MAX];
+	char		 persona[PERSONA_ID_MAX];	/* "": the route's own */
+	double		 free_minutes;		/* < 0: no quota */
+	double		 min_minutes;
+	double		 max_call_minutes;	/* < 0: none */
+	char		*wrapup;		/* NULL: no goodbye */
+	int		 wrapup_grace;		/* s */
+	char		*sms;			/* NULL: no SMS */
+	char		*tools_json;		/* NULL: the persona's own */
+};
+
+struct line_set {
+	struct line	*v;
+	size_t		 n;
+	struct line	 fallback;	/* routes without a line file */
+};
+
+/*
+ * Load every *.json file in dir (a missing directory is no lines) against
+ * the configuration (its keys are the defaults), the loaded personas and
+ * the names of the apps (NULL-terminated).  Returns 0, or the number of
+ * problems, one per line in err as "file: field: problem"; on error the
+ * set is left empty.
+ */
+int  line_set_load(struct line_set *ls, const char *dir, const struct conf *cf,
+    const struct persona_set *ps, const char *const *apps, char *err,
+    size_t errlen);
+void line_set_free(struct line_set *ls);
+/* The line of a route, or NULL (then the route is a persona's, if any). */
+const struct line *line_find(const struct line_set *ls, const char *route);
+/* The persona a call on line l for route answers with, or NULL. */
+const struct persona *line_persona(const struct line *l,
+    const struct persona_set *ps, const char *route);
+/* The caller's allowance applies. */
+static inline int
+line_has_quota(const struct line *l)
+{
+	return l->free_minutes >= 0;
+}
+
+#endif

@@ -1,0 +1,150 @@
+"""Lines: each route runs its own app and policy.  The shipped lines
+(etc/lines) against the practice keys, a line's per-call maximum, and a line
+added as a file and taken into use by SIGHUP."""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import time
+
+import caller as synth
+import twilio
+from fake_openai import FakeOpenAI
+from harness import LINES, expect, expect_eq
+from twilio_rest import FakeTwilioRest
+
+ACCOUNT = "AC" + "2" * 32
+TOKEN = "fedcba9876543210fedcba9876543210"
+NUMBER = "+15005550006"
+
+
+def rest_conf(rest):
+    return dict(TWILIO_ACCOUNT_SID=ACCOUNT, TWILIO_AUTH_TOKEN=TOKEN,
+                TWILIO_PHONE_NUMBER=NUMBER, TWILIO_API_BASE=rest.base,
+                VALIDATE_TWILIO_SIGNATURE="false")
+
+
+async def call(d, route, caller, seconds, n=1):
+    cl = synth.Caller(synth.synthetic_speech(500), seconds=seconds,
+                      hangup_after_ms=None, lead_ms=1000)
+    t0 = time.monotonic()
+    r = await cl.run(d.base, route=route, caller=caller, n=n)
+    return r, time.monotonic() - t0
+
+
+async def settle_sms(rest, d, want):
+    """Wait until want SMS were asked for (or a little while for none)."""
+    deadline = time.monotonic() + (6 if want else 1.5)
+    while time.monotonic() < deadline and len(rest.requests) < want:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+
+
+async def test_hvac_line_outlasts_free_minutes_without_cut_or_sms(env):
+    async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, \
+            FakeOpenAI(mode="vad", reply_ms=500, silence_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=LINES,
+                       FREE_CALL_MINUTES=0.03, MIN_CALL_DURATION=0.01,
+                       **rest_conf(rest)).start()
+        caller = "+14155557600"
+        r, took = await call(d, "hvac", caller, 5)
+        # 1.8 s of practice minutes, a 5 s call: not cut, no goodbye, no SMS
+        expect(took >= 4.8, "hvac call cut after %.1f s: %s" % (took, r.summary()))
+        expect("time limit reached" not in d.log(), "time limit on the hvac line")
+        await settle_sms(rest, d, 0)
+        expect_eq(len(rest.requests), 0, "SMS on the hvac line")
+        wrap = [q for q in srv.accepted[0].response_requests
+                if q["instructions"] and "time is over" in q["instructions"]]
+        expect_eq(wrap, [], "wrap-up asked for")
+        # the receptionist offers only the line's tools
+        tools = [t["name"] for t in
+                 srv.accepted[0].first("session.update")[1]["session"]["tools"]]
+        expect_eq(sorted(tools), ["book_appointment", "end_call"], "tools")
+        # the minutes still count in the ledger, and a caller past the
+        # practice allowance is still admitted here
+        _, rows = await asyncio.to_thread(d.usage)
+        expect(float(rows[caller]["minutes_used"]) >= 0.07,
+               "ledger: %r" % rows.get(caller))
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(2),
+                                     caller, NUMBER, "hvac")
+        expect(wh.stream_url is not None, "hvac refused a caller: %s" % wh.verbs)
+        expect_eq(wh.params["minutesLeft"], "unlimited", "minutesLeft")
+        # the practice line refuses the same caller
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(3),
+                                     caller, NUMBER, "intake")
+        expect(wh.stream_url is None and wh.verbs == ["Say", "Hangup"],
+               "practice line admitted a caller out of minutes")
+
+
+async def test_practice_line_is_cut_and_texted_once(env):
+    async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, \
+            FakeOpenAI(mode="vad", reply_ms=500, silence_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=LINES,
+                       FREE_CALL_MINUTES=0.04, MIN_CALL_DURATION=0.01,
+                       CONVOREPS_URL="https://practice.example/more",
+                       **rest_conf(rest)).start()
+        r, took = await call(d, "intake", "+14155557601", 12)
+        expect(took < 9, "practice call lasted %.1f s" % took)
+        expect_eq(r.close_code, 1000, "closed by the daemon")
+        expect("time limit reached" in d.log(), "no time limit")
+        await settle_sms(rest, d, 1)
+        expect_eq(len(rest.requests), 1, "SMS requests")
+        expect("https://practice.example/more" in rest.requests[0].form["Body"][0],
+               "link")
+
+
+def write_line(dirname, name, **fields):
+    with open(os.path.join(dirname, name + ".json"), "w") as f:
+        json.dump(fields, f)
+
+
+async def test_line_max_call_minutes_cuts_there(env):
+    lines = os.path.join(env.tmp, "lines")
+    os.mkdir(lines)
+    write_line(lines, "front", app="agent", persona="default", free_minutes=None,
+               max_call_minutes=0.05, sms=None, wrapup="Say goodbye now.")
+    async with FakeTwilioRest(ACCOUNT, TOKEN) as rest, \
+            FakeOpenAI(mode="vad", reply_ms=500, silence_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, FREE_CALL_MINUTES=10,
+                       **rest_conf(rest)).start()
+        r, took = await call(d, "front", "+14155557602", 12)
+        # 3 s maximum, then the goodbye plays and the call ends
+        expect(3 < took < 9, "call lasted %.1f s" % took)
+        expect_eq(r.close_code, 1000, "closed by the daemon")
+        bye = [q for q in srv.accepted[0].response_requests
+               if q["instructions"] == "Say goodbye now."]
+        expect_eq(len(bye), 1, "the line's wrap-up")
+        await settle_sms(rest, d, 0)
+        expect_eq(len(rest.requests), 0, "SMS from a line without one")
+
+
+async def test_new_line_file_takes_calls_after_sighup(env):
+    lines = os.path.join(env.tmp, "lines")
+    os.mkdir(lines)
+    shutil.copy(os.path.join(LINES, "hvac.json"), lines)
+    async with FakeOpenAI(mode="vad", reply_ms=500, silence_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1).start()
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(1),
+                                     "+14155557603", NUMBER, "plumber")
+        expect_eq(wh.status, 404, "route before its line exists")
+        # a broken line is refused by the reload, naming file and field
+        write_line(lines, "plumber", app="agent", persona="hvac", free_minutes="x")
+        d.signal(signal.SIGHUP)
+        await asyncio.to_thread(d.wait_for, lambda: "reload refused" in d.log(), 5,
+                                "refused reload")
+        expect("plumber.json: free_minutes" in d.log(), "field not named")
+        write_line(lines, "plumber", app="agent", persona="hvac", free_minutes=None,
+                   max_call_minutes=0.04, sms=None, wrapup="Goodbye from the plumber.")
+        d.signal(signal.SIGHUP)
+        await asyncio.to_thread(d.wait_for, lambda: d.health()["generation"] == 2, 5,
+                                "reload")
+        await asyncio.to_thread(d.wait_ready, 10, 1)
+        r, took = await call(d, "plumber", "+14155557603", 12, n=2)
+        expect(2.4 < took < 9, "call lasted %.1f s" % took)
+        expect_eq(r.close_code, 1000, "closed by the daemon")
+        last = srv.accepted[-1]
+        expect([q for q in last.response_requests
+                if q["instructions"] == "Goodbye from the plumber."],
+               "the new line's wrap-up")

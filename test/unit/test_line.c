@@ -1,0 +1,108 @@
+/*
+ * test_line.c — lines (personas/line.c): the shipped ones against the
+ * shipped personas, the configuration's keys as defaults, and a wrong
+ * field named with its file.
+ */
+#include "test/unit/test.h"
+#include "personas/line.h"
+
+#include <sys/stat.h>
+
+static const char *const apps[] = { "practice", "agent", NULL };
+
+static void
+load_env(struct conf *cf, struct persona_set *ps)
+{
+	char err[4096], warn[4096];
+
+	ASSERT_EQ(conf_load(NULL, cf, err, sizeof(err)), 0);
+	cf->free_call_minutes = 7;
+	cf->min_call_duration = 1;
+	ASSERT_EQ(persona_set_load(ps, "personas", OA_GA, err, sizeof(err), warn,
+	    sizeof(warn)), 0);
+}
+
+TEST(line_shipped_lines_load)
+{
+	struct conf cf;
+	struct persona_set ps;
+	struct line_set ls;
+	const struct line *l;
+	char err[4096];
+
+	load_env(&cf, &ps);
+	ASSERT_EQ(line_set_load(&ls, "etc/lines", &cf, &ps, apps, err,
+	    sizeof(err)), 0);
+	ASSERT_GE(ls.n, 4);
+	l = line_find(&ls, "hvac");
+	ASSERT_NOT_NULL(l);
+	ASSERT_STR_EQ(l->app, "agent");
+	ASSERT(!line_has_quota(l));
+	ASSERT_NULL(l->sms);
+	ASSERT(strstr(l->tools_json, "book_appointment") != NULL);
+	ASSERT_STR_EQ(line_persona(l, &ps, "hvac")->id, "hvac");
+	/* the practice line takes its policy from the keys */
+	l = line_find(&ls, "intake");
+	ASSERT_NOT_NULL(l);
+	ASSERT_STR_EQ(l->app, "practice");
+	ASSERT(l->free_minutes == 7 && l->min_minutes == 1);
+	ASSERT_STR_EQ(l->sms, cf.sms_message);
+	ASSERT_STR_EQ(l->wrapup, cf.wrapup_instructions);
+	ASSERT_NULL(l->tools_json);
+	/* a route without a line: its persona, the keys' policy */
+	ASSERT_NULL(line_find(&ls, "sarah"));
+	ASSERT_STR_EQ(ls.fallback.app, "practice");
+	ASSERT(ls.fallback.free_minutes == 7);
+	ASSERT_STR_EQ(line_persona(&ls.fallback, &ps, "sarah")->id, "sarah");
+	line_set_free(&ls);
+	/* no directory: no lines, still a fallback */
+	ASSERT_EQ(line_set_load(&ls, "/nonexistent/lines", &cf, &ps, apps, err,
+	    sizeof(err)), 0);
+	ASSERT_EQ(ls.n, 0);
+	ASSERT_STR_EQ(ls.fallback.app, "practice");
+	line_set_free(&ls);
+}
+
+static void
+one_bad(const char *text, const char *want)
+{
+	struct conf cf;
+	struct persona_set ps;
+	struct line_set ls;
+	char err[4096], dir[512], path[600];
+	FILE *f;
+
+	load_env(&cf, &ps);
+	snprintf(dir, sizeof(dir), "%s/lines%u", test_tmpdir(), (unsigned)rand());
+	ASSERT_EQ(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/shop.json", dir);
+	ASSERT_NOT_NULL(f = fopen(path, "w"));
+	fputs(text, f);
+	fclose(f);
+	ASSERT_GT(line_set_load(&ls, dir, &cf, &ps, apps, err, sizeof(err)), 0);
+	if (strstr(err, want) == NULL || strstr(err, "shop.json") == NULL)
+		TEST_FAIL_("wanted \"%s\" in:\n%s", want, err);
+	ASSERT_EQ(ls.n, 0);
+}
+
+TEST(line_errors_name_file_and_field)
+{
+	one_bad("{\"persona\":\"hvac\"}", "app: required");
+	one_bad("{\"app\":\"shop\"}", "app: no app");
+	one_bad("{\"app\":\"agent\"}", "persona: no persona \"shop\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"free_minutes\":-1}",
+	    "free_minutes:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"max_call_minutes\":0}",
+	    "max_call_minutes:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"free_minutes\":1,"
+	    "\"min_minutes\":2}", "min_minutes:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"tools\":[\"fly\"]}",
+	    "tools: persona hvac has no tool \"fly\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transport\":\"sip\"}",
+	    "transport:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"colour\":1}",
+	    "colour: unknown field");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"sms\":5}", "sms:");
+	one_bad("[1]", "file: not a JSON object");
+	one_bad("{", "file: line");
+}
