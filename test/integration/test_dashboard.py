@@ -558,7 +558,9 @@ async def test_dashboard_with_admin_token(env):
         polls_before_reload = len([e for e in dt.events
                                    if e["method"] == "Network.requestWillBeSent"])
         await page.call("Page.reload", {"ignoreCache": True})
-        await page.wait("+document.body.dataset.polls >= 1 && "
+        # (while the new document loads, body and #status may not exist)
+        await page.wait("document.body && document.getElementById('status') && "
+                        "+document.body.dataset.polls >= 1 && "
                         "document.getElementById('status').dataset.status != 'locked'",
                         20, "a poll after the reload")
         expect(await page.eval("document.getElementById('auth').hidden"),
