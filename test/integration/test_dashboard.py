@@ -557,9 +557,11 @@ async def test_dashboard_with_admin_token(env):
         # a reload of the page: the token comes from sessionStorage
         polls_before_reload = len([e for e in dt.events
                                    if e["method"] == "Network.requestWillBeSent"])
+        await page.eval("window.oldDocument = true")
         await page.call("Page.reload", {"ignoreCache": True})
         # (while the new document loads, body and #status may not exist)
-        await page.wait("document.body && document.getElementById('status') && "
+        await page.wait("!window.oldDocument && document.body && "
+                        "document.getElementById('status') && "
                         "+document.body.dataset.polls >= 1 && "
                         "document.getElementById('status').dataset.status != 'locked'",
                         20, "a poll after the reload")
