@@ -9,6 +9,18 @@
  * llhttp (proto/http.c), answers them in order, and either stays open
  * (keep-alive), closes, or — for a WebSocket upgrade — is handed to a
  * worker with the bytes already read.
+ *
+ * Resource limits that one client must not be able to exhaust:
+ *   - connections: idle ones (between requests, or before the first) sit on
+ *     a list, oldest first; at MAX_HTTP_CONNECTIONS the oldest idle one is
+ *     closed to make room before accepting pauses, and above 3/4 of the cap
+ *     any idle for a second are closed.  A client address holds at most
+ *     MAX_CONNECTIONS_PER_IP; behind a proxy in TRUSTED_PROXIES the address
+ *     is X-Forwarded-For's last untrusted hop, re-counted per request.
+ *   - answer memory: a long answer (/usage-data) is written as a stream of
+ *     pieces, the next produced only once the last has reached the kernel,
+ *     so a client that does not read holds one piece; ANSWER_BUDGET bounds
+ *     what all of them hold together.
  */
 #include "daemon/master.h"
 #include "daemon/common/log.h"
@@ -25,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +45,26 @@
 #define READ_BUF	16384
 #define MAX_WRITE_QUEUE	(512 * 1024)
 #define READ_PAUSE_QUEUE (64 * 1024)
+#define STREAM_PIECE	4096	/* body bytes per piece of a streamed answer */
+#define STREAM_HDR	12	/* room for a chunk's "<hex>\r\n" before it */
+#define PRESSURE_IDLE_MS 1000	/* idle allowed above 3/4 of the cap */
+
+/* Open connections of one client address (IPv4 mapped into IPv6). */
+struct ipent {
+	struct ipent	*next;
+	uint8_t		 addr[16];
+	unsigned	 n;
+};
+
+struct stream {
+	conn_fill_cb	 fill;
+	conn_free_cb	 done;
+	void		*arg;
+	int		 chunked;
+	int		 keep;		/* keep-alive once it is over */
+	int		 inflight;	/* our writes not yet completed */
+	int		 finished;	/* the last piece is queued */
+};
 
 struct conn {
 	uint32_t	 magic;
@@ -45,6 +78,7 @@ struct conn {
 	int		 keep_alive;
 	int		 in_request;	/* bytes of a request seen */
 	int		 head_only;	/* the request being answered is HEAD */
+	unsigned	 requests;	/* answered on this connection */
 	int		 read_paused;	/* answers queued: stop reading */
 	enum listener_kind listener;	/* accepted on: what it may ask for */
 	char		 peer[64];
@@ -52,12 +86,33 @@ struct conn {
 	/* bytes read past an upgrade request's headers */
 	char		*extra;
 	size_t		 extra_len;
+	/* idle list: between requests, nothing to write */
+	TAILQ_ENTRY(conn) idle_link;
+	int		 idle;
+	uint64_t	 idle_since_ms;
+	/* the client address it is counted under (NULL: not counted) */
+	struct ipent	*ip;
+	int		 via_proxy;	/* the peer is in TRUSTED_PROXIES */
+	/* an answer being streamed, and requests read behind it */
+	struct stream	*stream;
+	char		*pending;
+	size_t		 pending_len;
 };
 
 static char read_buf[READ_BUF];	/* one loop, one read at a time */
+static TAILQ_HEAD(, conn) idle_conns = TAILQ_HEAD_INITIALIZER(idle_conns);
+static unsigned nclosing;	/* closed, their handles not yet released */
+static unsigned nstreams;
+static size_t queued_bytes;	/* answers written but not yet sent */
+static uv_timer_t sweep_timer;	/* above 3/4 of the cap: idle sweep */
+static struct ipent **ipt;	/* client addresses, chained */
+static unsigned ipt_mask;
+static uint64_t ipt_seed;
 
 static void conn_close(struct conn *c);
 static void conn_arm_timer(struct conn *c);
+static void conn_idle_update(struct conn *c);
+static void conn_feed(struct conn *c, const char *p, size_t left);
 
 const char *
 conn_peer(const struct conn *c)
@@ -81,6 +136,322 @@ int
 conn_keep_alive(const struct conn *c)
 {
 	return c->keep_alive && !M.draining;
+}
+
+/* ---------------------------------------------------------------- */
+/* connections per client address */
+
+/* Once a minute at most, for lines a flood would repeat. */
+static int
+log_allowed(uint64_t *last_ms)
+{
+	uint64_t now = mono_ms();
+
+	if (*last_ms != 0 && now - *last_ms < 60000)
+		return 0;
+	*last_ms = now;
+	return 1;
+}
+
+static void
+addr_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+static void
+addr_text(const uint8_t key[16], char *out, size_t len)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (memcmp(key, mapped, 12) == 0)
+		inet_ntop(AF_INET, key + 12, out, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, key, out, (socklen_t)len);
+}
+
+/* FNV-1a over a per-start seed: a client picking addresses cannot aim
+ * them at one chain it knows in advance. */
+static uint32_t
+ip_hash(const uint8_t key[16])
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ ipt_seed;
+
+	for (int i = 0; i < 16; i++) {
+		h ^= key[i];
+		h *= 0x100000001b3ull;
+	}
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The entry for key, created with n = 0; NULL when out of memory.  There
+ * are never more entries than open connections. */
+static struct ipent *
+ip_get(const uint8_t key[16])
+{
+	struct ipent *e;
+	uint32_t b;
+
+	if (ipt == NULL) {
+		unsigned n = 64;
+
+		while (n < (unsigned)M.conf.max_http_connections && n < 65536)
+			n *= 2;
+		if ((ipt = calloc(n, sizeof(*ipt))) == NULL)
+			return NULL;
+		ipt_mask = n - 1;
+		if (random_bytes(&ipt_seed, sizeof(ipt_seed)) != 0)
+			ipt_seed = mono_us();
+	}
+	b = ip_hash(key) & ipt_mask;
+	for (e = ipt[b]; e != NULL; e = e->next)
+		if (memcmp(e->addr, key, 16) == 0)
+			return e;
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	memcpy(e->addr, key, 16);
+	e->next = ipt[b];
+	ipt[b] = e;
+	return e;
+}
+
+static void
+ip_put(struct ipent *e)
+{
+	struct ipent **pp;
+
+	if (e->n > 0 && --e->n > 0)
+		return;
+	for (pp = &ipt[ip_hash(e->addr) & ipt_mask]; *pp != NULL;
+	    pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			free(e);
+			return;
+		}
+}
+
+/* Count one more connection under key: 0, or -1 at the cap. */
+static int
+ip_take(const uint8_t key[16], struct ipent **out)
+{
+	struct ipent *e = ip_get(key);
+
+	*out = NULL;
+	if (e == NULL)
+		return 0;	/* out of memory: uncounted, not refused */
+	if (e->n >= (unsigned)M.conf.max_conns_per_ip) {
+		static uint64_t logged_ms;
+		char text[INET6_ADDRSTRLEN];
+
+		master_count(SC_per_ip_capped);
+		if (log_allowed(&logged_ms)) {
+			addr_text(key, text, sizeof(text));
+			log_warnx("%s has %u connections open, the "
+			    "MAX_CONNECTIONS_PER_IP cap; refusing more (said once a "
+			    "minute)", text, e->n);
+		}
+		return -1;
+	}
+	e->n++;
+	*out = e;
+	return 0;
+}
+
+/*
+ * The client behind a trusted proxy: the rightmost X-Forwarded-For hop
+ * that is not itself a trusted proxy (the leftmost if all are).  Every
+ * X-Forwarded-For header counts, in order.  0 with key set, or -1 when
+ * there is none usable.
+ */
+static int
+xff_client(const struct http_req *r, uint8_t key[16])
+{
+	int found = 0;
+
+	for (unsigned i = r->nhdrs; i-- > 0; ) {
+		const char *v, *end;
+
+		if (strcasecmp(r->head + r->hdrs[i].name_off, "X-Forwarded-For") != 0 ||
+		    r->hdrs[i].value_off == 0)
+			continue;
+		v = r->head + r->hdrs[i].value_off;
+		end = v + strlen(v);
+		while (end > v) {
+			const char *s = end, *a, *b;
+			char tmp[INET6_ADDRSTRLEN + 8];
+			struct in_addr a4;
+			struct in6_addr a6;
+			size_t n;
+
+			while (s > v && s[-1] != ',')
+				s--;
+			for (a = s; a < end && (*a == ' ' || *a == '\t'); a++)
+				;
+			for (b = end; b > a && (b[-1] == ' ' || b[-1] == '\t'); b--)
+				;
+			end = s > v ? s - 1 : v;
+			if (a == b)
+				continue;
+			/* "[v6]", "[v6]:port", "v4:port" as well as bare */
+			if (*a == '[') {
+				const char *rb = memchr(a, ']', (size_t)(b - a));
+				if (rb == NULL)
+					return found ? 0 : -1;
+				a++;
+				b = rb;
+			} else if (memchr(a, '.', (size_t)(b - a)) != NULL) {
+				const char *colon = memchr(a, ':', (size_t)(b - a));
+				if (colon != NULL)
+					b = colon;
+			}
+			n = (size_t)(b - a);
+			if (n >= sizeof(tmp))
+				return found ? 0 : -1;
+			memcpy(tmp, a, n);
+			tmp[n] = '\0';
+			memset(key, 0, 16);
+			if (inet_pton(AF_INET, tmp, &a4) == 1) {
+				key[10] = key[11] = 0xff;
+				memcpy(key + 12, &a4, 4);
+			} else if (inet_pton(AF_INET6, tmp, &a6) == 1)
+				memcpy(key, &a6, 16);
+			else
+				return found ? 0 : -1;
+			found = 1;
+			if (!conf_addr_trusted(&M.conf, key))
+				return 0;
+		}
+	}
+	return found ? 0 : -1;
+}
+
+/*
+ * A request through a trusted proxy: count the connection under its
+ * client.  -1 when that client is at its cap: answered 429, closing.
+ */
+static int
+conn_client_from_proxy(struct conn *c)
+{
+	uint8_t key[16];
+	struct ipent *e;
+
+	if (xff_client(&c->req, key) != 0)
+		return 0;	/* the proxy's own request: not counted */
+	if (c->ip != NULL && memcmp(c->ip->addr, key, 16) == 0)
+		return 0;
+	if (ip_take(key, &e) != 0) {
+		c->keep_alive = 0;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		conn_respond(c, 429, "text/plain",
+		    "too many connections from your address\n", 39,
+		    "Retry-After: 1\r\n");
+		c->close_after_write = 1;
+		return -1;
+	}
+	if (c->ip != NULL)
+		ip_put(c->ip);
+	c->ip = e;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* idle connections */
+
+static unsigned
+open_conns(const struct master *m)
+{
+	return m->nconns - nclosing;
+}
+
+/* Idle: no request under way, nothing to write, not going anywhere. */
+static void
+conn_idle_update(struct conn *c)
+{
+	int idle = !c->closing && !c->handed_off && !c->in_request &&
+	    c->stream == NULL && !c->close_after_write && !c->read_paused &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
+
+	if (idle == c->idle)
+		return;
+	if (idle) {
+		c->idle_since_ms = mono_ms();
+		TAILQ_INSERT_TAIL(&idle_conns, c, idle_link);
+		/* paused at the cap: there is room to make now */
+		front_start(&M);
+	} else
+		TAILQ_REMOVE(&idle_conns, c, idle_link);
+	c->idle = idle;
+}
+
+static void
+idle_close(struct conn *c, const char *why)
+{
+	static uint64_t logged_ms;
+
+	master_count(SC_idle_closed);
+	if (log_allowed(&logged_ms))
+		log_warnx("%u connections open, %s; closing idle keep-alive "
+		    "connections, oldest first (said once a minute)",
+		    open_conns(&M), why);
+	log_debug("%s: idle for %llu ms; closed to make room", c->peer,
+	    (unsigned long long)(mono_ms() - c->idle_since_ms));
+	conn_close(c);
+}
+
+/*
+ * The connection to close for room: the longest idle, among the first few,
+ * that made a request or has been silent a second (one just accepted has
+ * not had the time to send its first).  NULL if none.
+ */
+static struct conn *
+idle_victim(void)
+{
+	uint64_t now = mono_ms();
+	struct conn *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &idle_conns, idle_link) {
+		if (c->requests > 0 || now - c->idle_since_ms >= PRESSURE_IDLE_MS)
+			return c;
+		if (++n == 16)
+			break;
+	}
+	return NULL;
+}
+
+/* Above 3/4 of the cap an idle connection keeps its socket a second. */
+static void
+sweep_cb(uv_timer_t *t)
+{
+	struct master *m = t->data;
+	uint64_t now = mono_ms();
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&idle_conns)) != NULL &&
+	    now - c->idle_since_ms >= PRESSURE_IDLE_MS &&
+	    open_conns(m) * 4 >= (unsigned)m->conf.max_http_connections * 3)
+		idle_close(c, "over 3/4 of MAX_HTTP_CONNECTIONS");
+	if (open_conns(m) * 4 < (unsigned)m->conf.max_http_connections * 3)
+		uv_timer_stop(t);
+}
+
+static void
+pressure_check(struct master *m)
+{
+	if (open_conns(m) * 4 < (unsigned)m->conf.max_http_connections * 3)
+		return;
+	if (sweep_timer.data == NULL) {
+		uv_timer_init(m->loop, &sweep_timer);
+		sweep_timer.data = m;
+	}
+	if (!uv_is_active((uv_handle_t *)&sweep_timer))
+		uv_timer_start(&sweep_timer, sweep_cb, 250, 250);
 }
 
 /* ---------------------------------------------------------------- */
@@ -181,6 +552,12 @@ conn_timer_cb(uv_timer_t *t)
 	if (c->closing)
 		return;
 	master_count(SC_http_timeouts);
+	if (c->stream != NULL) {
+		log_info("%s: answer not read for KEEPALIVE_TIMEOUT (%d s); "
+		    "closing", c->peer, M.conf.keepalive_timeout);
+		conn_close(c);
+		return;
+	}
 	if (c->in_request) {
 		/* slow headers: tell the client why, then go */
 		log_info("%s: request not complete within HEADER_TIMEOUT (%d s); "
@@ -207,17 +584,33 @@ conn_arm_timer(struct conn *c)
 }
 
 static void
-front_accept_one(struct master *m, struct listener *l, int fd)
+front_accept_one(struct master *m, struct listener *l, int fd,
+    const struct sockaddr *sa)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	int one = 1;
+	struct conn *c;
+	struct ipent *ip = NULL;
+	uint8_t key[16];
+	int one = 1, via_proxy;
 
-	if (c == NULL || http_req_init(&c->req, m->conf.max_header_size,
-	    m->conf.max_headers, m->conf.max_body_size) != 0) {
-		free(c);
+	addr_key(sa, key);
+	via_proxy = conf_addr_trusted(&m->conf, key);
+	/* over its cap the client is shut out at once: nothing read, nothing
+	 * allocated.  A proxy's connections are counted per request. */
+	if (!via_proxy && ip_take(key, &ip) != 0) {
 		close(fd);
 		return;
 	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || http_req_init(&c->req, m->conf.max_header_size,
+	    m->conf.max_headers, m->conf.max_body_size) != 0) {
+		free(c);
+		if (ip != NULL)
+			ip_put(ip);
+		close(fd);
+		return;
+	}
+	c->ip = ip;
+	c->via_proxy = via_proxy;
 	c->magic = CONN_MAGIC;
 	c->listener = l->kind;
 	c->accepted_us = mono_us();
@@ -228,14 +621,16 @@ front_accept_one(struct master *m, struct listener *l, int fd)
 	c->tcp.data = c;
 	c->timer.data = c;
 	c->open_handles = 2;
+	m->nconns++;	/* before any close: the close callback counts down */
 	if (uv_tcp_open(&c->tcp, fd) != 0) {
 		close(fd);
 		conn_close(c);
 		return;
 	}
-	m->nconns++;
 	conn_arm_timer(c);
 	uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+	conn_idle_update(c);
+	pressure_check(m);
 }
 
 static void
@@ -253,9 +648,18 @@ listen_cb(uv_poll_t *p, int status, int events)
 {
 	struct listener *l = p->data;
 	struct master *m = &M;
+	struct conn *c;
 
 	for (int i = 0; i < 64; i++) {
-		if (m->nconns >= (unsigned)m->conf.max_http_connections) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (open_conns(m) >= (unsigned)m->conf.max_http_connections &&
+		    (c = idle_victim()) != NULL) {
+			/* its descriptor is free at once; the handles follow */
+			idle_close(c, "the MAX_HTTP_CONNECTIONS cap");
+		}
+		if (open_conns(m) >= (unsigned)m->conf.max_http_connections) {
 			/* resumes when a connection closes; said once a minute
 			 * at most, counted every time */
 			static uint64_t logged_ms;
@@ -271,9 +675,10 @@ listen_cb(uv_poll_t *p, int status, int events)
 			front_stop(m);
 			return;
 		}
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
-			front_accept_one(m, l, fd);
+			front_accept_one(m, l, fd, (struct sockaddr *)&ss);
 			continue;
 		}
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
@@ -310,7 +715,8 @@ front_start(struct master *m)
 {
 	if (m->stopping)
 		return;
-	if (m->nconns >= (unsigned)m->conf.max_http_connections)
+	if (open_conns(m) >= (unsigned)m->conf.max_http_connections &&
+	    idle_victim() == NULL)
 		return;
 	if (!m->accept_init) {
 		uv_timer_init(m->loop, &m->accept_pause);
@@ -350,6 +756,8 @@ front_stop(struct master *m)
 /* ---------------------------------------------------------------- */
 /* connections */
 
+static void stream_free(struct conn *c);
+
 static void
 conn_handle_closed_cb(uv_handle_t *h)
 {
@@ -357,10 +765,13 @@ conn_handle_closed_cb(uv_handle_t *h)
 
 	if (--c->open_handles > 0)
 		return;
+	stream_free(c);
 	http_req_free(&c->req);
 	free(c->extra);
+	free(c->pending);
 	c->magic = 0;
 	free(c);
+	nclosing--;
 	M.nconns--;
 	front_start(&M);	/* may have been paused at the cap */
 }
@@ -371,6 +782,12 @@ conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = 1;
+	nclosing++;
+	conn_idle_update(c);
+	if (c->ip != NULL) {
+		ip_put(c->ip);
+		c->ip = NULL;
+	}
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
@@ -379,20 +796,32 @@ conn_close(struct conn *c)
 struct wreq {
 	uv_write_t	 req;
 	struct conn	*c;
+	size_t		 len;		/* counted in queued_bytes */
+	int		 stream;	/* a piece of c->stream */
 	char		 data[];
 };
+
+static void stream_written(struct conn *c);
 
 static void
 conn_write_cb(uv_write_t *w, int status)
 {
 	struct wreq *wr = (struct wreq *)w;
 	struct conn *c = wr->c;
+	int piece = wr->stream;
 
+	queued_bytes -= wr->len;
 	free(wr);
 	if (c->closing)
 		return;
 	if (status < 0) {
 		conn_close(c);
+		return;
+	}
+	if (c->stream != NULL) {
+		/* the stream's end resumes reading and closing */
+		if (piece)
+			stream_written(c);
 		return;
 	}
 	if (c->close_after_write &&
@@ -405,6 +834,7 @@ conn_write_cb(uv_write_t *w, int status)
 		c->read_paused = 0;
 		uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
 	}
+	conn_idle_update(c);
 }
 
 void
@@ -421,7 +851,7 @@ conn_respond(struct conn *c, int status, const char *content_type,
 	if (c->closing)
 		return;
 	/* a client that pipelines without reading its answers is cut off;
-	 * one large answer (a big /usage-data) is fine */
+	 * one large answer is fine */
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > MAX_WRITE_QUEUE) {
 		conn_close(c);
 		return;
@@ -436,6 +866,8 @@ conn_respond(struct conn *c, int status, const char *content_type,
 	if (len)
 		memcpy(wr->data + hl, body, len);
 	wr->c = c;
+	wr->len = (size_t)hl + len;
+	wr->stream = 0;
 	b = uv_buf_init(wr->data, (unsigned)(hl + len));
 	if (!keep)
 		c->close_after_write = 1;
@@ -444,7 +876,192 @@ conn_respond(struct conn *c, int status, const char *content_type,
 		conn_close(c);
 		return;
 	}
+	queued_bytes += wr->len;
 }
+
+/* ---------------------------------------------------------------- */
+/* streamed answers */
+
+static void
+stream_free(struct conn *c)
+{
+	struct stream *st = c->stream;
+
+	if (st == NULL)
+		return;
+	c->stream = NULL;
+	st->done(st->arg);
+	free(st);
+	nstreams--;
+}
+
+/* Queue len bytes at data, which a struct wreq holds; 0 or -1. */
+static int
+stream_write(struct conn *c, struct wreq *wr, const char *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+
+	wr->c = c;
+	wr->len = 0;	/* what a stream holds is its reservation */
+	wr->stream = 1;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) != 0) {
+		free(wr);
+		return -1;
+	}
+	c->stream->inflight++;
+	return 0;
+}
+
+/* The next piece: at most one in flight, so what a client that does not
+ * read holds here is one piece, the rest waiting in the producer. */
+static void
+stream_pump(struct conn *c)
+{
+	struct stream *st = c->stream;
+	struct wreq *wr = malloc(sizeof(*wr) + STREAM_HDR + STREAM_PIECE + 8);
+	char *body, hex[STREAM_HDR + 1];
+	ssize_t n;
+	int hl;
+
+	if (wr == NULL) {
+		conn_close(c);
+		return;
+	}
+	body = wr->data + STREAM_HDR;
+	n = st->fill(st->arg, body, STREAM_PIECE);
+	if (n < 0) {
+		/* the head is gone: a cut connection is the only way to say
+		 * the body is incomplete */
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	if (n == 0) {
+		st->finished = 1;
+		if (!st->chunked) {
+			free(wr);
+			return;
+		}
+		memcpy(body, "0\r\n\r\n", 5);
+		if (stream_write(c, wr, body, 5) != 0)
+			conn_close(c);
+		return;
+	}
+	if (!st->chunked) {
+		if (stream_write(c, wr, body, (size_t)n) != 0)
+			conn_close(c);
+		return;
+	}
+	hl = snprintf(hex, sizeof(hex), "%zx\r\n", (size_t)n);
+	memcpy(body - hl, hex, (size_t)hl);
+	memcpy(body + n, "\r\n", 2);
+	if (stream_write(c, wr, body - hl, (size_t)hl + (size_t)n + 2) != 0)
+		conn_close(c);
+}
+
+/* Requests that came in behind the stream, then reading again. */
+static void
+conn_resume(struct conn *c)
+{
+	char *p = c->pending;
+	size_t n = c->pending_len;
+
+	c->pending = NULL;
+	c->pending_len = 0;
+	c->read_paused = 0;
+	uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+	if (p != NULL) {
+		conn_feed(c, p, n);
+		free(p);
+	} else
+		conn_idle_update(c);
+}
+
+static void
+stream_written(struct conn *c)
+{
+	struct stream *st = c->stream;
+
+	if (--st->inflight > 0)
+		return;
+	if (!st->finished) {
+		conn_arm_timer(c);	/* progress: the stall clock restarts */
+		stream_pump(c);
+	}
+	if (c->closing || !st->finished || st->inflight > 0)
+		return;
+	if (!st->keep) {
+		stream_free(c);
+		conn_close(c);
+		return;
+	}
+	stream_free(c);
+	conn_arm_timer(c);
+	conn_resume(c);
+}
+
+int
+conn_stream(struct conn *c, int status, const char *content_type,
+    const char *extra, conn_fill_cb fill, conn_free_cb done, void *arg)
+{
+	static uint64_t logged_ms;
+	struct stream *st = NULL;
+	struct wreq *wr = NULL;
+	char head[1024];
+	int chunked, hl;
+
+	if (c->closing) {
+		done(arg);
+		return -1;
+	}
+	/* each stream holds up to a piece: reserve it before the first */
+	if (queued_bytes + (size_t)(nstreams + 1) * (STREAM_HDR + STREAM_PIECE) >
+	    (size_t)M.conf.answer_budget) {
+		done(arg);
+		master_count(SC_answer_budget_refused);
+		if (log_allowed(&logged_ms))
+			log_warnx("%s: answered 503: %zu bytes of answers queued "
+			    "and %u streams, over ANSWER_BUDGET (%d); said once a "
+			    "minute", c->peer, queued_bytes, nstreams,
+			    M.conf.answer_budget);
+		conn_respond(c, 503, "text/plain", "too many answers queued; "
+		    "retry later\n", 37, "Retry-After: 2\r\n");
+		return -1;
+	}
+	/* HTTP/1.0 has no chunks: the body ends with the connection */
+	chunked = c->req.parser.http_major > 1 ||
+	    (c->req.parser.http_major == 1 && c->req.parser.http_minor >= 1);
+	hl = http_response_head_stream(head, sizeof(head), status, content_type,
+	    chunked, conn_keep_alive(c) && !c->close_after_write, extra);
+	if (hl < 0 || (st = calloc(1, sizeof(*st))) == NULL ||
+	    (wr = malloc(sizeof(*wr) + (size_t)hl)) == NULL) {
+		free(st);
+		done(arg);
+		conn_close(c);
+		return -1;
+	}
+	st->fill = fill;
+	st->done = done;
+	st->arg = arg;
+	st->chunked = chunked;
+	st->keep = chunked && conn_keep_alive(c) && !c->close_after_write;
+	c->stream = st;
+	nstreams++;
+	conn_idle_update(c);
+	memcpy(wr->data, head, (size_t)hl);
+	if (stream_write(c, wr, wr->data, (size_t)hl) != 0) {
+		conn_close(c);	/* the close frees the stream */
+		return -1;
+	}
+	if (c->head_only)
+		st->finished = 1;
+	else
+		stream_pump(c);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* requests */
 
 static const char *
 conn_error_why(const struct conn *c, int err)
@@ -486,9 +1103,6 @@ static void
 conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
 	struct conn *c = s->data;
-	const char *p = b->base;
-	size_t left, used;
-	int rc;
 
 	if (c->closing)
 		return;
@@ -496,17 +1110,29 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		/* EOF or reset.  A half-closed client still gets answers to
 		 * what it sent: close once the writes are done. */
 		uv_read_stop(s);
-		if (n == UV_EOF && uv_stream_get_write_queue_size(s) > 0)
+		if (n == UV_EOF && uv_stream_get_write_queue_size(s) > 0) {
 			c->close_after_write = 1;
-		else
+			conn_idle_update(c);
+		} else
 			conn_close(c);
 		return;
 	}
-	left = (size_t)n;
+	conn_feed(c, b->base, (size_t)n);
+}
+
+/* Parse and answer what p holds; what follows a streamed answer waits. */
+static void
+conn_feed(struct conn *c, const char *p, size_t left)
+{
+	uv_stream_t *s = (uv_stream_t *)&c->tcp;
+	size_t used;
+	int rc;
+
 	while (left > 0 && !c->closing && !c->handed_off) {
 		if (!c->in_request) {
 			c->in_request = 1;
 			conn_arm_timer(c);	/* the header clock starts */
+			conn_idle_update(c);
 		}
 		rc = http_req_feed(&c->req, p, left, &used);
 		p += used;
@@ -518,8 +1144,11 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			return;
 		}
 		master_count(SC_http_requests);
+		c->requests++;
 		c->keep_alive = c->req.keep_alive;
 		c->in_request = 0;
+		if (c->via_proxy && conn_client_from_proxy(c) != 0)
+			return;
 		if (rc == HTTP_UPGRADE) {
 			/* everything after the head belongs to the WebSocket */
 			if (left > IPC_MAX_EXTRA) {
@@ -549,6 +1178,19 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			uv_read_stop(s);
 			return;
 		}
+		if (c->stream != NULL && !c->closing) {
+			/* answered in pieces: the next request waits its turn */
+			uv_read_stop(s);
+			if (left > 0) {
+				if ((c->pending = malloc(left)) == NULL) {
+					conn_close(c);
+					return;
+				}
+				memcpy(c->pending, p, left);
+				c->pending_len = left;
+			}
+			return;
+		}
 	}
 	/* answers are piling up: read no more until they are written, so a
 	 * pipelining client holds one read buffer's worth of answers at most */
@@ -562,6 +1204,8 @@ conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		c->in_request = 0;
 		conn_arm_timer(c);
 	}
+	if (!c->closing)
+		conn_idle_update(c);
 }
 
 /* ---------------------------------------------------------------- */

@@ -130,6 +130,18 @@ void conn_no_keepalive(struct conn *c);
 const char *conn_peer(const struct conn *c);
 /* The listener c was accepted on. */
 enum listener_kind conn_listener(const struct conn *c);
+/*
+ * An answer of unknown length, produced in pieces as the client takes
+ * them: fill writes up to cap bytes of body into buf and returns how many,
+ * 0 at the end, -1 on failure (the connection is cut).  done frees arg,
+ * always, whatever happens.  Over ANSWER_BUDGET the client gets 503 and
+ * fill is never called.  Returns 0 when the answer started, else -1.
+ */
+typedef ssize_t (*conn_fill_cb)(void *arg, char *buf, size_t cap);
+typedef void (*conn_free_cb)(void *arg);
+int  conn_stream(struct conn *c, int status, const char *content_type,
+    const char *extra_headers, conn_fill_cb fill, conn_free_cb done,
+    void *arg);
 /* Hand c (an upgrade request r) to a worker, or answer 503. */
 void conn_handoff(struct conn *c, struct http_req *r);
 

@@ -379,125 +379,278 @@ route_health(struct conn *c, struct http_req *r)
 /* ---------------------------------------------------------------- */
 /* /usage-data */
 
-struct usage_acc {
-	struct usage_row *rows;
-	size_t n, cap;
+/*
+ * The answer is written in pieces as the client reads it (conn_stream), so
+ * what it holds must not be the whole CSV.  Its order is a sorted array of
+ * ledger slots, shared by every answer in progress and rebuilt only when a
+ * caller is added (slots are never freed, so a new one is merged into the
+ * last array instead of sorting them all again).  Each piece reads the
+ * ledger and the live calls as they are when it is written: a row is never
+ * counted in both (the master folds calls in, and not while it writes).
+ */
+struct usage_index {
+	unsigned	 refs;
+	uint32_t	 used;		/* sh_ledger_used it covers */
+	size_t		 n;
+	uint32_t	 slot[];	/* ledger slots, by phone number */
 };
 
-static struct usage_row *
-usage_row_for(struct usage_acc *a, const char *phone)
+static struct usage_index *usage_idx;	/* the latest */
+static uint8_t *usage_seen;		/* slots in usage_idx, a bit each */
+
+struct usage_live {
+	char		 phone[SHM_PHONE_MAX];
+	uint64_t	 ms, last_call_ms;
+	uint32_t	 calls;
+};
+
+static struct usage_live *live;		/* this piece's live calls */
+static size_t nlive;
+
+struct usage_stream {
+	struct usage_index *ix;
+	size_t		 pos;
+	char		(*extra)[SHM_PHONE_MAX];	/* not in the ledger */
+	size_t		 nextra, epos;
+	int		 head_done;
+};
+
+static int
+slot_cmp(const void *x, const void *y)
 {
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->rows[i].phone, phone) == 0)
-			return &a->rows[i];
-	if (a->n == a->cap) {
-		size_t ncap = a->cap ? a->cap * 2 : 64;
-		struct usage_row *nr = realloc(a->rows, ncap * sizeof(*nr));
-		if (nr == NULL)
-			return NULL;
-		a->rows = nr;
-		a->cap = ncap;
+	return strcmp(M.shm.ledger[*(const uint32_t *)x].le_phone,
+	    M.shm.ledger[*(const uint32_t *)y].le_phone);
+}
+
+static void
+usage_index_put(struct usage_index *ix)
+{
+	if (ix != NULL && --ix->refs == 0 && ix != usage_idx)
+		free(ix);
+}
+
+static struct usage_index *
+usage_index_get(void)
+{
+	uint32_t used = atomic_load(&M.shm.hdr->sh_ledger_used);
+	unsigned nl = M.shm.hdr->sh_nledger;
+	struct usage_index *ix, *old = usage_idx;
+	uint32_t *add = NULL;
+	size_t nadd = 0, i, j, k;
+
+	if (old != NULL && old->used == used) {
+		old->refs++;
+		return old;
 	}
-	memset(&a->rows[a->n], 0, sizeof(a->rows[0]));
-	vr_strlcpy(a->rows[a->n].phone, phone, sizeof(a->rows[0].phone));
-	return &a->rows[a->n++];
+	if (usage_seen == NULL && (usage_seen = calloc(nl / 8 + 1, 1)) == NULL)
+		return NULL;
+	if ((add = malloc((size_t)(used - (old ? old->used : 0)) *
+	    sizeof(*add) + sizeof(*add))) == NULL)
+		return NULL;
+	for (i = 0; i < nl; i++)
+		if (atomic_load(&M.shm.ledger[i].le_state) != 0 &&
+		    !(usage_seen[i / 8] & (1u << (i % 8))) &&
+		    nadd < used - (old ? old->used : 0))
+			add[nadd++] = (uint32_t)i;
+	qsort(add, nadd, sizeof(*add), slot_cmp);
+	ix = malloc(sizeof(*ix) + ((old ? old->n : 0) + nadd) * sizeof(uint32_t));
+	if (ix == NULL) {
+		free(add);
+		return NULL;
+	}
+	/* merge the new slots into the old order */
+	for (i = j = k = 0; old != NULL && i < old->n; ) {
+		if (j < nadd && slot_cmp(&add[j], &old->slot[i]) < 0)
+			ix->slot[k++] = add[j++];
+		else
+			ix->slot[k++] = old->slot[i++];
+	}
+	while (j < nadd)
+		ix->slot[k++] = add[j++];
+	for (j = 0; j < nadd; j++)
+		usage_seen[add[j] / 8] |= 1u << (add[j] % 8);
+	free(add);
+	ix->n = k;
+	ix->used = used;
+	ix->refs = 1;
+	usage_idx = ix;
+	if (old != NULL && old->refs == 0)
+		free(old);
+	return ix;
 }
 
 static int
-usage_cmp(const void *x, const void *y)
+live_cmp(const void *x, const void *y)
 {
-	return strcmp(((const struct usage_row *)x)->phone,
-	    ((const struct usage_row *)y)->phone);
+	return strcmp(((const struct usage_live *)x)->phone,
+	    ((const struct usage_live *)y)->phone);
+}
+
+/* The live (and ended, not yet folded) calls now, one entry a number. */
+static int
+usage_live_collect(uint64_t now)
+{
+	unsigned nc = M.shm.hdr->sh_ncalls;
+	size_t i, o;
+
+	if (live == NULL && (live = calloc(nc, sizeof(*live))) == NULL)
+		return -1;
+	nlive = 0;
+	for (i = 0; i < nc; i++) {
+		struct shm_call_view v;
+		struct usage_live *l;
+
+		if (shm_call_read(&M.shm, (int)i, &v) != 0)
+			continue;
+		l = &live[nlive++];
+		vr_strlcpy(l->phone, v.phone, sizeof(l->phone));
+		l->ms = (v.state == CS_ENDED ? v.end_ms : now) - v.start_ms;
+		l->calls = 1;
+		l->last_call_ms = v.start_wall_ms;
+	}
+	if (nlive > 1)
+		qsort(live, nlive, sizeof(*live), live_cmp);
+	for (i = o = 0; i < nlive; i++) {
+		if (o > 0 && strcmp(live[o - 1].phone, live[i].phone) == 0) {
+			live[o - 1].ms += live[i].ms;
+			live[o - 1].calls++;
+			if (live[i].last_call_ms > live[o - 1].last_call_ms)
+				live[o - 1].last_call_ms = live[i].last_call_ms;
+		} else
+			live[o++] = live[i];
+	}
+	nlive = o;
+	return 0;
+}
+
+static void
+usage_row_fill(struct usage_row *u, const char *phone, int slot)
+{
+	struct usage_live key, *l;
+
+	memset(u, 0, sizeof(*u));
+	vr_strlcpy(u->phone, phone, sizeof(u->phone));
+	if (slot >= 0) {
+		struct shm_ledger *e = &M.shm.ledger[slot];
+
+		u->used_ms = atomic_load(&e->le_used_ms);
+		u->calls = atomic_load(&e->le_calls);
+		u->last_call_ms = atomic_load(&e->le_last_call_ms);
+	}
+	if (nlive == 0)
+		return;
+	vr_strlcpy(key.phone, phone, sizeof(key.phone));
+	l = bsearch(&key, live, nlive, sizeof(*live), live_cmp);
+	if (l == NULL)
+		return;
+	u->used_ms += l->ms;
+	u->calls += l->calls;
+	if (l->last_call_ms > u->last_call_ms)
+		u->last_call_ms = l->last_call_ms;
+}
+
+static ssize_t
+usage_fill(void *arg, char *buf, size_t cap)
+{
+	struct usage_stream *us = arg;
+	size_t off = 0;
+	enum { LINE_MAX_ = 256 };	/* a longer row is left out, as ever */
+
+	if (usage_live_collect(mono_ms()) != 0)
+		return -1;
+	if (!us->head_done) {
+		off = csv_usage_header(buf, cap);
+		us->head_done = 1;
+	}
+	while (cap - off >= LINE_MAX_) {
+		const char *lp = NULL, *ep = NULL;
+		struct usage_row r;
+		int n;
+
+		if (us->pos < us->ix->n)
+			lp = M.shm.ledger[us->ix->slot[us->pos]].le_phone;
+		if (us->epos < us->nextra)
+			ep = us->extra[us->epos];
+		if (lp == NULL && ep == NULL)
+			break;
+		if (lp != NULL && (ep == NULL || strcmp(lp, ep) < 0))
+			usage_row_fill(&r, lp, (int)us->ix->slot[us->pos++]);
+		else {
+			/* a first caller's call may have been folded since */
+			usage_row_fill(&r, ep, shm_ledger_find(&M.shm, ep));
+			us->epos++;
+		}
+		n = csv_usage_format(&r, M.conf.free_call_minutes, buf + off,
+		    LINE_MAX_);
+		if (n < 0 || n >= LINE_MAX_)
+			continue;
+		off += (size_t)n;
+	}
+	return (ssize_t)off;
+}
+
+static void
+usage_free(void *arg)
+{
+	struct usage_stream *us = arg;
+
+	usage_index_put(us->ix);
+	free(us->extra);
+	free(us);
+}
+
+static int
+extra_cmp(const void *x, const void *y)
+{
+	return strcmp(x, y);
 }
 
 static void
 route_usage(struct conn *c)
 {
-	struct usage_acc a = { 0 };
-	uint64_t now = mono_ms();
-	char *out = NULL, line[256];
-	size_t olen = 0, ocap = 0;
-	int oom = 0;
+	static char (*scratch)[SHM_PHONE_MAX];
+	struct usage_stream *us = calloc(1, sizeof(*us));
+	unsigned nc = M.shm.hdr->sh_ncalls;
+	size_t n = 0;
 
-	/*
-	 * A lookup per live call keeps this linear in the ledger: fold
-	 * the ledger first (it holds each phone once), then add the live
-	 * calls to the rows they belong to.
-	 */
-	for (unsigned i = 0; i < M.shm.hdr->sh_nledger; i++) {
-		struct shm_ledger *e = &M.shm.ledger[i];
-		struct usage_row *u;
-
-		if (atomic_load(&e->le_state) == 0)
-			continue;
-		if (a.n == a.cap) {
-			size_t ncap = a.cap ? a.cap * 2 : 64;
-			struct usage_row *nr = realloc(a.rows, ncap * sizeof(*nr));
-			if (nr == NULL) {
-				oom = 1;
-				break;
-			}
-			a.rows = nr;
-			a.cap = ncap;
-		}
-		u = &a.rows[a.n++];
-		memset(u, 0, sizeof(*u));
-		vr_strlcpy(u->phone, e->le_phone, sizeof(u->phone));
-		u->used_ms = atomic_load(&e->le_used_ms);
-		u->calls = atomic_load(&e->le_calls);
-		u->last_call_ms = atomic_load(&e->le_last_call_ms);
-	}
-	if (!oom && a.n > 1)
-		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
-	size_t nledger = a.n;
-	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls && !oom; i++) {
-		struct shm_call_view v;
-		struct usage_row key, *u;
-
-		if (shm_call_read(&M.shm, (int)i, &v) != 0)
-			continue;
-		vr_strlcpy(key.phone, v.phone, sizeof(key.phone));
-		u = nledger == 0 ? NULL : bsearch(&key, a.rows, nledger,
-		    sizeof(a.rows[0]), usage_cmp);
-		if (u == NULL && (u = usage_row_for(&a, v.phone)) == NULL) {
-			oom = 1;
-			break;
-		}
-		u->used_ms += (v.state == CS_ENDED ? v.end_ms : now) - v.start_ms;
-		u->calls++;
-		if (v.start_wall_ms > u->last_call_ms)
-			u->last_call_ms = v.start_wall_ms;
-	}
-	if (!oom && a.n > 1)
-		qsort(a.rows, a.n, sizeof(a.rows[0]), usage_cmp);
-	for (size_t i = 0; i <= a.n && !oom; i++) {
-		int n = i == 0 ? (int)csv_usage_header(line, sizeof(line)) :
-		    csv_usage_format(&a.rows[i - 1], M.conf.free_call_minutes,
-		    line, sizeof(line));
-		if (n < 0 || (size_t)n >= sizeof(line))
-			continue;
-		if (olen + (size_t)n > ocap) {
-			size_t ncap = ocap ? ocap * 2 : 4096;
-			while (ncap < olen + (size_t)n)
-				ncap *= 2;
-			char *no = realloc(out, ncap);
-			if (no == NULL) {
-				oom = 1;
-				break;
-			}
-			out = no;
-			ocap = ncap;
-		}
-		memcpy(out + olen, line, (size_t)n);
-		olen += (size_t)n;
-	}
-	if (oom)
+	if (scratch == NULL)
+		scratch = calloc(nc, sizeof(*scratch));
+	if (us == NULL || scratch == NULL ||
+	    (us->ix = usage_index_get()) == NULL) {
+		free(us);
 		respond_text(c, 500, "out of memory\n");
-	else
-		conn_respond(c, 200, "text/csv; charset=utf-8", out, olen,
-		    "Content-Disposition: inline; filename=\"usage.csv\"\r\n");
-	free(out);
-	free(a.rows);
+		return;
+	}
+	/* callers on their first call are not in the ledger yet */
+	for (unsigned i = 0; i < nc; i++) {
+		struct shm_call_view v;
+
+		if (shm_call_read(&M.shm, (int)i, &v) != 0 ||
+		    shm_ledger_find(&M.shm, v.phone) >= 0)
+			continue;
+		vr_strlcpy(scratch[n++], v.phone, SHM_PHONE_MAX);
+	}
+	if (n > 1) {
+		size_t o = 1;
+
+		qsort(scratch, n, sizeof(*scratch), extra_cmp);
+		for (size_t i = 1; i < n; i++)
+			if (strcmp(scratch[o - 1], scratch[i]) != 0)
+				memcpy(scratch[o++], scratch[i], SHM_PHONE_MAX);
+		n = o;
+	}
+	if (n > 0) {
+		if ((us->extra = malloc(n * sizeof(*us->extra))) == NULL) {
+			usage_free(us);
+			respond_text(c, 500, "out of memory\n");
+			return;
+		}
+		memcpy(us->extra, scratch, n * sizeof(*us->extra));
+		us->nextra = n;
+	}
+	conn_stream(c, 200, "text/csv; charset=utf-8",
+	    "Content-Disposition: inline; filename=\"usage.csv\"\r\n",
+	    usage_fill, usage_free, us);
 }
 
 /* ---------------------------------------------------------------- */

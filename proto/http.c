@@ -399,9 +399,9 @@ http_status_text(int status)
 	}
 }
 
-int
-http_response_head(char *out, size_t cap, int status, const char *content_type,
-    size_t content_length, int keep_alive, const char *extra)
+static int
+response_head(char *out, size_t cap, int status, const char *content_type,
+    const char *framing, int keep_alive, const char *extra)
 {
 	int n;
 
@@ -409,7 +409,7 @@ http_response_head(char *out, size_t cap, int status, const char *content_type,
 	    "HTTP/1.1 %d %s\r\n"
 	    "Server: voxrelay\r\n"
 	    "%s%s%s"
-	    "Content-Length: %zu\r\n"
+	    "%s"
 	    "Connection: %s\r\n"
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "Cache-Control: no-store\r\n"
@@ -418,9 +418,29 @@ http_response_head(char *out, size_t cap, int status, const char *content_type,
 	    status, http_status_text(status),
 	    content_type ? "Content-Type: " : "", content_type ? content_type : "",
 	    content_type ? "\r\n" : "",
-	    content_length, keep_alive ? "keep-alive" : "close",
+	    framing, keep_alive ? "keep-alive" : "close",
 	    extra ? extra : "");
 	if (n < 0 || (size_t)n >= cap)
 		return -1;
 	return n;
+}
+
+int
+http_response_head(char *out, size_t cap, int status, const char *content_type,
+    size_t content_length, int keep_alive, const char *extra)
+{
+	char len[48];
+
+	snprintf(len, sizeof(len), "Content-Length: %zu\r\n", content_length);
+	return response_head(out, cap, status, content_type, len, keep_alive,
+	    extra);
+}
+
+int
+http_response_head_stream(char *out, size_t cap, int status,
+    const char *content_type, int chunked, int keep_alive, const char *extra)
+{
+	return response_head(out, cap, status, content_type,
+	    chunked ? "Transfer-Encoding: chunked\r\n" : "",
+	    chunked && keep_alive, extra);
 }

@@ -93,5 +93,12 @@ const char *http_status_text(int status);
 int  http_response_head(char *out, size_t cap, int status,
     const char *content_type, size_t content_length, int keep_alive,
     const char *extra);
+/*
+ * The same for a body of unknown length: chunked (HTTP/1.1), or, for an
+ * HTTP/1.0 client, no length at all and the connection closed at its end
+ * (keep_alive is then ignored).
+ */
+int  http_response_head_stream(char *out, size_t cap, int status,
+    const char *content_type, int chunked, int keep_alive, const char *extra);
 
 #endif

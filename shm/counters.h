@@ -36,6 +36,9 @@
 	X(accept_paused,	"times accepting paused for lack of descriptors") \
 	X(accept_capped,	"times accepting paused at MAX_HTTP_CONNECTIONS") \
 	X(admin_auth_failed,	"admin requests refused: no or wrong ADMIN_TOKEN") \
+	X(idle_closed,		"idle keep-alive connections closed to make room") \
+	X(per_ip_capped,	"connections refused at MAX_CONNECTIONS_PER_IP") \
+	X(answer_budget_refused, "/usage-data answered 503: ANSWER_BUDGET in use") \
 	X(ws_protocol_errors,	"WebSocket protocol errors (framing, UTF-8, size)") \
 	X(ws_ping_floods,	"calls closed for a flood of pings from Twilio") \
 	X(bad_messages,		"Media Streams messages refused as malformed")	\

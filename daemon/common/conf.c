@@ -51,6 +51,9 @@ static const struct key keys[] = {
 	{ "LEDGER_CAPACITY",		K_INT,  O(ledger_capacity), "65536", 16, 4194304, 0 },
 	{ "MAX_WEBSOCKET_CONNECTIONS",	K_INT,  O(max_ws_connections), "1000", 1, 100000, 0 },
 	{ "MAX_HTTP_CONNECTIONS",	K_INT,  O(max_http_connections), "4096", 8, 1000000, 0 },
+	{ "MAX_CONNECTIONS_PER_IP",	K_INT,  O(max_conns_per_ip), "256", 1, 1000000, 0 },
+	{ "TRUSTED_PROXIES",		K_STR,  O(trusted_proxies), "", 0, 0, 0 },
+	{ "ANSWER_BUDGET",		K_INT,  O(answer_budget), "16777216", 16384, 1073741824, 0 },
 	{ "MAX_HEADER_SIZE",		K_INT,  O(max_header_size), "8192", 512, 65536, 0 },
 	{ "MAX_HEADERS",		K_INT,  O(max_headers), "64", 8, 512, 0 },
 	{ "MAX_BODY_SIZE",		K_INT,  O(max_body_size), "65536", 1024, 1048576, 0 },
@@ -423,6 +426,84 @@ conf_parse_openai_url(struct conf *c, struct errs *e)
 		}
 }
 
+/*
+ * TRUSTED_PROXIES: addresses or CIDRs, separated by commas or blanks.  Kept
+ * as IPv6 (IPv4 as ::ffff:a.b.c.d), so one compare serves both families
+ * whatever the listener's.
+ */
+static void
+conf_parse_proxies(struct conf *c, struct errs *e)
+{
+	char *list = strdup(c->trusted_proxies), *save = NULL, *tok;
+
+	free(c->trusted);
+	c->trusted = NULL;
+	c->ntrusted = 0;
+	if (list == NULL) {
+		err_add(e, "TRUSTED_PROXIES: out of memory");
+		return;
+	}
+	for (tok = strtok_r(list, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		struct conf_net n, *nt;
+		char *slash = strchr(tok, '/'), *end;
+		struct in_addr a4;
+		long bits = -1;
+
+		memset(&n, 0, sizeof(n));
+		if (slash != NULL) {
+			*slash = '\0';
+			errno = 0;
+			bits = strtol(slash + 1, &end, 10);
+			if (errno != 0 || end == slash + 1 || *end != '\0' || bits < 0)
+				goto bad;
+		}
+		if (inet_pton(AF_INET, tok, &a4) == 1) {
+			if (bits > 32)
+				goto bad;
+			n.cn_addr[10] = n.cn_addr[11] = 0xff;
+			memcpy(n.cn_addr + 12, &a4, 4);
+			n.cn_bits = bits < 0 ? 128 : 96 + (int)bits;
+		} else if (inet_pton(AF_INET6, tok, n.cn_addr) == 1) {
+			if (bits > 128)
+				goto bad;
+			n.cn_bits = bits < 0 ? 128 : (int)bits;
+		} else
+			goto bad;
+		nt = realloc(c->trusted, (c->ntrusted + 1) * sizeof(*nt));
+		if (nt == NULL) {
+			err_add(e, "TRUSTED_PROXIES: out of memory");
+			break;
+		}
+		c->trusted = nt;
+		c->trusted[c->ntrusted++] = n;
+		continue;
+bad:
+		if (slash != NULL)
+			*slash = '/';
+		err_add(e, "TRUSTED_PROXIES: \"%s\" is not an address or a CIDR "
+		    "(10.0.0.1, 10.0.0.0/8, ::1)", tok);
+	}
+	free(list);
+}
+
+int
+conf_addr_trusted(const struct conf *c, const uint8_t addr[16])
+{
+	for (unsigned i = 0; i < c->ntrusted; i++) {
+		const struct conf_net *n = &c->trusted[i];
+		int full = n->cn_bits / 8, rest = n->cn_bits % 8;
+
+		if (memcmp(n->cn_addr, addr, (size_t)full) != 0)
+			continue;
+		if (rest != 0 && ((n->cn_addr[full] ^ addr[full]) &
+		    (0xff << (8 - rest)) & 0xff) != 0)
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
 static void
 conf_check(struct conf *c, struct errs *e)
 {
@@ -500,6 +581,7 @@ conf_check(struct conf *c, struct errs *e)
 		while (n > 0 && c->twilio_api_base[n - 1] == '/')
 			c->twilio_api_base[--n] = '\0';
 	}
+	conf_parse_proxies(c, e);
 	if (c->greeting_url[0] != '\0' && strncmp(c->greeting_url, "https://", 8) != 0 &&
 	    strncmp(c->greeting_url, "http://", 7) != 0)
 		err_add(e, "GREETING_URL: must be an http(s) URL Twilio can fetch");
@@ -625,6 +707,9 @@ conf_free(struct conf *c)
 	free(c->openai_host);
 	free(c->openai_target);
 	c->openai_host = c->openai_target = NULL;
+	free(c->trusted);
+	c->trusted = NULL;
+	c->ntrusted = 0;
 }
 
 void

@@ -19,6 +19,12 @@
 
 #define CONF_SECRET	0x1	/* never printed, never logged */
 
+/* An address block: IPv6, IPv4 as ::ffff:a.b.c.d (96 + prefix bits). */
+struct conf_net {
+	uint8_t	 cn_addr[16];
+	int	 cn_bits;
+};
+
 struct conf {
 	/* network */
 	int	 port;
@@ -45,6 +51,9 @@ struct conf {
 	/* limits */
 	int	 max_ws_connections;
 	int	 max_http_connections;
+	int	 max_conns_per_ip;	/* open connections per client */
+	char	*trusted_proxies;	/* as written; parsed into trusted */
+	int	 answer_budget;		/* bytes of answers held, all clients */
 	int	 max_header_size;
 	int	 max_headers;
 	int	 max_body_size;
@@ -110,6 +119,8 @@ struct conf {
 	char	*openai_host;		/* without brackets */
 	int	 openai_port;
 	char	*openai_target;		/* path and query, exactly */
+	struct conf_net *trusted;	/* TRUSTED_PROXIES */
+	unsigned ntrusted;
 };
 
 /* Load path (NULL: defaults and environment only).  On success returns 0
@@ -120,6 +131,8 @@ void conf_free(struct conf *c);
 
 /* 1 if addr is a numeric address in 127.0.0.0/8 or ::1. */
 int  conf_addr_is_loopback(const char *addr);
+/* 1 if addr (IPv6, IPv4 mapped) is in TRUSTED_PROXIES. */
+int  conf_addr_trusted(const struct conf *c, const uint8_t addr[16]);
 
 /* Print every key with its effective value, secrets as "(set)"/"(unset)". */
 void conf_dump(const struct conf *c, int fd);
