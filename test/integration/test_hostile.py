@@ -73,8 +73,12 @@ Limits that protect the host (the same table is in README.md, "Limits"):
   key                        default  fires                     counter            test
   MAX_WEBSOCKET_CONNECTIONS  1000     webhook: busy TwiML;      refused_capacity   test_foundation.test_capacity_refusal;
                                       upgrade: 503                                 test_http_refusals (upgrade)
-  MAX_HTTP_CONNECTIONS       4096     accepting pauses until a  accept_capped      test_http_refusals
-                                      connection closes
+  MAX_HTTP_CONNECTIONS       4096     the longest idle closed;  idle_closed        test_limits.test_idle_keepalive_closed_under_pressure
+                                      with none idle, accepting accept_capped      test_http_refusals
+                                      pauses until one closes
+  MAX_CONNECTIONS_PER_IP     256      closed at accept (429     per_ip_capped      test_limits.test_connections_per_address
+                                      behind TRUSTED_PROXIES)
+  ANSWER_BUDGET              16 MiB   /usage-data 503           answer_budget_refused test_limits.test_usage_answer_budget
   MAX_HEADER_SIZE            8192     431 (414: request line)   http_bad_requests  test_foundation.test_http_limits;
                                                                                    test_http_refusals
   MAX_HEADERS                64       431                       http_bad_requests  test_foundation.test_http_limits
@@ -82,7 +86,7 @@ Limits that protect the host (the same table is in README.md, "Limits"):
                                                                                    test_http_refusals (chunked)
   HEADER_TIMEOUT             10 s     408, then close           http_timeouts      test_foundation.test_http_limits;
                                                                                    test_http_refusals
-  KEEPALIVE_TIMEOUT          30 s     idle connection closed    http_timeouts      test_http_refusals
+  KEEPALIVE_TIMEOUT          30 s     idle connection closed    http_timeouts      test_limits.test_idle_keepalive_closed_under_pressure
   WS_MAX_MESSAGE             65536    close 1009                ws_protocol_errors test_websocket_frames
   WS_START_TIMEOUT           10 s     close 1008                calls_timed_out    test_silent_streams_time_out
   WS_IDLE_TIMEOUT            20 s     close 1001                calls_timed_out    test_silent_streams_time_out

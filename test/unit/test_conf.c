@@ -566,3 +566,61 @@ TEST(conf_dump_hides_secrets)
 	free(s);
 	conf_free(&c);
 }
+
+static void
+v4(uint8_t a[16], int b0, int b1, int b2, int b3)
+{
+	memset(a, 0, 16);
+	a[10] = a[11] = 0xff;
+	a[12] = (uint8_t)b0;
+	a[13] = (uint8_t)b1;
+	a[14] = (uint8_t)b2;
+	a[15] = (uint8_t)b3;
+}
+
+TEST(conf_trusted_proxies)
+{
+	struct conf c;
+	char err[1024], *path;
+	uint8_t a[16];
+
+	clean_env();
+	path = write_conf("proxies.conf",
+	    "TRUSTED_PROXIES=127.0.0.1, 10.1.0.0/16 ::1,fd00::/8 192.168.7.9/31\n");
+	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 0);
+	ASSERT_EQ(c.ntrusted, 5);
+	v4(a, 127, 0, 0, 1);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 1);
+	v4(a, 127, 0, 0, 2);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 0);
+	v4(a, 10, 1, 255, 3);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 1);
+	v4(a, 10, 2, 0, 1);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 0);
+	v4(a, 192, 168, 7, 8);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 1);
+	v4(a, 192, 168, 7, 10);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 0);
+	memset(a, 0, 16);
+	a[15] = 1;	/* ::1 */
+	ASSERT_EQ(conf_addr_trusted(&c, a), 1);
+	a[0] = 0xfd;	/* in fd00::/8 */
+	ASSERT_EQ(conf_addr_trusted(&c, a), 1);
+	a[0] = 0xfe;
+	ASSERT_EQ(conf_addr_trusted(&c, a), 0);
+	conf_free(&c);
+	free(path);
+
+	/* the default trusts nobody; a bad item is named */
+	ASSERT_EQ(conf_load(NULL, &c, err, sizeof(err)), 0);
+	ASSERT_EQ(c.ntrusted, 0);
+	v4(a, 127, 0, 0, 1);
+	ASSERT_EQ(conf_addr_trusted(&c, a), 0);
+	conf_free(&c);
+	path = write_conf("bad.conf",
+	    "TRUSTED_PROXIES=10.0.0.0/33, nginx, ::1/129, 1.2.3.4/x\n");
+	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 4);
+	ASSERT_NOT_NULL(strstr(err, "TRUSTED_PROXIES: \"10.0.0.0/33\" is not"));
+	ASSERT_NOT_NULL(strstr(err, "\"nginx\""));
+	free(path);
+}
