@@ -25,6 +25,7 @@
  * bucket, summed from the same copy of the buckets, so the two agree.
  */
 #include "daemon/master.h"
+#include "daemon/store.h"
 #include "daemon/common/util.h"
 #include "proto/buf.h"
 
@@ -302,6 +303,27 @@ metrics_write(struct out *o)
 	    "today (UTC), ended or live, since the master started.");
 	out_printf(o, "voxrelay_today_call_seconds %s\n",
 	    decimal(num, sizeof(num), day_ms, 1000));
+	if (M.store != NULL) {
+		struct store_stats ss;
+
+		store_get_stats(M.store, &ss);
+		gauge(o, "records_up", "1 when the call-record database is open "
+		    "and answering.", (uint64_t)ss.up);
+		gauge(o, "records_queued", "Call records waiting in memory for "
+		    "the store thread.", ss.queued);
+		gauge(o, "records_backlog", "Call records in the journal, not yet "
+		    "in the database.", ss.backlog);
+		counter(o, "records_written", "call records written to the "
+		    "database as they came", ss.written);
+		counter(o, "records_journaled", "call records appended to the "
+		    "journal while the database was unavailable", ss.journaled);
+		counter(o, "records_replayed", "call records written to the "
+		    "database from the journal", ss.replayed);
+		counter(o, "records_rejected", "call records refused as "
+		    "malformed", ss.rejected);
+		counter(o, "records_dropped", "call records lost: neither the "
+		    "database nor the journal took them", ss.dropped);
+	}
 
 #define X(name, help) counter(o, #name, help, \
 	    shm_counter_sum(&M.shm, SC_##name));

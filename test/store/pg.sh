@@ -2,7 +2,8 @@
 # The store's unit tests (test/unit/test_store.c) on a real PostgreSQL
 # server that this script starts itself and stops by its pid at the end.
 #
-#   test/store/pg.sh [build/test_unit]   runs the suite
+#   test/store/pg.sh [build/test_unit]   runs the suite (VR_TEST_SELECT:
+#                                        other test names than "store")
 #   test/store/pg.sh stop DIR | start DIR
 #                                        the outage test's commands
 #
@@ -71,4 +72,4 @@ export VR_TEST_DATABASE_URL="postgresql://voxrelay@/vrtest?host=$DIR"
 export VR_TEST_PG_STOP="$self stop $DIR"
 export VR_TEST_PG_START="$self start $DIR"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on $DIR"
-"$BIN" store
+"$BIN" ${VR_TEST_SELECT:-store}
