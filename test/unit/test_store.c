@@ -823,6 +823,8 @@ outage_begin(void)
 		return;
 	}
 	ASSERT_EQ(sqlite3_open(db_path, &locker), SQLITE_OK);
+	/* the store may be in the middle of a batch: wait for it */
+	sqlite3_busy_timeout(locker, 5000);
 	ASSERT_EQ(sqlite3_exec(locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
 	    SQLITE_OK);
 }
