@@ -278,7 +278,11 @@ install: $(B)/voxrelay
 # They are staged in build/pkg/voxrelay-$(VERSION)/ with packaging/debian/
 # as debian/; the .deb and its .buildinfo and .changes land in build/.
 PKG_STAGE := $(B)/pkg/voxrelay-$(VERSION)
-deb:
+# deb-deps installs the Build-Depends first, as deps does for the tests.
+deb-deps:
+	packaging/deb-deps.sh
+
+deb: deb-deps
 	@v=$$(dpkg-parsechangelog -l packaging/debian/changelog -S Version) && \
 	 case "$$v" in $(VERSION)-*) ;; \
 	 *) echo "packaging/debian/changelog is at $$v, the Makefile at $(VERSION)" >&2; \
