@@ -220,6 +220,10 @@ main(int argc, char **argv)
 		if (M.conf.openai_api_key[0] == '\0')
 			fprintf(stderr, "warning: OPENAI_API_KEY is empty: every "
 			    "call will fail upstream\n");
+		if (!M.conf.validate_signature)
+			fprintf(stderr, "warning: VALIDATE_TWILIO_SIGNATURE=false: "
+			    "webhooks are accepted without a valid "
+			    "X-Twilio-Signature\n");
 		if (n > 0) {
 			fprintf(stderr, "voxrelay: configuration %s: %d problem%s\n",
 			    path ? path : "(environment)", n, n == 1 ? "" : "s");

@@ -34,6 +34,11 @@
 #define BACKOFF_MAX_MS		30000
 #define SHUTDOWN_GRACE_MS	5000	/* after IPC_SHUTDOWN, SIGKILL */
 #define SPAWN_GRACE_MS		10000	/* to become ready */
+/* at every start and accepted reload, so the waiver is never forgotten */
+#define SIG_WAIVED_WARNING	"VALIDATE_TWILIO_SIGNATURE=false: webhooks are " \
+	"accepted without a valid X-Twilio-Signature; anyone who can reach " \
+	"this port can open calls on the OpenAI account (set " \
+	"TWILIO_AUTH_TOKEN and remove the waiver)"
 
 struct master M;
 
@@ -410,6 +415,8 @@ reload(struct master *m)
 		}
 	log_info("reloaded: generation %u with %d workers; %d old worker%s "
 	    "draining", gen, m->conf.workers, old, old == 1 ? "" : "s");
+	if (!m->conf.validate_signature)
+		log_warnx(SIG_WAIVED_WARNING);
 }
 
 static void
@@ -665,6 +672,8 @@ master_run(struct master *m)
 	    "no ADMIN_TOKEN (loopback only)");
 	if (m->conf.stream_secret_random)
 		log_info("STREAM_SECRET is not set: using a random one for this run");
+	if (!m->conf.validate_signature)
+		log_warnx(SIG_WAIVED_WARNING);
 
 	uv_timer_init(m->loop, &m->tick);
 	m->tick.data = m;

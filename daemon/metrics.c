@@ -288,6 +288,9 @@ metrics_write(struct out *o)
 	    master_streams_in_use(&M));
 	gauge(o, "max_streams", "MAX_WEBSOCKET_CONNECTIONS.",
 	    (uint64_t)M.conf.max_ws_connections);
+	gauge(o, "signature_validation", "1 when webhooks must carry a valid "
+	    "X-Twilio-Signature; 0 when VALIDATE_TWILIO_SIGNATURE=false waives "
+	    "it.", (uint64_t)M.conf.validate_signature);
 	gauge(o, "http_connections", "HTTP connections open on the master.",
 	    M.nconns);
 	gauge(o, "ledger_callers", "Callers in the usage ledger.",

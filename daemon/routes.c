@@ -56,10 +56,9 @@ public_base(struct http_req *r, char *out, size_t len)
 {
 	const char *host;
 
-	if (M.conf.public_url[0] != '\0') {
-		snprintf(out, len, "%s", M.conf.public_url);
-		return 0;
-	}
+	if (M.conf.public_url[0] != '\0')
+		return (size_t)snprintf(out, len, "%s", M.conf.public_url) < len ?
+		    0 : -1;
 	host = http_req_header(r, "Host");
 	if (host == NULL || host[0] == '\0' || strlen(host) > 255)
 		return -1;
@@ -98,7 +97,7 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	struct form f = { 0 };
 	struct stream_token tok;
 	struct twiml t = { 0 };
-	char base[600], url[2048], tokbuf[TOKEN_MAX_LEN], stream_url[2048];
+	char base[600], *url, tokbuf[TOKEN_MAX_LEN], stream_url[2048];
 	char masked[64], routebuf[33];
 	const char *sid, *from, *to, *q, *target = http_req_url(r);
 	int is_post = strcmp(http_req_method(r), "POST") == 0;
@@ -136,13 +135,21 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		return;
 	}
 	if (public_base(r, base, sizeof(base)) != 0) {
-		respond_text(c, 400, "no usable Host header; set PUBLIC_URL\n");
+		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
+		    "long\n");
 		goto out;
 	}
 	if (M.conf.validate_signature) {
-		snprintf(url, sizeof(url), "%s%s", base, target);
-		if (!sig_validate(M.conf.twilio_auth_token, url,
-		    is_post ? &f : NULL, http_req_header(r, "X-Twilio-Signature"))) {
+		/* the whole URL, however long: a signature over a prefix of
+		 * it would accept any tail */
+		if (asprintf(&url, "%s%s", base, target) < 0) {
+			respond_text(c, 500, "out of memory\n");
+			goto out;
+		}
+		int ok = sig_validate(M.conf.twilio_auth_token, url,
+		    is_post ? &f : NULL, http_req_header(r, "X-Twilio-Signature"));
+		free(url);
+		if (!ok) {
 			master_count(SC_sig_rejected);
 			log_warnx("%s: voice webhook with %s X-Twilio-Signature "
 			    "refused", conn_peer(c),
@@ -343,7 +350,8 @@ route_health(struct conn *c, struct http_req *r)
 		status = "degraded";
 	else
 		status = "ok";
-	root = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:o}",
+	root = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:i,s:o,s:o,s:o,s:o,"
+	    "s:o}",
 	    "status", status,
 	    "version", VOXRELAY_VERSION,
 	    "uptime_s", (json_int_t)((now - M.shm.hdr->sh_birth_ms) / 1000),
@@ -351,6 +359,7 @@ route_health(struct conn *c, struct http_req *r)
 	    "generation", (int)M.generation,
 	    "active_streams", (int)master_streams_in_use(&M),
 	    "max_streams", M.conf.max_ws_connections,
+	    "signature_validation", M.conf.validate_signature,
 	    "http_connections", (int)M.nconns,
 	    "workers", workers,
 	    "metrics", metrics,

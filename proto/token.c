@@ -1,24 +1,32 @@
 /*
  * token.c — the stream token carried in the <Stream> URL path.
  *
- * Layout and encoding are in token.h.  token_verify() parses the decoded
- * bytes with every length checked against what is left, then checks the
- * MAC in constant time, and only then looks at the expiry: an attacker
- * learns nothing about expiry from a token he could not have made.
+ * Layout and encoding are in token.h.  token_verify() checks the sizes,
+ * then the AEAD tag (constant time), and only then parses the plaintext,
+ * with every length checked against what is left, and looks at the
+ * expiry: an attacker learns nothing about the call or its expiry from a
+ * token he could not have made.
  */
 #include "proto/token.h"
 
 #include <string.h>
 
+#include <mbedtls/chachapoly.h>
 #include <mbedtls/md.h>
+#include <mbedtls/platform_util.h>
 
 #include "daemon/common/util.h"
 
-#define TOKEN_VERSION	1
-#define TOKEN_MAC_LEN	16
-/* version, expires, three length bytes, the fields at their longest, MAC */
-#define TOKEN_RAW_MAX	(1 + 8 + 3 + (64 - 1) + (64 - 1) + (33 - 1) + \
-			 TOKEN_MAC_LEN)
+#define TOKEN_VERSION	2
+#define TOKEN_NONCE_LEN	12
+#define TOKEN_TAG_LEN	16
+/* expires, three length bytes, the fields at their longest */
+#define TOKEN_PLAIN_MAX	(8 + 3 + (64 - 1) + (64 - 1) + (33 - 1))
+#define TOKEN_RAW_MAX	(1 + TOKEN_NONCE_LEN + TOKEN_PLAIN_MAX + TOKEN_TAG_LEN)
+#define TOKEN_RAW_MIN	(1 + TOKEN_NONCE_LEN + 8 + 3 + TOKEN_TAG_LEN)
+
+/* what the key is for: a secret used elsewhere never gives this key */
+static const char key_label[] = "voxrelay stream token v2";
 
 _Static_assert((TOKEN_RAW_MAX + 2) / 3 * 4 < TOKEN_MAX_LEN,
     "TOKEN_MAX_LEN too small for the longest token");
@@ -102,19 +110,17 @@ b64url_decode(const char *s, size_t len, unsigned char *out)
 	return (long)o;
 }
 
-/* The first TOKEN_MAC_LEN bytes of HMAC-SHA256(secret, msg).  0 or -1. */
+/* The AEAD key: HMAC-SHA256(secret, key_label).  0 or -1. */
 static int
-token_mac(const char *secret, const unsigned char *msg, size_t len,
-    unsigned char mac[TOKEN_MAC_LEN])
+token_key(const char *secret, unsigned char key[32])
 {
 	const mbedtls_md_info_t *info;
-	unsigned char full[32];
 
 	info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
 	if (info == NULL || mbedtls_md_hmac(info,
-	    (const unsigned char *)secret, strlen(secret), msg, len, full) != 0)
+	    (const unsigned char *)secret, strlen(secret),
+	    (const unsigned char *)key_label, sizeof(key_label) - 1, key) != 0)
 		return -1;
-	memcpy(mac, full, TOKEN_MAC_LEN);
 	return 0;
 }
 
@@ -136,23 +142,37 @@ int
 token_make(const char *secret, const struct stream_token *t, char *out,
     size_t outlen)
 {
-	unsigned char raw[TOKEN_RAW_MAX];
-	size_t pos = 0, enc;
-	int i;
+	unsigned char raw[TOKEN_RAW_MAX], plain[TOKEN_PLAIN_MAX], key[32];
+	mbedtls_chachapoly_context ctx;
+	size_t pos = 0, plen = 0, enc;
+	int i, rc;
 
-	raw[pos++] = TOKEN_VERSION;
 	for (i = 7; i >= 0; i--)
-		raw[pos++] = (unsigned char)(t->expires >> (i * 8));
-	if (put_field(raw, &pos, t->call_sid, sizeof(t->call_sid)) != 0 ||
-	    put_field(raw, &pos, t->caller, sizeof(t->caller)) != 0 ||
-	    put_field(raw, &pos, t->route, sizeof(t->route)) != 0)
+		plain[plen++] = (unsigned char)(t->expires >> (i * 8));
+	if (put_field(plain, &plen, t->call_sid, sizeof(t->call_sid)) != 0 ||
+	    put_field(plain, &plen, t->caller, sizeof(t->caller)) != 0 ||
+	    put_field(plain, &plen, t->route, sizeof(t->route)) != 0)
 		return TOKEN_ERR_TOOLONG;
-	if (token_mac(secret, raw, pos, raw + pos) != 0)
-		return TOKEN_ERR_FORMAT;
-	pos += TOKEN_MAC_LEN;
+	pos = 1 + TOKEN_NONCE_LEN + plen + TOKEN_TAG_LEN;
 	enc = (pos * 4 + 2) / 3;
 	if (outlen < enc + 1)
 		return TOKEN_ERR_TOOLONG;
+	raw[0] = TOKEN_VERSION;
+	/* a fresh nonce per token: the key never changes while the secret
+	 * does not, so a repeated nonce would leak both plaintexts */
+	if (random_bytes(raw + 1, TOKEN_NONCE_LEN) != 0 ||
+	    token_key(secret, key) != 0)
+		return TOKEN_ERR_FORMAT;
+	mbedtls_chachapoly_init(&ctx);
+	rc = mbedtls_chachapoly_setkey(&ctx, key) != 0 ||
+	    mbedtls_chachapoly_encrypt_and_tag(&ctx, plen, raw + 1, raw, 1,
+	    plain, raw + 1 + TOKEN_NONCE_LEN, raw + 1 + TOKEN_NONCE_LEN + plen)
+	    != 0;
+	mbedtls_chachapoly_free(&ctx);
+	mbedtls_platform_zeroize(key, sizeof(key));
+	mbedtls_platform_zeroize(plain, sizeof(plain));
+	if (rc)
+		return TOKEN_ERR_FORMAT;
 	return (int)b64url_encode(raw, pos, out);
 }
 
@@ -179,31 +199,45 @@ int
 token_verify(const char *secret, const char *s, size_t len,
     uint64_t now_s, struct stream_token *t)
 {
-	unsigned char raw[TOKEN_RAW_MAX + 3], mac[TOKEN_MAC_LEN];
+	unsigned char raw[TOKEN_RAW_MAX + 3], plain[TOKEN_PLAIN_MAX], key[32];
+	mbedtls_chachapoly_context ctx;
 	struct stream_token tok;
-	size_t pos = 0, end;
+	size_t pos = 0, plen;
 	long n;
-	int i;
+	int i, rc;
 
 	/* longer than the longest valid token: do not even decode it */
 	if (len == 0 || len > (TOKEN_RAW_MAX + 2) / 3 * 4)
 		return TOKEN_ERR_FORMAT;
-	if ((n = b64url_decode(s, len, raw)) < 1 + 8 + 3 + TOKEN_MAC_LEN)
+	if ((n = b64url_decode(s, len, raw)) < TOKEN_RAW_MIN ||
+	    n > TOKEN_RAW_MAX || raw[0] != TOKEN_VERSION)
 		return TOKEN_ERR_FORMAT;
-	end = (size_t)n - TOKEN_MAC_LEN;
-	if (raw[pos++] != TOKEN_VERSION)
+	plen = (size_t)n - 1 - TOKEN_NONCE_LEN - TOKEN_TAG_LEN;
+	if (token_key(secret, key) != 0)
 		return TOKEN_ERR_FORMAT;
+	/* the tag first (in constant time, inside mbedTLS): nothing of the
+	 * plaintext is looked at before it is known to be ours */
+	mbedtls_chachapoly_init(&ctx);
+	rc = mbedtls_chachapoly_setkey(&ctx, key);
+	if (rc == 0)
+		rc = mbedtls_chachapoly_auth_decrypt(&ctx, plen, raw + 1, raw, 1,
+		    raw + 1 + TOKEN_NONCE_LEN + plen, raw + 1 + TOKEN_NONCE_LEN,
+		    plain);
+	mbedtls_chachapoly_free(&ctx);
+	mbedtls_platform_zeroize(key, sizeof(key));
+	if (rc != 0)
+		return rc == MBEDTLS_ERR_CHACHAPOLY_AUTH_FAILED ? TOKEN_ERR_MAC :
+		    TOKEN_ERR_FORMAT;
 	memset(&tok, 0, sizeof(tok));
 	for (i = 0; i < 8; i++)
-		tok.expires = tok.expires << 8 | raw[pos++];
-	if (get_field(raw, &pos, end, tok.call_sid, sizeof(tok.call_sid)) ||
-	    get_field(raw, &pos, end, tok.caller, sizeof(tok.caller)) ||
-	    get_field(raw, &pos, end, tok.route, sizeof(tok.route)) ||
-	    pos != end)
+		tok.expires = tok.expires << 8 | plain[pos++];
+	rc = get_field(plain, &pos, plen, tok.call_sid, sizeof(tok.call_sid)) ||
+	    get_field(plain, &pos, plen, tok.caller, sizeof(tok.caller)) ||
+	    get_field(plain, &pos, plen, tok.route, sizeof(tok.route)) ||
+	    pos != plen;
+	mbedtls_platform_zeroize(plain, sizeof(plain));
+	if (rc)
 		return TOKEN_ERR_FORMAT;
-	if (token_mac(secret, raw, end, mac) != 0 ||
-	    !ct_equal(mac, sizeof(mac), raw + end, TOKEN_MAC_LEN))
-		return TOKEN_ERR_MAC;
 	*t = tok;
 	return now_s >= tok.expires ? TOKEN_ERR_EXPIRED : TOKEN_OK;
 }

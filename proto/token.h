@@ -2,14 +2,21 @@
  * token.h — the stream token carried in the <Stream> URL path.
  *
  * The webhook binds the stream to the call: CallSid, caller, route and an
- * expiry, MACed with HMAC-SHA256 under STREAM_SECRET.  The worker checks it
- * at upgrade time, before it spends anything on the connection, and checks
- * again on `start` that start.callSid is the CallSid of the token.
+ * expiry, sealed with ChaCha20-Poly1305 under a key derived from
+ * STREAM_SECRET.  The worker checks it at upgrade time, before it spends
+ * anything on the connection, and checks again on `start` that
+ * start.callSid is the CallSid of the token.  The facts are encrypted, not
+ * only authenticated: the token sits in the URL path, so in every proxy's
+ * access log, and must not show the caller's number there.  It stays
+ * stateless: any host with the same STREAM_SECRET can redeem it.
  *
  * Encoding: base64url without padding (RFC 4648 §5) of
- *   version(1)=1 | expires(8, big-endian Unix seconds) |
- *   len(1) call_sid | len(1) caller | len(1) route | mac(16)
- * where mac is the first 16 bytes of HMAC-SHA256 over everything before it.
+ *   version(1)=2 | nonce(12, random) | ciphertext | tag(16)
+ * where ciphertext is ChaCha20-Poly1305 (RFC 8439) of
+ *   expires(8, big-endian Unix seconds) |
+ *   len(1) call_sid | len(1) caller | len(1) route
+ * with the version byte as additional data, under the key
+ * HMAC-SHA256(STREAM_SECRET, "voxrelay stream token v2").
  * The alphabet is path-safe, so the token is one path segment.
  */
 #ifndef VR_PROTO_TOKEN_H
@@ -30,7 +37,7 @@ struct stream_token {
 enum token_err {
 	TOKEN_OK = 0,
 	TOKEN_ERR_FORMAT = -1,	/* not base64url, wrong version, bad lengths */
-	TOKEN_ERR_MAC = -2,	/* forged or made with another secret */
+	TOKEN_ERR_MAC = -2,	/* forged, altered or made with another secret */
 	TOKEN_ERR_EXPIRED = -3,
 	TOKEN_ERR_TOOLONG = -4,	/* a field does not fit (token_make) */
 };
@@ -39,8 +46,8 @@ enum token_err {
  * Returns the encoded length, or a negative enum token_err. */
 int token_make(const char *secret, const struct stream_token *t, char *out,
     size_t outlen);
-/* Decode and check s[0..len).  The MAC is compared in constant time and
- * checked before the expiry.  Fills *t only on TOKEN_OK (and on
+/* Decode and check s[0..len).  The tag is compared in constant time and
+ * checked before anything else is read, the expiry last.  Fills *t only on TOKEN_OK (and on
  * TOKEN_ERR_EXPIRED, so the caller can log which call it was). */
 int token_verify(const char *secret, const char *s, size_t len,
     uint64_t now_s, struct stream_token *t);

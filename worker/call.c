@@ -83,11 +83,14 @@ check_upgrade_signature(struct worker *w, const struct ipc_handoff *ho,
 		rest = strchr(base, ':') + 3;
 	else
 		rest = ho->ho_host;
-	snprintf(url, sizeof(url), "wss://%s%s", rest, ho->ho_path);
-	if (sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
+	/* a URL that does not fit is not checked at all: never a prefix */
+	if ((size_t)snprintf(url, sizeof(url), "wss://%s%s", rest,
+	    ho->ho_path) < sizeof(url) &&
+	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
 		return;
-	snprintf(url, sizeof(url), "https://%s%s", rest, ho->ho_path);
-	if (sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
+	if ((size_t)snprintf(url, sizeof(url), "https://%s%s", rest,
+	    ho->ho_path) < sizeof(url) &&
+	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
 		return;
 	worker_count(w, SC_ws_sig_mismatch, 1);
 	log_warnx("%s: stream upgrade from %s has an X-Twilio-Signature that "

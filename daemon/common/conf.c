@@ -525,9 +525,21 @@ conf_check(struct conf *c, struct errs *e)
 		while (n > 0 && u[n - 1] == '/')
 			c->public_url[--n] = '\0';
 	}
-	if (c->validate_signature < 0)
-		c->validate_signature = c->twilio_auth_token[0] != '\0';
-	if (c->validate_signature && c->twilio_auth_token[0] == '\0')
+	/*
+	 * Closed by default: without the auth token nothing proves a webhook
+	 * came from Twilio, and every unsigned POST would open a model
+	 * session on the operator's account.  Only an explicit "false"
+	 * waives the check (master_run() and reload() warn about it).
+	 */
+	if (c->validate_signature < 0 && c->twilio_auth_token[0] == '\0')
+		err_add(e, "%s: TWILIO_AUTH_TOKEN: not set, so Twilio's request "
+		    "signatures cannot be checked: set it to the account's auth "
+		    "token (Twilio console), or set VALIDATE_TWILIO_SIGNATURE=false "
+		    "to accept unsigned webhooks", c->path && c->path[0] ?
+		    c->path : "environment");
+	else if (c->validate_signature < 0)
+		c->validate_signature = 1;
+	else if (c->validate_signature && c->twilio_auth_token[0] == '\0')
 		err_add(e, "VALIDATE_TWILIO_SIGNATURE: is on but TWILIO_AUTH_TOKEN "
 		    "is empty");
 	if (c->min_call_duration > c->free_call_minutes && c->free_call_minutes > 0)
@@ -671,9 +683,9 @@ conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 			note_where(&e, &keys[i], where);
 		free(copy);
 	}
+	c.path = strdup(path ? path : "");
 	conf_check(&c, &e);
 	conf_check_admin(&c, &e);
-	c.path = strdup(path ? path : "");
 	if (c.stream_secret[0] == '\0') {
 		unsigned char r[32];
 		char hex[65];

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -40,6 +41,9 @@ def free_port():
 
 
 PEERS = os.path.join(ROOT, "test", "peers")
+if PEERS not in sys.path:
+    sys.path.insert(0, PEERS)
+import twilio  # noqa: E402
 PERSONAS = os.path.join(ROOT, "personas")
 LINES = os.path.join(ROOT, "etc", "lines")
 
@@ -103,6 +107,8 @@ class Daemon:
             "USAGE_CSV_BACKUP_PATH": os.path.join(tmpdir, "usage_backup.csv"),
             "USAGE_FLUSH_INTERVAL": 1,
             "STREAM_SECRET": "test-secret-0123456789abcdef",
+            # signatures on, as on a fresh install: the peers sign with it
+            "TWILIO_AUTH_TOKEN": twilio.TEST_AUTH_TOKEN,
             "LOG_LEVEL": "debug",
             "PERSONAS_DIR": PERSONAS,
             # no lines unless a test names a directory: every route is a

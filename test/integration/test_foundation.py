@@ -96,7 +96,8 @@ def test_signature_required(env):
     bad = twilio.post_voice(d.base, twilio.call_sid(2), "+14155552671",
                             signature="J9AZk7iNaXPV0fUUq/wviJgkTak=")
     expect_eq(bad.status, 403, "forged signature")
-    missing = twilio.post_voice(d.base, twilio.call_sid(3), "+14155552671")
+    missing = twilio.post_voice(d.base, twilio.call_sid(3), "+14155552671",
+                                auth_token="")
     expect_eq(missing.status, 403, "missing signature")
     # signed, then a parameter changed in flight
     params = [("CallSid", twilio.call_sid(4)), ("From", "+14155552671")]

@@ -18,6 +18,12 @@ import xml.etree.ElementTree as ET
 import websockets
 
 
+# The auth token the test daemon (harness.Daemon) is configured with, and the
+# one post_voice() signs with unless told otherwise: signatures are on by
+# default, as on a fresh install.
+TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+
+
 def twilio_signature(auth_token, url, params=None):
     """HMAC-SHA1 over the URL and the sorted name+value pairs (protocols.md 5.1)."""
     s = url
@@ -64,6 +70,11 @@ class Webhook:
 
 def post_voice(base, sid, caller, to="+15005550006", route=None, auth_token=None,
                public_url=None, extra=None, signature=None, timeout=5):
+    """POST the voice webhook, signed with auth_token (None: TEST_AUTH_TOKEN;
+    "": unsigned) over public_url (default: base) + the path, or with the
+    given signature header."""
+    if auth_token is None:
+        auth_token = TEST_AUTH_TOKEN
     path = "/voice" + ("/" + route if route else "")
     params = [("AccountSid", "AC" + "0" * 32), ("ApiVersion", "2010-04-01"),
               ("CallSid", sid), ("CallStatus", "ringing"), ("Direction", "inbound"),

@@ -12,11 +12,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#define UNIT_AUTH_TOKEN	"unit-test-auth-token"
+
 static void
 clean_env(void)
 {
 	(void)test_tmpdir();	/* before TMPDIR goes */
 	ASSERT_EQ(clearenv(), 0);
+	/* without it (and no waiver) every load fails: the tests that are
+	 * about it unset it */
+	ASSERT_EQ(setenv("TWILIO_AUTH_TOKEN", UNIT_AUTH_TOKEN, 1), 0);
 }
 
 /* Write text to a file in the test's scratch directory; returns its
@@ -106,8 +111,8 @@ TEST(conf_defaults)
 	ASSERT_GE(c.workers, 1);
 	ASSERT_LE(c.workers, 64);
 	ASSERT_STR_EQ(c.public_url, "");
-	ASSERT_STR_EQ(c.twilio_auth_token, "");
-	ASSERT_EQ(c.validate_signature, 0);
+	ASSERT_STR_EQ(c.twilio_auth_token, UNIT_AUTH_TOKEN);
+	ASSERT_EQ(c.validate_signature, 1);
 	ASSERT_EQ(c.stream_token_ttl, 120);
 	ASSERT_STR_EQ(c.usage_csv_path, "/var/lib/voxrelay/user_usage.csv");
 	ASSERT_STR_EQ(c.usage_csv_backup_path,
@@ -385,9 +390,10 @@ TEST(conf_environment_overrides)
 TEST(conf_validate_signature)
 {
 	struct conf c;
-	char err[1024], *path;
+	char err[1024], *path, *want;
 
 	clean_env();
+	unsetenv("TWILIO_AUTH_TOKEN");
 	/* auto follows the token */
 	path = write_conf("sig1.conf", "TWILIO_AUTH_TOKEN=0123456789abcdef\n");
 	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 0);
@@ -395,10 +401,16 @@ TEST(conf_validate_signature)
 	conf_free(&c);
 	free(path);
 
+	/* auto without a token: refused, naming the file and the key */
 	path = write_conf("sig2.conf", "VALIDATE_TWILIO_SIGNATURE=auto\n");
-	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 0);
-	ASSERT_EQ(c.validate_signature, 0);
-	conf_free(&c);
+	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 1);
+	ASSERT(asprintf(&want, "%s: TWILIO_AUTH_TOKEN: not set", path) > 0);
+	ASSERT(strncmp(err, want, strlen(want)) == 0);
+	ASSERT_NOT_NULL(strstr(err, "VALIDATE_TWILIO_SIGNATURE=false"));
+	free(want);
+	/* the default is auto */
+	ASSERT_EQ(conf_load(NULL, &c, err, sizeof(err)), 1);
+	ASSERT(strncmp(err, "environment: TWILIO_AUTH_TOKEN: not set", 39) == 0);
 
 	/* the token from the environment counts */
 	ASSERT_EQ(setenv("TWILIO_AUTH_TOKEN", "tok", 1), 0);
@@ -413,6 +425,13 @@ TEST(conf_validate_signature)
 	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 1);
 	ASSERT(strncmp(err, "VALIDATE_TWILIO_SIGNATURE: ", 27) == 0);
 	ASSERT_NOT_NULL(strstr(err, "TWILIO_AUTH_TOKEN"));
+	free(path);
+
+	/* waived explicitly: no token needed */
+	path = write_conf("sig5.conf", "VALIDATE_TWILIO_SIGNATURE=false\n");
+	ASSERT_EQ(conf_load(path, &c, err, sizeof(err)), 0);
+	ASSERT_EQ(c.validate_signature, 0);
+	conf_free(&c);
 	free(path);
 
 	/* forced on with a token, forced off with one */
@@ -558,6 +577,8 @@ TEST(conf_dump_hides_secrets)
 	free(path);
 
 	/* unset secrets say so; a random stream secret is still a secret */
+	unsetenv("TWILIO_AUTH_TOKEN");
+	ASSERT_EQ(setenv("VALIDATE_TWILIO_SIGNATURE", "false", 1), 0);
 	ASSERT_EQ(conf_load(NULL, &c, err, sizeof(err)), 0);
 	s = dump(&c);
 	ASSERT_NOT_NULL(strstr(s, "\nTWILIO_AUTH_TOKEN=(unset)\n"));

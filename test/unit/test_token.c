@@ -3,6 +3,8 @@
  */
 #include "test/unit/test.h"
 
+#include <mbedtls/base64.h>
+#include <mbedtls/chachapoly.h>
 #include <mbedtls/md.h>
 
 #include "proto/token.h"
@@ -128,8 +130,8 @@ TEST(token_tampered_byte)
 
 	sample(&in);
 	n = make(&in, orig);
-	/* any changed character: the MAC catches it, or (for a changed
-	 * version or length byte) the layout does */
+	/* any changed character: the tag catches it, or (for a changed
+	 * version byte or a non-canonical last character) the layout does */
 	for (i = 0; i < n; i++) {
 		memcpy(s, orig, (size_t)n);
 		s[i] = s[i] == 'A' ? 'B' : 'A';
@@ -137,7 +139,7 @@ TEST(token_tampered_byte)
 		if (rc != TOKEN_ERR_MAC && rc != TOKEN_ERR_FORMAT)
 			TEST_FAIL_("byte %d changed: %d", i, rc);
 	}
-	/* a change inside call_sid is a MAC failure */
+	/* a change inside the sealed facts is a MAC failure */
 	memcpy(s, orig, (size_t)n);
 	s[30] = s[30] == 'A' ? 'B' : 'A';
 	ASSERT_EQ(verify(s, (size_t)n, NOW), TOKEN_ERR_MAC);
@@ -185,23 +187,36 @@ TEST(token_expired)
 	ASSERT_STR_EQ(out.call_sid, "CA11111111111111111111111111111111");
 }
 
-/* Build a raw token by hand and encode it, to reach checks a token_make
- * output never trips. */
+/*
+ * Build a token by hand from its plaintext, as token.h describes it
+ * (version byte, a fixed nonce, ChaCha20-Poly1305 under
+ * HMAC-SHA256(secret, label)), to reach checks a token_make() output never
+ * trips.
+ */
 static int
-forge(const unsigned char *raw, size_t len, char *out)
+forge_v(unsigned char version, const unsigned char *plain, size_t len,
+    char *out)
 {
 	static const char a[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	unsigned char buf[600], mac[32];
+	static const char label[] = "voxrelay stream token v2";
+	mbedtls_chachapoly_context ctx;
+	unsigned char buf[600], key[32];
 	size_t i, o = 0;
 	uint32_t acc = 0;
 	int bits = 0;
 
-	memcpy(buf, raw, len);
 	ASSERT_EQ(mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256),
-	    (const unsigned char *)SECRET, strlen(SECRET), buf, len, mac), 0);
-	memcpy(buf + len, mac, 16);
-	len += 16;
+	    (const unsigned char *)SECRET, strlen(SECRET),
+	    (const unsigned char *)label, strlen(label), key), 0);
+	buf[0] = version;
+	memset(buf + 1, 0x42, 12);
+	mbedtls_chachapoly_init(&ctx);
+	ASSERT_EQ(mbedtls_chachapoly_setkey(&ctx, key), 0);
+	ASSERT_EQ(mbedtls_chachapoly_encrypt_and_tag(&ctx, len, buf + 1, buf, 1,
+	    plain, buf + 13, buf + 13 + len), 0);
+	mbedtls_chachapoly_free(&ctx);
+	len += 1 + 12 + 16;
 	for (i = 0; i < len; i++) {
 		acc = acc << 8 | buf[i];
 		bits += 8;
@@ -216,65 +231,75 @@ forge(const unsigned char *raw, size_t len, char *out)
 	return (int)o;
 }
 
+static int
+forge(const unsigned char *plain, size_t len, char *out)
+{
+	return forge_v(2, plain, len, out);
+}
+
 TEST(token_forged_layouts)
 {
 	unsigned char raw[300];
+	struct stream_token t;
 	char s[600];
 	size_t p;
 	int n;
 
 	/* well formed, by hand: accepted */
 	memset(raw, 0, sizeof(raw));
-	raw[0] = 1;
-	raw[8] = 0xff;		/* expires 255, so use now = 0 */
-	p = 9;
+	raw[7] = 0xff;		/* expires 255, so use now = 0 */
+	p = 8;
 	raw[p++] = 2; raw[p++] = 'C'; raw[p++] = 'A';
 	raw[p++] = 1; raw[p++] = '+';
 	raw[p++] = 0;
 	n = forge(raw, p, s);
-	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_OK);
+	ASSERT_EQ(token_verify(SECRET, s, (size_t)n, 0, &t), TOKEN_OK);
+	ASSERT_STR_EQ(t.call_sid, "CA");
+	ASSERT_STR_EQ(t.caller, "+");
+	ASSERT_STR_EQ(t.route, "");
+	ASSERT_UEQ(t.expires, 255);
 
-	/* version 2, with a good MAC */
-	raw[0] = 2;
-	n = forge(raw, p, s);
+	/* version 1 (the MAC-only layout) or 3, sealed properly */
+	n = forge_v(1, raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
-	raw[0] = 1;
+	n = forge_v(3, raw, p, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
 
-	/* trailing garbage before the MAC */
+	/* trailing garbage inside the sealed part */
 	raw[p] = 'x';
 	n = forge(raw, p + 1, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
 
 	/* lengths that overrun */
-	raw[12] = 200;
+	raw[11] = 200;
 	n = forge(raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
-	raw[12] = 1;
-	raw[14] = 1;
+	raw[11] = 1;
+	raw[13] = 1;
 	n = forge(raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
-	raw[14] = 0;
+	raw[13] = 0;
 
 	/* a NUL inside a field */
-	raw[10] = '\0';
+	raw[9] = '\0';
 	n = forge(raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
-	raw[10] = 'C';
+	raw[9] = 'C';
 
 	/* a route of 33 bytes does not fit route[33] with its NUL */
-	p = 14;
+	p = 13;
 	raw[p++] = 33;
 	memset(raw + p, 'r', 33);
 	p += 33;
 	n = forge(raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
 	/* 32 does */
-	raw[14] = 32;
+	raw[13] = 32;
 	n = forge(raw, p - 1, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_OK);
 
 	/* a call_sid of 64 bytes does not fit call_sid[64] */
-	p = 9;
+	p = 8;
 	raw[p++] = 64;
 	memset(raw + p, 'S', 64);
 	p += 64;
@@ -282,6 +307,55 @@ TEST(token_forged_layouts)
 	raw[p++] = 0;
 	n = forge(raw, p, s);
 	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+
+	/* too short to hold expires and three lengths, sealed properly */
+	n = forge(raw, 10, s);
+	ASSERT_EQ(verify(s, (size_t)n, 0), TOKEN_ERR_FORMAT);
+}
+
+/* Whether the bytes of needle appear in hay. */
+static int
+contains(const void *hay, size_t hlen, const char *needle)
+{
+	return memmem(hay, hlen, needle, strlen(needle)) != NULL;
+}
+
+TEST(token_hides_the_call)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN], s2[TOKEN_MAX_LEN];
+	unsigned char raw[TOKEN_MAX_LEN];
+	size_t rlen;
+	int n, n2;
+
+	sample(&in);
+	n = make(&in, s);
+	n2 = make(&in, s2);
+	/* a fresh nonce each time: two tokens of one call differ */
+	ASSERT(n == n2 && memcmp(s, s2, (size_t)n) != 0);
+	ASSERT_EQ(token_verify(SECRET, s2, (size_t)n2, NOW, &out), TOKEN_OK);
+	assert_same(&in, &out);
+	/* neither the text nor its decoding shows the number, its last four
+	 * digits, the CallSid or the route */
+	ASSERT(!contains(s, (size_t)n, "4155552671"));
+	ASSERT(!contains(s, (size_t)n, "2671"));
+	{
+		/* base64url to base64 with padding, for mbedTLS */
+		char b[TOKEN_MAX_LEN + 4];
+		int i;
+
+		for (i = 0; i < n; i++)
+			b[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+		while (i % 4)
+			b[i++] = '=';
+		ASSERT_EQ(mbedtls_base64_decode(raw, sizeof(raw), &rlen,
+		    (unsigned char *)b, (size_t)i), 0);
+	}
+	ASSERT_EQ(raw[0], 2);
+	ASSERT(!contains(raw, rlen, "4155552671"));
+	ASSERT(!contains(raw, rlen, "2671"));
+	ASSERT(!contains(raw, rlen, "CA1111"));
+	ASSERT(!contains(raw, rlen, "practice"));
 }
 
 TEST(token_garbage)
@@ -314,12 +388,16 @@ TEST(token_garbage)
 	memcpy(bad, s, (size_t)n);
 	bad[n] = '=';
 	ASSERT_EQ(verify(bad, (size_t)n + 1, NOW), TOKEN_ERR_FORMAT);
-	/* overlong: extra characters after a valid token */
+	/* overlong: extra characters after a valid token (the tag no
+	 * longer matches, or the length is not base64) */
 	for (i = 1; i <= 40; i++) {
+		int rc;
+
 		memcpy(bad, s, (size_t)n);
 		memset(bad + n, 'A', (size_t)i);
-		ASSERT_EQ(verify(bad, (size_t)n + (size_t)i, NOW),
-		    TOKEN_ERR_FORMAT);
+		rc = verify(bad, (size_t)n + (size_t)i, NOW);
+		if (rc != TOKEN_ERR_FORMAT && rc != TOKEN_ERR_MAC)
+			TEST_FAIL_("%d characters added: %d", i, rc);
 	}
 	/* far too long */
 	memset(bad, 'A', sizeof(bad));
@@ -332,8 +410,8 @@ TEST(token_noncanonical_tail)
 	char s[TOKEN_MAX_LEN];
 	int n;
 
-	/* 1+8+1+34+1+12+1+8+16 = 82 bytes: 82 % 3 = 1, so the last char
-	 * carries 2 bits and 4 zero bits that must stay zero */
+	/* 1+12+8+1+34+1+12+1+8+16 = 94 bytes: 94 % 3 = 1, so the last
+	 * char carries 2 bits and 4 zero bits that must stay zero */
 	sample(&in);
 	n = make(&in, s);
 	ASSERT_EQ(n % 4, 2);
