@@ -556,6 +556,7 @@ tick_cb(uv_timer_t *t)
 
 	shm_fold_locked(&m->shm, now, wall_ms(), -1, 0, NULL);
 	supervise(m, now);
+	replay_tokens_tick(now);
 	if (now >= m->next_flush_ms) {
 		ledger_flush_async(m);
 		m->next_flush_ms = now + (uint64_t)m->conf.usage_flush_interval * 1000;
@@ -653,6 +654,7 @@ master_run(struct master *m)
 		return EXIT_FATAL_CONFIG;
 	}
 	m->flushed_version = atomic_load(&m->shm.hdr->sh_ledger_version);
+	replay_tokens_load();
 	if (front_listen(m) != 0)
 		return EXIT_FATAL_CONFIG;
 	if (signals_setup(m) != 0) {

@@ -153,6 +153,19 @@ void route_metrics(struct conn *c);
 void route_dashboard(struct conn *c);
 
 /* ledger.c */
+/* replay.c: the voice webhook's answers by CallSid, the used-token file */
+enum replay_verdict {
+	REPLAY_NEW,		/* no answer for this CallSid yet */
+	REPLAY_REPEAT,		/* answered, stream not open: same answer */
+	REPLAY_REFUSE,		/* its stream opened, or the call is live/over */
+};
+enum replay_verdict replay_check(const char *sid, const char **twiml,
+    size_t *len);
+int  replay_store(const char *sid, uint64_t expires, const char *twiml,
+    size_t len);
+void replay_tokens_load(void);
+void replay_tokens_tick(uint64_t now_ms);
+
 int  ledger_load(struct master *m, char *err, size_t errlen);
 /* Start a flush in a child if the ledger changed and none is running. */
 void ledger_flush_async(struct master *m);

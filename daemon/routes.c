@@ -99,10 +99,11 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	struct twiml t = { 0 };
 	char base[600], *url, tokbuf[TOKEN_MAX_LEN], stream_url[2048];
 	char masked[64], routebuf[33];
-	const char *sid, *from, *to, *q, *target = http_req_url(r);
+	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
 	int is_post = strcmp(http_req_method(r), "POST") == 0;
 	uint64_t used, free_ms, min_ms;
 	const struct line *line;
+	size_t prev_len;
 
 	if (!is_post && strcmp(http_req_method(r), "GET") != 0) {
 		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
@@ -177,6 +178,25 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	memset(&tok, 0, sizeof(tok));
 	vr_strlcpy(tok.caller, from, SHM_PHONE_MAX);	/* what the ledger keys on */
 	mask_phone(tok.caller, masked, sizeof(masked));
+	switch (replay_check(sid, &prev, &prev_len)) {
+	case REPLAY_REPEAT:
+		/* Twilio's retry of a webhook that timed out */
+		master_count(SC_voice_repeats);
+		log_info("call %s: webhook repeated before its stream opened: "
+		    "the same answer", sid);
+		conn_respond(c, 200, "text/xml; charset=utf-8", prev, prev_len,
+		    NULL);
+		goto out;
+	case REPLAY_REFUSE:
+		master_count(SC_voice_replays);
+		log_warnx("%s: voice webhook for call %s refused: the call's "
+		    "stream has opened already (a replayed webhook?)",
+		    conn_peer(c), sid);
+		voice_refuse(c, M.conf.busy_message);
+		goto out;
+	case REPLAY_NEW:
+		break;
+	}
 
 	if (M.draining) {
 		master_count(SC_refused_draining);
@@ -238,9 +258,25 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	/* Twilio runs these once the stream's socket closes */
 	twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
 	twiml_hangup(&t);
+	if (twiml_end(&t) != 0) {
+		twiml_free(&t);
+		respond_text(c, 500, "out of memory\n");
+		goto out;
+	}
+	/* remembered until the token expires, for a repeat of this webhook */
+	if (replay_store(sid, tok.expires, t.buf, t.len) != 0) {
+		twiml_free(&t);
+		master_count(SC_refused_capacity);
+		log_warnx("call %s from %s refused: no room to remember its "
+		    "answer (too many calls within STREAM_TOKEN_TTL)", sid,
+		    masked);
+		voice_refuse(c, M.conf.busy_message);
+		goto out;
+	}
 	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
 	    sid, masked, routebuf, left);
-	twiml_send(c, &t);
+	conn_respond(c, 200, "text/xml; charset=utf-8", t.buf, t.len, NULL);
+	twiml_free(&t);
 out:
 	form_free(&f);
 }

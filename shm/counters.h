@@ -26,6 +26,8 @@
 	X(refused_capacity,	"calls refused: no free stream capacity")	\
 	X(refused_draining,	"calls refused: daemon draining")		\
 	X(sig_rejected,		"webhooks refused: bad X-Twilio-Signature")	\
+	X(voice_repeats,	"voice webhooks repeated before the stream opened: same answer") \
+	X(voice_replays,	"voice webhooks refused: the call's stream had opened") \
 	X(token_rejected,	"stream upgrades refused: bad or expired token") \
 	X(token_replayed,	"stream upgrades refused: token already used")	\
 	X(ws_sig_mismatch,	"stream upgrades whose signature header did not match") \

@@ -709,3 +709,81 @@ out:
 	pthread_mutex_unlock(&s->hdr->sh_token_lock);
 	return rc;
 }
+
+int
+shm_token_seen(const struct shm *s, uint64_t key, uint64_t now_s)
+{
+	uint32_t mask = s->hdr->sh_ntokens - 1;
+
+	if (key == 0)
+		key = 1;
+	/* lock-free: an entry is published key last, with release */
+	for (uint32_t k = 0; k <= mask; k++) {
+		const struct shm_token *t = &s->tokens[(uint32_t)(key + k) & mask];
+		uint64_t tk = atomic_load_explicit(&t->tk_key, memory_order_acquire);
+
+		if (tk == 0)
+			return 0;
+		if (tk == key && atomic_load_explicit(&t->tk_expires,
+		    memory_order_relaxed) >= now_s)
+			return 1;
+	}
+	return 0;
+}
+
+int
+shm_token_lock(struct shm *s)
+{
+	return token_lock(s);
+}
+
+void
+shm_token_unlock(struct shm *s)
+{
+	pthread_mutex_unlock(&s->hdr->sh_token_lock);
+}
+
+size_t
+shm_token_list_locked(const struct shm *s, uint64_t now_s,
+    struct shm_token_rec *out, size_t max)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < s->hdr->sh_ntokens && n < max; i++) {
+		const struct shm_token *t = &s->tokens[i];
+		uint64_t tk = atomic_load_explicit(&t->tk_key, memory_order_relaxed);
+		uint64_t ex = atomic_load_explicit(&t->tk_expires,
+		    memory_order_relaxed);
+
+		if (tk != 0 && ex >= now_s) {
+			out[n].key = tk;
+			out[n].expires = ex;
+			n++;
+		}
+	}
+	return n;
+}
+
+static uint64_t
+fnv64(uint64_t h, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+uint64_t
+shm_token_key(const char *tok, size_t len)
+{
+	return fnv64(1469598103934665603ULL, tok, len);
+}
+
+uint64_t
+shm_sid_key(const char *sid)
+{
+	/* its own prefix: a CallSid and a token never share a key */
+	return fnv64(fnv64(1469598103934665603ULL, "sid:", 4), sid,
+	    strlen(sid));
+}

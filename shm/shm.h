@@ -281,6 +281,22 @@ void shm_today(const struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
 /* Record a token as used until expires (Unix s).  Returns 0 if it was
  * new, 1 if it was already used, -1 if the table is full. */
 int  shm_token_use(struct shm *s, uint64_t key, uint64_t expires, uint64_t now_s);
+/* Whether key is recorded and unexpired (lock-free, any process). */
+int  shm_token_seen(const struct shm *s, uint64_t key, uint64_t now_s);
+/* The table's keys: a redeemed stream token (its text), and a CallSid
+ * whose stream has opened (a worker records both at the upgrade). */
+uint64_t shm_token_key(const char *tok, size_t len);
+uint64_t shm_sid_key(const char *sid);
+/* The table's lock, for a writer that must keep inserts out while it
+ * works (the used-token file's compaction, shm/tokfile.c). */
+int  shm_token_lock(struct shm *s);
+void shm_token_unlock(struct shm *s);
+struct shm_token_rec {
+	uint64_t	key, expires;
+};
+/* With the lock held: the unexpired entries, at most max.  Their count. */
+size_t shm_token_list_locked(const struct shm *s, uint64_t now_s,
+    struct shm_token_rec *out, size_t max);
 
 /* ---- worker slots ---- */
 static inline struct shm_worker *

@@ -6,7 +6,8 @@ set -euo pipefail
 PKGS=(build-essential pkg-config ca-certificates
       libuv1-dev libwslay-dev libmbedtls-dev libjansson-dev libcurl4-openssl-dev
       libsqlite3-dev libpq-dev postgresql
-      node-llhttp python3 python3-websockets python3-jsonschema openssl
+      node-llhttp python3 python3-websockets python3-jsonschema python3-cryptography
+      openssl
       espeak-ng sox
       prometheus chromium)
 # prometheus: for promtool, which lints /metrics (test_metrics).  Its

@@ -10,6 +10,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/sig.h"
+#include "shm/tokfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -51,16 +52,28 @@ reject_upgrade(struct worker *w, int fd, int status, const char *reason,
 	atomic_store(&w->sw->sw_active_streams, w->ncalls);
 }
 
-static uint64_t
-fnv64(const char *s, size_t n)
+/*
+ * Note the redeemed token and its CallSid in the used-token file, so a
+ * restart with the same STREAM_SECRET refuses them too (shm/tokfile.h).
+ * A failure costs that protection only: logged once per process.
+ */
+static void
+save_used(struct worker *w, const uint64_t keys[2], uint64_t expires)
 {
-	uint64_t h = 1469598103934665603ULL;
+	static int warned;
+	char path[4096];
+	int rc;
 
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
+	if (tokfile_path(w->conf->usage_csv_path, path, sizeof(path)) != 0)
+		rc = -ENAMETOOLONG;
+	else
+		rc = tokfile_append(path, keys, 2, expires);
+	if (rc != 0 && !warned) {
+		warned = 1;
+		log_warnx("used stream tokens are not saved (%s in the directory "
+		    "of USAGE_CSV_PATH: %s): a restart forgets them", TOKFILE_NAME,
+		    strerror(-rc));
 	}
-	return h;
 }
 
 /*
@@ -117,6 +130,7 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	const char *route, *tok, *slash;
 	struct stream_token t;
 	struct call *c;
+	uint64_t keys[2];
 	int rc, n, one = 1;
 
 	if (w->shutting) {
@@ -156,8 +170,9 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		reject_upgrade(w, fd, 403, "invalid stream token", NULL);
 		return;
 	}
-	rc = shm_token_use(w->shm, fnv64(tok, strlen(tok)), t.expires,
-	    wall_ms() / 1000);
+	keys[0] = shm_token_key(tok, strlen(tok));
+	keys[1] = shm_sid_key(t.call_sid);
+	rc = shm_token_use(w->shm, keys[0], t.expires, wall_ms() / 1000);
 	if (rc != 0) {
 		worker_count(w, rc > 0 ? SC_token_replayed : SC_token_rejected, 1);
 		log_warnx("%s: stream upgrade from %s refused: %s", t.call_sid,
@@ -167,6 +182,21 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		    "stream token already used" : "busy", NULL);
 		return;
 	}
+	/* one stream per call, whichever of its tokens comes first: the
+	 * webhook answers a repeat with the same token, but a token minted
+	 * before a restart is another one */
+	rc = shm_token_use(w->shm, keys[1], t.expires, wall_ms() / 1000);
+	if (rc != 0) {
+		worker_count(w, rc > 0 ? SC_token_replayed : SC_token_rejected, 1);
+		log_warnx("%s: stream upgrade from %s refused: %s", t.call_sid,
+		    ho->ho_peer, rc > 0 ? "the call's stream has opened already" :
+		    "token table full");
+		reject_upgrade(w, fd, rc > 0 ? 403 : 503, rc > 0 ?
+		    "call already streamed" : "busy", NULL);
+		save_used(w, keys, t.expires);
+		return;
+	}
+	save_used(w, keys, t.expires);
 	/* the route's line, else its persona with the configuration's keys */
 	const struct line *line = line_find(w->lines, t.route);
 	if (line == NULL)

@@ -12,6 +12,7 @@ import struct
 import time
 
 import twilio
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from harness import expect, expect_eq
 
 SECRET = "test-secret-0123456789abcdef"
@@ -19,11 +20,13 @@ SECRET = "test-secret-0123456789abcdef"
 
 def make_token(sid, caller, route, expires, secret=SECRET):
     """The stream token, written from its description in proto/token.h."""
-    raw = bytes([1]) + struct.pack(">Q", expires)
+    key = hmac.new(secret.encode(), b"voxrelay stream token v2", hashlib.sha256).digest()
+    plain = struct.pack(">Q", expires)
     for s in (sid, caller, route):
         b = s.encode()
-        raw += bytes([len(b)]) + b
-    raw += hmac.new(secret.encode(), raw, hashlib.sha256).digest()[:16]
+        plain += bytes([len(b)]) + b
+    nonce = os.urandom(12)
+    raw = bytes([2]) + nonce + ChaCha20Poly1305(key).encrypt(nonce, plain, bytes([2]))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
