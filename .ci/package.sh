@@ -5,6 +5,9 @@
 #   - installs the build tools and the package's Build-Depends;
 #   - make deb, then lintian (no error, no warning that is not overridden);
 #   - installs the .deb and checks what it put where, and with which owner;
+#   - without TWILIO_AUTH_TOKEN: configtest, start and postinst's start
+#     (with services allowed) refuse, naming the key, and dpkg does not
+#     fail; with it set, postinst's start starts the daemon;
 #   - configures it for loopback, then through /etc/init.d/voxrelay: start
 #     (/health answers on the admin port, /healthz on the public one, the
 #     operator's endpoints not there; master and workers run as voxrelay),
@@ -110,6 +113,7 @@ for w in d["workers"]:
 
 on_exit() {
 	local rc=$? p
+	rm -f "${ALLOW:-}"
 	[ $rc -eq 0 ] && return 0
 	echo "package.sh: failed after $((SECONDS - T0)) s" >&2
 	[ $INSTALLED -eq 1 ] || return $rc
@@ -191,6 +195,42 @@ check "packaged ADMIN_BIND is loopback (the default)" sh -c "! grep -q '^ADMIN_B
 check "packaged PID_FILE" grep -qx "PID_FILE=$PIDFILE" $CONF
 check "packaged LOG_FILE" grep -qx "LOG_FILE=$LOG" $CONF
 
+step "unconfigured: no TWILIO_AUTH_TOKEN yet"
+# A fresh install cannot start: without the auth token nothing proves a
+# webhook came from Twilio.  dpkg did not fail for that; -t, the init
+# script and postinst's start say which key to set, and nothing runs.
+check "dpkg configured the package" sh -c \
+	"dpkg-query -W -f='\${Status}' voxrelay | grep -qx 'install ok installed'"
+if out=$(timeout 30 $INIT configtest 2>&1); then
+	echo "$out"; fail "configtest passed without TWILIO_AUTH_TOKEN"
+fi
+echo "$out"
+check "configtest names the key" grep -q "$CONF: TWILIO_AUTH_TOKEN: not set" <<<"$out"
+if out=$(timeout 60 $INIT start 2>&1); then
+	echo "$out"; fail "start succeeded without TWILIO_AUTH_TOKEN"
+fi
+echo "$out"
+check "start names the key" grep -q "TWILIO_AUTH_TOKEN: not set" <<<"$out"
+check "nothing started" no_daemon_left
+# postinst as on a machine whose policy lets it start services: this
+# machine's policy-rc.d, if any, is replaced by one that allows everything
+# in a mount namespace of the postinst's own.
+ALLOW=$(mktemp)
+printf '#!/bin/sh\nexit 0\n' >"$ALLOW"
+chmod 0755 "$ALLOW"
+postinst_configure() {
+	if [ -e /usr/sbin/policy-rc.d ]; then
+		timeout 120 unshare -m sh -c 'mount --bind "$0" /usr/sbin/policy-rc.d &&
+		    exec /var/lib/dpkg/info/voxrelay.postinst configure' "$ALLOW"
+	else
+		timeout 120 /var/lib/dpkg/info/voxrelay.postinst configure
+	fi
+}
+out=$(postinst_configure 2>&1) || { echo "$out"; fail "postinst failed without TWILIO_AUTH_TOKEN"; }
+echo "$out"
+check "postinst's start names the key" grep -q "TWILIO_AUTH_TOKEN: not set" <<<"$out"
+check "still nothing started" no_daemon_left
+
 step "configure for the test"
 # postinst starts the daemon unless policy-rc.d forbids it (as in most
 # containers): stop it, if so, before the configuration changes.
@@ -220,8 +260,18 @@ ADMIN_PORT=$ADMIN_PORT
 WORKERS=2
 OPENAI_URL=ws://127.0.0.1:1/
 DRAIN_TIMEOUT=5
+TWILIO_AUTH_TOKEN=package-test-auth-token
 EOF
-echo "ok: port $PORT, admin port $ADMIN_PORT, 2 workers"
+echo "ok: port $PORT, admin port $ADMIN_PORT, 2 workers, an auth token"
+check "configtest passes with the key set" timeout 30 $INIT configtest
+
+step "postinst starts it once the key is set"
+out=$(postinst_configure 2>&1) || { echo "$out"; fail "postinst with TWILIO_AUTH_TOKEN set"; }
+rm -f "$ALLOW"
+check "/health answers after postinst" wait_until 15 health_is 'd["status"]' ok
+check "signatures on" health_is 'd["signature_validation"]' 1
+timeout 120 $INIT stop
+check "stopped again" wait_until 10 no_daemon_left
 
 step "start"
 timeout 60 $INIT start

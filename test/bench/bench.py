@@ -49,6 +49,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# signatures on, as on a fresh install: loadgen signs each webhook with it
+BENCH_AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 STARTED = []            # Popen objects, ended in reverse order
 EXTRA_PIDS = {}         # pid -> executable, from pid files and /health (workers)
 
@@ -358,6 +360,7 @@ def run_one(args, label, calls, tls, run_no, certs):
             "WORKERS": args.workers,
             "PUBLIC_URL": "http://127.0.0.1:%d" % port,
             "STREAM_SECRET": "bench-secret-0123456789abcdef",
+            "TWILIO_AUTH_TOKEN": BENCH_AUTH_TOKEN,
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_URL": ("wss://localhost:%d" if tls else "ws://127.0.0.1:%d") % fake.port
             + "/v1/realtime?model=gpt-realtime",
@@ -390,6 +393,8 @@ def run_one(args, label, calls, tls, run_no, certs):
                "--fake-stats", fake.stats_file,
                "--label", "%s-%d" % (label, calls),
                "--max-p99-ms", str(args.max_p99_ms)]
+        if conf.get("TWILIO_AUTH_TOKEN"):
+            cmd += ["--auth-token", conf["TWILIO_AUTH_TOKEN"]]
         if args.marks_with_frames:
             cmd.append("--marks-with-frames")
         log("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c

@@ -7,7 +7,8 @@
  *           [-j PROCS] ...
  *
  * Each call does what Twilio does: POST /voice (form body; From unique per
- * call), the Stream URL out of the TwiML, the WebSocket upgrade (client
+ * call; signed with --auth-token over http://HOST:PORT/voice, the daemon's
+ * PUBLIC_URL in make bench), the Stream URL out of the TwiML, the WebSocket upgrade (client
  * frames masked), `connected` and `start` (customParameters from the
  * TwiML's <Parameter>s), then a media frame of 160 μ-law bytes every 20 ms
  * with Twilio's string counters.  The first 9 bytes of each frame carry the
@@ -66,6 +67,9 @@
 
 #include <uv.h>
 
+#include <mbedtls/base64.h>
+#include <mbedtls/md.h>
+
 #define FRAME_BYTES	160
 #define FRAME_B64	216
 #define FRAME_NS	20000000ULL
@@ -105,6 +109,7 @@ static struct {
 	unsigned	 run_id;
 	double		 max_p99_ms;
 	int		 quiet;
+	const char	*auth_token;	/* signs each webhook when set */
 } O;
 
 /* ---------------------------------------------------------------- */
@@ -1213,11 +1218,42 @@ ws_connect(struct call *c)
 	call_watch(c, UV_WRITABLE);
 }
 
+/*
+ * X-Twilio-Signature of our webhook, as Twilio computes it (protocols.md
+ * 5.1): HMAC-SHA1 of the URL followed by each name and decoded value, names
+ * in byte order, which is the order http_connected_cb writes them in.
+ */
+static void
+sign_webhook(const char *cs, unsigned phone, char *hdr, size_t len)
+{
+	char s[512], caller[16];
+	unsigned char mac[20], b64[32];
+	size_t olen;
+	int n;
+
+	hdr[0] = '\0';
+	if (O.auth_token == NULL)
+		return;
+	snprintf(caller, sizeof(caller), "+1555%07u", phone);
+	n = snprintf(s, sizeof(s), "http://%s:%d/voice%s%s"
+	    "AccountSid%sApiVersion2010-04-01CallSid%sCallStatusringing"
+	    "Called+15005550006Caller%sDirectioninboundFrom%sTo+15005550006",
+	    O.host, O.port, O.route[0] ? "/" : "", O.route, account_sid, cs,
+	    caller, caller);
+	if (n < 0 || (size_t)n >= sizeof(s) ||
+	    mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA1),
+	    (const unsigned char *)O.auth_token, strlen(O.auth_token),
+	    (const unsigned char *)s, (size_t)n, mac) != 0 ||
+	    mbedtls_base64_encode(b64, sizeof(b64), &olen, mac, sizeof(mac)) != 0)
+		return;
+	snprintf(hdr, len, "X-Twilio-Signature: %.*s\r\n", (int)olen, b64);
+}
+
 static void
 http_connected_cb(uv_connect_t *req, int status)
 {
 	struct call *c = req->data;
-	char cs[35], ss[35], body[1024], req_text[2048];
+	char cs[35], ss[35], body[1024], req_text[2048], sig[64];
 	unsigned phone;
 	int bl, n;
 
@@ -1236,12 +1272,13 @@ http_connected_cb(uv_connect_t *req, int status)
 	    "&Called=%%2B15005550006&Caller=%%2B1555%07u&Direction=inbound"
 	    "&From=%%2B1555%07u&To=%%2B15005550006", account_sid, cs, phone,
 	    phone);
+	sign_webhook(cs, phone, sig, sizeof(sig));
 	n = snprintf(req_text, sizeof(req_text),
 	    "POST /voice%s%s HTTP/1.1\r\nHost: %s:%d\r\n"
 	    "Content-Type: application/x-www-form-urlencoded\r\n"
-	    "Content-Length: %d\r\nConnection: close\r\n"
+	    "Content-Length: %d\r\nConnection: close\r\n%s"
 	    "User-Agent: TwilioProxy/1.1\r\n\r\n%s",
-	    O.route[0] ? "/" : "", O.route, O.host, O.port, bl, body);
+	    O.route[0] ? "/" : "", O.route, O.host, O.port, bl, sig, body);
 	uv_tcp_nodelay(&c->tcp, 1);
 	uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 	setup_write(c, req_text, (size_t)n);
@@ -1878,7 +1915,8 @@ usage(void)
 	    "       [--admin-url http://HOST:ADMIN_PORT] [--route NAME] [--ramp S] [--settle S] [--grace S] [-j PROCS]\n"
 	    "       [--daemon-pid PID] [--fake-pids P,P,...] [--label TEXT]\n"
 	    "       [--marks-with-frames] [--max-p99-ms MS] [--run-id N]\n"
-	    "       [--setup-max S] [--fake-stats FILE] [--quiet]\n");
+	    "       [--setup-max S] [--fake-stats FILE] [--auth-token TOKEN]\n"
+	    "       [--quiet]\n");
 	exit(2);
 }
 
@@ -1913,6 +1951,7 @@ main(int argc, char **argv)
 		{ "max-p99-ms", 1, NULL, 'p' }, { "run-id", 1, NULL, 'i' },
 		{ "quiet", 0, NULL, 'q' }, { "setup-max", 1, NULL, 'M' },
 		{ "fake-stats", 1, NULL, 'F' }, { "admin-url", 1, NULL, 'A' },
+		{ "auth-token", 1, NULL, 'a' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -1960,6 +1999,7 @@ main(int argc, char **argv)
 		case 'q': O.quiet = 1; break;
 		case 'M': O.setup_max = atof(optarg); break;
 		case 'F': O.fake_stats = optarg; break;
+		case 'a': O.auth_token = optarg; break;
 		default: usage();
 		}
 	}

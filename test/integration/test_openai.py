@@ -220,12 +220,12 @@ async def test_upstream_http_errors(env):
 
 async def test_upstream_bad_certificates(env):
     c, ctx = tls_setup(env)
-    for which, words in (("untrusted", "verif"), ("wrong", "CN")):
+    for i, (which, words) in enumerate((("untrusted", "verif"), ("wrong", "CN"))):
         sctx = certs.ssl_context(c[which + "_cert"], c[which + "_key"])
         async with FakeOpenAI(mode="echo", ssl=sctx, host="localhost") as srv:
             d = env.daemon(OPENAI_URL=srv.url(host="localhost"), OPENAI_CA_FILE=c["ca"])
             d.start()
-            await failing_call(d, 20)
+            await failing_call(d, 20 + i)   # a CallSid per daemon: they share a ledger
             expect("certificate" in d.log(), "%s certificate: no reason logged" % which)
             expect_eq(len(srv.accepted), 0, "a session opened over a bad certificate")
             d.stop()
@@ -302,13 +302,14 @@ async def test_every_address_is_tried(env):
         return
     c = certs.make_certs(os.path.join(env.tmp, "certs"), names=(name,))
     ctx = certs.ssl_context(c["cert"], c["key"])
-    for host in ("127.0.0.1", "::1"):
+    for i, host in enumerate(("127.0.0.1", "::1")):
         async with FakeOpenAI(mode="echo", ssl=ctx, host=host) as srv:
             d = env.daemon(OPENAI_URL=srv.url(host=name), OPENAI_CA_FILE=c["ca"],
                            PERSONAS_DIR=personas_dir(env, greeting=None))
             d.wrap = prefix
             d.start()
-            s = await stream_call(d, 1, "+14155551007", 0.5)
+            # a CallSid per daemon: they share a ledger directory
+            s = await stream_call(d, 1 + i, "+14155551007", 0.5)
             await asyncio.sleep(0.3)
             await s.stop()
             expect_eq(len(media_of(s)), s.frames_sent, "echo via %s" % host)

@@ -3,6 +3,7 @@ upstream session, the keyword fallback, the remaining-time tool, the time
 limit with its wrap-up and goodbye SMS, end_call, bookings."""
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -42,10 +43,14 @@ def which_persona(conn):
     return None, s
 
 
+# a CallSid of its own per call: a repeated one gets no second stream
+_CALLS = itertools.count(1000)
+
+
 async def run_caller(d, seconds, route=None, caller="+14155557000", speech_ms=600, **kw):
     cl = synth.Caller(synth.synthetic_speech(speech_ms), seconds=seconds,
                       hangup_after_ms=kw.pop("hangup_after_ms", None), **kw)
-    return await cl.run(d.base, route=route, caller=caller)
+    return await cl.run(d.base, route=route, caller=caller, n=next(_CALLS))
 
 
 async def test_intake_tool_switches_to_a_prospect(env):
@@ -281,9 +286,9 @@ async def test_booking_is_recorded(env):
 
 def test_every_persona_route_answers(env):
     d = env.daemon().start()
-    for fn in sorted(os.listdir(PERSONAS)):
+    for i, fn in enumerate(sorted(os.listdir(PERSONAS))):
         if fn.endswith(".json"):
-            wh = twilio.post_voice(d.base, twilio.call_sid(1), "+14155557400",
+            wh = twilio.post_voice(d.base, twilio.call_sid(1 + i), "+14155557400",
                                    route=fn[:-5])
             expect(wh.stream_url and "/media-stream/%s/" % fn[:-5] in wh.stream_url,
                    "route %s" % fn)

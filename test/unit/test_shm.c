@@ -4,6 +4,7 @@
  */
 #include "test/unit/test.h"
 #include "shm/shm.h"
+#include "shm/tokfile.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -205,6 +206,104 @@ TEST(shm_token_replay_and_expiry)
 	/* after expiry the entry is reusable */
 	ASSERT_EQ(shm_token_use(&s, 77 + 64, 2000, 1001), 0);
 	ASSERT_EQ(shm_token_use(&s, 78, 1000, 999), 1);
+	shm_destroy(&s);
+}
+
+TEST(shm_token_seen_and_keys)
+{
+	struct shm s;
+
+	mk(&s, 4);
+	ASSERT_EQ(shm_token_seen(&s, 77, 900), 0);
+	ASSERT_EQ(shm_token_use(&s, 77, 1000, 900), 0);
+	ASSERT_EQ(shm_token_seen(&s, 77, 900), 1);
+	ASSERT_EQ(shm_token_seen(&s, 77, 1001), 0);	/* expired */
+	ASSERT_EQ(shm_token_seen(&s, 77 + 64, 900), 0);	/* same probe start */
+	/* a CallSid's key is not the key of a token spelt the same */
+	ASSERT(shm_sid_key("CA1") != shm_token_key("CA1", 3));
+	ASSERT(shm_sid_key("CA1") != shm_sid_key("CA2"));
+	ASSERT_UEQ(shm_token_key("abc", 3), shm_token_key("abcd", 3));
+	shm_destroy(&s);
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ASSERT_NOT_NULL(f);
+	ASSERT(fputs(text, f) >= 0);
+	ASSERT_EQ(fclose(f), 0);
+}
+
+static char *
+read_text(const char *path)
+{
+	static char buf[4096];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ASSERT_NOT_NULL(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+TEST(tokfile_load_skips_torn_and_expired)
+{
+	struct shm s;
+	char path[512], *text;
+	size_t loaded = 99, skipped = 99;
+	uint64_t keys[2] = { 0xabcdef0123456789ULL, 42 };
+
+	mk(&s, 4);
+	ASSERT_EQ(tokfile_path("/var/lib/x/usage.csv", path, sizeof(path)), 0);
+	ASSERT_STR_EQ(path, "/var/lib/x/" TOKFILE_NAME);
+	ASSERT_EQ(tokfile_path("usage.csv", path, sizeof(path)), 0);
+	ASSERT_STR_EQ(path, TOKFILE_NAME);
+	ASSERT_EQ(tokfile_path("/a/usage.csv", path, 8), -1);
+
+	snprintf(path, sizeof(path), "%s/u.csv", test_tmpdir());
+	ASSERT_EQ(tokfile_path(path, path, sizeof(path)), 0);
+	/* no file yet: nothing loaded, and an empty one written */
+	ASSERT_EQ(tokfile_load(&s, path, 1000, &loaded, &skipped), 0);
+	ASSERT_EQ(loaded, 0);
+	ASSERT_EQ(skipped, 0);
+	ASSERT_STR_EQ(read_text(path), "");
+	/* a good record, an expired one, garbage, and a torn last line */
+	write_text(path,
+	    "00000000000000aa 2000\n"
+	    "00000000000000bb 999\n"
+	    "not a record\n"
+	    "00000000000000CC 2000\n"		/* upper case: not ours */
+	    "0000000000000000 2000\n"		/* key 0 means free */
+	    "00000000000000dd 99999999999999999999999\n"
+	    "00000000000000ee 20");		/* cut short */
+	ASSERT_EQ(tokfile_load(&s, path, 1000, &loaded, &skipped), 0);
+	ASSERT_EQ(loaded, 1);
+	ASSERT_EQ(skipped, 5);
+	ASSERT_EQ(shm_token_seen(&s, 0xaa, 1000), 1);
+	ASSERT_EQ(shm_token_seen(&s, 0xbb, 900), 0);
+	ASSERT_EQ(shm_token_seen(&s, 0xee, 1000), 0);
+	/* compacted: only the live record is left */
+	ASSERT_STR_EQ(read_text(path), "00000000000000aa 2000\n");
+	/* appended records survive a "restart": a new table loads them */
+	ASSERT_EQ(tokfile_append(path, keys, 2, 3000), 0);
+	shm_destroy(&s);
+	mk(&s, 4);
+	ASSERT_EQ(tokfile_load(&s, path, 1500, &loaded, &skipped), 0);
+	ASSERT_EQ(loaded, 3);
+	ASSERT_EQ(skipped, 0);
+	ASSERT_EQ(shm_token_seen(&s, keys[0], 1500), 1);
+	ASSERT_EQ(shm_token_seen(&s, keys[1], 1500), 1);
+	ASSERT_EQ(shm_token_use(&s, keys[0], 3000, 1500), 1);
+	/* later, the first record has expired and is compacted away */
+	ASSERT_EQ(tokfile_compact(&s, path, 2500), 0);
+	text = read_text(path);
+	ASSERT_NULL(strstr(text, "00000000000000aa"));
+	ASSERT_NOT_NULL(strstr(text, "abcdef0123456789 3000\n"));
+	ASSERT_NOT_NULL(strstr(text, "000000000000002a 3000\n"));
 	shm_destroy(&s);
 }
 
