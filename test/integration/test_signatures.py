@@ -27,7 +27,7 @@ def run_t(conf_path):
 
 
 def metric(d, name):
-    body = d.get("/metrics")[2]
+    body = d.admin_get("/metrics")[2]
     for line in body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,7 +254,7 @@ read_text(const char *path)
 TEST(tokfile_load_skips_torn_and_expired)
 {
 	struct shm s;
-	char path[512], *text;
+	char path[512], dir[512], *text;
 	size_t loaded = 99, skipped = 99;
 	uint64_t keys[2] = { 0xabcdef0123456789ULL, 42 };
 
@@ -264,8 +265,13 @@ TEST(tokfile_load_skips_torn_and_expired)
 	ASSERT_STR_EQ(path, TOKFILE_NAME);
 	ASSERT_EQ(tokfile_path("/a/usage.csv", path, 8), -1);
 
-	snprintf(path, sizeof(path), "%s/u.csv", test_tmpdir());
-	ASSERT_EQ(tokfile_path(path, path, sizeof(path)), 0);
+	/* a directory of its own: other tests share the scratch directory */
+	snprintf(path, sizeof(path), "%s/tokfile.%d", test_tmpdir(),
+	    (int)getpid());
+	ASSERT_EQ(mkdir(path, 0700), 0);
+	strcat(path, "/u.csv");
+	ASSERT_EQ(tokfile_path(path, dir, sizeof(dir)), 0);
+	memcpy(path, dir, sizeof(path));
 	/* no file yet: nothing loaded, and an empty one written */
 	ASSERT_EQ(tokfile_load(&s, path, 1000, &loaded, &skipped), 0);
 	ASSERT_EQ(loaded, 0);
