@@ -811,3 +811,40 @@ TEST(http_response_head_does_not_fit)
 	ASSERT_EQ(m, n);
 	ASSERT_STR_EQ(out, full);
 }
+
+TEST(http_response_head_stream_shape)
+{
+	char out[512];
+	const char *want =
+	    "HTTP/1.1 200 OK\r\n"
+	    "Server: voxrelay\r\n"
+	    "Content-Type: text/csv\r\n"
+	    "Transfer-Encoding: chunked\r\n"
+	    "Connection: keep-alive\r\n"
+	    "X-Content-Type-Options: nosniff\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "X-A: b\r\n"
+	    "\r\n";
+	int n;
+
+	n = http_response_head_stream(out, sizeof(out), 200, "text/csv", 1, 1,
+	    "X-A: b\r\n");
+	ASSERT_EQ(n, (int)strlen(want));
+	ASSERT_STR_EQ(out, want);
+	/* HTTP/1.0: no framing header, and the close ends the body, whatever
+	 * keep-alive was asked for */
+	want =
+	    "HTTP/1.1 200 OK\r\n"
+	    "Server: voxrelay\r\n"
+	    "Content-Type: text/csv\r\n"
+	    "Connection: close\r\n"
+	    "X-Content-Type-Options: nosniff\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "\r\n";
+	n = http_response_head_stream(out, sizeof(out), 200, "text/csv", 0, 1,
+	    NULL);
+	ASSERT_EQ(n, (int)strlen(want));
+	ASSERT_STR_EQ(out, want);
+	ASSERT_EQ(http_response_head_stream(out, 40, 200, "text/csv", 1, 1,
+	    NULL), -1);
+}
