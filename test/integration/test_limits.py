@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.parse
 
+import twilio
 from harness import expect, expect_eq, timeout
 
 FREE = 3.0
@@ -386,18 +387,20 @@ while time.monotonic() < until:
 """
 
 
-def voice_latency(port, n, k0):
-    """Median seconds of n POST /voice, each on its own connection."""
+def voice_latency(d, n, k0):
+    """Median seconds of n signed POST /voice, each on its own connection."""
     out = []
     for i in range(n):
-        body = urllib.parse.urlencode({"CallSid": "CA%032x" % (k0 + i),
-                                       "From": "+1415555%04d" % (i % 10000),
-                                       "To": "+15005550006"}).encode()
-        s = connect(port)
+        params = [("CallSid", "CA%032x" % (k0 + i)),
+                  ("From", "+1415555%04d" % (i % 10000)), ("To", "+15005550006")]
+        body = urllib.parse.urlencode(params).encode()
+        sig = twilio.twilio_signature(twilio.TEST_AUTH_TOKEN, d.base + "/voice", params)
+        s = connect(d.port)
         t = time.monotonic()
         s.sendall(b"POST /voice HTTP/1.1\r\nHost: x\r\nContent-Type: "
                   b"application/x-www-form-urlencoded\r\nContent-Length: %d\r\n"
-                  b"Connection: close\r\n\r\n" % len(body) + body)
+                  b"X-Twilio-Signature: %s\r\nConnection: close\r\n\r\n"
+                  % (len(body), sig.encode()) + body)
         st, _, b = read_response(s)
         out.append(time.monotonic() - t)
         s.close()
@@ -421,7 +424,7 @@ def test_usage_not_an_amplifier(env):
         if saved is not None:
             os.environ["ASAN_OPTIONS"] = saved
     pid = d.proc.pid
-    port, admin = d.port, d.admin_port
+    admin = d.admin_port
     time.sleep(0.5)
     base = rss_kb(pid)
 
@@ -442,12 +445,12 @@ def test_usage_not_an_amplifier(env):
 
     # webhook latency alone, then with four clients reading /usage-data in
     # a loop (separate processes: the measuring client has a core's share)
-    alone = voice_latency(port, 40, 0)
+    alone = voice_latency(d, 40, 0)
     loops = [subprocess.Popen([sys.executable, "-c", LOOPER, str(admin), "30"])
              for _ in range(4)]
     try:
         time.sleep(1.0)
-        busy = voice_latency(port, 60, 1000)
+        busy = voice_latency(d, 60, 1000)
     finally:
         for p in loops:
             p.kill()
