@@ -172,6 +172,14 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 			respond_text(c, 400, "malformed CallSid\n");
 			goto out;
 		}
+	/* From becomes a ledger key, a CSV cell and a TwiML parameter */
+	if (from != NULL && (!caller_valid(from) || strlen(from) >= SHM_PHONE_MAX)) {
+		master_count(SC_bad_caller);
+		log_warnx("%s: call %s refused with 400: From is not an E.164 "
+		    "number, client:, sip: or anonymous", conn_peer(c), sid);
+		respond_text(c, 400, "malformed From\n");
+		goto out;
+	}
 	if (from == NULL || from[0] == '\0')
 		from = "anonymous";
 	master_count(SC_voice_requests);

@@ -82,6 +82,28 @@ is_sep(char c)
 	return c == ',' || c == '\r' || c == '\n';
 }
 
+/*
+ * A cell a spreadsheet would run as a formula: one that starts with = + -
+ * @, a tab or a CR.  An E.164 number starts with '+' but is digits only,
+ * which no spreadsheet runs, so it is written as it is (the format stays
+ * what it always was for phone numbers).  A leading quote counts too, so
+ * that the guard below can be told from a cell that began with one.
+ */
+static int
+csv_needs_guard(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || strchr("=+-@\t\r'", s[0]) == NULL)
+		return 0;
+	if (s[0] != '+' || n < 2)
+		return 1;
+	for (i = 1; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 1;
+	return 0;
+}
+
 /* Consume a line end at lx->pos (CRLF, LF or a lone CR) if there is one. */
 static int
 lex_eol(struct csv_lexer *lx)
@@ -340,6 +362,10 @@ csv_row(struct csv_parse *cp, const struct csv_field *f, size_t n,
 		csv_fail(cp, line, "empty phone_number");
 		return -1;
 	}
+	/* the writer's formula guard (csv_cell) */
+	if (r->phone[0] == '\'' && csv_needs_guard(r->phone + 1,
+	    strlen(r->phone + 1)))
+		memmove(r->phone, r->phone + 1, strlen(r->phone));
 	if (row_value(cp, f, COL_USED, val, sizeof(val)) != 0 ||
 	    parse_minutes(val, &r->used_ms) != 0) {
 		csv_fail(cp, line, "bad minutes_used \"%.32s\"", val);
@@ -406,42 +432,51 @@ csv_usage_header(char *out, size_t outlen)
 	return sizeof(csv_header) - 1;
 }
 
-/* Copy phone (at most CSV_PHONE_MAX - 1 bytes of it) into q, which holds
- * 2 * CSV_PHONE_MAX + 2 bytes, quoted if it has a comma, quote or line
- * end in it. */
-static void
-csv_quote(const char *phone, char *q)
+size_t
+csv_cell(const char *s, size_t n, char *out, size_t outlen)
 {
-	size_t i, o = 0, n = strnlen(phone, CSV_PHONE_MAX - 1);
-	int quote = 0;
+	size_t i, o = 0, need;
+	int quote = 0, guard = csv_needs_guard(s, n);
 
 	for (i = 0; i < n; i++)
-		if (phone[i] == '"' || is_sep(phone[i]))
+		if (s[i] == '"' || is_sep(s[i]))
 			quote = 1;
-	if (quote)
-		q[o++] = '"';
-	for (i = 0; i < n; i++) {
-		if (phone[i] == '"')
-			q[o++] = '"';
-		q[o++] = phone[i];
+	need = (size_t)guard + (quote ? 2 : 0) + n;
+	for (i = 0; i < n; i++)
+		need += s[i] == '"';
+	if (need + 1 > outlen) {
+		if (outlen > 0)
+			out[0] = '\0';
+		return need;
 	}
 	if (quote)
-		q[o++] = '"';
-	q[o] = '\0';
+		out[o++] = '"';
+	if (guard)
+		out[o++] = '\'';	/* shown as text, read back without it */
+	for (i = 0; i < n; i++) {
+		if (s[i] == '"')
+			out[o++] = '"';
+		out[o++] = s[i];
+	}
+	if (quote)
+		out[o++] = '"';
+	out[o] = '\0';
+	return o;
 }
 
 int
 csv_usage_format(const struct usage_row *r, double free_minutes,
     char *out, size_t outlen)
 {
-	char phone[2 * CSV_PHONE_MAX + 2], date[32] = "";
+	char phone[2 * CSV_PHONE_MAX + 4], date[32] = "";
 	double used = (double)r->used_ms / 60000.0;
 	double left = free_minutes - used;
 
 	/* also catches a NaN, and never prints "-0.000000" */
 	if (!(left > 0))
 		left = 0;
-	csv_quote(r->phone, phone);
+	csv_cell(r->phone, strnlen(r->phone, CSV_PHONE_MAX - 1), phone,
+	    sizeof(phone));
 	if (r->last_call_ms != 0)
 		iso8601_utc(r->last_call_ms, date, sizeof(date));
 	return snprintf(out, outlen, "%s,%.6f,%.6f,%s,%" PRIu32 "\n", phone,

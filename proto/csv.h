@@ -34,6 +34,16 @@ typedef int (*csv_row_cb)(void *arg, const struct usage_row *r);
 int csv_usage_parse(const char *buf, size_t len, csv_row_cb cb, void *arg,
     int *err_line, char *err, size_t errlen);
 
+/*
+ * One cell of s[0..n) into out: quoted (RFC 4180) when it holds a comma,
+ * a quote or a line end, and with a leading "'" when a spreadsheet would
+ * run it as a formula (= + - @ tab CR first; an E.164 number, '+' and
+ * digits only, is left alone).  The usage reader takes that "'" off again.
+ * Returns the length it needs without the NUL; out is "" when outlen is
+ * too small.
+ */
+size_t csv_cell(const char *s, size_t n, char *out, size_t outlen);
+
 /* The header line, with "\n".  Returns its length. */
 size_t csv_usage_header(char *out, size_t outlen);
 /* One row with "\n"; minutes_remaining = max(0, free_minutes - used).

@@ -25,6 +25,8 @@
 	X(refused_minutes,	"calls refused: caller out of minutes")		\
 	X(refused_capacity,	"calls refused: no free stream capacity")	\
 	X(refused_draining,	"calls refused: daemon draining")		\
+	X(refused_ledger_full,	"calls refused: a new caller and the ledger full") \
+	X(bad_caller,		"voice webhooks refused: From not a caller we accept") \
 	X(sig_rejected,		"webhooks refused: bad X-Twilio-Signature")	\
 	X(voice_repeats,	"voice webhooks repeated before the stream opened: same answer") \
 	X(voice_replays,	"voice webhooks refused: the call's stream had opened") \
@@ -44,6 +46,8 @@
 	X(ws_protocol_errors,	"WebSocket protocol errors (framing, UTF-8, size)") \
 	X(ws_ping_floods,	"calls closed for a flood of pings from Twilio") \
 	X(bad_messages,		"Media Streams messages refused as malformed")	\
+	X(media_oversize,	"calls closed: a media payload over MAX_MEDIA_PAYLOAD") \
+	X(media_too_fast,	"calls closed: caller audio ahead of the call's age") \
 	X(unknown_events,	"Media Streams messages with an unknown event")	\
 	X(frames_in,		"media frames received from Twilio")		\
 	X(frames_out,		"media messages sent to Twilio")		\

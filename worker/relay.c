@@ -5,6 +5,7 @@
  */
 #include "worker/relay.h"
 #include "proto/b64.h"
+#include "proto/csv.h"
 #include "worker/app.h"
 #include "worker/call.h"
 #include "worker/rest.h"
@@ -406,22 +407,36 @@ transcript_line(struct call *c, const char *role, const char *text)
 		}
 	}
 	if (cf->transcript_csv_path[0] != '\0') {
-		/* one write per line, O_APPEND: lines of several workers never mix */
-		size_t tl = strlen(text), cap = tl * 2 + 256, k = 0;
-		char *out = malloc(cap);
+		/* one write per line, O_APPEND: lines of several workers never
+		 * mix; every cell through csv_cell, so no caller or sentence
+		 * can break a row or run as a formula; line ends in the text
+		 * become spaces, to keep one row a line */
+		size_t tl = strlen(text), cap = tl * 2 + 256, k;
+		const char *cells[4] = { call_sid_of(c), c->tok.caller, role, text };
+		char *out = malloc(cap), *flat = strdup(text);
 		int fd;
 
-		if (out == NULL)
+		if (out == NULL || flat == NULL) {
+			free(out);
+			free(flat);
 			return;
-		k = (size_t)snprintf(out, cap, "%s,%s,%s,%s,\"", when,
-		    call_sid_of(c), c->tok.caller, role);
-		for (size_t i = 0; i < tl; i++) {
-			if (text[i] == '"')
-				out[k++] = '"';
-			out[k++] = text[i] == '\n' || text[i] == '\r' ? ' ' : text[i];
 		}
-		out[k++] = '"';
+		for (char *p = flat; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		cells[3] = flat;
+		k = (size_t)snprintf(out, cap, "%s", when);
+		for (int i = 0; i < 4 && k + 2 < cap; i++) {
+			out[k++] = ',';
+			k += csv_cell(cells[i], strlen(cells[i]), out + k, cap - k);
+		}
+		if (k + 2 > cap) {	/* cannot happen: cap covers every cell */
+			free(out);
+			free(flat);
+			return;
+		}
 		out[k++] = '\n';
+		free(flat);
 		fd = open(cf->transcript_csv_path, O_WRONLY | O_APPEND | O_CREAT |
 		    O_CLOEXEC, 0640);
 		if (fd >= 0) {

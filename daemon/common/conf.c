@@ -352,6 +352,38 @@ ncpus(void)
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
+int
+conf_url_check(const char *url, const char *tls_scheme,
+    const char *plain_scheme, char *why, size_t whylen)
+{
+	size_t tl = strlen(tls_scheme), pl = strlen(plain_scheme);
+
+	if (strncmp(url, tls_scheme, tl) == 0)
+		return 0;
+	if (strncmp(url, plain_scheme, pl) != 0) {
+		snprintf(why, whylen, "must start with %s, not \"%s\"",
+		    tls_scheme, url);
+		return -1;
+	}
+	if (url_host_loopback(url))
+		return 0;
+	snprintf(why, whylen, "%s is in clear: use %s (%s only for a "
+	    "loopback host: 127.0.0.0/8, ::1, localhost)", plain_scheme,
+	    tls_scheme, plain_scheme);
+	return -1;
+}
+
+/* The same as a config error naming key and what would leak. */
+static void
+conf_url_secure(struct errs *e, const char *key, const char *url,
+    const char *tls_scheme, const char *plain_scheme, const char *what)
+{
+	char why[600];
+
+	if (conf_url_check(url, tls_scheme, plain_scheme, why, sizeof(why)) != 0)
+		err_add(e, "%s: %s; it would carry %s", key, why, what);
+}
+
 /*
  * OPENAI_URL: ws:// or wss://, a host (a bracketed IPv6 literal allowed), an
  * optional port, and the request target kept byte for byte.
@@ -371,6 +403,11 @@ conf_parse_openai_url(struct conf *c, struct errs *e)
 		h = u + 6;
 		port = 443;
 	} else if (strncmp(u, "ws://", 5) == 0) {
+		if (!url_host_loopback(u)) {
+			conf_url_secure(e, "OPENAI_URL", u, "wss://", "ws://",
+			    "OPENAI_API_KEY");
+			return;
+		}
 		c->openai_tls = 0;
 		h = u + 5;
 		port = 80;
@@ -515,6 +552,9 @@ conf_check(struct conf *c, struct errs *e)
 		if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
 			err_add(e, "PUBLIC_URL: must start with https:// (Twilio "
 			    "reaches us over TLS), not \"%s\"", u);
+		else if (strncmp(u, "http://", 7) == 0 && !url_host_loopback(u))
+			conf_url_secure(e, "PUBLIC_URL", u, "https://", "http://",
+			    "the stream tokens, and Twilio reaches us over TLS");
 		else if (strchr(u, '?') != NULL || strchr(u, '#') != NULL)
 			err_add(e, "PUBLIC_URL: must not carry a query or fragment");
 		else if (u[strncmp(u, "https://", 8) == 0 ? 8 : 7] == '\0' ||
@@ -588,6 +628,10 @@ conf_check(struct conf *c, struct errs *e)
 	if (strncmp(c->twilio_api_base, "https://", 8) != 0 &&
 	    strncmp(c->twilio_api_base, "http://", 7) != 0)
 		err_add(e, "TWILIO_API_BASE: must be an http(s) URL");
+	else if (strncmp(c->twilio_api_base, "http://", 7) == 0 &&
+	    !url_host_loopback(c->twilio_api_base))
+		conf_url_secure(e, "TWILIO_API_BASE", c->twilio_api_base,
+		    "https://", "http://", "TWILIO_AUTH_TOKEN");
 	else {
 		size_t n = strlen(c->twilio_api_base);
 		while (n > 0 && c->twilio_api_base[n - 1] == '/')

@@ -133,6 +133,14 @@ void conf_free(struct conf *c);
 int  conf_addr_is_loopback(const char *addr);
 /* 1 if addr (IPv6, IPv4 mapped) is in TRUSTED_PROXIES. */
 int  conf_addr_trusted(const struct conf *c, const uint8_t addr[16]);
+/*
+ * A URL we send a secret to, or give out: it must start with tls_scheme,
+ * or with plain_scheme when its host is a loopback one (a local test peer
+ * or a TLS terminator on the same host), since anything else would carry
+ * the secret in clear.  0, or -1 with the reason in why.
+ */
+int  conf_url_check(const char *url, const char *tls_scheme,
+    const char *plain_scheme, char *why, size_t whylen);
 
 /* Print every key with its effective value, secrets as "(set)"/"(unset)". */
 void conf_dump(const struct conf *c, int fd);

@@ -1,8 +1,11 @@
 #include "daemon/common/util.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -48,21 +51,85 @@ random_bytes(void *buf, size_t len)
 	return 0;
 }
 
+/* The words Twilio puts in From when the caller withheld the number or
+ * none came through (protocols.md 3.1: "anonymous", "unknown" and kin). */
+static const char *const anonymous_words[] = {
+	"anonymous", "restricted", "unknown", "private", "unavailable",
+	"blocked",
+};
+
+int
+caller_is_anonymous(const char *s)
+{
+	if (s[0] == '\0' || strcmp(s, "+266696687") == 0)
+		return 1;
+	for (size_t i = 0; i < ARRAY_LEN(anonymous_words); i++)
+		if (strcasecmp(s, anonymous_words[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The scheme of a client: or sip: caller, with its colon; 0 if none. */
+static size_t
+caller_scheme(const char *s)
+{
+	if (strncmp(s, "client:", 7) == 0)
+		return 7;
+	if (strncmp(s, "sip:", 4) == 0)
+		return 4;
+	if (strncmp(s, "sips:", 5) == 0)
+		return 5;
+	return 0;
+}
+
+int
+caller_valid(const char *s)
+{
+	size_t n, k;
+
+	if (caller_is_anonymous(s))
+		return 1;
+	if (s[0] == '+') {
+		for (n = 1; s[n] >= '0' && s[n] <= '9'; n++)
+			;
+		return s[n] == '\0' && n >= 2 && n <= 16;
+	}
+	if ((k = caller_scheme(s)) == 0 || s[k] == '\0')
+		return 0;
+	/* printable ASCII only; nothing that ends a CSV cell, quotes, or
+	 * starts markup: the value reaches files, logs and TwiML */
+	for (s += k; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (isalnum(ch))
+			continue;
+		if (k == 7 ? strchr("_.@-", ch) == NULL :
+		    strchr("-_.!~*'()%;:@&=+$/?[]", ch) == NULL)
+			return 0;
+	}
+	return 1;
+}
+
 void
 mask_phone(const char *in, char *out, size_t outlen)
 {
-	size_t n = in ? strlen(in) : 0, i;
+	size_t n, i, o = 0, keep, head;
 
 	if (outlen == 0)
 		return;
-	if (n < 8) {
-		for (i = 0; i < n && i + 1 < outlen; i++)
-			out[i] = '*';
-		out[i] = '\0';
+	if (in == NULL)
+		in = "";
+	n = strlen(in);
+	if (caller_is_anonymous(in)) {
+		vr_strlcpy(out, in, outlen);
 		return;
 	}
-	/* keep the first 5 and the last 4 characters */
-	snprintf(out, outlen, "%.5s***%s", in, in + n - 4);
+	/* keep the '+' or the scheme, and the last four characters if at
+	 * least as many are hidden: never more than four digits in all */
+	head = in[0] == '+' ? 1 : caller_scheme(in);
+	keep = n - head >= 8 ? 4 : 0;
+	for (i = 0; i < n && o + 1 < outlen; i++)
+		out[o++] = i < head || i >= n - keep ? in[i] : '*';
+	out[o] = '\0';
 }
 
 void
@@ -143,4 +210,39 @@ ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 	for (i = 0; i < n; i++)
 		diff |= x[i % alen] ^ y[i % blen];
 	return diff == 0;
+}
+
+int
+url_host_loopback(const char *url)
+{
+	const char *h = strstr(url, "://"), *end, *colon;
+	char host[256];
+	struct in_addr a;
+	size_t n;
+
+	if (h == NULL)
+		return 0;
+	h += 3;
+	end = h + strcspn(h, "/?#");
+	if (memchr(h, '@', (size_t)(end - h)) != NULL)
+		return 0;	/* user@host: do not guess which is meant */
+	if (*h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(end - h));
+		if (rb == NULL)
+			return 0;
+		n = (size_t)(rb - h - 1);
+		return n == 3 && memcmp(h + 1, "::1", 3) == 0;
+	}
+	colon = memchr(h, ':', (size_t)(end - h));
+	n = (size_t)((colon ? colon : end) - h);
+	if (n == 0 || n >= sizeof(host))
+		return 0;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (strcasecmp(host, "localhost") == 0 ||
+	    strcasecmp(host, "localhost.") == 0)
+		return 1;
+	/* inet_pton takes the dotted quad only: "127.1" is not loopback here */
+	return inet_pton(AF_INET, host, &a) == 1 &&
+	    (ntohl(a.s_addr) >> 24) == 127;
 }

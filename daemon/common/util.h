@@ -19,9 +19,23 @@ uint64_t wall_ms(void);
 /* Fill buf with len bytes from getrandom(2).  0 or -errno. */
 int random_bytes(void *buf, size_t len);
 
-/* "+14155552671" -> "+1415***2671"; anything short is fully starred.
- * Always NUL-terminates out. */
+/*
+ * A caller for logs, /health and the dashboard: "+14155552671" ->
+ * "+*******2671", "client:alice" -> "client:*****"; the '+' or the scheme
+ * stays, the last four characters stay when at least eight are hidden,
+ * everything else is starred, so at most four digits show.  The anonymous
+ * forms are shown as they are.  Always NUL-terminates out.
+ */
 void mask_phone(const char *in, char *out, size_t outlen);
+/* A From Twilio sends for a withheld number: "", "anonymous", "Restricted",
+ * "unknown" (any case), "+266696687". */
+int  caller_is_anonymous(const char *s);
+/* A From we accept: E.164 ('+' and 1-15 digits), client:<name>,
+ * sip:<uri>, or an anonymous form.  1 or 0. */
+int  caller_valid(const char *s);
+/* Whether the host of "scheme://host[:port]/..." is a loopback one:
+ * localhost, 127.0.0.0/8 or [::1]. */
+int  url_host_loopback(const char *url);
 
 /* ISO 8601 UTC with seconds, "2026-11-21T03:04:05Z"; out >= 21 bytes. */
 void iso8601_utc(uint64_t wall_ms, char *out, size_t outlen);

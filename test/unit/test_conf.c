@@ -490,6 +490,9 @@ TEST(conf_public_url)
 		{ "https://voice.example.com", "https://voice.example.com" },
 		{ "https://voice.example.com/relay//", "https://voice.example.com/relay" },
 		{ "http://127.0.0.1:5050/", "http://127.0.0.1:5050" },
+		{ "http://localhost:5050", "http://localhost:5050" },
+		{ "http://voice.example.com", NULL },
+		{ "http://127.0.0.1.example.com", NULL },
 		{ "", "" },
 		{ "ftp://voice.example.com", NULL },
 		{ "voice.example.com", NULL },
@@ -644,4 +647,50 @@ TEST(conf_trusted_proxies)
 	ASSERT_NOT_NULL(strstr(err, "TRUSTED_PROXIES: \"10.0.0.0/33\" is not"));
 	ASSERT_NOT_NULL(strstr(err, "\"nginx\""));
 	free(path);
+}
+
+/* A secret sent to a URL goes over TLS unless the peer is on this host. */
+TEST(conf_plain_urls_only_on_loopback)
+{
+	static const struct {
+		const char	*key, *value;
+		int		 ok;
+	} cases[] = {
+		{ "OPENAI_URL", "wss://api.openai.com/v1/realtime", 1 },
+		{ "OPENAI_URL", "ws://127.0.0.1:9000/v1/realtime", 1 },
+		{ "OPENAI_URL", "ws://[::1]:9000/v1/realtime", 1 },
+		{ "OPENAI_URL", "ws://localhost:9000/", 1 },
+		{ "OPENAI_URL", "ws://api.openai.com/v1/realtime", 0 },
+		{ "OPENAI_URL", "ws://10.1.2.3:9000/", 0 },
+		{ "TWILIO_API_BASE", "https://api.twilio.com", 1 },
+		{ "TWILIO_API_BASE", "http://127.0.0.1:8080", 1 },
+		{ "TWILIO_API_BASE", "http://api.twilio.com", 0 },
+		{ "TWILIO_API_BASE", "http://user@127.0.0.1.evil", 0 },
+		{ "PUBLIC_URL", "http://voice.example.com", 0 },
+	};
+	struct conf c;
+	char err[1024], why[256];
+
+	clean_env();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc;
+
+		ASSERT_EQ(setenv(cases[i].key, cases[i].value, 1), 0);
+		rc = conf_load(NULL, &c, err, sizeof(err));
+		unsetenv(cases[i].key);
+		if ((rc == 0) != cases[i].ok)
+			TEST_FAIL_("%s=%s: rc %d %s", cases[i].key,
+			    cases[i].value, rc, err);
+		if (rc == 0) {
+			conf_free(&c);
+			continue;
+		}
+		ASSERT(strncmp(err, cases[i].key, strlen(cases[i].key)) == 0);
+		ASSERT(strstr(err, "in clear") != NULL);
+	}
+	ASSERT_EQ(conf_url_check("ftp://x", "https://", "http://", why,
+	    sizeof(why)), -1);
+	ASSERT(strstr(why, "must start with https://") != NULL);
+	ASSERT_EQ(conf_url_check("https://x", "https://", "http://", why,
+	    sizeof(why)), 0);
 }

@@ -125,7 +125,8 @@ TEST(csv_format_quoting)
 
 	row(&r, "+1 (415), \"home\"", 0, 0, 1);
 	csv_usage_format(&r, 5, out, sizeof(out));
-	ASSERT_STR_EQ(out, "\"+1 (415), \"\"home\"\"\",0.000000,5.000000,,1\n");
+	/* not E.164: a leading '+' could run as a formula */
+	ASSERT_STR_EQ(out, "\"'+1 (415), \"\"home\"\"\",0.000000,5.000000,,1\n");
 	row(&r, "a\nb", 0, 0, 1);
 	csv_usage_format(&r, 5, out, sizeof(out));
 	ASSERT_STR_EQ(out, "\"a\nb\",0.000000,5.000000,,1\n");
@@ -134,6 +135,10 @@ TEST(csv_format_quoting)
 	memset(r.phone, '"', sizeof(r.phone) - 1);
 	ASSERT_EQ(csv_usage_format(&r, 0, out, sizeof(out)),
 	    2 + 2 * (CSV_PHONE_MAX - 1) + (int)strlen(",0.000000,0.000000,,0\n"));
+	/* and with the formula guard in front */
+	r.phone[0] = '=';
+	ASSERT_EQ(csv_usage_format(&r, 0, out, sizeof(out)),
+	    3 + 1 + 2 * (CSV_PHONE_MAX - 2) + (int)strlen(",0.000000,0.000000,,0\n"));
 }
 
 /* Format rows, parse them back, compare. */
@@ -169,6 +174,46 @@ TEST(csv_round_trip)
 	row(&in[5], "012345678901234567890123456789012345678901234,6",
 	    123456789, T0_MS, 7);
 	round_trip(in, ARRAY_LEN(in));
+}
+
+TEST(csv_formula_guard)
+{
+	static const struct {
+		const char *in, *want;
+	} cells[] = {
+		{ "+14155552671", "+14155552671" },
+		{ "+1", "+1" },
+		{ "+", "'+" },
+		{ "+1+1", "'+1+1" },
+		{ "=HYPERLINK(\"http://x\",\"y\")",
+		  "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"" },
+		{ "@SUM(A1:A9)", "'@SUM(A1:A9)" },
+		{ "-2+3", "'-2+3" },
+		{ "\tx", "'\tx" },
+		{ "\rx", "\"'\rx\"" },
+		{ "'=x", "''=x" },
+		{ "'plain", "''plain" },
+		{ "client:alice", "client:alice" },
+		{ "a=b", "a=b" },
+		{ "", "" },
+	};
+	struct usage_row in[ARRAY_LEN(cells)];
+	char out[128];
+	size_t n;
+
+	for (size_t i = 0; i < ARRAY_LEN(cells); i++) {
+		n = csv_cell(cells[i].in, strlen(cells[i].in), out, sizeof(out));
+		ASSERT_STR_EQ(out, cells[i].want);
+		ASSERT_EQ(n, strlen(cells[i].want));
+	}
+	/* too small: nothing written, the length needed told */
+	ASSERT_EQ(csv_cell("@x", 2, out, 3), 3);
+	ASSERT_STR_EQ(out, "");
+	/* every one of them reads back as it was (the empty one is not a
+	 * phone number the reader takes) */
+	for (size_t i = 0; i + 1 < ARRAY_LEN(cells); i++)
+		row(&in[i], cells[i].in, i * 1000, T0_MS, (uint32_t)i);
+	round_trip(in, ARRAY_LEN(cells) - 1);
 }
 
 /* Minutes go through "%.6f" and back through a double, and must still
