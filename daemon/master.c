@@ -360,6 +360,13 @@ reload(struct master *m)
 		config_free(&nc, &np, &nl);
 		return;
 	}
+	if (shm_ledger_set_cap(&m->shm, (uint32_t)nc.ledger_capacity) <
+	    (uint32_t)nc.ledger_capacity) {
+		log_warnx("reload: LEDGER_CAPACITY above %u needs a restart; "
+		    "using %u", atomic_load(&m->shm.hdr->sh_ledger_cap),
+		    atomic_load(&m->shm.hdr->sh_ledger_cap));
+		nc.ledger_capacity = (int)atomic_load(&m->shm.hdr->sh_ledger_cap);
+	}
 	if ((unsigned)nc.max_ws_connections > m->shm.hdr->sh_ncalls) {
 		log_warnx("reload: MAX_WEBSOCKET_CONNECTIONS above %u needs a "
 		    "restart; using %u", m->shm.hdr->sh_ncalls, m->shm.hdr->sh_ncalls);
@@ -644,6 +651,8 @@ master_run(struct master *m)
 		log_warnx("shared memory: %s", strerror(-rc));
 		return EXIT_FATAL_CONFIG;
 	}
+	/* exactly LEDGER_CAPACITY callers: the table has room for more */
+	shm_ledger_set_cap(&m->shm, (uint32_t)m->conf.ledger_capacity);
 	m->shm.hdr->sh_master_pid = getpid();
 	m->shm.hdr->sh_birth_wall_ms = wall_ms();
 	m->shm.hdr->sh_birth_ms = mono_ms();

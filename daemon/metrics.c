@@ -235,7 +235,8 @@ w_heartbeat_age_ms(const struct shm_worker *sw, uint64_t now)
 }
 
 /* The same rule as /health (routes.c): draining, or ok when every worker
- * of the live generation is ready, else degraded. */
+ * of the live generation is ready and the ledger takes new callers, else
+ * degraded. */
 static const char *
 status_now(void)
 {
@@ -250,7 +251,8 @@ status_now(void)
 		    !M.w[i].retire)
 			ready++;
 	}
-	return ready < expected || expected == 0 ? "degraded" : "ok";
+	return ready < expected || expected == 0 || shm_ledger_full(&M.shm) ?
+	    "degraded" : "ok";
 }
 
 static void
@@ -295,8 +297,9 @@ metrics_write(struct out *o)
 	    M.nconns);
 	gauge(o, "ledger_callers", "Callers in the usage ledger.",
 	    atomic_load(&M.shm.hdr->sh_ledger_used));
-	gauge(o, "ledger_capacity", "Entries the usage ledger can hold (it "
-	    "refuses new callers past three quarters).", M.shm.hdr->sh_nledger);
+	gauge(o, "ledger_capacity", "Callers the usage ledger takes "
+	    "(LEDGER_CAPACITY); a new caller past it is refused.",
+	    atomic_load(&M.shm.hdr->sh_ledger_cap));
 	gauge(o, "ledger_saved", "1 when the usage CSV on disk is up to date.",
 	    M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version));
 	shm_today(&M.shm, now, now_wall, &day_ms, &day_calls);

@@ -91,6 +91,33 @@ voice_refuse(struct conn *c, const char *message)
 	twiml_send(c, &t);
 }
 
+/*
+ * A caller gets a stream only with a ledger entry to bill: a new caller
+ * takes one now (the fold then always finds it), and with the ledger full
+ * is refused rather than given minutes nothing counts.  0 or -1 (refused,
+ * counted, logged at most once a minute).
+ */
+static int
+ledger_reserve(const char *sid, const char *caller, const char *masked)
+{
+	static uint64_t logged_ms;
+	uint64_t now;
+
+	if (shm_ledger_find(&M.shm, caller) >= 0 ||
+	    shm_ledger_get_locked(&M.shm, caller) >= 0)
+		return 0;
+	master_count(SC_refused_ledger_full);
+	now = mono_ms();
+	if (logged_ms == 0 || now - logged_ms >= 60000) {
+		logged_ms = now;
+		log_warnx("call %s from %s refused: the usage ledger is full "
+		    "(%u callers); new callers are refused until "
+		    "LEDGER_CAPACITY is raised (and the daemon restarted)", sid,
+		    masked, atomic_load(&M.shm.hdr->sh_ledger_cap));
+	}
+	return -1;
+}
+
 static void
 route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 {
@@ -227,6 +254,11 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		master_count(SC_refused_capacity);
 		log_warnx("call %s from %s refused: %d streams in use", sid,
 		    masked, M.conf.max_ws_connections);
+		voice_refuse(c, M.conf.busy_message);
+		goto out;
+	}
+
+	if (ledger_reserve(sid, tok.caller, masked) != 0) {
 		voice_refuse(c, M.conf.busy_message);
 		goto out;
 	}
@@ -390,7 +422,7 @@ route_health(struct conn *c, struct http_req *r)
 
 	if (M.draining)
 		status = "draining";
-	else if (ready < expected || expected == 0)
+	else if (ready < expected || expected == 0 || shm_ledger_full(&M.shm))
 		status = "degraded";
 	else
 		status = "ok";
@@ -414,9 +446,10 @@ route_health(struct conn *c, struct http_req *r)
 		respond_text(c, 500, "out of memory\n");
 		return;
 	}
-	json_object_set_new(root, "ledger", json_pack("{s:i,s:i,s:I,s:b}",
+	json_object_set_new(root, "ledger", json_pack("{s:i,s:i,s:b,s:I,s:b}",
 	    "callers", (int)atomic_load(&M.shm.hdr->sh_ledger_used),
-	    "capacity", (int)M.shm.hdr->sh_nledger,
+	    "capacity", (int)atomic_load(&M.shm.hdr->sh_ledger_cap),
+	    "full", shm_ledger_full(&M.shm),
 	    "version", (json_int_t)atomic_load(&M.shm.hdr->sh_ledger_version),
 	    "saved", M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version)));
 	text = json_dumps(root, JSON_COMPACT);

@@ -86,6 +86,7 @@ shm_create(struct shm *s, unsigned nworkers, unsigned ncalls, unsigned nledger,
 	h->sh_nworkers = nworkers;
 	h->sh_ncalls = ncalls;
 	h->sh_nledger = nledger;
+	h->sh_ledger_cap = nledger / 4 * 3;
 	h->sh_ntokens = ntokens;
 	h->sh_off_workers = off_w;
 	h->sh_off_calls = off_c;
@@ -442,8 +443,7 @@ shm_ledger_get_locked(struct shm *s, const char *phone)
 		struct shm_ledger *e = &s->ledger[i];
 
 		if (atomic_load_explicit(&e->le_state, memory_order_relaxed) == 0) {
-			if (atomic_load_explicit(&s->hdr->sh_ledger_used,
-			    memory_order_relaxed) >= s->hdr->sh_nledger / 4 * 3)
+			if (shm_ledger_full(s))
 				return -1;
 			/* fill first, publish last */
 			e->le_hash = h;
@@ -461,6 +461,15 @@ shm_ledger_get_locked(struct shm *s, const char *phone)
 			return (int)i;
 	}
 	return -1;
+}
+
+uint32_t
+shm_ledger_set_cap(struct shm *s, uint32_t cap)
+{
+	uint32_t most = s->hdr->sh_nledger / 4 * 3;
+
+	atomic_store(&s->hdr->sh_ledger_cap, cap < most ? cap : most);
+	return atomic_load(&s->hdr->sh_ledger_cap);
 }
 
 void

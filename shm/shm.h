@@ -160,6 +160,9 @@ struct shm_hdr {
 	_Atomic uint64_t	sh_ledger_version;	/* bumped on every change */
 	_Atomic uint64_t	sh_fold_seq;		/* odd while a fold runs */
 	_Atomic uint32_t	sh_ledger_used;
+	/* callers the ledger takes: LEDGER_CAPACITY, never more than three
+	 * quarters of sh_nledger (probe chains stay short) */
+	_Atomic uint32_t	sh_ledger_cap;
 	_Atomic uint64_t	sh_free_ms;		/* FREE_CALL_MINUTES in ms */
 	/*
 	 * Calls folded into the ledger that started on UTC day sh_day (days
@@ -249,6 +252,16 @@ unsigned shm_calls_live(const struct shm *s);
 int      shm_ledger_find(const struct shm *s, const char *phone);
 /* Master only: lookup or insert.  Index or -1 when the table is full. */
 int      shm_ledger_get_locked(struct shm *s, const char *phone);
+/* Master only: the callers the ledger takes, at most three quarters of
+ * its table (what shm_create set); returns the capacity set. */
+uint32_t shm_ledger_set_cap(struct shm *s, uint32_t cap);
+/* No new caller fits: every one of sh_ledger_cap entries is in use. */
+static inline int
+shm_ledger_full(const struct shm *s)
+{
+	return atomic_load_explicit(&s->hdr->sh_ledger_used, memory_order_relaxed) >=
+	    atomic_load_explicit(&s->hdr->sh_ledger_cap, memory_order_relaxed);
+}
 /* Master only: add a finished call's time. */
 void     shm_ledger_add_locked(struct shm *s, int idx, uint64_t ms,
     uint64_t call_wall_ms, uint32_t calls);

@@ -303,6 +303,16 @@ call_close_handle(struct call *c)
 }
 
 static void
+call_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	struct call *c = req->data;
+
+	/* UV_ECANCELED: the handle is already closing */
+	if (status < 0 && status != UV_ECANCELED && c->state != CALL_CLOSED)
+		call_close_handle(c);
+}
+
+static void
 call_write_cb(uv_write_t *req, int status)
 {
 	struct call *c = req->data;
@@ -358,8 +368,17 @@ call_flush(struct call *c)
 		return;
 	}
 	buf_shrink(&c->out, BUF_KEEP);
-	if (c->state == CALL_CLOSING)
-		call_close_handle(c);
+	if (c->state == CALL_CLOSING && !c->shut) {
+		/* everything is written: send our FIN and wait for the peer's
+		 * (or CLOSE_GRACE_MS).  Closing now, with its frames still
+		 * arriving, would answer them with a reset that can destroy
+		 * the close frame and its reason before the peer reads them */
+		c->shut = 1;
+		c->shutreq.data = c;
+		if (uv_shutdown(&c->shutreq, (uv_stream_t *)&c->tw,
+		    call_shutdown_cb) != 0)
+			call_close_handle(c);
+	}
 }
 
 /* ---------------------------------------------------------------- */
@@ -371,8 +390,13 @@ call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	struct call *c = s->data;
 	int rc;
 
-	if (c->state >= CALL_CLOSING)
+	if (c->state >= CALL_CLOSING) {
+		/* what the peer sends after our close is dropped unread; its
+		 * EOF (or the closing grace) ends the connection */
+		if (n < 0)
+			call_close_handle(c);
 		return;
+	}
 	if (n < 0) {
 		/* Twilio hanging up without `stop` is a normal end (4.2) */
 		call_close(c, n == UV_EOF ? "twilio closed the connection" :
@@ -476,7 +500,7 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 	if (c->ws_ready && ws_code != 0)
 		ws_codec_close(&c->ws, ws_code, ws_code == 1011 ?
 		    "upstream failure" : reason);
-	uv_read_stop((uv_stream_t *)&c->tw);
+	/* reading goes on, discarding, until the peer's EOF: see call_flush */
 	call_want_flush(c);
 }
 

@@ -51,6 +51,8 @@ struct call {
 	struct buf		 wbuf;		/* being written */
 	uv_write_t		 wreq;
 	int			 writing;
+	uv_shutdown_t		 shutreq;	/* after the close frame */
+	int			 shut;
 
 	/* identity, from the token and `start` */
 	struct stream_token	 tok;

@@ -17,6 +17,11 @@
 #include <string.h>
 
 #define MAX_GAP_FILL_MS 10000	/* silence owed for one timestamp jump */
+/* Caller audio may run this far ahead of the call's age (since `start`):
+ * Twilio sends in real time, a burst after a network stall is a few
+ * seconds at most, and audio sent faster than it is spoken would be
+ * relayed (and paid for upstream) without being billed. */
+#define MEDIA_AHEAD_MS	5000
 
 /* One parse at a time per worker, handled before the next: one message
  * struct for all calls (it is 10 KB, most of it customParameters). */
@@ -47,6 +52,18 @@ on_start(struct call *c, struct tw_msg *m)
 		worker_count(w, SC_token_rejected, 1);
 		return bad_message(c, "start is for another call than its token",
 		    1008);
+	}
+	/* the webhook gave the caller a ledger entry; without one (a token
+	 * minted before a restart) nothing would count the minutes */
+	if (shm_ledger_find(w->shm, c->tok.caller) < 0) {
+		worker_count(w, SC_refused_ledger_full, 1);
+		log_set_call(c->tok.call_sid);
+		log_warnx("caller %s has no usage ledger entry; refusing the "
+		    "call rather than giving it minutes nothing counts",
+		    c->masked);
+		log_set_call(NULL);
+		call_close(c, "caller cannot be counted", 1, 1013);
+		return 1;
 	}
 	if ((idx = shm_call_claim(w->shm, w->slot, w->pid)) < 0) {
 		log_set_call(c->tok.call_sid);
@@ -89,16 +106,36 @@ on_start(struct call *c, struct tw_msg *m)
  * is milliseconds since the stream started.
  */
 static int
+media_refused(struct call *c, enum shm_counter counter, const char *why)
+{
+	worker_count(c->w, counter, 1);
+	log_set_call(c->tok.call_sid);
+	log_warnx("%s; closing the call after %.1f s", why,
+	    (mono_ms() - c->start_ms) / 1000.0);
+	log_set_call(NULL);
+	call_close(c, why, 1, 1008);
+	return 1;
+}
+
+static int
 on_media(struct call *c, struct tw_msg *m)
 {
 	struct worker *w = c->w;
 	uint64_t dur = m->audio_len / 8;
-	uint64_t limit = mono_ms() - c->start_ms + MAX_GAP_FILL_MS;
+	uint64_t age = mono_ms() - c->start_ms;
+	uint64_t limit = age + MAX_GAP_FILL_MS;
 
 	if (c->state != CALL_LIVE)
 		return bad_message(c, "media before start", 1008);
 	if (strcmp(m->stream_sid, c->stream_sid) != 0)
 		return bad_message(c, "media for another stream", 1008);
+	/* two compares a frame; the close bills the call its real time */
+	if (m->audio_len > (size_t)w->conf->max_media_payload)
+		return media_refused(c, SC_media_oversize,
+		    "media payload over MAX_MEDIA_PAYLOAD");
+	if ((c->audio_in_bytes + m->audio_len) / 8 > age + MEDIA_AHEAD_MS)
+		return media_refused(c, SC_media_too_fast,
+		    "caller audio more than 5 s ahead of the call");
 	if (c->have_ts && m->timestamp > c->next_ts && c->next_ts < limit) {
 		uint64_t to = m->timestamp < limit ? m->timestamp : limit;
 		uint64_t gap = to - c->next_ts;

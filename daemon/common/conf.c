@@ -60,6 +60,7 @@ static const struct key keys[] = {
 	{ "HEADER_TIMEOUT",		K_INT,  O(header_timeout), "10", 1, 300, 0 },
 	{ "KEEPALIVE_TIMEOUT",		K_INT,  O(keepalive_timeout), "30", 1, 3600, 0 },
 	{ "WS_MAX_MESSAGE",		K_INT,  O(ws_max_message), "65536", 1024, 16777216, 0 },
+	{ "MAX_MEDIA_PAYLOAD",		K_INT,  O(max_media_payload), "4096", 160, 49152, 0 },
 	{ "WS_IDLE_TIMEOUT",		K_INT,  O(ws_idle_timeout), "20", 1, 3600, 0 },
 	{ "WS_START_TIMEOUT",		K_INT,  O(ws_start_timeout), "10", 1, 600, 0 },
 	{ "MAX_OUTBOUND_BUFFER",	K_INT,  O(max_outbound_buffer), "2097152", 65536, 268435456, 0 },

@@ -60,6 +60,7 @@ struct conf {
 	int	 header_timeout;	/* s */
 	int	 keepalive_timeout;	/* s */
 	int	 ws_max_message;	/* bytes */
+	int	 max_media_payload;	/* decoded bytes of one media message */
 	int	 ws_idle_timeout;	/* s without a message from Twilio */
 	int	 ws_start_timeout;	/* s from the upgrade to `start` */
 	int	 max_outbound_buffer;	/* bytes queued for one peer */

@@ -3,12 +3,14 @@ issue 12.  Each test fails on a daemon without the limit it names (README,
 "Limits")."""
 
 import asyncio
+import base64
 import csv
 import io
 import json
 import os
 import re
 import subprocess
+import time
 
 import caller as synth
 import twilio
@@ -195,3 +197,147 @@ async def test_callers_masked_alike_everywhere(env):
         for part in ("4155558642", "+1415", "415555"):
             expect(part not in log, "%s in the log" % part)
     expect("refused" in d2.log(), "refusal logged")
+
+
+# ---------------------------------------------------------------------------
+# caller audio: size of one payload, and audio faster than time
+
+
+async def flood(s, frames, payload=None):
+    """Send frames media messages as fast as the socket takes them; stops
+    when the daemon closes.  Returns how many were sent."""
+    sent = 0
+    try:
+        for n in range(frames):
+            await s.ws.send(json.dumps({
+                "event": "media", "sequenceNumber": str(n + 2),
+                "media": {"track": "inbound", "chunk": str(n + 1),
+                          "timestamp": str(n * 20),
+                          "payload": payload or twilio.tone_frame(n)},
+                "streamSid": s.ssid}))
+            sent += 1
+    except Exception:
+        pass
+    return sent
+
+
+async def test_caller_audio_size_and_rate(env):
+    d = env.daemon(WORKERS=1).start()
+    # a good call on the same worker, at Twilio's cadence
+    wh = twilio.post_voice(d.base, twilio.call_sid(1), "+15550000001")
+    good = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1), wh.params)
+    await good.open()
+    player = asyncio.ensure_future(good.play(4.0))
+
+    # 120 s of audio in about a second
+    wh = twilio.post_voice(d.base, twilio.call_sid(2), "+15550000002")
+    fast = twilio.Stream(wh.stream_url, twilio.call_sid(2), twilio.stream_sid(2), wh.params)
+    await fast.open()
+    t0 = asyncio.get_running_loop().time()
+    await asyncio.sleep(0.2)
+    sent = await flood(fast, 6000)
+    expect(await fast.wait_closed(5), "fast call not closed")
+    age = asyncio.get_running_loop().time() - t0
+    expect_eq(fast.close_code, 1008, "close code")
+    expect("ahead" in (fast.close_reason or ""), "reason %r" % fast.close_reason)
+    expect(sent > 300, "the flood stopped early (%d)" % sent)
+    frames_fast = (await asyncio.to_thread(counters, d))["frames_in"]
+
+    # one payload of 8000 bytes (Twilio sends 160)
+    wh = twilio.post_voice(d.base, twilio.call_sid(3), "+15550000003")
+    big = twilio.Stream(wh.stream_url, twilio.call_sid(3), twilio.stream_sid(3), wh.params)
+    await big.open()
+    await asyncio.sleep(0.2)
+    await flood(big, 1, payload=base64.b64encode(b"\xff" * 8000).decode())
+    expect(await big.wait_closed(5), "oversize call not closed")
+    expect_eq(big.close_code, 1008, "oversize close code")
+    expect("MAX_MEDIA_PAYLOAD" in (big.close_reason or ""), "reason %r" % big.close_reason)
+
+    # 4096 bytes is still taken
+    wh = twilio.post_voice(d.base, twilio.call_sid(4), "+15550000004")
+    edge = twilio.Stream(wh.stream_url, twilio.call_sid(4), twilio.stream_sid(4), wh.params)
+    await edge.open()
+    await flood(edge, 1, payload=base64.b64encode(b"\xff" * 4096).decode())
+    await asyncio.sleep(0.3)
+    expect(edge.close_code is None, "4096 bytes refused")
+    await edge.stop()
+
+    await player
+    await good.stop()
+    await asyncio.sleep(0.3)
+    h = await asyncio.to_thread(d.health)
+    c = h["counters"]
+    expect_eq(c["media_too_fast"], 1, "media_too_fast")
+    expect_eq(c["media_oversize"], 1, "media_oversize")
+    # the good call lost nothing; the fast one relayed no more than its age
+    # plus 5 s (the good call's frames until then are in the figure too)
+    expect(frames_fast <= (age + 5.0) * 50 + 50 * age + 2,
+           "relayed %d frames in %.1f s" % (frames_fast, age))
+    expect(frames_fast >= 5.0 * 50, "the allowance was not relayed: %d" % frames_fast)
+    expect_eq(good.close_code, 1000, "good call close")
+    expect_eq(good.frames_sent, 200, "good frames sent")
+    expect_eq(c["workers_died"], 0, "worker died")
+    # billed its real time, not its audio's
+    rows = (await asyncio.to_thread(d.usage))[1]
+    used = float(rows["+15550000002"]["minutes_used"]) * 60
+    expect(abs(used - age) < 1.0, "billed %.2f s for %.2f s" % (used, age))
+    expect(float(rows["+15550000001"]["minutes_used"]) * 60 > 3.5, "good call billed")
+    log = d.log()
+    expect_eq(log.count("caller audio more than 5 s ahead"), 2, "log lines (warning, end)")
+
+
+# ---------------------------------------------------------------------------
+# a full ledger
+
+
+async def test_full_ledger_refuses_new_callers(env):
+    from test_foundation import make_token
+    usage = os.path.join(env.tmp, "usage.csv")
+    with open(usage, "w") as f:
+        f.write("phone_number,minutes_used,minutes_remaining,last_call_date,total_calls\n")
+        for i in range(15):
+            f.write("+1555000%04d,0.100000,2.900000,2026-11-21T03:04:05Z,1\n" % i)
+    d = env.daemon(WORKERS=1, LEDGER_CAPACITY=16).start()
+    h = d.health()
+    expect_eq(h["ledger"]["capacity"], 16, "usable capacity")
+    expect_eq(h["ledger"]["callers"], 15, "callers")
+    expect_eq(h["status"], "ok", "status with room")
+    # the 16th caller fits
+    first = await twilio.place_call(d.base, 1, "+15550100001", 1.0)
+    expect_eq(first.close_code, 1000, "16th caller's call")
+    h = d.health()
+    expect_eq(h["ledger"]["callers"], 16, "callers when full")
+    expect(h["ledger"]["full"], "full flag")
+    expect_eq(h["status"], "degraded", "status when full")
+    metrics = d.get("/metrics")[2]
+    expect('voxrelay_status{status="degraded"} 1' in metrics, "metrics status")
+    expect("voxrelay_ledger_capacity 16" in metrics, "metrics capacity")
+    # a 17th is refused with the busy message, and nothing else moves
+    wh = twilio.post_voice(d.base, twilio.call_sid(2), "+15550100002")
+    expect_eq(wh.status, 200, "refusal status")
+    expect(wh.stream_url is None, "17th caller got a stream")
+    expect("lines are busy" in wh.body, "busy message: %s" % wh.body)
+    wh = twilio.post_voice(d.base, twilio.call_sid(3), "+15550100003")
+    expect(wh.stream_url is None, "18th caller got a stream")
+    c = counters(d)
+    expect_eq(c["refused_ledger_full"], 2, "refused_ledger_full")
+    expect_eq(c["ledger_full"], 0, "no fold lost a call")
+    log = d.log()
+    expect_eq(log.count("LEDGER_CAPACITY is raised"), 1, "one log line a minute")
+    # callers already counted still get in
+    for i, who in enumerate(("+15550000003", "+15550100001")):
+        wh = twilio.post_voice(d.base, twilio.call_sid(10 + i), who)
+        expect(wh.stream_url is not None, "known caller %s refused" % who)
+    # a stream whose caller has no entry (a token from before a restart)
+    # is refused by the worker, not given minutes nothing counts
+    now = int(time.time())
+    tok = make_token(twilio.call_sid(20), "+15550100009", "default", now + 60)
+    s = twilio.Stream("ws://127.0.0.1:%d/media-stream/default/%s" % (d.port, tok),
+                      twilio.call_sid(20), twilio.stream_sid(20))
+    await s.open()
+    expect(await s.wait_closed(5), "uncounted call not closed")
+    expect_eq(s.close_code, 1013, "close code")
+    expect_eq(counters(d)["refused_ledger_full"], 3, "worker refusal counted")
+    rows = d.usage()[1]
+    expect("+15550100009" not in rows and "+15550100002" not in rows, "refused callers in the ledger")
+    expect(float(rows["+15550100001"]["minutes_used"]) > 0.01, "16th caller billed")

@@ -434,3 +434,27 @@ TEST_T(shm_ledger_concurrent_writers_and_kill, 60)
 	ASSERT_LE(total_lost, 1);
 	shm_destroy(&s);
 }
+
+TEST(shm_ledger_capacity_is_exact)
+{
+	struct shm s;
+	char p[32];
+	int n = 0;
+
+	mk(&s, 4);
+	/* never more than three quarters of the table */
+	ASSERT_EQ(shm_ledger_set_cap(&s, 1000), 48);
+	ASSERT_EQ(shm_ledger_set_cap(&s, 10), 10);
+	ASSERT_EQ(shm_ledger_full(&s), 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(p, sizeof(p), "+1555%07d", i);
+		if (shm_ledger_get_locked(&s, p) >= 0)
+			n++;
+	}
+	ASSERT_EQ(n, 10);
+	ASSERT_EQ(shm_ledger_full(&s), 1);
+	/* a caller already in it is still found */
+	ASSERT_GE(shm_ledger_get_locked(&s, "+15550000003"), 0);
+	ASSERT_EQ(shm_ledger_get_locked(&s, "+15550000019"), -1);
+	shm_destroy(&s);
+}
