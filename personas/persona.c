@@ -635,12 +635,71 @@ load_noise(struct ctx *c, json_t *root, struct persona *p)
 	    json_string_value(v));
 }
 
+/*
+ * A tool's "sensitive": the argument names that are never logged, each one
+ * of its parameters' properties.  0 or -1 (reported).
+ */
+static int
+load_sensitive(struct ctx *c, json_t *t, json_t *params, const char *prefix)
+{
+	json_t *v = json_object_get(t, "sensitive"), *f, *props;
+	char field[96], q[64];
+	size_t i;
+	int fail = 0;
+
+	if (v == NULL)
+		return 0;
+	snprintf(field, sizeof(field), "%s.sensitive", prefix);
+	if (!json_is_array(v)) {
+		bad(c, field, "must be an array of parameter names, not %s",
+		    type_name(v));
+		return -1;
+	}
+	props = json_is_object(params) ? json_object_get(params, "properties") :
+	    NULL;
+	json_array_foreach(v, i, f) {
+		snprintf(field, sizeof(field), "%s.sensitive[%zu]", prefix, i);
+		if (want_string(c, f, field, 1) != 0)
+			fail = 1;
+		else if (json_object_get(props, json_string_value(f)) == NULL) {
+			bad(c, field, "%s is not one of the tool's parameters",
+			    jquote(f, q, sizeof(q)));
+			fail = 1;
+		}
+	}
+	return fail ? -1 : 0;
+}
+
+/* ",a,b," from a checked "sensitive" array, or NULL when there is none. */
+static char *
+sensitive_list(struct ctx *c, json_t *v)
+{
+	json_t *f;
+	size_t i, n = 2;
+	char *out;
+
+	if (json_array_size(v) == 0)
+		return NULL;
+	json_array_foreach(v, i, f)
+		n += strlen(json_string_value(f)) + 1;
+	if ((out = malloc(n)) == NULL) {
+		bad(c, "tools", "out of memory");
+		return NULL;
+	}
+	strcpy(out, ",");
+	json_array_foreach(v, i, f) {
+		strcat(out, json_string_value(f));
+		strcat(out, ",");
+	}
+	return out;
+}
+
 /* One tool, checked and normalised into *out (NULL on error). */
 static json_t *
 load_tool(struct ctx *c, json_t *t, size_t i, json_t *names)
 {
 	static const char *const fields[] = {
-		"type", "name", "description", "parameters",
+		"type", "name", "description", "parameters", "sensitive",
 	};
 	char prefix[32], field[64], q[64];
 	json_t *v, *name, *desc, *params, *pt;
@@ -704,9 +763,12 @@ load_tool(struct ctx *c, json_t *t, size_t i, json_t *names)
 			fail = 1;
 		}
 	}
+	if (load_sensitive(c, t, params, prefix) != 0)
+		fail = 1;
 	if (fail)
 		return NULL;
 
+	/* "sensitive" is ours: OpenAI never sees it */
 	if (params != NULL)
 		pcopy = json_deep_copy(params);
 	else
@@ -749,7 +811,8 @@ load_tools(struct ctx *c, json_t *root, struct persona *p,
 		goto done;
 	n = json_array_size(norm);
 	if (n > 0) {
-		if ((p->tool_names = calloc(n, sizeof(char *))) == NULL) {
+		if ((p->tool_names = calloc(n, sizeof(char *))) == NULL ||
+		    (p->tool_sensitive = calloc(n, sizeof(char *))) == NULL) {
 			bad(c, "tools", "out of memory");
 			goto done;
 		}
@@ -758,6 +821,8 @@ load_tools(struct ctx *c, json_t *root, struct persona *p,
 			    json_string_value(json_object_get(one, "name")));
 			if (p->tool_names[i] == NULL)
 				goto done;
+			p->tool_sensitive[i] = sensitive_list(c, json_object_get(
+			    json_array_get(ts, i), "sensitive"));
 			p->ntools++;
 		}
 		if ((p->tools_json = json_dumps(norm, JSON_COMPACT)) == NULL) {
@@ -1080,9 +1145,13 @@ persona_free(struct persona *p)
 	free(p->transcription_prompt);
 	free(p->noise_reduction);
 	free(p->tools_json);
-	for (i = 0; i < p->ntools; i++)
+	for (i = 0; i < p->ntools; i++) {
 		free(p->tool_names[i]);
+		if (p->tool_sensitive != NULL)
+			free(p->tool_sensitive[i]);
+	}
 	free(p->tool_names);
+	free(p->tool_sensitive);
 	free(p->tool_choice);
 	memset(p, 0, sizeof(*p));
 }
@@ -1130,4 +1199,26 @@ persona_session_cfg(const struct persona *p, struct oa_session_cfg *cfg)
 	cfg->noise_reduction = p->noise_reduction;
 	cfg->tools_json = p->tools_json;
 	cfg->tool_choice = p->tool_choice;
+}
+
+int
+persona_field_sensitive(const struct persona *p, const char *tool,
+    const char *field)
+{
+	size_t i, n = strlen(field);
+	const char *at;
+
+	for (i = 0; i < p->ntools; i++) {
+		if (strcmp(p->tool_names[i], tool) != 0)
+			continue;
+		if (p->tool_sensitive == NULL || p->tool_sensitive[i] == NULL)
+			return 0;
+		/* the list starts with a comma: a match is never at its head */
+		for (at = p->tool_sensitive[i] + 1; n > 0 &&
+		    (at = strstr(at, field)) != NULL; at++)
+			if (at[-1] == ',' && at[n] == ',')
+				return 1;
+		return 0;
+	}
+	return 0;
 }

@@ -28,7 +28,10 @@
  *     "transcription": {"model": "gpt-4o-mini-transcribe", "language": "en",
  *                       "prompt": "..."} | null,
  *     "noise_reduction": "near_field" | "far_field" | null,
- *     "tools": [{"name": "...", "description": "...", "parameters": {...}}],
+ *     "tools": [{"name": "...", "description": "...", "parameters": {...},
+ *                "sensitive": ["date_of_birth", ...]}],   arguments never
+ *                                        logged (names, dates of birth,
+ *                                        account digits, addresses)
  *     "tool_choice": "auto" | "none" | "required"
  *   }
  */
@@ -59,6 +62,7 @@ struct persona {
 	char		*noise_reduction;
 	char		*tools_json;		/* normalised JSON array, NULL none */
 	char		**tool_names;
+	char		**tool_sensitive;	/* per tool ",a,b," or NULL */
 	size_t		 ntools;
 	char		*tool_choice;
 };
@@ -84,6 +88,9 @@ int  persona_load_file(struct persona *p, const char *path,
 void persona_set_free(struct persona_set *ps);
 void persona_free(struct persona *p);
 const struct persona *persona_find(const struct persona_set *ps, const char *id);
+/* Whether the persona marks argument field of its tool as sensitive. */
+int  persona_field_sensitive(const struct persona *p, const char *tool,
+    const char *field);
 /* The session configuration for a persona (pointers into p). */
 void persona_session_cfg(const struct persona *p, struct oa_session_cfg *cfg);
 

@@ -1105,18 +1105,79 @@ builtin_tool(struct call *c, const struct app_tool *t)
 		    "{\"error\":\"this tool is not available\"}", 1);
 }
 
+/*
+ * The arguments of a tool call, at debug only: what the caller said (names,
+ * dates of birth, account digits, addresses) is not for the log at info.
+ * A field the persona marks sensitive is never written, at any level, nor
+ * arguments that are not a JSON object (nothing tells their fields apart).
+ */
+static void
+log_tool_args(struct call *c, const struct persona *p, const char *tool,
+    const char *text)
+{
+	json_t *args, *v, *shown;
+	const char *k;
+	char *out;
+
+	if (c->w->conf->log_level < 1)
+		return;
+	args = json_loads(text, 0, NULL);
+	if (!json_is_object(args) || (shown = json_object()) == NULL) {
+		ctl_log(c, 'd', "tool call %.64s: arguments are not a JSON "
+		    "object (not shown)", tool);
+		json_decref(args);
+		return;
+	}
+	json_object_foreach(args, k, v)
+		json_object_set_new(shown, k, persona_field_sensitive(p, tool, k) ?
+		    json_string("(sensitive)") : json_incref(v));
+	out = json_dumps(shown, JSON_COMPACT);
+	if (out != NULL)
+		ctl_log(c, 'd', "tool call %.64s arguments: %.400s", tool, out);
+	free(out);
+	json_decref(shown);
+	json_decref(args);
+}
+
+/* What a tool's result says, for the info line: never its data. */
+static void
+tool_outcome(const char *output, char *out, size_t outlen)
+{
+	json_t *j = json_loads(output, 0, NULL);
+	const char *err = json_string_value(json_object_get(j, "error"));
+	const char *ref = json_string_value(json_object_get(j, "reference"));
+
+	if (err != NULL)
+		snprintf(out, outlen, "error: %.80s", err);
+	else if (json_is_false(json_object_get(j, "ok")))
+		snprintf(out, outlen, "refused");
+	else if (ref != NULL)
+		snprintf(out, outlen, "done, reference %.32s", ref);
+	else
+		snprintf(out, outlen, "done");
+	json_decref(j);
+}
+
 static void
 tool_call(struct call *c, struct oa_msg *m)
 {
 	struct app_tool t = { m->name, m->call_id, m->text };
+	struct relay_ctl *k = &c->relay.ctl;
+	const struct persona *p = c->persona;
+	unsigned before = k->nresults;
+	char outcome[128] = "answered later";
 
 	worker_count(c->w, SC_tool_calls, 1);
-	ctl_log(c, 'i', "tool call %s(%s) by %s", m->name, m->text,
-	    c->persona->id);
-	if (c->app->tool_call != NULL && c->app->tool_call(c, &t))
-		return;
-	if (c->state == CALL_LIVE)
-		builtin_tool(c, &t);
+	log_tool_args(c, p, m->name, m->text);
+	if (c->app->tool_call == NULL || !c->app->tool_call(c, &t)) {
+		if (c->state == CALL_LIVE)
+			builtin_tool(c, &t);
+	}
+	if (k->nresults > before)
+		tool_outcome(k->results[k->nresults - 1].output, outcome,
+		    sizeof(outcome));
+	/* the name comes from the model: bounded */
+	ctl_log(c, 'i', "tool call %.64s by %s: %s", m->name, p->id, outcome);
 }
 
 void

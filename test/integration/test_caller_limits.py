@@ -341,3 +341,49 @@ async def test_full_ledger_refuses_new_callers(env):
     rows = d.usage()[1]
     expect("+15550100009" not in rows and "+15550100002" not in rows, "refused callers in the ledger")
     expect(float(rows["+15550100001"]["minutes_used"]) > 0.01, "16th caller billed")
+
+
+# ---------------------------------------------------------------------------
+# tool-call arguments in the log
+
+
+async def tool_call_log(env, level, route, tool, args):
+    script = [{"wait_event": "input_audio_buffer.append", "count": 20},
+              {"tool_call": {"name": tool, "arguments": args}}]
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LOG_LEVEL=level,
+                       BOOKINGS_PATH=os.path.join(env.tmp, "bookings-%s.jsonl" % level))
+        d.conf["USAGE_CSV_PATH"] = os.path.join(env.tmp, "u-%s.csv" % level)
+        d.conf["USAGE_CSV_BACKUP_PATH"] = os.path.join(env.tmp, "ub-%s.csv" % level)
+        d.log_path = os.path.join(env.tmp, "voxrelay-%s.log" % level)
+        d.write_conf()
+        d.start()
+        cl = synth.Caller(synth.synthetic_speech(600), seconds=2.5, lead_ms=2000)
+        await cl.run(d.base, route=route, caller="+14155557000")
+        expect(srv.accepted and srv.accepted[0].function_outputs, "tool not called")
+        d.stop()
+        return d.log()
+
+
+async def test_tool_arguments_not_logged(env):
+    secret = {"full_name": "Pat Quincy Lee", "date_of_birth": "1971-03-09",
+              "account_last4": "4417"}
+    booking = {"name": "Robin Doe", "phone": "+14155550123", "address": "77 Elm Street",
+               "date": "2026-12-01", "time": "10:00", "reason": "no heat at all"}
+    for level in ("info", "debug"):
+        for route, tool, args in (("collections", "verify_identity", secret),
+                                  ("hvac", "book_appointment", booking)):
+            log = await tool_call_log(env, level, route, tool, args)
+            lines = [ln for ln in log.split("\n") if "tool call %s" % tool in ln]
+            expect(any(" info " in ln and "by %s: " % route in ln for ln in lines),
+                   "no info line with the outcome: %r" % lines)
+            for k, v in args.items():
+                sensitive = k not in ("date", "time", "reason")
+                if sensitive or level == "info":
+                    expect(v not in log, "%s=%r in the %s log" % (k, v, level))
+            if level == "debug":
+                dbg = [ln for ln in lines if " debug " in ln and "arguments" in ln]
+                expect(len(dbg) == 1, "debug arguments line: %r" % lines)
+                if tool == "book_appointment":
+                    expect("no heat at all" in dbg[0], "plain field not shown: %r" % dbg)
+                    expect('"address":"(sensitive)"' in dbg[0], "not marked: %r" % dbg)

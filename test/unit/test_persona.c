@@ -1220,3 +1220,69 @@ TEST(persona_shipped_session)
 	json_decref(j);
 	persona_set_free(&ps);
 }
+
+TEST(persona_tool_sensitive_fields)
+{
+	struct persona p;
+
+	ASSERT_EQ(load_text(&p, "s.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"verify\", \"description\": \"V.\", "
+	    "\"sensitive\": [\"dob\", \"name\"], \"parameters\": {\"type\": "
+	    "\"object\", \"properties\": {\"name\": {\"type\": \"string\"}, "
+	    "\"dob\": {\"type\": \"string\"}, \"reason\": {\"type\": "
+	    "\"string\"}}}}, {\"name\": \"end_call\", \"description\": "
+	    "\"E.\"}]}", OA_GA), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", "dob"), 1);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", "name"), 1);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", "reason"), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", "na"), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", "ame"), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", ""), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "verify", ",dob"), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "end_call", "dob"), 0);
+	ASSERT_EQ(persona_field_sensitive(&p, "other", "dob"), 0);
+	/* OpenAI never sees it */
+	ASSERT(strstr(p.tools_json, "sensitive") == NULL);
+	persona_free(&p);
+
+	ASSERT_EQ(load_text(&p, "s.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"v\", \"description\": \"V.\", "
+	    "\"sensitive\": [\"dob\"], \"parameters\": {\"type\": "
+	    "\"object\", \"properties\": {\"name\": {\"type\": \"string\"}}}}]}",
+	    OA_GA), 1);
+	ASSERT_HAS(err, "tools[0].sensitive[0]: \"dob\" is not one of the "
+	    "tool's parameters");
+	ASSERT_EQ(load_text(&p, "s.json", "{\"instructions\": \"x\", "
+	    "\"tools\": [{\"name\": \"v\", \"description\": \"V.\", "
+	    "\"sensitive\": \"dob\"}]}", OA_GA), 1);
+	ASSERT_HAS(err, "tools[0].sensitive: must be an array");
+}
+
+/* The shipped personas mark what identifies a caller. */
+TEST(persona_shipped_sensitive_fields)
+{
+	static const struct {
+		const char *file, *tool, *field;
+	} marks[] = {
+		{ "collections.json", "verify_identity", "full_name" },
+		{ "collections.json", "verify_identity", "date_of_birth" },
+		{ "collections.json", "verify_identity", "account_last4" },
+		{ "dental.json", "book_appointment", "name" },
+		{ "dental.json", "book_appointment", "phone" },
+		{ "hvac.json", "book_appointment", "name" },
+		{ "hvac.json", "book_appointment", "phone" },
+		{ "hvac.json", "book_appointment", "address" },
+	};
+	struct persona p;
+	char path[512];
+
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		snprintf(path, sizeof(path), "personas/%s", marks[i].file);
+		ASSERT_EQ(persona_load_file(&p, path, OA_GA, err, sizeof(err),
+		    warn, sizeof(warn)), 0);
+		if (!persona_field_sensitive(&p, marks[i].tool, marks[i].field))
+			TEST_FAIL_("%s: %s.%s not sensitive", marks[i].file,
+			    marks[i].tool, marks[i].field);
+		persona_free(&p);
+	}
+}
