@@ -54,6 +54,9 @@ Media Streams
                                     1007; a jump fills at most 10 s, a step
                                     back fills nothing, a swing back and
                                     forth fills once)
+  oversize media payload, audio
+  faster than real time             test_limits.test_caller_audio_size_and_rate
+                                    (1008, media_oversize, media_too_fast)
   unknown events                    test_foundation.test_bad_input_closes_only_that_call;
                                     test_media_streams_messages (a flood of
                                     them: counted, logged once)
