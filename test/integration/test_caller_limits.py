@@ -73,7 +73,7 @@ async def test_ledger_cells_quoted_and_read_back(env):
             w.writerow([p, "1.000000", "2.000000", "2026-11-21T03:04:05Z", i + 1])
         w.writerow(["+14155552671", "0.500000", "2.500000", "", 1])
     d = env.daemon(WORKERS=1).start()
-    body = d.get("/usage-data")[2]
+    body = d.admin_get("/usage-data")[2]
 
     def check(text, what):
         rows = list(csv.reader(io.StringIO(text)))
@@ -106,7 +106,7 @@ async def test_ledger_cells_quoted_and_read_back(env):
         check(f.read(), "saved ledger")
     d2 = env.daemon(WORKERS=1)
     d2.start()
-    check(d2.get("/usage-data")[2], "reloaded ledger")
+    check(d2.admin_get("/usage-data")[2], "reloaded ledger")
 
 
 async def test_transcript_csv_cells_quoted(env):
@@ -309,7 +309,7 @@ async def test_full_ledger_refuses_new_callers(env):
     expect_eq(h["ledger"]["callers"], 16, "callers when full")
     expect(h["ledger"]["full"], "full flag")
     expect_eq(h["status"], "degraded", "status when full")
-    metrics = d.get("/metrics")[2]
+    metrics = d.admin_get("/metrics")[2]
     expect('voxrelay_status{status="degraded"} 1' in metrics, "metrics status")
     expect("voxrelay_ledger_capacity 16" in metrics, "metrics capacity")
     # a 17th is refused with the busy message, and nothing else moves
