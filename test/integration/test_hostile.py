@@ -55,7 +55,7 @@ Media Streams
                                     back fills nothing, a swing back and
                                     forth fills once)
   oversize media payload, audio
-  faster than real time             test_limits.test_caller_audio_size_and_rate
+  faster than real time             test_caller_limits.test_caller_audio_size_and_rate
                                     (1008, media_oversize, media_too_fast)
   unknown events                    test_foundation.test_bad_input_closes_only_that_call;
                                     test_media_streams_messages (a flood of
@@ -101,9 +101,9 @@ Limits that protect the host (the same table is in README.md, "Limits"):
   DRAIN_TIMEOUT              30 s     calls closed 1001         calls_cut          test_foundation.test_sigterm_drain_deadline_bills_and_closes
   RELOAD_TIMEOUT             3600 s   calls closed 1001         calls_cut          test_reload_deadline_cuts_calls
   (ping flood: 20 a second)           close 1008                ws_ping_floods     test_websocket_frames
-  MAX_MEDIA_PAYLOAD          4096     close 1008                media_oversize     test_limits.test_caller_audio_size_and_rate
-  (audio 5 s ahead of time)           close 1008                media_too_fast     test_limits.test_caller_audio_size_and_rate
-  LEDGER_CAPACITY            65536    webhook: busy TwiML;      refused_ledger_full test_limits.test_full_ledger_refuses_new_callers
+  MAX_MEDIA_PAYLOAD          4096     close 1008                media_oversize     test_caller_limits.test_caller_audio_size_and_rate
+  (audio 5 s ahead of time)           close 1008                media_too_fast     test_caller_limits.test_caller_audio_size_and_rate
+  LEDGER_CAPACITY            65536    webhook: busy TwiML;      refused_ledger_full test_caller_limits.test_full_ledger_refuses_new_callers
                                       no ledger entry: 1013
 """
 
