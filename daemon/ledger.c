@@ -183,6 +183,8 @@ ledger_render(struct master *m, size_t *outlen)
 		r.used_ms = atomic_load(&e->le_used_ms);
 		r.calls = atomic_load(&e->le_calls);
 		r.last_call_ms = atomic_load(&e->le_last_call_ms);
+		if (r.calls == 0 && r.used_ms == 0)
+			continue;	/* taken by a webhook, no call yet */
 		n = csv_usage_format(&r, m->conf.free_call_minutes, line,
 		    sizeof(line));
 		if (n < 0 || (size_t)n >= sizeof(line))

@@ -666,6 +666,9 @@ usage_fill(void *arg, char *buf, size_t cap)
 			usage_row_fill(&r, ep, shm_ledger_find(&M.shm, ep));
 			us->epos++;
 		}
+		/* an entry its webhook took, no call made yet: not a row */
+		if (r.calls == 0 && r.used_ms == 0)
+			continue;
 		n = csv_usage_format(&r, M.conf.free_call_minutes, buf + off,
 		    LINE_MAX_);
 		if (n < 0 || n >= LINE_MAX_)
