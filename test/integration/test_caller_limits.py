@@ -179,8 +179,9 @@ async def test_callers_masked_alike_everywhere(env):
     # refused for minutes: the master's own log line
     d2 = env.daemon(WORKERS=1, LOG_LEVEL="info", FREE_CALL_MINUTES=0.01,
                     MIN_CALL_DURATION=0.01)
-    d2.conf["USAGE_CSV_PATH"] = os.path.join(env.tmp, "u2.csv")
-    d2.conf["USAGE_CSV_BACKUP_PATH"] = os.path.join(env.tmp, "u2b.csv")
+    os.makedirs(os.path.join(env.tmp, "d2"))
+    d2.conf["USAGE_CSV_PATH"] = os.path.join(env.tmp, "d2", "usage.csv")
+    d2.conf["USAGE_CSV_BACKUP_PATH"] = os.path.join(env.tmp, "d2", "usage_backup.csv")
     d2.write_conf()
     d2.start()
     await twilio.place_call(d2.base, 2, number, 1.0)
@@ -351,11 +352,15 @@ async def tool_call_log(env, level, route, tool, args):
     script = [{"wait_event": "input_audio_buffer.append", "count": 20},
               {"tool_call": {"name": tool, "arguments": args}}]
     async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        # a directory of its own: what the daemon keeps beside the ledger
+        # (used tokens, answered CallSids) is not the previous one's
+        own = os.path.join(env.tmp, "%s-%s" % (level, route))
+        os.makedirs(own)
         d = env.daemon(OPENAI_URL=srv.url(), LOG_LEVEL=level,
-                       BOOKINGS_PATH=os.path.join(env.tmp, "bookings-%s.jsonl" % level))
-        d.conf["USAGE_CSV_PATH"] = os.path.join(env.tmp, "u-%s.csv" % level)
-        d.conf["USAGE_CSV_BACKUP_PATH"] = os.path.join(env.tmp, "ub-%s.csv" % level)
-        d.log_path = os.path.join(env.tmp, "voxrelay-%s.log" % level)
+                       BOOKINGS_PATH=os.path.join(own, "bookings.jsonl"))
+        d.conf["USAGE_CSV_PATH"] = os.path.join(own, "usage.csv")
+        d.conf["USAGE_CSV_BACKUP_PATH"] = os.path.join(own, "usage_backup.csv")
+        d.log_path = os.path.join(own, "voxrelay.log")
         d.write_conf()
         d.start()
         cl = synth.Caller(synth.synthetic_speech(600), seconds=2.5, lead_ms=2000)
