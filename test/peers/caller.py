@@ -620,7 +620,8 @@ def main(argv=None):
     ap.add_argument("--hangup-after-ms", type=int, default=1500)
     ap.add_argument("--route")
     ap.add_argument("--caller", default="+14155550123")
-    ap.add_argument("--auth-token", help="sign the webhook with this Twilio auth token")
+    ap.add_argument("--auth-token", help="sign the webhook with this Twilio auth token "
+                    "(default: the test harness's, twilio.TEST_AUTH_TOKEN; \"\" for none)")
     ap.add_argument("--public-url", help="the URL Twilio would sign (default: --base)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
