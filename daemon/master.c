@@ -646,7 +646,8 @@ master_run(struct master *m)
 	ncalls = (unsigned)m->conf.max_ws_connections +
 	    (unsigned)m->conf.max_ws_connections / 4 + 16;
 	nledger = (unsigned)m->conf.ledger_capacity / 3 * 4 + 4;
-	ntokens = ncalls * 4 > 4096 ? ncalls * 4 : 4096;
+	/* two entries per stream (its token and its CallSid, replay.c) */
+	ntokens = ncalls * 8 > 8192 ? ncalls * 8 : 8192;
 	if ((rc = shm_create(&m->shm, SHM_MAX_WORKERS, ncalls, nledger, ntokens)) != 0) {
 		log_warnx("shared memory: %s", strerror(-rc));
 		return EXIT_FATAL_CONFIG;

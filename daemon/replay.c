@@ -59,7 +59,10 @@ sid_hash(const char *sid)
 static int
 table_init(void)
 {
-	uint32_t want = M.shm.hdr->sh_ntokens / REPLAY_WAYS;
+	/* one bucket per two entries of the token table: at the most calls
+	 * that table holds within a TTL (half its entries, two each), a
+	 * bucket holds one answer on average, and a full one (8) is rare */
+	uint32_t want = M.shm.hdr->sh_ntokens * 4 / REPLAY_WAYS;
 
 	if (table != NULL)
 		return 0;
