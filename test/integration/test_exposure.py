@@ -104,7 +104,7 @@ async def test_public_listener_serves_only_twilio(env):
                    # an operator's credential changes nothing on this side
                    ("GET", "/health", ("Authorization: Bearer " + TOKEN,), 404),
                    ("GET", "/usage-data", ("Authorization: Bearer " + TOKEN,), 404),
-                   ("GET", "/voice", (), 400),
+                   ("GET", "/voice", (), 403),     # unsigned
                    ("GET", "/media-stream/default/" + stream_token, (), 426),
                    ("GET", "/health", ("Upgrade: websocket", "Connection: Upgrade",
                                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
