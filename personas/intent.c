@@ -49,10 +49,6 @@ static const char *const mode_names[] = {
 	[MODE_SMALL_TALK] = "small_talk",
 };
 
-static const char *const prospects[INTENT_NPROSPECTS] = {
-	"sarah", "david", "maria", "james", "lisa", "robert",
-};
-
 /*
  * Base forms; suffixes are matched by word_match().  Order does not
  * matter: the longest keyword at a position wins, and keywords of the
@@ -483,11 +479,12 @@ caller_hash(const char *s)
 	return h;
 }
 
-const char *
-intent_pick_prospect(const char *caller, unsigned calls_so_far)
+unsigned
+intent_pick(const char *caller, unsigned calls_so_far, unsigned n)
 {
 	uint32_t h = caller_hash(caller != NULL ? caller : "");
 
-	return prospects[(h % INTENT_NPROSPECTS +
-	    calls_so_far % INTENT_NPROSPECTS) % INTENT_NPROSPECTS];
+	if (n == 0)
+		return 0;
+	return (h % n + calls_so_far % n) % n;
 }

@@ -54,7 +54,6 @@
 
 #define INTENT_MAX_WORDS	256	/* words of a transcript looked at */
 #define INTENT_NEG_WINDOW	6	/* words a negation reaches forward */
-#define INTENT_NPROSPECTS	6
 
 enum practice_mode {
 	MODE_NONE = 0,
@@ -79,16 +78,16 @@ const char *practice_mode_name(enum practice_mode m);
 enum practice_mode practice_mode_parse(const char *name);
 
 /*
- * The persona id of the cold-call prospect for a caller's next call:
- * one of "sarah", "david", "maria", "james", "lisa", "robert".
+ * Which of n personas (the practice line's cold-call prospects) a caller
+ * meets on their next call: an index below n (0 when n is 0).
  *
- * index = (h % 6 + calls_so_far % 6) % 6, where h is the 32-bit FNV-1a
+ * index = (h % n + calls_so_far % n) % n, where h is the 32-bit FNV-1a
  * hash of the caller's digits (so "+1 415 555 2671" and "+14155552671"
  * are the same caller; a caller without digits is hashed whole, NULL as
- * "").  The same caller and count always give the same prospect, and six
- * calls in a row by one caller meet all six.  calls_so_far is the
- * number of calls the caller made before this one.
+ * "").  The same caller and count always give the same index, and n
+ * calls in a row by one caller meet all n.  calls_so_far is the number of
+ * calls the caller made before this one.
  */
-const char *intent_pick_prospect(const char *caller, unsigned calls_so_far);
+unsigned intent_pick(const char *caller, unsigned calls_so_far, unsigned n);
 
 #endif

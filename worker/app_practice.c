@@ -83,31 +83,33 @@ practice_ended(struct call *c)
 /* ---------------------------------------------------------------- */
 /* the switch to a practice persona */
 
+/*
+ * The persona for a mode: the personas whose "mode" is that mode's name,
+ * in the order of their ids.  Cold calls go round the prospects, so a
+ * repeat caller meets someone new; the other modes take the first.
+ */
 static const struct persona *
 persona_for_mode(struct call *c, enum practice_mode mode)
 {
-	const char *id = NULL;
-	unsigned calls = 0;
+	const struct persona_set *ps = c->w->personas;
+	const char *want = practice_mode_name(mode);
+	const struct persona *v[64];
+	unsigned n = 0, calls = 0;
 	int e;
 
-	switch (mode) {
-	case MODE_COLD_CALL:
-		/* a repeat caller meets someone new */
-		e = shm_ledger_find(c->w->shm, c->tok.caller);
-		if (e >= 0)
-			calls = atomic_load(&c->w->shm->ledger[e].le_calls);
-		id = intent_pick_prospect(c->tok.caller, calls);
-		break;
-	case MODE_INTERVIEW:
-		id = "rachel";
-		break;
-	case MODE_SMALL_TALK:
-		id = "alex";
-		break;
-	default:
+	if (mode == MODE_NONE)
 		return NULL;
-	}
-	return persona_find(c->w->personas, id);
+	for (size_t i = 0; i < ps->n && n < 64; i++)
+		if (ps->v[i].mode != NULL && strcmp(ps->v[i].mode, want) == 0)
+			v[n++] = &ps->v[i];
+	if (n == 0)
+		return NULL;
+	if (mode != MODE_COLD_CALL)
+		return v[0];
+	e = shm_ledger_find(c->w->shm, c->tok.caller);
+	if (e >= 0)
+		calls = atomic_load(&c->w->shm->ledger[e].le_calls);
+	return v[intent_pick(c->tok.caller, calls, n)];
 }
 
 /* handover: as relay_switch_persona().  The persona, or NULL. */

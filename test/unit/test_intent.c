@@ -191,19 +191,7 @@ TEST(intent_mode_names)
 	ASSERT_EQ(practice_mode_parse(practice_mode_name(TALK)), TALK);
 }
 
-static int
-prospect_index(const char *id)
-{
-	static const char *const all[] = {
-		"sarah", "david", "maria", "james", "lisa", "robert",
-	};
-	size_t i;
-
-	for (i = 0; i < ARRAY_LEN(all); i++)
-		if (strcmp(id, all[i]) == 0)
-			return (int)i;
-	TEST_FAIL_("\"%s\" is not a prospect", id);
-}
+#define NPROSPECTS 6	/* the shipped practice line's */
 
 TEST(intent_prospects_vary_per_call)
 {
@@ -220,46 +208,49 @@ TEST(intent_prospects_vary_per_call)
 		for (base = 0; base < 13; base += 6) {
 			seen = 0;
 			for (calls = base; calls < base + 6; calls++) {
-				i = prospect_index(intent_pick_prospect(
-				    callers[c], calls));
+				i = (int)intent_pick(callers[c], calls,
+				    NPROSPECTS);
 				seen |= 1u << i;
 			}
 			ASSERT_EQ(seen, 0x3f);
 		}
 		/* the next call meets someone new */
 		for (calls = 0; calls < 20; calls++)
-			ASSERT(strcmp(intent_pick_prospect(callers[c], calls),
-			    intent_pick_prospect(callers[c], calls + 1)) != 0);
+			ASSERT_NE(intent_pick(callers[c], calls, NPROSPECTS),
+			    intent_pick(callers[c], calls + 1, NPROSPECTS));
 		/* wrapping the count does not repeat a prospect either */
-		ASSERT(strcmp(intent_pick_prospect(callers[c], 0xffffffffu),
-		    intent_pick_prospect(callers[c], 0xfffffffeu)) != 0);
+		ASSERT_NE(intent_pick(callers[c], 0xffffffffu, NPROSPECTS),
+		    intent_pick(callers[c], 0xfffffffeu, NPROSPECTS));
 	}
 }
 
 TEST(intent_prospects_stable)
 {
-	const char *a, *b;
-	unsigned calls;
+	unsigned a, b, calls;
 	int spread = 0, first;
 
 	for (calls = 0; calls < 12; calls++) {
-		a = intent_pick_prospect("+14155552671", calls);
-		b = intent_pick_prospect("+14155552671", calls);
-		ASSERT(a == b);
+		a = intent_pick("+14155552671", calls, NPROSPECTS);
+		b = intent_pick("+14155552671", calls, NPROSPECTS);
+		ASSERT_EQ(a, b);
+		ASSERT_LT(a, NPROSPECTS);
 		/* the same digits are the same caller */
-		ASSERT_STR_EQ(intent_pick_prospect("+1 (415) 555-2671", calls),
-		    a);
+		ASSERT_EQ(intent_pick("+1 (415) 555-2671", calls, NPROSPECTS), a);
 	}
-	ASSERT_STR_EQ(intent_pick_prospect(NULL, 3),
-	    intent_pick_prospect("", 3));
+	ASSERT_EQ(intent_pick(NULL, 3, NPROSPECTS), intent_pick("", 3, NPROSPECTS));
+	/* any number of personas; none gives 0 */
+	for (unsigned n = 1; n < 9; n++)
+		for (calls = 0; calls < 20; calls++)
+			ASSERT_LT(intent_pick("+14155552671", calls, n), n);
+	ASSERT_EQ(intent_pick("+14155552671", 5, 0), 0);
 
 	/* first calls are spread over the prospects, not all the same */
-	first = prospect_index(intent_pick_prospect("+14155550000", 0));
+	first = (int)intent_pick("+14155550000", 0, NPROSPECTS);
 	for (calls = 1; calls < 40; calls++) {
 		char num[32];
 
 		snprintf(num, sizeof(num), "+1415555%04u", calls);
-		if (prospect_index(intent_pick_prospect(num, 0)) != first)
+		if ((int)intent_pick(num, 0, NPROSPECTS) != first)
 			spread = 1;
 	}
 	ASSERT(spread);
