@@ -51,6 +51,7 @@ line_free(struct line *l)
 	free(l->wrapup);
 	free(l->sms);
 	free(l->tools_json);
+	free(l->facts_json);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -187,7 +188,61 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
-    "tools", "transport", "description", NULL };
+    "tools", "transport", "description", "facts", NULL };
+
+char *
+line_tools_without(const char *tools_json, const char *name)
+{
+	json_t *all, *keep, *t;
+	char *out = NULL;
+	size_t i;
+	int found = 0;
+
+	if (tools_json == NULL || (all = json_loads(tools_json, 0, NULL)) == NULL)
+		return NULL;
+	keep = json_array();
+	json_array_foreach(all, i, t) {
+		const char *n = json_string_value(json_object_get(t, "name"));
+		if (n != NULL && strcmp(n, name) == 0)
+			found = 1;
+		else
+			json_array_append(keep, t);
+	}
+	if (found)
+		out = json_dumps(keep, JSON_COMPACT);
+	json_decref(keep);
+	json_decref(all);
+	return out;
+}
+
+/* What verify_identity checks against: strings, a name and one more. */
+static void
+get_facts(struct lctx *x, json_t *root, struct line *l)
+{
+	json_t *v = json_object_get(root, "facts"), *f;
+	const char *k;
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_object(v)) {
+		bad(x, "facts", "an object of strings");
+		return;
+	}
+	json_object_foreach(v, k, f)
+		if (!json_is_string(f) || json_string_length(f) == 0 ||
+		    json_string_length(f) > 200) {
+			bad(x, "facts", "%s: a string of 1 to 200 characters", k);
+			return;
+		}
+	if (json_object_get(v, "full_name") == NULL ||
+	    (json_object_get(v, "date_of_birth") == NULL &&
+	    json_object_get(v, "account_last4") == NULL)) {
+		bad(x, "facts", "full_name and date_of_birth or account_last4 "
+		    "are needed to check an identity");
+		return;
+	}
+	l->facts_json = json_dumps(v, JSON_COMPACT);
+}
 
 static int
 load_line(struct line *l, const char *path, const char *id,
@@ -271,7 +326,21 @@ load_line(struct line *l, const char *path, const char *id,
 	if (v != NULL && (!json_is_string(v) ||
 	    strcmp(json_string_value(v), "media_streams") != 0))
 		bad(x, "transport", "\"media_streams\" (the only transport)");
+	get_facts(x, root, l);
 	get_tools(x, root, l, p);
+	if (l->facts_json == NULL) {
+		/* nothing to check an identity against: not offered */
+		const char *t = l->tools_json ? l->tools_json :
+		    p ? p->tools_json : NULL;
+		char *less = line_tools_without(t, "verify_identity");
+		if (less != NULL && json_object_get(root, "tools") != NULL)
+			bad(x, "tools", "verify_identity needs \"facts\" to check "
+			    "the caller against");
+		if (less != NULL) {
+			free(l->tools_json);
+			l->tools_json = less;
+		}
+	}
 	v = json_object_get(root, "description");
 	if (v != NULL && !json_is_string(v))
 		bad(x, "description", "a string");

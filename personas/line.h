@@ -18,6 +18,10 @@
  *                                  {url} is CONVOREPS_URL (SMS_MESSAGE)
  *     "tools": ["book_appointment", "end_call"],   the persona's tools this
  *                                  line offers (absent: all of them)
+ *     "facts": {"full_name": "...", "date_of_birth": "YYYY-MM-DD",
+ *               "account_last4": "1234"},   what verify_identity checks
+ *                                  the caller's answers against; a line
+ *                                  without facts does not offer that tool
  *     "transport": "media_streams"
  *   }
  *
@@ -46,6 +50,7 @@ struct line {
 	int		 wrapup_grace;		/* s */
 	char		*sms;			/* NULL: no SMS */
 	char		*tools_json;		/* NULL: the persona's own */
+	char		*facts_json;		/* JSON object, NULL: none */
 };
 
 struct line_set {
@@ -70,6 +75,9 @@ const struct line *line_find(const struct line_set *ls, const char *route);
 /* The persona a call on line l for route answers with, or NULL. */
 const struct persona *line_persona(const struct line *l,
     const struct persona_set *ps, const char *route);
+/* tools_json (a JSON array of function tools) without the tool `name`:
+ * a new string, or NULL when it has no such tool (or on error). */
+char *line_tools_without(const char *tools_json, const char *name);
 /* The caller's allowance applies. */
 static inline int
 line_has_quota(const struct line *l)

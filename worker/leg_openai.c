@@ -106,6 +106,7 @@ upstream_destroy(struct upstream *up)
 	buf_free(&up->wbuf);
 	buf_free(&up->scratch);
 	buf_free(&up->pending);
+	free(up->tools_own);
 	up->magic = 0;
 	relay_upstream_gone(c, up);
 	free(up);
@@ -296,11 +297,17 @@ up_opened(struct upstream *up)
 	up->opened_ms = up->last_rx_ms = mono_ms();
 	persona_session_cfg(up->persona, &cfg);
 	{
-		/* the line's own persona offers only the tools the line names */
+		/* the line's own persona offers only the tools the line names;
+		 * no persona offers verify_identity on a line without facts */
 		const struct line *l = up->call->line;
 		const char *lp = l->persona[0] ? l->persona : up->call->tok.route;
 		if (l->tools_json != NULL && strcmp(up->persona->id, lp) == 0)
 			cfg.tools_json = l->tools_json;
+		else if (l->facts_json == NULL && cfg.tools_json != NULL &&
+		    strstr(cfg.tools_json, "\"verify_identity\"") != NULL &&
+		    (up->tools_own = line_tools_without(cfg.tools_json,
+		    "verify_identity")) != NULL)
+			cfg.tools_json = up->tools_own;
 	}
 	buf_consume(&up->scratch, buf_pending(&up->scratch));
 	if (oa_build_session_update(&up->scratch, (enum oa_dialect)W.conf->openai_dialect,

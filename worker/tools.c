@@ -6,9 +6,11 @@
 #include "worker/call.h"
 #include "worker/relay.h"
 #include "worker/worker.h"
+#include "personas/line.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -54,6 +56,94 @@ record_json_line(struct call *c, const char *tool, const char *args,
 	free(line);
 }
 
+/* Letters and digits lower-cased, every other run of characters one
+ * space, none at the ends: "  Jordan  O'Neil " is "jordan o neil". */
+static void
+norm_name(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+	int gap = 0;
+
+	for (; *s != '\0' && n + 2 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (isalnum(ch) || ch >= 0x80) {
+			if (gap && n > 0)
+				out[n++] = ' ';
+			gap = 0;
+			out[n++] = (char)tolower(ch);
+		} else
+			gap = 1;
+	}
+	out[n] = '\0';
+}
+
+/* The digits of s only: "1980-03-14" and "03/14/1980" differ, "1980 03 14"
+ * and "1980-03-14" do not. */
+static void
+digits_of(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (; *s != '\0' && n + 1 < len; s++)
+		if (*s >= '0' && *s <= '9')
+			out[n++] = *s;
+	out[n] = '\0';
+}
+
+/* One fact against what the caller said: 1 same, 0 differs, -1 not said. */
+static int
+fact_matches(json_t *facts, json_t *args, const char *key)
+{
+	const char *want = json_string_value(json_object_get(facts, key));
+	const char *got = json_string_value(json_object_get(args, key));
+	char a[256], b[256];
+
+	if (got == NULL || got[0] == '\0' || want == NULL)
+		return -1;
+	if (strcmp(key, "full_name") == 0) {
+		norm_name(want, a, sizeof(a));
+		norm_name(got, b, sizeof(b));
+	} else {
+		digits_of(want, a, sizeof(a));
+		digits_of(got, b, sizeof(b));
+	}
+	return a[0] != '\0' && strcmp(a, b) == 0;
+}
+
+/*
+ * verify_identity: the caller's answers against the line's facts.  The
+ * name must match, and at least one of date of birth and account digits
+ * must be given, and every one given must match.  A wrong answer says
+ * only "not verified", never which fact was wrong.
+ */
+static void
+verify_identity(struct call *c, const struct app_tool *t)
+{
+	json_t *facts, *args;
+	int name, dob, last4, ok;
+
+	if (c->line->facts_json == NULL) {
+		/* not offered on such a line; a model that calls it anyway
+		 * learns nothing */
+		relay_tool_result(c, t->call_id, "{\"verified\":false,\"error\":"
+		    "\"identity cannot be checked on this line\"}", 1);
+		return;
+	}
+	facts = json_loads(c->line->facts_json, 0, NULL);
+	args = json_loads(t->args, 0, NULL);
+	name = fact_matches(facts, args, "full_name");
+	dob = fact_matches(facts, args, "date_of_birth");
+	last4 = fact_matches(facts, args, "account_last4");
+	ok = name == 1 && (dob == 1 || last4 == 1) && dob != 0 && last4 != 0;
+	json_decref(facts);
+	json_decref(args);
+	log_set_call(call_sid_of(c));
+	log_info("verify_identity: %s", ok ? "verified" : "not verified");
+	log_set_call(NULL);
+	relay_tool_result(c, t->call_id, ok ? "{\"verified\":true}" :
+	    "{\"verified\":false}", 1);
+}
+
 int
 tools_business(struct call *c, const struct app_tool *t)
 {
@@ -72,7 +162,7 @@ tools_business(struct call *c, const struct app_tool *t)
 		return 1;
 	}
 	if (strcmp(t->name, "verify_identity") == 0) {
-		relay_tool_result(c, t->call_id, "{\"verified\":true}", 1);
+		verify_identity(c, t);
 		return 1;
 	}
 	return 0;

@@ -90,6 +90,7 @@ struct upstream {
 	int			 failed;	/* already reported */
 	int			 zombie;	/* waiting to be freed */
 	const char		*close_reason;
+	char			*tools_own;	/* the persona's tools, less some */
 };
 
 /* Start connecting for call c with persona p.  NULL on memory failure. */

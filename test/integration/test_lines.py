@@ -148,3 +148,38 @@ async def test_new_line_file_takes_calls_after_sighup(env):
         expect([q for q in last.response_requests
                 if q["instructions"] == "Goodbye from the plumber."],
                "the new line's wrap-up")
+
+
+async def test_verify_identity_checks_the_line_facts(env):
+    said = [{"full_name": "Jordan Avery", "account_last4": "9999"},
+            {"full_name": "Someone Else", "date_of_birth": "1985-04-12"},
+            {"full_name": "jordan  AVERY"},
+            {"full_name": "Jordan Avery", "date_of_birth": "1985 04 12"}]
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10}]
+    script += [{"tool_call": {"name": "verify_identity", "arguments": a}} for a in said]
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=LINES).start()
+        await call(d, "collections", "+14155557604", 5)
+        conn = srv.accepted[0]
+        tools = [t["name"] for t in conn.first("session.update")[1]["session"]["tools"]]
+        expect("verify_identity" in tools, "not offered on a line with facts")
+        got = [json.loads(o["output"])["verified"] for o in conn.function_outputs]
+        expect_eq(got, [False, False, False, True], "verdicts")
+
+
+async def test_verify_identity_not_offered_without_facts(env):
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "verify_identity",
+                             "arguments": {"full_name": "Jordan Avery",
+                                           "account_last4": "4471"}}}]
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        # no lines: the collections persona's own route has no facts
+        d = env.daemon(OPENAI_URL=srv.url()).start()
+        await call(d, "collections", "+14155557605", 3)
+        conn = srv.accepted[0]
+        tools = [t["name"] for t in conn.first("session.update")[1]["session"]["tools"]]
+        expect("verify_identity" not in tools, "offered without facts: %r" % tools)
+        expect("record_payment_arrangement" in tools, "other tools kept: %r" % tools)
+        # a model that calls it anyway is not told yes
+        out = json.loads(conn.function_outputs[0]["output"])
+        expect_eq(out["verified"], False, "verdict without facts")

@@ -43,6 +43,11 @@ TEST(line_shipped_lines_load)
 	ASSERT_NULL(l->sms);
 	ASSERT(strstr(l->tools_json, "book_appointment") != NULL);
 	ASSERT_STR_EQ(line_persona(l, &ps, "hvac")->id, "hvac");
+	/* verify_identity only where there are facts to check */
+	l = line_find(&ls, "collections");
+	ASSERT_NOT_NULL(l);
+	ASSERT_NOT_NULL(l->facts_json);
+	ASSERT(strstr(l->tools_json, "verify_identity") != NULL);
 	/* the practice line takes its policy from the keys */
 	l = line_find(&ls, "intake");
 	ASSERT_NOT_NULL(l);
@@ -57,6 +62,24 @@ TEST(line_shipped_lines_load)
 	ASSERT(ls.fallback.free_minutes == 7);
 	ASSERT_STR_EQ(line_persona(&ls.fallback, &ps, "sarah")->id, "sarah");
 	line_set_free(&ls);
+	/* a line on that persona without facts is not offered the tool */
+	{
+		char dir[512], path[600];
+		FILE *f;
+		snprintf(dir, sizeof(dir), "%s/nofacts", test_tmpdir());
+		ASSERT_EQ(mkdir(dir, 0700), 0);
+		snprintf(path, sizeof(path), "%s/owe.json", dir);
+		ASSERT_NOT_NULL(f = fopen(path, "w"));
+		fputs("{\"app\":\"agent\",\"persona\":\"collections\"}", f);
+		fclose(f);
+		ASSERT_EQ(line_set_load(&ls, dir, &cf, &ps, apps, err,
+		    sizeof(err)), 0);
+		l = line_find(&ls, "owe");
+		ASSERT_NOT_NULL(l->tools_json);
+		ASSERT(strstr(l->tools_json, "verify_identity") == NULL);
+		ASSERT(strstr(l->tools_json, "record_payment_arrangement") != NULL);
+		line_set_free(&ls);
+	}
 	/* no directory: no lines, still a fallback */
 	ASSERT_EQ(line_set_load(&ls, "/nonexistent/lines", &cf, &ps, apps, err,
 	    sizeof(err)), 0);
@@ -105,6 +128,12 @@ TEST(line_errors_name_file_and_field)
 	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"colour\":1}",
 	    "colour: unknown field");
 	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"sms\":5}", "sms:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"collections\",\"tools\":"
+	    "[\"verify_identity\"]}", "tools: verify_identity needs \"facts\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"collections\",\"facts\":"
+	    "{\"account_last4\":\"1234\"}}", "facts: full_name and");
+	one_bad("{\"app\":\"agent\",\"persona\":\"collections\",\"facts\":"
+	    "{\"full_name\":\"A B\",\"account_last4\":1234}}", "facts: account_last4");
 	one_bad("[1]", "file: not a JSON object");
 	one_bad("{", "file: line");
 }
