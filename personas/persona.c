@@ -22,8 +22,10 @@
  *    sent); anything else in a tool is an error, since OpenAI rejects it;
  *  - tool_choice "required" needs at least one tool;
  *  - what only one dialect can honour is a warning, not an error:
- *    temperature under GA, idle_timeout_ms and the voices marin and cedar
- *    under beta.
+ *    idle_timeout_ms and the voices marin and cedar under beta.  The
+ *    temperature is the beta dialect's own setting (persona.h): under GA
+ *    it is kept and not sent, without a warning, so personas written for
+ *    both dialects (the shipped ones) start without noise.
  * persona_set_load() skips names that start with '.' (editor lock and
  * backup files) and reads the rest of *.json in strcmp() order.
  */
@@ -454,11 +456,8 @@ load_numbers(struct ctx *c, json_t *root, struct persona *p)
 	json_t *v;
 	char q[64];
 
-	if ((v = json_object_get(root, "temperature")) != NULL &&
-	    want_number(c, v, "temperature", 0.6, 1.2, &p->temperature) ==
-	    0 && c->dialect == OA_GA)
-		warnp(c, "temperature", "temperature is not supported by the "
-		    "GA dialect; not sent");
+	if ((v = json_object_get(root, "temperature")) != NULL)
+		(void)want_number(c, v, "temperature", 0.6, 1.2, &p->temperature);
 	if ((v = json_object_get(root, "speed")) != NULL)
 		(void)want_number(c, v, "speed", 0.25, 1.5, &p->speed);
 	if ((v = json_object_get(root, "max_output_tokens")) != NULL) {

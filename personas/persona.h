@@ -17,7 +17,8 @@
  *     "instructions": "..." or ["...", "..."],   lines joined with "\n"
  *     "greeting": "...",                 instructions for the first
  *                                        response; absent: wait for the caller
- *     "temperature": 0.8,                beta only (0.6-1.2)
+ *     "temperature": 0.8,                beta only (0.6-1.2); kept and not
+ *                                        sent under GA, without a warning
  *     "speed": 1.0,                      0.25-1.5
  *     "max_output_tokens": 4096 | "inf",
  *     "turn_detection": {"type": "server_vad", "threshold": 0.5,

@@ -183,3 +183,17 @@ async def test_verify_identity_not_offered_without_facts(env):
         # a model that calls it anyway is not told yes
         out = json.loads(conn.function_outputs[0]["output"])
         expect_eq(out["verified"], False, "verdict without facts")
+
+
+def test_shipped_configuration_starts_without_warnings(env):
+    import subprocess
+    import harness
+    d = env.daemon(LINES_DIR=LINES)
+    p = subprocess.run([harness.BINARY, "-t", "-f", d.conf_path], capture_output=True,
+                       text=True, timeout=10, env={"PATH": "/usr/bin:/bin"})
+    expect_eq(p.returncode, 0, "-t: " + p.stderr)
+    expect_eq(p.stderr, "", "-t printed more than its ok line")
+    expect("is ok" in p.stdout and "5 lines" in p.stdout, "ok line: %r" % p.stdout)
+    d.start()
+    warns = [ln for ln in d.log().splitlines() if " warn " in ln or " error " in ln]
+    expect_eq(warns, [], "warn-level lines at start")
