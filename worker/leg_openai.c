@@ -58,14 +58,14 @@ upstream_state_name(enum up_state s)
 }
 
 int
-upstream_global_init(char *err, size_t errlen)
+upstream_global_init(struct worker *w, char *err, size_t errlen)
 {
-	struct conf *cf = W.conf;
+	struct conf *cf = w->conf;
 
 	if (!cf->openai_tls)
 		return 0;
 	return tls_ctx_init(&tls, cf->openai_ca_bundle, cf->openai_ca_file,
-	    W.slot, err, errlen);
+	    w->slot, err, errlen);
 }
 
 static void
@@ -84,9 +84,9 @@ up_maybe_free(struct upstream *up)
 		return;
 	/* not here: we may be deep inside one of its own callbacks */
 	up->zombie = 1;
-	worker_forget_upstream(&W, up);
-	up->dirty_next = W.zombies;
-	W.zombies = up;
+	worker_forget_upstream(up->w, up);
+	up->dirty_next = up->w->zombies;
+	up->w->zombies = up;
 }
 
 void
@@ -171,7 +171,7 @@ up_fail(struct upstream *up, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	worker_count(&W, SC_api_errors, 1);
+	worker_count(up->w, SC_api_errors, 1);
 	up_log_call(up);
 	log_warnx("openai: %s", why);
 	log_set_call(NULL);
@@ -269,7 +269,7 @@ upstream_send(struct upstream *up, const char *json, size_t len)
 			    buf_pending(&up->out) + buf_pending(&up->wbuf));
 			return -1;
 		}
-		worker_want_flush_upstream(&W, up);
+		worker_want_flush_upstream(up->w, up);
 		return 0;
 	}
 	if (up->state >= UP_CLOSING)
@@ -310,7 +310,7 @@ up_opened(struct upstream *up)
 			cfg.tools_json = up->tools_own;
 	}
 	buf_consume(&up->scratch, buf_pending(&up->scratch));
-	if (oa_build_session_update(&up->scratch, (enum oa_dialect)W.conf->openai_dialect,
+	if (oa_build_session_update(&up->scratch, (enum oa_dialect)up->w->conf->openai_dialect,
 	    &cfg) != 0) {
 		up_fail(up, "cannot build session.update for persona %s",
 		    up->persona->id);
@@ -335,7 +335,7 @@ up_opened(struct upstream *up)
 	}
 	up->npending = 0;
 	buf_free(&up->pending);		/* only the start of a call needs it */
-	worker_want_flush_upstream(&W, up);
+	worker_want_flush_upstream(up->w, up);
 	relay_upstream_open(up->call, up);
 }
 
@@ -363,7 +363,7 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 	if (rc != OA_OK) {
 		/* a malformed event of a known type: skip it, keep the call;
 		 * logged once per call, then only counted */
-		worker_count(&W, SC_api_errors, 1);
+		worker_count(up->w, SC_api_errors, 1);
 		if (!(up->call->logged_bad & LOGGED_BAD_EVENT)) {
 			up->call->logged_bad |= LOGGED_BAD_EVENT;
 			up_log_call(up);
@@ -381,7 +381,7 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 static void
 up_send_upgrade(struct upstream *up)
 {
-	struct conf *cf = W.conf;
+	struct conf *cf = up->w->conf;
 	unsigned char rnd[16];
 	char req[2048], hostport[300];
 	int n;
@@ -472,11 +472,11 @@ up_on_plain(struct upstream *up, const char *p, size_t n)
 			return;
 		}
 		if (ws_codec_init(&up->ws, WS_CLIENT, MAX_MESSAGE, up_frame_buf(up),
-		    up_on_ws_message, up, W.seed ^ up->id) != 0) {
+		    up_on_ws_message, up, up->w->seed ^ up->id) != 0) {
 			up_fail(up, "out of memory");
 			return;
 		}
-		W.seed = W.seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		up->w->seed = up->w->seed * 6364136223846793005ULL + 1442695040888963407ULL;
 		up->ws_ready = 1;
 		/* the handshake is over: its parser and body buffer go */
 		http_resp_free(&up->resp);
@@ -501,7 +501,7 @@ up_on_plain(struct upstream *up, const char *p, size_t n)
 			up_fail(up, "%s closed the session (code %u)", up->peer,
 			    up->ws.close_code);
 	}
-	worker_want_flush_upstream(&W, up);
+	worker_want_flush_upstream(up->w, up);
 }
 
 static void
@@ -535,14 +535,14 @@ up_read(struct upstream *up, ssize_t n, const uv_buf_t *b)
 	}
 	if (up->state == UP_TLS) {
 		int rc = tls_conn_handshake(&up->tls);
-		worker_want_flush_upstream(&W, up);
+		worker_want_flush_upstream(up->w, up);
 		if (rc == TLS_AGAIN)
 			return;
 		if (rc != TLS_OK) {
 			char e[300];
 			tls_conn_error(&up->tls, e, sizeof(e));
 			up_fail(up, "TLS with %s (%s): %s", up->peer,
-			    W.conf->openai_host, e);
+			    up->w->conf->openai_host, e);
 			return;
 		}
 		up_send_upgrade(up);
@@ -571,9 +571,12 @@ up_read(struct upstream *up, ssize_t n, const uv_buf_t *b)
 static void
 up_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
-	worker_read_begin(&W);
-	up_read(s->data, n, b);
-	worker_read_end(&W, SH_RELAY_OUT);
+	struct upstream *up = s->data;
+	struct worker *w = up->w;	/* up is freed only by the check handle */
+
+	worker_read_begin(w);
+	up_read(up, n, b);
+	worker_read_end(w, SH_RELAY_OUT);
 }
 
 static void
@@ -625,7 +628,7 @@ up_connect_cb(uv_connect_t *req, int status)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	uv_read_start((uv_stream_t *)&up->tcp, up_alloc_cb, up_read_cb);
 	if (up->use_tls) {
-		if (tls_conn_init(&up->tls, &tls, W.conf->openai_host, &up->cin,
+		if (tls_conn_init(&up->tls, &tls, up->w->conf->openai_host, &up->cin,
 		    &up->out) != TLS_OK) {
 			char e[200];
 			tls_conn_error(&up->tls, e, sizeof(e));
@@ -634,7 +637,7 @@ up_connect_cb(uv_connect_t *req, int status)
 		}
 		up->state = UP_TLS;
 		up->deadline_ms = mono_ms() +
-		    (uint64_t)W.conf->openai_handshake_timeout * 1000;
+		    (uint64_t)up->w->conf->openai_handshake_timeout * 1000;
 		tls_conn_handshake(&up->tls);	/* queues the ClientHello */
 		upstream_flush(up);
 		return;
@@ -665,18 +668,18 @@ up_connect_next(struct upstream *up)
 
 	if (up->addr_i >= up->naddrs) {
 		up_fail(up, "cannot connect to %s port %d (%d address%s tried, "
-		    "last %s)", W.conf->openai_host, W.conf->openai_port,
+		    "last %s)", up->w->conf->openai_host, up->w->conf->openai_port,
 		    up->naddrs, up->naddrs == 1 ? "" : "es", up->peer);
 		return;
 	}
 	addr_name(&up->addrs[up->addr_i], up->peer, sizeof(up->peer));
-	if ((rc = uv_tcp_init(&W.loop, &up->tcp)) != 0) {
+	if ((rc = uv_tcp_init(&up->w->loop, &up->tcp)) != 0) {
 		up_fail(up, "socket: %s", uv_strerror(rc));
 		return;
 	}
 	up->tcp.data = up;
 	up->tcp_init = 1;
-	up->deadline_ms = mono_ms() + (uint64_t)W.conf->openai_connect_timeout * 1000;
+	up->deadline_ms = mono_ms() + (uint64_t)up->w->conf->openai_connect_timeout * 1000;
 	up->creq.data = up;
 	rc = uv_tcp_connect(&up->creq, &up->tcp,
 	    (const struct sockaddr *)&up->addrs[up->addr_i], up_connect_cb);
@@ -702,7 +705,7 @@ up_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		return;
 	}
 	if (status < 0) {
-		up_fail(up, "cannot resolve %s: %s", W.conf->openai_host,
+		up_fail(up, "cannot resolve %s: %s", up->w->conf->openai_host,
 		    uv_strerror(status));
 		uv_freeaddrinfo(res);
 		return;
@@ -715,7 +718,7 @@ up_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	uv_freeaddrinfo(res);
 	if (up->naddrs == 0) {
-		up_fail(up, "%s has no address", W.conf->openai_host);
+		up_fail(up, "%s has no address", up->w->conf->openai_host);
 		return;
 	}
 	memcpy(dns_cache.addrs, up->addrs, sizeof(up->addrs));
@@ -738,16 +741,17 @@ upstream_new(struct call *c, const struct persona *p)
 		return NULL;
 	up->magic = UPSTREAM_MAGIC;
 	up->call = c;
+	up->w = c->w;
 	up->persona = p;
 	up->id = ++next_id;
-	up->use_tls = W.conf->openai_tls;
+	up->use_tls = up->w->conf->openai_tls;
 	buf_init(&up->cin, 0);
 	buf_init(&up->plain, 0);
 	buf_init(&up->out, MAX_OUT);
 	buf_init(&up->wbuf, 0);
 	buf_init(&up->scratch, 0);
 	buf_init(&up->pending, MAX_PENDING + 8);
-	snprintf(up->peer, sizeof(up->peer), "%s", W.conf->openai_host);
+	snprintf(up->peer, sizeof(up->peer), "%s", up->w->conf->openai_host);
 
 	if (dns_cache.n > 0 && mono_ms() - dns_cache.at_ms < DNS_CACHE_MS) {
 		memcpy(up->addrs, dns_cache.addrs, sizeof(up->addrs));
@@ -757,13 +761,13 @@ upstream_new(struct call *c, const struct persona *p)
 		return up;
 	}
 	up->state = UP_RESOLVE;
-	up->deadline_ms = mono_ms() + (uint64_t)W.conf->openai_connect_timeout * 1000;
+	up->deadline_ms = mono_ms() + (uint64_t)up->w->conf->openai_connect_timeout * 1000;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%d", W.conf->openai_port);
+	snprintf(port, sizeof(port), "%d", up->w->conf->openai_port);
 	up->gai.data = up;
-	rc = uv_getaddrinfo(&W.loop, &up->gai, up_gai_cb, W.conf->openai_host,
+	rc = uv_getaddrinfo(&up->w->loop, &up->gai, up_gai_cb, up->w->conf->openai_host,
 	    port, &hints);
 	if (rc != 0) {
 		up->state = UP_CLOSED;
@@ -779,7 +783,7 @@ upstream_new(struct call *c, const struct persona *p)
 void
 upstream_tick(struct upstream *up, uint64_t now)
 {
-	struct conf *cf = W.conf;
+	struct conf *cf = up->w->conf;
 
 	switch (up->state) {
 	case UP_RESOLVE:
@@ -814,7 +818,7 @@ upstream_tick(struct upstream *up, uint64_t now)
 			ws_codec_send(&up->ws, WSLAY_PING, "vr", 2);
 			up->ping_out = 1;
 			up->ping_ms = now;
-			worker_want_flush_upstream(&W, up);
+			worker_want_flush_upstream(up->w, up);
 		}
 		break;
 	case UP_CLOSING:

@@ -905,9 +905,9 @@ limit_reached(struct call *c, uint64_t now)
 int
 relay_send_sms(struct call *c, const char *body)
 {
-	if (!rest_sms_configured())
+	if (!rest_sms_configured(c->w->rest))
 		return -1;
-	if (rest_send_sms(c->tok.caller, body, call_sid_of(c)) != 0) {
+	if (rest_send_sms(c->w->rest, c->tok.caller, body, call_sid_of(c)) != 0) {
 		ctl_log(c, 'i', "no SMS: %s is not a phone number", c->masked);
 		return -1;
 	}

@@ -5,7 +5,7 @@
  * every readiness or expiry is handed back with curl_multi_socket_action().
  */
 #include "worker/rest.h"
-#include "worker/worker.h"
+#include "daemon/common/conf.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
@@ -23,9 +23,11 @@
 struct sock {
 	uv_poll_t	 poll;
 	curl_socket_t	 fd;
+	struct rest	*r;
 };
 
 struct job {
+	struct rest	*r;
 	struct job	*next;
 	CURL		*easy;
 	char		*url;
@@ -40,42 +42,51 @@ struct job {
 	char		 errbuf[CURL_ERROR_SIZE];
 };
 
-static struct {
-	uv_loop_t	*loop;
-	CURLM		*multi;
-	uv_timer_t	 timer;
-	struct job	*jobs;
-	unsigned	 pending;
-	int		 ready;
-} R;
+struct rest {
+	uv_loop_t		*loop;
+	const struct conf	*cf;
+	CURLM			*multi;
+	uv_timer_t		 timer;
+	struct job		*jobs;
+	unsigned		 pending;
+	void			(*outcome)(void *arg, int sent);
+	void			*arg;
+};
 
 static void rest_attempt(struct job *j);
 
 int
-rest_sms_configured(void)
+rest_sms_configured(const struct rest *r)
 {
-	struct conf *cf = W.conf;
+	const struct conf *cf = r->cf;
 
 	return cf->sms_enabled && cf->twilio_account_sid[0] &&
 	    cf->twilio_auth_token[0] && cf->twilio_phone_number[0];
 }
 
 unsigned
-rest_pending(void)
+rest_pending(const struct rest *r)
 {
-	return R.pending;
+	return r->pending;
+}
+
+void
+rest_set_conf(struct rest *r, const struct conf *cf)
+{
+	r->cf = cf;
 }
 
 /* ---------------------------------------------------------------- */
 /* curl <-> libuv */
 
 static void
-check_done(void);
+check_done(struct rest *r);
 
 static void
 poll_cb(uv_poll_t *p, int status, int events)
 {
 	struct sock *s = p->data;
+	struct rest *r = s->r;
 	int flags = 0, running;
 
 	if (status < 0)
@@ -84,8 +95,8 @@ poll_cb(uv_poll_t *p, int status, int events)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
 		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(R.multi, s->fd, flags, &running);
-	check_done();
+	curl_multi_socket_action(r->multi, s->fd, flags, &running);
+	check_done(r);
 }
 
 static void
@@ -98,13 +109,14 @@ static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
 {
 	struct sock *s = sockp;
+	struct rest *r = userp;
 	int events = 0;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL) {
 			uv_poll_stop(&s->poll);
 			uv_close((uv_handle_t *)&s->poll, sock_closed_cb);
-			curl_multi_assign(R.multi, fd, NULL);
+			curl_multi_assign(r->multi, fd, NULL);
 		}
 		return 0;
 	}
@@ -112,12 +124,13 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
 		if ((s = calloc(1, sizeof(*s))) == NULL)
 			return -1;
 		s->fd = fd;
-		if (uv_poll_init_socket(R.loop, &s->poll, fd) != 0) {
+		s->r = r;
+		if (uv_poll_init_socket(r->loop, &s->poll, fd) != 0) {
 			free(s);
 			return -1;
 		}
 		s->poll.data = s;
-		curl_multi_assign(R.multi, fd, s);
+		curl_multi_assign(r->multi, fd, s);
 	}
 	if (what & CURL_POLL_IN)
 		events |= UV_READABLE;
@@ -130,37 +143,54 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp)
 static void
 timer_cb(uv_timer_t *t)
 {
+	struct rest *r = t->data;
 	int running;
 
-	curl_multi_socket_action(R.multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done();
+	curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(r);
 }
 
 static int
 timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
 {
+	struct rest *r = userp;
+
 	if (timeout_ms < 0)
-		uv_timer_stop(&R.timer);
+		uv_timer_stop(&r->timer);
 	else
-		uv_timer_start(&R.timer, timer_cb, (uint64_t)timeout_ms, 0);
+		uv_timer_start(&r->timer, timer_cb, (uint64_t)timeout_ms, 0);
 	return 0;
 }
 
-int
-rest_init(uv_loop_t *loop)
+struct rest *
+rest_new(uv_loop_t *loop, const struct conf *cf,
+    void (*outcome)(void *arg, int sent), void *arg)
 {
-	if (R.ready)
-		return 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		return -1;
-	R.loop = loop;
-	if ((R.multi = curl_multi_init()) == NULL)
-		return -1;
-	curl_multi_setopt(R.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(R.multi, CURLMOPT_TIMERFUNCTION, timerfunc_cb);
-	uv_timer_init(loop, &R.timer);
-	R.ready = 1;
-	return 0;
+	static int curl_ready;
+	struct rest *r;
+
+	if (!curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+			return NULL;
+		curl_ready = 1;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->loop = loop;
+	r->cf = cf;
+	r->outcome = outcome;
+	r->arg = arg;
+	if ((r->multi = curl_multi_init()) == NULL) {
+		free(r);
+		return NULL;
+	}
+	curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
+	curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, timerfunc_cb);
+	curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
+	uv_timer_init(loop, &r->timer);
+	r->timer.data = r;
+	return r;
 }
 
 /* ---------------------------------------------------------------- */
@@ -197,16 +227,17 @@ job_closed_cb(uv_handle_t *h)
 static void
 job_free(struct job *j)
 {
+	struct rest *r = j->r;
 	struct job **pp;
 
-	for (pp = &R.jobs; *pp != NULL; pp = &(*pp)->next)
+	for (pp = &r->jobs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == j) {
 			*pp = j->next;
 			break;
 		}
-	R.pending--;
+	r->pending--;
 	if (j->easy != NULL) {
-		curl_multi_remove_handle(R.multi, j->easy);
+		curl_multi_remove_handle(r->multi, j->easy);
 		curl_easy_cleanup(j->easy);
 		j->easy = NULL;
 	}
@@ -241,17 +272,19 @@ error_text(const struct job *j, char *out, size_t len)
 static void
 job_finished(struct job *j, CURLcode res)
 {
+	struct rest *r = j->r;
 	long status = 0;
 	char why[256];
 	int retry;
 
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_multi_remove_handle(R.multi, j->easy);
+	curl_multi_remove_handle(r->multi, j->easy);
 	curl_easy_cleanup(j->easy);
 	j->easy = NULL;
 	log_set_call(j->call_sid);
 	if (res == CURLE_OK && status >= 200 && status < 300) {
-		worker_count(&W, SC_sms_sent, 1);
+		if (r->outcome != NULL)
+			r->outcome(r->arg, 1);
 		log_info("goodbye SMS to %s accepted by Twilio (HTTP %ld, attempt %d)",
 		    j->to_masked, status, j->attempt);
 		log_set_call(NULL);
@@ -275,14 +308,15 @@ job_finished(struct job *j, CURLcode res)
 		    why, (unsigned long long)delay);
 		log_set_call(NULL);
 		if (!j->retry_init) {
-			uv_timer_init(R.loop, &j->retry);
+			uv_timer_init(r->loop, &j->retry);
 			j->retry.data = j;
 			j->retry_init = 1;
 		}
 		uv_timer_start(&j->retry, retry_cb, delay, 0);
 		return;
 	}
-	worker_count(&W, SC_sms_failed, 1);
+	if (r->outcome != NULL)
+		r->outcome(r->arg, 0);
 	log_warnx("SMS to %s given up after %d attempt%s: %s", j->to_masked,
 	    j->attempt, j->attempt == 1 ? "" : "s", why);
 	log_set_call(NULL);
@@ -290,12 +324,12 @@ job_finished(struct job *j, CURLcode res)
 }
 
 static void
-check_done(void)
+check_done(struct rest *r)
 {
 	CURLMsg *msg;
 	int left;
 
-	while ((msg = curl_multi_info_read(R.multi, &left)) != NULL) {
+	while ((msg = curl_multi_info_read(r->multi, &left)) != NULL) {
 		struct job *j;
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -307,7 +341,7 @@ check_done(void)
 static void
 rest_attempt(struct job *j)
 {
-	struct conf *cf = W.conf;
+	const struct conf *cf = j->r->cf;
 	CURL *e = curl_easy_init();
 
 	j->attempt++;
@@ -333,7 +367,7 @@ rest_attempt(struct job *j)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, j);
-	if (curl_multi_add_handle(R.multi, e) != CURLM_OK)
+	if (curl_multi_add_handle(j->r->multi, e) != CURLM_OK)
 		job_finished(j, CURLE_FAILED_INIT);
 }
 
@@ -356,15 +390,17 @@ form_field(CURL *e, const char *name, const char *value, char *acc)
 }
 
 int
-rest_send_sms(const char *to, const char *body, const char *call_sid)
+rest_send_sms(struct rest *r, const char *to, const char *body,
+    const char *call_sid)
 {
-	struct conf *cf = W.conf;
+	const struct conf *cf;
 	struct job *j;
 	CURL *e;
 	size_t n;
 
-	if (!R.ready || !rest_sms_configured())
+	if (r == NULL || !rest_sms_configured(r))
 		return -1;
+	cf = r->cf;
 	/* only a phone number can get a text: +E.164 */
 	if (to == NULL || to[0] != '+' || strlen(to) < 8 || strlen(to) > 16)
 		return -1;
@@ -375,6 +411,7 @@ rest_send_sms(const char *to, const char *body, const char *call_sid)
 		free(j);
 		return -1;
 	}
+	j->r = r;
 	n = strlen(cf->twilio_api_base) + strlen(cf->twilio_account_sid) + 64;
 	j->url = malloc(n);
 	if (j->url)
@@ -394,9 +431,9 @@ rest_send_sms(const char *to, const char *body, const char *call_sid)
 	}
 	vr_strlcpy(j->call_sid, call_sid ? call_sid : "", sizeof(j->call_sid));
 	mask_phone(to, j->to_masked, sizeof(j->to_masked));
-	j->next = R.jobs;
-	R.jobs = j;
-	R.pending++;
+	j->next = r->jobs;
+	r->jobs = j;
+	r->pending++;
 	rest_attempt(j);
 	return 0;
 }

@@ -41,10 +41,12 @@ enum up_state {
 };
 
 struct call;
+struct worker;
 
 struct upstream {
 	uint32_t		 magic;
 	struct call		*call;
+	struct worker		*w;		/* the call's */
 	const struct persona	*persona;
 	enum up_state		 state;
 	uint64_t		 id;		/* for logs: per worker */
@@ -108,7 +110,7 @@ void upstream_flush(struct upstream *up);
  * the upstream itself). */
 void upstream_destroy(struct upstream *up);
 /* The worker's TLS context, made once after fork. */
-int  upstream_global_init(char *err, size_t errlen);
+int  upstream_global_init(struct worker *w, char *err, size_t errlen);
 const char *upstream_state_name(enum up_state s);
 
 #endif

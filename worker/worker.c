@@ -287,7 +287,7 @@ tick_cb(uv_timer_t *t)
 		call_tick(c, now);
 	}
 	/* a draining worker also waits for its goodbye SMS (bounded by retries) */
-	if (w->draining && w->ncalls == 0 && rest_pending() == 0 &&
+	if (w->draining && w->ncalls == 0 && rest_pending(w->rest) == 0 &&
 	    now - w->drain_ms >= DRAIN_SETTLE_MS)
 		worker_exit(w, 0);
 	if (w->shutting && now - w->shut_ms > SHUTDOWN_MAX_MS)
@@ -325,6 +325,13 @@ worker_batch_opened(struct worker *w)
 	if (!uv_is_active((uv_handle_t *)&w->batch_timer))
 		uv_timer_start(&w->batch_timer, batch_cb, BATCH_CHECK_MS,
 		    BATCH_CHECK_MS);
+}
+
+/* A goodbye SMS ended: one of the worker's counters. */
+static void
+sms_outcome(void *arg, int sent)
+{
+	worker_count(arg, sent ? SC_sms_sent : SC_sms_failed, 1);
 }
 
 void
@@ -378,9 +385,9 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	uv_check_init(&w->loop, &w->flush_check);
 	w->flush_check.data = w;
 	uv_check_start(&w->flush_check, flush_cb);
-	if (rest_init(&w->loop) != 0)
+	if ((w->rest = rest_new(&w->loop, w->conf, sms_outcome, w)) == NULL)
 		fatalx("libcurl could not start");
-	if (upstream_global_init(err, sizeof(err)) != 0) {
+	if (upstream_global_init(w, err, sizeof(err)) != 0) {
 		vr_strlcpy(w->sw->sw_last_error, err, sizeof(w->sw->sw_last_error));
 		fatalx("TLS: %s", err);
 	}

@@ -17,6 +17,7 @@
 
 struct call;
 struct upstream;
+struct rest;
 
 /* One per worker process. */
 struct worker {
@@ -42,6 +43,7 @@ struct worker {
 	uint64_t		 seed;		/* for WebSocket masks */
 	const struct persona_set *personas;
 	const struct line_set	*lines;
+	struct rest		*rest;		/* Twilio REST client (SMS) */
 
 	/* writes are batched: whatever a loop iteration queued is written
 	 * once, by the check handle, after all the reads of that iteration */

@@ -81,8 +81,9 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 void call_want_flush(struct call *c) { }
 void call_release(struct call *c) { c->refs--; }
 void worker_batch_opened(struct worker *w) { }
-int rest_sms_configured(void) { return 1; }
-int rest_send_sms(const char *to, const char *body, const char *sid)
+int rest_sms_configured(const struct rest *r) { return 1; }
+int rest_send_sms(struct rest *r, const char *to, const char *body,
+    const char *sid)
 {
 	sms_calls++;
 	return 0;
