@@ -309,11 +309,16 @@ journal_replay(struct store *st)
 	FILE *f;
 	char *line = NULL;
 	size_t cap = 0;
+	int fd;
 
 	if (st->jfd < 0 || st->jsize == st->joff || st->db == NULL)
 		return;
-	if ((f = fdopen(dup(st->jfd), "r")) == NULL)
+	if ((fd = fcntl(st->jfd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return;
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return;
+	}
 	if (fseeko(f, st->joff, SEEK_SET) != 0)
 		goto out;
 	for (int round = 0; round < REPLAY_ROUNDS && st->db != NULL; round++) {

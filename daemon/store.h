@@ -88,6 +88,8 @@ int  store_db_apply(struct store_db *db, json_t *records, char *err,
 int  store_db_apply_each(struct store_db *db, json_t *records,
     unsigned *rejected, char *err, size_t errlen);
 
+#define STORE_PAGE_MAX	1000	/* calls in one page of the history */
+
 struct store_filter {
 	const char	*from, *to, *line, *status, *direction;
 	uint64_t	 since, until;	/* ms; 0: open */

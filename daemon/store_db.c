@@ -750,7 +750,11 @@ call_json(const json_t *row)
 	json_object_set(o, "line", json_object_get(row, "line"));
 	json_object_set(o, "persona", json_object_get(row, "persona"));
 	ps = json_string_value(json_object_get(row, "personas"));
+	/* a JSON array as written from a record's array; a plain name
+	 * from a record's string */
 	v = ps ? json_loads(ps, 0, NULL) : NULL;
+	if (v == NULL && ps != NULL)
+		v = json_pack("[s]", ps);
 	json_object_set_new(o, "personas", v ? v : json_array());
 	json_object_set(o, "app", json_object_get(row, "app"));
 	json_object_set(o, "status", json_object_get(row, "status"));
@@ -800,6 +804,10 @@ store_db_history(struct store_db *db, const struct store_filter *f,
 	int np = 0;
 	long limit = f->limit > 0 ? f->limit : 50, offset = f->offset > 0 ?
 	    f->offset : 0;
+
+	/* one page is at most STORE_PAGE_MAX calls, whatever was asked */
+	if (limit > STORE_PAGE_MAX)
+		limit = STORE_PAGE_MAX;
 	static const struct { size_t off; const char *col; } eq[] = {
 		{ offsetof(struct store_filter, from), "from_number" },
 		{ offsetof(struct store_filter, to), "to_number" },

@@ -465,6 +465,13 @@ TEST(store_history_pages_and_filters)
 	ASSERT_EQ(json_integer_value(json_object_get(h, "limit")), 10);
 	json_decref(h);
 
+	/* a page is capped, and says so */
+	h = history(db, (struct store_filter){ .limit = 5000 });
+	ASSERT_EQ(json_integer_value(json_object_get(h, "limit")),
+	    STORE_PAGE_MAX);
+	ASSERT_EQ(json_array_size(json_object_get(h, "calls")), 30);
+	json_decref(h);
+
 	h = history(db, (struct store_filter){ .limit = 10, .offset = 25 });
 	ASSERT_EQ(json_array_size(json_object_get(h, "calls")), 5);
 	ASSERT_STR_EQ(sid_at(h, 0), "CA04");
@@ -523,8 +530,19 @@ TEST(store_call_record_whole)
 	fresh();
 	db = open_db();
 	apply(db, one_call_records());
+	apply(db, json_pack("[{s:s, s:s, s:[s, s]}, {s:s, s:s, s:s}]",
+	    "type", "call", "call_sid", "CA1", "personas", "intake", "dental",
+	    "type", "call", "call_sid", "CA2", "personas", "intake"));
+	c = store_db_call(db, "CA2", err, sizeof(err));
+	ASSERT_EQ(json_array_size(json_object_get(c, "personas")), 1);
+	ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(c,
+	    "personas"), 0)), "intake");
+	json_decref(c);
 	c = store_db_call(db, "CA1", err, sizeof(err));
 	ASSERT_NOT_NULL(c);
+	ASSERT_EQ(json_array_size(json_object_get(c, "personas")), 2);
+	ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(c,
+	    "personas"), 1)), "dental");
 	ASSERT_STR_EQ(json_string_value(json_object_get(c, "from")),
 	    "+15551230001");
 	ASSERT_STR_EQ(json_string_value(json_object_get(c, "direction")),
