@@ -664,6 +664,7 @@ master_run(struct master *m)
 		return EXIT_FATAL_CONFIG;
 	}
 	m->flushed_version = atomic_load(&m->shm.hdr->sh_ledger_version);
+	routes_usage_warm();
 	replay_tokens_load();
 	if (front_listen(m) != 0)
 		return EXIT_FATAL_CONFIG;

@@ -121,6 +121,8 @@ void front_stop(struct master *m);
 struct conn;
 struct http_req;
 void routes_dispatch(struct conn *c, struct http_req *r);
+/* Sort the ledger for /usage-data now (at start), not on the request path. */
+void routes_usage_warm(void);
 /* Send a response on c; body copied.  Used by routes and front. */
 void conn_respond(struct conn *c, int status, const char *content_type,
     const char *body, size_t len, const char *extra_headers);

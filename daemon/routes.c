@@ -530,6 +530,8 @@ usage_index_get(void)
 	}
 	if (usage_seen == NULL && (usage_seen = calloc(nl / 8 + 1, 1)) == NULL)
 		return NULL;
+	uint64_t t0 = mono_us();
+
 	if ((add = malloc((size_t)(used - (old ? old->used : 0)) *
 	    sizeof(*add) + sizeof(*add))) == NULL)
 		return NULL;
@@ -562,7 +564,15 @@ usage_index_get(void)
 	usage_idx = ix;
 	if (old != NULL && old->refs == 0)
 		free(old);
+	log_debug("/usage-data: %zu callers in order, %zu new, in %llu ms", k,
+	    nadd, (unsigned long long)((mono_us() - t0) / 1000));
 	return ix;
+}
+
+void
+routes_usage_warm(void)
+{
+	usage_index_put(usage_index_get());
 }
 
 static int
