@@ -61,3 +61,24 @@ def test_records_unavailable_costs_no_call(env):
     expect_eq(wh.status, 200, "voice webhook")
     expect(wh.stream_url, "a stream offered: %r" % wh.body)
     d.stop()
+
+
+def test_records_configtest_postgresql(env):
+    # nothing listens on port 1: -t names the store and the reason; hosts
+    # sharing a database are told to share the stream secret
+    d = env.daemon(DATABASE_URL="postgresql://vr@127.0.0.1:1/vr?connect_timeout=3",
+                   STREAM_SECRET=None)
+    rc = subprocess.run([harness.BINARY, "-t", "-f", d.conf_path],
+                        capture_output=True, text=True, timeout=20)
+    expect(rc.returncode != 0, "-t accepted an unreachable DATABASE_URL")
+    expect("DATABASE_URL: postgresql: " in rc.stderr, "reason: %r" % rc.stderr)
+    expect("must share one STREAM_SECRET" in rc.stderr, "secret warning: %r" % rc.stderr)
+    # a URL of another scheme is a configuration error
+    d.write_conf(DATABASE_URL="mysql://x/y", STREAM_SECRET="s" * 20)
+    rc = subprocess.run([harness.BINARY, "-t", "-f", d.conf_path],
+                        capture_output=True, text=True, timeout=20)
+    expect(rc.returncode != 0, "-t accepted mysql://")
+    expect("DATABASE_URL: must start with postgresql://" in rc.stderr,
+           "reason: %r" % rc.stderr)
+    expect("must share one STREAM_SECRET" not in rc.stderr,
+           "no secret warning with one set: %r" % rc.stderr)

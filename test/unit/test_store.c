@@ -15,6 +15,7 @@
 #include <math.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -956,4 +957,77 @@ TEST_T(store_journal_replayed_at_next_start, 60)
 	uv_loop_close(&loop);
 	ASSERT_EQ(count("SELECT COUNT(*) AS n FROM calls"), 51);
 	ASSERT_EQ(count("SELECT COUNT(*) AS n FROM utterances"), 102);
+}
+
+/*
+ * Hosts sharing one database: several processes, each with its own
+ * connection, claim the same tokens in different orders and report
+ * minutes for the same caller.  Each token is won once; the minutes add
+ * up once per call whatever the number of reports.
+ */
+TEST_T(store_hosts_share_tokens_and_minutes, 60)
+{
+	enum { HOSTS = 4, TOKENS = 60 };
+	int fds[HOSTS][2], wins = 0;
+	pid_t pids[HOSTS];
+	char err[512];
+	struct store_db *db;
+
+	fresh();
+	store_db_close(open_db());
+	for (int h = 0; h < HOSTS; h++) {
+		ASSERT_EQ(pipe(fds[h]), 0);
+		if ((pids[h] = fork()) == 0) {
+			struct store_db *mine;
+			char tok[32], host[16], sid[16];
+			int won = 0;
+
+			cfg.busy_ms = 5000;
+			if ((mine = store_db_open(&cfg, 0, err, sizeof(err))) == NULL)
+				_exit(100);
+			snprintf(host, sizeof(host), "host%d", h);
+			for (int i = 0; i < TOKENS; i++) {
+				/* each host its own order */
+				int t = (i * (2 * h + 1) + h * 7) % TOKENS;
+				int r;
+
+				snprintf(tok, sizeof(tok), "tok-%d", t);
+				r = store_db_token_claim(mine, tok, host, T0,
+				    T0 + 60000, err, sizeof(err));
+				if (r < 0)
+					_exit(101);
+				won += r;
+			}
+			/* every host reports both calls of one caller, growing */
+			for (int k = 1; k <= 5; k++)
+				for (int c = 0; c < 2; c++) {
+					snprintf(sid, sizeof(sid), "CAm%d", c);
+					apply(mine, json_pack("[{s:s, s:s, s:s, s:I, s:s}]",
+					    "type", "minutes", "phone", "+15557770000",
+					    "call_sid", sid, "used_ms",
+					    (json_int_t)(k * 1000 * (c + 1)), "host", host));
+				}
+			store_db_close(mine);
+			if (write(fds[h][1], &won, sizeof(won)) != sizeof(won))
+				_exit(102);
+			_exit(0);
+		}
+		close(fds[h][1]);
+	}
+	for (int h = 0; h < HOSTS; h++) {
+		int won = -1, st;
+
+		ASSERT_EQ(read(fds[h][0], &won, sizeof(won)), sizeof(won));
+		ASSERT_EQ(waitpid(pids[h], &st, 0), pids[h]);
+		ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		close(fds[h][0]);
+		wins += won;
+	}
+	ASSERT_EQ(wins, TOKENS);
+	ASSERT_EQ(count("SELECT COUNT(*) AS n FROM used_tokens"), TOKENS);
+	db = open_db();
+	/* 5 s of call 0 and 10 s of call 1 */
+	ASSERT_EQ(store_db_caller_used_ms(db, "+15557770000", err, sizeof(err)),
+	    15000);
+	store_db_close(db);
 }
