@@ -350,6 +350,22 @@ reload(struct master *m)
 		free(nc.admin_bind);
 		nc.admin_bind = strdup(m->conf.admin_bind);
 	}
+	if (strcmp(nc.database_path, m->conf.database_path) != 0 ||
+	    strcmp(nc.database_url, m->conf.database_url) != 0 ||
+	    strcmp(nc.database_journal, m->conf.database_journal) != 0 ||
+	    nc.retention_days != m->conf.retention_days) {
+		/* the store thread keeps its own copy of these */
+		log_warnx("reload: DATABASE_PATH, DATABASE_URL, DATABASE_JOURNAL "
+		    "and RETENTION_DAYS changes need a restart; the call records "
+		    "stay where they are");
+		free(nc.database_path);
+		free(nc.database_url);
+		free(nc.database_journal);
+		nc.database_path = strdup(m->conf.database_path);
+		nc.database_url = strdup(m->conf.database_url);
+		nc.database_journal = strdup(m->conf.database_journal);
+		nc.retention_days = m->conf.retention_days;
+	}
 	/* the listener stays where it is: it must not lose its token there */
 	if (nc.admin_bind == NULL || nc.bind == NULL ||
 	    (nc.admin_token[0] == '\0' &&

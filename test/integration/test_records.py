@@ -4,6 +4,7 @@ and a store that cannot open costs no call."""
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -82,3 +83,17 @@ def test_records_configtest_postgresql(env):
            "reason: %r" % rc.stderr)
     expect("must share one STREAM_SECRET" not in rc.stderr,
            "no secret warning with one set: %r" % rc.stderr)
+
+
+def test_records_reload_keeps_the_store(env):
+    d = env.daemon().start()
+    d.wait_for(lambda: metric(d, "records_up") == 1, 10, "records_up 1")
+    other = os.path.join(env.tmp, "other.db")
+    d.write_conf(DATABASE_PATH=other)
+    d.signal(signal.SIGHUP)
+    d.wait_for(lambda: "reloaded: generation 2" in d.log(), 10, "the reload")
+    expect("DATABASE_JOURNAL and RETENTION_DAYS changes need a restart" in d.log(),
+           "the warning")
+    expect_eq(metric(d, "records_up"), 1, "records_up after the reload")
+    expect(not os.path.exists(other), "a second database was opened")
+    d.stop()
