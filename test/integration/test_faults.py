@@ -163,8 +163,14 @@ async def test_usage_csv_unwritable_then_catches_up(env):
     expect(r.returncode == 0, "remount ro: %s" % r.stderr)
     s = await twilio.place_call(d.base, 1, "+14155550002", 1.5)
     del s
-    await asyncio.sleep(2.5)
-    h = await asyncio.to_thread(d.health)
+    # the save that fails comes within USAGE_FLUSH_INTERVAL of the call's
+    # end; wait for it (bounded) rather than for a fixed time
+    deadline = time.monotonic() + 15
+    while True:
+        h = await asyncio.to_thread(d.health)
+        if h["counters"]["flush_failed"] >= 1 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     expect(h["counters"]["flush_failed"] >= 1, "no failed save counted")
     after = _in_ns(pid, "cat", os.path.join(ledger, "usage.csv"),
                    os.path.join(ledger, "usage_backup.csv")).stdout
@@ -176,8 +182,12 @@ async def test_usage_csv_unwritable_then_catches_up(env):
                "2>/dev/null; true" % ledger)
     s = await twilio.place_call(d.base, 2, "+14155550003", 1.0)
     failed = h["counters"]["flush_failed"]
-    await asyncio.sleep(2.5)
-    h = await asyncio.to_thread(d.health)
+    deadline = time.monotonic() + 15
+    while True:
+        h = await asyncio.to_thread(d.health)
+        if h["counters"]["flush_failed"] > failed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     expect(h["counters"]["flush_failed"] > failed, "full disk not counted")
     full = _in_ns(pid, "cat", os.path.join(ledger, "usage.csv"),
                   os.path.join(ledger, "usage_backup.csv")).stdout
@@ -188,8 +198,12 @@ async def test_usage_csv_unwritable_then_catches_up(env):
     expect("+14155550002" in rows and "+14155550003" in rows, "minutes lost: %r" % rows)
     # space again: the next save catches up
     _in_ns(pid, "rm", "-f", os.path.join(ledger, "filler"))
-    await asyncio.sleep(2.5)
-    saved = _in_ns(pid, "cat", os.path.join(ledger, "usage.csv")).stdout
+    deadline = time.monotonic() + 15
+    while True:
+        saved = _in_ns(pid, "cat", os.path.join(ledger, "usage.csv")).stdout
+        if "+14155550003" in saved or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     for phone in ("+14155550001", "+14155550002", "+14155550003"):
         expect(phone in saved, "%s missing after recovery: %r" % (phone, saved))
     backup = _in_ns(pid, "cat", os.path.join(ledger, "usage_backup.csv")).stdout
