@@ -188,7 +188,7 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
-    "tools", "transport", "description", "facts", NULL };
+    "tools", "transport", "description", "facts", "keypad", NULL };
 
 char *
 line_tools_without(const char *tools_json, const char *name)
@@ -242,6 +242,79 @@ get_facts(struct lctx *x, json_t *root, struct line *l)
 		return;
 	}
 	l->facts_json = json_dumps(v, JSON_COMPACT);
+}
+
+const struct line_key *
+line_key(const struct line *l, char digit)
+{
+	for (int i = 0; i < l->nkeys; i++)
+		if (l->keys[i].digit == digit)
+			return &l->keys[i];
+	return NULL;
+}
+
+/*
+ * "keypad": {"<key>": action}: an action is "end_call", "repeat", "model",
+ * {"action": "persona", "persona": id} or {"action": "transfer",
+ * "target": label} (a label of transfer_targets).
+ */
+static void
+get_keypad(struct lctx *x, json_t *root, struct line *l,
+    const struct persona_set *ps)
+{
+	json_t *v = json_object_get(root, "keypad"), *a;
+	const char *k, *act, *arg;
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_object(v)) {
+		bad(x, "keypad", "an object of keys (0-9, *, #, A-D) to actions");
+		return;
+	}
+	json_object_foreach(v, k, a) {
+		struct line_key *lk;
+
+		if (strlen(k) != 1 || strchr("0123456789*#ABCD", k[0]) == NULL) {
+			bad(x, "keypad", "\"%.16s\" is not a key (0-9, *, #, A-D)", k);
+			continue;
+		}
+		lk = &l->keys[l->nkeys];
+		lk->digit = k[0];
+		arg = NULL;
+		if (json_is_string(a))
+			act = json_string_value(a);
+		else if (json_is_object(a))
+			act = json_string_value(json_object_get(a, "action"));
+		else
+			act = NULL;
+		if (act == NULL) {
+			bad(x, "keypad", "%s: an action name, or an object with "
+			    "\"action\"", k);
+			continue;
+		}
+		if (strcmp(act, "end_call") == 0)
+			lk->action = LK_END;
+		else if (strcmp(act, "repeat") == 0)
+			lk->action = LK_REPEAT;
+		else if (strcmp(act, "model") == 0)
+			lk->action = LK_MODEL;
+		else if (strcmp(act, "persona") == 0) {
+			lk->action = LK_PERSONA;
+			arg = json_string_value(json_object_get(a, "persona"));
+			if (arg == NULL || persona_find(ps, arg) == NULL) {
+				bad(x, "keypad", "%s: \"persona\" names no persona "
+				    "in PERSONAS_DIR", k);
+				continue;
+			}
+		} else {
+			bad(x, "keypad", "%s: no action \"%.32s\" (end_call, repeat, "
+			    "model, persona)", k, act);
+			continue;
+		}
+		if (arg != NULL)
+			snprintf(lk->arg, sizeof(lk->arg), "%s", arg);
+		l->nkeys++;
+	}
 }
 
 static int
@@ -328,6 +401,7 @@ load_line(struct line *l, const char *path, const char *id,
 		bad(x, "transport", "\"media_streams\" (the only transport)");
 	get_facts(x, root, l);
 	get_tools(x, root, l, p);
+	get_keypad(x, root, l, ps);
 	if (l->facts_json == NULL) {
 		/* nothing to check an identity against: not offered */
 		const char *t = l->tools_json ? l->tools_json :

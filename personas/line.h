@@ -22,6 +22,10 @@
  *               "account_last4": "1234"},   what verify_identity checks
  *                                  the caller's answers against; a line
  *                                  without facts does not offer that tool
+ *     "keypad": {"9": "end_call", "*": "repeat",
+ *                "2": {"action": "persona", "persona": "dental"}},
+ *                                  what a key does; other keys are told
+ *                                  to the model
  *     "transport": "media_streams"
  *   }
  *
@@ -37,6 +41,22 @@
 #include "personas/persona.h"
 
 #define LINE_APP_MAX	16
+#define LINE_KEYS	16	/* 0-9 * # A-D */
+
+/* What a key of the caller's keypad does on a line. */
+enum line_key_action {
+	LK_MODEL = 0,		/* told to the model ("The caller pressed 5") */
+	LK_END,			/* end the call */
+	LK_REPEAT,		/* say the last answer again */
+	LK_PERSONA,		/* switch to persona `arg` */
+	LK_TRANSFER,		/* transfer to the target labelled `arg` */
+};
+
+struct line_key {
+	char			 digit;
+	enum line_key_action	 action;
+	char			 arg[PERSONA_ID_MAX];
+};
 
 struct line {
 	char		 id[PERSONA_ID_MAX];	/* route; "" for the fallback */
@@ -51,6 +71,8 @@ struct line {
 	char		*sms;			/* NULL: no SMS */
 	char		*tools_json;		/* NULL: the persona's own */
 	char		*facts_json;		/* JSON object, NULL: none */
+	struct line_key	 keys[LINE_KEYS];	/* the keypad map */
+	int		 nkeys;
 };
 
 struct line_set {
@@ -78,6 +100,8 @@ const struct persona *line_persona(const struct line *l,
 /* tools_json (a JSON array of function tools) without the tool `name`:
  * a new string, or NULL when it has no such tool (or on error). */
 char *line_tools_without(const char *tools_json, const char *name);
+/* The action of key digit on line l: LK_MODEL when the line names none. */
+const struct line_key *line_key(const struct line *l, char digit);
 /* The caller's allowance applies. */
 static inline int
 line_has_quota(const struct line *l)

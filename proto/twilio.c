@@ -67,6 +67,7 @@ tw_strerror(int err)
 	case TW_ERR_SID:	return "malformed SID";
 	case TW_ERR_TOOBIG:	return "field too long";
 	case TW_ERR_BASE64:	return "payload is not base64";
+	case TW_ERR_DIGIT:	return "dtmf without a key 0-9, *, #, A-D";
 	}
 	return "unknown error";
 }
@@ -375,25 +376,26 @@ parse_media(const json_t *root, struct tw_msg *m, const char *buf, size_t len)
 	return TW_OK;
 }
 
+/* Every fault of a dtmf event is TW_ERR_DIGIT: the caller's keypad is not
+ * worth a call, so the worker counts and ignores it. */
 static int
 parse_dtmf(const json_t *root, struct tw_msg *m)
 {
 	const json_t *d, *dg;
 	const char *s;
-	int rc;
 
 	d = json_object_get(root, "dtmf");
 	if (!json_is_object(d))
-		return TW_ERR_FIELD;
-	if ((rc = copy_opt(m->track, sizeof(m->track), d, "track")) != TW_OK)
-		return rc;
+		return TW_ERR_DIGIT;
+	if (copy_opt(m->track, sizeof(m->track), d, "track") != TW_OK)
+		return TW_ERR_DIGIT;
 	dg = json_object_get(d, "digit");
 	if (!json_is_string(dg) || json_string_length(dg) != 1)
-		return TW_ERR_FIELD;
+		return TW_ERR_DIGIT;
 	s = json_string_value(dg);
 	if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '*' || s[0] == '#' ||
 	    (s[0] >= 'A' && s[0] <= 'D')))
-		return TW_ERR_FIELD;
+		return TW_ERR_DIGIT;
 	m->digit[0] = s[0];
 	m->digit[1] = '\0';
 	return TW_OK;

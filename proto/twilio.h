@@ -43,6 +43,7 @@ enum tw_err {
 	TW_ERR_SID = -5,	/* a SID that is not [A-Za-z0-9]{2,64} */
 	TW_ERR_TOOBIG = -6,	/* a string longer than its array */
 	TW_ERR_BASE64 = -7,	/* media payload is not base64 */
+	TW_ERR_DIGIT = -8,	/* a dtmf event without a key we know */
 };
 
 struct tw_msg {

@@ -53,6 +53,8 @@
 	X(frames_out,		"media messages sent to Twilio")		\
 	X(marks_in,		"mark echoes received from Twilio")		\
 	X(dtmf_in,		"DTMF digits received")				\
+	X(dtmf_bad,		"dtmf events without a key we know, ignored")	\
+	X(dtmf_dropped,		"key presses past five a second, not acted on") \
 	X(silence_fill_ms,	"ms of silence inserted for gaps in Twilio timestamps") \
 	X(calls_timed_out,	"calls closed because Twilio went silent")	\
 	X(calls_cut,		"calls closed by a shutdown (drain or reload deadline)") \

@@ -27,6 +27,7 @@
  * struct for all calls (it is 10 KB, most of it customParameters). */
 static struct tw_msg twilio_msg;
 #define LOGGED_UNKNOWN	0x1	/* c->logged_bad: an unknown event */
+#define LOGGED_DIGIT	0x2	/* c->logged_bad: a dtmf without a key */
 
 static int
 bad_message(struct call *c, const char *what, uint16_t code)
@@ -169,7 +170,18 @@ twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 	if (opcode != WSLAY_TEXT_FRAME)
 		return bad_message(c, "binary frame (Media Streams is JSON text)",
 		    1003);
-	if ((rc = tw_parse((const char *)data, len, m)) != TW_OK)
+	if ((rc = tw_parse((const char *)data, len, m)) == TW_ERR_DIGIT) {
+		/* a keypad is no reason to drop a caller: counted, ignored */
+		worker_count(c->w, SC_dtmf_bad, 1);
+		if (!(c->logged_bad & LOGGED_DIGIT)) {
+			c->logged_bad |= LOGGED_DIGIT;
+			log_set_call(c->tok.call_sid);
+			log_info("ignoring a dtmf event: %s", tw_strerror(rc));
+			log_set_call(NULL);
+		}
+		return 0;
+	}
+	if (rc != TW_OK)
 		return bad_message(c, tw_strerror(rc), 1007);
 	if (m->event != TW_CONNECTED && m->event != TW_START &&
 	    m->event != TW_UNKNOWN && c->state == CALL_LIVE &&
@@ -193,7 +205,8 @@ twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		if (c->state != CALL_LIVE)
 			return bad_message(c, "dtmf before start", 1008);
 		worker_count(c->w, SC_dtmf_in, 1);
-		return 0;
+		relay_keypress(c, m->digit[0]);
+		return c->state == CALL_LIVE ? 0 : 1;
 	case TW_STOP:
 		call_close(c, "stop", 0, 1000);
 		return 1;

@@ -11,6 +11,7 @@
 #include "worker/rest.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
+#include "personas/line.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
@@ -68,6 +69,8 @@ relay_free(struct relay *r)
 	free(k->wrapup);
 	free(k->intro);
 	k->wrapup = k->intro = NULL;
+	free(r->last_answer);
+	r->last_answer = NULL;
 	free(r->marks);
 	free(r->batch);
 	if (r->transcript_fd >= 0)
@@ -528,6 +531,11 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		break;
 	case OA_EV_TRANSCRIPT_DONE:
 		transcript_line(c, "assistant", m->text);
+		if (m->text[0] != '\0') {
+			/* for a caller who presses the key to hear it again */
+			free(r->last_answer);
+			r->last_answer = strndup(m->text, 2000);
+		}
 		if (c->app->transcript != NULL && m->text[0] != '\0')
 			c->app->transcript(c, "assistant", m->text);
 		break;
@@ -912,6 +920,88 @@ relay_send_sms(struct call *c, const char *body)
 		return -1;
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* the keypad */
+
+/* Tell the model, as the caller's words, and let it answer if it is quiet. */
+static void
+key_to_model(struct call *c, char digit)
+{
+	char text[64];
+	struct buf *b = relay_scratch();
+
+	snprintf(text, sizeof(text), "The caller pressed %c", digit);
+	if (oa_build_text_item(b, text, 0) == 0)
+		send_up(c, b);
+	if (!relay_model_busy(c) && !c->relay.ctl.ending)
+		relay_say(c, NULL, 0);
+}
+
+void
+relay_keypress(struct call *c, char digit)
+{
+	struct relay *r = &c->relay;
+	const struct line_key *lk;
+	const struct persona *p;
+	uint64_t now = mono_ms();
+	char *text;
+	size_t n;
+
+	if (c->state != CALL_LIVE)
+		return;
+	/* the fifth press before this one was less than a second ago */
+	if (r->key_ms[r->key_next] != 0 && now - r->key_ms[r->key_next] < 1000) {
+		worker_count(c->w, SC_dtmf_dropped, 1);
+		return;
+	}
+	r->key_ms[r->key_next] = now;
+	r->key_next = (r->key_next + 1) % RELAY_KEYS_PER_S;
+	lk = c->line != NULL ? line_key(c->line, digit) : NULL;
+	switch (lk != NULL ? lk->action : LK_MODEL) {
+	case LK_END:
+		ctl_log(c, 'i', "key %c: ending the call", digit);
+		relay_hangup(c, "the caller ended the call with a key");
+		break;
+	case LK_REPEAT:
+		if (r->last_answer == NULL || relay_model_busy(c)) {
+			/* nothing said yet, or something new is being said */
+			key_to_model(c, digit);
+			break;
+		}
+		n = strlen(r->last_answer) + 128;
+		if ((text = malloc(n)) == NULL)
+			break;
+		snprintf(text, n, "The caller asked to hear that again. Say exactly "
+		    "this, nothing more: %s", r->last_answer);
+		relay_say(c, text, 1);
+		free(text);
+		ctl_log(c, 'd', "key %c: repeating the last answer", digit);
+		break;
+	case LK_PERSONA:
+		p = persona_find(c->w->personas, lk->arg);
+		if (p == NULL || p == c->persona || relay_switching(c)) {
+			key_to_model(c, digit);
+			break;
+		}
+		n = strlen(p->name ? p->name : p->id) + 160;
+		if ((text = malloc(n)) == NULL)
+			break;
+		snprintf(text, n, "The caller pressed a key to be put through to %s. "
+		    "Tell them in one short sentence that you are doing so.",
+		    p->name ? p->name : p->id);
+		if (relay_switch_persona(c, p, "The caller chose you on the "
+		    "keypad.", text) != 0)
+			key_to_model(c, digit);
+		free(text);
+		break;
+	case LK_TRANSFER:
+	case LK_MODEL:
+	default:
+		key_to_model(c, digit);
+		break;
+	}
 }
 
 /* ---------------------------------------------------------------- */

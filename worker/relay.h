@@ -22,6 +22,7 @@
 #define RELAY_ITEMS	4	/* assistant items tracked for playback */
 #define RELAY_DROPS	4	/* cancelled responses whose audio is dropped */
 #define RELAY_RESULTS	4	/* tool results queued within one response */
+#define RELAY_KEYS_PER_S 5	/* key presses acted on per second */
 
 struct call;
 struct upstream;
@@ -123,6 +124,9 @@ struct relay {
 	/* transcripts */
 	int			 transcript_fd;	/* -1 until the first line */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
+	char			*last_answer;	/* the model's last sentence(s) */
+	uint64_t		 key_ms[RELAY_KEYS_PER_S];	/* last acted on */
+	unsigned		 key_next;
 	struct relay_ctl	 ctl;
 };
 
@@ -199,6 +203,10 @@ int  relay_switch_persona(struct call *c, const struct persona *p,
     const char *intro, const char *handover);
 /* A switch is under way or done. */
 int  relay_switching(const struct call *c);
+/* The caller pressed a key (any transport; digit is one of 0-9 * # A-D):
+ * the line's keypad action for it, or a short user item told to the model.
+ * A burst past RELAY_KEYS_PER_S a second is counted and not acted on. */
+void relay_keypress(struct call *c, char digit);
 /* Queue an SMS to the caller (TWILIO_PHONE_NUMBER sends it).  0 or -1. */
 int  relay_send_sms(struct call *c, const char *body);
 

@@ -156,6 +156,13 @@ class Stream:
             "streamSid": self.ssid}))
         self.frames_sent += 1
 
+    async def send_dtmf(self, digit):
+        """A key press, as Twilio reports it; digit is sent as given."""
+        await self.ws.send(json.dumps({
+            "event": "dtmf", "sequenceNumber": self._next_seq(),
+            "dtmf": {"track": "inbound_track", "digit": digit},
+            "streamSid": self.ssid}))
+
     async def play(self, seconds, start_frame=0):
         """Send frames with the real 20 ms cadence for `seconds`."""
         t0 = time.monotonic()

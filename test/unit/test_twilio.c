@@ -685,14 +685,14 @@ TEST(twilio_dtmf_digits)
 	for (i = 0; i < NCASES(bad); i++) {
 		int rc = parsef(&m, NULL, "{\"event\":\"dtmf\",\"streamSid\":"
 		    "\"%s\",\"dtmf\":{\"digit\":%s}}", MZ, bad[i]);
-		if (rc != TW_ERR_FIELD && !(rc == TW_ERR_JSON &&
+		if (rc != TW_ERR_DIGIT && !(rc == TW_ERR_JSON &&
 		    strstr(bad[i], "u0000")))
 			TEST_FAIL_("digit %s: %d", bad[i], rc);
 	}
 	ASSERT_EQ(parsef(&m, NULL, "{\"event\":\"dtmf\",\"streamSid\":\"%s\","
-	    "\"dtmf\":{}}", MZ), TW_ERR_FIELD);
+	    "\"dtmf\":{}}", MZ), TW_ERR_DIGIT);
 	ASSERT_EQ(parsef(&m, NULL, "{\"event\":\"dtmf\",\"streamSid\":\"%s\"}",
-	    MZ), TW_ERR_FIELD);
+	    MZ), TW_ERR_DIGIT);
 	tw_msg_free(&m);
 }
 

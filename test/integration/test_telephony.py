@@ -1,0 +1,142 @@
+"""Telephony control on a line: the caller's keypad (each action, the
+default item told to the model, hostile keys and floods), the hang-up that
+ends the call at Twilio too, and the relay services behind them."""
+
+import asyncio
+import json
+import os
+import time
+
+import twilio
+from fake_openai import FakeOpenAI
+from harness import expect, expect_eq, timeout
+from twilio_rest import FakeTwilioRest
+
+ACCOUNT = "AC" + "3" * 32
+NUMBER = "+15005550006"
+
+
+def write_line(dirname, name, **fields):
+    with open(os.path.join(dirname, name + ".json"), "w") as f:
+        json.dump(fields, f)
+
+
+def counters(d):
+    return d.health()["counters"]
+
+
+def user_texts(conn):
+    """The text of every user item the daemon created, in order."""
+    out = []
+    for _, e in conn.of_type("conversation.item.create"):
+        item = e.get("item") or {}
+        if item.get("type") == "message" and item.get("role") == "user":
+            out += [p.get("text") for p in item.get("content", [])]
+    return out
+
+
+async def until(pred, secs, what):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+async def open_call(d, n, route, caller="+14155557700"):
+    wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(n), caller,
+                                 NUMBER, route)
+    expect(wh.stream_url is not None, "no stream: %s %s" % (wh.status, wh.body))
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(n), twilio.stream_sid(n), wh.params)
+    await s.open()
+    return s
+
+
+async def quiet(conn, responses):
+    """Wait until `responses` responses were asked for and all are done."""
+    await until(lambda: len(conn.response_requests) >= responses and conn.active is None,
+                10, "%d responses done" % responses)
+
+
+def desk_line(env, **extra):
+    lines = os.path.join(env.tmp, "lines")
+    os.makedirs(lines, exist_ok=True)
+    fields = dict(app="agent", persona="default", free_minutes=None, sms=None,
+                  keypad={"9": "end_call", "*": "repeat",
+                          "2": {"action": "persona", "persona": "hvac"}})
+    fields.update(extra)
+    write_line(lines, "desk", **fields)
+    return lines
+
+
+@timeout(60)
+async def test_keypad_default_goes_to_the_model_and_floods_close_nothing(env):
+    lines = desk_line(env)
+    async with FakeOpenAI(mode="vad", reply_ms=300) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1).start()
+        c0 = await asyncio.to_thread(counters, d)
+        s = await open_call(d, 1, "desk")
+        conn = await srv.wait_connection(1)
+        await quiet(conn, 1)                      # the greeting
+        await s.send_dtmf("5")
+        await until(lambda: "The caller pressed 5" in user_texts(conn), 5, "the item")
+        await until(lambda: len(conn.response_requests) >= 2, 5, "an answer asked for")
+        # keys that are no keys: counted, ignored, the call goes on
+        for bad in ("\u00e9", "77", "", "E"):
+            await s.send_dtmf(bad)
+        await s.ws.send(json.dumps({"event": "dtmf", "streamSid": s.ssid, "dtmf": 7}))
+        await asyncio.sleep(1.1)
+        # a flood: at most five a second are acted on
+        t0 = time.monotonic()
+        for _ in range(40):
+            await s.send_dtmf("3")
+        took = time.monotonic() - t0
+        await asyncio.sleep(0.5)
+        pressed = [t for t in user_texts(conn) if t == "The caller pressed 3"]
+        expect(1 <= len(pressed) <= 5 * (int(took) + 1),
+               "%d of 40 presses in %.2f s reached the model" % (len(pressed), took))
+        c1 = await asyncio.to_thread(counters, d)
+        expect_eq(c1["dtmf_bad"] - c0["dtmf_bad"], 5, "dtmf_bad")
+        expect_eq(c1["dtmf_in"] - c0["dtmf_in"], 41, "dtmf_in")
+        expect_eq(c1["dtmf_dropped"] - c0["dtmf_dropped"], 40 - len(pressed),
+                  "dtmf_dropped")
+        expect_eq(c1["bad_messages"] - c0["bad_messages"], 0, "bad_messages")
+        expect(s.close_code is None, "the call closed: %s" % s.close_reason)
+        await s.stop()
+
+
+@timeout(60)
+async def test_keypad_actions_repeat_persona_end(env):
+    lines = desk_line(env)
+    async with FakeOpenAI(mode="vad", reply_ms=300,
+                          reply_text="Our hours are nine to five.") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1).start()
+        s = await open_call(d, 2, "desk")
+        conn = await srv.wait_connection(1)
+        await quiet(conn, 1)
+        await until(lambda: s.marks_echoed > 0, 5, "the greeting heard")
+        await asyncio.sleep(0.3)
+        # repeat: the last answer, word for word, without tools
+        await s.send_dtmf("*")
+        await until(lambda: len(conn.response_requests) >= 2, 5, "the repeat")
+        q = conn.response_requests[1]
+        expect("Our hours are nine to five." in (q["instructions"] or ""),
+               "repeat instructions: %r" % q["instructions"])
+        expect_eq(user_texts(conn), [], "a mapped key told to the model")
+        await quiet(conn, 2)
+        await asyncio.sleep(0.3)
+        # 2: the hvac persona's session opens and takes over
+        await s.send_dtmf("2")
+        nxt = await srv.wait_connection(2)
+        tools = nxt.first("session.update")
+        expect(tools is not None, "the next session was not set up")
+        await until(lambda: d.health()["calls"] and
+                    d.health()["calls"][0]["persona"] == "hvac", 10, "the switch")
+        await quiet(nxt, 1)
+        await asyncio.sleep(0.3)
+        # 9: the call ends (once what plays was heard)
+        await s.send_dtmf("9")
+        expect(await s.wait_closed(10), "the call did not end")
+        expect_eq(s.close_code, 1000, "close code")
+        expect("the caller ended the call with a key" in d.log(), "reason logged")
