@@ -26,6 +26,7 @@
 
 #define PREFIX_VOICE	"/voice"
 #define PREFIX_STREAM	"/media-stream/"
+#define PREFIX_RELAY	"/relay/"
 
 /* A route (persona or tenant) is one path segment: [A-Za-z0-9_-]{1,32}. */
 static int
@@ -125,9 +126,9 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	struct stream_token tok;
 	struct twiml t = { 0 };
 	char base[600], *url, tokbuf[TOKEN_MAX_LEN], stream_url[2048];
-	char masked[64], routebuf[33];
+	char masked[64], routebuf[33], action[700];
 	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
-	int is_post = strcmp(http_req_method(r), "POST") == 0;
+	int is_post = strcmp(http_req_method(r), "POST") == 0, relay;
 	uint64_t used, free_ms, min_ms;
 	const struct line *line;
 	size_t prev_len;
@@ -271,18 +272,29 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		respond_text(c, 400, "call facts too long\n");
 		goto out;
 	}
+	relay = line->transport == LINE_CONVERSATION_RELAY;
 	if (strncmp(base, "https://", 8) == 0)
 		snprintf(stream_url, sizeof(stream_url), "wss://%s%s%s/%s",
-		    base + 8, PREFIX_STREAM, routebuf, tokbuf);
+		    base + 8, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
+		    tokbuf);
 	else
 		snprintf(stream_url, sizeof(stream_url), "ws://%s%s%s/%s",
-		    base + 7, PREFIX_STREAM, routebuf, tokbuf);
+		    base + 7, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
+		    tokbuf);
 
 	twiml_begin(&t);
 	/* a recorded greeting (and its beep) plays before the stream opens */
 	if (M.conf.greeting_url[0] != '\0')
 		twiml_play(&t, M.conf.greeting_url);
-	twiml_connect_stream_open(&t, NULL, stream_url, NULL);
+	if (relay) {
+		/* the session's end comes back to the action URL, with the
+		 * hand-off the worker wrote */
+		snprintf(action, sizeof(action), "%s%s%s/ended", base,
+		    PREFIX_RELAY, routebuf);
+		twiml_connect_relay_open(&t, action, stream_url,
+		    (const char *const *)line->relay_attrs);
+	} else
+		twiml_connect_stream_open(&t, NULL, stream_url, NULL);
 	twiml_parameter(&t, "callSid", sid);
 	twiml_parameter(&t, "caller", tok.caller);
 	if (to != NULL)
@@ -294,10 +306,14 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	else
 		snprintf(left, sizeof(left), "unlimited");
 	twiml_parameter(&t, "minutesLeft", left);
-	twiml_connect_stream_close(&t);
-	/* Twilio runs these once the stream's socket closes */
-	twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
-	twiml_hangup(&t);
+	if (relay)
+		twiml_connect_relay_close(&t);
+	else {
+		twiml_connect_stream_close(&t);
+		/* Twilio runs these once the stream's socket closes */
+		twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
+		twiml_hangup(&t);
+	}
 	if (twiml_end(&t) != 0) {
 		twiml_free(&t);
 		respond_text(c, 500, "out of memory\n");
@@ -318,6 +334,110 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	conn_respond(c, 200, "text/xml; charset=utf-8", t.buf, t.len, NULL);
 	twiml_free(&t);
 out:
+	form_free(&f);
+}
+
+/* ---------------------------------------------------------------- */
+/* POST /relay/<line>/ended: a ConversationRelay session is over */
+
+/*
+ * Twilio asks the <Connect action> URL what comes next, with HandoffData:
+ * the text of the worker's `end` ({"reason":"transfer","to":"<label>"} or
+ * {"reason":"hangup"}).  A transfer to one of the line's targets dials it;
+ * anything else (a hang-up, an error, a target not in the list, no
+ * hand-off at all) says goodbye and hangs up.
+ */
+static void
+route_relay_ended(struct conn *c, struct http_req *r, const char *route,
+    size_t rlen)
+{
+	struct form f = { 0 };
+	struct twiml t = { 0 };
+	const struct line *line;
+	const struct line_target *tg = NULL;
+	const char *sid, *ho, *to = NULL, *reason = NULL;
+	char base[600], routebuf[33], *url;
+	json_t *j = NULL;
+
+	if (strcmp(http_req_method(r), "POST") != 0) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: POST\r\n");
+		return;
+	}
+	if (!route_valid(route, rlen)) {
+		respond_text(c, 404, "no such route\n");
+		return;
+	}
+	memcpy(routebuf, route, rlen);
+	routebuf[rlen] = '\0';
+	if ((line = line_find(&M.lines, routebuf)) == NULL ||
+	    line->transport != LINE_CONVERSATION_RELAY) {
+		respond_text(c, 404, "no such ConversationRelay line\n");
+		return;
+	}
+	if (form_parse(&f, r->body ? r->body : "", r->body_len)) {
+		master_count(SC_http_bad_requests);
+		respond_text(c, 400, "malformed form body\n");
+		return;
+	}
+	if (public_base(r, base, sizeof(base)) != 0) {
+		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
+		    "long\n");
+		goto out;
+	}
+	if (M.conf.validate_signature) {
+		if (asprintf(&url, "%s%s", base, http_req_url(r)) < 0) {
+			respond_text(c, 500, "out of memory\n");
+			goto out;
+		}
+		int ok = sig_validate(M.conf.twilio_auth_token, url, &f,
+		    http_req_header(r, "X-Twilio-Signature"));
+		free(url);
+		if (!ok) {
+			master_count(SC_sig_rejected);
+			log_warnx("%s: relay action callback with %s "
+			    "X-Twilio-Signature refused", conn_peer(c),
+			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
+			    "no");
+			respond_text(c, 403, "invalid signature\n");
+			goto out;
+		}
+	}
+	sid = form_get(&f, "CallSid");
+	if (sid == NULL || strlen(sid) >= SHM_SID_MAX)
+		sid = "(no CallSid)";
+	ho = form_get(&f, "HandoffData");
+	if (ho != NULL && ho[0] != '\0' && strlen(ho) <= 4096 &&
+	    (j = json_loads(ho, 0, NULL)) != NULL) {
+		reason = json_string_value(json_object_get(j, "reason"));
+		to = json_string_value(json_object_get(j, "to"));
+	}
+	twiml_begin(&t);
+	if (reason != NULL && strcmp(reason, "transfer") == 0) {
+		if (to != NULL && (tg = line_target_find(line, to)) != NULL) {
+			master_count(SC_relay_transfers);
+			log_info("call %s on line %s: transfer to \"%s\"", sid,
+			    routebuf, tg->label);
+			twiml_dial(&t, tg->number, tg->sip);
+		} else {
+			master_count(SC_relay_transfer_refused);
+			log_warnx("call %s on line %s: transfer to a target not in "
+			    "the line's transfer_targets refused; hanging up", sid,
+			    routebuf);
+		}
+	} else
+		log_info("call %s on line %s: session ended (%s%s%.64s)", sid,
+		    routebuf, reason ? reason : "no hand-off",
+		    form_get(&f, "SessionStatus") ? ", status " : "",
+		    form_get(&f, "SessionStatus") ? form_get(&f, "SessionStatus") :
+		    "");
+	if (tg == NULL) {
+		twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
+		twiml_hangup(&t);
+	}
+	twiml_send(c, &t);
+out:
+	json_decref(j);
 	form_free(&f);
 }
 
@@ -786,7 +906,8 @@ public_dispatch(struct conn *c, struct http_req *r)
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
 	if (r->upgrade) {
-		if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) != 0 ||
+		if ((strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) != 0 &&
+		    strncmp(url, PREFIX_RELAY, strlen(PREFIX_RELAY)) != 0) ||
 		    !get || !http_req_header_has(r, "Upgrade", "websocket")) {
 			master_count(SC_http_bad_requests);
 			log_info("%s: upgrade refused with 404: not a WebSocket "
@@ -823,6 +944,18 @@ public_dispatch(struct conn *c, struct http_req *r)
 	    strncmp(url, PREFIX_VOICE "/", strlen(PREFIX_VOICE) + 1) == 0) {
 		size_t off = strlen(PREFIX_VOICE) + 1;
 		route_voice(c, r, url + off, plen - off);
+		return;
+	}
+	if (strncmp(url, PREFIX_RELAY, strlen(PREFIX_RELAY)) == 0) {
+		/* /relay/<line>/ended, or a session URL without its upgrade */
+		const char *rt = url + strlen(PREFIX_RELAY);
+		const char *sl = memchr(rt, '/', plen - strlen(PREFIX_RELAY));
+		if (sl != NULL && (size_t)(url + plen - sl) == 6 &&
+		    strncmp(sl, "/ended", 6) == 0) {
+			route_relay_ended(c, r, rt, (size_t)(sl - rt));
+			return;
+		}
+		respond_text(c, 426, "WebSocket upgrade required\n");
 		return;
 	}
 	if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) == 0) {

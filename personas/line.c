@@ -52,6 +52,16 @@ line_free(struct line *l)
 	free(l->sms);
 	free(l->tools_json);
 	free(l->facts_json);
+	if (l->relay_attrs != NULL)
+		for (char **a = l->relay_attrs; *a != NULL; a++)
+			free(*a);
+	free(l->relay_attrs);
+	free(l->welcome);
+	for (size_t i = 0; i < l->ntargets; i++) {
+		free(l->targets[i].number);
+		free(l->targets[i].sip);
+	}
+	free(l->targets);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -188,7 +198,216 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
-    "tools", "transport", "description", "facts", "keypad", NULL };
+    "tools", "transport", "description", "facts", "keypad",
+    "conversation_relay", "transfer_targets", NULL };
+
+/* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
+ * is the daemon's. */
+static const char *const relay_keys[] = { "welcomeGreeting",
+    "welcomeGreetingInterruptible", "language", "ttsLanguage", "ttsProvider",
+    "voice", "transcriptionLanguage", "transcriptionProvider", "speechModel",
+    "interruptible", "interruptSensitivity", "preemptible", "dtmfDetection",
+    "partialPrompts", "reportInputDuringAgentSpeech", "hints",
+    "profanityFilter", "debug", "elevenlabsTextNormalization",
+    "intelligenceService", "events", NULL };
+
+static void
+get_relay(struct lctx *x, json_t *root, struct line *l)
+{
+	json_t *v = json_object_get(root, "conversation_relay"), *a, *h;
+	const char *k;
+	size_t n = 0, i;
+	char buf[2048];
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_object(v)) {
+		bad(x, "conversation_relay", "an object of <ConversationRelay> "
+		    "attributes");
+		return;
+	}
+	if (l->transport != LINE_CONVERSATION_RELAY)
+		bad(x, "conversation_relay", "only for \"transport\": "
+		    "\"conversation_relay\"");
+	l->relay_attrs = calloc(json_object_size(v) * 2 + 1, sizeof(char *));
+	if (l->relay_attrs == NULL) {
+		bad(x, "conversation_relay", "out of memory");
+		return;
+	}
+	json_object_foreach(v, k, a) {
+		int known = 0;
+
+		for (i = 0; relay_keys[i] != NULL; i++)
+			if (strcmp(relay_keys[i], k) == 0)
+				known = 1;
+		if (!known) {
+			bad(x, "conversation_relay", "%s: not an attribute a line "
+			    "sets", k);
+			continue;
+		}
+		buf[0] = '\0';
+		if (json_is_string(a) && json_string_length(a) > 0 &&
+		    json_string_length(a) < sizeof(buf))
+			snprintf(buf, sizeof(buf), "%s", json_string_value(a));
+		else if (json_is_boolean(a))
+			snprintf(buf, sizeof(buf), "%s", json_is_true(a) ? "true" :
+			    "false");
+		else if (json_is_integer(a))
+			snprintf(buf, sizeof(buf), "%lld",
+			    (long long)json_integer_value(a));
+		else if (json_is_array(a) && strcmp(k, "hints") == 0) {
+			size_t off = 0;
+			json_array_foreach(a, i, h) {
+				const char *s = json_string_value(h);
+				if (s == NULL || strchr(s, ',') != NULL ||
+				    off + strlen(s) + 2 >= sizeof(buf)) {
+					buf[0] = '\0';
+					break;
+				}
+				off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+				    "%s%s", off ? "," : "", s);
+			}
+		}
+		if (buf[0] == '\0') {
+			bad(x, "conversation_relay", "%s: a string of 1 to %zu "
+			    "characters, a boolean or a number%s", k, sizeof(buf) - 1,
+			    strcmp(k, "hints") == 0 ? ", or a list of words "
+			    "without commas" : "");
+			continue;
+		}
+		l->relay_attrs[n] = strdup(k);
+		l->relay_attrs[n + 1] = strdup(buf);
+		if (l->relay_attrs[n] == NULL || l->relay_attrs[n + 1] == NULL) {
+			bad(x, "conversation_relay", "out of memory");
+			return;
+		}
+		if (strcmp(k, "welcomeGreeting") == 0)
+			l->welcome = strdup(buf);
+		n += 2;
+	}
+}
+
+/* A number for <Dial>: E.164. */
+static int
+target_number_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 3 || n > 16 || s[0] != '+')
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+static int
+target_sip_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 5 || n > 255 || (strncmp(s, "sip:", 4) != 0 &&
+	    strncmp(s, "sips:", 5) != 0))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || s[i] == '<' || s[i] == '>' ||
+		    s[i] == '"')
+			return 0;
+	return 1;
+}
+
+static void
+get_targets(struct lctx *x, json_t *root, struct line *l)
+{
+	json_t *v = json_object_get(root, "transfer_targets"), *t;
+	size_t i;
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_array(v) || json_array_size(v) == 0 ||
+	    json_array_size(v) > LINE_TARGETS_MAX) {
+		bad(x, "transfer_targets", "a list of 1 to %d targets",
+		    LINE_TARGETS_MAX);
+		return;
+	}
+	if ((l->targets = calloc(json_array_size(v), sizeof(*l->targets))) == NULL) {
+		bad(x, "transfer_targets", "out of memory");
+		return;
+	}
+	json_array_foreach(v, i, t) {
+		const char *label = json_string_value(json_object_get(t, "label"));
+		const char *num = json_string_value(json_object_get(t, "number"));
+		const char *sip = json_string_value(json_object_get(t, "sip"));
+		struct line_target *lt = &l->targets[l->ntargets];
+
+		if (!json_is_object(t) || json_object_size(t) != 2 ||
+		    label == NULL || label[0] == '\0' ||
+		    strlen(label) >= sizeof(lt->label) || (num == NULL) == (sip == NULL)) {
+			bad(x, "transfer_targets", "item %zu: {\"label\": \"...\", "
+			    "\"number\": \"+E.164\"} or {\"label\", \"sip\": "
+			    "\"sip:...\"}", i);
+			continue;
+		}
+		if (line_target_find(l, label) != NULL) {
+			bad(x, "transfer_targets", "item %zu: label \"%s\" twice",
+			    i, label);
+			continue;
+		}
+		if ((num != NULL && !target_number_ok(num)) ||
+		    (sip != NULL && !target_sip_ok(sip))) {
+			bad(x, "transfer_targets", "item %zu: %s", i, num != NULL ?
+			    "number: E.164, + and up to 15 digits" :
+			    "sip: a sip: or sips: URI");
+			continue;
+		}
+		snprintf(lt->label, sizeof(lt->label), "%s", label);
+		lt->number = num != NULL ? strdup(num) : NULL;
+		lt->sip = sip != NULL ? strdup(sip) : NULL;
+		l->ntargets++;
+	}
+}
+
+const struct line_target *
+line_target_find(const struct line *l, const char *label)
+{
+	for (size_t i = 0; i < l->ntargets; i++)
+		if (strcmp(l->targets[i].label, label) == 0)
+			return &l->targets[i];
+	return NULL;
+}
+
+/*
+ * transfer_call, offered on a ConversationRelay line with transfer
+ * targets: the model chooses a target by its label.
+ */
+static void
+add_transfer_tool(struct lctx *x, struct line *l, const struct persona *p)
+{
+	json_t *all, *labels, *tool;
+	const char *base = l->tools_json ? l->tools_json :
+	    p != NULL ? p->tools_json : NULL;
+
+	all = base != NULL ? json_loads(base, 0, NULL) : json_array();
+	labels = json_array();
+	for (size_t i = 0; i < l->ntargets; i++)
+		json_array_append_new(labels, json_string(l->targets[i].label));
+	tool = json_pack("{s:s,s:s,s:s,s:{s:s,s:{s:{s:s,s:s,s:o}},s:[s]}}",
+	    "type", "function", "name", "transfer_call", "description",
+	    "Transfer the caller to a person. Say in one short sentence that "
+	    "you are transferring them before you call this.",
+	    "parameters", "type", "object", "properties", "target", "type",
+	    "string", "description", "Who to transfer to, by label.", "enum",
+	    labels, "required", "target");
+	if (!json_is_array(all) || tool == NULL ||
+	    json_array_append_new(all, tool) != 0) {
+		bad(x, "transfer_targets", "cannot add the transfer_call tool");
+		json_decref(all);
+		return;
+	}
+	free(l->tools_json);
+	l->tools_json = json_dumps(all, JSON_COMPACT);
+	json_decref(all);
+}
 
 char *
 line_tools_without(const char *tools_json, const char *name)
@@ -396,9 +615,15 @@ load_line(struct line *l, const char *path, const char *id,
 			l->wrapup_grace = (int)json_integer_value(v);
 	}
 	v = json_object_get(root, "transport");
-	if (v != NULL && (!json_is_string(v) ||
+	if (v != NULL && json_is_string(v) &&
+	    strcmp(json_string_value(v), "conversation_relay") == 0)
+		l->transport = LINE_CONVERSATION_RELAY;
+	else if (v != NULL && (!json_is_string(v) ||
 	    strcmp(json_string_value(v), "media_streams") != 0))
-		bad(x, "transport", "\"media_streams\" (the only transport)");
+		bad(x, "transport", "\"media_streams\" or "
+		    "\"conversation_relay\"");
+	get_relay(x, root, l);
+	get_targets(x, root, l);
 	get_facts(x, root, l);
 	get_tools(x, root, l, p);
 	get_keypad(x, root, l, ps);
@@ -415,6 +640,8 @@ load_line(struct line *l, const char *path, const char *id,
 			l->tools_json = less;
 		}
 	}
+	if (l->ntargets > 0 && l->transport == LINE_CONVERSATION_RELAY)
+		add_transfer_tool(x, l, p);
 	v = json_object_get(root, "description");
 	if (v != NULL && !json_is_string(v))
 		bad(x, "description", "a string");

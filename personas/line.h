@@ -26,7 +26,16 @@
  *                "2": {"action": "persona", "persona": "dental"}},
  *                                  what a key does; other keys are told
  *                                  to the model
- *     "transport": "media_streams"
+ *     "transport": "media_streams" | "conversation_relay",
+ *     "conversation_relay": {      <ConversationRelay>'s attributes:
+ *       "welcomeGreeting": "...", "language": "en-US", "voice": "...",
+ *       "ttsProvider": "...", "transcriptionProvider": "...",
+ *       "interruptible": "any", "dtmfDetection": true,
+ *       "hints": ["cleaning", "crown"], ...  (strings, booleans, numbers;
+ *       hints also a list)
+ *     },
+ *     "transfer_targets": [{"label": "office manager",
+ *                           "number": "+15551234567" | "sip": "sip:..."}]
  *   }
  *
  * A route with no line file runs its persona as a practice-app line with
@@ -58,6 +67,22 @@ struct line_key {
 	char			 arg[PERSONA_ID_MAX];
 };
 
+#define LINE_TARGETS_MAX 16
+#define LINE_LABEL_MAX	64
+
+enum line_transport {
+	LINE_MEDIA_STREAMS = 0,
+	LINE_CONVERSATION_RELAY,
+};
+
+/* Where transfer_call may send the caller: a label the model chooses by,
+ * and a number (E.164) or a SIP URI. */
+struct line_target {
+	char	 label[LINE_LABEL_MAX];
+	char	*number;		/* NULL for a SIP target */
+	char	*sip;			/* NULL for a number */
+};
+
 struct line {
 	char		 id[PERSONA_ID_MAX];	/* route; "" for the fallback */
 	char		*file;
@@ -73,6 +98,13 @@ struct line {
 	char		*facts_json;		/* JSON object, NULL: none */
 	struct line_key	 keys[LINE_KEYS];	/* the keypad map */
 	int		 nkeys;
+	enum line_transport	 transport;
+	/* ConversationRelay: <ConversationRelay>'s attributes as name, value
+	 * pairs, NULL-terminated; welcome: its welcomeGreeting, or NULL */
+	char		**relay_attrs;
+	char		*welcome;
+	struct line_target	*targets;
+	size_t		 ntargets;
 };
 
 struct line_set {
@@ -102,6 +134,9 @@ const struct persona *line_persona(const struct line *l,
 char *line_tools_without(const char *tools_json, const char *name);
 /* The action of key digit on line l: LK_MODEL when the line names none. */
 const struct line_key *line_key(const struct line *l, char digit);
+/* The transfer target labelled label, or NULL. */
+const struct line_target *line_target_find(const struct line *l,
+    const char *label);
 /* The caller's allowance applies. */
 static inline int
 line_has_quota(const struct line *l)

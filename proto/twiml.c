@@ -198,6 +198,42 @@ twiml_connect_stream_close(struct twiml *t)
 	twiml_raw(t, "</Stream></Connect>");
 }
 
+void
+twiml_connect_relay_open(struct twiml *t, const char *action, const char *url,
+    const char *const *attrs)
+{
+	twiml_raw(t, "<Connect");
+	twiml_attr(t, "action", action);
+	if (action != NULL)
+		twiml_attr(t, "method", "POST");
+	twiml_raw(t, "><ConversationRelay");
+	twiml_attr(t, "url", url);
+	/* url is ours: a line cannot name a second one */
+	for (; attrs != NULL && attrs[0] != NULL && attrs[1] != NULL; attrs += 2)
+		if (strcmp(attrs[0], "url") != 0)
+			twiml_attr(t, attrs[0], attrs[1]);
+	twiml_raw(t, ">");
+}
+
+void
+twiml_connect_relay_close(struct twiml *t)
+{
+	twiml_raw(t, "</ConversationRelay></Connect>");
+}
+
+void
+twiml_dial(struct twiml *t, const char *number, const char *sip)
+{
+	twiml_raw(t, "<Dial>");
+	if (sip != NULL) {
+		twiml_raw(t, "<Sip>");
+		twiml_text(t, sip);
+		twiml_raw(t, "</Sip>");
+	} else
+		twiml_text(t, number);
+	twiml_raw(t, "</Dial>");
+}
+
 int
 twiml_end(struct twiml *t)
 {

@@ -31,6 +31,15 @@ void twiml_connect_stream_open(struct twiml *t, const char *action,
 void twiml_parameter(struct twiml *t, const char *name, const char *value);
 /* </Stream></Connect> */
 void twiml_connect_stream_close(struct twiml *t);
+/* <Connect action=".." method="POST"><ConversationRelay url=".." name="value"
+ * ..> with attrs as name, value pairs ending in NULL (attrs NULL: none);
+ * the <Parameter>s follow, then twiml_connect_relay_close(). */
+void twiml_connect_relay_open(struct twiml *t, const char *action,
+    const char *url, const char *const *attrs);
+/* </ConversationRelay></Connect> */
+void twiml_connect_relay_close(struct twiml *t);
+/* <Dial>number</Dial>, or <Dial><Sip>uri</Sip></Dial> when sip is set. */
+void twiml_dial(struct twiml *t, const char *number, const char *sip);
 /* Appends </Response>.  Returns 0, or -1 if any step ran out of memory. */
 int  twiml_end(struct twiml *t);
 void twiml_free(struct twiml *t);

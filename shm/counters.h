@@ -62,6 +62,19 @@
 	X(ledger_full,		"ledger inserts refused: table full")		\
 	X(flush_ok,		"usage CSV flushes that succeeded")		\
 	X(flush_failed,		"usage CSV flushes that failed (retried)")	\
+	X(relay_transfers,	"ConversationRelay sessions ended by a transfer we dialled") \
+	X(relay_transfer_refused, "ConversationRelay hand-offs to a target not in the line's list") \
+	X(relay_sig_refused,	"ConversationRelay upgrades refused: missing or wrong signature") \
+	X(relay_errors,		"ConversationRelay error messages from Twilio")	\
+	X(relay_unknown,	"ConversationRelay messages of an unknown type, ignored") \
+	X(relay_bad_json,	"ConversationRelay messages that are not a JSON object, ignored") \
+	X(relay_oversize,	"ConversationRelay messages over 16 KB, ignored") \
+	X(relay_before_setup,	"ConversationRelay messages before setup, ignored") \
+	X(relay_second_setup,	"ConversationRelay second setup messages, ignored") \
+	X(relay_bad_fields,	"ConversationRelay messages missing a field they need, ignored") \
+	X(relay_prompts,	"ConversationRelay final prompts given to the model") \
+	X(relay_interrupts,	"ConversationRelay interrupts (the caller talked over)") \
+	X(relay_tokens,		"ConversationRelay text tokens sent to Twilio")	\
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
 	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")

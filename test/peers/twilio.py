@@ -58,6 +58,8 @@ class Webhook:
                 self.verbs.append(el.tag)
                 if el.tag == "Connect":
                     st = el.find("Stream")
+                    if st is None:      # a ConversationRelay line (crelay.py)
+                        continue
                     self.stream_url = st.get("url")
                     for p in st.findall("Parameter"):
                         self.params[p.get("name")] = p.get("value")

@@ -137,3 +137,64 @@ TEST(line_errors_name_file_and_field)
 	one_bad("[1]", "file: not a JSON object");
 	one_bad("{", "file: line");
 }
+
+TEST(line_conversation_relay_settings_and_targets)
+{
+	struct conf cf;
+	struct persona_set ps;
+	struct line_set ls;
+	const struct line *l;
+	char err[4096], dir[512], path[600];
+	FILE *f;
+
+	load_env(&cf, &ps);
+	snprintf(dir, sizeof(dir), "%s/relaylines", test_tmpdir());
+	ASSERT_EQ(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/desk.json", dir);
+	ASSERT_NOT_NULL(f = fopen(path, "w"));
+	fputs("{\"app\":\"agent\",\"persona\":\"dental\",\"tools\":[\"end_call\"],"
+	    "\"transport\":\"conversation_relay\",\"conversation_relay\":"
+	    "{\"welcomeGreeting\":\"Hello\",\"dtmfDetection\":true,"
+	    "\"hints\":[\"crown\",\"filling\"]},\"transfer_targets\":"
+	    "[{\"label\":\"manager\",\"number\":\"+15551230001\"},"
+	    "{\"label\":\"pbx\",\"sip\":\"sip:desk@pbx.example.com\"}]}", f);
+	fclose(f);
+	ASSERT_EQ(line_set_load(&ls, dir, &cf, &ps, apps, err, sizeof(err)), 0);
+	l = line_find(&ls, "desk");
+	ASSERT_NOT_NULL(l);
+	ASSERT_EQ(l->transport, LINE_CONVERSATION_RELAY);
+	ASSERT_STR_EQ(l->welcome, "Hello");
+	ASSERT_STR_EQ(l->relay_attrs[0], "welcomeGreeting");
+	ASSERT_STR_EQ(l->relay_attrs[3], "true");
+	ASSERT_STR_EQ(l->relay_attrs[5], "crown,filling");
+	ASSERT_NULL(l->relay_attrs[6]);
+	ASSERT_EQ(l->ntargets, 2);
+	ASSERT_STR_EQ(line_target_find(l, "manager")->number, "+15551230001");
+	ASSERT_STR_EQ(line_target_find(l, "pbx")->sip, "sip:desk@pbx.example.com");
+	ASSERT_NULL(line_target_find(l, "+15551230001"));
+	/* the line's tools plus transfer_call, choosing by label */
+	ASSERT(strstr(l->tools_json, "\"end_call\"") != NULL);
+	ASSERT(strstr(l->tools_json, "\"transfer_call\"") != NULL);
+	ASSERT(strstr(l->tools_json, "\"manager\"") != NULL);
+	ASSERT(strstr(l->tools_json, "book_appointment") == NULL);
+	line_set_free(&ls);
+
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"conversation_relay\":"
+	    "{\"language\":\"en-US\"}}", "conversation_relay: only for");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transport\":"
+	    "\"conversation_relay\",\"conversation_relay\":{\"url\":\"wss://x\"}}",
+	    "url: not an attribute");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transport\":"
+	    "\"conversation_relay\",\"conversation_relay\":{\"hints\":[\"a,b\"]}}",
+	    "hints: a string");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transfer_targets\":"
+	    "[{\"label\":\"x\",\"number\":\"5551234\"}]}", "number: E.164");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transfer_targets\":"
+	    "[{\"label\":\"x\",\"number\":\"+15551234\",\"sip\":\"sip:a@b\"}]}",
+	    "item 0:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transfer_targets\":"
+	    "[{\"label\":\"x\",\"sip\":\"http://a\"}]}", "sip: a sip:");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transfer_targets\":"
+	    "[{\"label\":\"x\",\"number\":\"+15551234\"},{\"label\":\"x\","
+	    "\"number\":\"+15551235\"}]}", "label \"x\" twice");
+}

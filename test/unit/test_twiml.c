@@ -186,3 +186,51 @@ TEST(twiml_sticky_error)
 	ASSERT_STR_EQ(t.buf, PROLOG);
 	twiml_free(&t);
 }
+
+TEST(twiml_conversation_relay_shape)
+{
+	struct twiml t;
+	const char *attrs[] = { "welcomeGreeting", "Hi & welcome <back>",
+	    "language", "en-US", "dtmfDetection", "true", "url", "wss://evil/",
+	    "hints", "crown,filling", NULL };
+
+	twiml_begin(&t);
+	twiml_connect_relay_open(&t, "https://v.example.com/relay/dental/ended",
+	    "wss://v.example.com/relay/dental/TOK", attrs);
+	twiml_parameter(&t, "callSid", "CA1");
+	twiml_connect_relay_close(&t);
+	ASSERT_EQ(twiml_end(&t), 0);
+	ASSERT_STR_EQ(t.buf, PROLOG
+	    "<Connect action=\"https://v.example.com/relay/dental/ended\""
+	    " method=\"POST\">"
+	    "<ConversationRelay url=\"wss://v.example.com/relay/dental/TOK\""
+	    " welcomeGreeting=\"Hi &amp; welcome &lt;back&gt;\""
+	    " language=\"en-US\" dtmfDetection=\"true\""
+	    " hints=\"crown,filling\">"
+	    "<Parameter name=\"callSid\" value=\"CA1\"/>"
+	    "</ConversationRelay></Connect></Response>");
+	twiml_free(&t);
+
+	/* no attributes, no action */
+	twiml_begin(&t);
+	twiml_connect_relay_open(&t, NULL, "wss://h/r", NULL);
+	twiml_connect_relay_close(&t);
+	ASSERT_EQ(twiml_end(&t), 0);
+	ASSERT_STR_EQ(t.buf, PROLOG "<Connect><ConversationRelay url=\"wss://h/r\">"
+	    "</ConversationRelay></Connect></Response>");
+	twiml_free(&t);
+}
+
+TEST(twiml_dial_number_and_sip)
+{
+	struct twiml t;
+
+	twiml_begin(&t);
+	twiml_dial(&t, "+15551234567", NULL);
+	twiml_dial(&t, NULL, "sip:desk@pbx.example.com;transport=tls&x=<1>");
+	ASSERT_EQ(twiml_end(&t), 0);
+	ASSERT_STR_EQ(t.buf, PROLOG "<Dial>+15551234567</Dial>"
+	    "<Dial><Sip>sip:desk@pbx.example.com;transport=tls&amp;x=&lt;1&gt;"
+	    "</Sip></Dial></Response>");
+	twiml_free(&t);
+}
