@@ -19,6 +19,9 @@
 	X(sms_sent,		"goodbye SMS accepted by Twilio")		\
 	X(sms_failed,		"goodbye SMS given up after retries")		\
 	X(tool_calls,		"tool calls made by the model")			\
+	X(call_updates,		"live-call updates (hang-up, transfer) Twilio accepted") \
+	X(call_updates_failed,	"live-call updates given up after retries")	\
+	X(rest_retries,		"Twilio REST attempts retried")			\
 	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
 	X(upstream_error_events, "error events from the model that kept the session") \
 	X(voice_requests,	"voice webhooks answered")			\

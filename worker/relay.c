@@ -29,10 +29,12 @@
 #define MAX_GAP_FILL_MS		10000
 #define END_CALL_GRACE_MS	6000	/* a hang-up: audio left to play */
 #define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
+#define FINISH_WAIT_MS		5000	/* for Twilio to take a call update */
 
 static struct buf scratch;	/* one message being built */
 
 static void on_played(struct call *c);
+static void finish(struct call *c, const char *reason);
 static void ctl_response_created(struct call *c, struct oa_msg *m);
 static void ctl_response_done(struct call *c, struct oa_msg *m);
 static void tool_call(struct call *c, struct oa_msg *m);
@@ -496,7 +498,8 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		ctl_response_created(c, m);
 		break;
 	case OA_EV_AUDIO_DELTA:
-		if (is_dropped(r, m->response_id) || c->state != CALL_LIVE) {
+		if (is_dropped(r, m->response_id) || c->state != CALL_LIVE ||
+		    r->ctl.finishing) {
 			r->dropped_deltas++;
 			break;
 		}
@@ -848,6 +851,44 @@ relay_hangup(struct call *c, const char *reason)
 	k->ending_deadline_ms = mono_ms() + END_CALL_GRACE_MS;
 }
 
+/*
+ * The call is over: end it at Twilio too (an agent that said goodbye must
+ * not leave the caller on an open line, and closing the stream alone runs
+ * whatever TwiML follows <Connect>), then close the stream once Twilio took
+ * the update, or FINISH_WAIT_MS later.  Without an account, the stream
+ * closes now, as before.
+ */
+static void
+finish(struct call *c, const char *reason)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (k->finishing || c->state != CALL_LIVE)
+		return;
+	if (rest_update_call(c->w->rest, call_sid_of(c), "Status", "completed",
+	    c->id) != 0) {
+		call_close(c, reason, 0, 1000);
+		return;
+	}
+	k->finishing = 1;
+	k->finish_reason = reason;
+	k->finish_deadline_ms = mono_ms() + FINISH_WAIT_MS;
+	ctl_log(c, 'd', "ending the call at twilio (%s)", reason);
+}
+
+void
+relay_rest_done(struct call *c, int ok)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	if (!k->finishing || c->state != CALL_LIVE)
+		return;
+	if (!ok)
+		ctl_log(c, 'w', "twilio did not take the call update; closing "
+		    "the stream");
+	call_close(c, k->finish_reason, 0, 1000);
+}
+
 void
 relay_set_limit(struct call *c, uint64_t at_ms, const char *wrapup,
     unsigned grace_s, double quota_minutes)
@@ -903,7 +944,7 @@ limit_reached(struct call *c, uint64_t now)
 		k->sw = RELAY_SW_NONE;
 	}
 	if (k->wrapup == NULL)
-		call_close(c, "time limit reached", 0, 1000);	/* no goodbye */
+		finish(c, "time limit reached");	/* no goodbye */
 	else if (!relay_model_busy(c))
 		wrapup_request(c);
 	else
@@ -1149,14 +1190,14 @@ on_played(struct call *c)
 {
 	struct relay_ctl *k = &c->relay.ctl;
 
-	if (c->state != CALL_LIVE)
+	if (c->state != CALL_LIVE || k->finishing)
 		return;
 	if (k->wrap == RELAY_WRAP_ASKED && k->wrap_done && quiet(c)) {
-		call_close(c, "time limit reached", 0, 1000);
+		finish(c, "time limit reached");
 		return;
 	}
 	if (k->ending && quiet(c)) {
-		call_close(c, k->ending_reason, 0, 1000);
+		finish(c, k->ending_reason);
 		return;
 	}
 	maybe_swap(c);
@@ -1297,16 +1338,24 @@ relay_tick(struct call *c, uint64_t now)
 		call_close(c, "openai session expired", 0, 1000);
 		return;
 	}
+	if (k->finishing) {
+		if (now >= k->finish_deadline_ms) {
+			ctl_log(c, 'w', "twilio has not taken the call update in "
+			    "%d s; closing the stream", FINISH_WAIT_MS / 1000);
+			call_close(c, k->finish_reason, 0, 1000);
+		}
+		return;
+	}
 	if (!k->limit_reached && k->limit_at_ms != 0 && now >= k->limit_at_ms) {
 		limit_reached(c, now);
 		return;
 	}
 	if (k->limit_reached && now >= k->wrap_deadline_ms) {
-		call_close(c, "time limit reached", 0, 1000);
+		finish(c, "time limit reached");
 		return;
 	}
 	if (k->ending && now >= k->ending_deadline_ms) {
-		call_close(c, k->ending_reason, 0, 1000);
+		finish(c, k->ending_reason);
 		return;
 	}
 	if (c->app->tick != NULL) {

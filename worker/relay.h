@@ -77,6 +77,10 @@ struct relay_ctl {
 	int			 ending;
 	uint64_t		 ending_deadline_ms;
 	const char		*ending_reason;
+	/* the end at Twilio: the stream closes once it accepted (or gave up) */
+	int			 finishing;
+	uint64_t		 finish_deadline_ms;
+	const char		*finish_reason;
 	/* time limit */
 	uint64_t		 limit_at_ms;	/* mono; 0: none */
 	double			 quota_minutes;	/* reported by get_remaining_time */
@@ -153,6 +157,9 @@ void relay_tick(struct call *c, uint64_t now);
 /* Send c's partial batch if it is due; 1 if c still holds one after. */
 int  relay_batch_due(struct call *c, uint64_t now);
 
+/* A REST update of this call ended (worker.c): ok when Twilio took it. */
+void relay_rest_done(struct call *c, int ok);
+
 /* Called by the upstream (leg_openai.c). */
 void relay_upstream_open(struct call *c, struct upstream *up);
 void relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m);
@@ -179,7 +186,11 @@ int  relay_model_busy(const struct call *c);
 void relay_tool_result(struct call *c, const char *call_id,
     const char *output, int go_on);
 /* Hang up once the caller has heard what is being said (or after a few
- * seconds at most).  reason: static text, for the call record. */
+ * seconds at most): the call is ended at Twilio through REST (Status=
+ * completed) when the account is configured, and the stream closed once
+ * Twilio accepted that, so no call is left open.  The time limit and the
+ * keypad end calls the same way.  reason: static text, for the call
+ * record. */
 void relay_hangup(struct call *c, const char *reason);
 /* The call may last until at_ms (mono).  Then the model is asked to say
  * goodbye with `wrapup` (no tools), and the call ends once it has been

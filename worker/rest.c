@@ -29,6 +29,9 @@ struct sock {
 struct job {
 	struct rest	*r;
 	struct job	*next;
+	enum rest_kind	 kind;
+	uint64_t	 ref;
+	const char	*what;		/* for logs: "goodbye SMS to +1***" */
 	CURL		*easy;
 	char		*url;
 	char		*form;
@@ -49,7 +52,7 @@ struct rest {
 	uv_timer_t		 timer;
 	struct job		*jobs;
 	unsigned		 pending;
-	void			(*outcome)(void *arg, int sent);
+	void			(*outcome)(void *arg, const struct rest_done *);
 	void			*arg;
 };
 
@@ -62,6 +65,12 @@ rest_sms_configured(const struct rest *r)
 
 	return cf->sms_enabled && cf->twilio_account_sid[0] &&
 	    cf->twilio_auth_token[0] && cf->twilio_phone_number[0];
+}
+
+int
+rest_calls_configured(const struct rest *r)
+{
+	return r->cf->twilio_account_sid[0] && r->cf->twilio_auth_token[0];
 }
 
 unsigned
@@ -164,7 +173,7 @@ timerfunc_cb(CURLM *multi, long timeout_ms, void *userp)
 
 struct rest *
 rest_new(uv_loop_t *loop, const struct conf *cf,
-    void (*outcome)(void *arg, int sent), void *arg)
+    void (*outcome)(void *arg, const struct rest_done *), void *arg)
 {
 	static int curl_ready;
 	struct rest *r;
@@ -269,6 +278,18 @@ error_text(const struct job *j, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)(e - q - 1), q + 1);
 }
 
+/* The outcome, after the job is gone: the callback may start others. */
+static void
+report(struct job *j, int ok)
+{
+	struct rest *r = j->r;
+	struct rest_done d = { j->kind, ok, j->attempt, j->ref };
+
+	job_free(j);
+	if (r->outcome != NULL)
+		r->outcome(r->arg, &d);
+}
+
 static void
 job_finished(struct job *j, CURLcode res)
 {
@@ -283,12 +304,10 @@ job_finished(struct job *j, CURLcode res)
 	j->easy = NULL;
 	log_set_call(j->call_sid);
 	if (res == CURLE_OK && status >= 200 && status < 300) {
-		if (r->outcome != NULL)
-			r->outcome(r->arg, 1);
-		log_info("goodbye SMS to %s accepted by Twilio (HTTP %ld, attempt %d)",
+		log_info("%s%s accepted by Twilio (HTTP %ld, attempt %d)", j->what,
 		    j->to_masked, status, j->attempt);
 		log_set_call(NULL);
-		job_free(j);
+		report(j, 1);
 		return;
 	}
 	if (res != CURLE_OK)
@@ -304,8 +323,8 @@ job_finished(struct job *j, CURLcode res)
 	retry = res != CURLE_OK || status == 429 || status >= 500;
 	if (retry && j->attempt < SMS_ATTEMPTS) {
 		uint64_t delay = 1000ull << (j->attempt - 1);
-		log_warnx("SMS to %s failed (%s); retrying in %llu ms", j->to_masked,
-		    why, (unsigned long long)delay);
+		log_warnx("%s%s failed (%s); retrying in %llu ms", j->what,
+		    j->to_masked, why, (unsigned long long)delay);
 		log_set_call(NULL);
 		if (!j->retry_init) {
 			uv_timer_init(r->loop, &j->retry);
@@ -315,12 +334,10 @@ job_finished(struct job *j, CURLcode res)
 		uv_timer_start(&j->retry, retry_cb, delay, 0);
 		return;
 	}
-	if (r->outcome != NULL)
-		r->outcome(r->arg, 0);
-	log_warnx("SMS to %s given up after %d attempt%s: %s", j->to_masked,
+	log_warnx("%s%s given up after %d attempt%s: %s", j->what, j->to_masked,
 	    j->attempt, j->attempt == 1 ? "" : "s", why);
 	log_set_call(NULL);
-	job_free(j);
+	report(j, 0);
 }
 
 static void
@@ -431,6 +448,55 @@ rest_send_sms(struct rest *r, const char *to, const char *body,
 	}
 	vr_strlcpy(j->call_sid, call_sid ? call_sid : "", sizeof(j->call_sid));
 	mask_phone(to, j->to_masked, sizeof(j->to_masked));
+	j->kind = REST_SMS;
+	j->what = "goodbye SMS to ";
+	j->next = r->jobs;
+	r->jobs = j;
+	r->pending++;
+	rest_attempt(j);
+	return 0;
+}
+
+int
+rest_update_call(struct rest *r, const char *call_sid, const char *name,
+    const char *value, uint64_t ref)
+{
+	const struct conf *cf;
+	struct job *j;
+	CURL *e;
+	size_t n;
+
+	if (r == NULL || !rest_calls_configured(r))
+		return -1;
+	cf = r->cf;
+	/* it goes into the URL: CA and 32 hex digits, nothing else */
+	n = strlen(call_sid);
+	if (n != 34 || call_sid[0] != 'C' || call_sid[1] != 'A')
+		return -1;
+	for (size_t i = 2; i < n; i++)
+		if (!isxdigit((unsigned char)call_sid[i]))
+			return -1;
+	if ((j = calloc(1, sizeof(*j))) == NULL || (e = curl_easy_init()) == NULL) {
+		free(j);
+		return -1;
+	}
+	j->r = r;
+	n = strlen(cf->twilio_api_base) + strlen(cf->twilio_account_sid) + 96;
+	if ((j->url = malloc(n)) != NULL)
+		snprintf(j->url, n, "%s/2010-04-01/Accounts/%s/Calls/%s.json",
+		    cf->twilio_api_base, cf->twilio_account_sid, call_sid);
+	j->form = form_field(e, name, value, NULL);
+	curl_easy_cleanup(e);
+	if (j->url == NULL || j->form == NULL) {
+		free(j->url);
+		free(j->form);
+		free(j);
+		return -1;
+	}
+	vr_strlcpy(j->call_sid, call_sid, sizeof(j->call_sid));
+	j->kind = REST_CALL;
+	j->ref = ref;
+	j->what = strcmp(name, "Status") == 0 ? "hang-up" : "call update";
 	j->next = r->jobs;
 	r->jobs = j;
 	r->pending++;

@@ -17,20 +17,43 @@
 
 #include <uv.h>
 
+#include <stdint.h>
+
 struct conf;
 struct rest;
 
+enum rest_kind {
+	REST_SMS,		/* a message to the caller */
+	REST_CALL,		/* an update of the live call (hang-up, transfer) */
+};
+
+/* How a job ended, once. */
+struct rest_done {
+	enum rest_kind	 kind;
+	int		 ok;		/* Twilio accepted it (2xx) */
+	int		 attempts;
+	uint64_t	 ref;		/* the caller's, from the request */
+};
+
 /* A client on loop with configuration cf (kept, not copied: see
- * rest_set_conf()).  outcome(arg, sent) is called once per SMS at its end:
- * sent 1 when Twilio accepted it, 0 when given up.  NULL on failure. */
+ * rest_set_conf()).  outcome(arg, done) is called once per job at its end.
+ * NULL on failure. */
 struct rest *rest_new(uv_loop_t *loop, const struct conf *cf,
-    void (*outcome)(void *arg, int sent), void *arg);
+    void (*outcome)(void *arg, const struct rest_done *done), void *arg);
 /* A new configuration for the jobs started from now on. */
 void rest_set_conf(struct rest *r, const struct conf *cf);
 /* Queue an SMS to `to` from TWILIO_PHONE_NUMBER.  call_sid is for logs.
  * Returns 0, or -1 if SMS is not configured or `to` is not a number. */
 int  rest_send_sms(struct rest *r, const char *to, const char *body,
     const char *call_sid);
+/* Update the live call call_sid (POST .../Calls/<call_sid>.json) with one
+ * form field: Status=completed ends it, Twiml=<Response>... replaces what
+ * it runs.  ref comes back in the outcome.  0, or -1 if the account is not
+ * configured or call_sid is not a CallSid. */
+int  rest_update_call(struct rest *r, const char *call_sid, const char *name,
+    const char *value, uint64_t ref);
+/* The account is configured for call updates (account SID, auth token). */
+int  rest_calls_configured(const struct rest *r);
 /* Jobs not finished yet (a draining worker waits for them). */
 unsigned rest_pending(const struct rest *r);
 /* The configuration allows SMS (account SID, auth token, from number). */

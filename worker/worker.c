@@ -327,11 +327,26 @@ worker_batch_opened(struct worker *w)
 		    BATCH_CHECK_MS);
 }
 
-/* A goodbye SMS ended: one of the worker's counters. */
+/* A REST job ended: the worker's counters, and the call that waits for it
+ * (if it is still here: a job outlives its call). */
 static void
-sms_outcome(void *arg, int sent)
+rest_outcome(void *arg, const struct rest_done *d)
 {
-	worker_count(arg, sent ? SC_sms_sent : SC_sms_failed, 1);
+	struct worker *w = arg;
+	struct call *c;
+
+	if (d->attempts > 1)
+		worker_count(w, SC_rest_retries, (uint64_t)d->attempts - 1);
+	if (d->kind == REST_SMS) {
+		worker_count(w, d->ok ? SC_sms_sent : SC_sms_failed, 1);
+		return;
+	}
+	worker_count(w, d->ok ? SC_call_updates : SC_call_updates_failed, 1);
+	for (c = w->calls; c != NULL; c = c->next)
+		if (c->id == d->ref) {
+			relay_rest_done(c, d->ok);
+			break;
+		}
 }
 
 void
@@ -385,7 +400,7 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	uv_check_init(&w->loop, &w->flush_check);
 	w->flush_check.data = w;
 	uv_check_start(&w->flush_check, flush_cb);
-	if ((w->rest = rest_new(&w->loop, w->conf, sms_outcome, w)) == NULL)
+	if ((w->rest = rest_new(&w->loop, w->conf, rest_outcome, w)) == NULL)
 		fatalx("libcurl could not start");
 	if (upstream_global_init(w, err, sizeof(err)) != 0) {
 		vr_strlcpy(w->sw->sw_last_error, err, sizeof(w->sw->sw_last_error));

@@ -140,3 +140,60 @@ async def test_keypad_actions_repeat_persona_end(env):
         expect(await s.wait_closed(10), "the call did not end")
         expect_eq(s.close_code, 1000, "close code")
         expect("the caller ended the call with a key" in d.log(), "reason logged")
+
+
+def rest_conf(rest):
+    return dict(TWILIO_ACCOUNT_SID=ACCOUNT, TWILIO_AUTH_TOKEN=twilio.TEST_AUTH_TOKEN,
+                TWILIO_PHONE_NUMBER=NUMBER, TWILIO_API_BASE=rest.base)
+
+
+GOODBYE = [{"wait_ms": 300},
+           {"tool_call": {"name": "end_call", "arguments": {}}, "audio_ms": 800,
+            "text": "Thanks for calling, goodbye."}]
+
+
+async def hang_up_call(env, n, **rest_kw):
+    lines = desk_line(env, persona="hvac", tools=["end_call"])
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, **rest_kw) as rest, \
+            FakeOpenAI(mode="scripted", script=GOODBYE, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                       **rest_conf(rest)).start()
+        c0 = await asyncio.to_thread(counters, d)
+        s = await open_call(d, n, "desk")
+        expect(await s.wait_closed(15), "the call did not end")
+        await asyncio.sleep(0.3)
+        c1 = await asyncio.to_thread(counters, d)
+        return d, s, rest, c0, c1
+
+
+@timeout(60)
+async def test_end_call_completes_the_call_at_twilio_after_the_goodbye(env):
+    d, s, rest, c0, c1 = await hang_up_call(env, 3)
+    ups = rest.call_updates
+    expect_eq(len(ups), 1, "call updates")
+    q = ups[0]
+    expect_eq(q.path, "/2010-04-01/Accounts/%s/Calls/%s.json"
+              % (ACCOUNT, twilio.call_sid(3)), "path")
+    expect_eq(q.form, {"Status": ["completed"]}, "form")
+    expect_eq(q.status, 200, "answer")
+    # the goodbye (800 ms in 100 ms marks) was heard before the update
+    expect(len(s.mark_times) >= 8, "marks echoed: %d" % len(s.mark_times))
+    expect(q.t >= s.mark_times[-1], "update %.3f before the last mark %.3f"
+           % (q.t, s.mark_times[-1]))
+    # and the stream closed once Twilio took it
+    expect(s.closed_at >= q.t, "stream closed before the update")
+    expect_eq(s.close_code, 1000, "close code")
+    expect_eq(c1["call_updates"] - c0["call_updates"], 1, "call_updates")
+    expect_eq(c1["failed_calls"] - c0["failed_calls"], 0, "failed_calls")
+    expect("the persona ended the call" in d.log(), "reason")
+
+
+@timeout(60)
+async def test_hang_up_retries_a_failing_twilio(env):
+    d, s, rest, c0, c1 = await hang_up_call(env, 4, fail_calls_first=2)
+    expect_eq([q.status for q in rest.call_updates], [500, 500, 200], "attempts")
+    expect(s.closed_at >= rest.call_updates[-1].t, "stream closed before Twilio took it")
+    expect_eq(c1["rest_retries"] - c0["rest_retries"], 2, "rest_retries")
+    expect_eq(c1["call_updates"] - c0["call_updates"], 1, "call_updates")
+    expect_eq(c1["call_updates_failed"] - c0["call_updates_failed"], 0,
+              "call_updates_failed")

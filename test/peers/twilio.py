@@ -124,6 +124,8 @@ class Stream:
         self.close_code = None
         self.close_reason = None
         self.frames_sent = 0
+        self.mark_times = []        # monotonic time of each echo
+        self.closed_at = None
         self._reader = None
 
     def _next_seq(self):
@@ -203,12 +205,14 @@ class Stream:
                 self.received.append(m)
                 if m.get("event") == "mark":
                     self.marks_echoed += 1
+                    self.mark_times.append(time.monotonic())
                     await self.ws.send(json.dumps({
                         "event": "mark", "sequenceNumber": self._next_seq(),
                         "streamSid": self.ssid, "mark": m.get("mark", {})}))
         except websockets.ConnectionClosed:
             pass
         finally:
+            self.closed_at = time.monotonic()
             self.close_code = self.ws.close_code
             self.close_reason = self.ws.close_reason
 

@@ -1,13 +1,18 @@
-"""A fake Twilio REST API, for the goodbye SMS: POST
-/2010-04-01/Accounts/{AccountSid}/Messages.json with HTTP basic auth and a
-form body, answered 201 with a Message resource (protocols.md 6.4), or with
-the failures a test asks for.  Records every request."""
+"""A fake Twilio REST API: the goodbye SMS (POST
+/2010-04-01/Accounts/{AccountSid}/Messages.json, answered 201 with a Message
+resource, protocols.md 6.4) and updates of a live call (POST
+.../Calls/{CallSid}.json with Status=completed, or Twiml holding a
+<Response>, answered 200 with a Call resource), with HTTP basic auth and a
+form body, or with the failures a test asks for.  Records every SMS request
+in `requests` and every call update in `call_updates`."""
 
 import asyncio
 import base64
 import json
 import time
+import re
 import urllib.parse
+import xml.etree.ElementTree as ET
 
 
 class Request:
@@ -31,12 +36,18 @@ class FakeTwilioRest:
     """fail_first: answer this many requests with fail_status first;
     fail_status: that status (500, 429, 400...)."""
 
-    def __init__(self, account_sid, auth_token, fail_first=0, fail_status=500):
+    def __init__(self, account_sid, auth_token, fail_first=0, fail_status=500,
+                 fail_calls_first=0, call_delay=0.0):
+        """fail_calls_first: call updates answered fail_status first;
+        call_delay: seconds before a call update is answered."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_first = fail_first
         self.fail_status = fail_status
+        self.fail_calls_first = fail_calls_first
+        self.call_delay = call_delay
         self.requests = []
+        self.call_updates = []
         self.server = None
         self.port = None
 
@@ -81,8 +92,14 @@ class FakeTwilioRest:
                 n = int(headers.get("content-length", "0"))
                 body = await asyncio.wait_for(reader.readexactly(n), 10) if n else b""
                 req = Request(method, path, headers, body)
-                self.requests.append(req)
-                status, doc = self._answer(req)
+                if "/Calls/" in path:
+                    self.call_updates.append(req)
+                    if self.call_delay:
+                        await asyncio.sleep(self.call_delay)
+                    status, doc = self._answer_call(req)
+                else:
+                    self.requests.append(req)
+                    status, doc = self._answer(req)
                 req.status = status
                 out = json.dumps(doc).encode()
                 writer.write(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
@@ -112,3 +129,37 @@ class FakeTwilioRest:
         return 201, {"sid": "SM" + "5" * 32, "status": "queued",
                      "to": req.form["To"][0], "from": req.form["From"][0],
                      "body": req.form["Body"][0], "num_segments": "1"}
+
+    def _answer_call(self, req):
+        """An update of a live call: Status=completed, or Twiml whose root is
+        <Response> (a Dial must name a number or a <Sip>); anything else is
+        Twilio's 400."""
+        m = re.fullmatch(r"/2010-04-01/Accounts/%s/Calls/(CA[0-9a-f]{32})\.json"
+                         % self.account_sid, req.path)
+        if req.auth != "%s:%s" % (self.account_sid, self.auth_token):
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if req.method != "POST" or m is None:
+            return 404, {"code": 20404, "message": "not found", "status": 404}
+        failed_so_far = sum(1 for r in self.call_updates[:-1]
+                            if getattr(r, "status", 0) == self.fail_status)
+        if failed_so_far < self.fail_calls_first:
+            return self.fail_status, {"code": 20500, "message": "Internal error",
+                                      "status": self.fail_status}
+        status = req.form.get("Status", [None])[0]
+        twiml = req.form.get("Twiml", [None])[0]
+        if (status is None) == (twiml is None):
+            return 400, {"code": 21220, "message": "one of Status or Twiml",
+                         "status": 400}
+        if status is not None and status not in ("completed", "canceled"):
+            return 400, {"code": 21220, "message": "bad Status", "status": 400}
+        if twiml is not None:
+            try:
+                root = ET.fromstring(twiml)
+            except ET.ParseError as e:
+                return 400, {"code": 12100, "message": "Twiml: %s" % e, "status": 400}
+            if root.tag != "Response":
+                return 400, {"code": 12100, "message": "Twiml: no Response",
+                             "status": 400}
+            req.twiml = root
+        return 200, {"sid": m.group(1), "status": status or "in-progress",
+                     "account_sid": self.account_sid}
