@@ -16,6 +16,7 @@
 #include "proto/sig.h"
 #include "proto/token.h"
 #include "proto/twiml.h"
+#include "worker/app.h"
 
 #include <ctype.h>
 #include <strings.h>
@@ -129,7 +130,7 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	char masked[64], routebuf[33], action[700];
 	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
 	int is_post = strcmp(http_req_method(r), "POST") == 0, relay;
-	uint64_t used, free_ms, min_ms;
+	uint64_t used, free_ms;
 	const struct line *line;
 	size_t prev_len;
 
@@ -239,12 +240,11 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 		voice_refuse(c, M.conf.busy_message);
 		goto out;
 	}
-	/* a line with no quota admits every caller (minutes are still
-	 * counted in the ledger) */
+	/* the line's app decides (a line with no quota admits every caller;
+	 * minutes are still counted in the ledger) */
 	free_ms = (uint64_t)(line->free_minutes * 60000.0 + 0.5);
-	min_ms = (uint64_t)(line->min_minutes * 60000.0 + 0.5);
 	used = shm_usage_ms(&M.shm, tok.caller, mono_ms());
-	if (line_has_quota(line) && (used >= free_ms || free_ms - used < min_ms)) {
+	if (!app_admit(line, tok.caller, used)) {
 		master_count(SC_refused_minutes);
 		log_info("call %s from %s refused: %.2f of %.2f minutes used",
 		    sid, masked, used / 60000.0, line->free_minutes);

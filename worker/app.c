@@ -33,6 +33,21 @@ app_find(const char *name)
 }
 
 int
+app_admit(const struct line *l, const char *caller, uint64_t used_ms)
+{
+	const struct app *a = app_find(l->app);
+	uint64_t allow, min;
+
+	if (a != NULL && a->admitted != NULL)
+		return a->admitted(l, caller, used_ms);
+	if (!line_has_quota(l))
+		return 1;
+	allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
+	min = (uint64_t)(l->min_minutes * 60000.0 + 0.5);
+	return used_ms < allow && allow - used_ms >= min;
+}
+
+int
 app_line_limit(struct call *c)
 {
 	const struct line *l = c->line;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 struct call;
+struct line;
 
 /* One function call of the model, complete. */
 struct app_tool {
@@ -35,6 +36,11 @@ struct app_tool {
 struct app {
 	const char	*name;
 	size_t		 state_size;
+	/* at the webhook, in the master (no call yet): 1 to let the caller
+	 * in, 0 to refuse them as out of minutes.  used_ms: their minutes in
+	 * the ledger.  NULL: the line's quota decides (app_admit()). */
+	int		(*admitted)(const struct line *l, const char *caller,
+			    uint64_t used_ms);
 	/* `start` came: the call is counted, its persona is talking */
 	void		(*started)(struct call *c);
 	/* the model called a tool: 1 if the app answered it (with
@@ -57,6 +63,11 @@ struct app {
 
 /* The app named name, or NULL. */
 const struct app *app_find(const char *name);
+
+/* The webhook's question for a caller of line l: the app's admitted hook,
+ * or the line's quota (free_minutes, min_minutes; none admits everyone).
+ * 1 admit, 0 refuse. */
+int  app_admit(const struct line *l, const char *caller, uint64_t used_ms);
 
 /* Policy the lines set, for apps to apply (app.c). */
 /* The time limit of the call's line: the caller's allowance (free_minutes
