@@ -62,6 +62,7 @@ line_free(struct line *l)
 		free(l->targets[i].sip);
 	}
 	free(l->targets);
+	free(l->transfer_voicemail);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -199,7 +200,7 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
     "tools", "transport", "description", "facts", "keypad",
-    "conversation_relay", "transfer_targets", NULL };
+    "conversation_relay", "transfer_targets", "transfer", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -472,6 +473,58 @@ line_key(const struct line *l, char digit)
 	return NULL;
 }
 
+#define VOICEMAIL_DEFAULT "Sorry, nobody could take your call right now. " \
+    "Please call again later. Goodbye."
+
+/* "transfer": how a transfer dials, and what follows when nobody answers. */
+static void
+get_transfer(struct lctx *x, json_t *root, struct line *l)
+{
+	json_t *v = json_object_get(root, "transfer"), *f;
+	const char *k;
+
+	l->transfer_timeout = 20;
+	l->transfer_voicemail = strdup(VOICEMAIL_DEFAULT);
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_object(v)) {
+		bad(x, "transfer", "an object: caller_id, timeout, no_answer, "
+		    "voicemail");
+		return;
+	}
+	json_object_foreach(v, k, f) {
+		const char *sv = json_string_value(f);
+		if (strcmp(k, "caller_id") == 0) {
+			if (sv == NULL || !target_number_ok(sv))
+				bad(x, "transfer", "caller_id: E.164, + and up to "
+				    "15 digits");
+			else
+				snprintf(l->transfer_caller_id,
+				    sizeof(l->transfer_caller_id), "%s", sv);
+		} else if (strcmp(k, "timeout") == 0) {
+			if (!json_is_integer(f) || json_integer_value(f) < 5 ||
+			    json_integer_value(f) > 600)
+				bad(x, "transfer", "timeout: whole seconds, 5 to 600");
+			else
+				l->transfer_timeout = (int)json_integer_value(f);
+		} else if (strcmp(k, "no_answer") == 0) {
+			if (sv != NULL && strcmp(sv, "line") == 0)
+				l->transfer_back = 1;
+			else if (sv == NULL || strcmp(sv, "voicemail") != 0)
+				bad(x, "transfer", "no_answer: \"voicemail\" or "
+				    "\"line\"");
+		} else if (strcmp(k, "voicemail") == 0) {
+			if (sv == NULL || sv[0] == '\0' || strlen(sv) > 1000)
+				bad(x, "transfer", "voicemail: 1 to 1000 characters");
+			else {
+				free(l->transfer_voicemail);
+				l->transfer_voicemail = strdup(sv);
+			}
+		} else
+			bad(x, "transfer", "unknown field \"%.32s\"", k);
+	}
+}
+
 /*
  * "keypad": {"<key>": action}: an action is "end_call", "repeat", "model",
  * {"action": "persona", "persona": id} or {"action": "transfer",
@@ -525,9 +578,17 @@ get_keypad(struct lctx *x, json_t *root, struct line *l,
 				    "in PERSONAS_DIR", k);
 				continue;
 			}
+		} else if (strcmp(act, "transfer") == 0) {
+			lk->action = LK_TRANSFER;
+			arg = json_string_value(json_object_get(a, "target"));
+			if (arg == NULL || line_target_find(l, arg) == NULL) {
+				bad(x, "keypad", "%s: \"target\" names no label of "
+				    "transfer_targets", k);
+				continue;
+			}
 		} else {
 			bad(x, "keypad", "%s: no action \"%.32s\" (end_call, repeat, "
-			    "model, persona)", k, act);
+			    "model, persona, transfer)", k, act);
 			continue;
 		}
 		if (arg != NULL)
@@ -626,6 +687,8 @@ load_line(struct line *l, const char *path, const char *id,
 	get_targets(x, root, l);
 	get_facts(x, root, l);
 	get_tools(x, root, l, p);
+	if (l->ntargets == 0 && json_object_get(root, "transfer") != NULL)
+		bad(x, "transfer", "needs transfer_targets");
 	get_keypad(x, root, l, ps);
 	if (l->facts_json == NULL) {
 		/* nothing to check an identity against: not offered */
@@ -640,7 +703,8 @@ load_line(struct line *l, const char *path, const char *id,
 			l->tools_json = less;
 		}
 	}
-	if (l->ntargets > 0 && l->transport == LINE_CONVERSATION_RELAY)
+	get_transfer(x, root, l);
+	if (l->ntargets > 0)
 		add_transfer_tool(x, l, p);
 	v = json_object_get(root, "description");
 	if (v != NULL && !json_is_string(v))

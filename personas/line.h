@@ -35,7 +35,12 @@
  *       hints also a list)
  *     },
  *     "transfer_targets": [{"label": "office manager",
- *                           "number": "+15551234567" | "sip": "sip:..."}]
+ *                           "number": "+15551234567" | "sip": "sip:..."}],
+ *                                  transfer_call and the keypad's
+ *                                  transfer dial one of these
+ *     "transfer": {"caller_id": "+15550001111", "timeout": 20,
+ *                  "no_answer": "voicemail" | "line",
+ *                  "voicemail": "Nobody could answer. ..."}
  *   }
  *
  * A route with no line file runs its persona as a practice-app line with
@@ -64,7 +69,7 @@ enum line_key_action {
 struct line_key {
 	char			 digit;
 	enum line_key_action	 action;
-	char			 arg[PERSONA_ID_MAX];
+	char			 arg[64];	/* a persona id, or a target label */
 };
 
 #define LINE_TARGETS_MAX 16
@@ -105,6 +110,12 @@ struct line {
 	char		*welcome;
 	struct line_target	*targets;
 	size_t		 ntargets;
+	/* a transfer's <Dial>: callerId ("" none), ring time (s), and when
+	 * nobody answers: back to the line (1) or the voicemail text */
+	char		 transfer_caller_id[24];
+	int		 transfer_timeout;
+	int		 transfer_back;
+	char		*transfer_voicemail;
 };
 
 struct line_set {

@@ -234,6 +234,37 @@ twiml_dial(struct twiml *t, const char *number, const char *sip)
 	twiml_raw(t, "</Dial>");
 }
 
+void
+twiml_dial_with(struct twiml *t, const char *number, const char *sip,
+    const char *caller_id, int timeout)
+{
+	char n[16];
+
+	twiml_raw(t, "<Dial");
+	if (caller_id != NULL && caller_id[0] != '\0')
+		twiml_attr(t, "callerId", caller_id);
+	if (timeout > 0) {
+		snprintf(n, sizeof(n), "%d", timeout);
+		twiml_attr(t, "timeout", n);
+	}
+	twiml_raw(t, ">");
+	if (sip != NULL) {
+		twiml_raw(t, "<Sip>");
+		twiml_text(t, sip);
+		twiml_raw(t, "</Sip>");
+	} else
+		twiml_text(t, number);
+	twiml_raw(t, "</Dial>");
+}
+
+void
+twiml_redirect(struct twiml *t, const char *url)
+{
+	twiml_raw(t, "<Redirect method=\"POST\">");
+	twiml_text(t, url);
+	twiml_raw(t, "</Redirect>");
+}
+
 int
 twiml_end(struct twiml *t)
 {

@@ -40,6 +40,12 @@ void twiml_connect_relay_open(struct twiml *t, const char *action,
 void twiml_connect_relay_close(struct twiml *t);
 /* <Dial>number</Dial>, or <Dial><Sip>uri</Sip></Dial> when sip is set. */
 void twiml_dial(struct twiml *t, const char *number, const char *sip);
+/* <Dial callerId=".." timeout="N">, the target as twiml_dial(); caller_id
+ * NULL or "" omits it, timeout <= 0 omits it (Twilio's 30 s). */
+void twiml_dial_with(struct twiml *t, const char *number, const char *sip,
+    const char *caller_id, int timeout);
+/* <Redirect method="POST">url</Redirect> */
+void twiml_redirect(struct twiml *t, const char *url);
 /* Appends </Response>.  Returns 0, or -1 if any step ran out of memory. */
 int  twiml_end(struct twiml *t);
 void twiml_free(struct twiml *t);

@@ -22,6 +22,8 @@
 	X(call_updates,		"live-call updates (hang-up, transfer) Twilio accepted") \
 	X(call_updates_failed,	"live-call updates given up after retries")	\
 	X(rest_retries,		"Twilio REST attempts retried")			\
+	X(transfers,		"calls transferred to a person (Twilio took the Dial)") \
+	X(transfers_failed,	"transfers Twilio did not take; the call went on") \
 	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
 	X(upstream_error_events, "error events from the model that kept the session") \
 	X(voice_requests,	"voice webhooks answered")			\

@@ -6,6 +6,7 @@
 #include "worker/relay.h"
 #include "proto/b64.h"
 #include "proto/csv.h"
+#include "proto/twiml.h"
 #include "worker/app.h"
 #include "worker/call.h"
 #include "worker/rest.h"
@@ -858,6 +859,8 @@ relay_hangup(struct call *c, const char *reason)
  * the update, or FINISH_WAIT_MS later.  Without an account, the stream
  * closes now, as before.
  */
+static void transfer_now(struct call *c);
+
 static void
 finish(struct call *c, const char *reason)
 {
@@ -865,6 +868,10 @@ finish(struct call *c, const char *reason)
 
 	if (k->finishing || c->state != CALL_LIVE)
 		return;
+	if (k->transfer != NULL && !k->limit_reached) {
+		transfer_now(c);
+		return;
+	}
 	if (rest_update_call(c->w->rest, call_sid_of(c), "Status", "completed",
 	    c->id) != 0) {
 		call_close(c, reason, 0, 1000);
@@ -876,12 +883,73 @@ finish(struct call *c, const char *reason)
 	ctl_log(c, 'd', "ending the call at twilio (%s)", reason);
 }
 
+/*
+ * The hand-over was heard: Twilio is to dial the target instead of running
+ * the stream.  What follows the <Dial> runs when nobody answers (or the
+ * person hangs up first): back to the line's webhook, or the voicemail
+ * message and a hang-up.
+ */
+static void
+transfer_now(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	const struct line *l = c->line;
+	const struct line_target *t = k->transfer;
+	const char *pub = c->w->conf->public_url;
+	struct twiml tw;
+	char url[1024];
+
+	twiml_begin(&tw);
+	twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
+	    l->transfer_timeout);
+	if (l->transfer_back && pub != NULL && pub[0] != '\0') {
+		snprintf(url, sizeof(url), "%s/voice/%s", pub, l->id);
+		twiml_redirect(&tw, url);
+	} else {
+		twiml_say(&tw, l->transfer_voicemail ? l->transfer_voicemail :
+		    "Goodbye.", NULL);
+		twiml_hangup(&tw);
+	}
+	if (twiml_end(&tw) != 0 || rest_update_call(c->w->rest, call_sid_of(c),
+	    "Twiml", tw.buf, c->id) != 0) {
+		twiml_free(&tw);
+		relay_rest_done(c, 0);
+		return;
+	}
+	twiml_free(&tw);
+	k->finishing = 1;
+	k->finish_reason = "transferred";
+	k->finish_deadline_ms = mono_ms() + FINISH_WAIT_MS;
+	ctl_log(c, 'i', "transferring the caller to %s", t->label);
+}
+
 void
 relay_rest_done(struct call *c, int ok)
 {
 	struct relay_ctl *k = &c->relay.ctl;
 
-	if (!k->finishing || c->state != CALL_LIVE)
+	if (c->state != CALL_LIVE)
+		return;
+	if (k->transfer != NULL) {
+		worker_count(c->w, ok ? SC_transfers : SC_transfers_failed, 1);
+		if (!ok) {
+			/* the caller is still on the stream: the model says so */
+			ctl_log(c, 'w', "transfer to %s failed; the call goes on",
+			    k->transfer->label);
+			k->transfer = NULL;
+			k->transfer_arm = 0;
+			k->finishing = 0;
+			k->ending = 0;
+			relay_say(c, "The transfer did not go through. Tell the "
+			    "caller so in one short sentence and offer to help "
+			    "another way.", 0);
+			return;
+		}
+		/* the call's record is to say transferred_to (label) here,
+		 * once workers report to the records (issue 14) */
+		ctl_log(c, 'i', "transferred to %s", k->transfer->label);
+	}
+	if (!k->finishing)
 		return;
 	if (!ok)
 		ctl_log(c, 'w', "twilio did not take the call update; closing "
@@ -963,6 +1031,27 @@ relay_send_sms(struct call *c, const char *body)
 	return 0;
 }
 
+int
+relay_transfer(struct call *c, const char *label, const char *handover)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	const struct line_target *t;
+
+	t = c->line != NULL && label != NULL ? line_target_find(c->line, label) :
+	    NULL;
+	if (t == NULL || !rest_calls_configured(c->w->rest) || k->ending ||
+	    k->finishing || k->limit_reached || c->state != CALL_LIVE)
+		return -1;
+	k->transfer = t;
+	relay_hangup(c, "transferred");
+	if (handover != NULL && !relay_model_busy(c)) {
+		relay_say(c, handover, 1);
+		k->transfer_arm = 1;	/* until its response is created */
+	}
+	ctl_log(c, 'd', "transfer to %s once the hand-over was heard", t->label);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- */
 /* the keypad */
 
@@ -1038,6 +1127,16 @@ relay_keypress(struct call *c, char digit)
 		free(text);
 		break;
 	case LK_TRANSFER:
+		n = strlen(lk->arg) + 160;
+		if ((text = malloc(n)) == NULL)
+			break;
+		snprintf(text, n, "The caller pressed a key to speak with the %s. "
+		    "Tell them in one short sentence that you are transferring "
+		    "them now.", lk->arg);
+		if (relay_transfer(c, lk->arg, text) != 0)
+			key_to_model(c, digit);
+		free(text);
+		break;
 	case LK_MODEL:
 	default:
 		key_to_model(c, digit);
@@ -1149,6 +1248,7 @@ ctl_response_created(struct call *c, struct oa_msg *m)
 {
 	struct relay_ctl *k = &c->relay.ctl;
 
+	k->transfer_arm = 0;	/* the hand-over is being said */
 	if (k->wrap == RELAY_WRAP_ASKED && k->wrap_response[0] == '\0')
 		vr_strlcpy(k->wrap_response, m->response_id, sizeof(k->wrap_response));
 	if (k->sw == RELAY_SW_OPENING && k->handover_wanted &&
@@ -1196,7 +1296,7 @@ on_played(struct call *c)
 		finish(c, "time limit reached");
 		return;
 	}
-	if (k->ending && quiet(c)) {
+	if (k->ending && !k->transfer_arm && quiet(c)) {
 		finish(c, k->ending_reason);
 		return;
 	}
@@ -1227,6 +1327,15 @@ builtin_tool(struct call *c, const struct app_tool *t)
 			    left / 60000.0, (unsigned long long)(left / 1000),
 			    k->quota_minutes);
 		relay_tool_result(c, t->call_id, out, 1);
+	} else if (strcmp(t->name, "transfer_call") == 0) {
+		json_t *a = json_loads(t->args, 0, NULL);
+		const char *label = json_string_value(json_object_get(a, "target"));
+		if (relay_transfer(c, label, NULL) == 0)
+			relay_tool_result(c, t->call_id, "{\"ok\":true}", 0);
+		else
+			relay_tool_result(c, t->call_id, "{\"error\":\"no transfer "
+			    "to that target now; go on helping the caller\"}", 1);
+		json_decref(a);
 	} else if (strcmp(t->name, "end_call") == 0) {
 		/* the persona said goodbye; hang up once the caller heard it */
 		relay_tool_result(c, t->call_id, "{\"ok\":true}", 0);

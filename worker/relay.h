@@ -81,6 +81,10 @@ struct relay_ctl {
 	int			 finishing;
 	uint64_t		 finish_deadline_ms;
 	const char		*finish_reason;
+	/* transfer: the target, once asked for; the hand-over asked for and
+	 * its response not created yet */
+	const struct line_target *transfer;
+	int			 transfer_arm;
 	/* time limit */
 	uint64_t		 limit_at_ms;	/* mono; 0: none */
 	double			 quota_minutes;	/* reported by get_remaining_time */
@@ -218,6 +222,14 @@ int  relay_switching(const struct call *c);
  * the line's keypad action for it, or a short user item told to the model.
  * A burst past RELAY_KEYS_PER_S a second is counted and not acted on. */
 void relay_keypress(struct call *c, char digit);
+/* Transfer the caller to the target of the call's line labelled label:
+ * once the caller heard the hand-over (handover: instructions for it,
+ * asked for now if the model is quiet; NULL: what is being said, or the
+ * response a tool result leads to), the live call is updated through REST
+ * with TwiML that <Dial>s the target, and the stream closes once Twilio
+ * took it.  If Twilio refuses, the model is told and the call goes on.
+ * 0, or -1 (no such target, no REST account, the call is ending). */
+int  relay_transfer(struct call *c, const char *label, const char *handover);
 /* Queue an SMS to the caller (TWILIO_PHONE_NUMBER sends it).  0 or -1. */
 int  relay_send_sms(struct call *c, const char *body);
 

@@ -197,3 +197,100 @@ async def test_hang_up_retries_a_failing_twilio(env):
     expect_eq(c1["call_updates"] - c0["call_updates"], 1, "call_updates")
     expect_eq(c1["call_updates_failed"] - c0["call_updates_failed"], 0,
               "call_updates_failed")
+
+
+TARGETS = [{"label": "front desk", "number": "+15557654321"},
+           {"label": "billing", "sip": "sip:billing@pbx.example.com"}]
+
+
+@timeout(60)
+async def test_transfer_call_plays_its_line_then_dials(env):
+    script = [{"wait_ms": 300},
+              {"tool_call": {"name": "transfer_call", "arguments": {"target": "front desk"}},
+               "audio_ms": 600, "text": "Let me put you through to the front desk."}]
+    lines = desk_line(env, persona="hvac", tools=["end_call"], transfer_targets=TARGETS,
+                      transfer={"caller_id": "+15550001111", "timeout": 25,
+                                "voicemail": "Nobody is free. Please call back."})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest, \
+            FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                       **rest_conf(rest)).start()
+        c0 = await asyncio.to_thread(counters, d)
+        s = await open_call(d, 5, "desk")
+        conn = await srv.wait_connection(1)
+        tools = conn.first("session.update")[1]["session"]["tools"]
+        tr = [t for t in tools if t["name"] == "transfer_call"]
+        expect_eq(len(tr), 1, "transfer_call offered")
+        expect_eq(tr[0]["parameters"]["properties"]["target"]["enum"],
+                  ["front desk", "billing"], "labels")
+        expect(await s.wait_closed(15), "the call did not end")
+        c1 = await asyncio.to_thread(counters, d)
+        ups = rest.call_updates
+        expect_eq(len(ups), 1, "call updates")
+        q = ups[0]
+        expect_eq(q.status, 200, "Twilio's answer")
+        expect_eq(list(q.form), ["Twiml"], "form fields")
+        verbs = [(el.tag, el.attrib, (el.text or "").strip()) for el in q.twiml]
+        expect_eq(verbs[0], ("Dial", {"callerId": "+15550001111", "timeout": "25"},
+                             "+15557654321"), "Dial")
+        expect_eq(verbs[1:], [("Say", {}, "Nobody is free. Please call back."),
+                              ("Hangup", {}, "")], "after the Dial")
+        # the hand-over line was heard before the update, the stream ended after
+        expect(len(s.mark_times) >= 6 and q.t >= s.mark_times[-1],
+               "update before the hand-over was heard")
+        expect(s.closed_at >= q.t, "stream closed before Twilio took the update")
+        expect_eq(s.close_code, 1000, "close code")
+        expect_eq(c1["transfers"] - c0["transfers"], 1, "transfers")
+        expect_eq(c1["failed_calls"] - c0["failed_calls"], 0, "failed_calls")
+        expect("transferred to front desk" in d.log(), "log")
+        expect("+15557654321" not in d.log(), "the target's number in the log")
+
+
+@timeout(60)
+async def test_keypad_transfer_to_sip_and_back_to_the_line(env):
+    lines = desk_line(env, transfer_targets=TARGETS, transfer={"no_answer": "line"},
+                      keypad={"0": {"action": "transfer", "target": "billing"}})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest, \
+            FakeOpenAI(mode="vad", reply_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                       **rest_conf(rest)).start()
+        s = await open_call(d, 6, "desk")
+        conn = await srv.wait_connection(1)
+        await quiet(conn, 1)
+        await asyncio.sleep(0.3)
+        await s.send_dtmf("0")
+        await until(lambda: len(conn.response_requests) >= 2, 5, "the hand-over")
+        expect("transferring" in conn.response_requests[1]["instructions"],
+               "hand-over: %r" % conn.response_requests[1]["instructions"])
+        expect(await s.wait_closed(15), "the call did not end")
+        q = rest.call_updates[0]
+        dial = q.twiml[0]
+        expect_eq((dial.tag, dial.attrib), ("Dial", {"timeout": "20"}), "Dial")
+        expect_eq([(e.tag, e.text) for e in dial], [("Sip", "sip:billing@pbx.example.com")],
+                  "Sip")
+        expect_eq((q.twiml[1].tag, q.twiml[1].text), ("Redirect", d.base + "/voice/desk"),
+                  "back to the line")
+        # the hand-over's audio reached the caller before the update
+        expect(q.t >= s.mark_times[-1], "update before the hand-over was heard")
+
+
+@timeout(60)
+async def test_transfer_twilio_refuses_the_call_goes_on(env):
+    script = [{"wait_ms": 300},
+              {"tool_call": {"name": "transfer_call", "arguments": {"target": "front desk"}},
+               "audio_ms": 300}]
+    lines = desk_line(env, persona="hvac", tools=["end_call"], transfer_targets=TARGETS)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, fail_calls_first=1,
+                              fail_status=400) as rest, \
+            FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                       **rest_conf(rest)).start()
+        c0 = await asyncio.to_thread(counters, d)
+        s = await open_call(d, 7, "desk")
+        conn = await srv.wait_connection(1)
+        await until(lambda: any("did not go through" in (q["instructions"] or "")
+                                for q in conn.response_requests), 10, "the model told")
+        c1 = await asyncio.to_thread(counters, d)
+        expect_eq(c1["transfers_failed"] - c0["transfers_failed"], 1, "transfers_failed")
+        expect(s.close_code is None, "the call ended")
+        await s.stop()

@@ -83,6 +83,7 @@ void call_release(struct call *c) { c->refs--; }
 void worker_batch_opened(struct worker *w) { }
 int rest_sms_configured(const struct rest *r) { return 1; }
 /* no account for call updates: the relay closes the stream itself */
+int rest_calls_configured(const struct rest *r) { return 0; }
 int rest_update_call(struct rest *r, const char *call_sid, const char *name,
     const char *value, uint64_t ref)
 {
