@@ -64,6 +64,9 @@ struct stream {
 	int		 keep;		/* keep-alive once it is over */
 	int		 inflight;	/* our writes not yet completed */
 	int		 finished;	/* the last piece is queued */
+	int		 waiting;	/* fill said CONN_FILL_AGAIN */
+	int		 deferred;	/* conn_defer(): no head written yet */
+	int		 head_only;	/* the deferred request was HEAD */
 };
 
 struct conn {
@@ -552,6 +555,12 @@ conn_timer_cb(uv_timer_t *t)
 	if (c->closing)
 		return;
 	master_count(SC_http_timeouts);
+	if (c->stream != NULL && (c->stream->deferred || c->stream->waiting)) {
+		log_info("%s: no answer from the store within KEEPALIVE_TIMEOUT "
+		    "(%d s); closing", c->peer, M.conf.keepalive_timeout);
+		conn_close(c);
+		return;
+	}
 	if (c->stream != NULL) {
 		log_info("%s: answer not read for KEEPALIVE_TIMEOUT (%d s); "
 		    "closing", c->peer, M.conf.keepalive_timeout);
@@ -929,6 +938,12 @@ stream_pump(struct conn *c)
 	}
 	body = wr->data + STREAM_HDR;
 	n = st->fill(st->arg, body, STREAM_PIECE);
+	if (n == CONN_FILL_AGAIN) {
+		/* the producer waits for its source: conn_stream_wake() */
+		free(wr);
+		st->waiting = 1;
+		return;
+	}
 	if (n < 0) {
 		/* the head is gone: a cut connection is the only way to say
 		 * the body is incomplete */
@@ -984,11 +999,11 @@ stream_written(struct conn *c)
 
 	if (--st->inflight > 0)
 		return;
-	if (!st->finished) {
+	if (!st->finished && !st->waiting) {
 		conn_arm_timer(c);	/* progress: the stall clock restarts */
 		stream_pump(c);
 	}
-	if (c->closing || !st->finished || st->inflight > 0)
+	if (c->closing || c->stream != st || !st->finished || st->inflight > 0)
 		return;
 	if (!st->keep) {
 		stream_free(c);
@@ -1054,6 +1069,126 @@ conn_stream(struct conn *c, int status, const char *content_type,
 		return -1;
 	}
 	if (c->head_only)
+		st->finished = 1;
+	else
+		stream_pump(c);
+	return 0;
+}
+
+void
+conn_stream_wake(struct conn *c)
+{
+	struct stream *st = c->stream;
+
+	if (c->closing || st == NULL || !st->waiting)
+		return;
+	st->waiting = 0;
+	conn_arm_timer(c);
+	if (st->inflight == 0) {
+		stream_pump(c);
+		/* an empty rest: the end went out, or nothing is left */
+		if (!c->closing && c->stream == st && st->finished &&
+		    st->inflight == 0) {
+			st->inflight = 1;
+			stream_written(c);
+		}
+	}
+}
+
+/*
+ * A deferred answer is a stream whose head is not written yet: the
+ * connection reads nothing more, requests behind it wait in pending, and
+ * done(arg) is called once, when the answer is out or the connection went
+ * first.  It holds no piece until it starts, so it is not counted against
+ * ANSWER_BUDGET before conn_defer_stream().
+ */
+int
+conn_defer(struct conn *c, conn_free_cb done, void *arg)
+{
+	struct stream *st;
+
+	if (c->closing || (st = calloc(1, sizeof(*st))) == NULL) {
+		done(arg);
+		if (!c->closing)
+			conn_close(c);
+		return -1;
+	}
+	st->done = done;
+	st->arg = arg;
+	st->deferred = 1;
+	st->head_only = c->head_only;
+	c->stream = st;
+	nstreams++;
+	conn_idle_update(c);
+	return 0;
+}
+
+void
+conn_defer_respond(struct conn *c, int status, const char *content_type,
+    const char *body, size_t len, const char *extra)
+{
+	struct stream *st = c->stream;
+	struct wreq *wr;
+	char head[1024];
+	int hl;
+
+	if (c->closing || st == NULL || !st->deferred)
+		return;
+	st->deferred = 0;
+	st->keep = conn_keep_alive(c) && !c->close_after_write;
+	hl = http_response_head(head, sizeof(head), status, content_type, len,
+	    st->keep, extra);
+	if (st->head_only)
+		len = 0;
+	if (hl < 0 || (wr = malloc(sizeof(*wr) + (size_t)hl + len)) == NULL) {
+		conn_close(c);
+		return;
+	}
+	memcpy(wr->data, head, (size_t)hl);
+	if (len)
+		memcpy(wr->data + hl, body, len);
+	st->finished = 1;
+	conn_arm_timer(c);
+	if (stream_write(c, wr, wr->data, (size_t)hl + len) != 0)
+		conn_close(c);
+}
+
+int
+conn_defer_stream(struct conn *c, int status, const char *content_type,
+    const char *extra, conn_fill_cb fill)
+{
+	struct stream *st = c->stream;
+	struct wreq *wr;
+	char head[1024];
+	int hl;
+
+	if (c->closing || st == NULL || !st->deferred)
+		return -1;
+	if (queued_bytes + (size_t)nstreams * (STREAM_HDR + STREAM_PIECE) >
+	    (size_t)M.conf.answer_budget) {
+		master_count(SC_answer_budget_refused);
+		conn_defer_respond(c, 503, "text/plain", "too many answers "
+		    "queued; retry later\n", 37, "Retry-After: 2\r\n");
+		return -1;
+	}
+	st->deferred = 0;
+	st->fill = fill;
+	st->chunked = c->req.parser.http_major > 1 ||
+	    (c->req.parser.http_major == 1 && c->req.parser.http_minor >= 1);
+	st->keep = st->chunked && conn_keep_alive(c) && !c->close_after_write;
+	hl = http_response_head_stream(head, sizeof(head), status, content_type,
+	    st->chunked, st->keep, extra);
+	if (hl < 0 || (wr = malloc(sizeof(*wr) + (size_t)hl)) == NULL) {
+		conn_close(c);
+		return -1;
+	}
+	memcpy(wr->data, head, (size_t)hl);
+	conn_arm_timer(c);
+	if (stream_write(c, wr, wr->data, (size_t)hl) != 0) {
+		conn_close(c);
+		return -1;
+	}
+	if (st->head_only)
 		st->finished = 1;
 	else
 		stream_pump(c);

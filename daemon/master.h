@@ -144,12 +144,35 @@ typedef void (*conn_free_cb)(void *arg);
 int  conn_stream(struct conn *c, int status, const char *content_type,
     const char *extra_headers, conn_fill_cb fill, conn_free_cb done,
     void *arg);
+/* A fill with nothing ready yet returns CONN_FILL_AGAIN; the producer
+ * calls conn_stream_wake() once it has more (or knows it is at the end). */
+#define CONN_FILL_AGAIN	(-2)
+void conn_stream_wake(struct conn *c);
+/*
+ * An answer that comes later (a query on the store thread): conn_defer()
+ * holds the connection's turn (nothing more is read, requests behind it
+ * wait) until conn_defer_respond() or conn_defer_stream() answers.  done
+ * frees arg, always, once: when the answer is out, or when the connection
+ * closes first (a client gone, a timeout), after which c must not be
+ * used.  conn_defer() returns 0, or -1 (done called, c closed).
+ */
+int  conn_defer(struct conn *c, conn_free_cb done, void *arg);
+void conn_defer_respond(struct conn *c, int status, const char *content_type,
+    const char *body, size_t len, const char *extra_headers);
+int  conn_defer_stream(struct conn *c, int status, const char *content_type,
+    const char *extra_headers, conn_fill_cb fill);
 /* Hand c (an upgrade request r) to a worker, or answer 503. */
 void conn_handoff(struct conn *c, struct http_req *r);
 
 /* metrics.c: GET /metrics, the figures of /health for Prometheus (text
  * format 0.0.4), from the shared table only. */
 void route_metrics(struct conn *c);
+/* api.c: the call records under /api/ (the token already checked), and
+ * the CORS preflight (answered without it) */
+void api_route(struct conn *c, struct http_req *r);
+void api_preflight(struct conn *c, struct http_req *r);
+/* Access-Control-Allow-Origin for an allowed Origin, and Vary, into out. */
+const char *api_cors_headers(struct http_req *r, char *out, size_t len);
 /* dashboard.c: GET /dashboard, a page built into the binary that polls
  * /health. */
 void route_dashboard(struct conn *c);

@@ -1023,6 +1023,7 @@ static const struct admin_route admin_routes[] = {
 	{ "/metrics",		"GET, HEAD",	0,	 admin_metrics },
 	{ "/usage-data",	"GET, HEAD",	0,	 admin_usage },
 	{ "/dashboard",		"GET, HEAD",	AR_OPEN, admin_dashboard },
+	{ "/api/",		"GET, HEAD",	0,	 api_route },
 };
 
 static const struct admin_route *
@@ -1075,8 +1076,10 @@ admin_authorized(struct http_req *r)
 }
 
 static void
-admin_refuse(struct conn *c, struct http_req *r)
+admin_refuse(struct conn *c, struct http_req *r, const char *cors)
 {
+	char h[640];
+
 	/* said once a minute at most: a guesser must not fill the log */
 	static uint64_t logged_ms, since;
 	uint64_t now = mono_ms();
@@ -1091,8 +1094,9 @@ admin_refuse(struct conn *c, struct http_req *r)
 		logged_ms = now;
 		since = 0;
 	}
-	conn_respond(c, 401, "text/plain", "admin token required\n", 21,
-	    "WWW-Authenticate: Bearer realm=\"voxrelay\"\r\n");
+	snprintf(h, sizeof(h), "WWW-Authenticate: Bearer realm=\"voxrelay\"\r\n"
+	    "%s", cors);
+	conn_respond(c, 401, "text/plain", "admin token required\n", 21, h);
 }
 
 static void
@@ -1101,13 +1105,23 @@ admin_dispatch(struct conn *c, struct http_req *r)
 	const char *url = http_req_url(r), *method = http_req_method(r);
 	size_t plen = strcspn(url, "?");
 	const struct admin_route *ar = admin_route_find(url, plen);
-	char allow[64];
+	char allow[64], cors[512] = "";
+	int api = plen >= 5 && strncmp(url, "/api/", 5) == 0;
 
 	if (r->upgrade)
 		conn_no_keepalive(c);	/* reading stopped at the upgrade */
+	if (api && !r->upgrade) {
+		/* a browser's preflight carries no token: answered by the
+		 * origin alone */
+		if (strcmp(method, "OPTIONS") == 0) {
+			api_preflight(c, r);
+			return;
+		}
+		api_cors_headers(r, cors, sizeof(cors));
+	}
 	if (!admin_authorized(r) && !(ar != NULL && (ar->flags & AR_OPEN) &&
 	    !r->upgrade && method_allowed(ar->allow, method))) {
-		admin_refuse(c, r);
+		admin_refuse(c, r, cors);
 		return;
 	}
 	if (r->upgrade || ar == NULL) {

@@ -109,6 +109,11 @@ json_t *store_db_conversation(struct store_db *db, const char *call_sid,
  * before now. */
 json_t *store_db_analytics(struct store_db *db, uint64_t since,
     uint64_t until, uint64_t now, char *err, size_t errlen);
+/* One page of GET /api/export: {"text": NDJSON, "n": calls, "after_at",
+ * "after_sid": the cursor for the next page}, oldest first. */
+json_t *store_db_export(struct store_db *db, uint64_t since, uint64_t until,
+    long long after_at, const char *after_sid, long limit, char *err,
+    size_t errlen);
 /* Delete calls started before `before` with their status history,
  * utterances and tool calls, and tokens expired before now.  The number
  * of calls deleted, or -1. */

@@ -976,7 +976,9 @@ store_db_analytics(struct store_db *db, uint64_t since, uint64_t until,
 	struct store_param p[3];
 	char where[128], sql[1024];
 	json_t *tot = NULL, *bs = NULL, *bl = NULL, *bd = NULL, *p90 = NULL,
-	    *roles = NULL, *hours = NULL, *out = NULL, *usage, *per_hour;
+	    *roles = NULL, *hours = NULL, *out = NULL, *usage, *per_hour,
+	    *dist = NULL, *hist;
+	static const int dur_bounds[] = { 30, 60, 120, 300, 600, 0 };
 	int np = 0, rc = -1;
 	long long total, completed, ndur;
 	uint64_t h0;
@@ -1032,6 +1034,15 @@ store_db_analytics(struct store_db *db, uint64_t since, uint64_t until,
 	    "utterances u JOIN calls ON calls.call_sid = u.call_sid %s "
 	    "GROUP BY u.role", where);
 	if (run(db, sql, p, np, &roles, err, errlen) != STORE_OK)
+		goto done;
+	/* the duration distribution, for a chart: buckets by their upper
+	 * bound (dur_bounds), the last open */
+	snprintf(sql, sizeof(sql), "SELECT CASE WHEN duration_ms < 30000 THEN 0 "
+	    "WHEN duration_ms < 60000 THEN 1 WHEN duration_ms < 120000 THEN 2 "
+	    "WHEN duration_ms < 300000 THEN 3 WHEN duration_ms < 600000 THEN 4 "
+	    "ELSE 5 END AS b, COUNT(*) AS n FROM calls %s AND duration_ms IS "
+	    "NOT NULL GROUP BY 1", where);
+	if (run(db, sql, p, np, &dist, err, errlen) != STORE_OK)
 		goto done;
 	h0 = (now / HOUR_MS - 23) * HOUR_MS;
 	{
@@ -1097,6 +1108,19 @@ store_db_analytics(struct store_db *db, uint64_t since, uint64_t until,
 		    "usage", usage,
 		    "cost_usd", num_dbl(t, "cost"));
 		json_decref(rl);
+		hist = json_array();
+		for (i = 0; i < ARRAY_LEN(dur_bounds); i++) {
+			long long n = 0;
+
+			for (size_t j = 0; j < json_array_size(dist); j++)
+				if (num_int(json_array_get(dist, j), "b") ==
+				    (long long)i)
+					n = num_int(json_array_get(dist, j), "n");
+			json_array_append_new(hist, json_pack("{s:o, s:I}",
+			    "up_to_s", dur_bounds[i] ? json_integer(
+			    dur_bounds[i]) : json_null(), "calls", (json_int_t)n));
+		}
+		json_object_set_new(out, "duration_histogram", hist);
 	}
 	rc = 0;
 done:
@@ -1107,6 +1131,7 @@ done:
 	json_decref(p90);
 	json_decref(roles);
 	json_decref(hours);
+	json_decref(dist);
 	return rc == 0 ? out : NULL;
 }
 
@@ -1182,4 +1207,92 @@ store_db_token_claim(struct store_db *db, const char *token, const char *host,
 	n = json_array_size(rows) > 0;
 	json_decref(rows);
 	return n;
+}
+
+/*
+ * One page of the export: up to limit calls started in [since, until) (0:
+ * open) after the cursor (started_at, call_sid), oldest first, each with
+ * its utterances, as NDJSON text built here, on the store thread, so the
+ * loop only copies it out.
+ */
+json_t *
+store_db_export(struct store_db *db, uint64_t since, uint64_t until,
+    long long after_at, const char *after_sid, long limit, char *err,
+    size_t errlen)
+{
+	struct store_param p[5];
+	json_t *rows = NULL, *out = NULL, *last = NULL;
+	char sql[512], *text = NULL;
+	size_t len = 0, cap = 0, i;
+	int np = 0;
+
+	p[np++] = PINT(after_at);
+	p[np++] = PTEXT(after_sid);
+	p[np++] = PINT(since);
+	p[np++] = PINT(until ? until : (uint64_t)INT64_MAX);
+	p[np++] = PINT(limit);
+	snprintf(sql, sizeof(sql), "SELECT * FROM calls WHERE "
+	    "(COALESCE(started_at, 0) > $1 OR (COALESCE(started_at, 0) = $1 "
+	    "AND call_sid > $2)) AND COALESCE(started_at, 0) >= $3 AND "
+	    "COALESCE(started_at, 0) < $4 ORDER BY COALESCE(started_at, 0), "
+	    "call_sid LIMIT $5");
+	if (run(db, sql, p, np, &rows, err, errlen) != STORE_OK)
+		return NULL;
+	for (i = 0; i < json_array_size(rows); i++) {
+		json_t *row = json_array_get(rows, i), *o, *conv;
+		const char *sid = json_string_value(json_object_get(row,
+		    "call_sid"));
+		char *line;
+		size_t n;
+
+		if ((conv = store_db_conversation(db, sid, err, errlen)) == NULL) {
+			if (err[0] == '\0')	/* purged meanwhile */
+				continue;
+			goto fail;
+		}
+		o = call_json(row);
+		json_object_set(o, "utterances", json_object_get(conv,
+		    "utterances"));
+		json_decref(conv);
+		line = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		if (line == NULL)
+			goto oom;
+		n = strlen(line);
+		if (len + n + 2 > cap) {
+			size_t ncap = (len + n + 2) * 2;
+			char *t = realloc(text, ncap);
+
+			if (t == NULL) {
+				free(line);
+				goto oom;
+			}
+			text = t;
+			cap = ncap;
+		}
+		memcpy(text + len, line, n);
+		text[len + n] = '\n';
+		len += n + 1;
+		free(line);
+		last = row;
+	}
+	out = json_object();
+	json_object_set_new(out, "text", json_stringn(text ? text : "", len));
+	json_object_set_new(out, "n", json_integer((json_int_t)
+	    json_array_size(rows)));
+	if (last != NULL) {
+		json_object_set_new(out, "after_at", json_integer(
+		    (json_int_t)num_int(last, "started_at")));
+		json_object_set(out, "after_sid", json_object_get(last,
+		    "call_sid"));
+	}
+	free(text);
+	json_decref(rows);
+	return out;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(text);
+	json_decref(rows);
+	return NULL;
 }

@@ -53,6 +53,7 @@ static const struct key keys[] = {
 	{ "MAX_HTTP_CONNECTIONS",	K_INT,  O(max_http_connections), "4096", 8, 1000000, 0 },
 	{ "MAX_CONNECTIONS_PER_IP",	K_INT,  O(max_conns_per_ip), "256", 1, 1000000, 0 },
 	{ "TRUSTED_PROXIES",		K_STR,  O(trusted_proxies), "", 0, 0, 0 },
+	{ "CORS_ORIGINS",		K_STR,  O(cors_origins), "", 0, 0, 0 },
 	{ "ANSWER_BUDGET",		K_INT,  O(answer_budget), "16777216", 16384, 1073741824, 0 },
 	{ "MAX_HEADER_SIZE",		K_INT,  O(max_header_size), "8192", 512, 65536, 0 },
 	{ "MAX_HEADERS",		K_INT,  O(max_headers), "64", 8, 512, 0 },
@@ -658,6 +659,35 @@ conf_addr_is_loopback(const char *addr)
 }
 
 /*
+ * CORS_ORIGINS: origins as a browser sends them (scheme://host[:port], no
+ * path), separated by commas or blanks.  A wildcard would hand the API to
+ * any page the operator happens to open, so "*" is refused.
+ */
+static void
+conf_check_cors(struct conf *c, struct errs *e)
+{
+	const char *p = c->cors_origins;
+
+	while (*p != '\0') {
+		size_t n, h;
+
+		p += strspn(p, ", \t");
+		if ((n = strcspn(p, ", \t")) == 0)
+			break;
+		h = strncmp(p, "https://", 8) == 0 ? 8 :
+		    strncmp(p, "http://", 7) == 0 ? 7 : 0;
+		if (h == 0 || n == h || memchr(p + h, '/', n - h) != NULL ||
+		    memchr(p, '*', n) != NULL) {
+			err_add(e, "%s: CORS_ORIGINS: \"%.*s\" is not an origin "
+			    "(http://host[:port] or https://host[:port], no path, "
+			    "no *)", where_set(e, "CORS_ORIGINS"), (int)n, p);
+			return;
+		}
+		p += n;
+	}
+}
+
+/*
  * The operator's listener answers with every caller's number and minutes:
  * off the loopback interface it must ask for a token.  Said with the place
  * ADMIN_BIND was set, since that line is what the operator has to change.
@@ -690,6 +720,7 @@ conf_check_admin(struct conf *c, struct errs *e)
 		    "ADMIN_TOKEN is empty: anyone who reaches it would read every "
 		    "caller's number; set ADMIN_TOKEN or bind to 127.0.0.1",
 		    where_set(e, "ADMIN_BIND"), c->admin_bind);
+	conf_check_cors(c, e);
 	if (c->admin_port == c->port)
 		err_add(e, "%s: ADMIN_PORT: %d is PORT too; the operator's "
 		    "listener needs a port of its own", where_set(e, "ADMIN_PORT"),

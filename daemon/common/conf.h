@@ -53,6 +53,7 @@ struct conf {
 	int	 max_http_connections;
 	int	 max_conns_per_ip;	/* open connections per client */
 	char	*trusted_proxies;	/* as written; parsed into trusted */
+	char	*cors_origins;		/* browser origins allowed on /api/ */
 	int	 answer_budget;		/* bytes of answers held, all clients */
 	int	 max_header_size;
 	int	 max_headers;
