@@ -260,8 +260,23 @@ session_ga(const struct oa_session_cfg *cfg)
 		return NULL;
 	}
 	fail |= put(s, "type", json_string("realtime"));
-	fail |= put(s, "output_modalities", json_pack("[s]", "audio"));
+	fail |= put(s, "output_modalities", json_pack("[s]",
+	    cfg->text_only ? "text" : "audio"));
 	fail |= put(s, "instructions", json_string(cfg->instructions));
+	if (cfg->text_only) {
+		/* Twilio hears and speaks: no audio either way */
+		json_decref(audio);
+		json_decref(in);
+		json_decref(outp);
+		fail |= put_tools(s, cfg);
+		fail |= put(s, "max_output_tokens",
+		    max_tokens_json(cfg->max_output_tokens));
+		if (fail) {
+			json_decref(s);
+			return NULL;
+		}
+		return s;
+	}
 
 	fail |= put(in, "format", pcmu_format(OA_GA));
 	if (cfg->noise_reduction != NULL)
@@ -300,6 +315,21 @@ session_beta(const struct oa_session_cfg *cfg)
 
 	if ((s = json_object()) == NULL)
 		return NULL;
+	if (cfg->text_only) {
+		fail |= put(s, "modalities", json_pack("[s]", "text"));
+		fail |= put(s, "instructions", json_string(cfg->instructions));
+		fail |= put(s, "turn_detection", json_null());
+		fail |= put_tools(s, cfg);
+		if (cfg->temperature >= 0)
+			fail |= put(s, "temperature", json_real(cfg->temperature));
+		fail |= put(s, "max_response_output_tokens",
+		    max_tokens_json(cfg->max_output_tokens));
+		if (fail) {
+			json_decref(s);
+			return NULL;
+		}
+		return s;
+	}
 	fail |= put(s, "modalities", json_pack("[s,s]", "text", "audio"));
 	fail |= put(s, "instructions", json_string(cfg->instructions));
 	if (cfg->voice != NULL)
@@ -539,6 +569,38 @@ oa_build_text_item(struct buf *out, const char *text, int system)
 	fail |= put(item, "content", content);
 	fail |= put(root, "item", item);
 	return emit(out, root, fail);
+}
+
+int
+oa_build_assistant_text_item(struct buf *out, enum oa_dialect d,
+    const char *text, const char *previous_item_id)
+{
+	json_t *root;
+
+	if (text == NULL || (d != OA_GA && d != OA_BETA))
+		return -1;
+	root = json_pack("{s:s,s:{s:s,s:s,s:[{s:s,s:s}]}}",
+	    "type", "conversation.item.create", "item", "type", "message",
+	    "role", "assistant", "content", "type",
+	    d == OA_GA ? "output_text" : "text", "text", text);
+	if (root == NULL)
+		return -1;
+	if (previous_item_id != NULL && previous_item_id[0] != '\0')
+		return emit(out, root, put(root, "previous_item_id",
+		    json_string(previous_item_id)));
+	return emit(out, root, 0);
+}
+
+int
+oa_build_item_delete(struct buf *out, const char *item_id)
+{
+	json_t *root;
+
+	if (item_id == NULL || item_id[0] == '\0')
+		return -1;
+	root = json_pack("{s:s,s:s}", "type", "conversation.item.delete",
+	    "item_id", item_id);
+	return root == NULL ? -1 : emit(out, root, 0);
 }
 
 /* Parser -------------------------------------------------------------- */

@@ -45,6 +45,8 @@ struct oa_session_cfg {
 						   ({"type":"function",name,
 						   description,parameters}), NULL: none */
 	const char	*tool_choice;		/* NULL: auto */
+	int		 text_only;		/* text in and out, no audio
+						   (a ConversationRelay call) */
 };
 
 /*
@@ -55,7 +57,9 @@ struct oa_session_cfg {
 /* session.update for the dialect: GA {"type":"realtime", audio.input/output
  * with {"type":"audio/pcmu"}, output_modalities ["audio"], max_output_tokens;
  * never temperature}; beta {flat fields, "g711_ulaw" both ways, modalities
- * ["text","audio"], max_response_output_tokens; never "type"}. */
+ * ["text","audio"], max_response_output_tokens; never "type"}.  text_only:
+ * GA output_modalities ["text"] and no audio object, beta modalities
+ * ["text"] with turn_detection null, no voice, formats or transcription. */
 int oa_build_session_update(struct buf *out, enum oa_dialect d,
     const struct oa_session_cfg *cfg);
 /* input_audio_buffer.append with a base64 payload copied as is. */
@@ -78,6 +82,14 @@ int oa_build_function_output(struct buf *out, const char *call_id,
 /* conversation.item.create of a user (or system, when system != 0) message
  * with one input_text part. */
 int oa_build_text_item(struct buf *out, const char *text, int system);
+
+/* conversation.item.create of an assistant message with one text part
+ * (GA "output_text", beta "text"), placed after previous_item_id (NULL or
+ * "": at the end). */
+int oa_build_assistant_text_item(struct buf *out, enum oa_dialect d,
+    const char *text, const char *previous_item_id);
+/* conversation.item.delete */
+int oa_build_item_delete(struct buf *out, const char *item_id);
 
 /* ---- server events ---- */
 

@@ -1702,3 +1702,46 @@ TEST_T(openai_fast_delta_agrees_with_full_parser, 60)
 		}
 	}
 }
+
+TEST(openai_session_text_only_both_dialects)
+{
+	struct oa_session_cfg c;
+	json_t *j;
+
+	cfg_min(&c);
+	c.text_only = 1;
+	c.voice = "marin";
+	j = build_session(OA_GA, &c);
+	expect_keys(j, "session", "type", "output_modalities", "instructions",
+	    "max_output_tokens", NULL);
+	EXPECT_STR(j, "session.output_modalities.[0]", "text");
+	json_decref(j);
+	j = build_session(OA_BETA, &c);
+	expect_keys(j, "session", "modalities", "instructions", "turn_detection",
+	    "max_response_output_tokens", NULL);
+	EXPECT_STR(j, "session.modalities.[0]", "text");
+	json_decref(j);
+}
+
+TEST(openai_build_assistant_text_item_and_delete)
+{
+	struct buf b;
+
+	buf_init(&b, 0);
+	ASSERT_EQ(oa_build_assistant_text_item(&b, OA_GA, "We open at 8",
+	    "item_prev"), 0);
+	expect_built(&b, "{\"type\":\"conversation.item.create\",\"item\":"
+	    "{\"type\":\"message\",\"role\":\"assistant\",\"content\":"
+	    "[{\"type\":\"output_text\",\"text\":\"We open at 8\"}]},"
+	    "\"previous_item_id\":\"item_prev\"}");
+	ASSERT_EQ(oa_build_assistant_text_item(&b, OA_BETA, "Hi", NULL), 0);
+	expect_built(&b, "{\"type\":\"conversation.item.create\",\"item\":"
+	    "{\"type\":\"message\",\"role\":\"assistant\",\"content\":"
+	    "[{\"type\":\"text\",\"text\":\"Hi\"}]}}");
+	ASSERT_EQ(oa_build_item_delete(&b, "item_1"), 0);
+	expect_built(&b, "{\"type\":\"conversation.item.delete\","
+	    "\"item_id\":\"item_1\"}");
+	ASSERT_EQ(oa_build_item_delete(&b, ""), -1);
+	ASSERT_EQ(buf_pending(&b), 0);
+	buf_free(&b);
+}
