@@ -9,6 +9,7 @@
 #include "worker/worker.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
+#include "personas/line.h"
 #include "proto/sig.h"
 #include "shm/tokfile.h"
 
@@ -25,6 +26,7 @@
 #define BUF_KEEP	8192	/* buffers above this are freed once empty */
 #define READ_BUF	65536
 #define PING_FLOOD_MAX	20	/* pings from Twilio within one second */
+#define CRELAY_IDLE_MS	(10 * 60 * 1000)	/* a relay call's least idle */
 
 static char read_buf[READ_BUF];	/* one loop, one read at a time */
 
@@ -111,6 +113,31 @@ check_upgrade_signature(struct worker *w, const struct ipc_handoff *ho,
 	    ho->ho_peer);
 }
 
+/*
+ * A ConversationRelay handshake must be signed, over the wss:// form of
+ * its URL (protocols.md 7.1): Twilio documents it, so a missing or wrong
+ * signature is refused before the token is spent.  1 when it is good (or
+ * signatures are waived).
+ */
+static int
+relay_signature_ok(struct worker *w, const struct ipc_handoff *ho)
+{
+	const char *base = w->conf->public_url, *rest;
+	char url[2048];
+
+	if (!w->conf->validate_signature)
+		return 1;
+	if (ho->ho_signature[0] == '\0')
+		return 0;
+	if (base[0] != '\0')
+		rest = strchr(base, ':') + 3;
+	else
+		rest = ho->ho_host;
+	return (size_t)snprintf(url, sizeof(url), "wss://%s%s", rest,
+	    ho->ho_path) < sizeof(url) &&
+	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature);
+}
+
 static void call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void call_closed_cb(uv_handle_t *h);
 static void call_ws_failed(struct call *c, int rc);
@@ -131,7 +158,7 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	struct stream_token t;
 	struct call *c;
 	uint64_t keys[2];
-	int rc, n, one = 1;
+	int rc, n, one = 1, relay;
 
 	if (w->shutting) {
 		reject_upgrade(w, fd, 503, "shutting down", NULL);
@@ -146,15 +173,24 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		reject_upgrade(w, fd, 400, "bad Sec-WebSocket-Key", NULL);
 		return;
 	}
-	/* /media-stream/<route>/<token>, a query string ignored */
+	/* /media-stream/<route>/<token> or /relay/<line>/<token>, a query
+	 * string ignored */
 	snprintf(path, sizeof(path), "%s", ho->ho_path);
 	path[strcspn(path, "?#")] = '\0';
-	route = path + strlen("/media-stream/");
+	relay = strncmp(path, "/relay/", 7) == 0;
+	route = path + (relay ? strlen("/relay/") : strlen("/media-stream/"));
 	slash = strchr(route, '/');
-	if (strncmp(path, "/media-stream/", 14) != 0 || slash == NULL ||
-	    slash == route || slash - route > 32) {
+	if ((!relay && strncmp(path, "/media-stream/", 14) != 0) ||
+	    slash == NULL || slash == route || slash - route > 32) {
 		worker_count(w, SC_token_rejected, 1);
 		reject_upgrade(w, fd, 403, "no stream token", NULL);
+		return;
+	}
+	if (relay && !relay_signature_ok(w, ho)) {
+		worker_count(w, SC_relay_sig_refused, 1);
+		log_warnx("relay upgrade from %s refused: %s X-Twilio-Signature",
+		    ho->ho_peer, ho->ho_signature[0] ? "a wrong" : "no");
+		reject_upgrade(w, fd, 403, "invalid signature", NULL);
 		return;
 	}
 	tok = slash + 1;
@@ -209,7 +245,16 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		reject_upgrade(w, fd, 404, "unknown route", NULL);
 		return;
 	}
-	check_upgrade_signature(w, ho, t.call_sid);
+	/* a line's calls come over its own transport only */
+	if (relay != (line->transport == LINE_CONVERSATION_RELAY)) {
+		log_warnx("%s: %s upgrade refused: line %s runs %s", t.call_sid,
+		    relay ? "relay" : "stream", t.route, relay ?
+		    "Media Streams" : "ConversationRelay");
+		reject_upgrade(w, fd, 404, "not this line's transport", NULL);
+		return;
+	}
+	if (!relay)
+		check_upgrade_signature(w, ho, t.call_sid);
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
@@ -226,8 +271,21 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	relay_init(&c->relay);
 	c->line = line;
 	c->app = app;
-	if (c->app->state_size > 0 &&
-	    (c->app_state = calloc(1, c->app->state_size)) == NULL) {
+	c->up_open = relay_upstream_open;
+	c->up_event = relay_upstream_event;
+	c->idle_ms = (uint64_t)w->conf->ws_idle_timeout * 1000;
+	if (relay) {
+		c->up_open = crelay_upstream_open;
+		c->up_event = crelay_upstream_event;
+		/* Twilio sends only what the caller says: a quiet caller is
+		 * not a dead connection */
+		if (c->idle_ms < CRELAY_IDLE_MS)
+			c->idle_ms = CRELAY_IDLE_MS;
+	}
+	if ((c->app->state_size > 0 &&
+	    (c->app_state = calloc(1, c->app->state_size)) == NULL) ||
+	    (relay && (c->cr = crelay_new()) == NULL)) {
+		free(c->app_state);
 		free(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
@@ -238,6 +296,7 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	buf_init(&c->wbuf, 0);
 	if (uv_tcp_init(&w->loop, &c->tw) != 0) {
 		free(c->app_state);
+		crelay_free(c->cr);
 		free(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
@@ -257,7 +316,8 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ws_codec_init(&c->ws, WS_SERVER, (size_t)w->conf->ws_max_message,
-	    &c->out, twilio_on_message, c, w->seed ^ id) != 0) {
+	    &c->out, relay ? crelay_on_message : twilio_on_message, c,
+	    w->seed ^ id) != 0) {
 		call_close(c, "out of memory", 1, 0);
 		return;
 	}
@@ -461,6 +521,58 @@ ping_window(struct worker *w, uint64_t now)
 }
 
 /* ---------------------------------------------------------------- */
+/* the start: the same for both transports, so minutes count the same */
+
+int
+call_go_live(struct call *c, const char *call_sid, const char *sid2)
+{
+	struct worker *w = c->w;
+	struct shm_call *sc;
+	int idx;
+
+	/* the webhook gave the caller a ledger entry; without one (a token
+	 * minted before a restart) nothing would count the minutes */
+	if (shm_ledger_find(w->shm, c->tok.caller) < 0) {
+		worker_count(w, SC_refused_ledger_full, 1);
+		log_set_call(c->tok.call_sid);
+		log_warnx("caller %s has no usage ledger entry; refusing the "
+		    "call rather than giving it minutes nothing counts",
+		    c->masked);
+		log_set_call(NULL);
+		call_close(c, "caller cannot be counted", 1, 1013);
+		return 1;
+	}
+	if ((idx = shm_call_claim(w->shm, w->slot, w->pid)) < 0) {
+		log_set_call(c->tok.call_sid);
+		log_warnx("no free call slot; refusing the call");
+		log_set_call(NULL);
+		call_close(c, "no free call slot", 1, 1013);
+		return 1;
+	}
+	snprintf(c->stream_sid, sizeof(c->stream_sid), "%s", sid2);
+	sc = &w->shm->calls[idx];
+	vr_strlcpy(sc->cs_call_sid, call_sid, sizeof(sc->cs_call_sid));
+	vr_strlcpy(sc->cs_stream_sid, sid2, sizeof(sc->cs_stream_sid));
+	vr_strlcpy(sc->cs_phone, c->tok.caller, sizeof(sc->cs_phone));
+	vr_strlcpy(sc->cs_route, c->tok.route, sizeof(sc->cs_route));
+	vr_strlcpy(sc->cs_persona, c->tok.route, sizeof(sc->cs_persona));
+	c->slot = idx;
+	c->start_ms = mono_ms();
+	shm_call_publish(w->shm, idx, c->start_ms, wall_ms());
+	c->state = CALL_LIVE;
+	worker_count(w, SC_total_calls, 1);
+	atomic_fetch_add(&w->sw->sw_calls_total, 1);
+	atomic_fetch_add(&w->sw->sw_live_calls, 1);
+	log_set_call(c->tok.call_sid);
+	log_info("call started: caller %s, route %s, %s %s", c->masked,
+	    c->tok.route, c->cr != NULL ? "relay session" : "stream",
+	    c->stream_sid);
+	log_set_call(NULL);
+	relay_call_started(c);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
 /* the end */
 
 void
@@ -493,6 +605,8 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 	} else
 		log_info("stream closed before start: %s", reason);
 	log_set_call(NULL);
+	if (c->cr != NULL && ws_code != 0)
+		crelay_closing(c);
 	c->state = CALL_CLOSING;
 	relay_stop(c);
 	/* the reason tells Twilio (and whoever reads its logs) why; an
@@ -527,11 +641,13 @@ call_tick(struct call *c, uint64_t now)
 		relay_tick(c, now);
 		if (c->state != CALL_LIVE)
 			break;
-		if (now - c->last_msg_ms > (uint64_t)w->conf->ws_idle_timeout * 1000) {
+		if (now - c->last_msg_ms > c->idle_ms) {
 			worker_count(w, SC_calls_timed_out, 1);
 			log_set_call(c->tok.call_sid);
-			log_warnx("no message from twilio within WS_IDLE_TIMEOUT "
-			    "(%d s); closing the call", w->conf->ws_idle_timeout);
+			log_warnx("no message from twilio within %llu s "
+			    "(WS_IDLE_TIMEOUT%s); closing the call",
+			    (unsigned long long)(c->idle_ms / 1000), c->cr != NULL ?
+			    ", at least 600 s on a relay call" : "");
 			log_set_call(NULL);
 			call_close(c, "twilio went silent", 1, 1001);
 		}
@@ -563,6 +679,7 @@ call_release(struct call *c)
 	if (c->app->free != NULL)
 		c->app->free(c);
 	free(c->app_state);
+	crelay_free(c->cr);
 	relay_free(&c->relay);
 	c->magic = 0;
 	free(c);

@@ -35,6 +35,8 @@ struct worker;
 struct upstream;
 struct app;
 struct line;
+struct crelay;
+struct oa_msg;
 
 struct call {
 	uint32_t		 magic;
@@ -67,6 +69,15 @@ struct call {
 	int			 have_ts;
 	uint64_t		 gap_fill_ms;	/* silence owed to the model */
 	int			 logged_bad;	/* a per-frame error logged once */
+
+	/* the transport: Media Streams (cr NULL) or ConversationRelay; what
+	 * the model's events mean for it, set once at the upgrade so no
+	 * per-event test chooses */
+	struct crelay		*cr;
+	void			(*up_open)(struct call *, struct upstream *);
+	void			(*up_event)(struct call *, struct upstream *,
+				    struct oa_msg *);
+	uint64_t		 idle_ms;	/* no message from Twilio this long */
 
 	/* the model */
 	const struct persona	*persona;
@@ -110,7 +121,24 @@ void call_tick(struct call *c, uint64_t now);
 /* Write what is queued. */
 void call_flush(struct call *c);
 
+/* The call's first message (`start`, `setup`) came: claim its shared-memory
+ * slot, count it and start the app.  call_sid: what the message says the
+ * call is; sid2: its stream or session id.  0, or 1 when the call was
+ * closed instead. */
+int  call_go_live(struct call *c, const char *call_sid, const char *sid2);
+
 /* leg_twilio.c: one Media Streams message (a ws_msg_cb). */
 int  twilio_on_message(void *arg, int opcode, const uint8_t *msg, size_t len);
+
+/* leg_crelay.c: ConversationRelay (protocols.md 7). */
+int  crelay_on_message(void *arg, int opcode, const uint8_t *msg, size_t len);
+void crelay_upstream_open(struct call *c, struct upstream *up);
+void crelay_upstream_event(struct call *c, struct upstream *up,
+    struct oa_msg *m);
+/* The call is closing on our side: tell Twilio with `end` and its
+ * hand-off, so the <Connect action> runs next. */
+void crelay_closing(struct call *c);
+struct crelay *crelay_new(void);
+void crelay_free(struct crelay *cr);
 
 #endif

@@ -296,6 +296,7 @@ up_opened(struct upstream *up)
 	up->state = UP_OPEN;
 	up->opened_ms = up->last_rx_ms = mono_ms();
 	persona_session_cfg(up->persona, &cfg);
+	cfg.text_only = up->call->cr != NULL;	/* Twilio speaks and hears */
 	{
 		/* the line's own persona offers only the tools the line names;
 		 * no persona offers verify_identity on a line without facts */
@@ -336,7 +337,7 @@ up_opened(struct upstream *up)
 	up->npending = 0;
 	buf_free(&up->pending);		/* only the start of a call needs it */
 	worker_want_flush_upstream(up->w, up);
-	relay_upstream_open(up->call, up);
+	up->call->up_open(up->call, up);
 }
 
 /* ---------------------------------------------------------------- */
@@ -374,7 +375,7 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		}
 		return 0;
 	}
-	relay_upstream_event(up->call, up, &upstream_msg);
+	up->call->up_event(up->call, up, &upstream_msg);
 	return up->state == UP_OPEN ? 0 : 1;
 }
 

@@ -43,56 +43,14 @@ bad_message(struct call *c, const char *what, uint16_t code)
 static int
 on_start(struct call *c, struct tw_msg *m)
 {
-	struct worker *w = c->w;
-	struct shm_call *sc;
-	int idx;
-
 	if (c->state != CALL_OPEN)
 		return bad_message(c, "second start message", 1008);
 	if (strcmp(m->call_sid, c->tok.call_sid) != 0) {
-		worker_count(w, SC_token_rejected, 1);
+		worker_count(c->w, SC_token_rejected, 1);
 		return bad_message(c, "start is for another call than its token",
 		    1008);
 	}
-	/* the webhook gave the caller a ledger entry; without one (a token
-	 * minted before a restart) nothing would count the minutes */
-	if (shm_ledger_find(w->shm, c->tok.caller) < 0) {
-		worker_count(w, SC_refused_ledger_full, 1);
-		log_set_call(c->tok.call_sid);
-		log_warnx("caller %s has no usage ledger entry; refusing the "
-		    "call rather than giving it minutes nothing counts",
-		    c->masked);
-		log_set_call(NULL);
-		call_close(c, "caller cannot be counted", 1, 1013);
-		return 1;
-	}
-	if ((idx = shm_call_claim(w->shm, w->slot, w->pid)) < 0) {
-		log_set_call(c->tok.call_sid);
-		log_warnx("no free call slot; refusing the call");
-		log_set_call(NULL);
-		call_close(c, "no free call slot", 1, 1013);
-		return 1;
-	}
-	snprintf(c->stream_sid, sizeof(c->stream_sid), "%s", m->stream_sid);
-	sc = &w->shm->calls[idx];
-	vr_strlcpy(sc->cs_call_sid, m->call_sid, sizeof(sc->cs_call_sid));
-	vr_strlcpy(sc->cs_stream_sid, m->stream_sid, sizeof(sc->cs_stream_sid));
-	vr_strlcpy(sc->cs_phone, c->tok.caller, sizeof(sc->cs_phone));
-	vr_strlcpy(sc->cs_route, c->tok.route, sizeof(sc->cs_route));
-	vr_strlcpy(sc->cs_persona, c->tok.route, sizeof(sc->cs_persona));
-	c->slot = idx;
-	c->start_ms = mono_ms();
-	shm_call_publish(w->shm, idx, c->start_ms, wall_ms());
-	c->state = CALL_LIVE;
-	worker_count(w, SC_total_calls, 1);
-	atomic_fetch_add(&w->sw->sw_calls_total, 1);
-	atomic_fetch_add(&w->sw->sw_live_calls, 1);
-	log_set_call(c->tok.call_sid);
-	log_info("call started: caller %s, route %s, stream %s", c->masked,
-	    c->tok.route, c->stream_sid);
-	log_set_call(NULL);
-	relay_call_started(c);
-	return 0;
+	return call_go_live(c, m->call_sid, m->stream_sid);
 }
 
 /*

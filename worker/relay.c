@@ -457,6 +457,14 @@ transcript_line(struct call *c, const char *role, const char *text)
 	}
 }
 
+void
+relay_transcript(struct call *c, const char *role, const char *text)
+{
+	transcript_line(c, role, text);
+	if (c->app->transcript != NULL && text[0] != '\0')
+		c->app->transcript(c, role, text);
+}
+
 /* ---------------------------------------------------------------- */
 /* from the model */
 
@@ -868,6 +876,12 @@ finish(struct call *c, const char *reason)
 
 	if (k->finishing || c->state != CALL_LIVE)
 		return;
+	if (c->cr != NULL) {
+		/* ConversationRelay: `end` with the hand-off (a transfer is
+		 * dialled by the <Connect action>'s answer), see leg_crelay.c */
+		call_close(c, reason, 0, 1000);
+		return;
+	}
 	if (k->transfer != NULL && !k->limit_reached) {
 		transfer_now(c);
 		return;
@@ -1039,7 +1053,9 @@ relay_transfer(struct call *c, const char *label, const char *handover)
 
 	t = c->line != NULL && label != NULL ? line_target_find(c->line, label) :
 	    NULL;
-	if (t == NULL || !rest_calls_configured(c->w->rest) || k->ending ||
+	/* a relay call is transferred by its <Connect action>, no REST */
+	if (t == NULL || (c->cr == NULL && !rest_calls_configured(c->w->rest)) ||
+	    k->ending ||
 	    k->finishing || k->limit_reached || c->state != CALL_LIVE)
 		return -1;
 	k->transfer = t;

@@ -170,6 +170,10 @@ void relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 void relay_upstream_failed(struct call *c, struct upstream *up, const char *why);
 void relay_upstream_gone(struct call *c, struct upstream *up);
 
+/* One finished line of the transcript (role "caller" or "assistant"):
+ * the transcript files and the app's hook. */
+void relay_transcript(struct call *c, const char *role, const char *text);
+
 /* The call's `start` / its end: the app's started and ended hooks. */
 void relay_call_started(struct call *c);
 void relay_call_ended(struct call *c);

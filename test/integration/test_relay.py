@@ -107,3 +107,228 @@ def test_relay_action_dials_a_listed_target_only(env):
     # only a relay line has one
     st, _ = crelay.post_action(d.base, d.base + "/relay/nosuch/ended", sid, None)
     expect_eq(st, 404, "unknown line")
+
+
+REPLIES = [
+    "We have cleaning visits on Tuesday and Thursday mornings.",
+    "Our office opens at eight in the morning and closes at five in the afternoon on weekdays.",
+    "Yes, we see children from the age of three.",
+    "Sure.",
+]
+
+
+def items_text(conn, role):
+    out = []
+    for it in conn.items:
+        if it.get("type") == "message" and it.get("role") == role:
+            out.append("".join(p.get("text", "") for p in it.get("content", [])))
+    return out
+
+
+def events(conn, etype):
+    return [ev for _, ev in conn.events if ev.get("type") == etype]
+
+
+async def open_session(d, n, caller=CALLER, setup=True):
+    sid = twilio.call_sid(n)
+    wh = await asyncio.to_thread(crelay.relay_voice, d.base, sid, caller, NUMBER, "desk")
+    expect(wh.url is not None, "no relay offered: %s" % wh.body)
+    s = crelay.RelaySession(wh.url, sid, caller=caller, params=wh.params)
+    await s.open()
+    if setup:
+        await s.setup()
+    return s, wh
+
+
+async def test_relay_text_session_streams_tokens_and_keeps_what_was_heard(env):
+    async with FakeOpenAI(mode="text", text_replies=REPLIES, interval_ms=80) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env)).start()
+        t0 = time.monotonic()
+        s, wh = await open_session(d, 10)
+        await srv.wait_connection(1)
+        conn = srv.accepted[0]
+        await conn.wait_for("session.update")
+        sess = conn.first("session.update")[1]["session"]
+        expect_eq(sess.get("output_modalities"), ["text"], "text-only session")
+        expect("audio" not in sess, "audio in a text session: %r" % sess.get("audio"))
+        # Twilio says the welcome; the model knows it and does not greet
+        await s.wait_for(lambda rec: items_text(conn, "assistant"), 3)
+        expect_eq(items_text(conn, "assistant"), ["Maple Grove Dental, how can I help?"],
+                  "welcome item")
+        await asyncio.sleep(0.3)
+        expect_eq(len(events(conn, "response.create")), 0, "a second greeting")
+
+        # partial prompts never become items; the final one is answered
+        await s.prompt("I need a cleaning", partials=["I", "I need a"])
+        toks, end = await s.wait_turn(0, 8)
+        expect(end is not None, "turn did not end: %r" % toks)
+        expect_eq("".join(t["token"] for t in toks), REPLIES[0], "tokens in order")
+        expect_eq([t["last"] for t in toks], [False] * (len(toks) - 1) + [True], "last flags")
+        expect(len(toks) >= 8, "one token per delta: %d" % len(toks))
+        expect_eq(items_text(conn, "user"), ["I need a cleaning"], "user items")
+
+        # an interrupt mid-answer: cancelled, and the model keeps the heard part
+        await s.prompt("When do you open?")
+        got = await s.wait_for(lambda rec: len([m for _, m in rec[end:]
+                                                if m.get("type") == "text"]) >= 3, 5)
+        expect(got, "no tokens of the second answer")
+        heard = "Our office opens"
+        await s.interrupt(heard, 900)
+        await asyncio.sleep(0.6)
+        n_after = len(s.texts())
+        await asyncio.sleep(0.5)
+        expect_eq(len(s.texts()), n_after, "tokens still sent after the interrupt")
+        second = [m for _, m in s.received[end:] if m.get("type") == "text"]
+        expect(all(not m["last"] for m in second), "an interrupted turn got last: true")
+        expect(len(second) < len(REPLIES[1].split(" ")), "the whole answer was sent")
+        cancelled = [r for r in conn.responses if r["status"] == "cancelled"]
+        expect_eq(len(cancelled), 1, "cancelled responses: %r" % conn.responses)
+        expect_eq(items_text(conn, "assistant")[-1], heard, "assistant item after interrupt")
+        expect(REPLIES[1] not in items_text(conn, "assistant"), "whole answer kept")
+
+        # an interrupt after the last token (speech lags the text)
+        start = len(s.received)
+        await s.prompt("Do you see children?")
+        toks, end3 = await s.wait_turn(start, 8)
+        expect(end3 is not None and "".join(t["token"] for t in toks) == REPLIES[2],
+               "third turn: %r" % toks)
+        await s.interrupt("Yes, we see", 700)
+        await asyncio.sleep(0.5)
+        a = items_text(conn, "assistant")
+        expect_eq(a[-1], "Yes, we see", "item after a late interrupt: %r" % a)
+        expect(REPLIES[2] not in a, "the unheard end is still there: %r" % a)
+
+        # a key press goes to the model as text; Twilio's error is counted
+        await s.dtmf("5")
+        await s.error("Invalid message received")
+        await s.wait_for(lambda rec: "The caller pressed 5" in items_text(conn, "user"), 3)
+        expect("The caller pressed 5" in items_text(conn, "user"), "dtmf item")
+        await asyncio.to_thread(d.wait_for, lambda: metric(d, "relay_errors") == 1, 3,
+                                "relay_errors")
+        expect("error from twilio: Invalid message received" in d.log(), "error not logged")
+        expect_eq(metric(d, "relay_interrupts"), 2, "interrupts")
+        expect_eq(metric(d, "relay_prompts"), 3, "final prompts counted")
+        expect_eq(conn.errors_sent, [], "errors the fake sent the daemon")
+
+        # the caller hangs up: minutes count as for a Media Stream
+        await asyncio.sleep(0.5)
+        await s.close()
+        elapsed = time.monotonic() - t0
+        await asyncio.to_thread(d.wait_for, lambda: d.usage()[1].get(CALLER), 5, "usage row")
+        row = d.usage()[1][CALLER]
+        used_s = float(row["minutes_used"]) * 60
+        expect(0.6 * elapsed - 1 <= used_s <= elapsed + 0.5,
+               "minutes_used %.1f s for a %.1f s call" % (used_s, elapsed))
+        expect_eq(row["total_calls"], "1", "total_calls")
+        expect_eq(metric(d, "total_calls"), 1, "total_calls metric")
+
+
+async def test_relay_hostile_input_is_ignored_and_counted(env):
+    async with FakeOpenAI(mode="text", text_replies=["Sure, I can help."],
+                          interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env)).start()
+        s, wh = await open_session(d, 20, setup=False)
+        await s.prompt("before setup")
+        await s.dtmf("1")
+        await s.setup()
+        await s.setup()
+        await s.send("{not json")
+        await s.send("[1, 2]")
+        await s.ws.send(b"\x00\x01binary")
+        await s.send({"type": "prompt", "voicePrompt": "x" * 20000, "last": True})
+        await s.send({"type": "prompt", "voicePrompt": 5, "last": True})
+        await s.send({"type": "info", "name": "debug"})
+        await s.send({"type": "surprise"})
+        await s.dtmf("55")
+        await s.prompt("Can you help me?")
+        toks, end = await s.wait_turn(0, 6)
+        expect(end is not None, "no turn after hostile input: %r" % s.received)
+        expect_eq("".join(t["token"] for t in toks), "Sure, I can help.", "tokens")
+        conn = srv.accepted[0]
+        expect_eq(items_text(conn, "user"), ["Can you help me?"], "user items")
+        for name, want in (("relay_before_setup", 2), ("relay_second_setup", 1),
+                           ("relay_bad_json", 3), ("relay_oversize", 1),
+                           ("relay_bad_fields", 1), ("relay_unknown", 2),
+                           ("dtmf_bad", 1)):
+            expect_eq(metric(d, name), want, name)
+        expect(s.close_code is None, "the call was closed: %r" % s.close_code)
+        # a setup for another call than the token's ends only that call
+        s2, _ = await open_session(d, 21, caller="+14155557701", setup=False)
+        await s2.setup(sid=twilio.call_sid(99))
+        expect(await s2.wait_closed(5), "call with a foreign setup still open")
+        expect_eq(s2.close_code, 1008, "close code")
+        await s.prompt("Still there?")
+        toks, end2 = await s.wait_turn(end, 6)
+        expect(end2 is not None, "first call lost its answers")
+        await s.close()
+        h = d.health()
+        expect(all(w["state"] == "ready" for w in h["workers"]), "worker state: %r" % h)
+
+
+async def test_relay_handshake_signature_is_required(env):
+    async with FakeOpenAI(mode="text", text_replies=["Hello."], interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env)).start()
+        sid = twilio.call_sid(30)
+        wh = await asyncio.to_thread(crelay.relay_voice, d.base, sid, CALLER, NUMBER, "desk")
+        st = await crelay.upgrade_status(wh.url)
+        expect_eq(st, 403, "unsigned handshake")
+        forged = twilio.twilio_signature("not-the-token", crelay.wss_form(wh.url))
+        st = await crelay.upgrade_status(wh.url, {"X-Twilio-Signature": forged})
+        expect_eq(st, 403, "forged handshake")
+        # signed over https:// instead of wss://: refused too
+        wrong = twilio.twilio_signature(twilio.TEST_AUTH_TOKEN,
+                                        "https://" + wh.url.split("://", 1)[1])
+        st = await crelay.upgrade_status(wh.url, {"X-Twilio-Signature": wrong})
+        expect_eq(st, 403, "signed over the https URL")
+        expect_eq(metric(d, "relay_sig_refused"), 3, "relay_sig_refused")
+        # the refusals did not spend the token
+        s = crelay.RelaySession(wh.url, sid, caller=CALLER)
+        await s.open()
+        await s.setup()
+        await s.prompt("Hi")
+        toks, end = await s.wait_turn(0, 6)
+        expect(end is not None, "signed session did not work")
+        await s.close()
+        # a Media Streams URL for a relay line is not this line's transport
+        st = await crelay.upgrade_status(wh.url.replace("/relay/", "/media-stream/"))
+        expect(st in (403, 404), "media stream on a relay line: %s" % st)
+
+
+async def test_relay_transfer_and_end_call_send_end_with_handoff(env):
+    replies = [{"text": "Let me put you through to the office manager.",
+                "tool": {"name": "transfer_call",
+                         "arguments": {"target": "office manager"}}}]
+    async with FakeOpenAI(mode="text", text_replies=replies, interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env)).start()
+        s, wh = await open_session(d, 40)
+        await s.prompt("Can I talk to a person?")
+        ended = await s.wait_for(lambda rec: [m for _, m in rec if m.get("type") == "end"], 8)
+        expect(ended, "no end: %r" % s.received)
+        types = [m.get("type") for _, m in s.received]
+        expect(types.index("end") > max(i for i, t in enumerate(types) if t == "text"),
+               "end before the last token")
+        toks = s.texts()
+        expect(toks[-1]["last"] is True, "turn not closed before end")
+        ho = ended[0]["handoffData"]
+        expect_eq(json.loads(ho), {"reason": "transfer", "to": "office manager"}, "handoff")
+        tools = [t["name"] for t in srv.accepted[0].first("session.update")[1]
+                 ["session"]["tools"]]
+        expect("transfer_call" in tools, "transfer_call not offered: %r" % tools)
+        await s.wait_closed(5)
+        st, body = await asyncio.to_thread(crelay.post_action, d.base, wh.action,
+                                           s.sid, ho)
+        expect_eq(st, 200, "action status")
+        expect("<Dial>+15551230001</Dial>" in body, "no Dial: " + body)
+
+    replies = [{"text": "Goodbye, have a nice day.", "tool": {"name": "end_call"}}]
+    async with FakeOpenAI(mode="text", text_replies=replies, interval_ms=10) as srv:
+        d.stop()
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env)).start()
+        s, wh = await open_session(d, 41, caller="+14155557702")
+        await s.prompt("That is all, thanks.")
+        ended = await s.wait_for(lambda rec: [m for _, m in rec if m.get("type") == "end"], 8)
+        expect(ended, "no end after end_call: %r" % s.received)
+        expect_eq(json.loads(ended[0]["handoffData"]), {"reason": "hangup"}, "handoff")
+        st, body = await asyncio.to_thread(crelay.post_action, d.base, wh.action, s.sid,
+                                           ended[0]["handoffData"])
+        expect("<Hangup/>" in body and "<Dial" not in body, body)

@@ -18,7 +18,9 @@ daemon does so tests can inspect it.
 Modes: "echo" (every append after session.update comes back bit-exact as an
 audio delta), "vad" (an energy VAD on the caller's audio, automatic replies,
 barge-in cancellation), "scripted" (a list of steps per connection, then
-"vad", "echo" or "idle").  GA client events are validated against OpenAI's
+"vad", "echo" or "idle"), "text" (a text session's answers to response.create:
+text deltas word by word, text_replies, usage in response.done; conn.items
+holds the conversation as the client edited it).  GA client events are validated against OpenAI's
 published JSON Schema (test/data/openai/realtime-ga-client-events.json);
 beta events are checked by hand against protocols.md 8.4.
 
@@ -251,12 +253,18 @@ VOICES = {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse",
           "marin", "cedar"}
 
 NAMES = {
-    "ga": {"audio_delta": "response.output_audio.delta",
+    "ga": {"text_delta": "response.output_text.delta",
+           "text_done": "response.output_text.done",
+           "text_part": "output_text",
+           "audio_delta": "response.output_audio.delta",
            "audio_done": "response.output_audio.done",
            "transcript_delta": "response.output_audio_transcript.delta",
            "transcript_done": "response.output_audio_transcript.done",
            "audio_part": "output_audio"},
-    "beta": {"audio_delta": "response.audio.delta",
+    "beta": {"text_delta": "response.text.delta",
+             "text_done": "response.text.done",
+             "text_part": "text",
+             "audio_delta": "response.audio.delta",
              "audio_done": "response.audio.done",
              "transcript_delta": "response.audio_transcript.delta",
              "transcript_done": "response.audio_transcript.done",
@@ -574,7 +582,7 @@ def validate_beta(ev):
 
 DEFAULTS = {
     "dialect": "ga",            # "ga" | "beta"
-    "mode": "echo",             # "echo" | "vad" | "scripted" | "idle"
+    "mode": "echo",             # "echo" | "vad" | "scripted" | "idle" | "text"
     "api_key": "sk-test",       # None: any Authorization is accepted
     "reject_status": None,      # 401/403/404/429/500/503...: refuse the upgrade
     "reject_body": None,        # dict: the JSON body of that refusal
@@ -593,6 +601,11 @@ DEFAULTS = {
     "reply_audio": None,        # ...or these mu-law bytes
     "reply_text": "Sure, I can help you with that. What day works for you?",
     "caller_transcript": "Hello, I would like to book an appointment.",  # str or list
+    # mode "text": a text session's replies, one per response.create; each is
+    # a str, or a dict {"text": str, "tool": {name, arguments}} (a tool call
+    # after the text); the last one repeats.  Text goes out a word per delta,
+    # interval_ms apart; usage comes in response.done.
+    "text_replies": None,
     "chunk_ms": 100,            # audio per delta
     "interval_ms": 20,          # pause between deltas
     "vad_threshold": 300.0,     # RMS of 16-bit linear samples per 20 ms frame
@@ -633,6 +646,7 @@ class Response:
         self.output = []
         self.metadata = metadata
         self.audio_bytes = 0
+        self.text_deltas = []
         self.t_created = time.monotonic()
         self.t_done = None
         self.done = asyncio.Event()
@@ -707,6 +721,7 @@ class Connection:
         self.script_log = []
         self.items = []
         self.audio_items = {}
+        self.text_reply_n = 0
         self.call_ids = set()
         self.session = None
         self.session_updates = 0
@@ -1409,7 +1424,9 @@ class Connection:
         self.response_requests.append({"t": t, "response": copy.deepcopy(params),
                                        "instructions": params.get("instructions")})
         b = self.behaviour
-        if b in ("echo", "vad") or (b is None and self._c("respond_in_script")):
+        if b == "text":
+            self.start_text_reply(metadata=params.get("metadata"))
+        elif b in ("echo", "vad") or (b is None and self._c("respond_in_script")):
             self.start_reply("reply", metadata=params.get("metadata"))
 
     async def _on_response_cancel(self, t, ev, eid):
@@ -1430,11 +1447,14 @@ class Connection:
         usage = None
         if with_usage:
             audio_tokens = int(r.audio_bytes / 8 / 50)
-            usage = {"total_tokens": 200 + audio_tokens + 10, "input_tokens": 200,
-                     "output_tokens": audio_tokens + 10,
+            text_tokens = 10 + len(r.text_deltas)
+            usage = {"total_tokens": 200 + audio_tokens + text_tokens,
+                     "input_tokens": 200,
+                     "output_tokens": audio_tokens + text_tokens,
                      "input_token_details": {"text_tokens": 150, "audio_tokens": 50,
                                              "cached_tokens": 0},
-                     "output_token_details": {"text_tokens": 10, "audio_tokens": audio_tokens}}
+                     "output_token_details": {"text_tokens": text_tokens,
+                                              "audio_tokens": audio_tokens}}
             if self.dialect == "ga":
                 usage["input_token_details"]["image_tokens"] = 0
                 usage["input_token_details"]["cached_tokens_details"] = {
@@ -1501,6 +1521,80 @@ class Connection:
             self._c("interval_ms") if interval_ms is None else interval_ms))
         return r
 
+    def text_only(self):
+        """The session is text in and out (a ConversationRelay call)."""
+        if self.dialect == "ga":
+            return self.session.get("output_modalities") == ["text"]
+        return self.session.get("modalities") == ["text"]
+
+    def start_text_reply(self, text=None, tool=None, interval_ms=None, metadata=None):
+        """A text response (mode "text", or a test calling it)."""
+        if text is None and tool is None:
+            replies = self._c("text_replies") or [self._c("reply_text")]
+            rep = replies[min(self.text_reply_n, len(replies) - 1)]
+            self.text_reply_n += 1
+            if isinstance(rep, dict):
+                text, tool = rep.get("text"), rep.get("tool")
+            else:
+                text = rep
+        r = Response(self, "text", metadata)
+        parts = []
+        if text:
+            parts.append(("text", text))
+        if tool is not None:
+            args = tool.get("arguments", {})
+            if not isinstance(args, str):
+                args = json.dumps(args)
+            parts.append(("function_call", tool["name"], args,
+                          tool.get("call_id") or new_id("call")))
+        self.active = r
+        self.responses.append(r.summary())
+        r.task = self._spawn(self._run_response(
+            r, parts, 0, self._c("interval_ms") if interval_ms is None else interval_ms))
+        return r
+
+    async def _text_part(self, r, idx, text, interval_ms):
+        names = NAMES[self.dialect]
+        item_id = new_id("item")
+        prev = self.items[-1]["id"] if self.items else None
+        item = {"id": item_id, "object": "realtime.item", "type": "message",
+                "status": "in_progress", "role": "assistant", "content": []}
+        self.items.append(item)
+        await self.send({"type": "response.output_item.added", "response_id": r.id,
+                         "output_index": idx, "item": copy.deepcopy(item)})
+        await self._item_events(item, prev, added_only=True)
+        ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
+               "content_index": 0}
+        await self.send(dict(ids, type="response.content_part.added",
+                             part={"type": names["text_part"], "text": ""}))
+        words = text.split(" ")
+        said = []
+        part = {"type": names["text_part"], "text": ""}
+        item["content"] = [part]
+        for i, w in enumerate(words):
+            if r.cancel_reason:
+                break
+            piece = w + (" " if i < len(words) - 1 else "")
+            said.append(piece)
+            part["text"] = "".join(said)
+            r.text_deltas.append(piece)
+            await self.send(dict(ids, type=names["text_delta"], delta=piece))
+            if i < len(words) - 1 and interval_ms > 0 and not r.cancel_reason:
+                try:
+                    await asyncio.wait_for(r.wake.wait(), interval_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
+        full = "".join(said)
+        await self.send(dict(ids, type=names["text_done"], text=full))
+        await self.send(dict(ids, type="response.content_part.done", part=dict(part)))
+        item["status"] = "incomplete" if r.cancel_reason else "completed"
+        await self.send({"type": "response.output_item.done", "response_id": r.id,
+                         "output_index": idx, "item": copy.deepcopy(item)})
+        if self.dialect == "ga":
+            await self.send({"type": "conversation.item.done", "previous_item_id": prev,
+                             "item": copy.deepcopy(item)})
+        r.output.append(copy.deepcopy(item))
+
     def _finish_response(self, r, status):
         r.status = status
         r.t_done = time.monotonic()
@@ -1528,6 +1622,8 @@ class Connection:
                     break
                 if part[0] == "audio":
                     await self._audio_part(r, idx, part[1], part[2], chunk_ms, interval_ms)
+                elif part[0] == "text":
+                    await self._text_part(r, idx, part[1], interval_ms)
                 else:
                     await self._function_part(r, idx, part[1], part[2], part[3])
             status = "cancelled" if r.cancel_reason else "completed"
@@ -2096,7 +2192,8 @@ def main(argv=None):
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--dialect", choices=["ga", "beta"], default="ga")
-    ap.add_argument("--mode", choices=["echo", "vad", "scripted", "idle"], default="vad")
+    ap.add_argument("--mode", choices=["echo", "vad", "scripted", "idle", "text"],
+                    default="vad")
     ap.add_argument("--api-key", default="sk-test", help="'' accepts any key")
     ap.add_argument("--reject-status", type=int)
     ap.add_argument("--script", help="a JSON file holding a list of steps")
