@@ -63,6 +63,14 @@ line_free(struct line *l)
 	}
 	free(l->targets);
 	free(l->transfer_voicemail);
+	for (size_t i = 0; i < l->nhooks; i++) {
+		free(l->hooks[i].url);
+		free(l->hooks[i].secret);
+		for (size_t k = 0; l->hooks[i].headers && l->hooks[i].headers[k]; k++)
+			free(l->hooks[i].headers[k]);
+		free(l->hooks[i].headers);
+	}
+	free(l->hooks);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -200,7 +208,7 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
     "tools", "transport", "description", "facts", "keypad",
-    "conversation_relay", "transfer_targets", "transfer", NULL };
+    "conversation_relay", "transfer_targets", "transfer", "webhooks", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -473,6 +481,188 @@ line_key(const struct line *l, char digit)
 	return NULL;
 }
 
+const struct line_hook *
+line_hook_find(const struct line *l, const char *tool)
+{
+	for (size_t i = 0; i < l->nhooks; i++)
+		if (strcmp(l->hooks[i].tool, tool) == 0)
+			return &l->hooks[i];
+	return NULL;
+}
+
+/* s with every ${NAME} replaced by the environment's value: a new string,
+ * or NULL with *unset naming a variable that is not set. */
+static char *
+expand_env(const char *s, char *unset, size_t unsetlen)
+{
+	size_t cap = strlen(s) + 1, len = 0;
+	char *out = malloc(cap), *nout;
+
+	unset[0] = '\0';
+	while (out != NULL && *s != '\0') {
+		const char *add = s, *end;
+		size_t n = 1;
+		char name[128];
+
+		if (s[0] == '$' && s[1] == '{' && (end = strchr(s, '}')) != NULL &&
+		    end - s - 2 > 0 && (size_t)(end - s - 2) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%.*s", (int)(end - s - 2), s + 2);
+			if ((add = getenv(name)) == NULL) {
+				snprintf(unset, unsetlen, "%s", name);
+				free(out);
+				return NULL;
+			}
+			n = strlen(add);
+			s = end + 1;
+		} else
+			s++;
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			if ((nout = realloc(out, cap)) == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = nout;
+		}
+		memcpy(out + len, add, n);
+		len += n;
+	}
+	if (out != NULL)
+		out[len] = '\0';
+	return out;
+}
+
+static int
+tool_offered(const struct line *l, const struct persona *p, const char *name)
+{
+	const char *t = l->tools_json ? l->tools_json : p ? p->tools_json : NULL;
+	char *less = line_tools_without(t, name);
+
+	free(less);
+	return less != NULL;
+}
+
+/* "webhooks": {"<tool>": {"url", "method", "headers", "secret",
+ * "timeout_ms", "filler_ms"}} for tools the line offers. */
+static void
+get_hooks(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
+{
+	json_t *v = json_object_get(root, "webhooks"), *h, *f;
+	const char *tool, *k;
+	char unset[128], why[600];
+
+	if (v == NULL || json_is_null(v))
+		return;
+	if (!json_is_object(v) || json_object_size(v) > 32) {
+		bad(x, "webhooks", "an object of tool names to webhooks");
+		return;
+	}
+	if ((l->hooks = calloc(json_object_size(v), sizeof(*l->hooks))) == NULL)
+		return;
+	json_object_foreach(v, tool, h) {
+		struct line_hook *lh = &l->hooks[l->nhooks];
+		const char *url = json_string_value(json_object_get(h, "url"));
+		const char *sec = json_string_value(json_object_get(h, "secret"));
+		size_t nh = 0;
+		int ok = 1;
+
+		if (!json_is_object(h) || url == NULL) {
+			bad(x, "webhooks", "%.64s: an object with \"url\"", tool);
+			continue;
+		}
+		if (!tool_offered(l, p, tool)) {
+			bad(x, "webhooks", "%.64s: not a tool this line offers", tool);
+			continue;
+		}
+		if ((lh->url = expand_env(url, unset, sizeof(unset))) == NULL ||
+		    lh->url[0] == '\0') {
+			/* not configured here: the tool keeps its own answer */
+			free(lh->url);
+			lh->url = NULL;
+			continue;
+		}
+		snprintf(lh->tool, sizeof(lh->tool), "%s", tool);
+		snprintf(lh->method, sizeof(lh->method), "POST");
+		lh->timeout_ms = 8000;
+		lh->filler_ms = 1500;
+		if (conf_url_check(lh->url, "https://", "http://", why,
+		    sizeof(why)) != 0) {
+			bad(x, "webhooks", "%.64s: url %s", tool, why);
+			ok = 0;
+		}
+		if (sec == NULL || (lh->secret = expand_env(sec, unset,
+		    sizeof(unset))) == NULL || strlen(lh->secret) < 16) {
+			bad(x, "webhooks", "%.64s: secret: 16 characters or more%s%s",
+			    tool, unset[0] ? ", and unset: " : "", unset);
+			ok = 0;
+		}
+		f = json_object_get(h, "headers");
+		lh->headers = calloc(json_object_size(f) + 1, sizeof(char *));
+		if (f != NULL && !json_is_object(f)) {
+			bad(x, "webhooks", "%.64s: headers: an object of strings", tool);
+			ok = 0;
+		}
+		json_object_foreach(f, k, h) {
+			const char *hv = json_string_value(h);
+			char *ev;
+			size_t n;
+
+			if (hv == NULL || strpbrk(k, ":\r\n ") != NULL ||
+			    (ev = expand_env(hv, unset, sizeof(unset))) == NULL) {
+				bad(x, "webhooks", "%.64s: header %.64s: a string%s%s",
+				    tool, k, unset[0] ? "; unset: " : "", unset);
+				ok = 0;
+				break;
+			}
+			n = strlen(k) + strlen(ev) + 3;
+			if (strpbrk(ev, "\r\n") == NULL && lh->headers != NULL &&
+			    (lh->headers[nh] = malloc(n)) != NULL)
+				snprintf(lh->headers[nh++], n, "%s: %s", k, ev);
+			free(ev);
+		}
+		h = json_object_get(v, tool);
+		json_object_foreach(h, k, f) {
+			if (strcmp(k, "method") == 0) {
+				const char *m = json_string_value(f);
+				if (m == NULL || (strcmp(m, "POST") != 0 &&
+				    strcmp(m, "PUT") != 0)) {
+					bad(x, "webhooks", "%.64s: method: POST or PUT",
+					    tool);
+					ok = 0;
+				} else
+					snprintf(lh->method, sizeof(lh->method), "%s", m);
+			} else if (strcmp(k, "timeout_ms") == 0 ||
+			    strcmp(k, "filler_ms") == 0) {
+				int min = k[0] == 't' ? 100 : 0;
+				if (!json_is_integer(f) || json_integer_value(f) < min ||
+				    json_integer_value(f) > 60000) {
+					bad(x, "webhooks", "%.64s: %s: %d to 60000 ms", tool,
+					    k, min);
+					ok = 0;
+				} else if (k[0] == 't')
+					lh->timeout_ms = (int)json_integer_value(f);
+				else
+					lh->filler_ms = (int)json_integer_value(f);
+			} else if (strcmp(k, "url") != 0 && strcmp(k, "secret") != 0 &&
+			    strcmp(k, "headers") != 0) {
+				bad(x, "webhooks", "%.64s: unknown field \"%.32s\"", tool,
+				    k);
+				ok = 0;
+			}
+		}
+		if (ok)
+			l->nhooks++;
+		else {
+			free(lh->url);
+			free(lh->secret);
+			for (size_t i = 0; lh->headers && lh->headers[i]; i++)
+				free(lh->headers[i]);
+			free(lh->headers);
+			memset(lh, 0, sizeof(*lh));
+		}
+	}
+}
+
 #define VOICEMAIL_DEFAULT "Sorry, nobody could take your call right now. " \
     "Please call again later. Goodbye."
 
@@ -706,6 +896,7 @@ load_line(struct line *l, const char *path, const char *id,
 	get_transfer(x, root, l);
 	if (l->ntargets > 0)
 		add_transfer_tool(x, l, p);
+	get_hooks(x, root, l, p);
 	v = json_object_get(root, "description");
 	if (v != NULL && !json_is_string(v))
 		bad(x, "description", "a string");

@@ -40,7 +40,13 @@
  *                                  transfer dial one of these
  *     "transfer": {"caller_id": "+15550001111", "timeout": 20,
  *                  "no_answer": "voicemail" | "line",
- *                  "voicemail": "Nobody could answer. ..."}
+ *                  "voicemail": "Nobody could answer. ..."},
+ *     "webhooks": {"book_appointment": {"url": "https://...",
+ *                  "method": "POST", "headers": {"Authorization":
+ *                  "Bearer ${HVAC_API_KEY}"}, "secret": "${HVAC_SECRET}",
+ *                  "timeout_ms": 8000, "filler_ms": 1500}}
+ *                                  tools the business answers; a url that
+ *                                  names an unset variable turns it off
  *   }
  *
  * A route with no line file runs its persona as a practice-app line with
@@ -88,6 +94,19 @@ struct line_target {
 	char	*sip;			/* NULL for a number */
 };
 
+/* A tool answered by the business's own system: its arguments are posted
+ * there as JSON, its answer goes back to the model.  Values of ${NAME}
+ * are taken from the environment when the line is loaded. */
+struct line_hook {
+	char	 tool[64];
+	char	*url;
+	char	 method[8];		/* POST or PUT */
+	char	**headers;		/* "Name: value", NULL-terminated */
+	char	*secret;		/* keys X-Voxrelay-Signature */
+	int	 timeout_ms;
+	int	 filler_ms;		/* 0: the caller hears no filler */
+};
+
 struct line {
 	char		 id[PERSONA_ID_MAX];	/* route; "" for the fallback */
 	char		*file;
@@ -116,6 +135,8 @@ struct line {
 	int		 transfer_timeout;
 	int		 transfer_back;
 	char		*transfer_voicemail;
+	struct line_hook	*hooks;
+	size_t		 nhooks;
 };
 
 struct line_set {
@@ -148,6 +169,8 @@ const struct line_key *line_key(const struct line *l, char digit);
 /* The transfer target labelled label, or NULL. */
 const struct line_target *line_target_find(const struct line *l,
     const char *label);
+/* The webhook that answers tool `tool` on line l, or NULL. */
+const struct line_hook *line_hook_find(const struct line *l, const char *tool);
 /* The caller's allowance applies. */
 static inline int
 line_has_quota(const struct line *l)

@@ -23,6 +23,9 @@
 	X(call_updates_failed,	"live-call updates given up after retries")	\
 	X(rest_retries,		"Twilio REST attempts retried")			\
 	X(transfers,		"calls transferred to a person (Twilio took the Dial)") \
+	X(webhook_calls,	"tool calls sent to a business webhook")	\
+	X(webhook_failed,	"business webhooks that timed out, failed or answered no JSON") \
+	X(webhook_fillers,	"filler lines asked for while a webhook was slow") \
 	X(transfers_failed,	"transfers Twilio did not take; the call went on") \
 	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
 	X(upstream_error_events, "error events from the model that kept the session") \

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <mbedtls/md.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1414,6 +1415,150 @@ tool_outcome(const char *output, char *out, size_t outlen)
 	json_decref(j);
 }
 
+/* ---------------------------------------------------------------- */
+/* tools that reach the business */
+
+#define HOOK_FILLER "The system you asked is taking a moment. Tell the " \
+    "caller in one short sentence that you are still checking. Do not " \
+    "call any tool."
+
+/* "t=<unix s>,v1=<hex HMAC-SHA256 of "<t>.<body>">", keyed by secret. */
+static int
+hook_signature(const char *secret, const char *body, char *out, size_t outlen)
+{
+	const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	unsigned char mac[32];
+	mbedtls_md_context_t md;
+	char t[24];
+	int n, rc;
+
+	snprintf(t, sizeof(t), "%llu", (unsigned long long)(wall_ms() / 1000));
+	mbedtls_md_init(&md);
+	rc = info == NULL || mbedtls_md_setup(&md, info, 1) != 0 ||
+	    mbedtls_md_hmac_starts(&md, (const unsigned char *)secret,
+	    strlen(secret)) != 0 ||
+	    mbedtls_md_hmac_update(&md, (const unsigned char *)t, strlen(t)) != 0 ||
+	    mbedtls_md_hmac_update(&md, (const unsigned char *)".", 1) != 0 ||
+	    mbedtls_md_hmac_update(&md, (const unsigned char *)body,
+	    strlen(body)) != 0 || mbedtls_md_hmac_finish(&md, mac) != 0;
+	mbedtls_md_free(&md);
+	if (rc)
+		return -1;
+	n = snprintf(out, outlen, "X-Voxrelay-Signature: t=%s,v1=", t);
+	for (int i = 0; i < 32 && (size_t)n + 3 < outlen; i++)
+		n += snprintf(out + n, outlen - (size_t)n, "%02x", mac[i]);
+	return 0;
+}
+
+/* Post the tool's arguments to the business; the answer comes back in
+ * relay_hook_done().  1 when sent (or answered with an error now). */
+static int
+hook_start(struct call *c, const struct line_hook *h, const struct app_tool *t)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct relay_hook_wait *hw = NULL;
+	const char *hdrs[40];
+	char sig[160], sid[128];
+	json_t *args, *doc;
+	char *body;
+	size_t n = 0;
+
+	for (int i = 0; i < RELAY_HOOKS; i++)
+		if (k->hooks[i].call_id[0] == '\0') {
+			hw = &k->hooks[i];
+			break;
+		}
+	args = json_loads(t->args, 0, NULL);
+	doc = json_pack("{s:s,s:s,s:s,s:o}", "call_sid", call_sid_of(c), "line",
+	    c->tok.route, "caller", c->tok.caller, "arguments",
+	    args != NULL ? args : json_string(t->args));
+	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (hw == NULL || body == NULL ||
+	    hook_signature(h->secret, body, sig, sizeof(sig)) != 0) {
+		free(body);
+		relay_tool_result(c, t->call_id, "{\"error\":\"the business system "
+		    "is busy; try again in a moment\"}", 1);
+		return 1;
+	}
+	snprintf(sid, sizeof(sid), "X-Voxrelay-Call-Sid: %s", call_sid_of(c));
+	hdrs[n++] = "Content-Type: application/json";
+	hdrs[n++] = "Expect:";
+	hdrs[n++] = sig;
+	hdrs[n++] = sid;
+	for (size_t i = 0; h->headers && h->headers[i] && n + 1 < 40; i++)
+		hdrs[n++] = h->headers[i];
+	hdrs[n] = NULL;
+	if (rest_webhook(c->w->rest, h->url, h->method, hdrs, body,
+	    h->timeout_ms, call_sid_of(c), c->id, t->call_id) != 0) {
+		free(body);
+		relay_tool_result(c, t->call_id, "{\"error\":\"the business system "
+		    "cannot be reached\"}", 1);
+		return 1;
+	}
+	free(body);
+	worker_count(c->w, SC_webhook_calls, 1);
+	vr_strlcpy(hw->call_id, t->call_id, sizeof(hw->call_id));
+	hw->filler_at_ms = h->filler_ms > 0 ? mono_ms() + (uint64_t)h->filler_ms : 0;
+	return 1;
+}
+
+void
+relay_hook_done(struct call *c, const struct rest_done *d)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct relay_hook_wait *hw = NULL;
+	json_t *ans = NULL;
+	char *out = NULL, err[160];
+
+	for (int i = 0; i < RELAY_HOOKS; i++)
+		if (k->hooks[i].call_id[0] != '\0' &&
+		    strcmp(k->hooks[i].call_id, d->tag) == 0)
+			hw = &k->hooks[i];
+	if (hw == NULL || c->state != CALL_LIVE)
+		return;
+	hw->call_id[0] = '\0';
+	if (d->ok && (ans = json_loadb(d->body, d->body_len, 0, NULL)) != NULL)
+		out = json_dumps(ans, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(ans);
+	if (out == NULL) {
+		/* what the model can explain; the details are for the log */
+		worker_count(c->w, SC_webhook_failed, 1);
+		snprintf(err, sizeof(err), "{\"error\":\"the business system %s\"}",
+		    !d->ok && strcmp(d->error, "timed out") == 0 ?
+		    "did not answer in time" : d->ok || strcmp(d->error,
+		    "answer too large") == 0 ? "gave an answer that cannot be read" :
+		    "could not be reached");
+		ctl_log(c, 'w', "webhook for tool call %s: %s (HTTP %ld)", d->tag,
+		    d->ok ? "the answer is not JSON" : d->error, d->status);
+		relay_tool_result(c, d->tag, err, 1);
+	} else {
+		relay_tool_result(c, d->tag, out, 1);
+		free(out);
+	}
+	/* the response that called it is long done: send now, unless a
+	 * filler is being said (its response.done sends it) */
+	if (!relay_model_busy(c))
+		results_flush(c);
+}
+
+/* A webhook is slow: the model says a filler line, once per tool call. */
+static void
+hook_tick(struct call *c, uint64_t now)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	for (int i = 0; i < RELAY_HOOKS; i++) {
+		struct relay_hook_wait *hw = &k->hooks[i];
+		if (hw->call_id[0] == '\0' || hw->filler_at_ms == 0 ||
+		    now < hw->filler_at_ms || relay_model_busy(c) || k->ending)
+			continue;
+		hw->filler_at_ms = 0;
+		worker_count(c->w, SC_webhook_fillers, 1);
+		relay_say(c, HOOK_FILLER, 1);
+	}
+}
+
 static void
 tool_call(struct call *c, struct oa_msg *m)
 {
@@ -1423,9 +1568,14 @@ tool_call(struct call *c, struct oa_msg *m)
 	unsigned before = k->nresults;
 	char outcome[128] = "answered later";
 
+	const struct line_hook *h;
+
 	worker_count(c->w, SC_tool_calls, 1);
 	log_tool_args(c, p, m->name, m->text);
-	if (c->app->tool_call == NULL || !c->app->tool_call(c, &t)) {
+	/* a tool the business answers itself */
+	if (c->line != NULL && (h = line_hook_find(c->line, m->name)) != NULL)
+		hook_start(c, h, &t);
+	else if (c->app->tool_call == NULL || !c->app->tool_call(c, &t)) {
 		if (c->state == CALL_LIVE)
 			builtin_tool(c, &t);
 	}
@@ -1483,6 +1633,7 @@ relay_tick(struct call *c, uint64_t now)
 		finish(c, k->ending_reason);
 		return;
 	}
+	hook_tick(c, now);
 	if (c->app->tick != NULL) {
 		c->app->tick(c, now);
 		if (c->state != CALL_LIVE)

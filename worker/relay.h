@@ -23,6 +23,7 @@
 #define RELAY_DROPS	4	/* cancelled responses whose audio is dropped */
 #define RELAY_RESULTS	4	/* tool results queued within one response */
 #define RELAY_KEYS_PER_S 5	/* key presses acted on per second */
+#define RELAY_HOOKS	4	/* business webhooks in flight per call */
 
 struct call;
 struct upstream;
@@ -49,6 +50,12 @@ struct relay_mark {
 struct relay_result {
 	char	 call_id[OA_ID_MAX];
 	char	*output;		/* JSON text, owned */
+};
+
+/* A tool call the business's webhook is answering. */
+struct relay_hook_wait {
+	char		 call_id[OA_ID_MAX];	/* "": free */
+	uint64_t	 filler_at_ms;		/* mono; 0: none (due or said) */
 };
 
 enum relay_wrap {
@@ -85,6 +92,8 @@ struct relay_ctl {
 	 * its response not created yet */
 	const struct line_target *transfer;
 	int			 transfer_arm;
+	/* tool calls out at a business webhook */
+	struct relay_hook_wait	 hooks[RELAY_HOOKS];
 	/* time limit */
 	uint64_t		 limit_at_ms;	/* mono; 0: none */
 	double			 quota_minutes;	/* reported by get_remaining_time */
@@ -163,6 +172,9 @@ int  relay_batch_due(struct call *c, uint64_t now);
 
 /* A REST update of this call ended (worker.c): ok when Twilio took it. */
 void relay_rest_done(struct call *c, int ok);
+/* A business webhook of this call answered, or failed (worker.c). */
+struct rest_done;
+void relay_hook_done(struct call *c, const struct rest_done *d);
 
 /* Called by the upstream (leg_openai.c). */
 void relay_upstream_open(struct call *c, struct upstream *up);

@@ -19,6 +19,7 @@
 #define SMS_ATTEMPTS	4		/* 1 + 3 retries */
 #define SMS_TIMEOUT_S	10		/* per attempt */
 #define RESP_MAX	8192
+#define HOOK_RESP_MAX	(64 * 1024)	/* a business webhook's answer */
 
 struct sock {
 	uv_poll_t	 poll;
@@ -40,8 +41,14 @@ struct job {
 	int		 attempt;
 	uv_timer_t	 retry;		/* backoff between attempts */
 	int		 retry_init;
-	char		 resp[RESP_MAX];
-	size_t		 resp_len;
+	char		*resp;		/* resp_cap bytes */
+	size_t		 resp_len, resp_cap;
+	int		 too_big;	/* a webhook answered more than that */
+	/* a business webhook (REST_HOOK) */
+	struct curl_slist *hdrs;
+	char		 method[8];
+	long		 timeout_ms;
+	char		 tag[64];
 	char		 errbuf[CURL_ERROR_SIZE];
 };
 
@@ -209,8 +216,12 @@ static size_t
 write_cb(char *p, size_t size, size_t n, void *arg)
 {
 	struct job *j = arg;
-	size_t len = size * n, keep = RESP_MAX - 1 - j->resp_len;
+	size_t len = size * n, keep = j->resp_cap - 1 - j->resp_len;
 
+	if (keep < len && j->kind == REST_HOOK) {
+		j->too_big = 1;		/* no partial JSON: the transfer stops */
+		return 0;
+	}
 	if (keep > len)
 		keep = len;
 	memcpy(j->resp + j->resp_len, p, keep);
@@ -222,6 +233,8 @@ write_cb(char *p, size_t size, size_t n, void *arg)
 static void
 job_destroy(struct job *j)
 {
+	free(j->resp);
+	curl_slist_free_all(j->hdrs);
 	free(j->url);
 	free(j->form);
 	free(j);
@@ -283,11 +296,43 @@ static void
 report(struct job *j, int ok)
 {
 	struct rest *r = j->r;
-	struct rest_done d = { j->kind, ok, j->attempt, j->ref };
+	struct rest_done d = { j->kind, ok, j->attempt, j->ref, 0, NULL, 0,
+	    NULL, NULL };
 
 	job_free(j);
 	if (r->outcome != NULL)
 		r->outcome(r->arg, &d);
+}
+
+/* A business webhook is tried once (a booking must not be made twice);
+ * the caller gets its answer, or why there is none. */
+static void
+hook_finished(struct job *j, CURLcode res, long status)
+{
+	struct rest *r = j->r;
+	struct rest_done d = { REST_HOOK, 0, 1, j->ref, status, NULL, 0, NULL,
+	    NULL };
+	char tag[sizeof(j->tag)];
+
+	vr_strlcpy(tag, j->tag, sizeof(tag));
+	d.tag = tag;
+	if (j->too_big)
+		d.error = "answer too large";
+	else if (res == CURLE_OPERATION_TIMEDOUT)
+		d.error = "timed out";
+	else if (res != CURLE_OK)
+		d.error = "unreachable";
+	else if (status < 200 || status >= 300)
+		d.error = "HTTP error";
+	else {
+		d.ok = 1;
+		d.body = j->resp;
+		d.body_len = j->resp_len;
+	}
+	/* the body is the job's: reported before the job is freed */
+	if (r->outcome != NULL)
+		r->outcome(r->arg, &d);
+	job_free(j);
 }
 
 static void
@@ -302,6 +347,10 @@ job_finished(struct job *j, CURLcode res)
 	curl_multi_remove_handle(r->multi, j->easy);
 	curl_easy_cleanup(j->easy);
 	j->easy = NULL;
+	if (j->kind == REST_HOOK) {
+		hook_finished(j, res, status);
+		return;
+	}
 	log_set_call(j->call_sid);
 	if (res == CURLE_OK && status >= 200 && status < 300) {
 		log_info("%s%s accepted by Twilio (HTTP %ld, attempt %d)", j->what,
@@ -362,20 +411,35 @@ rest_attempt(struct job *j)
 	CURL *e = curl_easy_init();
 
 	j->attempt++;
+	if (j->resp == NULL) {
+		j->resp_cap = j->kind == REST_HOOK ? HOOK_RESP_MAX : RESP_MAX;
+		j->resp = malloc(j->resp_cap);
+	}
+	if (e == NULL || j->resp == NULL) {
+		if (e != NULL)
+			curl_easy_cleanup(e);
+		if (j->kind == REST_HOOK)
+			hook_finished(j, CURLE_OUT_OF_MEMORY, 0);
+		else
+			report(j, 0);
+		return;
+	}
 	j->resp_len = 0;
 	j->resp[0] = '\0';
 	j->errbuf[0] = '\0';
-	if (e == NULL) {
-		job_finished(j, CURLE_OUT_OF_MEMORY);
-		return;
-	}
 	j->easy = e;
 	curl_easy_setopt(e, CURLOPT_URL, j->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->form);
-	curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-	curl_easy_setopt(e, CURLOPT_USERNAME, cf->twilio_account_sid);
-	curl_easy_setopt(e, CURLOPT_PASSWORD, cf->twilio_auth_token);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
+	if (j->kind == REST_HOOK) {
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->method);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->timeout_ms);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERNAME, cf->twilio_account_sid);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, cf->twilio_auth_token);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
+	}
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 5L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -497,6 +561,42 @@ rest_update_call(struct rest *r, const char *call_sid, const char *name,
 	j->kind = REST_CALL;
 	j->ref = ref;
 	j->what = strcmp(name, "Status") == 0 ? "hang-up" : "call update";
+	j->next = r->jobs;
+	r->jobs = j;
+	r->pending++;
+	rest_attempt(j);
+	return 0;
+}
+
+int
+rest_webhook(struct rest *r, const char *url, const char *method,
+    const char *const *headers, const char *body, long timeout_ms,
+    const char *call_sid, uint64_t ref, const char *tag)
+{
+	struct job *j;
+
+	if (r == NULL || (j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->r = r;
+	j->kind = REST_HOOK;
+	j->ref = ref;
+	j->what = "webhook";
+	j->timeout_ms = timeout_ms;
+	vr_strlcpy(j->method, method, sizeof(j->method));
+	vr_strlcpy(j->tag, tag, sizeof(j->tag));
+	vr_strlcpy(j->call_sid, call_sid ? call_sid : "", sizeof(j->call_sid));
+	j->url = strdup(url);
+	j->form = strdup(body);
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
+		struct curl_slist *h = curl_slist_append(j->hdrs, headers[i]);
+		if (h == NULL)
+			break;
+		j->hdrs = h;
+	}
+	if (j->url == NULL || j->form == NULL) {
+		job_destroy(j);
+		return -1;
+	}
 	j->next = r->jobs;
 	r->jobs = j;
 	r->pending++;

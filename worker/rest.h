@@ -25,6 +25,7 @@ struct rest;
 enum rest_kind {
 	REST_SMS,		/* a message to the caller */
 	REST_CALL,		/* an update of the live call (hang-up, transfer) */
+	REST_HOOK,		/* a business webhook a tool calls */
 };
 
 /* How a job ended, once. */
@@ -33,6 +34,13 @@ struct rest_done {
 	int		 ok;		/* Twilio accepted it (2xx) */
 	int		 attempts;
 	uint64_t	 ref;		/* the caller's, from the request */
+	/* REST_HOOK: the HTTP status, the answer (ok only; not NUL-
+	 * terminated, valid during the callback), or why there is none */
+	long		 status;
+	const char	*body;
+	size_t		 body_len;
+	const char	*error;
+	const char	*tag;		/* the caller's, from the request */
 };
 
 /* A client on loop with configuration cf (kept, not copied: see
@@ -52,6 +60,12 @@ int  rest_send_sms(struct rest *r, const char *to, const char *body,
  * configured or call_sid is not a CallSid. */
 int  rest_update_call(struct rest *r, const char *call_sid, const char *name,
     const char *value, uint64_t ref);
+/* Send body (JSON) to a business webhook with method and headers ("Name:
+ * value", NULL-terminated), tried once within timeout_ms; an answer over
+ * 64 KiB is refused.  ref and tag come back in the outcome.  0 or -1. */
+int  rest_webhook(struct rest *r, const char *url, const char *method,
+    const char *const *headers, const char *body, long timeout_ms,
+    const char *call_sid, uint64_t ref, const char *tag);
 /* The account is configured for call updates (account SID, auth token). */
 int  rest_calls_configured(const struct rest *r);
 /* Jobs not finished yet (a draining worker waits for them). */

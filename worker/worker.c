@@ -341,6 +341,14 @@ rest_outcome(void *arg, const struct rest_done *d)
 		worker_count(w, d->ok ? SC_sms_sent : SC_sms_failed, 1);
 		return;
 	}
+	if (d->kind == REST_HOOK) {
+		for (c = w->calls; c != NULL; c = c->next)
+			if (c->id == d->ref) {
+				relay_hook_done(c, d);
+				break;
+			}
+		return;
+	}
 	worker_count(w, d->ok ? SC_call_updates : SC_call_updates_failed, 1);
 	for (c = w->calls; c != NULL; c = c->next)
 		if (c->id == d->ref) {

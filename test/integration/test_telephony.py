@@ -294,3 +294,130 @@ async def test_transfer_twilio_refuses_the_call_goes_on(env):
         expect_eq(c1["transfers_failed"] - c0["transfers_failed"], 1, "transfers_failed")
         expect(s.close_code is None, "the call ended")
         await s.stop()
+
+
+class Receiver:
+    """A business's booking webhook on loopback: checks the signature and
+    answers as `mode` says: ok, slow (after 1.2 s), hang (never in time),
+    garbage (not JSON), huge (10 MB)."""
+
+    SECRET = "whsec-0123456789abcdef"
+
+    def __init__(self):
+        self.mode = "ok"
+        self.got = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader, writer):
+        import hashlib
+        import hmac
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            method, path, _ = line.decode().split(" ", 2)
+            headers = {}
+            for _ in range(100):
+                h = await asyncio.wait_for(reader.readline(), 5)
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, v = h.decode().split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+            body = await asyncio.wait_for(
+                reader.readexactly(int(headers.get("content-length", "0"))), 5)
+            sig = dict(p.split("=", 1) for p in headers["x-voxrelay-signature"].split(","))
+            want = hmac.new(self.SECRET.encode(), sig["t"].encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+            self.got.append({"t": time.monotonic(), "method": method, "path": path,
+                             "headers": headers, "body": json.loads(body),
+                             "signed": hmac.compare_digest(want, sig["v1"]) and
+                             abs(int(sig["t"]) - time.time()) < 30})
+            out = json.dumps({"ok": True, "reference": "BK-1001",
+                              "when": "Tuesday 9am"}).encode()
+            if self.mode == "slow":
+                await asyncio.sleep(1.2)
+            elif self.mode == "hang":
+                await asyncio.sleep(4)
+            elif self.mode == "garbage":
+                out = b"<html>oops</html>"
+            elif self.mode == "huge":
+                out = b"[" + b"1," * (5 * 1024 * 1024) + b"1]"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(out))
+            writer.write(out)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, ValueError, KeyError):
+            pass
+        finally:
+            writer.close()
+
+
+BOOK = {"name": "Ann Lee", "phone": "+14155550123", "service": "repair",
+        "date": "2026-12-08", "time": "09:00"}
+
+
+@timeout(90)
+async def test_webhook_tools_answer_slow_timeout_garbage_huge(env):
+    rcv = await Receiver().start()
+    lines = desk_line(env, persona="hvac", tools=["book_appointment", "end_call"],
+                      webhooks={"book_appointment": {
+                          "url": "http://127.0.0.1:%d/bookings" % rcv.port,
+                          "secret": Receiver.SECRET, "timeout_ms": 2500,
+                          "filler_ms": 500, "headers": {"X-Env": "path=${PATH}"}}})
+    script = [{"wait_ms": 300}, {"tool_call": {"name": "book_appointment",
+                                               "arguments": BOOK}}]
+    try:
+        async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+            d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1).start()
+            c0 = await asyncio.to_thread(counters, d)
+            outs = {}
+            for n, mode in enumerate(["ok", "slow", "hang", "garbage", "huge"]):
+                rcv.mode = mode
+                s = await open_call(d, 10 + n, "desk")
+                conn = await srv.wait_connection(n + 1)
+                await until(lambda: conn.function_outputs, 10, "the %s output" % mode)
+                # the answer goes back and the model is asked to go on
+                await until(lambda: any(q["t"] >= conn.function_outputs[0]["t"]
+                                        for q in conn.response_requests), 5,
+                            "a response after the %s output" % mode)
+                outs[mode] = (json.loads(conn.function_outputs[0]["output"]), conn)
+                expect(s.close_code is None, "%s: the call ended" % mode)
+                await s.stop()
+            c1 = await asyncio.to_thread(counters, d)
+    finally:
+        await rcv.stop()
+    expect_eq(len(rcv.got), 5, "requests")
+    g = rcv.got[0]
+    expect_eq((g["method"], g["path"]), ("POST", "/bookings"), "request line")
+    expect(g["signed"], "bad X-Voxrelay-Signature")
+    expect_eq(g["headers"]["x-voxrelay-call-sid"], twilio.call_sid(10), "CallSid header")
+    expect_eq(g["headers"]["x-env"], "path=" + os.environ.get("PATH", "/usr/bin:/bin"),
+              "header from the environment")
+    expect_eq(g["body"], {"call_sid": twilio.call_sid(10), "line": "desk",
+                          "caller": "+14155557700", "arguments": BOOK}, "body")
+    expect_eq(outs["ok"][0], {"ok": True, "reference": "BK-1001", "when": "Tuesday 9am"},
+              "answer")
+    expect_eq(outs["slow"][0]["reference"], "BK-1001", "slow answer")
+    filler = [q for q in outs["slow"][1].response_requests
+              if "still checking" in (q["instructions"] or "")]
+    expect_eq(len(filler), 1, "filler lines")
+    expect(filler[0]["t"] < outs["slow"][1].function_outputs[0]["t"], "filler after the answer")
+    expect([q for q in outs["ok"][1].response_requests
+            if "still checking" in (q["instructions"] or "")] == [], "filler on a fast answer")
+    expect_eq(outs["hang"][0], {"error": "the business system did not answer in time"},
+              "timeout")
+    expect_eq(outs["garbage"][0], {"error": "the business system gave an answer that "
+                                            "cannot be read"}, "garbage")
+    expect_eq(outs["huge"][0], outs["garbage"][0], "10 MB")
+    expect_eq(c1["webhook_calls"] - c0["webhook_calls"], 5, "webhook_calls")
+    expect_eq(c1["webhook_failed"] - c0["webhook_failed"], 3, "webhook_failed")
+    expect(c1["webhook_fillers"] - c0["webhook_fillers"] >= 2, "webhook_fillers")
+    expect(not os.path.exists(os.path.join(env.tmp, "bookings.jsonl")) or
+           "Ann Lee" not in open(os.path.join(env.tmp, "bookings.jsonl")).read(),
+           "booked in the file as well")

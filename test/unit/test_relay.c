@@ -84,6 +84,12 @@ void worker_batch_opened(struct worker *w) { }
 int rest_sms_configured(const struct rest *r) { return 1; }
 /* no account for call updates: the relay closes the stream itself */
 int rest_calls_configured(const struct rest *r) { return 0; }
+int rest_webhook(struct rest *r, const char *url, const char *method,
+    const char *const *headers, const char *body, long timeout_ms,
+    const char *call_sid, uint64_t ref, const char *tag)
+{
+	return -1;
+}
 int rest_update_call(struct rest *r, const char *call_sid, const char *name,
     const char *value, uint64_t ref)
 {
