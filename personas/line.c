@@ -111,6 +111,7 @@ line_defaults(struct line *l, const struct conf *cf)
 	l->min_minutes = cf->min_call_duration;
 	l->max_call_minutes = -1;
 	l->wrapup_grace = cf->wrapup_grace;
+	l->rollover_minutes = cf->session_rollover_minutes;
 	l->wrapup = strdup(cf->wrapup_instructions);
 	l->sms = strdup(cf->sms_message);
 	return l->wrapup != NULL && l->sms != NULL ? 0 : -1;
@@ -208,7 +209,8 @@ get_tools(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
     "tools", "transport", "description", "facts", "keypad",
-    "conversation_relay", "transfer_targets", "transfer", "webhooks", NULL };
+    "conversation_relay", "transfer_targets", "transfer", "webhooks",
+    "session_rollover_minutes", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -852,6 +854,11 @@ load_line(struct line *l, const char *path, const char *id,
 	get_minutes(x, root, "free_minutes", &l->free_minutes, 1, 0);
 	get_minutes(x, root, "min_minutes", &l->min_minutes, 0, 0);
 	get_minutes(x, root, "max_call_minutes", &l->max_call_minutes, 1, 0.01);
+	get_minutes(x, root, "session_rollover_minutes", &l->rollover_minutes, 0,
+	    0.01);
+	if (l->rollover_minutes > 59)
+		bad(x, "session_rollover_minutes", "at most 59 (the model's "
+		    "sessions end at 60)");
 	if (line_has_quota(l) && l->min_minutes > l->free_minutes)
 		bad(x, "min_minutes", "%g is more than free_minutes %g",
 		    l->min_minutes, l->free_minutes);

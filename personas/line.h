@@ -38,6 +38,8 @@
  *                           "number": "+15551234567" | "sip": "sip:..."}],
  *                                  transfer_call and the keypad's
  *                                  transfer dial one of these
+ *     "session_rollover_minutes": 55,   a fresh session after this
+ *                                  (SESSION_ROLLOVER_MINUTES)
  *     "transfer": {"caller_id": "+15550001111", "timeout": 20,
  *                  "no_answer": "voicemail" | "line",
  *                  "voicemail": "Nobody could answer. ..."},
@@ -115,6 +117,7 @@ struct line {
 	double		 free_minutes;		/* < 0: no quota */
 	double		 min_minutes;
 	double		 max_call_minutes;	/* < 0: none */
+	double		 rollover_minutes;	/* SESSION_ROLLOVER_MINUTES */
 	char		*wrapup;		/* NULL: no goodbye */
 	int		 wrapup_grace;		/* s */
 	char		*sms;			/* NULL: no SMS */

@@ -26,6 +26,7 @@
 	X(webhook_calls,	"tool calls sent to a business webhook")	\
 	X(webhook_failed,	"business webhooks that timed out, failed or answered no JSON") \
 	X(webhook_fillers,	"filler lines asked for while a webhook was slow") \
+	X(session_rollovers,	"calls moved to a fresh model session (SESSION_ROLLOVER_MINUTES)") \
 	X(transfers_failed,	"transfers Twilio did not take; the call went on") \
 	X(api_errors,		"upstream (OpenAI) failures of any kind")	\
 	X(upstream_error_events, "error events from the model that kept the session") \

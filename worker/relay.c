@@ -32,6 +32,9 @@
 #define END_CALL_GRACE_MS	6000	/* a hang-up: audio left to play */
 #define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
 #define FINISH_WAIT_MS		5000	/* for Twilio to take a call update */
+#define ROLLOVER_GRACE_MS	60000	/* a turn boundary within this */
+#define ROLLOVER_RETRY_MS	60000	/* a fresh session did not open */
+#define SAID_MAX_BYTES		(48 * 1024)	/* replayed to a fresh session */
 
 static struct buf scratch;	/* one message being built */
 
@@ -75,6 +78,11 @@ relay_free(struct relay *r)
 	k->wrapup = k->intro = NULL;
 	free(r->last_answer);
 	r->last_answer = NULL;
+	for (unsigned i = 0; i < r->nsaid; i++)
+		free(r->said[i].text);
+	free(r->said);
+	r->said = NULL;
+	r->nsaid = r->saidcap = 0;
 	free(r->marks);
 	free(r->batch);
 	if (r->transcript_fd >= 0)
@@ -466,6 +474,35 @@ relay_transcript(struct call *c, const char *role, const char *text)
 		c->app->transcript(c, role, text);
 }
 
+/* Keep a line of the conversation for a fresh session; the oldest go
+ * first when the total passes SAID_MAX_BYTES. */
+static void
+said_add(struct relay *r, char role, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (n == 0 || n > SAID_MAX_BYTES)
+		return;
+	while (r->nsaid > 0 && r->said_bytes + n > SAID_MAX_BYTES) {
+		r->said_bytes -= strlen(r->said[0].text);
+		free(r->said[0].text);
+		memmove(r->said, r->said + 1, (r->nsaid - 1) * sizeof(*r->said));
+		r->nsaid--;
+	}
+	if (r->nsaid == r->saidcap) {
+		unsigned ncap = r->saidcap ? r->saidcap * 2 : 32;
+		struct relay_said *ns = realloc(r->said, ncap * sizeof(*ns));
+		if (ns == NULL)
+			return;
+		r->said = ns;
+		r->saidcap = ncap;
+	}
+	if ((r->said[r->nsaid].text = strdup(text)) == NULL)
+		return;
+	r->said[r->nsaid++].role = role;
+	r->said_bytes += n;
+}
+
 /* ---------------------------------------------------------------- */
 /* from the model */
 
@@ -479,6 +516,8 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		return;
 	if (up != c->up) {
 		/* the next persona's session, not in use yet */
+		if (r->ctl.next == up && m->ev == OA_EV_SESSION_CREATED)
+			r->ctl.next_expires = m->expires_at;
 		if (r->ctl.next == up && m->ev == OA_EV_ERROR) {
 			log_set_call(call_sid_of(c));
 			log_warnx("openai error (next session): %s: %s", m->err_code,
@@ -544,6 +583,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		break;
 	case OA_EV_TRANSCRIPT_DONE:
 		transcript_line(c, "assistant", m->text);
+		said_add(r, 'a', m->text);
 		if (m->text[0] != '\0') {
 			/* for a caller who presses the key to hear it again */
 			free(r->last_answer);
@@ -554,6 +594,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		break;
 	case OA_EV_INPUT_TRANSCRIPT_DONE:
 		transcript_line(c, "caller", m->text);
+		said_add(r, 'c', m->text);
 		if (c->app->transcript != NULL && m->text[0] != '\0')
 			c->app->transcript(c, "caller", m->text);
 		break;
@@ -608,6 +649,20 @@ relay_upstream_failed(struct call *c, struct upstream *up, const char *why)
 {
 	if (c->state >= CALL_CLOSING)
 		return;
+	if (c->relay.ctl.next == up && c->relay.ctl.rollover) {
+		/* the call goes on in its session; another try later */
+		struct relay_ctl *k = &c->relay.ctl;
+		log_set_call(call_sid_of(c));
+		log_warnx("openai: the fresh session did not open (%s); staying "
+		    "on this one, trying again in %d s", why,
+		    ROLLOVER_RETRY_MS / 1000);
+		log_set_call(NULL);
+		k->next = NULL;
+		k->rollover = 0;
+		k->sw = k->sw_before;
+		k->rollover_at_ms = mono_ms() + ROLLOVER_RETRY_MS;
+		return;
+	}
 	if (c->relay.ctl.next == up) {
 		snprintf(c->fail_reason, sizeof(c->fail_reason),
 		    "openai: the session of persona %s did not open: %s",
@@ -1024,7 +1079,8 @@ limit_reached(struct call *c, uint64_t now)
 	if (k->sw == RELAY_SW_OPENING && k->next != NULL) {
 		/* no new persona for a caller whose time is up */
 		upstream_close(k->next, "time limit");
-		k->sw = RELAY_SW_NONE;
+		k->sw = k->rollover ? k->sw_before : RELAY_SW_NONE;
+		k->rollover = 0;
 	}
 	if (k->wrapup == NULL)
 		finish(c, "time limit reached");	/* no goodbye */
@@ -1211,6 +1267,87 @@ relay_switching(const struct call *c)
  * has heard it; the next session is open.  It becomes the call's session,
  * is told in one line why, and speaks first.
  */
+static double
+rollover_minutes(const struct call *c)
+{
+	return c->line != NULL ? c->line->rollover_minutes :
+	    c->w->conf->session_rollover_minutes;
+}
+
+/* The session in use nears the model's cap: the same persona opens a
+ * fresh one, which takes over at the next turn boundary as a switch does. */
+static void
+rollover_start(struct call *c, uint64_t now)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+
+	k->rollover_at_ms = 0;
+	if ((k->next = upstream_new(c, c->persona)) == NULL) {
+		ctl_log(c, 'w', "no fresh session (out of memory); trying again "
+		    "in %d s", ROLLOVER_RETRY_MS / 1000);
+		k->rollover_at_ms = now + ROLLOVER_RETRY_MS;
+		return;
+	}
+	c->refs++;
+	k->sw_before = k->sw;
+	k->sw = RELAY_SW_OPENING;
+	k->rollover = 1;
+	k->next_persona = c->persona;
+	k->next_open = 0;
+	k->next_expires = 0;
+	k->handover_wanted = 0;
+	k->handover_done = 1;		/* no hand-over: a turn boundary will do */
+	k->handover_response[0] = '\0';
+	k->switch_started_ms = now;
+	k->swap_deadline_ms = now + ROLLOVER_GRACE_MS;
+	ctl_log(c, 'i', "session rollover after %.2f minutes: opening a fresh "
+	    "session", (now - c->start_ms) / 60000.0);
+}
+
+/* The fresh session learns the conversation so far, as text items. */
+static void
+rollover_seed(struct call *c, struct upstream *up)
+{
+	struct relay *r = &c->relay;
+	struct buf *b = relay_scratch();
+
+	if (oa_build_text_item(b, "This phone call continues from an earlier "
+	    "session; the conversation so far follows. Go on from where it "
+	    "left off; do not greet the caller again.", 1) == 0)
+		upstream_send(up, buf_head(b), buf_pending(b));
+	for (unsigned i = 0; i < r->nsaid; i++) {
+		b = relay_scratch();
+		if ((r->said[i].role == 'c' ?
+		    oa_build_text_item(b, r->said[i].text, 0) :
+		    oa_build_assistant_text_item(b, dialect(c), r->said[i].text,
+		    NULL)) == 0)
+			upstream_send(up, buf_head(b), buf_pending(b));
+	}
+	ctl_log(c, 'd', "fresh session seeded with %u lines", r->nsaid);
+}
+
+static void
+rollover_swap(struct call *c)
+{
+	struct relay_ctl *k = &c->relay.ctl;
+	struct upstream *old = c->up;
+	uint64_t now = mono_ms();
+
+	relay_flush_batch(c);		/* what the old session was hearing */
+	c->up = k->next;
+	k->next = NULL;
+	k->sw = k->sw_before;
+	k->rollover = 0;
+	relay_reset_playback(&c->relay);
+	c->relay.session_expires = k->next_expires;
+	k->rollover_at_ms = now + (uint64_t)(rollover_minutes(c) * 60000.0);
+	worker_count(c->w, SC_session_rollovers, 1);
+	ctl_log(c, 'i', "now on a fresh session (rollover took %llu ms)",
+	    (unsigned long long)(now - k->switch_started_ms));
+	if (old != NULL)
+		upstream_close(old, "session rollover");
+}
+
 static void
 swap(struct call *c)
 {
@@ -1219,6 +1356,10 @@ swap(struct call *c)
 	const struct persona *np = k->next_persona;
 	struct buf *b;
 
+	if (k->rollover) {
+		rollover_swap(c);
+		return;
+	}
 	c->up = k->next;
 	k->next = NULL;
 	k->sw = RELAY_SW_DONE;
@@ -1254,6 +1395,8 @@ next_open(struct call *c, struct upstream *up)
 {
 	c->relay.ctl.next_open = 1;
 	ctl_log(c, 'd', "next session open (persona %s)", up->persona->id);
+	if (c->relay.ctl.rollover)
+		rollover_seed(c, up);
 	maybe_swap(c);
 }
 
@@ -1589,6 +1732,8 @@ tool_call(struct call *c, struct oa_msg *m)
 void
 relay_call_started(struct call *c)
 {
+	c->relay.ctl.rollover_at_ms = mono_ms() +
+	    (uint64_t)(rollover_minutes(c) * 60000.0);
 	if (c->app->started != NULL)
 		c->app->started(c);
 }
@@ -1625,6 +1770,9 @@ relay_tick(struct call *c, uint64_t now)
 		limit_reached(c, now);
 		return;
 	}
+	if (k->rollover_at_ms != 0 && now >= k->rollover_at_ms &&
+	    k->sw != RELAY_SW_OPENING && !k->ending && !k->limit_reached)
+		rollover_start(c, now);
 	if (k->limit_reached && now >= k->wrap_deadline_ms) {
 		finish(c, "time limit reached");
 		return;

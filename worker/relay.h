@@ -52,6 +52,12 @@ struct relay_result {
 	char	*output;		/* JSON text, owned */
 };
 
+/* One finished line of the conversation, for a fresh session. */
+struct relay_said {
+	char		 role;		/* 'c' caller, 'a' assistant */
+	char		*text;
+};
+
 /* A tool call the business's webhook is answering. */
 struct relay_hook_wait {
 	char		 call_id[OA_ID_MAX];	/* "": free */
@@ -115,6 +121,11 @@ struct relay_ctl {
 	int			 handover_done;
 	uint64_t		 switch_started_ms;
 	uint64_t		 swap_deadline_ms;
+	/* session rollover: the same persona on a fresh session */
+	uint64_t		 rollover_at_ms;	/* mono; 0: none due */
+	int			 rollover;		/* the next session is one */
+	enum relay_switch	 sw_before;
+	uint64_t		 next_expires;		/* its session's, Unix s */
 };
 
 struct relay {
@@ -142,6 +153,9 @@ struct relay {
 	int			 transcript_fd;	/* -1 until the first line */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
 	char			*last_answer;	/* the model's last sentence(s) */
+	struct relay_said	*said;		/* the conversation, oldest first */
+	unsigned		 nsaid, saidcap;
+	size_t			 said_bytes;
 	uint64_t		 key_ms[RELAY_KEYS_PER_S];	/* last acted on */
 	unsigned		 key_next;
 	struct relay_ctl	 ctl;

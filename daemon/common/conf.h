@@ -43,6 +43,7 @@ struct conf {
 	int	 stream_token_ttl;	/* s */
 	/* minutes */
 	double	 free_call_minutes;
+	double	 session_rollover_minutes;	/* a fresh session after this */
 	double	 min_call_duration;
 	char	*usage_csv_path;
 	char	*usage_csv_backup_path;

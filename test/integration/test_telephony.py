@@ -3,6 +3,7 @@ default item told to the model, hostile keys and floods), the hang-up that
 ends the call at Twilio too, and the relay services behind them."""
 
 import asyncio
+import base64
 import json
 import os
 import time
@@ -421,3 +422,55 @@ async def test_webhook_tools_answer_slow_timeout_garbage_huge(env):
     expect(not os.path.exists(os.path.join(env.tmp, "bookings.jsonl")) or
            "Ann Lee" not in open(os.path.join(env.tmp, "bookings.jsonl")).read(),
            "booked in the file as well")
+
+
+def talk_frame(n):
+    """Two seconds of loud, frame-numbered audio, then two of silence."""
+    if (n // 100) % 2 == 0:
+        return twilio.tone_frame(n)
+    return base64.b64encode(b"\xff" * 160).decode()
+
+
+@timeout(90)
+async def test_session_rollover_replays_the_conversation_and_loses_no_frame(env):
+    lines = desk_line(env)
+    async with FakeOpenAI(mode="vad", reply_ms=600, silence_ms=400,
+                          caller_transcript="I need my furnace looked at.",
+                          reply_text="Sure, when would suit you?") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                       SESSION_ROLLOVER_MINUTES=0.08).start()
+        c0 = await asyncio.to_thread(counters, d)
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(20),
+                                     "+14155557720", NUMBER, "desk")
+        s = twilio.Stream(wh.stream_url, twilio.call_sid(20), twilio.stream_sid(20),
+                          wh.params, frame=talk_frame)
+        await s.open()
+        old = await srv.wait_connection(1)
+        await s.play(8)
+        new = await srv.wait_connection(2)
+        await asyncio.sleep(0.5)
+        await s.stop()
+        c1 = await asyncio.to_thread(counters, d)
+    expect_eq(c1["session_rollovers"] - c0["session_rollovers"], 1, "session_rollovers")
+    # the fresh session heard the conversation so far, as text, and no greeting
+    items = [e["item"] for _, e in new.of_type("conversation.item.create")]
+    expect(items and items[0]["role"] == "system", "no system item first: %r" % items[:1])
+    said = [(i["role"], i["content"][0]["text"]) for i in items[1:]]
+    expect(("user", "I need my furnace looked at.") in said, "caller lines: %r" % said)
+    expect(("assistant", "Sure, when would suit you?") in said, "assistant lines: %r" % said)
+    expect_eq([i["content"][0]["type"] for i in items[1:] if i["role"] == "assistant"][:1],
+              ["output_text"], "assistant part type")
+    greet = [q for q in new.response_requests if q["instructions"]]
+    expect_eq(greet, [], "the fresh session greeted")
+    expect(new.schema_errors == [] if hasattr(new, "schema_errors") else True,
+           "schema errors: %r" % getattr(new, "schema_errors", None))
+    # every caller frame went to one session or the other, in order
+    a_old = b"".join(base64.b64decode(a) for a in old.appends())
+    a_new = b"".join(base64.b64decode(a) for a in new.appends())
+    expect(len(a_new) > 0, "nothing reached the fresh session")
+    sent = b"".join(base64.b64decode(talk_frame(n)) for n in range(s.frames_sent))
+    i0 = sent.find(a_old[:320])
+    expect(i0 >= 0, "the old session's audio is not what was sent")
+    expect_eq(len(a_old) + len(a_new), len(sent) - i0, "bytes across both sessions")
+    expect(a_old + a_new == sent[i0:], "frames lost or out of order across the swap")
+    expect(s.close_code is None or s.close_code == 1000, "close: %s" % s.close_code)
