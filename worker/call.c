@@ -7,6 +7,7 @@
 #include "worker/call.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
+#include "worker/wpath.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "personas/line.h"
@@ -378,8 +379,7 @@ call_write_cb(uv_write_t *req, int status)
 	struct call *c = req->data;
 
 	c->writing = 0;
-	buf_consume(&c->wbuf, buf_pending(&c->wbuf));
-	buf_shrink(&c->wbuf, BUF_KEEP);
+	wpath_written(&c->wbuf, BUF_KEEP);
 	if (c->state == CALL_CLOSED)
 		return;
 	if (status < 0) {
@@ -393,37 +393,19 @@ call_write_cb(uv_write_t *req, int status)
 void
 call_flush(struct call *c)
 {
-	uv_buf_t b;
-	int n;
+	int rc;
 
 	if (c->state == CALL_CLOSED || c->writing)
 		return;
-	if (buf_pending(&c->out) > 0) {
-		b = uv_buf_init(buf_head(&c->out), (unsigned)buf_pending(&c->out));
-		n = uv_try_write((uv_stream_t *)&c->tw, &b, 1);
-		if (n > 0)
-			buf_consume(&c->out, (size_t)n);
-		else if (n < 0 && n != UV_EAGAIN) {
-			call_close(c, "twilio connection lost while writing", 1, 0);
-			call_close_handle(c);
-			return;
-		}
+	c->wreq.data = c;
+	rc = wpath_flush((uv_stream_t *)&c->tw, &c->out, &c->wbuf, &c->wreq,
+	    call_write_cb);
+	if (rc < 0) {
+		call_close(c, "twilio connection lost while writing", 1, 0);
+		call_close_handle(c);
+		return;
 	}
-	if (buf_pending(&c->out) > 0) {
-		struct buf tmp = c->wbuf;
-		size_t max = c->out.max;
-
-		c->wbuf = c->out;
-		c->out = tmp;
-		c->out.max = max;
-		c->wbuf.max = 0;
-		b = uv_buf_init(buf_head(&c->wbuf), (unsigned)buf_pending(&c->wbuf));
-		c->wreq.data = c;
-		if (uv_write(&c->wreq, (uv_stream_t *)&c->tw, &b, 1, call_write_cb) != 0) {
-			call_close(c, "twilio connection lost while writing", 1, 0);
-			call_close_handle(c);
-			return;
-		}
+	if (rc > 0) {
 		c->writing = 1;
 		return;
 	}

@@ -13,6 +13,7 @@
 #include "worker/call.h"
 #include "worker/worker.h"
 #include "worker/relay.h"
+#include "worker/wpath.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
@@ -188,8 +189,7 @@ up_write_cb(uv_write_t *req, int status)
 	struct upstream *up = req->data;
 
 	up->writing = 0;
-	buf_consume(&up->wbuf, buf_pending(&up->wbuf));
-	buf_shrink(&up->wbuf, 8192);
+	wpath_written(&up->wbuf, 8192);
 	if (up->state == UP_CLOSED)
 		return;
 	if (status < 0) {
@@ -202,7 +202,6 @@ up_write_cb(uv_write_t *req, int status)
 void
 upstream_flush(struct upstream *up)
 {
-	uv_buf_t b;
 	int n;
 
 	if (up->state == UP_CLOSED || !up->tcp_init || up->tcp_closing)
@@ -219,30 +218,14 @@ upstream_flush(struct upstream *up)
 	}
 	if (up->writing)
 		return;
-	if (buf_pending(&up->out) > 0) {
-		b = uv_buf_init(buf_head(&up->out), (unsigned)buf_pending(&up->out));
-		n = uv_try_write((uv_stream_t *)&up->tcp, &b, 1);
-		if (n > 0)
-			buf_consume(&up->out, (size_t)n);
-		else if (n < 0 && n != UV_EAGAIN) {
-			up_fail(up, "writing to %s: %s", up->peer, uv_strerror(n));
-			return;
-		}
+	up->wreq.data = up;
+	n = wpath_flush((uv_stream_t *)&up->tcp, &up->out, &up->wbuf, &up->wreq,
+	    up_write_cb);
+	if (n < 0) {
+		up_fail(up, "writing to %s: %s", up->peer, uv_strerror(n));
+		return;
 	}
-	if (buf_pending(&up->out) > 0) {
-		struct buf tmp = up->wbuf;
-		size_t max = up->out.max;
-
-		up->wbuf = up->out;
-		up->out = tmp;
-		up->out.max = max;
-		up->wbuf.max = 0;
-		b = uv_buf_init(buf_head(&up->wbuf), (unsigned)buf_pending(&up->wbuf));
-		up->wreq.data = up;
-		if (uv_write(&up->wreq, (uv_stream_t *)&up->tcp, &b, 1, up_write_cb) != 0) {
-			up_fail(up, "writing to %s failed", up->peer);
-			return;
-		}
+	if (n > 0) {
 		up->writing = 1;
 		return;
 	}
