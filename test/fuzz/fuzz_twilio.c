@@ -168,7 +168,7 @@ mode_parse(const uint8_t *data, size_t size)
 	if (rc == TW_OK)
 		same_msg(&m, &full);
 	tw_msg_free(&full);
-	FUZZ_ASSERT(rc <= TW_OK && rc >= TW_ERR_BASE64);
+	FUZZ_ASSERT(rc <= TW_OK && rc >= TW_ERR_DIGIT);
 	FUZZ_ASSERT(tw_strerror(rc) != NULL);
 	FUZZ_ASSERT(tw_event_name(m.event) != NULL);
 	j = json_loadb(buf, size, JSON_REJECT_DUPLICATES, NULL);
