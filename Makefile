@@ -97,25 +97,27 @@ $(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(B)/.settings
 	@echo "  CC    $<"
 	$(Q)$(CC) -std=gnu11 $(OPT) $(SAN_FLAGS) -I$(LLHTTP_INC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
 
-# The dashboard page, built into the binary as a byte array (daemon/
-# dashboard.c serves it).  Only od and sed: no xxd needed.
-$(B)/gen/dashboard_html.c: daemon/dashboard.html
+# The dashboard pages, built into the binary as byte arrays (daemon/
+# dashboard.c serves them): daemon/NAME.html becomes NAME_html[].  Only od
+# and sed: no xxd needed.
+$(B)/gen/%_html.c: daemon/%.html
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
 	$(Q)od -An -v -tx1 $< > $@.hex
 	$(Q){ echo '/* Made by the Makefile from $<: do not edit. */'; \
 	  echo '#include <stddef.h>'; \
-	  echo 'extern const unsigned char dashboard_html[];'; \
-	  echo 'extern const size_t dashboard_html_len;'; \
-	  echo 'const unsigned char dashboard_html[] = {'; \
+	  echo 'extern const unsigned char $*_html[];'; \
+	  echo 'extern const size_t $*_html_len;'; \
+	  echo 'const unsigned char $*_html[] = {'; \
 	  sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g' $@.hex; \
 	  echo '0x00 };'; \
-	  echo 'const size_t dashboard_html_len = sizeof(dashboard_html) - 1;'; \
+	  echo 'const size_t $*_html_len = sizeof($*_html) - 1;'; \
 	} > $@.tmp
 	$(Q)rm -f $@.hex && mv $@.tmp $@
 
-EMBED_OBJ := $(B)/gen/dashboard_html.o
-$(B)/gen/dashboard_html.o: $(B)/gen/dashboard_html.c $(B)/.settings
+EMBED_OBJ := $(B)/gen/dashboard_html.o $(B)/gen/calls_html.o
+.SECONDARY: $(EMBED_OBJ:.o=.c)
+$(B)/gen/%_html.o: $(B)/gen/%_html.c $(B)/.settings
 	@echo "  CC    $<"
 	$(Q)$(CC) $(FINAL_CFLAGS) -c $< -o $@
 

@@ -176,6 +176,8 @@ const char *api_cors_headers(struct http_req *r, char *out, size_t len);
 /* dashboard.c: GET /dashboard, a page built into the binary that polls
  * /health. */
 void route_dashboard(struct conn *c);
+/* GET /dashboard/calls: the calls page, which reads /api/... */
+void route_dashboard_calls(struct conn *c);
 
 /* ledger.c */
 /* replay.c: the voice webhook's answers by CallSid, the used-token file */

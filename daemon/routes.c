@@ -1018,11 +1018,18 @@ admin_dashboard(struct conn *c, struct http_req *r)
 	route_dashboard(c);
 }
 
+static void
+admin_dashboard_calls(struct conn *c, struct http_req *r)
+{
+	route_dashboard_calls(c);
+}
+
 static const struct admin_route admin_routes[] = {
 	{ "/health",		"GET, HEAD",	0,	 route_health },
 	{ "/metrics",		"GET, HEAD",	0,	 admin_metrics },
 	{ "/usage-data",	"GET, HEAD",	0,	 admin_usage },
 	{ "/dashboard",		"GET, HEAD",	AR_OPEN, admin_dashboard },
+	{ "/dashboard/calls",	"GET, HEAD",	AR_OPEN, admin_dashboard_calls },
 	{ "/api/",		"GET, HEAD",	0,	 api_route },
 };
 
