@@ -332,3 +332,29 @@ async def test_relay_transfer_and_end_call_send_end_with_handoff(env):
         st, body = await asyncio.to_thread(crelay.post_action, d.base, wh.action, s.sid,
                                            ended[0]["handoffData"])
         expect("<Hangup/>" in body and "<Dial" not in body, body)
+
+
+async def test_shipped_dental_line_runs_on_conversation_relay(env):
+    from harness import LINES
+    async with FakeOpenAI(mode="text", text_replies=["Of course, are you a new patient?"],
+                          interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=LINES).start()
+        sid = twilio.call_sid(50)
+        wh = await asyncio.to_thread(crelay.relay_voice, d.base, sid, CALLER, NUMBER,
+                                     "dental")
+        expect_eq(wh.verbs, ["Connect"], "verbs: " + wh.body)
+        expect(wh.url and "/relay/dental/" in wh.url, "relay URL: %r" % wh.url)
+        expect(wh.attrs.get("welcomeGreeting", "").startswith(
+            "Thank you for calling Maple Grove"), "welcome: %r" % wh.attrs)
+        expect_eq(wh.attrs.get("interruptible"), "any", "interruptible")
+        s = crelay.RelaySession(wh.url, sid, caller=CALLER)
+        await s.open()
+        await s.setup()
+        await s.prompt("I'd like to book a cleaning")
+        toks, end = await s.wait_turn(0, 8)
+        expect(end is not None, "no answer: %r" % s.received)
+        conn = srv.accepted[0]
+        tools = sorted(t["name"] for t in conn.first("session.update")[1]["session"]["tools"])
+        expect_eq(tools, ["book_appointment", "end_call"], "tools")
+        expect_eq(len(conn.response_requests), 1, "responses asked (no model greeting)")
+        await s.close()
