@@ -705,6 +705,12 @@ get_transfer(struct lctx *x, json_t *root, struct line *l)
 			else if (sv == NULL || strcmp(sv, "voicemail") != 0)
 				bad(x, "transfer", "no_answer: \"voicemail\" or "
 				    "\"line\"");
+		} else if (strcmp(k, "warm") == 0) {
+			if (sv != NULL && strcmp(sv, "sms") == 0)
+				l->transfer_warm_sms = 1;
+			else if (!json_is_null(f) && (sv == NULL ||
+			    strcmp(sv, "none") != 0))
+				bad(x, "transfer", "warm: \"sms\" or \"none\"");
 		} else if (strcmp(k, "voicemail") == 0) {
 			if (sv == NULL || sv[0] == '\0' || strlen(sv) > 1000)
 				bad(x, "transfer", "voicemail: 1 to 1000 characters");

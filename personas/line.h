@@ -42,7 +42,8 @@
  *                                  (SESSION_ROLLOVER_MINUTES)
  *     "transfer": {"caller_id": "+15550001111", "timeout": 20,
  *                  "no_answer": "voicemail" | "line",
- *                  "voicemail": "Nobody could answer. ..."},
+ *                  "voicemail": "Nobody could answer. ...",
+ *                  "warm": "sms"},     a summary to the number first
  *     "webhooks": {"book_appointment": {"url": "https://...",
  *                  "method": "POST", "headers": {"Authorization":
  *                  "Bearer ${HVAC_API_KEY}"}, "secret": "${HVAC_SECRET}",
@@ -137,6 +138,7 @@ struct line {
 	char		 transfer_caller_id[24];
 	int		 transfer_timeout;
 	int		 transfer_back;
+	int		 transfer_warm_sms;	/* text the target a summary first */
 	char		*transfer_voicemail;
 	struct line_hook	*hooks;
 	size_t		 nhooks;

@@ -959,6 +959,42 @@ finish(struct call *c, const char *reason)
  * person hangs up first): back to the line's webhook, or the voicemail
  * message and a hang-up.
  */
+/*
+ * A warm transfer: the person who answers has read who is calling and what
+ * they said (the caller's last lines of the transcript), texted to the
+ * target's number before the dial.
+ */
+static void
+transfer_summary(struct call *c, const struct line_target *t)
+{
+	struct relay *r = &c->relay;
+	char body[700];
+	unsigned first, shown = 0;
+	int n;
+
+	if (t->number == NULL)
+		return;
+	n = snprintf(body, sizeof(body), "Transferred call from %s (%s). Caller "
+	    "said:", c->tok.caller, c->tok.route);
+	first = r->nsaid;
+	while (first > 0 && shown < 3)
+		if (r->said[--first].role == 'c')
+			shown++;
+	shown = 0;
+	for (unsigned i = first; i < r->nsaid && n > 0 &&
+	    (size_t)n + 8 < sizeof(body); i++) {
+		if (r->said[i].role != 'c')
+			continue;
+		n += snprintf(body + n, sizeof(body) - (size_t)n, "%s \"%.200s\"",
+		    shown++ ? " /" : "", r->said[i].text);
+	}
+	if (shown == 0 && n > 0 && (size_t)n + 16 < sizeof(body))
+		snprintf(body + n, sizeof(body) - (size_t)n, " (nothing yet)");
+	if (rest_send_sms(c->w->rest, t->number, body, call_sid_of(c)) != 0)
+		ctl_log(c, 'w', "no summary for %s: SMS is not configured",
+		    t->label);
+}
+
 static void
 transfer_now(struct call *c)
 {
@@ -969,6 +1005,8 @@ transfer_now(struct call *c)
 	struct twiml tw;
 	char url[1024];
 
+	if (l->transfer_warm_sms)
+		transfer_summary(c, t);
 	twiml_begin(&tw);
 	twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
 	    l->transfer_timeout);

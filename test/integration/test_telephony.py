@@ -130,6 +130,7 @@ async def test_keypad_actions_repeat_persona_end(env):
         # 2: the hvac persona's session opens and takes over
         await s.send_dtmf("2")
         nxt = await srv.wait_connection(2)
+        await nxt.wait_for("session.update")
         tools = nxt.first("session.update")
         expect(tools is not None, "the next session was not set up")
         await until(lambda: d.health()["calls"] and
@@ -211,7 +212,8 @@ async def test_transfer_call_plays_its_line_then_dials(env):
                "audio_ms": 600, "text": "Let me put you through to the front desk."}]
     lines = desk_line(env, persona="hvac", tools=["end_call"], transfer_targets=TARGETS,
                       transfer={"caller_id": "+15550001111", "timeout": 25,
-                                "voicemail": "Nobody is free. Please call back."})
+                                "voicemail": "Nobody is free. Please call back.",
+                                "warm": "sms"})
     async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest, \
             FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
         d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
@@ -219,6 +221,7 @@ async def test_transfer_call_plays_its_line_then_dials(env):
         c0 = await asyncio.to_thread(counters, d)
         s = await open_call(d, 5, "desk")
         conn = await srv.wait_connection(1)
+        expect(await conn.wait_for("session.update"), "no session.update")
         tools = conn.first("session.update")[1]["session"]["tools"]
         tr = [t for t in tools if t["name"] == "transfer_call"]
         expect_eq(len(tr), 1, "transfer_call offered")
@@ -244,6 +247,13 @@ async def test_transfer_call_plays_its_line_then_dials(env):
         expect_eq(c1["transfers"] - c0["transfers"], 1, "transfers")
         expect_eq(c1["failed_calls"] - c0["failed_calls"], 0, "failed_calls")
         expect("transferred to front desk" in d.log(), "log")
+        # warm: the target was texted who is calling before the dial
+        expect_eq(len(rest.requests), 1, "summary SMS")
+        m = rest.requests[0]
+        expect_eq(m.form["To"], ["+15557654321"], "summary to")
+        expect(m.form["Body"][0].startswith("Transferred call from +14155557700 (desk)."),
+               "summary: %r" % m.form["Body"])
+        expect(m.t <= q.t, "summary after the dial")
         expect("+15557654321" not in d.log(), "the target's number in the log")
 
 
