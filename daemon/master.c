@@ -113,6 +113,135 @@ chan_send(struct master *m, int slot, enum ipc_type type)
 }
 
 /* ---------------------------------------------------------------- */
+/* records from the workers */
+
+#define CHAN_READ_MAX	256	/* packets per callback: others wait a turn */
+
+/* Take up to max packets off a worker's channel: each is one call record
+ * for the store, with this host's name added. */
+static void
+chan_read(struct master *m, struct worker_proc *p, int max)
+{
+	static char buf[IPC_MAX_MSG + 1];
+	struct ipc_hdr h;
+	const void *payload;
+	size_t plen;
+	json_t *rec;
+	ssize_t n;
+
+	while (max-- > 0 && p->chan >= 0) {
+		const char *type;
+
+		n = recv(p->chan, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+		if (n <= 0)
+			return;		/* nothing yet, or the worker is gone */
+		rec = NULL;
+		if ((size_t)n <= IPC_MAX_MSG && ipc_decode(buf, (size_t)n, 0, &h,
+		    &payload, &plen) == 0 && h.ih_type == IPC_RECORD)
+			rec = json_loadb(payload, plen, 0, NULL);
+		if (!json_is_object(rec)) {
+			json_decref(rec);
+			master_count(SC_records_bad_messages);
+			log_warnx("worker %d: a message on its channel that is not "
+			    "a call record (%zd bytes)", p->slot, n);
+			continue;
+		}
+		master_count(SC_records_from_workers);
+		type = json_string_value(json_object_get(rec, "type"));
+		if (type != NULL && strcmp(type, "call") == 0)
+			json_object_set_new(rec, "host", json_string(m->hostname));
+		if (m->store != NULL)
+			store_post(m->store, rec);
+		else
+			json_decref(rec);
+	}
+}
+
+static void
+chan_cb(uv_poll_t *h, int status, int events)
+{
+	struct worker_proc *p = h->data;
+
+	(void)events;
+	if (status < 0) {
+		uv_poll_stop(h);
+		return;
+	}
+	chan_read(&M, p, CHAN_READ_MAX);
+}
+
+static void
+chan_poll_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+chan_watch(struct master *m, struct worker_proc *p)
+{
+	if ((p->chan_poll = malloc(sizeof(*p->chan_poll))) == NULL)
+		return;
+	if (uv_poll_init(m->loop, p->chan_poll, p->chan) != 0) {
+		free(p->chan_poll);
+		p->chan_poll = NULL;
+		return;
+	}
+	p->chan_poll->data = p;
+	uv_poll_start(p->chan_poll, UV_READABLE, chan_cb);
+}
+
+static void
+chan_unwatch(struct worker_proc *p)
+{
+	if (p->chan_poll != NULL)
+		uv_close((uv_handle_t *)p->chan_poll, chan_poll_closed);
+	p->chan_poll = NULL;
+}
+
+/*
+ * A worker died with calls live: what it had sent is in the store's queue
+ * (chan_read took it first); close each such call's record as failed, with
+ * a reason that says how the worker ended.
+ */
+static void
+records_close_dead(struct master *m, int slot, pid_t pid, const char *how)
+{
+	uint64_t now = mono_ms(), wall = wall_ms();
+	char reason[160];
+
+	if (m->store == NULL)
+		return;
+	snprintf(reason, sizeof(reason), "worker died (%s)", how);
+	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
+		struct shm_call *c = &m->shm.calls[i];
+		uint64_t start, dur;
+		char sid[SHM_SID_MAX];
+
+		if (atomic_load(&c->cs_state) != CS_LIVE ||
+		    atomic_load(&c->cs_worker) != slot ||
+		    atomic_load(&c->cs_pid) != pid)
+			continue;
+		memcpy(sid, c->cs_call_sid, sizeof(sid));
+		sid[sizeof(sid) - 1] = '\0';
+		if (sid[0] == '\0')
+			continue;
+		start = atomic_load(&c->cs_start_ms);
+		dur = now > start ? now - start : 0;
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,"
+		    "s:s,s:s}", "type", "call", "call_sid", sid,
+		    "status", "failed", "ended_at", (json_int_t)wall,
+		    "duration_ms", (json_int_t)dur,
+		    "billed_s", (json_int_t)((dur + 999) / 1000),
+		    "end_reason", reason, "failure_class", "worker",
+		    "host", m->hostname));
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type",
+		    "status", "call_sid", sid, "status", "failed", "at",
+		    (json_int_t)wall));
+		master_count(SC_records_closed_dead);
+	}
+}
+
+/* ---------------------------------------------------------------- */
 /* spawning */
 
 static void
@@ -190,6 +319,7 @@ spawn_worker(struct master *m, int slot, uint32_t gen)
 	p->slot = slot;
 	p->pid = pid;
 	p->chan = sv[0];
+	chan_watch(m, p);
 	p->generation = gen;
 	p->in_use = 1;
 	p->retire = 0;
@@ -229,8 +359,11 @@ worker_died(struct master *m, int slot, int st)
 	char how[128];
 	int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
-	shm_fold_locked(&m->shm, now, wall_ms(), slot, p->pid, &lost);
 	describe_status(st, how, sizeof(how));
+	/* what it sent before it died, then what it could not send */
+	chan_read(m, p, INT32_MAX);
+	records_close_dead(m, slot, p->pid, how);
+	shm_fold_locked(&m->shm, now, wall_ms(), slot, p->pid, &lost);
 	atomic_store(&sw->sw_last_status, st);
 	atomic_store(&sw->sw_last_lost, lost);
 	atomic_store(&sw->sw_active_streams, 0);
@@ -246,6 +379,7 @@ worker_died(struct master *m, int slot, int st)
 		    sw->sw_last_error[0] ? "; last error: " : "", sw->sw_last_error);
 	if (!(clean && p->retire))
 		master_count(SC_workers_died);
+	chan_unwatch(p);
 	if (p->chan >= 0)
 		close(p->chan);
 	p->chan = -1;

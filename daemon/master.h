@@ -47,6 +47,7 @@ struct worker_proc {
 	int		 slot;
 	pid_t		 pid;		/* 0 when not running */
 	int		 chan;		/* master's end of the socketpair, -1 */
+	uv_poll_t	*chan_poll;	/* records from the worker; NULL */
 	uint32_t	 generation;
 	int		 retire;	/* do not respawn when it exits */
 	uint64_t	 started_ms;

@@ -8,6 +8,7 @@
  * worker, on the disk or on the network.
  */
 #include "daemon/master.h"
+#include "daemon/store.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/csv.h"
@@ -572,6 +573,21 @@ route_health(struct conn *c, struct http_req *r)
 	    "full", shm_ledger_full(&M.shm),
 	    "version", (json_int_t)atomic_load(&M.shm.hdr->sh_ledger_version),
 	    "saved", M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version)));
+	if (M.store != NULL) {
+		struct store_stats ss;
+
+		store_get_stats(M.store, &ss);
+		json_object_set_new(root, "records", json_pack(
+		    "{s:b,s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
+		    "up", ss.up, "version", ss.version,
+		    "queued", (json_int_t)ss.queued,
+		    "backlog", (json_int_t)ss.backlog,
+		    "written", (json_int_t)ss.written,
+		    "journaled", (json_int_t)ss.journaled,
+		    "rejected", (json_int_t)ss.rejected,
+		    "dropped", (json_int_t)ss.dropped));
+	} else
+		json_object_set_new(root, "records", json_pack("{s:b}", "up", 0));
 	text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	if (text == NULL) {

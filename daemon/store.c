@@ -20,6 +20,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -52,7 +53,7 @@ struct job {
 struct store {
 	unsigned	 magic;
 	struct store_cfg cfg;		/* strings below are our copies */
-	char		*path, *url, *journal, *host;
+	char		*path, *url, *journal, *host, *transcripts;
 
 	uv_loop_t	*loop;
 	uv_async_t	 async;
@@ -74,6 +75,7 @@ struct store {
 	int		 jfd;
 	off_t		 jsize, joff;	/* file size; replayed up to */
 	uint64_t	 next_purge;
+	uint64_t	 next_tpurge;	/* transcript files */
 	uint64_t	 jdrop_logged;
 
 	_Atomic uint64_t s_queued, s_backlog, s_written, s_journaled,
@@ -91,6 +93,7 @@ store_cfg_from_conf(struct store_cfg *sc, const struct conf *c,
 	sc->journal = c->database_journal;
 	sc->host = host;
 	sc->retention_days = c->retention_days;
+	sc->transcripts = c->transcripts_dir;
 }
 
 static char *
@@ -112,7 +115,10 @@ store_new(const struct store_cfg *cfg)
 	st->url = dup_or_empty(cfg->url);
 	st->journal = dup_or_empty(cfg->journal);
 	st->host = dup_or_empty(cfg->host);
-	if (!st->path || !st->url || !st->journal || !st->host) {
+	st->transcripts = dup_or_empty(cfg->transcripts);
+	if (!st->path || !st->url || !st->journal || !st->host ||
+	    !st->transcripts) {
+		free(st->transcripts);
 		free(st->path);
 		free(st->url);
 		free(st->journal);
@@ -124,6 +130,7 @@ store_new(const struct store_cfg *cfg)
 	st->cfg.url = st->url;
 	st->cfg.journal = st->journal;
 	st->cfg.host = st->host;
+	st->cfg.transcripts = st->transcripts;
 	if (st->cfg.retry_ms <= 0)
 		st->cfg.retry_ms = 1000;
 	st->qt = &st->qh;
@@ -398,19 +405,63 @@ handle_records(struct store *st, json_t *recs, int journal_only)
 	}
 }
 
+long
+store_purge_transcripts(const char *dir, uint64_t before)
+{
+	DIR *d;
+	struct dirent *e;
+	struct stat sb;
+	long n = 0;
+
+	if (dir == NULL || dir[0] == '\0')
+		return 0;
+	if ((d = opendir(dir)) == NULL)
+		return errno == ENOENT ? 0 : -1;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+
+		/* only what the workers write: <CallSid>.jsonl */
+		if (len <= 6 || strcmp(e->d_name + len - 6, ".jsonl") != 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		if ((uint64_t)sb.st_mtim.tv_sec * 1000 +
+		    (uint64_t)sb.st_mtim.tv_nsec / 1000000 >= before)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static void
 maybe_purge(struct store *st)
 {
 	char err[512];
-	uint64_t now = wall_ms();
+	uint64_t now = wall_ms(), before;
 	long n;
 
-	if (st->cfg.retention_days <= 0 || st->db == NULL ||
-	    mono_ms() < st->next_purge)
+	if (st->cfg.retention_days <= 0 || mono_ms() < st->next_purge)
+		return;
+	before = now - (uint64_t)st->cfg.retention_days * 24 * 3600 * 1000;
+	/* the files go on their own day whether the database answers or not */
+	if (st->next_tpurge <= mono_ms()) {
+		st->next_tpurge = mono_ms() + PURGE_EVERY_MS;
+		n = store_purge_transcripts(st->cfg.transcripts, before);
+		if (n < 0)
+			log_warn("call records: cannot read TRANSCRIPTS_DIR %s",
+			    st->cfg.transcripts);
+		else if (n > 0)
+			log_info("call records: %ld transcript file%s older than "
+			    "%d days purged", n, n == 1 ? "" : "s",
+			    st->cfg.retention_days);
+	}
+	if (st->db == NULL)
 		return;
 	st->next_purge = mono_ms() + PURGE_EVERY_MS;
-	n = store_db_purge(st->db, now - (uint64_t)st->cfg.retention_days *
-	    24 * 3600 * 1000, now, err, sizeof(err));
+	n = store_db_purge(st->db, before, now, err, sizeof(err));
 	if (n < 0) {
 		log_warnx("call records: purge failed: %s", err);
 		st->next_purge = mono_ms() + 60000;
@@ -654,6 +705,7 @@ free_cb(uv_handle_t *h)
 	free(st->url);
 	free(st->journal);
 	free(st->host);
+	free(st->transcripts);
 	free(st);
 }
 

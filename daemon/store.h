@@ -40,6 +40,7 @@ struct store_cfg {
 	const char	*url;		/* DATABASE_URL: postgresql://...; "" for SQLite */
 	const char	*journal;	/* DATABASE_JOURNAL */
 	const char	*host;		/* this host's name, recorded with calls */
+	const char	*transcripts;	/* TRANSCRIPTS_DIR, purged with the calls */
 	int		 retention_days;/* 0: keep everything */
 	int		 retry_ms;	/* between attempts while down; 0: 1000 */
 	int		 busy_ms;	/* SQLite lock wait; 0: 2000 */
@@ -119,6 +120,10 @@ json_t *store_db_export(struct store_db *db, uint64_t since, uint64_t until,
  * of calls deleted, or -1. */
 long store_db_purge(struct store_db *db, uint64_t before, uint64_t now,
     char *err, size_t errlen);
+/* Delete the transcript files (<CallSid>.jsonl) in dir last written
+ * before `before` (ms since the epoch).  The number deleted, or -1 when
+ * the directory cannot be read (a missing one is 0). */
+long store_purge_transcripts(const char *dir, uint64_t before);
 /* ms a caller has used over every host, or -1. */
 long long store_db_caller_used_ms(struct store_db *db, const char *phone,
     char *err, size_t errlen);

@@ -210,7 +210,7 @@ static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
     "tools", "transport", "description", "facts", "keypad",
     "conversation_relay", "transfer_targets", "transfer", "webhooks",
-    "session_rollover_minutes", NULL };
+    "session_rollover_minutes", "record_tool_arguments", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -878,6 +878,11 @@ load_line(struct line *l, const char *path, const char *id,
 		else
 			l->wrapup_grace = (int)json_integer_value(v);
 	}
+	v = json_object_get(root, "record_tool_arguments");
+	if (v != NULL && !json_is_boolean(v))
+		bad(x, "record_tool_arguments", "true or false");
+	else
+		l->record_arguments = json_is_true(v);
 	v = json_object_get(root, "transport");
 	if (v != NULL && json_is_string(v) &&
 	    strcmp(json_string_value(v), "conversation_relay") == 0)

@@ -142,6 +142,9 @@ struct line {
 	char		*transfer_voicemail;
 	struct line_hook	*hooks;
 	size_t		 nhooks;
+	/* a tool call's arguments go into the call records (the persona's
+	 * sensitive fields masked); off by default */
+	int		 record_arguments;
 };
 
 struct line_set {

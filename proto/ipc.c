@@ -24,6 +24,7 @@ static const char *const ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_DRAIN] = "drain",
 	[IPC_REOPEN] = "reopen",
 	[IPC_SHUTDOWN] = "shutdown",
+	[IPC_RECORD] = "record",
 };
 
 const char *
@@ -76,6 +77,10 @@ ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
 		ho.ho_pad = 0;	/* the caller's may be garbage */
 		if (!handoff_valid(&ho, payload_len))
 			return -1;
+	} else if (type == IPC_RECORD) {
+		if (payload == NULL || payload_len == 0 ||
+		    payload_len > IPC_MAX_RECORD)
+			return -1;
 	} else if (payload_len != 0)
 		return -1;
 
@@ -123,6 +128,9 @@ ipc_decode(const void *buf, size_t len, int has_fd, struct ipc_hdr *hdr,
 			return -1;
 		memcpy(&ho, b + sizeof(h), sizeof(ho));
 		if (!handoff_valid(&ho, plen))
+			return -1;
+	} else if (h.ih_type == IPC_RECORD) {
+		if (has_fd != 0 || plen == 0)
 			return -1;
 	} else if (has_fd != 0 || plen != 0)
 		return -1;

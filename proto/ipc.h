@@ -17,12 +17,16 @@
 #define IPC_MAGIC	0x5652	/* "VR" */
 #define IPC_MAX_EXTRA	16384	/* bytes the master read past the headers */
 #define IPC_MAX_MSG	(sizeof(struct ipc_hdr) + sizeof(struct ipc_handoff) + IPC_MAX_EXTRA)
+/* A record's JSON text: the worker cuts what could be longer (an
+ * utterance's text) to stay under it. */
+#define IPC_MAX_RECORD	(IPC_MAX_MSG - sizeof(struct ipc_hdr))
 
 enum ipc_type {
 	IPC_HANDOFF = 1,	/* m->w, carries the client socket */
 	IPC_DRAIN,		/* m->w: take no new calls, exit when idle */
 	IPC_REOPEN,		/* m->w: reopen the log file */
 	IPC_SHUTDOWN,		/* m->w: close every call now (billed), exit */
+	IPC_RECORD,		/* w->m: one call record, a JSON object */
 	IPC_TYPE_MAX
 };
 
@@ -48,7 +52,9 @@ struct ipc_handoff {
 
 /* Encode a message into out (cap >= IPC_MAX_MSG always fits).  payload may
  * be NULL for types without one; for HANDOFF it is the struct followed by
- * ho_extra_len bytes.  Returns the total length, or -1. */
+ * ho_extra_len bytes; for RECORD 1 to IPC_MAX_RECORD bytes of JSON text
+ * (not NUL-terminated; the reader parses it and refuses what is not an
+ * object).  Returns the total length, or -1. */
 long ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
     const void *payload, size_t payload_len);
 

@@ -939,6 +939,38 @@ parse_error_obj(const json_t *e, struct oa_msg *m)
 	return OA_OK;
 }
 
+/* A count in usage: a wrong type or a negative one reads as 0, never
+ * refuses the event (usage is for the records, not the relay). */
+static uint64_t
+usage_count(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) && json_integer_value(v) > 0 ?
+	    (uint64_t)json_integer_value(v) : 0;
+}
+
+static void
+parse_usage(const json_t *r, struct oa_msg *m)
+{
+	const json_t *u = json_object_get(r, "usage");
+	const json_t *in = json_object_get(u, "input_token_details");
+	const json_t *out = json_object_get(u, "output_token_details");
+
+	if (!json_is_object(u))
+		return;
+	m->in_text_tokens = usage_count(in, "text_tokens");
+	m->in_audio_tokens = usage_count(in, "audio_tokens");
+	m->in_cached_tokens = usage_count(in, "cached_tokens");
+	m->out_text_tokens = usage_count(out, "text_tokens");
+	m->out_audio_tokens = usage_count(out, "audio_tokens");
+	/* without details, the totals count as text */
+	if (!json_is_object(in))
+		m->in_text_tokens = usage_count(u, "input_tokens");
+	if (!json_is_object(out))
+		m->out_text_tokens = usage_count(u, "output_tokens");
+}
+
 static int
 parse_response(const json_t *root, struct oa_msg *m)
 {
@@ -952,6 +984,8 @@ parse_response(const json_t *root, struct oa_msg *m)
 	    "status")) != OA_OK ||
 	    (rc = get_obj(&sd, r, "status_details", 0)) != OA_OK)
 		return rc;
+	if (m->ev == OA_EV_RESPONSE_DONE)
+		parse_usage(r, m);
 	if (sd == NULL)
 		return OA_OK;
 	if ((rc = get_str(m->status_reason, sizeof(m->status_reason), sd,

@@ -171,6 +171,9 @@ struct oa_msg {
 	/* response.created/done */
 	char		 status[16];		/* completed, cancelled, failed, incomplete */
 	char		 status_reason[32];	/* turn_detected, client_cancelled, ... */
+	/* response.done's usage, by modality; 0 where absent */
+	uint64_t	 in_text_tokens, in_audio_tokens, in_cached_tokens;
+	uint64_t	 out_text_tokens, out_audio_tokens;
 
 	/* session.created/updated */
 	char		 session_id[OA_ID_MAX];

@@ -84,6 +84,11 @@
 	X(relay_prompts,	"ConversationRelay final prompts given to the model") \
 	X(relay_interrupts,	"ConversationRelay interrupts (the caller talked over)") \
 	X(relay_tokens,		"ConversationRelay text tokens sent to Twilio")	\
+	X(worker_records_sent,	"call records a worker sent to the master")	\
+	X(worker_records_dropped,"call records a worker dropped: its queue to the master was full") \
+	X(records_from_workers,	"call records the master took from its workers") \
+	X(records_bad_messages,	"record messages from a worker that were not a JSON object") \
+	X(records_closed_dead,	"calls whose record the master closed for a dead worker") \
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
 	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")

@@ -9,6 +9,7 @@
 #include "proto/twiml.h"
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/record.h"
 #include "worker/rest.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -85,6 +86,8 @@ relay_free(struct relay *r)
 	r->nsaid = r->saidcap = 0;
 	free(r->marks);
 	free(r->batch);
+	record_free(r->rec);
+	r->rec = NULL;
 	if (r->transcript_fd >= 0)
 		close(r->transcript_fd);
 	r->marks = NULL;
@@ -363,6 +366,7 @@ barge_in(struct call *c, struct upstream *up, uint64_t t_us)
 				if (oa_build_truncate(b, it->item_id, it->content_index,
 				    end / 8) == 0)
 					upstream_send(up, buf_head(b), buf_pending(b));
+				record_cut(c, it->item_id, end / 8);
 				log_set_call(call_sid_of(c));
 				log_debug("barge-in: %s truncated at %llu of %llu ms",
 				    it->item_id, (unsigned long long)end / 8,
@@ -579,11 +583,13 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			    m->status, m->status_reason);
 			log_set_call(NULL);
 		}
+		record_usage(c, m);
 		ctl_response_done(c, m);
 		break;
 	case OA_EV_TRANSCRIPT_DONE:
 		transcript_line(c, "assistant", m->text);
 		said_add(r, 'a', m->text);
+		record_utterance(c, "assistant", m->text, m->item_id);
 		if (m->text[0] != '\0') {
 			/* for a caller who presses the key to hear it again */
 			free(r->last_answer);
@@ -595,6 +601,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	case OA_EV_INPUT_TRANSCRIPT_DONE:
 		transcript_line(c, "caller", m->text);
 		said_add(r, 'c', m->text);
+		record_utterance(c, "caller", m->text, NULL);
 		if (c->app->transcript != NULL && m->text[0] != '\0')
 			c->app->transcript(c, "caller", m->text);
 		break;
@@ -1402,6 +1409,7 @@ swap(struct call *c)
 	k->next = NULL;
 	k->sw = RELAY_SW_DONE;
 	c->persona = np;
+	record_persona(c, np->id);
 	relay_reset_playback(&c->relay);
 	if (c->slot >= 0)
 		shm_call_set_persona(c->w->shm, c->slot, np->id);
@@ -1748,6 +1756,7 @@ tool_call(struct call *c, struct oa_msg *m)
 	const struct persona *p = c->persona;
 	unsigned before = k->nresults;
 	char outcome[128] = "answered later";
+	uint64_t t0 = mono_us();
 
 	const struct line_hook *h;
 
@@ -1765,6 +1774,7 @@ tool_call(struct call *c, struct oa_msg *m)
 		    sizeof(outcome));
 	/* the name comes from the model: bounded */
 	ctl_log(c, 'i', "tool call %.64s by %s: %s", m->name, p->id, outcome);
+	record_tool(c, m->name, m->text, outcome, (mono_us() - t0) / 1000);
 }
 
 void
@@ -1772,6 +1782,7 @@ relay_call_started(struct call *c)
 {
 	c->relay.ctl.rollover_at_ms = mono_ms() +
 	    (uint64_t)(rollover_minutes(c) * 60000.0);
+	record_call_started(c);
 	if (c->app->started != NULL)
 		c->app->started(c);
 }
@@ -1781,6 +1792,7 @@ relay_call_ended(struct call *c)
 {
 	if (c->app->ended != NULL)
 		c->app->ended(c);
+	record_ended(c);
 }
 
 void

@@ -128,6 +128,8 @@ struct relay_ctl {
 	uint64_t		 next_expires;		/* its session's, Unix s */
 };
 
+struct rec_call;
+
 struct relay {
 	uint32_t		 gen;
 	uint32_t		 seq;
@@ -151,6 +153,7 @@ struct relay {
 	uint64_t		 batch_ms;	/* when its first frame came */
 	/* transcripts */
 	int			 transcript_fd;	/* -1 until the first line */
+	struct rec_call		*rec;		/* record.c's, NULL: none */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
 	char			*last_answer;	/* the model's last sentence(s) */
 	struct relay_said	*said;		/* the conversation, oldest first */

@@ -9,6 +9,7 @@
  * process group, and the master decides what happens to the calls.
  */
 #include "worker/worker.h"
+#include "worker/record.h"
 #include "worker/call.h"
 #include "worker/rest.h"
 #include "worker/upstream.h"
@@ -26,6 +27,7 @@
 
 #define TICK_MS		250
 #define SHUTDOWN_MAX_MS	3000	/* after IPC_SHUTDOWN, exit regardless */
+#define RECORD_EXIT_MS	500	/* for the master to take the last records */
 #define DRAIN_SETTLE_MS	500	/* hand-offs already in the channel */
 
 struct worker W;
@@ -36,6 +38,7 @@ static void
 worker_exit(struct worker *w, int code)
 {
 	atomic_store(&w->sw->sw_active_streams, 0);
+	record_flush_final(w, RECORD_EXIT_MS);
 	log_info("exiting (%s)", w->shutting ? "shut down" : "drained");
 	exit(code);
 }
@@ -109,6 +112,10 @@ handle_msg(struct worker *w, const char *buf, size_t n, int fd)
 		break;
 	case IPC_SHUTDOWN:
 		worker_shutdown(w, "asked by the master");
+		break;
+	default:
+		log_warnx("unexpected %s message from the master",
+		    ipc_type_name(h.ih_type));
 		break;
 	}
 }
@@ -282,6 +289,7 @@ tick_cb(uv_timer_t *t)
 	struct call *c, *next;
 
 	atomic_store_explicit(&w->sw->sw_heartbeat_ms, now, memory_order_relaxed);
+	record_flush(w);
 	for (c = w->calls; c != NULL; c = next) {
 		next = c->next;
 		call_tick(c, now);

@@ -103,6 +103,9 @@ struct conf {
 	char	*database_url;		/* postgresql://...; "" for SQLite */
 	char	*database_journal;
 	int	 retention_days;	/* 0: keep */
+	/* the model's prices, USD per million tokens, for records' cost */
+	double	 price_text_in, price_cached_in, price_audio_in;
+	double	 price_text_out, price_audio_out;
 	/* words spoken by Twilio */
 	char	*default_route;
 	char	*say_voice;

@@ -34,6 +34,8 @@ ref_ok(const uint8_t *b, size_t len, int nfd)
 	if (h.ih_magic != IPC_MAGIC || h.ih_type < IPC_HANDOFF ||
 	    h.ih_type >= IPC_TYPE_MAX || h.ih_len != len - sizeof(h))
 		return 0;
+	if (h.ih_type == IPC_RECORD)
+		return nfd == 0 && h.ih_len > 0;
 	if (h.ih_type != IPC_HANDOFF)
 		return nfd == 0 && h.ih_len == 0;
 	if (nfd != 1 || h.ih_len < sizeof(ho))

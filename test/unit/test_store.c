@@ -12,6 +12,7 @@
 #include "daemon/store_drv.h"
 #include "daemon/common/util.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -710,6 +711,46 @@ TEST(store_purge_by_age)
 	ASSERT_EQ(store_db_purge(db, T0 + 10 * 60000ULL, T0 + 5000, err,
 	    sizeof(err)), 0);
 	store_db_close(db);
+}
+
+static void
+touch(const char *dir, const char *name, time_t mtime)
+{
+	char path[1024];
+	struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	ASSERT((f = fopen(path, "w")) != NULL);
+	fputs("{}\n", f);
+	fclose(f);
+	ASSERT_EQ(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+TEST(store_purge_transcripts_by_age)
+{
+	char dir[512], path[1024];
+	time_t now = time(NULL), old = now - 40 * 86400;
+
+	snprintf(dir, sizeof(dir), "%s/transcripts", test_tmpdir());
+	ASSERT_EQ(store_purge_transcripts(dir, 0), 0);	/* none yet */
+	ASSERT_EQ(mkdir(dir, 0755), 0);
+	touch(dir, "CAold.jsonl", old);
+	touch(dir, "CAnew.jsonl", now);
+	touch(dir, "notes.txt", old);		/* not a transcript */
+	snprintf(path, sizeof(path), "%s/CAdir.jsonl", dir);
+	ASSERT_EQ(mkdir(path, 0755), 0);	/* not a file */
+	ASSERT_EQ(store_purge_transcripts(dir,
+	    (uint64_t)(now - 30 * 86400) * 1000), 1);
+	snprintf(path, sizeof(path), "%s/CAold.jsonl", dir);
+	ASSERT(access(path, F_OK) != 0);
+	snprintf(path, sizeof(path), "%s/CAnew.jsonl", dir);
+	ASSERT(access(path, F_OK) == 0);
+	snprintf(path, sizeof(path), "%s/notes.txt", dir);
+	ASSERT(access(path, F_OK) == 0);
+	ASSERT_EQ(store_purge_transcripts(dir,
+	    (uint64_t)(now - 30 * 86400) * 1000), 0);
+	ASSERT_EQ(store_purge_transcripts("", 0), 0);
 }
 
 /* ---------------------------------------------------------------- */
