@@ -5,8 +5,11 @@ prints a results table.
 
 Default plan (`make bench`):
   1. plain ws:// upstream, 500 calls;
-  2. TLS (wss://) upstream, 500 calls;
-  3. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
+  2. records: the same with a caller line and a model line every 3 s of
+     every call, each recorded in the SQLite call records (the plain run
+     has none): the daemon's CPU per call-second of the two is compared;
+  3. TLS (wss://) upstream, 500 calls;
+  4. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
      stopping at the first step that fails (p99 round trip >= 20 ms, a frame
      lost, a call not established or dropped).
 Each run gets a fresh daemon and fake server, a ramp (1.5 s per 1000 calls;
@@ -17,7 +20,7 @@ Overrides (make bench BENCH_ARGS="..."):
   --calls N        calls of the plain/TLS pair (alone: no sweep)
   --seconds S      measured window per run (default 20)
   --sweep LIST     comma-separated call counts, or "none"
-  --modes LIST     plain,tls (the pair; default both)
+  --modes LIST     plain,records,tls (default all three)
   --workers N      daemon workers (default 2)
   --gen-procs N    load generator processes (default 2)
   --fake-procs N   fake server processes (default 2)
@@ -41,6 +44,7 @@ import re
 import resource
 import shutil
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -132,7 +136,8 @@ def http_json(url, timeout=3):
 
 
 class Fake:
-    def __init__(self, binary, rundir, procs, tls_files=None, codec="own"):
+    def __init__(self, binary, rundir, procs, tls_files=None, codec="own",
+                 transcript_every=0):
         self.binary = binary
         self.port_file = os.path.join(rundir, "fake.port")
         self.pid_file = os.path.join(rundir, "fake.pids")
@@ -143,6 +148,8 @@ class Fake:
                 "-S", self.stats_file]
         if tls_files:
             args += ["-c", tls_files["cert"], "-k", tls_files["key"]]
+        if transcript_every:
+            args += ["-t", str(transcript_every)]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
                                      preexec_fn=preexec)
@@ -346,8 +353,11 @@ def run_one(args, label, calls, tls, run_no, certs):
     fake = daemon = None
     result = None
     try:
+        # the records run: a caller line and a model line every 3 s of every
+        # call (150 appends of 20 ms), each a record for the store
         fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
-                    certs if tls else None, args.codec)
+                    certs if tls else None, args.codec,
+                    transcript_every=150 if label == "records" else 0)
         port = free_port()
         admin_port = free_port()
         while admin_port == port:
@@ -373,6 +383,8 @@ def run_one(args, label, calls, tls, run_no, certs):
             "USAGE_CSV_BACKUP_PATH": os.path.join(rundir, "usage_backup.csv"),
             "PERSONAS_DIR": persona_dir(rundir),
             "TRANSCRIPTS_DIR": "",
+            "DATABASE_PATH": os.path.join(rundir, "voxrelay.db"),
+            "DATABASE_JOURNAL": os.path.join(rundir, "journal.ndjson"),
             "DRAIN_TIMEOUT": 5,
         }
         if tls:
@@ -428,6 +440,7 @@ def run_one(args, label, calls, tls, run_no, certs):
         if not alive:
             log("  DAEMON EXITED DURING THE RUN (code %s)" % rc)
         if result is not None:
+            result.update(count_records(conf["DATABASE_PATH"]))
             result["tls"] = tls
             result["mode"] = label
             result["daemon_log_warnings"] = sum(n for _, n in trouble)
@@ -451,6 +464,39 @@ def run_one(args, label, calls, tls, run_no, certs):
             if result is not None and result.get("pass"):
                 shutil.rmtree(rundir, ignore_errors=True)
     return result
+
+
+def count_records(path):
+    """What the run left in the call records (the daemon has stopped)."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+        try:
+            calls = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+            done = db.execute("SELECT COUNT(*) FROM calls WHERE status IN "
+                              "('completed', 'failed')").fetchone()[0]
+            utts = db.execute("SELECT COUNT(*) FROM utterances").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        log("  records: %s" % e)
+        return {}
+    log("  records: %d calls (%d ended), %d utterances" % (calls, done, utts))
+    return {"records_calls": calls, "records_ended": done, "records_utterances": utts}
+
+
+def records_compare(results):
+    """The records run against the plain run: the daemon's CPU per
+    call-second of each."""
+    by = {r["mode"]: r for r in results if r is not None}
+    if "plain" not in by or "records" not in by:
+        return None
+    a = by["plain"]["daemon_cpu_ms_per_call_s"]
+    b = by["records"]["daemon_cpu_ms_per_call_s"]
+    pct = (b - a) / a * 100 if a else 0.0
+    return ("records: daemon CPU %.3f ms per call-s with %d utterances recorded, "
+            "%.3f without (%+.1f%%, %s the 10%% bound); frames lost %d"
+            % (b, by["records"].get("records_utterances", 0), a, pct,
+               "within" if abs(pct) <= 10 else "OUTSIDE", by["records"]["frames_lost"]))
 
 
 def fmt_row(r):
@@ -493,7 +539,7 @@ def main():
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sweep", default=None)
-    ap.add_argument("--modes", default="plain,tls")
+    ap.add_argument("--modes", default="plain,records,tls")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--gen-procs", type=int, default=2)
     ap.add_argument("--fake-procs", type=int, default=2)
@@ -523,8 +569,8 @@ def main():
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "tls"):
-            ap.error("--modes: plain and/or tls")
+        if m not in ("plain", "records", "tls"):
+            ap.error("--modes: plain, records and/or tls")
 
     global NICE
     NICE = args.nice
@@ -563,6 +609,9 @@ def main():
             run_no += 1
             log("\n--- %s upstream, %d calls ---" % (m, pair_calls))
             results.append(run_one(args, m, pair_calls, m == "tls", run_no, certs))
+            if m == "records" and results[-1] is not None:
+                results[-1]["pass"] = (results[-1]["pass"] and
+                                       results[-1].get("records_utterances", 0) > 0)
         for n in sweep:
             run_no += 1
             log("\n--- sweep: plain upstream, %d calls ---" % n)
@@ -582,6 +631,9 @@ def main():
     log(table(results))
     log("* = the generator, the fake server or other work on the machine may have limited "
         "the run (see its BOTTLENECK line)")
+    cmp_line = records_compare(results)
+    if cmp_line:
+        log(cmp_line)
     if sweep:
         if largest is None:
             log("sweep: no step passed (p99 < %.0f ms, no loss)" % args.max_p99_ms)

@@ -3,13 +3,16 @@
  * echo mode only (protocols.md §8).
  *
  *   fake_upstream [-b ADDR] [-p PORT] [-j PROCS] [-c CERT -k KEY]
- *                 [-P PORT_FILE] [-i PID_FILE] [-C own|proto]
+ *                 [-P PORT_FILE] [-i PID_FILE] [-C own|proto] [-t N]
  *
  * Per connection: the WebSocket upgrade (Authorization: Bearer required,
  * else 401 with OpenAI's error shape), session.created, session.updated for
  * every session.update, and for every input_audio_buffer.append one
  * response.output_audio.delta carrying the same base64 (a response.created
- * goes first, once).  Pings are answered, a close is echoed.
+ * goes first, once).  Pings are answered, a close is echoed.  With -t N,
+ * every N appends of a connection also bring a final caller transcript and
+ * a final assistant transcript (a line each for the call records: `make
+ * bench`'s records run).
  *
  * PROCS worker processes each listen on the same port with SO_REUSEPORT, so
  * the kernel spreads the connections; the parent only supervises.  With -c
@@ -86,6 +89,7 @@ struct conn {
 	struct ws_codec		*ws;	/* -C proto */
 	int			 responded;
 	uint64_t		 nev;
+	uint64_t		 nappends;
 	char			 ids[24];	/* per-connection id stem */
 };
 
@@ -96,6 +100,7 @@ static struct {
 	const char	*cert, *key;
 	const char	*port_file, *pid_file;
 	int		 proto_codec;
+	int		 transcript_every;	/* -t: appends a line, 0 none */
 	int		 slot;
 	uint64_t	 seed;
 	uv_loop_t	*loop;
@@ -326,6 +331,39 @@ str_field(const uint8_t *m, size_t n, const char *key, size_t *vlen)
 	return NULL;
 }
 
+/* Every -t appends: what the caller said and what the model said. */
+static void
+maybe_transcripts(struct conn *c)
+{
+	char eid[40], iid[40], rid[40];
+	size_t l;
+	int n;
+
+	if (S.transcript_every <= 0 ||
+	    ++c->nappends % (uint64_t)S.transcript_every != 0)
+		return;
+	l = event_id(c, eid);
+	eid[l] = '\0';
+	l = put_id(iid, "item_", c->ids, c->nappends);
+	iid[l] = '\0';
+	n = snprintf(scratch, 1024, "{\"type\":\"conversation.item.input_audio_"
+	    "transcription.completed\",\"event_id\":\"%s\",\"item_id\":\"%s\","
+	    "\"content_index\":0,\"transcript\":\"I would like to hear more "
+	    "about the offer, line %llu.\"}", eid, iid,
+	    (unsigned long long)c->nappends);
+	send_text(c, scratch, (size_t)n);
+	l = event_id(c, eid);
+	eid[l] = '\0';
+	l = put_id(rid, "resp_", c->ids, 1);
+	rid[l] = '\0';
+	n = snprintf(scratch, 1024, "{\"type\":\"response.output_audio_"
+	    "transcript.done\",\"event_id\":\"%s\",\"response_id\":\"%s\","
+	    "\"item_id\":\"%s\",\"output_index\":0,\"content_index\":0,"
+	    "\"transcript\":\"Of course. It includes a year of service and "
+	    "free installation.\"}", eid, rid, iid);
+	send_text(c, scratch, (size_t)n);
+}
+
 static const char append_head[] =
     "{\"type\":\"input_audio_buffer.append\",\"audio\":\"";
 #define APPEND_HEAD_LEN (sizeof(append_head) - 1)
@@ -342,6 +380,7 @@ on_message(struct conn *c, const uint8_t *m, size_t n)
 	    memchr(m + APPEND_HEAD_LEN, '"', n - APPEND_HEAD_LEN - 2) == NULL) {
 		S.appends++;
 		echo_audio(c, m + APPEND_HEAD_LEN, n - APPEND_HEAD_LEN - 2);
+		maybe_transcripts(c);
 		return 0;
 	}
 	v = str_field(m, n, "\"type\"", &vl);
@@ -357,6 +396,7 @@ on_message(struct conn *c, const uint8_t *m, size_t n)
 		S.appends++;
 		if (a != NULL)
 			echo_audio(c, a, vl);
+		maybe_transcripts(c);
 	} else
 		S.other++;
 	return 0;
@@ -1061,7 +1101,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: fake_upstream [-b ADDR] [-p PORT] [-j PROCS] "
 	    "[-c CERT -k KEY] [-P PORT_FILE] [-i PID_FILE] [-C own|proto]\n"
-	    "       [-S STATS_FILE]\n"
+	    "       [-S STATS_FILE] [-t APPENDS_PER_LINE]\n"
 	    "       fake_upstream -T N   (compare the two framings on N appends)\n");
 	exit(2);
 }
@@ -1093,7 +1133,7 @@ main(int argc, char **argv)
 
 	S.addr = "127.0.0.1";
 	S.procs = 1;
-	while ((opt = getopt(argc, argv, "b:p:j:c:k:P:i:C:T:S:h")) != -1) {
+	while ((opt = getopt(argc, argv, "b:p:j:c:k:P:i:C:T:S:t:h")) != -1) {
 		switch (opt) {
 		case 'b': S.addr = optarg; break;
 		case 'p': S.port = atoi(optarg); break;
@@ -1102,6 +1142,7 @@ main(int argc, char **argv)
 		case 'k': S.key = optarg; break;
 		case 'P': S.port_file = optarg; break;
 		case 'S': S.stats_file = optarg; break;
+		case 't': S.transcript_every = atoi(optarg); break;
 		case 'T':
 			codec_selftest(atol(optarg));
 			return 0;
