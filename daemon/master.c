@@ -148,7 +148,8 @@ chan_read(struct master *m, struct worker_proc *p, int max)
 		}
 		master_count(SC_records_from_workers);
 		type = json_string_value(json_object_get(rec, "type"));
-		if (type != NULL && strcmp(type, "call") == 0)
+		if (type != NULL && (strcmp(type, "call") == 0 ||
+		    strcmp(type, "minutes") == 0))
 			json_object_set_new(rec, "host", json_string(m->hostname));
 		if (m->store != NULL)
 			store_post(m->store, rec);
@@ -237,6 +238,11 @@ records_close_dead(struct master *m, int slot, pid_t pid, const char *how)
 		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type",
 		    "status", "call_sid", sid, "status", "failed", "at",
 		    (json_int_t)wall));
+		if (c->cs_phone[0] != '\0')
+			store_post(m->store, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}",
+			    "type", "minutes", "phone", c->cs_phone, "call_sid",
+			    sid, "used_ms", (json_int_t)dur, "at", (json_int_t)wall,
+			    "host", m->hostname));
 		master_count(SC_records_closed_dead);
 	}
 }

@@ -451,6 +451,11 @@ record_ended(struct call *c)
 	set_usage(c, r);
 	post(c, r);
 	post(c, status_rec(c, status, at));
+	/* the caller's minutes, shared by hosts on one database: one row a
+	 * call, so a record sent twice counts once */
+	post(c, json_pack("{s:s,s:s,s:s,s:I,s:I}", "type", "minutes",
+	    "phone", c->tok.caller, "call_sid", call_sid_of(c),
+	    "used_ms", (json_int_t)dur, "at", (json_int_t)at));
 	record_free(rc);
 	c->relay.rec = NULL;
 }

@@ -230,6 +230,10 @@ async def test_records_call_transcript_and_tools(env):
         hist = ro_query(db, "SELECT status FROM call_status WHERE call_sid = ? "
                         "ORDER BY at, status DESC", (sid,))
         expect_eq([h[0] for h in hist], ["in-progress", "completed"], "status history")
+        mins = ro_query(db, "SELECT phone, used_ms, host FROM caller_minutes WHERE "
+                        "call_sid = ?", (sid,))
+        expect_eq(mins, [("+14155557311", row["duration_ms"], row["host"])],
+                  "the caller's minutes")
         utts = ro_query(db, "SELECT seq, at, role, text, interrupted FROM utterances "
                         "WHERE call_sid = ? ORDER BY seq", (sid,))
         expect(len(utts) >= 3, "utterances: %r" % utts)
@@ -313,6 +317,9 @@ async def test_records_worker_killed_mid_call(env):
         hist = ro_query(db, "SELECT status FROM call_status WHERE call_sid = ? "
                         "ORDER BY at, status DESC", (sid,))
         expect_eq([x[0] for x in hist], ["in-progress", "failed"], "status history")
+        mins = ro_query(db, "SELECT phone, used_ms FROM caller_minutes WHERE "
+                        "call_sid = ?", (sid,))
+        expect_eq(mins, [("+14155557312", row[5])], "minutes up to the death")
         h = await asyncio.to_thread(d.health)
         expect_eq(h["counters"]["records_closed_dead"], 1, "records_closed_dead")
         d.stop()
