@@ -20,6 +20,7 @@
 #include "proto/http.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ enum api_kind { API_HISTORY, API_CALL, API_CONVERSATION, API_ANALYTICS,
 struct api_req {
 	enum api_kind	 kind;
 	struct conn	*c;		/* NULL once its turn is over */
+	atomic_int	 gone;		/* the same, for the store thread */
 	int		 refs;		/* the connection, a query */
 	char		 cors[512];	/* headers for an allowed origin */
 	char		 sid[API_STR_MAX + 1];
@@ -65,6 +67,7 @@ api_gone(void *arg)
 	struct api_req *a = arg;
 
 	a->c = NULL;
+	atomic_store(&a->gone, 1);
 	api_put(a);
 }
 
@@ -335,6 +338,12 @@ api_query(struct store_db *db, void *arg, char *err, size_t errlen)
 
 	if (db == NULL) {
 		snprintf(err, errlen, "the database is not available");
+		return NULL;
+	}
+	/* its client is gone (a timeout while this waited its turn): the
+	 * answer would be dropped, so do not ask the database */
+	if (atomic_load(&a->gone)) {
+		snprintf(err, errlen, "nobody waits for it");
 		return NULL;
 	}
 	switch (a->kind) {

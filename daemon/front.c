@@ -556,8 +556,13 @@ conn_timer_cb(uv_timer_t *t)
 		return;
 	master_count(SC_http_timeouts);
 	if (c->stream != NULL && (c->stream->deferred || c->stream->waiting)) {
-		log_info("%s: no answer from the store within KEEPALIVE_TIMEOUT "
-		    "(%d s); closing", c->peer, M.conf.keepalive_timeout);
+		static uint64_t logged_ms;
+
+		/* a queue of slow queries would say it once per client */
+		if (log_allowed(&logged_ms))
+			log_info("%s: no answer from the store within "
+			    "KEEPALIVE_TIMEOUT (%d s); closing (said once a "
+			    "minute)", c->peer, M.conf.keepalive_timeout);
 		conn_close(c);
 		return;
 	}

@@ -468,3 +468,56 @@ def test_api_not_on_public_port(env):
         expect(not resp.startswith(b"HTTP/1.1 200"), "%s on the public port: %r" %
                (path, resp[:60]))
         expect(b"CA%032d" % 1 not in resp, "no record on the public port")
+
+
+def test_api_connection_gone_before_the_answer(env):
+    """Queries queued on the store's thread past KEEPALIVE_TIMEOUT (80
+    clients ask for analytics over 30,000 calls at once): a connection
+    whose answer has not come is closed without one, the answer that comes
+    later is dropped, and the daemon answers the next request."""
+    d = start(env, KEEPALIVE_TIMEOUT=1)
+    now = int(time.time() * 1000)
+    db = sqlite3.connect(d.conf["DATABASE_PATH"], timeout=10)
+    try:
+        db.executemany(
+            "INSERT INTO calls (call_sid, direction, line, status, started_at, "
+            "duration_ms) VALUES (?,?,?,?,?,?)",
+            (("CB%030d" % i, "inbound", "l%d" % (i % 50), STATUSES[i % len(STATUSES)],
+              now - i * 1000, (i * 7919) % 600000) for i in range(30000)))
+        db.commit()
+    finally:
+        db.close()
+    t0 = time.monotonic()
+    jget(d, "/api/analytics")
+    one = time.monotonic() - t0
+    socks = []
+    for i in range(80):
+        s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=20)
+        s.sendall(b"GET /api/analytics HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)
+    answered = cut = 0
+    for s in socks:
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+            if b"\r\n\r\n" in got and b'"duration_histogram"' in got:
+                break
+        s.close()
+        if got.startswith(b"HTTP/1.1 200"):
+            answered += 1
+        else:
+            expect_eq(got, b"", "a partial answer")
+            cut += 1
+    expect(cut > 0, "no connection was given up (one query took %.3f s, %d answered)"
+           % (one, answered))
+    expect("no answer from the store within KEEPALIVE_TIMEOUT" in d.log(),
+           "the log says why")
+    # the queue drains; the answers of the closed ones are dropped
+    t0 = time.monotonic()
+    expect_eq(jget(d, "/api/call-history?limit=1")["total"], 30000, "the calls")
+    expect(time.monotonic() - t0 < 2, "the abandoned queries were not run: %.1f s"
+           % (time.monotonic() - t0))
+    expect(d.proc.poll() is None, "daemon alive")
