@@ -394,11 +394,21 @@ class Caller:
         if not replies or replies[0] is not self._turn:
             return
         if self._turn["played_bytes"] / 8 >= self.barge_in_after_ms:
-            self._barged = True
-            self.result.barge_in_at_ms = self.now_ms()
-            self._cut_microphone()
-            self.speak(self.barge_audio)
-            self._say("barging in after %.0f ms of the reply" % (self._turn["played_bytes"] / 8))
+            self.barge_in()
+
+    def playout(self):
+        """(ms played so far, ms received and waiting to play)."""
+        return len(self._played) / 8, self._queued_audio_bytes() / 8
+
+    def barge_in(self):
+        """Speaks barge_audio now, over whatever is playing (for a caller
+        driven from outside: barge_in_after_ms picks the first reply)."""
+        self._barged = True
+        self.result.barge_in_at_ms = self.now_ms()
+        self._cut_microphone()
+        self.speak(self.barge_audio)
+        played = self._turn["played_bytes"] / 8 if self._turn is not None else 0
+        self._say("barging in after %.0f ms of the reply" % played)
 
     async def _on_message(self, m):
         now = time.monotonic()

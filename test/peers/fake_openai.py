@@ -598,9 +598,15 @@ DEFAULTS = {
     "reply_ms": 2000,           # default reply: this much tone...
     "reply_freq": 440.0,
     "reply_wav": None,          # ...or the audio of this WAV file
+    # reply_wav and reply_text may also be lists: one per audio reply of the
+    # connection, in order, the last one repeating
     "reply_audio": None,        # ...or these mu-law bytes
     "reply_text": "Sure, I can help you with that. What day works for you?",
     "caller_transcript": "Hello, I would like to book an appointment.",  # str or list
+    # mode "vad": per caller turn, in order, None (a spoken reply) or a tool
+    # call {name, arguments} the model makes instead of speaking; past the
+    # end of the list every turn gets a spoken reply
+    "vad_tools": None,
     # mode "text": a text session's replies, one per response.create; each is
     # a str, or a dict {"text": str, "tool": {name, arguments}} (a tool call
     # after the text); the last one repeats.  Text goes out a word per delta,
@@ -753,6 +759,8 @@ class Connection:
         self._silence_run = 0
         self._user_item = None
         self._transcripts = 0
+        self._turns = 0
+        self._replies = 0
 
     # --- inspection helpers -------------------------------------------------
 
@@ -1271,8 +1279,14 @@ class Connection:
         await self.send({"type": "input_audio_buffer.speech_stopped",
                          "audio_end_ms": audio_end_ms, "item_id": self._user_item})
         await self._commit_buffer(self._user_item)
+        tools = self._c("vad_tools") or []
+        tool = tools[self._turns] if self._turns < len(tools) else None
+        self._turns += 1
         if td.get("create_response", True) and self.active is None:
-            self.start_reply("reply")
+            if tool is not None:
+                self.start_reply("tool", tool=tool, with_audio=False)
+            else:
+                self.start_reply("reply")
 
     async def _commit_buffer(self, item_id=None):
         item_id = item_id or new_id("item")
@@ -1478,6 +1492,13 @@ class Connection:
             out["max_output_tokens"] = self.session.get("max_response_output_tokens", "inf")
         return out
 
+    def _nth(self, key, n):
+        """Setting key, or its n-th entry (the last repeating) if a list."""
+        v = self._c(key)
+        if isinstance(v, (list, tuple)):
+            return v[min(n, len(v) - 1)] if v else None
+        return v
+
     def reply_audio(self, ms=None):
         """The reply's audio in the session's output format."""
         if ms is not None:
@@ -1485,7 +1506,7 @@ class Connection:
         elif self._c("reply_audio") is not None:
             ulaw = bytes(self._c("reply_audio"))
         elif self._c("reply_wav"):
-            ulaw = wav_to_ulaw(self._c("reply_wav"))
+            ulaw = wav_to_ulaw(self._nth("reply_wav", self._replies))
         else:
             ulaw = tone_ulaw(self._c("reply_ms"), self._c("reply_freq"))
         fmt = self.output_format()
@@ -1507,7 +1528,8 @@ class Connection:
         parts = []
         if with_audio:
             parts.append(("audio", self.reply_audio(audio_ms),
-                          self._c("reply_text") if text is None else text))
+                          self._nth("reply_text", self._replies) if text is None else text))
+            self._replies += 1
         if tool is not None:
             args = tool.get("arguments", {})
             if not isinstance(args, str):
@@ -1530,7 +1552,7 @@ class Connection:
     def start_text_reply(self, text=None, tool=None, interval_ms=None, metadata=None):
         """A text response (mode "text", or a test calling it)."""
         if text is None and tool is None:
-            replies = self._c("text_replies") or [self._c("reply_text")]
+            replies = self._c("text_replies") or [self._nth("reply_text", 0)]
             rep = replies[min(self.text_reply_n, len(replies) - 1)]
             self.text_reply_n += 1
             if isinstance(rep, dict):

@@ -508,6 +508,48 @@ async def test_vad_reply_transcription_and_silence():
         await srv.stop()
 
 
+async def test_vad_tool_turns_and_reply_lists():
+    """vad_tools: a caller turn answered by a tool call instead of speech;
+    reply_text (and reply_wav) lists: one per audio reply, the last repeating."""
+    srv = fo.FakeOpenAI(dialect="ga", mode="vad", ssl=None, reply_ms=300,
+                        reply_text=["first", "second"],
+                        vad_tools=[None, {"name": "pick", "arguments": {"x": 1}}])
+    await srv.start()
+    try:
+        ws = await connect(srv)
+        await recv(ws)
+        await ws.send(json.dumps(ga_update()))
+        await recv_until(ws, "session.updated")
+        speech = caller.load_audio(PHRASE)
+        audio = b"\xff" * 4000 + speech + b"\xff" * 8000
+        said = []
+        for turn in range(3):
+            for f in frames(len(audio) // 160 + 1, src=audio):
+                await ws.send(append(f))
+            evs = await recv_until(ws, "response.done", timeout=5)
+            types = [e["type"] for e in evs]
+            tr = [e["transcript"] for e in evs
+                  if e["type"] == "response.output_audio_transcript.done"]
+            calls = [(e["name"], json.loads(e["arguments"])) for e in evs
+                     if e["type"] == "response.function_call_arguments.done"]
+            if turn == 1:
+                expect_eq(calls, [("pick", {"x": 1})], "tool turn")
+                expect("response.output_audio.delta" not in types, "audio with the tool")
+            else:
+                expect_eq(calls, [], "calls on turn %d" % turn)
+                said += tr
+        expect_eq(said, ["first", "second"], "replies in order")
+        # the list's last entry repeats
+        await ws.send(json.dumps({"type": "response.create"}))
+        evs = await recv_until(ws, "response.done", timeout=5)
+        tr = [e["transcript"] for e in evs
+              if e["type"] == "response.output_audio_transcript.done"]
+        expect_eq(tr, ["second"], "past the end")
+        await ws.close()
+    finally:
+        await srv.stop()
+
+
 async def test_barge_in_truncate_cancel_create():
     srv = fo.FakeOpenAI(dialect="ga", mode="vad", ssl=server_ctx(), reply_ms=2000,
                         chunk_ms=100, interval_ms=100)
