@@ -12,6 +12,7 @@
  */
 #include "daemon/config.h"
 #include "daemon/master.h"
+#include "daemon/outbound.h"
 #include "daemon/store.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -833,6 +834,7 @@ master_run(struct master *m)
 	for (int i = 0; i < m->conf.workers; i++)
 		spawn_worker(m, i, m->generation);
 	store_open_async(m);
+	outbound_init();
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
 	    VOXRELAY_VERSION, m->conf.bind, m->conf.port, m->conf.workers,
 	    (int)getpid());

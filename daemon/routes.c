@@ -9,6 +9,7 @@
  */
 #include "daemon/master.h"
 #include "daemon/store.h"
+#include "daemon/outbound.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/csv.h"
@@ -121,8 +122,14 @@ ledger_reserve(const char *sid, const char *caller, const char *masked)
 	return -1;
 }
 
+/*
+ * The voice webhook, and (outbound) Twilio's request for the TwiML of a
+ * call placed here: then the callee (To) is the caller the call is billed
+ * and recorded under, and the stream carries the request's parameters.
+ */
 static void
-route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
+route_voice_any(struct conn *c, struct http_req *r, const char *route,
+    size_t rlen, int outbound)
 {
 	struct form f = { 0 };
 	struct stream_token tok;
@@ -193,6 +200,11 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	sid = form_get(&f, "CallSid");
 	from = form_get(&f, "From");
 	to = form_get(&f, "To");
+	if (outbound) {
+		const char *swap = from;
+		from = to;
+		to = swap;
+	}
 	if (sid == NULL || sid[0] == '\0' || strlen(sid) >= SHM_SID_MAX) {
 		respond_text(c, 400, "missing CallSid\n");
 		goto out;
@@ -212,6 +224,12 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	}
 	if (from == NULL || from[0] == '\0')
 		from = "anonymous";
+	if (outbound && !outbound_known(sid)) {
+		log_warnx("%s: outbound TwiML asked for call %s, which was not "
+		    "placed here (or is over)", conn_peer(c), sid);
+		voice_refuse(c, M.conf.after_stream_message);
+		goto out;
+	}
 	master_count(SC_voice_requests);
 	memset(&tok, 0, sizeof(tok));
 	vr_strlcpy(tok.caller, from, SHM_PHONE_MAX);	/* what the ledger keys on */
@@ -307,6 +325,8 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	else
 		snprintf(left, sizeof(left), "unlimited");
 	twiml_parameter(&t, "minutesLeft", left);
+	if (outbound)
+		outbound_params(sid, &t);
 	if (relay)
 		twiml_connect_relay_close(&t);
 	else {
@@ -336,6 +356,54 @@ route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
 	twiml_free(&t);
 out:
 	form_free(&f);
+}
+
+static void
+route_voice(struct conn *c, struct http_req *r, const char *route, size_t rlen)
+{
+	route_voice_any(c, r, route, rlen, 0);
+}
+
+void
+routes_voice_outbound(struct conn *c, struct http_req *r, const char *route,
+    size_t rlen)
+{
+	if (rlen == 0) {
+		respond_text(c, 404, "no such route\n");
+		return;
+	}
+	route_voice_any(c, r, route, rlen, 1);
+}
+
+int
+routes_signed(struct conn *c, struct http_req *r, struct form *f,
+    const char *what)
+{
+	char base[600], *url;
+	int ok;
+
+	if (!M.conf.validate_signature)
+		return 1;
+	if (public_base(r, base, sizeof(base)) != 0) {
+		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
+		    "long\n");
+		return 0;
+	}
+	if (asprintf(&url, "%s%s", base, http_req_url(r)) < 0) {
+		respond_text(c, 500, "out of memory\n");
+		return 0;
+	}
+	ok = sig_validate(M.conf.twilio_auth_token, url, f,
+	    http_req_header(r, "X-Twilio-Signature"));
+	free(url);
+	if (!ok) {
+		master_count(SC_sig_rejected);
+		log_warnx("%s: %s with %s X-Twilio-Signature refused",
+		    conn_peer(c), what, http_req_header(r, "X-Twilio-Signature") ?
+		    "a wrong" : "no");
+		respond_text(c, 403, "invalid signature\n");
+	}
+	return ok;
 }
 
 /* ---------------------------------------------------------------- */
@@ -978,6 +1046,8 @@ public_dispatch(struct conn *c, struct http_req *r)
 		respond_text(c, 426, "WebSocket upgrade required\n");
 		return;
 	}
+	if (outbound_public(c, r))
+		return;
 	/* nothing else: the operator's endpoints are on ADMIN_PORT */
 	if (!(plen == 1 && url[0] == '/') &&
 	    !(plen == 8 && strncmp(url, "/healthz", 8) == 0)) {
@@ -1046,6 +1116,8 @@ static const struct admin_route admin_routes[] = {
 	{ "/usage-data",	"GET, HEAD",	0,	 admin_usage },
 	{ "/dashboard",		"GET, HEAD",	AR_OPEN, admin_dashboard },
 	{ "/dashboard/calls",	"GET, HEAD",	AR_OPEN, admin_dashboard_calls },
+	/* before the /api/ family, which would take it first */
+	{ "/api/request-call",	"POST",		0,	 outbound_request },
 	{ "/api/",		"GET, HEAD",	0,	 api_route },
 };
 

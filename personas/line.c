@@ -50,6 +50,7 @@ line_free(struct line *l)
 	free(l->file);
 	free(l->wrapup);
 	free(l->sms);
+	free(l->voicemail);
 	free(l->tools_json);
 	free(l->facts_json);
 	if (l->relay_attrs != NULL)
@@ -210,7 +211,8 @@ static const char *const keys[] = { "app", "persona", "free_minutes",
     "min_minutes", "max_call_minutes", "wrapup", "wrapup_grace", "sms",
     "tools", "transport", "description", "facts", "keypad",
     "conversation_relay", "transfer_targets", "transfer", "webhooks",
-    "session_rollover_minutes", "record_tool_arguments", NULL };
+    "session_rollover_minutes", "record_tool_arguments",
+    "voicemail", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -870,6 +872,7 @@ load_line(struct line *l, const char *path, const char *id,
 		    l->min_minutes, l->free_minutes);
 	get_text(x, root, "wrapup", &l->wrapup);
 	get_text(x, root, "sms", &l->sms);
+	get_text(x, root, "voicemail", &l->voicemail);
 	v = json_object_get(root, "wrapup_grace");
 	if (v != NULL) {
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||

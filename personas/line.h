@@ -34,6 +34,9 @@
  *       "hints": ["cleaning", "crown"], ...  (strings, booleans, numbers;
  *       hints also a list)
  *     },
+ *     "voicemail": "..." | null,   an outbound call that reaches a machine
+ *                                  leaves this message after the beep and
+ *                                  hangs up; null or absent: hangs up at once
  *     "transfer_targets": [{"label": "office manager",
  *                           "number": "+15551234567" | "sip": "sip:..."}],
  *                                  transfer_call and the keypad's
@@ -122,6 +125,7 @@ struct line {
 	char		*wrapup;		/* NULL: no goodbye */
 	int		 wrapup_grace;		/* s */
 	char		*sms;			/* NULL: no SMS */
+	char		*voicemail;		/* outbound: message for a machine */
 	char		*tools_json;		/* NULL: the persona's own */
 	char		*facts_json;		/* JSON object, NULL: none */
 	struct line_key	 keys[LINE_KEYS];	/* the keypad map */

@@ -89,6 +89,18 @@
 	X(records_from_workers,	"call records the master took from its workers") \
 	X(records_bad_messages,	"record messages from a worker that were not a JSON object") \
 	X(records_closed_dead,	"calls whose record the master closed for a dead worker") \
+	X(outbound_calls,	"outbound calls Twilio created for /api/request-call") \
+	X(outbound_refused_bad_json, "call requests refused: body not the JSON asked for") \
+	X(outbound_refused_not_e164, "call requests refused: phone_number not E.164") \
+	X(outbound_refused_unknown_line, "call requests refused: no such line") \
+	X(outbound_refused_missing_variable, "call requests refused: a variable the line uses is missing") \
+	X(outbound_refused_not_allowed, "call requests refused: number not allowed") \
+	X(outbound_refused_cooldown, "call requests refused: number in its OUTBOUND_COOLDOWN") \
+	X(outbound_refused_capacity, "call requests refused: MAX_CONCURRENT_CALLS outbound calls") \
+	X(outbound_refused_twilio, "call requests refused: Twilio's API failing or not configured") \
+	X(outbound_status_callbacks, "status callbacks of outbound calls")	\
+	X(outbound_machines,	"outbound calls answered by a machine")		\
+	X(outbound_voicemails,	"outbound calls that left the line's voicemail message") \
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
 	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")

@@ -39,6 +39,7 @@ struct job {
 	char		 call_sid[64];
 	char		 to_masked[64];
 	int		 attempt;
+	long		 status;	/* HTTP status of the last attempt */
 	uv_timer_t	 retry;		/* backoff between attempts */
 	int		 retry_init;
 	char		*resp;		/* resp_cap bytes */
@@ -296,12 +297,22 @@ static void
 report(struct job *j, int ok)
 {
 	struct rest *r = j->r;
-	struct rest_done d = { j->kind, ok, j->attempt, j->ref, 0, NULL, 0,
-	    NULL, NULL };
+	struct rest_done d = { j->kind, ok, j->attempt, j->ref, j->status, NULL,
+	    0, NULL, NULL };
+	char *body = NULL;
 
+	/* a created call's answer holds its sid */
+	if (j->kind == REST_CREATE && j->resp_len > 0 &&
+	    (body = malloc(j->resp_len + 1)) != NULL) {
+		memcpy(body, j->resp, j->resp_len);
+		body[j->resp_len] = '\0';
+		d.body = body;
+		d.body_len = j->resp_len;
+	}
 	job_free(j);
 	if (r->outcome != NULL)
 		r->outcome(r->arg, &d);
+	free(body);
 }
 
 /* A business webhook is tried once (a booking must not be made twice);
@@ -351,6 +362,7 @@ job_finished(struct job *j, CURLcode res)
 		hook_finished(j, res, status);
 		return;
 	}
+	j->status = res == CURLE_OK ? status : 0;
 	log_set_call(j->call_sid);
 	if (res == CURLE_OK && status >= 200 && status < 300) {
 		log_info("%s%s accepted by Twilio (HTTP %ld, attempt %d)", j->what,
@@ -597,6 +609,40 @@ rest_webhook(struct rest *r, const char *url, const char *method,
 		job_destroy(j);
 		return -1;
 	}
+	j->next = r->jobs;
+	r->jobs = j;
+	r->pending++;
+	rest_attempt(j);
+	return 0;
+}
+
+int
+rest_create_call(struct rest *r, const char *form, uint64_t ref)
+{
+	const struct conf *cf;
+	struct job *j;
+	size_t n;
+
+	if (r == NULL || !rest_calls_configured(r))
+		return -1;
+	cf = r->cf;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->r = r;
+	n = strlen(cf->twilio_api_base) + strlen(cf->twilio_account_sid) + 64;
+	if ((j->url = malloc(n)) != NULL)
+		snprintf(j->url, n, "%s/2010-04-01/Accounts/%s/Calls.json",
+		    cf->twilio_api_base, cf->twilio_account_sid);
+	j->form = strdup(form);
+	if (j->url == NULL || j->form == NULL) {
+		free(j->url);
+		free(j->form);
+		free(j);
+		return -1;
+	}
+	j->kind = REST_CREATE;
+	j->ref = ref;
+	j->what = "outbound call";
 	j->next = r->jobs;
 	r->jobs = j;
 	r->pending++;

@@ -26,6 +26,7 @@ enum rest_kind {
 	REST_SMS,		/* a message to the caller */
 	REST_CALL,		/* an update of the live call (hang-up, transfer) */
 	REST_HOOK,		/* a business webhook a tool calls */
+	REST_CREATE,		/* a new outbound call (Calls.json) */
 };
 
 /* How a job ended, once. */
@@ -60,6 +61,12 @@ int  rest_send_sms(struct rest *r, const char *to, const char *body,
  * configured or call_sid is not a CallSid. */
 int  rest_update_call(struct rest *r, const char *call_sid, const char *name,
     const char *value, uint64_t ref);
+/* Create a call (POST .../Calls.json) with form, a complete
+ * application/x-www-form-urlencoded body (copied), retried like an SMS.
+ * ref comes back in the outcome, with the last attempt's HTTP status (0:
+ * none came) and its answer (the Call resource, or Twilio's error).  0,
+ * or -1 if the account is not configured. */
+int  rest_create_call(struct rest *r, const char *form, uint64_t ref);
 /* Send body (JSON) to a business webhook with method and headers ("Name:
  * value", NULL-terminated), tried once within timeout_ms; an answer over
  * 64 KiB is refused.  ref and tag come back in the outcome.  0 or -1. */

@@ -83,6 +83,12 @@ static const struct key keys[] = {
 	{ "MARK_INTERVAL_MS",		K_INT,  O(mark_interval_ms), "100", 0, 10000, 0 },
 	{ "FRAMES_PER_APPEND",		K_INT,  O(frames_per_append), "1", 1, 50, 0 },
 	{ "TWILIO_API_BASE",		K_STR,  O(twilio_api_base), "https://api.twilio.com", 0, 0, 0 },
+	{ "PHONE_NUMBER_FROM",		K_STR,  O(phone_number_from), "", 0, 0, 0 },
+	{ "VERIFIED_PHONE_NUMBERS",	K_STR,  O(verified_phone_numbers), "", 0, 0, 0 },
+	{ "ALLOW_ALL_US_CANADA",	K_BOOL, O(allow_all_us_canada), "false", 0, 0, 0 },
+	{ "OUTBOUND_COOLDOWN",		K_INT,  O(outbound_cooldown), "300", 0, 604800, 0 },
+	{ "MAX_CONCURRENT_CALLS",	K_INT,  O(max_concurrent_calls), "10", 0, 100000, 0 },
+	{ "DEFAULT_OUTBOUND_LINE",	K_STR,  O(default_outbound_line), "reminder", 0, 0, 0 },
 	{ "SMS_ENABLED",		K_BOOL, O(sms_enabled), "auto", 0, 0, 0 },
 	{ "CONVOREPS_URL",		K_STR,  O(convoreps_url), "https://convoreps.com", 0, 0, 0 },
 	{ "SMS_MESSAGE",		K_STR,  O(sms_message), "Thanks for practising with us! Your free minutes are used up. Keep practising at {url}", 0, 0, 0 },
@@ -646,6 +652,22 @@ conf_check(struct conf *c, struct errs *e)
 			c->twilio_api_base[--n] = '\0';
 	}
 	conf_parse_proxies(c, e);
+	/* an outbound call is from this number (E.164) */
+	if (c->phone_number_from[0] == '\0') {
+		char *from = strdup(c->twilio_phone_number);
+		if (from == NULL)
+			err_add(e, "PHONE_NUMBER_FROM: out of memory");
+		else {
+			free(c->phone_number_from);
+			c->phone_number_from = from;
+		}
+	}
+	for (const char *p = c->verified_phone_numbers; *p; p++)
+		if (!isdigit((unsigned char)*p) && !strchr("+, \t", *p)) {
+			err_add(e, "VERIFIED_PHONE_NUMBERS: E.164 numbers separated "
+			    "by commas");
+			break;
+		}
 	if (c->greeting_url[0] != '\0' && strncmp(c->greeting_url, "https://", 8) != 0 &&
 	    strncmp(c->greeting_url, "http://", 7) != 0)
 		err_add(e, "GREETING_URL: must be an http(s) URL Twilio can fetch");

@@ -83,6 +83,13 @@ struct conf {
 	int	 openai_pong_timeout;		/* s */
 	int	 mark_interval_ms;		/* split model audio for marks */
 	int	 frames_per_append;		/* caller frames per append */
+	/* outbound calls (daemon/outbound.c) */
+	char	*phone_number_from;	/* TWILIO_PHONE_NUMBER when unset */
+	char	*verified_phone_numbers;
+	int	 allow_all_us_canada;
+	int	 outbound_cooldown;	/* s per number */
+	int	 max_concurrent_calls;	/* outbound calls at once */
+	char	*default_outbound_line;
 	/* the practice line */
 	char	*twilio_api_base;
 	int	 sms_enabled;		/* resolved 0/1 */

@@ -193,7 +193,7 @@ def test_shipped_configuration_starts_without_warnings(env):
                        text=True, timeout=10, env={"PATH": "/usr/bin:/bin"})
     expect_eq(p.returncode, 0, "-t: " + p.stderr)
     expect_eq(p.stderr, "", "-t printed more than its ok line")
-    expect("is ok" in p.stdout and "5 lines" in p.stdout, "ok line: %r" % p.stdout)
+    expect("is ok" in p.stdout and "6 lines" in p.stdout, "ok line: %r" % p.stdout)
     d.start()
     warns = [ln for ln in d.log().splitlines() if " warn " in ln or " error " in ln]
     expect_eq(warns, [], "warn-level lines at start")

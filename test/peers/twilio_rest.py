@@ -4,10 +4,21 @@ resource, protocols.md 6.4) and updates of a live call (POST
 .../Calls/{CallSid}.json with Status=completed, or Twiml holding a
 <Response>, answered 200 with a Call resource), with HTTP basic auth and a
 form body, or with the failures a test asks for.  Records every SMS request
-in `requests` and every call update in `call_updates`."""
+in `requests` and every call update in `call_updates`.
+
+Outbound calls (protocols.md 6.2): POST .../Calls.json is answered 201 with
+a Call resource, and then the call is played as Twilio would: the status
+callbacks in order (signed), the Url requested with Direction=outbound-api
+(signed), the callee on the Media Stream of the TwiML it got back, the
+AsyncAmd verdict, and `completed`.  `outcome` chooses what the callee does:
+"human", "machine" (a greeting and a beep), "busy", "no-answer", "failed".
+Records every create request in `creates` and the call's events in
+`events`."""
 
 import asyncio
 import base64
+import os
+import sys
 import json
 import time
 import re
@@ -37,7 +48,8 @@ class FakeTwilioRest:
     fail_status: that status (500, 429, 400...)."""
 
     def __init__(self, account_sid, auth_token, fail_first=0, fail_status=500,
-                 fail_calls_first=0, call_delay=0.0):
+                 fail_calls_first=0, call_delay=0.0, fail_creates_first=0,
+                 outcome="human", callee_seconds=2.0, public_url=None):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered."""
         self.account_sid = account_sid
@@ -48,6 +60,14 @@ class FakeTwilioRest:
         self.call_delay = call_delay
         self.requests = []
         self.call_updates = []
+        self.fail_creates_first = fail_creates_first
+        self.outcome = outcome
+        self.callee_seconds = callee_seconds
+        self.creates = []
+        self.events = []            # (CallSid, what, detail)
+        self.streams = []
+        self.tasks = []
+        self.n_calls = 0
         self.server = None
         self.port = None
 
@@ -92,7 +112,10 @@ class FakeTwilioRest:
                 n = int(headers.get("content-length", "0"))
                 body = await asyncio.wait_for(reader.readexactly(n), 10) if n else b""
                 req = Request(method, path, headers, body)
-                if "/Calls/" in path:
+                if path.endswith("/Calls.json"):
+                    self.creates.append(req)
+                    status, doc = self._answer_create(req)
+                elif "/Calls/" in path:
                     self.call_updates.append(req)
                     if self.call_delay:
                         await asyncio.sleep(self.call_delay)
@@ -163,3 +186,104 @@ class FakeTwilioRest:
             req.twiml = root
         return 200, {"sid": m.group(1), "status": status or "in-progress",
                      "account_sid": self.account_sid}
+
+    def _answer_create(self, req):
+        want = "/2010-04-01/Accounts/%s/Calls.json" % self.account_sid
+        if req.auth != "%s:%s" % (self.account_sid, self.auth_token):
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if req.method != "POST" or req.path != want:
+            return 404, {"code": 20404, "message": "not found", "status": 404}
+        if len(self.creates) <= self.fail_creates_first:
+            return self.fail_status, {"code": 20429 if self.fail_status == 429
+                                      else 20500, "message": "try later",
+                                      "status": self.fail_status}
+        for k in ("To", "From", "Url"):
+            if k not in req.form:
+                return 400, {"code": 21205, "message": "%s is required" % k,
+                             "status": 400}
+        self.n_calls += 1
+        sid = "CA%032x" % (0xabc000 + self.n_calls)
+        req.sid = sid
+        self.tasks.append(asyncio.ensure_future(self._play(sid, req.form)))
+        return 201, {"sid": sid, "status": "queued", "to": req.form["To"][0],
+                     "from": req.form["From"][0], "direction": "outbound-api",
+                     "account_sid": self.account_sid}
+
+    async def _post(self, url, params):
+        """A signed form POST, as Twilio makes it; (status, body)."""
+        import twilio
+        import urllib.request
+        body = urllib.parse.urlencode(params).encode()
+        rq = urllib.request.Request(url, data=body, method="POST")
+        rq.add_header("Content-Type", "application/x-www-form-urlencoded")
+        rq.add_header("X-Twilio-Signature",
+                      twilio.twilio_signature(self.auth_token, url, params))
+
+        def go():
+            try:
+                with urllib.request.urlopen(rq, timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+        return await asyncio.get_running_loop().run_in_executor(None, go)
+
+    async def _status(self, sid, form, status, extra=()):
+        url = form.get("StatusCallback", [None])[0]
+        events = form.get("StatusCallbackEvent", [])
+        ev = {"queued": "initiated", "in-progress": "answered"}.get(status, status)
+        if url is None or (ev not in events and ev != "completed"
+                           and status not in ("busy", "no-answer", "failed")):
+            return
+        params = [("AccountSid", self.account_sid), ("CallSid", sid),
+                  ("CallStatus", status), ("Direction", "outbound-api"),
+                  ("From", form["From"][0]), ("To", form["To"][0])] + list(extra)
+        code, _ = await self._post(url, params)
+        self.events.append((sid, "status", status, code))
+
+    async def _play(self, sid, form):
+        import twilio
+        try:
+            await asyncio.sleep(0.05)
+            await self._status(sid, form, "initiated")
+            await self._status(sid, form, "ringing")
+            if self.outcome in ("busy", "no-answer", "failed"):
+                await self._status(sid, form, self.outcome)
+                return
+            await self._status(sid, form, "in-progress")
+            code, body = await self._post(form["Url"][0], [
+                ("AccountSid", self.account_sid), ("CallSid", sid),
+                ("CallStatus", "in-progress"), ("Direction", "outbound-api"),
+                ("From", form["From"][0]), ("To", form["To"][0]),
+                ("Caller", form["From"][0]), ("Called", form["To"][0])])
+            self.events.append((sid, "twiml", code, body))
+            wh = twilio.Webhook(code, body)
+            amd = form.get("AsyncAmdStatusCallback", [None])[0]
+            verdict = "human" if self.outcome == "human" else "machine_end_beep"
+            stream = None
+            if wh.stream_url is not None:
+                stream = twilio.Stream(wh.stream_url, sid,
+                                       "MZ%032x" % (0xabc000 + self.n_calls),
+                                       wh.params)
+                self.streams.append(stream)
+                await stream.open()
+                await stream.play(0.5)
+            if amd is not None and form.get("MachineDetection"):
+                code, _ = await self._post(amd, [
+                    ("AccountSid", self.account_sid), ("CallSid", sid),
+                    ("AnsweredBy", verdict), ("MachineDetectionDuration", "1800")])
+                self.events.append((sid, "amd", verdict, code))
+            if stream is not None:
+                if verdict == "human":
+                    await stream.play(self.callee_seconds)
+                else:
+                    # the daemon's call update ends the stream, or we do
+                    for _ in range(100):
+                        if any(u.path.endswith(sid + ".json")
+                               for u in self.call_updates):
+                            break
+                        await asyncio.sleep(0.05)
+                await stream.stop()
+            await self._status(sid, form, "completed",
+                               [("CallDuration", str(int(self.callee_seconds) + 1))])
+        except Exception as e:      # a test reads events; say what broke
+            self.events.append((sid, "error", repr(e), 0))

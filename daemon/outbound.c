@@ -1,0 +1,984 @@
+/*
+ * outbound.c — calls voxrelay places: POST /api/request-call on the
+ * operator's listener, and Twilio's callbacks for those calls on the
+ * public one.
+ *
+ * A request is checked in a fixed order (400 for the request itself, 403
+ * for a number not allowed, 429 for one in its cooldown, 503 at
+ * MAX_CONCURRENT_CALLS), then the call is created through Twilio's REST
+ * API on the master's loop (worker/rest.c, retried on 429 and 5xx) and
+ * the request is answered when Twilio has answered, or with 503 at
+ * OB_ANSWER_MS whatever happens.  Twilio then asks POST /outbound/<line>
+ * for the call's TwiML (the stream, as for an inbound call, with the
+ * callee as the caller and the request's name and variables as stream
+ * parameters), and reports progress to /outbound/status and the
+ * answering machine verdict to /outbound/amd, each signed like the voice
+ * webhook.  Every callback updates the call's record.
+ *
+ * A number's cooldown starts when Twilio created its call, and is kept in
+ * a file beside the usage ledger (one "number<TAB>ms" line a call), read
+ * at start, so a restart does not forget it.
+ */
+#include "daemon/master.h"
+#include "proto/form.h"
+#include "daemon/outbound.h"
+#include "daemon/store.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/form.h"
+#include "proto/http.h"
+#include "proto/nanp.h"
+#include "proto/sig.h"
+#include "proto/tmpl.h"
+#include "proto/twiml.h"
+#include "worker/rest.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define OB_ANSWER_MS	9000		/* a request is answered within this */
+#define OB_STALE_MS	(4 * 3600 * 1000ull)	/* a call never reported over */
+#define OB_NAME_MAX	128
+#define OB_VARS_MAX	32
+#define OB_VAR_MAX	256
+#define OB_COOLDOWN_FILE "outbound-cooldown.tsv"
+
+/* A call created (or being created) here. */
+struct ob_call {
+	struct ob_call		*next;
+	uint64_t		 id;		/* the REST job's ref */
+	char			 sid[SHM_SID_MAX];	/* "" until created */
+	char			 to[SHM_PHONE_MAX];
+	char			 line[33];
+	char			 name[OB_NAME_MAX];
+	json_t			*vars;		/* object of strings */
+	uint64_t		 since_ms;	/* mono: asked */
+	struct ob_wait		*wait;		/* the request, until answered */
+	uv_timer_t		*deadline;
+	int			 amd_done;
+};
+
+/* A request waiting for Twilio's answer (conn_defer()'s argument): gone
+ * when answered or when the client went first. */
+struct ob_wait {
+	struct conn	*c;
+	struct ob_call	*oc;		/* NULL once answered */
+};
+
+/* A number's last call, for the cooldown. */
+struct ob_cool {
+	char		 phone[SHM_PHONE_MAX];
+	uint64_t	 at_ms;		/* wall: created at Twilio */
+};
+
+static struct rest	*ob_rest;
+static struct ob_call	*ob_calls;
+static unsigned		 ob_ncalls;
+static uint64_t		 ob_seq;
+static struct ob_cool	*ob_cool;
+static size_t		 ob_ncool, ob_capcool;
+static char		 ob_cool_path[1100];
+
+static void ob_outcome(void *arg, const struct rest_done *d);
+
+/* ---------------------------------------------------------------- */
+/* the cooldown */
+
+static struct ob_cool *
+cool_find(const char *phone)
+{
+	for (size_t i = 0; i < ob_ncool; i++)
+		if (strcmp(ob_cool[i].phone, phone) == 0)
+			return &ob_cool[i];
+	return NULL;
+}
+
+static void
+cool_set(const char *phone, uint64_t at_ms)
+{
+	struct ob_cool *c = cool_find(phone);
+	uint64_t now = wall_ms(), keep = (uint64_t)M.conf.outbound_cooldown * 1000;
+
+	if (c == NULL) {
+		/* make room from the expired ones first */
+		for (size_t i = 0; i < ob_ncool; )
+			if (ob_cool[i].at_ms + keep <= now)
+				ob_cool[i] = ob_cool[--ob_ncool];
+			else
+				i++;
+		if (ob_ncool == ob_capcool) {
+			size_t n = ob_capcool ? ob_capcool * 2 : 64;
+			struct ob_cool *v = realloc(ob_cool, n * sizeof(*v));
+			if (v == NULL)
+				return;
+			ob_cool = v;
+			ob_capcool = n;
+		}
+		c = &ob_cool[ob_ncool++];
+		vr_strlcpy(c->phone, phone, sizeof(c->phone));
+		c->at_ms = 0;
+	}
+	if (at_ms > c->at_ms)
+		c->at_ms = at_ms;
+}
+
+/* Seconds left of phone's cooldown, 0 if none. */
+static uint64_t
+cool_left(const char *phone)
+{
+	struct ob_cool *c = cool_find(phone);
+	uint64_t end, now = wall_ms();
+
+	if (c == NULL || M.conf.outbound_cooldown == 0)
+		return 0;
+	end = c->at_ms + (uint64_t)M.conf.outbound_cooldown * 1000;
+	return end > now ? (end - now + 999) / 1000 : 0;
+}
+
+/* One line appended, unsynced: losing the last lines to a power cut
+ * costs a cooldown, never a record. */
+static void
+cool_save(const char *phone, uint64_t at_ms)
+{
+	char line[128];
+	int fd, n;
+
+	if (ob_cool_path[0] == '\0')
+		return;
+	n = snprintf(line, sizeof(line), "%s\t%llu\n", phone,
+	    (unsigned long long)at_ms);
+	fd = open(ob_cool_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)n) != n)
+		log_warnx("outbound: cannot save a cooldown to %s: %s",
+		    ob_cool_path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* At start: the cooldowns still running, and the file rewritten with only
+ * those. */
+static void
+cool_load(void)
+{
+	const char *csv = M.conf.usage_csv_path, *slash = strrchr(csv, '/');
+	char line[128], tmp[1200];
+	uint64_t now = wall_ms(), keep = (uint64_t)M.conf.outbound_cooldown * 1000;
+	FILE *f;
+
+	if (slash == NULL)
+		snprintf(ob_cool_path, sizeof(ob_cool_path), "%s", OB_COOLDOWN_FILE);
+	else
+		snprintf(ob_cool_path, sizeof(ob_cool_path), "%.*s/%s",
+		    (int)(slash - csv), csv, OB_COOLDOWN_FILE);
+	if ((f = fopen(ob_cool_path, "re")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *tab = strchr(line, '\t');
+		unsigned long long at;
+
+		if (tab == NULL)
+			continue;
+		*tab = '\0';
+		if (!e164_valid(line) || sscanf(tab + 1, "%llu", &at) != 1)
+			continue;
+		if ((uint64_t)at + keep > now)
+			cool_set(line, (uint64_t)at);
+	}
+	fclose(f);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", ob_cool_path);
+	if ((f = fopen(tmp, "we")) == NULL)
+		return;
+	for (size_t i = 0; i < ob_ncool; i++)
+		fprintf(f, "%s\t%llu\n", ob_cool[i].phone,
+		    (unsigned long long)ob_cool[i].at_ms);
+	if (fclose(f) == 0)
+		rename(tmp, ob_cool_path);
+	else
+		unlink(tmp);
+	log_info("outbound: %zu number%s in their cooldown", ob_ncool,
+	    ob_ncool == 1 ? "" : "s");
+}
+
+/* ---------------------------------------------------------------- */
+/* calls */
+
+static struct ob_call *
+call_by_sid(const char *sid)
+{
+	for (struct ob_call *c = ob_calls; c != NULL; c = c->next)
+		if (c->sid[0] != '\0' && strcmp(c->sid, sid) == 0)
+			return c;
+	return NULL;
+}
+
+static struct ob_call *
+call_by_id(uint64_t id)
+{
+	for (struct ob_call *c = ob_calls; c != NULL; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void
+timer_closed_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+call_free(struct ob_call *oc)
+{
+	struct ob_call **pp;
+
+	for (pp = &ob_calls; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == oc) {
+			*pp = oc->next;
+			ob_ncalls--;
+			break;
+		}
+	if (oc->wait != NULL)
+		oc->wait->oc = NULL;
+	if (oc->deadline != NULL)
+		uv_close((uv_handle_t *)oc->deadline, timer_closed_cb);
+	json_decref(oc->vars);
+	free(oc);
+}
+
+unsigned
+outbound_active(void)
+{
+	uint64_t now = mono_ms();
+
+	/* a call whose end Twilio never reported stops counting */
+	for (struct ob_call *c = ob_calls, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->wait == NULL && now - c->since_ms > OB_STALE_MS)
+			call_free(c);
+	}
+	return ob_ncalls;
+}
+
+/* ---------------------------------------------------------------- */
+/* POST /api/request-call */
+
+static void
+answer_json(struct conn *c, int deferred, int status, json_t *o,
+    const char *extra)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+	void (*respond)(struct conn *, int, const char *, const char *, size_t,
+	    const char *) = deferred ? conn_defer_respond : conn_respond;
+
+	json_decref(o);
+	if (text == NULL) {
+		respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+		return;
+	}
+	respond(c, status, "application/json", text, strlen(text), extra);
+	free(text);
+}
+
+static void
+wait_gone(void *arg)
+{
+	struct ob_wait *w = arg;
+
+	if (w->oc != NULL)
+		w->oc->wait = NULL;
+	free(w);
+}
+
+/* The request of oc, answered now if its client is still there. */
+static void
+answer_later(struct ob_call *oc, int status, json_t *o, const char *extra)
+{
+	struct ob_wait *w = oc->wait;
+
+	if (w == NULL) {
+		json_decref(o);
+		return;
+	}
+	oc->wait = NULL;
+	w->oc = NULL;
+	answer_json(w->c, 1, status, o, extra);
+}
+
+static void
+refuse(struct conn *c, int status, enum shm_counter ctr, const char *reason,
+    const char *message, const char *extra)
+{
+	master_count(ctr);
+	answer_json(c, 0, status, json_pack("{s:s,s:s}", "error", reason,
+	    "message", message), extra);
+}
+
+/* The variables a line's templates use that the request lacks. */
+struct need {
+	const char	*name;		/* the contact's name, "" when none */
+	json_t		*vars;
+	char		 missing[64];
+};
+
+static int
+need_one(void *arg, const char *name, size_t len)
+{
+	struct need *n = arg;
+	char key[64];
+
+	snprintf(key, sizeof(key), "%.*s", (int)len, name);
+	if (strcmp(key, "name") == 0 ? n->name[0] == '\0' :
+	    json_object_get(n->vars, key) == NULL) {
+		vr_strlcpy(n->missing, key, sizeof(n->missing));
+		return 1;
+	}
+	return 0;
+}
+
+static int
+number_allowed(const char *to)
+{
+	const char *p = M.conf.verified_phone_numbers;
+
+	while (*p != '\0') {
+		size_t n;
+
+		p += strspn(p, ", \t");
+		n = strcspn(p, ", \t");
+		if (n > 0 && n == strlen(to) && strncmp(p, to, n) == 0)
+			return 1;
+		p += n;
+	}
+	return M.conf.allow_all_us_canada && nanp_us_canada(to, NULL);
+}
+
+static void
+deadline_cb(uv_timer_t *t)
+{
+	struct ob_call *oc = t->data;
+	char masked[64];
+
+	if (oc->wait == NULL)
+		return;
+	mask_phone(oc->to, masked, sizeof(masked));
+	log_warnx("outbound call to %s: Twilio has not created it within %d s; "
+	    "answered 503", masked, OB_ANSWER_MS / 1000);
+	master_count(SC_outbound_refused_twilio);
+	answer_later(oc, 503, json_pack("{s:s,s:s}", "error", "twilio_failed",
+	    "message", "Twilio's API did not create the call in time"),
+	    "Retry-After: 30\r\n");
+	/* the job may still succeed: the call is then tracked, not
+	 * answered */
+}
+
+/* value percent-encoded for a form body: a new string, or NULL */
+static char *
+form_escape(const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = malloc(strlen(value) * 3 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+		if (isalnum(*p) || strchr("-._~", *p))
+			*o++ = (char)*p;
+		else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	*o = '\0';
+	return out;
+}
+
+static int
+add_field(char **form, const char *name, const char *value)
+{
+	char *v = form_escape(value), *out;
+
+	if (v == NULL)
+		return -1;
+	if (asprintf(&out, "%s%s%s=%s", *form ? *form : "", *form ? "&" : "",
+	    name, v) < 0) {
+		free(v);
+		return -1;
+	}
+	free(v);
+	free(*form);
+	*form = out;
+	return 0;
+}
+
+static char *
+create_form(const struct ob_call *oc, const struct line *line)
+{
+	const char *base = M.conf.public_url;
+	char url[700], status[700], amd[700];
+	char *form = NULL;
+	int ok;
+
+	snprintf(url, sizeof(url), "%s/outbound/%s", base, oc->line);
+	snprintf(status, sizeof(status), "%s/outbound/status", base);
+	snprintf(amd, sizeof(amd), "%s/outbound/amd", base);
+	ok = add_field(&form, "To", oc->to) == 0 &&
+	    add_field(&form, "From", M.conf.phone_number_from) == 0 &&
+	    add_field(&form, "Url", url) == 0 &&
+	    add_field(&form, "Method", "POST") == 0 &&
+	    add_field(&form, "StatusCallback", status) == 0 &&
+	    add_field(&form, "StatusCallbackMethod", "POST") == 0 &&
+	    add_field(&form, "StatusCallbackEvent", "initiated") == 0 &&
+	    add_field(&form, "StatusCallbackEvent", "ringing") == 0 &&
+	    add_field(&form, "StatusCallbackEvent", "answered") == 0 &&
+	    add_field(&form, "StatusCallbackEvent", "completed") == 0 &&
+	    add_field(&form, "MachineDetection", line->voicemail ?
+	    "DetectMessageEnd" : "Enable") == 0 &&
+	    add_field(&form, "AsyncAmd", "true") == 0 &&
+	    add_field(&form, "AsyncAmdStatusCallback", amd) == 0 &&
+	    add_field(&form, "AsyncAmdStatusCallbackMethod", "POST") == 0;
+	if (!ok) {
+		free(form);
+		return NULL;
+	}
+	return form;
+}
+
+void
+outbound_request(struct conn *c, struct http_req *r)
+{
+	json_t *root = NULL, *vars, *v;
+	json_error_t jerr;
+	const char *to, *name, *lname, *k;
+	const struct line *line;
+	const struct persona *p;
+	struct need need;
+	struct ob_call *oc;
+	struct ob_wait *w;
+	char msg[256], masked[64], extra[64];
+	uint64_t left;
+	char *form;
+
+	if (r->body == NULL || r->body_len == 0 ||
+	    (root = json_loadb(r->body, r->body_len, 0, &jerr)) == NULL ||
+	    !json_is_object(root)) {
+		refuse(c, 400, SC_outbound_refused_bad_json, "bad_json",
+		    "the body must be a JSON object", NULL);
+		goto out;
+	}
+	to = json_string_value(json_object_get(root, "phone_number"));
+	name = json_string_value(json_object_get(root, "name"));
+	lname = json_string_value(json_object_get(root, "line"));
+	vars = json_object_get(root, "variables");
+	if ((json_object_get(root, "name") != NULL && (name == NULL ||
+	    strlen(name) >= OB_NAME_MAX)) ||
+	    (json_object_get(root, "line") != NULL && lname == NULL) ||
+	    (vars != NULL && !json_is_object(vars)) ||
+	    json_object_size(vars) > OB_VARS_MAX) {
+		refuse(c, 400, SC_outbound_refused_bad_json, "bad_json",
+		    "name and line are strings (name under 128 bytes), variables "
+		    "an object of at most 32 strings", NULL);
+		goto out;
+	}
+	json_object_foreach(vars, k, v)
+		if (!json_is_string(v) || json_string_length(v) >= OB_VAR_MAX ||
+		    strlen(k) > 32) {
+			refuse(c, 400, SC_outbound_refused_bad_json, "bad_json",
+			    "each variable is a string under 256 bytes, its "
+			    "name at most 32", NULL);
+			goto out;
+		}
+	if (!e164_valid(to) || strlen(to) >= SHM_PHONE_MAX) {
+		refuse(c, 400, SC_outbound_refused_not_e164, "not_e164",
+		    "phone_number must be an E.164 number (+ and 8 to 15 digits)",
+		    NULL);
+		goto out;
+	}
+	if (lname == NULL)
+		lname = M.conf.default_outbound_line;
+	if ((line = line_find(&M.lines, lname)) == NULL ||
+	    (p = line_persona(line, &M.personas, lname)) == NULL) {
+		snprintf(msg, sizeof(msg), "no line \"%.40s\"", lname);
+		refuse(c, 400, SC_outbound_refused_unknown_line, "unknown_line",
+		    msg, NULL);
+		goto out;
+	}
+	need.name = name ? name : "";
+	need.vars = vars;
+	need.missing[0] = '\0';
+	if (tmpl_each(p->instructions, need_one, &need) != 0 ||
+	    (p->greeting != NULL && tmpl_each(p->greeting, need_one, &need) != 0) ||
+	    (line->voicemail != NULL &&
+	    tmpl_each(line->voicemail, need_one, &need) != 0)) {
+		snprintf(msg, sizeof(msg), "line %s needs the variable \"%s\"",
+		    line->id, need.missing);
+		refuse(c, 400, SC_outbound_refused_missing_variable,
+		    "missing_variable", msg, NULL);
+		goto out;
+	}
+	mask_phone(to, masked, sizeof(masked));
+	if (!number_allowed(to)) {
+		log_info("outbound call to %s refused: not in "
+		    "VERIFIED_PHONE_NUMBERS%s", masked, M.conf.allow_all_us_canada ?
+		    " nor a US or Canadian number" : "");
+		refuse(c, 403, SC_outbound_refused_not_allowed, "not_allowed",
+		    "this number may not be called", NULL);
+		goto out;
+	}
+	if ((left = cool_left(to)) > 0) {
+		snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n",
+		    (unsigned long long)left);
+		snprintf(msg, sizeof(msg), "this number was called less than %d s "
+		    "ago; try again in %llu s", M.conf.outbound_cooldown,
+		    (unsigned long long)left);
+		refuse(c, 429, SC_outbound_refused_cooldown, "cooldown", msg, extra);
+		goto out;
+	}
+	if (outbound_active() >= (unsigned)M.conf.max_concurrent_calls) {
+		snprintf(msg, sizeof(msg), "%d outbound calls in progress "
+		    "(MAX_CONCURRENT_CALLS)", M.conf.max_concurrent_calls);
+		refuse(c, 503, SC_outbound_refused_capacity, "capacity", msg,
+		    "Retry-After: 30\r\n");
+		goto out;
+	}
+	if (ob_rest == NULL || !rest_calls_configured(ob_rest) ||
+	    M.conf.phone_number_from[0] == '\0' || M.conf.public_url[0] == '\0') {
+		refuse(c, 503, SC_outbound_refused_twilio, "not_configured",
+		    "outbound calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
+		    "PHONE_NUMBER_FROM (or TWILIO_PHONE_NUMBER) and PUBLIC_URL",
+		    NULL);
+		goto out;
+	}
+
+	if ((oc = calloc(1, sizeof(*oc))) == NULL ||
+	    (oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
+		free(oc);
+		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+		goto out;
+	}
+	oc->id = ++ob_seq;
+	vr_strlcpy(oc->to, to, sizeof(oc->to));
+	vr_strlcpy(oc->line, line->id, sizeof(oc->line));
+	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
+	oc->vars = vars ? json_deep_copy(vars) : json_object();
+	oc->since_ms = mono_ms();
+	uv_timer_init(M.loop, oc->deadline);
+	oc->deadline->data = oc;
+	oc->next = ob_calls;
+	ob_calls = oc;
+	ob_ncalls++;
+	if ((form = create_form(oc, line)) == NULL ||
+	    (w = calloc(1, sizeof(*w))) == NULL) {
+		free(form);
+		call_free(oc);
+		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+		goto out;
+	}
+	w->c = c;
+	w->oc = oc;
+	oc->wait = w;
+	if (conn_defer(c, wait_gone, w) != 0) {
+		/* c is closed, w freed */
+		free(form);
+		call_free(oc);
+		goto out;
+	}
+	if (rest_create_call(ob_rest, form, oc->id) != 0) {
+		free(form);
+		answer_later(oc, 500, json_pack("{s:s,s:s}", "error", "internal",
+		    "message", "cannot start the request to Twilio"), NULL);
+		call_free(oc);
+		goto out;
+	}
+	free(form);
+	uv_timer_start(oc->deadline, deadline_cb, OB_ANSWER_MS, 0);
+	log_info("outbound call to %s on line %s: asking Twilio", masked,
+	    line->id);
+out:
+	json_decref(root);
+}
+
+/* The Call resource's sid: CA and 32 hex digits. */
+static int
+sid_from(const char *body, char *out, size_t len)
+{
+	json_t *o = json_loads(body, 0, NULL);
+	const char *sid = json_string_value(json_object_get(o, "sid"));
+	int ok = sid != NULL && strlen(sid) == 34 && strncmp(sid, "CA", 2) == 0 &&
+	    strspn(sid + 2, "0123456789abcdefABCDEF") == 32 && strlen(sid) < len;
+
+	if (ok)
+		vr_strlcpy(out, sid, len);
+	json_decref(o);
+	return ok ? 0 : -1;
+}
+
+static void
+ob_outcome(void *arg, const struct rest_done *d)
+{
+	struct ob_call *oc = call_by_id(d->ref);
+	char masked[64];
+	uint64_t now = wall_ms();
+
+	if (d->attempts > 1)
+		shm_count(M.shm.hdr->sh_counters, SC_rest_retries,
+		    (uint64_t)d->attempts - 1);
+	if (oc == NULL)
+		return;
+	uv_timer_stop(oc->deadline);
+	mask_phone(oc->to, masked, sizeof(masked));
+	if (!d->ok || d->body == NULL ||
+	    sid_from(d->body, oc->sid, sizeof(oc->sid)) != 0) {
+		int busy = d->status == 0 || d->status == 429 ||
+		    d->status >= 500 || d->ok;
+		log_warnx("outbound call to %s not created (HTTP %ld after %d "
+		    "attempt%s)", masked, d->status, d->attempts,
+		    d->attempts == 1 ? "" : "s");
+		if (oc->wait != NULL) {
+			master_count(SC_outbound_refused_twilio);
+			if (busy)
+				answer_later(oc, 503, json_pack("{s:s,s:s}",
+				    "error", "twilio_failed", "message",
+				    "Twilio's API is failing; try again later"),
+				    "Retry-After: 30\r\n");
+			else {
+				json_t *e = d->body ? json_loads(d->body, 0,
+				    NULL) : NULL;
+				const char *m = json_string_value(
+				    json_object_get(e, "message"));
+				answer_later(oc, 502, json_pack("{s:s,s:s,s:I}",
+				    "error", "twilio_refused", "message", m ? m :
+				    "Twilio refused the call", "twilio_status",
+				    (json_int_t)d->status), NULL);
+				json_decref(e);
+			}
+		}
+		call_free(oc);
+		return;
+	}
+	master_count(SC_outbound_calls);
+	cool_set(oc->to, now);
+	cool_save(oc->to, now);
+	log_set_call(oc->sid);
+	log_info("outbound call to %s on line %s created (attempt %d)", masked,
+	    oc->line, d->attempts);
+	log_set_call(NULL);
+	if (M.store != NULL)
+		store_post(M.store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}",
+		    "type", "call", "call_sid", oc->sid, "direction", "outbound-api",
+		    "from", M.conf.phone_number_from, "to", oc->to, "line",
+		    oc->line, "started_at", (json_int_t)now, "status", "queued"));
+	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", oc->sid,
+	    "status", "queued"), NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* Twilio's requests for our calls, on the public listener */
+
+/* The form of a signed POST, or -1 once answered. */
+static int
+callback_form(struct conn *c, struct http_req *r, struct form *f,
+    const char *what)
+{
+	if (strcmp(http_req_method(r), "POST") != 0) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: POST\r\n");
+		return -1;
+	}
+	if (form_parse(f, r->body ? r->body : "", r->body_len) != 0) {
+		master_count(SC_http_bad_requests);
+		conn_respond(c, 400, "text/plain", "malformed form body\n", 20,
+		    NULL);
+		return -1;
+	}
+	if (!routes_signed(c, r, f, what)) {
+		form_free(f);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *const terminal[] = { "completed", "busy", "no-answer",
+    "failed", "canceled", NULL };
+
+static int
+is_terminal(const char *s)
+{
+	for (size_t i = 0; terminal[i] != NULL; i++)
+		if (strcmp(s, terminal[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+status_callback(struct conn *c, struct http_req *r)
+{
+	static const char *const known[] = { "queued", "initiated", "ringing",
+	    "in-progress", "answered", "completed", "busy", "no-answer",
+	    "failed", "canceled", NULL };
+	struct form f = { 0 };
+	struct ob_call *oc;
+	const char *sid, *st, *rec = NULL, *by;
+	uint64_t now = wall_ms();
+	size_t i;
+
+	if (callback_form(c, r, &f, "outbound status callback") != 0)
+		return;
+	sid = form_get(&f, "CallSid");
+	st = form_get(&f, "CallStatus");
+	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || st == NULL) {
+		conn_respond(c, 400, "text/plain", "missing CallSid or CallStatus\n",
+		    30, NULL);
+		goto out;
+	}
+	for (i = 0; known[i] != NULL && strcmp(known[i], st) != 0; i++)
+		;
+	if (known[i] == NULL) {
+		conn_respond(c, 400, "text/plain", "unknown CallStatus\n", 19, NULL);
+		goto out;
+	}
+	master_count(SC_outbound_status_callbacks);
+	/* the record knows Twilio's call statuses (initiated is queued) */
+	if (strcmp(st, "initiated") == 0)
+		rec = "queued";
+	else if (strcmp(st, "answered") == 0)
+		rec = "in-progress";
+	else
+		rec = st;
+	oc = call_by_sid(sid);
+	log_set_call(sid);
+	log_info("outbound call: %s%s", st, oc ? "" : " (not one placed here)");
+	log_set_call(NULL);
+	if (M.store != NULL && oc != NULL) {
+		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
+		    sid, "status", rec);
+		by = form_get(&f, "AnsweredBy");
+		if (by != NULL && by[0] != '\0' && strlen(by) < 32)
+			json_object_set_new(call, "answered_by", json_string(by));
+		if (strcmp(rec, "in-progress") == 0)
+			json_object_set_new(call, "answered_at", json_integer(
+			    (json_int_t)now));
+		if (is_terminal(rec)) {
+			const char *dur = form_get(&f, "CallDuration");
+			json_object_set_new(call, "ended_at", json_integer(
+			    (json_int_t)now));
+			json_object_set_new(call, "end_reason", json_string(rec));
+			if (dur != NULL && strspn(dur, "0123456789") == strlen(dur) &&
+			    dur[0] != '\0' && strlen(dur) < 9)
+				json_object_set_new(call, "duration_ms",
+				    json_integer((json_int_t)atol(dur) * 1000));
+		}
+		store_post(M.store, call);
+		store_post(M.store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
+		    "call_sid", sid, "status", rec, "at", (json_int_t)now));
+	}
+	if (oc != NULL && is_terminal(rec) && oc->wait == NULL)
+		call_free(oc);
+	conn_respond(c, 204, "text/plain", "", 0, NULL);
+out:
+	form_free(&f);
+}
+
+static void
+amd_callback(struct conn *c, struct http_req *r)
+{
+	struct form f = { 0 };
+	struct ob_call *oc;
+	const struct line *line;
+	const char *sid, *by;
+
+	if (callback_form(c, r, &f, "outbound AMD callback") != 0)
+		return;
+	sid = form_get(&f, "CallSid");
+	by = form_get(&f, "AnsweredBy");
+	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || by == NULL ||
+	    by[0] == '\0' || strlen(by) >= 32) {
+		conn_respond(c, 400, "text/plain", "missing CallSid or AnsweredBy\n",
+		    30, NULL);
+		goto out;
+	}
+	oc = call_by_sid(sid);
+	log_set_call(sid);
+	log_info("outbound call: answered by %s", by);
+	if (M.store != NULL && oc != NULL)
+		store_post(M.store, json_pack("{s:s,s:s,s:s}", "type", "call",
+		    "call_sid", sid, "answered_by", by));
+	if (oc != NULL && !oc->amd_done && strncmp(by, "machine_", 8) == 0 &&
+	    (line = line_find(&M.lines, oc->line)) != NULL) {
+		struct twiml t = { 0 };
+		int rc;
+
+		oc->amd_done = 1;
+		master_count(SC_outbound_machines);
+		/* the message after the beep, then the end; or the end now */
+		if (line->voicemail != NULL && strncmp(by, "machine_end", 11) == 0) {
+			char *msg = outbound_fill(line->voicemail, oc->name,
+			    oc->vars, 0);
+			twiml_begin(&t);
+			twiml_say(&t, msg ? msg : line->voicemail, M.conf.say_voice);
+			twiml_hangup(&t);
+			free(msg);
+			rc = twiml_end(&t) == 0 ? rest_update_call(ob_rest, sid,
+			    "Twiml", t.buf, 0) : -1;
+			twiml_free(&t);
+			master_count(SC_outbound_voicemails);
+			log_info("outbound call: leaving the line's voicemail message");
+		} else {
+			rc = rest_update_call(ob_rest, sid, "Status", "completed", 0);
+			log_info("outbound call: a machine; hanging up");
+		}
+		if (rc != 0)
+			log_warnx("outbound call: cannot update the call at Twilio");
+	}
+	log_set_call(NULL);
+	conn_respond(c, 204, "text/plain", "", 0, NULL);
+out:
+	form_free(&f);
+}
+
+int
+outbound_public(struct conn *c, struct http_req *r)
+{
+	const char *url = http_req_url(r);
+	size_t plen = strcspn(url, "?");
+
+	if (plen < 10 || strncmp(url, "/outbound/", 10) != 0)
+		return 0;
+	if (plen == 16 && strncmp(url, "/outbound/status", 16) == 0)
+		status_callback(c, r);
+	else if (plen == 13 && strncmp(url, "/outbound/amd", 13) == 0)
+		amd_callback(c, r);
+	else
+		routes_voice_outbound(c, r, url + 10, plen - 10);
+	return 1;
+}
+
+/* The stream's parameters for an outbound call: who it is for and the
+ * request's variables (the worker fills the templates with them). */
+void
+outbound_params(const char *sid, struct twiml *t)
+{
+	struct ob_call *oc = call_by_sid(sid);
+	const char *k;
+	json_t *v;
+	char name[48];
+
+	twiml_parameter(t, "direction", "outbound-api");
+	if (oc == NULL)
+		return;
+	if (oc->name[0] != '\0')
+		twiml_parameter(t, "name", oc->name);
+	json_object_foreach(oc->vars, k, v) {
+		snprintf(name, sizeof(name), "var_%s", k);
+		twiml_parameter(t, name, json_string_value(v));
+	}
+}
+
+int
+outbound_known(const char *sid)
+{
+	return call_by_sid(sid) != NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* templates */
+
+struct fill {
+	const char	*name;
+	json_t		*vars;
+	int		 json;
+};
+
+char *
+outbound_fill(const char *s, const char *name, json_t *vars, int json)
+{
+	size_t cap = strlen(s) + 1, len = 0;
+	char *out = malloc(cap);
+	const char *p = s;
+
+	if (out == NULL)
+		return NULL;
+	while (*p != '\0') {
+		const char *q, *val = NULL;
+		size_t n, vlen;
+
+		if (p[0] == '{' && p[1] == '{') {
+			for (q = p + 2; isalnum((unsigned char)*q) || *q == '_'; q++)
+				;
+			n = (size_t)(q - p - 2);
+			if (n > 0 && n <= 32 && q[0] == '}' && q[1] == '}') {
+				char key[40];
+				snprintf(key, sizeof(key), "%.*s", (int)n, p + 2);
+				val = strcmp(key, "name") == 0 ? name :
+				    json_string_value(json_object_get(vars, key));
+				if (val != NULL) {
+					char *esc = NULL;
+					if (json) {
+						/* the value goes inside a JSON
+						 * string: escape it as one */
+						json_t *js = json_string(val);
+						char *d = js ? json_dumps(js,
+						    JSON_ENCODE_ANY) : NULL;
+						json_decref(js);
+						if (d != NULL) {
+							d[strlen(d) - 1] = '\0';
+							esc = strdup(d + 1);
+							free(d);
+						}
+						if (esc == NULL) {
+							free(out);
+							return NULL;
+						}
+						val = esc;
+					}
+					vlen = strlen(val);
+					if (len + vlen + 1 > cap) {
+						char *nb = realloc(out, cap = len +
+						    vlen + strlen(q + 2) + 1);
+						if (nb == NULL) {
+							free(esc);
+							free(out);
+							return NULL;
+						}
+						out = nb;
+					}
+					memcpy(out + len, val, vlen);
+					len += vlen;
+					free(esc);
+					p = q + 2;
+					continue;
+				}
+			}
+		}
+		if (len + 2 > cap) {
+			char *nb = realloc(out, cap = cap * 2 + 2);
+			if (nb == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = nb;
+		}
+		out[len++] = *p++;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+/* ---------------------------------------------------------------- */
+
+int
+outbound_init(void)
+{
+	cool_load();
+	if ((ob_rest = rest_new(M.loop, &M.conf, ob_outcome, NULL)) == NULL) {
+		log_warnx("outbound: cannot start the REST client; outbound "
+		    "calls are refused");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,39 @@
+/*
+ * outbound.h — calls voxrelay places (outbound.c).
+ */
+#ifndef VR_OUTBOUND_H
+#define VR_OUTBOUND_H
+
+#include <jansson.h>
+
+struct conn;
+struct http_req;
+struct twiml;
+struct form;
+
+/* At start, on the loop: the cooldowns kept, the REST client.  0 or -1. */
+int  outbound_init(void);
+/* POST /api/request-call on the operator's listener. */
+void outbound_request(struct conn *c, struct http_req *r);
+/* /outbound/... on the public listener: 1 if answered here. */
+int  outbound_public(struct conn *c, struct http_req *r);
+/* Outbound calls being created or not over yet. */
+unsigned outbound_active(void);
+/* The call sid was placed here and is not over. */
+int  outbound_known(const char *sid);
+/* The stream parameters of outbound call sid (its name, its variables). */
+void outbound_params(const char *sid, struct twiml *t);
+/* s with its {{name}} variables filled from name and vars (an object of
+ * strings); json: each value escaped for a JSON string.  A variable with
+ * no value is left as written.  A new string, or NULL. */
+char *outbound_fill(const char *s, const char *name, json_t *vars, int json);
+
+/* routes.c, for outbound.c */
+/* Answered 403 (and counted) unless the request's signature is good. */
+int  routes_signed(struct conn *c, struct http_req *r, struct form *f,
+    const char *what);
+/* The TwiML of an outbound call on line (route, rlen). */
+void routes_voice_outbound(struct conn *c, struct http_req *r,
+    const char *route, size_t rlen);
+
+#endif

@@ -1,0 +1,250 @@
+"""Outbound calls: POST /api/request-call on the operator's listener, the
+call created at a fake Twilio (twilio_rest.py) which then plays it as Twilio
+does (signed status callbacks, the signed outbound TwiML request, the callee
+on the Media Stream, the AMD verdict), and each refusal in its order."""
+
+import asyncio
+import json
+import sqlite3
+import time
+import urllib.request
+
+import twilio
+from harness import LINES, expect, expect_eq, timeout
+from twilio_rest import FakeTwilioRest
+
+ACCOUNT = "AC" + "4" * 32
+NUMBER = "+15005550006"
+CALLEE = "+14155550123"
+BODY = {"phone_number": CALLEE, "name": "John Doe", "line": "reminder",
+        "variables": {"amount_due": "$120.00"}}
+
+
+def conf(rest, **kw):
+    c = dict(TWILIO_ACCOUNT_SID=ACCOUNT, TWILIO_AUTH_TOKEN=twilio.TEST_AUTH_TOKEN,
+             TWILIO_PHONE_NUMBER=NUMBER, TWILIO_API_BASE=rest.base,
+             LINES_DIR=LINES, VERIFIED_PHONE_NUMBERS=CALLEE, WORKERS=1)
+    c.update(kw)
+    return c
+
+
+def request_call(d, body, raw=None, timeout=15):
+    """POST /api/request-call; (status, headers, JSON body, seconds)."""
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(d.admin_base + "/api/request-call", data=data,
+                                 method="POST")
+    req.add_header("Content-Type", "application/json")
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            st, h, b = r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        st, h, b = e.code, e.headers, e.read().decode()
+    return st, h, json.loads(b), time.monotonic() - t0
+
+
+async def arequest(d, body, **kw):
+    return await asyncio.to_thread(request_call, d, body, **kw)
+
+
+def counters(d):
+    return d.health()["counters"]
+
+
+def record(d, sid):
+    db = sqlite3.connect(d.conf["DATABASE_PATH"])
+    try:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM calls WHERE call_sid = ?", (sid,)).fetchone()
+        hist = [r[0] for r in db.execute(
+            "SELECT status FROM call_status WHERE call_sid = ? ORDER BY at", (sid,))]
+        return (dict(row) if row else None), hist
+    finally:
+        db.close()
+
+
+async def until(pred, secs, what):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        v = await asyncio.to_thread(pred)
+        if v:
+            return v
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+@timeout(60)
+async def test_outbound_human_answers_and_talks(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=1.5) as rest:
+        d = env.daemon(**conf(rest)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        expect_eq(b["status"], "queued", "status field")
+        sid = b["call_sid"]
+        expect(sid.startswith("CA") and len(sid) == 34, "sid %r" % sid)
+        q = rest.creates[0]
+        expect_eq(q.form["To"], [CALLEE], "To")
+        expect_eq(q.form["From"], [NUMBER], "From falls back to TWILIO_PHONE_NUMBER")
+        expect_eq(q.form["Url"], [d.base + "/outbound/reminder"], "Url")
+        expect_eq(q.form["StatusCallback"], [d.base + "/outbound/status"], "StatusCallback")
+        expect_eq(q.form["StatusCallbackEvent"],
+                  ["initiated", "ringing", "answered", "completed"], "events")
+        expect_eq(q.form["AsyncAmd"], ["true"], "AsyncAmd")
+        expect_eq(q.form["AsyncAmdStatusCallback"], [d.base + "/outbound/amd"], "AMD URL")
+        # the reminder line has a voicemail message: detect the message end
+        expect_eq(q.form["MachineDetection"], ["DetectMessageEnd"], "MachineDetection")
+        await until(lambda: any(e[1] == "status" and e[2] == "completed"
+                                for e in rest.events), 20, "the call's end")
+        bad = [e for e in rest.events if e[1] == "error" or
+               (e[1] in ("status", "amd") and e[3] != 204) or
+               (e[1] == "twiml" and e[2] != 200)]
+        expect_eq(bad, [], "callbacks refused or failed")
+        s = rest.streams[0]
+        expect_eq(s.params.get("caller"), CALLEE, "the callee is the caller")
+        expect_eq(s.params.get("name"), "John Doe", "name parameter")
+        expect_eq(s.params.get("var_amount_due"), "$120.00", "variable parameter")
+        expect_eq(s.params.get("direction"), "outbound-api", "direction")
+        expect(s.frames_sent > 50, "callee audio sent")
+        expect(s.received, "the model's audio reached the callee")
+        row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                         "completed" else None)(record(d, sid)),
+                                10, "the record")
+        expect_eq(row["direction"], "outbound-api", "direction")
+        expect_eq(row["to_number"], CALLEE, "to")
+        expect_eq(row["line"], "reminder", "line")
+        expect_eq(row["answered_by"], "human", "answered_by")
+        for want in ("queued", "ringing", "in-progress", "completed"):
+            expect(want in hist, "status %s in %r" % (want, hist))
+        c = counters(d)
+        expect_eq(c["outbound_calls"], 1, "outbound_calls")
+        expect(c["outbound_status_callbacks"] >= 4, "status callbacks counted")
+        expect_eq(c["sig_rejected"], 0, "every callback was signed")
+        # an unsigned status callback is refused
+        req = urllib.request.Request(d.base + "/outbound/status",
+                                     data=b"CallSid=%s&CallStatus=completed" % sid.encode(),
+                                     method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=5)
+            expect(False, "unsigned callback accepted")
+        except urllib.error.HTTPError as e:
+            expect_eq(e.code, 403, "unsigned callback")
+
+
+@timeout(60)
+async def test_outbound_voicemail_leaves_the_message(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="machine") as rest:
+        d = env.daemon(**conf(rest)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        sid = b["call_sid"]
+        await until(lambda: rest.call_updates, 20, "the voicemail update")
+        u = rest.call_updates[0]
+        expect(u.path.endswith(sid + ".json"), "updated call %s" % u.path)
+        tw = u.form["Twiml"][0]
+        expect("calling for John Doe" in tw, "the message filled: %r" % tw)
+        expect("<Hangup" in tw, "then hangs up: %r" % tw)
+        await until(lambda: (lambda r: r[0] and r[0]["answered_by"] ==
+                             "machine_end_beep")(record(d, sid)), 10, "answered_by")
+        expect_eq(counters(d)["outbound_voicemails"], 1, "outbound_voicemails")
+
+
+@timeout(60)
+async def test_outbound_refusals_in_order(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest:
+        d = env.daemon(**conf(rest, ALLOW_ALL_US_CANADA="true")).start()
+        cases = [
+            (None, b"{not json", 400, "bad_json"),
+            (dict(BODY, phone_number="4155550123"), None, 400, "not_e164"),
+            (dict(BODY, line="nosuch"), None, 400, "unknown_line"),
+            (dict(BODY, variables={}), None, 400, "missing_variable"),
+            # a bad request to a number not allowed is a bad request first
+            (dict(BODY, phone_number="+18765550123", line="nosuch"), None, 400,
+             "unknown_line"),
+            (dict(BODY, phone_number="+18765550123"), None, 403, "not_allowed"),
+            (dict(BODY, phone_number="+19005550123"), None, 403, "not_allowed"),
+            (dict(BODY, phone_number="+442071838750"), None, 403, "not_allowed"),
+        ]
+        for body, raw, want, reason in cases:
+            st, _, b, _ = await arequest(d, body, raw=raw)
+            expect_eq((st, b.get("error")), (want, reason), "%r" % (body or raw))
+        expect_eq(rest.creates, [], "nothing refused reached Twilio")
+        c = counters(d)
+        expect_eq(c["outbound_refused_bad_json"], 1, "bad_json")
+        expect_eq(c["outbound_refused_not_e164"], 1, "not_e164")
+        expect_eq(c["outbound_refused_unknown_line"], 2, "unknown_line")
+        expect_eq(c["outbound_refused_missing_variable"], 1, "missing_variable")
+        expect_eq(c["outbound_refused_not_allowed"], 3, "not_allowed")
+        # the two-field body takes DEFAULT_OUTBOUND_LINE (reminder), which
+        # needs amount_due: refused for it, not for the line
+        st, _, b, _ = await arequest(d, {"phone_number": CALLEE, "name": "John Doe"})
+        expect_eq((st, b["error"]), (400, "missing_variable"), "two-field body")
+        expect("amount_due" in b["message"], b["message"])
+        m = d.admin_get("/metrics")[2]
+        expect("voxrelay_outbound_refused_not_allowed_total 3" in m, "in /metrics")
+
+
+@timeout(90)
+async def test_outbound_cooldown_survives_a_restart(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="busy") as rest:
+        d = env.daemon(**conf(rest, OUTBOUND_COOLDOWN=300)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "first: %r" % b)
+        st, h, b, _ = await arequest(d, BODY)
+        expect_eq((st, b["error"]), (429, "cooldown"), "second")
+        ra = int(h["Retry-After"])
+        expect(290 <= ra <= 300, "Retry-After %d" % ra)
+        await asyncio.to_thread(d.stop)
+        d.start()
+        st, h, b, _ = await arequest(d, BODY)
+        expect_eq((st, b["error"]), (429, "cooldown"), "after the restart")
+        expect_eq(len(rest.creates), 1, "one call created")
+        expect_eq(counters(d)["outbound_refused_cooldown"], 1, "counted")
+
+
+@timeout(60)
+async def test_outbound_at_capacity(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=6) as rest:
+        other = "+14155550124"
+        d = env.daemon(**conf(rest, MAX_CONCURRENT_CALLS=1,
+                              VERIFIED_PHONE_NUMBERS=CALLEE + "," + other)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "first: %r" % b)
+        st, h, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq((st, b["error"]), (503, "capacity"), "second while the first runs")
+        expect("Retry-After" in h, "Retry-After")
+        # inbound calls are not refused because outbound is full
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(77),
+                                     "+14155550999", route="dental")
+        expect(wh.stream_url is not None, "inbound refused: %s" % wh.body)
+        await until(lambda: any(e[1] == "status" and e[2] == "completed"
+                                for e in rest.events), 20, "the first call's end")
+        st, _, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq(st, 201, "after the first ended: %r" % b)
+
+
+@timeout(60)
+async def test_outbound_429_then_success(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, fail_creates_first=1,
+                              fail_status=429, outcome="no-answer") as rest:
+        d = env.daemon(**conf(rest)).start()
+        st, _, b, secs = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        expect_eq(len(rest.creates), 2, "retried once")
+        expect(secs < 10, "answered in %.1f s" % secs)
+        expect(counters(d)["rest_retries"] >= 1, "rest_retries")
+
+
+@timeout(60)
+async def test_outbound_500s_until_503(env):
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, fail_creates_first=100,
+                              fail_status=500) as rest:
+        d = env.daemon(**conf(rest)).start()
+        st, h, b, secs = await arequest(d, BODY)
+        expect_eq((st, b["error"]), (503, "twilio_failed"), "status")
+        expect(secs < 10, "answered in %.1f s" % secs)
+        expect(len(rest.creates) >= 3, "retried: %d" % len(rest.creates))
+        expect_eq(counters(d)["outbound_refused_twilio"], 1, "counted")
+        # a refused request starts no cooldown
+        rest.fail_creates_first = 0
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "after Twilio recovered: %r" % b)
