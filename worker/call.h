@@ -60,6 +60,8 @@ struct call {
 	struct stream_token	 tok;
 	char			 stream_sid[TW_SID_MAX];
 	char			 masked[64];	/* caller, for logs */
+	int			 outbound;	/* placed by /api/request-call:
+						 * the caller is the callee */
 	int			 slot;		/* shm call slot, -1 */
 
 	/* clocks (mono ms) and counts */

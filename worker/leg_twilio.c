@@ -50,6 +50,9 @@ on_start(struct call *c, struct tw_msg *m)
 		return bad_message(c, "start is for another call than its token",
 		    1008);
 	}
+	/* the master's TwiML for a call it placed says so */
+	c->outbound = tw_param(m, "direction") != NULL &&
+	    strcmp(tw_param(m, "direction"), "outbound-api") == 0;
 	return call_go_live(c, m->call_sid, m->stream_sid);
 }
 

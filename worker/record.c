@@ -239,8 +239,14 @@ record_call_started(struct call *c)
 	rc->personas = json_pack("[s]", c->persona->id);
 	c->relay.rec = rc;
 	r = rec_new(c, "call");
-	json_object_set_new(r, "direction", json_string("inbound"));
-	json_object_set_new(r, "from", json_string(c->tok.caller));
+	if (c->outbound)
+		/* the master recorded its start (the call's creation) and
+		 * its numbers; the callee is the token's caller */
+		json_object_set_new(r, "direction", json_string("outbound-api"));
+	else {
+		json_object_set_new(r, "direction", json_string("inbound"));
+		json_object_set_new(r, "from", json_string(c->tok.caller));
+	}
 	json_object_set_new(r, "line", json_string(c->line != NULL &&
 	    c->line->id[0] != '\0' ? c->line->id : c->tok.route));
 	json_object_set_new(r, "persona", json_string(c->persona->id));
@@ -248,8 +254,9 @@ record_call_started(struct call *c)
 	json_object_set_new(r, "app", json_string(c->app->name));
 	json_object_set_new(r, "status", json_string("in-progress"));
 	/* the stream opened (the call was connected to us) before `start` */
-	json_object_set_new(r, "started_at", json_integer((json_int_t)(wall -
-	    (mono > c->opened_ms ? mono - c->opened_ms : 0))));
+	if (!c->outbound)
+		json_object_set_new(r, "started_at", json_integer((json_int_t)(wall -
+		    (mono > c->opened_ms ? mono - c->opened_ms : 0))));
 	json_object_set_new(r, "answered_at", json_integer((json_int_t)wall));
 	json_object_set_new(r, "worker", json_integer(c->w->slot));
 	post(c, r);

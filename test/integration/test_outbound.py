@@ -111,6 +111,13 @@ async def test_outbound_human_answers_and_talks(env):
                                 10, "the record")
         expect_eq(row["direction"], "outbound-api", "direction")
         expect_eq(row["to_number"], CALLEE, "to")
+        expect_eq(row["from_number"], NUMBER, "from")
+        # the worker's record of the same call kept the master's facts
+        await until(lambda: record(d, sid)[0]["persona"] == "reminder", 10,
+                    "the worker's record")
+        row, hist = record(d, sid)
+        expect_eq((row["direction"], row["from_number"]), ("outbound-api", NUMBER),
+                  "direction and from after the worker's record")
         expect_eq(row["line"], "reminder", "line")
         expect_eq(row["answered_by"], "human", "answered_by")
         for want in ("queued", "ringing", "in-progress", "completed"):
