@@ -5,7 +5,9 @@ daemon created: paging, each filter, order, totals, the 400s and 404s,
 CORS, the token, the export streamed in pieces, and that the public
 listener does not answer any of it."""
 
+import asyncio
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -521,3 +523,69 @@ def test_api_connection_gone_before_the_answer(env):
     expect(time.monotonic() - t0 < 2, "the abandoned queries were not run: %.1f s"
            % (time.monotonic() - t0))
     expect(d.proc.poll() is None, "daemon alive")
+
+
+async def test_api_live_call_end_to_end(env):
+    """A real call (fake Twilio caller, scripted fake OpenAI) recorded by
+    the workers: the API shows it in-progress while it runs, then
+    completed with its status history, tool call and transcript as the
+    database has them, in the history, the analytics and the export."""
+    import caller as synth
+    import twilio
+    from fake_openai import FakeOpenAI
+    from test_records import BOOKING, lines_with_arguments, ro_query
+
+    script = [{"wait_event": "input_audio_buffer.append", "count": 20},
+              {"reply": True, "reply_audio_ms": 300,
+               "text": "Thanks for calling, how can I help?"},
+              {"tool_call": {"name": "book_appointment", "arguments": BOOKING}}]
+    async with FakeOpenAI(mode="scripted", script=script, after_script="vad",
+                          reply_ms=400, silence_ms=300,
+                          caller_transcript="My heater is broken",
+                          reply_text="A technician can come tomorrow.") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines_with_arguments(env),
+                       BOOKINGS_PATH=os.path.join(env.tmp, "b.jsonl")).start()
+        sid = twilio.call_sid(51)
+        cl = synth.Caller(synth.synthetic_speech(600), seconds=6, lead_ms=2500)
+        task = asyncio.create_task(cl.run(d.base, route="hvac", caller="+14155557311",
+                                          n=51))
+
+        def status():
+            st, _, body = api(d, "/api/call/" + sid, check=False)
+            return json.loads(body).get("status") if st == 200 else None
+
+        live = await asyncio.to_thread(d.wait_for, lambda: status() == "in-progress", 10,
+                                       "the call in-progress through the API")
+        expect(live, "never in-progress")
+        r = await task
+        expect_eq(r.call_sid, sid, "call sid")
+        await asyncio.to_thread(d.wait_for, lambda: status() == "completed", 10,
+                                "the call completed through the API")
+        c = await asyncio.to_thread(jget, d, "/api/call/" + sid)
+        expect_eq((c["direction"], c["from"], c["line"]), ("inbound", "+14155557311", "hvac"),
+                  "the call's facts")
+        expect_eq([h["status"] for h in c["status_history"]], ["in-progress", "completed"],
+                  "status history")
+        expect(c["duration_s"] > 3 and c["usage"]["input_audio_tokens"] > 0 and
+               c["cost_usd"] > 0, "duration, usage, cost: %r" % c)
+        expect_eq([t["name"] for t in c["tool_calls"]], ["book_appointment"], "tool calls")
+        db = d.conf["DATABASE_PATH"]
+        await asyncio.sleep(0.5)
+        conv = await asyncio.to_thread(jget, d, "/api/call/%s/conversation" % sid)
+        rows = ro_query(db, "SELECT seq, role, text, interrupted FROM utterances WHERE "
+                        "call_sid = ? ORDER BY seq", (sid,))
+        expect(len(rows) >= 3, "utterances: %r" % rows)
+        expect_eq([(u["seq"], u["role"], u["text"], u["interrupted"])
+                   for u in conv["utterances"]],
+                  [(s, ro, t, bool(i)) for s, ro, t, i in rows], "as the database has them")
+        expect(("caller", "My heater is broken") in
+               [(u["role"], u["text"]) for u in conv["utterances"]], "the caller's line")
+        h = await asyncio.to_thread(jget, d, "/api/call-history?line=hvac")
+        expect_eq((h["total"], h["calls"][0]["call_sid"]), (1, sid), "in the history")
+        a = await asyncio.to_thread(jget, d, "/api/analytics")
+        expect_eq((a["total_calls"], a["by_status"]), (1, {"completed": 1}), "analytics")
+        expect_eq(a["caller_inputs"] + a["ai_responses"], len(rows), "utterances counted")
+        st, _, body = await asyncio.to_thread(api, d, "/api/export")
+        recs = [json.loads(x) for x in body.splitlines()]
+        expect_eq([x["call_sid"] for x in recs], [sid], "exported")
+        expect_eq(len(recs[0]["utterances"]), len(rows), "exported with its utterances")
