@@ -198,3 +198,68 @@ TEST(line_conversation_relay_settings_and_targets)
 	    "[{\"label\":\"x\",\"number\":\"+15551234\"},{\"label\":\"x\","
 	    "\"number\":\"+15551235\"}]}", "label \"x\" twice");
 }
+
+TEST(line_telephony_fields_checked)
+{
+#define HV "{\"app\":\"agent\",\"persona\":\"hvac\","
+#define TT "\"transfer_targets\":[{\"label\":\"desk\",\"number\":\"+15551230001\"}],"
+	one_bad(HV "\"keypad\":{\"77\":\"end_call\"}}", "keypad: \"77\" is not a key");
+	one_bad(HV "\"keypad\":{\"5\":\"dance\"}}", "keypad: 5: no action \"dance\"");
+	one_bad(HV "\"keypad\":{\"2\":{\"action\":\"persona\",\"persona\":\"x\"}}}",
+	    "keypad: 2: \"persona\" names no persona");
+	one_bad(HV "\"keypad\":{\"0\":{\"action\":\"transfer\",\"target\":\"desk\"}}}",
+	    "keypad: 0: \"target\" names no label");
+	one_bad(HV "\"transfer\":{\"timeout\":20}}", "transfer: needs transfer_targets");
+	one_bad(HV TT "\"transfer\":{\"timeout\":2}}", "transfer: timeout");
+	one_bad(HV TT "\"transfer\":{\"no_answer\":\"beep\"}}", "transfer: no_answer");
+	one_bad(HV TT "\"transfer\":{\"caller_id\":\"555\"}}", "transfer: caller_id");
+	one_bad(HV "\"session_rollover_minutes\":60}", "session_rollover_minutes:");
+	one_bad(HV "\"webhooks\":{\"book_appointment\":{\"url\":"
+	    "\"http://api.example.com/b\",\"secret\":\"0123456789abcdef\"}}}",
+	    "webhooks: book_appointment: url http:// is in clear");
+	one_bad(HV "\"webhooks\":{\"book_appointment\":{\"url\":"
+	    "\"https://api.example.com/b\",\"secret\":\"short\"}}}",
+	    "webhooks: book_appointment: secret");
+	one_bad(HV "\"webhooks\":{\"book_appointment\":{\"url\":"
+	    "\"https://api.example.com/b\",\"secret\":\"${VR_UNIT_UNSET_X}\"}}}",
+	    "unset: VR_UNIT_UNSET_X");
+	one_bad(HV "\"tools\":[\"end_call\"],\"webhooks\":{\"book_appointment\":"
+	    "{\"url\":\"https://a.example.com/\",\"secret\":\"0123456789abcdef\"}}}",
+	    "webhooks: book_appointment: not a tool this line offers");
+	one_bad(HV "\"webhooks\":{\"book_appointment\":{\"url\":"
+	    "\"https://a.example.com/\",\"secret\":\"0123456789abcdef\","
+	    "\"timeout_ms\":5}}}", "webhooks: book_appointment: timeout_ms");
+#undef HV
+#undef TT
+}
+
+TEST(line_webhook_environment)
+{
+	struct conf cf;
+	struct persona_set ps;
+	struct line_set ls;
+	const struct line_hook *h;
+	char err[4096];
+
+	load_env(&cf, &ps);
+	ASSERT_EQ(unsetenv("HVAC_BOOKING_URL"), 0);
+	ASSERT_EQ(line_set_load(&ls, "etc/lines", &cf, &ps, apps, err,
+	    sizeof(err)), 0);
+	/* not configured: the bookings file answers, as before */
+	ASSERT_NULL(line_hook_find(line_find(&ls, "hvac"), "book_appointment"));
+	line_set_free(&ls);
+	ASSERT_EQ(setenv("HVAC_BOOKING_URL", "https://book.example.com/v1", 1), 0);
+	ASSERT_EQ(setenv("HVAC_BOOKING_SECRET", "s3cret-s3cret-s3cret", 1), 0);
+	ASSERT_EQ(line_set_load(&ls, "etc/lines", &cf, &ps, apps, err,
+	    sizeof(err)), 0);
+	h = line_hook_find(line_find(&ls, "hvac"), "book_appointment");
+	ASSERT_NOT_NULL(h);
+	ASSERT_STR_EQ(h->url, "https://book.example.com/v1");
+	ASSERT_STR_EQ(h->secret, "s3cret-s3cret-s3cret");
+	ASSERT_STR_EQ(h->method, "POST");
+	ASSERT_EQ(h->timeout_ms, 8000);
+	ASSERT_NULL(line_hook_find(line_find(&ls, "dental"), "book_appointment"));
+	line_set_free(&ls);
+	unsetenv("HVAC_BOOKING_URL");
+	unsetenv("HVAC_BOOKING_SECRET");
+}
