@@ -63,6 +63,7 @@ struct crelay {
 	char	 added[OA_ID_MAX];
 	char	 added_prev[OA_ID_MAX];
 	int	 want_response;		/* a prompt waits for the cancel */
+	const struct upstream *sess;	/* the session the ids above are of */
 	unsigned errors;		/* error messages logged */
 };
 
@@ -404,6 +405,13 @@ crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	if (up != c->up) {
 		relay_upstream_event(c, up, m);
 		return;
+	}
+	if (cr->sess != up) {
+		/* a fresh session (a rollover, a persona switch): the items
+		 * and responses of the old one are not in it */
+		cr->sess = up;
+		cr->resp[0] = cr->cut[0] = cr->item[0] = cr->added[0] = '\0';
+		cr->resp_tokens = 0;
 	}
 	switch (m->ev) {
 	case OA_EV_ITEM_ADDED:

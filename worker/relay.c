@@ -470,14 +470,6 @@ transcript_line(struct call *c, const char *role, const char *text)
 	}
 }
 
-void
-relay_transcript(struct call *c, const char *role, const char *text)
-{
-	transcript_line(c, role, text);
-	if (c->app->transcript != NULL && text[0] != '\0')
-		c->app->transcript(c, role, text);
-}
-
 /* Keep a line of the conversation for a fresh session; the oldest go
  * first when the total passes SAID_MAX_BYTES. */
 static void
@@ -505,6 +497,16 @@ said_add(struct relay *r, char role, const char *text)
 		return;
 	r->said[r->nsaid++].role = role;
 	r->said_bytes += n;
+}
+
+void
+relay_transcript(struct call *c, const char *role, const char *text)
+{
+	transcript_line(c, role, text);
+	if (text[0] != '\0')
+		said_add(&c->relay, role[0] == 'c' ? 'c' : 'a', text);
+	if (c->app->transcript != NULL && text[0] != '\0')
+		c->app->transcript(c, role, text);
 }
 
 /* ---------------------------------------------------------------- */

@@ -358,3 +358,31 @@ async def test_shipped_dental_line_runs_on_conversation_relay(env):
         expect_eq(tools, ["book_appointment", "end_call"], "tools")
         expect_eq(len(conn.response_requests), 1, "responses asked (no model greeting)")
         await s.close()
+
+
+async def test_relay_session_rollover_keeps_the_text_conversation(env):
+    async with FakeOpenAI(mode="text", text_replies=["We are open until five."],
+                          interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=write_desk(env), WORKERS=1,
+                       SESSION_ROLLOVER_MINUTES=0.05).start()
+        s, wh = await open_session(d, 60)
+        await s.prompt("How late are you open?")
+        toks, end = await s.wait_turn(0, 6)
+        expect(end is not None, "no first answer")
+        new = await srv.wait_connection(2, timeout=10)
+        await asyncio.sleep(0.5)
+        sess = new.first("session.update")[1]["session"]
+        expect_eq(sess.get("output_modalities"), ["text"], "fresh session is text-only")
+        said = [(i["role"], i["content"][0]["text"]) for i in
+                [e["item"] for _, e in new.of_type("conversation.item.create")][1:]]
+        expect(("user", "How late are you open?") in said, "caller line: %r" % said)
+        expect(("assistant", "We are open until five.") in said, "assistant line: %r" % said)
+        # the fresh session answers the next prompt
+        await s.prompt("Thanks, and on Friday?")
+        toks, end2 = await s.wait_turn(end, 6)
+        expect(end2 is not None, "no answer after the rollover: %r" % s.received[end:])
+        expect(len(new.response_requests) >= 1, "the new session was not asked")
+        await s.interrupt("We are", 300)
+        await asyncio.sleep(0.4)
+        expect_eq(new.errors_sent, [], "errors from the fresh session")
+        await s.close()
