@@ -76,7 +76,7 @@ BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
 
 .PHONY: all check check-sanitize unit store-pg integration peers clean install demo deps test settings deb bench-tools \
-        bench
+        bench bench-relay
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -243,6 +243,11 @@ bench-tools: $(B)/bench/loadgen $(B)/bench/fake_upstream
 
 bench: $(B)/voxrelay bench-tools
 	/usr/bin/python3 test/bench/bench.py --build $(B) $(BENCH_ARGS)
+
+# ConversationRelay conversations through the daemon, Python peers on both
+# sides (test/bench/relay_bench.py).
+bench-relay: $(B)/voxrelay
+	/usr/bin/python3 test/bench/relay_bench.py $(BENCH_RELAY_ARGS)
 
 # The whole suite once more on a build with AddressSanitizer and
 # UndefinedBehaviorSanitizer; the daemon's log is checked for their reports.
