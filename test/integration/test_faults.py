@@ -72,7 +72,11 @@ async def test_kill_worker_with_24_calls(env):
             expect(await s.wait_closed(3), "a killed call is still open")
             players[s.sid].cancel()
         await asyncio.gather(*(players[s.sid] for s in spared))
-        await asyncio.sleep(0.6)
+        # the last echoes are waited for (bounded), not slept for
+        deadline = time.monotonic() + 15
+        while (time.monotonic() < deadline and
+               any(len(echoed(s)) < s.frames_sent for s in spared)):
+            await asyncio.sleep(0.1)
         for s in spared:
             expect(s.close_code is None, "a spared call was closed")
             expect_eq(echoed(s), [s.frame(i) for i in range(s.frames_sent)],
