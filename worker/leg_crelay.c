@@ -24,6 +24,7 @@
  */
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/record.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
@@ -256,7 +257,9 @@ on_interrupt(struct call *c, json_t *j)
 {
 	struct crelay *cr = c->cr;
 	json_t *heard = json_object_get(j, "utteranceUntilInterrupt");
+	json_t *dur = json_object_get(j, "durationUntilInterruptMs");
 	struct buf *b;
+	json_int_t ms = 0;
 
 	if (heard != NULL && !json_is_string(heard))
 		return ignored(c, SC_relay_bad_fields, LOG_FIELDS,
@@ -266,6 +269,13 @@ on_interrupt(struct call *c, json_t *j)
 	cut_response(c);
 	if (cr->item[0] == '\0')
 		return 0;	/* nothing of ours was being said */
+	/* the record marks the answer cut where Twilio stopped speaking
+	 * (an integer, or a string in an old sample) */
+	if (json_is_integer(dur))
+		ms = json_integer_value(dur);
+	else if (json_is_string(dur))
+		ms = strtoll(json_string_value(dur), NULL, 10);
+	record_cut(c, cr->item, ms > 0 ? (uint64_t)ms : 0);
 	b = relay_scratch();
 	if (oa_build_item_delete(b, cr->item) == 0)
 		send_up(c, b);

@@ -505,6 +505,7 @@ relay_transcript(struct call *c, const char *role, const char *text)
 	transcript_line(c, role, text);
 	if (text[0] != '\0')
 		said_add(&c->relay, role[0] == 'c' ? 'c' : 'a', text);
+	record_utterance(c, role, text, NULL);
 	if (c->app->transcript != NULL && text[0] != '\0')
 		c->app->transcript(c, role, text);
 }

@@ -221,6 +221,20 @@ async def test_relay_text_session_streams_tokens_and_keeps_what_was_heard(env):
                "minutes_used %.1f s for a %.1f s call" % (used_s, elapsed))
         expect_eq(row["total_calls"], "1", "total_calls")
         expect_eq(metric(d, "total_calls"), 1, "total_calls metric")
+        # the call's record: completed, the caller's prompts and the answers,
+        # the interrupted ones marked
+        def record():
+            st, _, body = d.admin_get("/api/call/" + s.sid, check=False)
+            c = json.loads(body) if st == 200 else {}
+            return c if c.get("status") == "completed" else None
+        c = await asyncio.to_thread(d.wait_for, record, 10, "the call's record")
+        expect_eq(c["line"], "desk", "record's line")
+        conv = await asyncio.to_thread(d.wait_for, lambda: json.loads(
+            d.admin_get("/api/call/%s/conversation" % s.sid)[2]), 5, "conversation")
+        utt = [(u["role"], u["text"], u["interrupted"]) for u in conv["utterances"]]
+        expect(("caller", "I need a cleaning", False) in utt, "caller line: %r" % utt)
+        expect(("assistant", REPLIES[0], False) in utt, "answer: %r" % utt)
+        expect(("assistant", REPLIES[2], True) in utt, "interrupted answer: %r" % utt)
 
 
 async def test_relay_hostile_input_is_ignored_and_counted(env):
