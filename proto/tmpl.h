@@ -12,4 +12,9 @@
 int  tmpl_each(const char *s, int (*fn)(void *arg, const char *name,
     size_t len), void *arg);
 
+/* s with each variable lookup(arg, name, len) knows replaced by its value;
+ * the others are left as written.  A new string, or NULL (no memory). */
+char *tmpl_fill(const char *s, const char *(*lookup)(void *arg,
+    const char *name, size_t len), void *arg);
+
 #endif

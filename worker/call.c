@@ -14,6 +14,7 @@
 #include "proto/sig.h"
 #include "shm/tokfile.h"
 
+#include <jansson.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -663,6 +664,7 @@ call_release(struct call *c)
 	free(c->app_state);
 	crelay_free(c->cr);
 	relay_free(&c->relay);
+	json_decref(c->outvars);
 	c->magic = 0;
 	free(c);
 }

@@ -62,6 +62,11 @@ struct call {
 	char			 masked[64];	/* caller, for logs */
 	int			 outbound;	/* placed by /api/request-call:
 						 * the caller is the callee */
+	struct json_t		*outvars;	/* outbound: name and variables
+						 * for the templates, or NULL */
+	uint64_t		 greet_at_ms;	/* outbound: the greeting is
+						 * due then unless the callee
+						 * speaks first; 0: not due */
 	int			 slot;		/* shm call slot, -1 */
 
 	/* clocks (mono ms) and counts */
@@ -120,6 +125,9 @@ void call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 void call_close(struct call *c, const char *reason, int failed, uint16_t ws_code);
 /* Every worker tick (250 ms): billing, time-outs, the closing grace. */
 void call_tick(struct call *c, uint64_t now);
+/* s with an outbound call's {{name}} and {{variables}} filled in: a new
+ * string, or NULL when there is nothing to fill (use s as it is). */
+char *call_fill(const struct call *c, const char *s);
 /* Write what is queued. */
 void call_flush(struct call *c);
 

@@ -108,6 +108,7 @@ upstream_destroy(struct upstream *up)
 	buf_free(&up->scratch);
 	buf_free(&up->pending);
 	free(up->tools_own);
+	free(up->instr_own);
 	up->magic = 0;
 	relay_upstream_gone(c, up);
 	free(up);
@@ -293,6 +294,11 @@ up_opened(struct upstream *up)
 		    "verify_identity")) != NULL)
 			cfg.tools_json = up->tools_own;
 	}
+	/* an outbound call's instructions name the callee and the request's
+	 * variables (the JSON builder escapes them) */
+	free(up->instr_own);
+	if ((up->instr_own = call_fill(up->call, cfg.instructions)) != NULL)
+		cfg.instructions = up->instr_own;
 	buf_consume(&up->scratch, buf_pending(&up->scratch));
 	if (oa_build_session_update(&up->scratch, (enum oa_dialect)up->w->conf->openai_dialect,
 	    &cfg) != 0) {

@@ -13,6 +13,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +54,15 @@ on_start(struct call *c, struct tw_msg *m)
 	/* the master's TwiML for a call it placed says so */
 	c->outbound = tw_param(m, "direction") != NULL &&
 	    strcmp(tw_param(m, "direction"), "outbound-api") == 0;
+	/* the request's name and variables fill the line's templates */
+	if (c->outbound && c->outvars == NULL &&
+	    (c->outvars = json_object()) != NULL)
+		for (int i = 0; i < m->nparams; i++) {
+			const char *n = m->param_name[i];
+			if (strcmp(n, "name") == 0 || strncmp(n, "var_", 4) == 0)
+				json_object_set_new(c->outvars, n[0] == 'n' ? n :
+				    n + 4, json_string(m->param_value[i]));
+		}
 	return call_go_live(c, m->call_sid, m->stream_sid);
 }
 

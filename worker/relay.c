@@ -3,6 +3,7 @@
  * a read callback of one leg or the tick; nothing blocks but the transcript
  * appends (a write(2) to a local file, one per utterance).
  */
+#include "proto/tmpl.h"
 #include "worker/relay.h"
 #include "proto/b64.h"
 #include "proto/csv.h"
@@ -542,6 +543,14 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			r->interrupt_response = m->interrupt_response;
 		break;
 	case OA_EV_SPEECH_STARTED:
+		if (c->greet_at_ms != 0) {
+			/* the callee spoke first: answering them is the
+			 * greeting */
+			c->greet_at_ms = 0;
+			log_set_call(call_sid_of(c));
+			log_debug("outbound: the callee spoke first");
+			log_set_call(NULL);
+		}
 		barge_in(c, up, t_us);
 		break;
 	case OA_EV_SPEECH_STOPPED:
@@ -647,10 +656,21 @@ relay_upstream_open(struct call *c, struct upstream *up)
 	log_debug("openai session open with %s (persona %s)", up->peer, p->id);
 	log_set_call(NULL);
 	if (p->greeting != NULL && p->greeting[0] != '\0') {
+		char *g;
+
+		/* outbound: the callee answers with "hello"; the model speaks
+		 * once they have (the VAD's response), or after a pause */
+		if (c->outbound && c->w->conf->outbound_greeting_pause > 0) {
+			c->greet_at_ms = mono_ms() +
+			    (uint64_t)c->w->conf->outbound_greeting_pause;
+			return;
+		}
+		g = call_fill(c, p->greeting);
 		b = relay_scratch();
 		if (oa_build_response_create(b, (enum oa_dialect)c->w->conf->openai_dialect,
-		    p->greeting, 0) == 0)
+		    g ? g : p->greeting, 0) == 0)
 			upstream_send(up, buf_head(b), buf_pending(b));
+		free(g);
 	}
 }
 
@@ -1834,6 +1854,19 @@ relay_tick(struct call *c, uint64_t now)
 		finish(c, k->ending_reason);
 		return;
 	}
+	if (c->greet_at_ms != 0 && now >= c->greet_at_ms) {
+		const char *gr = c->persona->greeting;
+		char *g = call_fill(c, gr);
+
+		c->greet_at_ms = 0;
+		log_set_call(call_sid_of(c));
+		log_debug("outbound: the callee said nothing for %d ms; the "
+		    "model speaks first", c->w->conf->outbound_greeting_pause);
+		log_set_call(NULL);
+		if (gr != NULL)
+			relay_say(c, g ? g : gr, 0);
+		free(g);
+	}
 	hook_tick(c, now);
 	if (c->app->tick != NULL) {
 		c->app->tick(c, now);
@@ -1841,4 +1874,24 @@ relay_tick(struct call *c, uint64_t now)
 			return;
 	}
 	maybe_swap(c);
+}
+
+static const char *
+call_var(void *arg, const char *name, size_t len)
+{
+	char key[40];
+
+	if (len >= sizeof(key))
+		return NULL;
+	memcpy(key, name, len);
+	key[len] = '\0';
+	return json_string_value(json_object_get(arg, key));
+}
+
+char *
+call_fill(const struct call *c, const char *s)
+{
+	if (c->outvars == NULL || s == NULL || strstr(s, "{{") == NULL)
+		return NULL;
+	return tmpl_fill(s, call_var, c->outvars);
 }

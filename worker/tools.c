@@ -110,8 +110,30 @@ fact_matches(json_t *facts, json_t *args, const char *key)
 	return a[0] != '\0' && strcmp(a, b) == 0;
 }
 
+/* An outbound call's facts: the request's name and its date_of_birth and
+ * account_last4 variables; NULL when it gave no name or neither of those
+ * (then nothing can be verified). */
+static json_t *
+call_facts(const struct call *c)
+{
+	const char *name = json_string_value(json_object_get(c->outvars, "name"));
+	json_t *f, *v;
+
+	if (name == NULL || name[0] == '\0' ||
+	    (json_object_get(c->outvars, "date_of_birth") == NULL &&
+	    json_object_get(c->outvars, "account_last4") == NULL) ||
+	    (f = json_pack("{s:s}", "full_name", name)) == NULL)
+		return NULL;
+	if ((v = json_object_get(c->outvars, "date_of_birth")) != NULL)
+		json_object_set(f, "date_of_birth", v);
+	if ((v = json_object_get(c->outvars, "account_last4")) != NULL)
+		json_object_set(f, "account_last4", v);
+	return f;
+}
+
 /*
- * verify_identity: the caller's answers against the line's facts.  The
+ * verify_identity: the caller's answers against the line's facts, or on an
+ * outbound call against the call's own (call_facts()).  The
  * name must match, and at least one of date of birth and account digits
  * must be given, and every one given must match.  A wrong answer says
  * only "not verified", never which fact was wrong.
@@ -122,14 +144,17 @@ verify_identity(struct call *c, const struct app_tool *t)
 	json_t *facts, *args;
 	int name, dob, last4, ok;
 
-	if (c->line->facts_json == NULL) {
+	facts = c->outbound ? call_facts(c) : c->line->facts_json != NULL ?
+	    json_loads(c->line->facts_json, 0, NULL) : NULL;
+	if (facts == NULL) {
 		/* not offered on such a line; a model that calls it anyway
 		 * learns nothing */
-		relay_tool_result(c, t->call_id, "{\"verified\":false,\"error\":"
+		relay_tool_result(c, t->call_id, c->outbound ?
+		    "{\"verified\":false,\"error\":\"identity cannot be "
+		    "checked on this call\"}" : "{\"verified\":false,\"error\":"
 		    "\"identity cannot be checked on this line\"}", 1);
 		return;
 	}
-	facts = json_loads(c->line->facts_json, 0, NULL);
 	args = json_loads(t->args, 0, NULL);
 	name = fact_matches(facts, args, "full_name");
 	dob = fact_matches(facts, args, "date_of_birth");

@@ -93,6 +93,7 @@ struct upstream {
 	int			 zombie;	/* waiting to be freed */
 	const char		*close_reason;
 	char			*tools_own;	/* the persona's tools, less some */
+	char			*instr_own;	/* its instructions, filled in */
 };
 
 /* Start connecting for call c with persona p.  NULL on memory failure. */

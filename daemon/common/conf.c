@@ -88,6 +88,7 @@ static const struct key keys[] = {
 	{ "ALLOW_ALL_US_CANADA",	K_BOOL, O(allow_all_us_canada), "false", 0, 0, 0 },
 	{ "OUTBOUND_COOLDOWN",		K_INT,  O(outbound_cooldown), "300", 0, 604800, 0 },
 	{ "MAX_CONCURRENT_CALLS",	K_INT,  O(max_concurrent_calls), "10", 0, 100000, 0 },
+	{ "OUTBOUND_GREETING_PAUSE",	K_INT,  O(outbound_greeting_pause), "3000", 0, 60000, 0 },
 	{ "DEFAULT_OUTBOUND_LINE",	K_STR,  O(default_outbound_line), "reminder", 0, 0, 0 },
 	{ "SMS_ENABLED",		K_BOOL, O(sms_enabled), "auto", 0, 0, 0 },
 	{ "CONVOREPS_URL",		K_STR,  O(convoreps_url), "https://convoreps.com", 0, 0, 0 },

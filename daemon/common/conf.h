@@ -90,6 +90,8 @@ struct conf {
 	int	 outbound_cooldown;	/* s per number */
 	int	 max_concurrent_calls;	/* outbound calls at once */
 	char	*default_outbound_line;
+	int	 outbound_greeting_pause;	/* ms of silence before the
+						 * model speaks first */
 	/* the practice line */
 	char	*twilio_api_base;
 	int	 sms_enabled;		/* resolved 0/1 */

@@ -255,3 +255,71 @@ async def test_outbound_500s_until_503(env):
         rest.fail_creates_first = 0
         st, _, b, _ = await arequest(d, BODY)
         expect_eq(st, 201, "after Twilio recovered: %r" % b)
+
+
+def response_creates(conn):
+    return [(t, e) for t, e in conn.of_type("response.create")]
+
+
+@timeout(60)
+async def test_outbound_templates_and_who_speaks_first(env):
+    from fake_openai import FakeOpenAI
+    # the callee says nothing the model hears: it greets after the pause
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3) as rest, \
+            FakeOpenAI(mode="scripted", script=[], after_script="idle") as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url(),
+                              OUTBOUND_GREETING_PAUSE=1500, OUTBOUND_COOLDOWN=0)).start()
+        st, _, b, _ = await arequest(d, dict(BODY, name='Ann "Q" Lee'))
+        expect_eq(st, 201, "status: %r" % b)
+        await until(lambda: srv.accepted and response_creates(srv.accepted[0]),
+                    15, "the greeting")
+        conn = srv.accepted[0]
+        t0, su = conn.first("session.update")
+        instr = su["session"]["instructions"]
+        expect('Ann "Q" Lee' in instr and "$120.00" in instr,
+               "instructions filled: %r" % instr[:300])
+        expect("{{" not in instr, "a variable left: %r" % instr[:300])
+        t1, rc = response_creates(conn)[0]
+        expect(t1 - t0 >= 1.4, "greeted %.2f s after the session opened" % (t1 - t0))
+        g = rc.get("response", {}).get("instructions", "")
+        expect('Ann "Q" Lee' in g and "AI" in g, "greeting filled: %r" % g)
+    # the callee speaks first: no greeting of its own, the VAD answers them
+    script = [{"wait_event": "session.update"}, {"wait_ms": 300},
+              {"send": {"type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": 100, "item_id": "item_c1"}}]
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3,
+                              sid_base=0xdef000) as rest, \
+            FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url(),
+                              OUTBOUND_GREETING_PAUSE=1500, OUTBOUND_COOLDOWN=0)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        await until(lambda: srv.accepted and srv.accepted[0].first("session.update"),
+                    15, "the session")
+        await asyncio.sleep(2.5)
+        expect_eq(response_creates(srv.accepted[0]), [], "greeted over the callee")
+        expect("the callee spoke first" in d.log(), "logged")
+
+
+@timeout(60)
+async def test_outbound_verify_identity_against_the_calls_variables(env):
+    from fake_openai import FakeOpenAI
+    # the collections line's own demonstration facts, then the call's
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "verify_identity",
+                             "arguments": {"full_name": "Jordan Avery",
+                                           "account_last4": "4471"}}},
+              {"tool_call": {"name": "verify_identity",
+                             "arguments": {"full_name": "pat  doe",
+                                           "account_last4": "98-76"}}}]
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=4) as rest, \
+            FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url())).start()
+        st, _, b, _ = await arequest(d, {"phone_number": CALLEE, "name": "Pat Doe",
+                                         "line": "collections",
+                                         "variables": {"account_last4": "9876"}})
+        expect_eq(st, 201, "status: %r" % b)
+        await until(lambda: srv.accepted and len(srv.accepted[0].function_outputs) >= 2,
+                    20, "two verdicts")
+        outs = [json.loads(o["output"]) for o in srv.accepted[0].function_outputs]
+        expect_eq([o["verified"] for o in outs], [False, True], "verdicts")

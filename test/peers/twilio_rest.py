@@ -49,7 +49,7 @@ class FakeTwilioRest:
 
     def __init__(self, account_sid, auth_token, fail_first=0, fail_status=500,
                  fail_calls_first=0, call_delay=0.0, fail_creates_first=0,
-                 outcome="human", callee_seconds=2.0, public_url=None):
+                 outcome="human", callee_seconds=2.0, sid_base=0xabc000):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered."""
         self.account_sid = account_sid
@@ -68,6 +68,7 @@ class FakeTwilioRest:
         self.streams = []
         self.tasks = []
         self.n_calls = 0
+        self.sid_base = sid_base    # CallSids are CA + (sid_base + n) in hex
         self.server = None
         self.port = None
 
@@ -202,7 +203,7 @@ class FakeTwilioRest:
                 return 400, {"code": 21205, "message": "%s is required" % k,
                              "status": 400}
         self.n_calls += 1
-        sid = "CA%032x" % (0xabc000 + self.n_calls)
+        sid = "CA%032x" % (self.sid_base + self.n_calls)
         req.sid = sid
         self.tasks.append(asyncio.ensure_future(self._play(sid, req.form)))
         return 201, {"sid": sid, "status": "queued", "to": req.form["To"][0],
@@ -262,7 +263,7 @@ class FakeTwilioRest:
             stream = None
             if wh.stream_url is not None:
                 stream = twilio.Stream(wh.stream_url, sid,
-                                       "MZ%032x" % (0xabc000 + self.n_calls),
+                                       "MZ%032x" % (self.sid_base + self.n_calls),
                                        wh.params)
                 self.streams.append(stream)
                 await stream.open()

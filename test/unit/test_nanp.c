@@ -96,3 +96,27 @@ TEST(tmpl_variables)
 	ASSERT_EQ(tmpl_each("no variables { {a} } {{", collect, &nm), 0);
 	ASSERT_STR_EQ(nm.buf, "");
 }
+
+static const char *
+lookup(void *arg, const char *name, size_t len)
+{
+	if (len == 4 && strncmp(name, "name", 4) == 0)
+		return "Ann \"Q\" Lee";
+	if (len == 3 && strncmp(name, "amt", 3) == 0)
+		return "$5";
+	return NULL;
+}
+
+TEST(tmpl_fill_values)
+{
+	char *s = tmpl_fill("Hi {{name}}, {{amt}} due; {{other}} {{{amt}}} {{name",
+	    lookup, NULL);
+
+	ASSERT_NOT_NULL(s);
+	ASSERT_STR_EQ(s, "Hi Ann \"Q\" Lee, $5 due; {{other}} {$5} {{name");
+	free(s);
+	s = tmpl_fill("", lookup, NULL);
+	ASSERT_NOT_NULL(s);
+	ASSERT_STR_EQ(s, "");
+	free(s);
+}
