@@ -189,6 +189,10 @@ enum replay_verdict {
 };
 enum replay_verdict replay_check(const char *sid, const char **twiml,
     size_t *len);
+/* A resume marker for sid: 0 and *resume its expiry when it is good
+ * and now used; -1 (why in *why) when not. */
+int  replay_resume(const char *sid, const char *marker, uint64_t *resume,
+    const char **why);
 int  replay_store(const char *sid, uint64_t expires, const char *twiml,
     size_t len);
 void replay_tokens_load(void);

@@ -13,6 +13,13 @@
  *    shared used-token table when it redeems the token), or the call is
  *    live or over in the call slots, a repeat gets no <Stream>.
  *
+ * A transfer whose dial nobody answers may send the call back to its line
+ * (`no_answer: "line"`): Twilio posts /voice again with the same CallSid.
+ * That URL carries a resume marker (proto/token.h) bound to the CallSid
+ * and an expiry; a good one is spent here (in the used-token table, and
+ * its file) and lets one more stream be offered, whose token carries the
+ * marker's expiry so the worker keys it apart from the first stream.
+ *
  * The table is bounded: buckets of REPLAY_WAYS entries, an entry reusable
  * once its token has expired.  A full bucket refuses the call (busy)
  * rather than forget an answer whose token is still good.  Only the
@@ -21,6 +28,7 @@
 #include "daemon/master.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
+#include "proto/token.h"
 #include "shm/tokfile.h"
 
 #include <errno.h>
@@ -115,6 +123,33 @@ replay_check(const char *sid, const char **twiml, size_t *len)
 			return REPLAY_REPEAT;
 		}
 	return REPLAY_NEW;
+}
+
+int
+replay_resume(const char *sid, const char *marker, uint64_t *resume,
+    const char **why)
+{
+	uint64_t now = wall_ms() / 1000, exp = 0, key;
+	char path[4096];
+	int rc;
+
+	rc = resume_verify(M.conf.stream_secret, sid, marker, strlen(marker),
+	    now, &exp);
+	if (rc != TOKEN_OK) {
+		*why = rc == TOKEN_ERR_EXPIRED ? "expired" : rc == TOKEN_ERR_MAC ?
+		    "not ours or not this call's" : "malformed";
+		return -1;
+	}
+	/* spent once, here and after a restart */
+	key = shm_token_key(marker, strlen(marker));
+	if ((rc = shm_token_use(&M.shm, key, exp, now)) != 0) {
+		*why = rc > 0 ? "used already" : "no room to record it";
+		return -1;
+	}
+	if (tokfile_path(M.conf.usage_csv_path, path, sizeof(path)) == 0)
+		(void)tokfile_append(path, &key, 1, exp);
+	*resume = exp;
+	return 0;
 }
 
 int

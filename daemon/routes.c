@@ -131,10 +131,12 @@ static void
 route_voice_any(struct conn *c, struct http_req *r, const char *route,
     size_t rlen, int outbound)
 {
-	struct form f = { 0 };
+	struct form f = { 0 }, qf = { 0 };
 	struct stream_token tok;
 	struct twiml t = { 0 };
 	char base[600], *url, tokbuf[TOKEN_MAX_LEN], stream_url[2048];
+	const char *marker, *why;
+	uint64_t resume = 0;
 	char masked[64], routebuf[33], action[700];
 	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
 	int is_post = strcmp(http_req_method(r), "POST") == 0, relay;
@@ -172,6 +174,13 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		respond_text(c, 400, "malformed form body\n");
 		return;
 	}
+	/* a POST's query string: the resume marker of a transfer's way back */
+	if (is_post && q != NULL && form_parse(&qf, q + 1, strlen(q + 1))) {
+		master_count(SC_http_bad_requests);
+		respond_text(c, 400, "malformed query string\n");
+		goto out;
+	}
+	marker = form_get(is_post ? &qf : &f, "resume");
 	if (public_base(r, base, sizeof(base)) != 0) {
 		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
 		    "long\n");
@@ -234,6 +243,18 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	memset(&tok, 0, sizeof(tok));
 	vr_strlcpy(tok.caller, from, SHM_PHONE_MAX);	/* what the ledger keys on */
 	mask_phone(tok.caller, masked, sizeof(masked));
+	/* back from a transfer nobody answered: a good marker, signed with
+	 * the URL, opens one more stream; any other goes the usual way */
+	if (marker != NULL && !outbound) {
+		if (replay_resume(sid, marker, &resume, &why) == 0) {
+			master_count(SC_voice_resumes);
+			log_info("call %s: back on route %s after a transfer",
+			    sid, routebuf);
+			goto admit;
+		}
+		log_warnx("%s: voice webhook for call %s with a resume marker "
+		    "%s", conn_peer(c), sid, why);
+	}
 	switch (replay_check(sid, &prev, &prev_len)) {
 	case REPLAY_REPEAT:
 		/* Twilio's retry of a webhook that timed out */
@@ -254,6 +275,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		break;
 	}
 
+admit:
 	if (M.draining) {
 		master_count(SC_refused_draining);
 		voice_refuse(c, M.conf.busy_message);
@@ -287,6 +309,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	vr_strlcpy(tok.call_sid, sid, sizeof(tok.call_sid));
 	vr_strlcpy(tok.route, routebuf, sizeof(tok.route));
 	tok.expires = wall_ms() / 1000 + (uint64_t)M.conf.stream_token_ttl;
+	tok.resume = resume;
 	if (token_make(M.conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
 		respond_text(c, 400, "call facts too long\n");
 		goto out;
@@ -340,8 +363,9 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		respond_text(c, 500, "out of memory\n");
 		goto out;
 	}
-	/* remembered until the token expires, for a repeat of this webhook */
-	if (replay_store(sid, tok.expires, t.buf, t.len) != 0) {
+	/* remembered until the token expires, for a repeat of this webhook
+	 * (a resumed call's marker is spent: no repeat of it is answered) */
+	if (resume == 0 && replay_store(sid, tok.expires, t.buf, t.len) != 0) {
 		twiml_free(&t);
 		master_count(SC_refused_capacity);
 		log_warnx("call %s from %s refused: no room to remember its "
@@ -356,6 +380,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	twiml_free(&t);
 out:
 	form_free(&f);
+	form_free(&qf);
 }
 
 static void

@@ -9,6 +9,7 @@
  */
 #include "proto/token.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <mbedtls/chachapoly.h>
@@ -21,7 +22,7 @@
 #define TOKEN_NONCE_LEN	12
 #define TOKEN_TAG_LEN	16
 /* expires, three length bytes, the fields at their longest */
-#define TOKEN_PLAIN_MAX	(8 + 3 + (64 - 1) + (64 - 1) + (33 - 1))
+#define TOKEN_PLAIN_MAX	(8 + 3 + (64 - 1) + (64 - 1) + (33 - 1) + 8)
 #define TOKEN_RAW_MAX	(1 + TOKEN_NONCE_LEN + TOKEN_PLAIN_MAX + TOKEN_TAG_LEN)
 #define TOKEN_RAW_MIN	(1 + TOKEN_NONCE_LEN + 8 + 3 + TOKEN_TAG_LEN)
 
@@ -153,6 +154,9 @@ token_make(const char *secret, const struct stream_token *t, char *out,
 	    put_field(plain, &plen, t->caller, sizeof(t->caller)) != 0 ||
 	    put_field(plain, &plen, t->route, sizeof(t->route)) != 0)
 		return TOKEN_ERR_TOOLONG;
+	if (t->resume != 0)
+		for (i = 7; i >= 0; i--)
+			plain[plen++] = (unsigned char)(t->resume >> (i * 8));
 	pos = 1 + TOKEN_NONCE_LEN + plen + TOKEN_TAG_LEN;
 	enc = (pos * 4 + 2) / 3;
 	if (outlen < enc + 1)
@@ -233,8 +237,14 @@ token_verify(const char *secret, const char *s, size_t len,
 		tok.expires = tok.expires << 8 | plain[pos++];
 	rc = get_field(plain, &pos, plen, tok.call_sid, sizeof(tok.call_sid)) ||
 	    get_field(plain, &pos, plen, tok.caller, sizeof(tok.caller)) ||
-	    get_field(plain, &pos, plen, tok.route, sizeof(tok.route)) ||
-	    pos != plen;
+	    get_field(plain, &pos, plen, tok.route, sizeof(tok.route));
+	/* a resumed stream's token: one encoding only, never a zero */
+	if (rc == 0 && plen - pos == 8) {
+		for (i = 0; i < 8; i++)
+			tok.resume = tok.resume << 8 | plain[pos++];
+		rc = tok.resume == 0;
+	}
+	rc = rc || pos != plen;
 	mbedtls_platform_zeroize(plain, sizeof(plain));
 	if (rc)
 		return TOKEN_ERR_FORMAT;
@@ -259,4 +269,85 @@ token_strerror(int err)
 	default:
 		return "unknown token error";
 	}
+}
+
+/* ---------------------------------------------------------------- */
+/* the resume marker */
+
+static const char resume_label[] = "voxrelay resume marker v1";
+
+#define RESUME_MAC_LEN	16
+
+static int
+resume_mac(const char *secret, const char *call_sid, uint64_t expires,
+    unsigned char mac[RESUME_MAC_LEN])
+{
+	const mbedtls_md_info_t *info;
+	unsigned char key[32], full[32];
+	char msg[128];
+	int n, rc;
+
+	info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	n = snprintf(msg, sizeof(msg), "resume|%s|%llu", call_sid,
+	    (unsigned long long)expires);
+	if (info == NULL || n < 0 || (size_t)n >= sizeof(msg))
+		return -1;
+	rc = mbedtls_md_hmac(info, (const unsigned char *)secret,
+	    strlen(secret), (const unsigned char *)resume_label,
+	    sizeof(resume_label) - 1, key) != 0 ||
+	    mbedtls_md_hmac(info, key, sizeof(key), (const unsigned char *)msg,
+	    (size_t)n, full) != 0;
+	mbedtls_platform_zeroize(key, sizeof(key));
+	memcpy(mac, full, RESUME_MAC_LEN);
+	return rc ? -1 : 0;
+}
+
+int
+resume_make(const char *secret, const char *call_sid, uint64_t expires,
+    char *out, size_t outlen)
+{
+	unsigned char mac[RESUME_MAC_LEN];
+	size_t n;
+	int m;
+
+	if (expires == 0 || strlen(call_sid) >= 64)
+		return TOKEN_ERR_TOOLONG;
+	if (outlen < RESUME_MAX_LEN)
+		return TOKEN_ERR_TOOLONG;
+	if (resume_mac(secret, call_sid, expires, mac) != 0)
+		return TOKEN_ERR_FORMAT;
+	n = b64url_encode(mac, sizeof(mac), out);
+	m = snprintf(out + n, outlen - n, ".%llu", (unsigned long long)expires);
+	if (m < 0 || (size_t)m >= outlen - n)
+		return TOKEN_ERR_TOOLONG;
+	return (int)(n + (size_t)m);
+}
+
+int
+resume_verify(const char *secret, const char *call_sid, const char *s,
+    size_t len, uint64_t now_s, uint64_t *expires)
+{
+	unsigned char got[RESUME_MAC_LEN + 3], want[RESUME_MAC_LEN];
+	const size_t enc = (RESUME_MAC_LEN * 4 + 2) / 3;
+	uint64_t exp = 0;
+	size_t i;
+
+	/* MAC "." 1 to 20 digits, no sign, no leading zero */
+	if (len < enc + 2 || len > enc + 21 || s[enc] != '.' ||
+	    s[enc + 1] == '0')
+		return TOKEN_ERR_FORMAT;
+	for (i = enc + 1; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9' ||
+		    exp > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return TOKEN_ERR_FORMAT;
+		exp = exp * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (b64url_decode(s, enc, got) != RESUME_MAC_LEN ||
+	    strlen(call_sid) >= 64 ||
+	    resume_mac(secret, call_sid, exp, want) != 0)
+		return TOKEN_ERR_FORMAT;
+	if (!ct_equal(got, RESUME_MAC_LEN, want, RESUME_MAC_LEN))
+		return TOKEN_ERR_MAC;
+	*expires = exp;
+	return now_s >= exp ? TOKEN_ERR_EXPIRED : TOKEN_OK;
 }

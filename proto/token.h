@@ -14,7 +14,9 @@
  *   version(1)=2 | nonce(12, random) | ciphertext | tag(16)
  * where ciphertext is ChaCha20-Poly1305 (RFC 8439) of
  *   expires(8, big-endian Unix seconds) |
- *   len(1) call_sid | len(1) caller | len(1) route
+ *   len(1) call_sid | len(1) caller | len(1) route [| resume(8)]
+ * (resume, big-endian, only in the token of a stream resumed after a
+ * transfer: the expiry of the resume marker that let it be minted)
  * with the version byte as additional data, under the key
  * HMAC-SHA256(STREAM_SECRET, "voxrelay stream token v2").
  * The alphabet is path-safe, so the token is one path segment.
@@ -32,6 +34,7 @@ struct stream_token {
 	char		caller[64];
 	char		route[33];
 	uint64_t	expires;	/* Unix seconds */
+	uint64_t	resume;		/* 0, or the resume marker's expiry */
 };
 
 enum token_err {
@@ -52,5 +55,24 @@ int token_make(const char *secret, const struct stream_token *t, char *out,
 int token_verify(const char *secret, const char *s, size_t len,
     uint64_t now_s, struct stream_token *t);
 const char *token_strerror(int err);
+
+/*
+ * The resume marker: what a transfer's "back to the line" URL carries so
+ * that /voice gives a call whose stream has opened one more stream.
+ *   base64url(first 16 bytes of HMAC-SHA256(K, "resume|<CallSid>|<expiry>"))
+ *   "." <expiry, decimal Unix seconds>
+ * with K = HMAC-SHA256(STREAM_SECRET, "voxrelay resume marker v1").  It is
+ * bound to the CallSid and carries no phone number.  That it is used once
+ * is for the caller to see to (daemon/replay.c).
+ */
+#define RESUME_MAX_LEN	48	/* encoded, with NUL */
+
+/* Returns the encoded length, or a negative enum token_err. */
+int resume_make(const char *secret, const char *call_sid, uint64_t expires,
+    char *out, size_t outlen);
+/* Check s[0..len) for call_sid; the MAC in constant time, then the
+ * expiry.  *expires is set on TOKEN_OK and TOKEN_ERR_EXPIRED. */
+int resume_verify(const char *secret, const char *call_sid, const char *s,
+    size_t len, uint64_t now_s, uint64_t *expires);
 
 #endif

@@ -39,6 +39,7 @@
 	X(sig_rejected,		"webhooks refused: bad X-Twilio-Signature")	\
 	X(voice_repeats,	"voice webhooks repeated before the stream opened: same answer") \
 	X(voice_replays,	"voice webhooks refused: the call's stream had opened") \
+	X(voice_resumes,	"calls back on their line after a transfer nobody answered") \
 	X(token_rejected,	"stream upgrades refused: bad or expired token") \
 	X(token_replayed,	"stream upgrades refused: token already used")	\
 	X(ws_sig_mismatch,	"stream upgrades whose signature header did not match") \

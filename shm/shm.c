@@ -5,6 +5,7 @@
 #include "shm/shm.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -795,4 +796,15 @@ shm_sid_key(const char *sid)
 	/* its own prefix: a CallSid and a token never share a key */
 	return fnv64(fnv64(1469598103934665603ULL, "sid:", 4), sid,
 	    strlen(sid));
+}
+
+uint64_t
+shm_resume_key(const char *sid, uint64_t resume)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), ":%llu", (unsigned long long)resume);
+
+	/* a resumed stream of the call: its own key, one stream per marker */
+	return fnv64(fnv64(fnv64(1469598103934665603ULL, "resume:", 7), sid,
+	    strlen(sid)), buf, (size_t)n);
 }

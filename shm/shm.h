@@ -300,6 +300,8 @@ int  shm_token_seen(const struct shm *s, uint64_t key, uint64_t now_s);
  * whose stream has opened (a worker records both at the upgrade). */
 uint64_t shm_token_key(const char *tok, size_t len);
 uint64_t shm_sid_key(const char *sid);
+/* the key of a stream resumed after a transfer, by its marker's expiry */
+uint64_t shm_resume_key(const char *sid, uint64_t resume);
 /* The table's lock, for a writer that must keep inserts out while it
  * works (the used-token file's compaction, shm/tokfile.c). */
 int  shm_token_lock(struct shm *s);

@@ -209,7 +209,10 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		return;
 	}
 	keys[0] = shm_token_key(tok, strlen(tok));
-	keys[1] = shm_sid_key(t.call_sid);
+	/* a stream resumed after a transfer has its own key: the call's
+	 * first stream has used the CallSid's */
+	keys[1] = t.resume != 0 ? shm_resume_key(t.call_sid, t.resume) :
+	    shm_sid_key(t.call_sid);
 	rc = shm_token_use(w->shm, keys[0], t.expires, wall_ms() / 1000);
 	if (rc != 0) {
 		worker_count(w, rc > 0 ? SC_token_replayed : SC_token_rejected, 1);

@@ -7,6 +7,7 @@
 #include "worker/relay.h"
 #include "proto/b64.h"
 #include "proto/csv.h"
+#include "proto/token.h"
 #include "proto/twiml.h"
 #include "worker/app.h"
 #include "worker/call.h"
@@ -34,6 +35,7 @@
 #define END_CALL_GRACE_MS	6000	/* a hang-up: audio left to play */
 #define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
 #define FINISH_WAIT_MS		5000	/* for Twilio to take a call update */
+#define RESUME_MARGIN_S		120	/* the update's retries, the dial's setup */
 #define ROLLOVER_GRACE_MS	60000	/* a turn boundary within this */
 #define ROLLOVER_RETRY_MS	60000	/* a fresh session did not open */
 #define SAID_MAX_BYTES		(48 * 1024)	/* replayed to a fresh session */
@@ -1033,15 +1035,23 @@ transfer_now(struct call *c)
 	const struct line_target *t = k->transfer;
 	const char *pub = c->w->conf->public_url;
 	struct twiml tw;
-	char url[1024];
+	char url[1024], marker[RESUME_MAX_LEN];
 
 	if (l->transfer_warm_sms)
 		transfer_summary(c, t);
 	twiml_begin(&tw);
 	twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
 	    l->transfer_timeout);
-	if (l->transfer_back && pub != NULL && pub[0] != '\0') {
-		snprintf(url, sizeof(url), "%s/voice/%s", pub, l->id);
+	if (l->transfer_back && pub != NULL && pub[0] != '\0' &&
+	    resume_make(c->w->conf->stream_secret, call_sid_of(c),
+	    wall_ms() / 1000 + (uint64_t)l->transfer_timeout + RESUME_MARGIN_S,
+	    marker, sizeof(marker)) > 0) {
+		/* the call's stream has opened, so /voice refuses a plain
+		 * repeat of its CallSid: the marker (bound to it, good once,
+		 * until the dial has rung out and a margin) lets this one
+		 * through */
+		snprintf(url, sizeof(url), "%s/voice/%s?resume=%s", pub, l->id,
+		    marker);
 		twiml_redirect(&tw, url);
 	} else {
 		twiml_say(&tw, l->transfer_voicemail ? l->transfer_voicemail :

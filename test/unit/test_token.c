@@ -39,6 +39,7 @@ assert_same(const struct stream_token *a, const struct stream_token *b)
 	ASSERT_STR_EQ(a->caller, b->caller);
 	ASSERT_STR_EQ(a->route, b->route);
 	ASSERT_UEQ(a->expires, b->expires);
+	ASSERT_UEQ(a->resume, b->resume);
 }
 
 static int
@@ -462,4 +463,101 @@ TEST(token_strerror_names)
 	ASSERT_NOT_NULL(token_strerror(TOKEN_ERR_FORMAT));
 	ASSERT_NOT_NULL(token_strerror(TOKEN_ERR_TOOLONG));
 	ASSERT_NOT_NULL(token_strerror(12345));
+}
+
+TEST(token_resumed_stream_carries_its_marker)
+{
+	struct stream_token in, out;
+	char s[TOKEN_MAX_LEN], first[TOKEN_MAX_LEN];
+
+	sample(&in);
+	make(&in, first);
+	memset(&out, 0, sizeof(out));
+	ASSERT_EQ(token_verify(SECRET, first, strlen(first), NOW, &out),
+	    TOKEN_OK);
+	ASSERT_UEQ(out.resume, 0);
+	in.resume = NOW + 140;
+	make(&in, s);
+	ASSERT_EQ(token_verify(SECRET, s, strlen(s), NOW, &out), TOKEN_OK);
+	assert_same(&in, &out);
+	/* the longest fields with a resume still fit */
+	memset(in.call_sid, 'C', sizeof(in.call_sid) - 1);
+	memset(in.caller, '+', sizeof(in.caller) - 1);
+	memset(in.route, 'r', sizeof(in.route) - 1);
+	in.call_sid[63] = in.caller[63] = in.route[32] = '\0';
+	make(&in, s);
+	ASSERT_EQ(token_verify(SECRET, s, strlen(s), NOW, &out), TOKEN_OK);
+	assert_same(&in, &out);
+}
+
+#define SID	"CA11111111111111111111111111111111"
+
+TEST(resume_marker_round_trip_and_binding)
+{
+	char m[RESUME_MAX_LEN], bad[RESUME_MAX_LEN + 8];
+	uint64_t exp = 0;
+	int n;
+
+	n = resume_make(SECRET, SID, NOW + 140, m, sizeof(m));
+	ASSERT_GT(n, 0);
+	ASSERT_EQ((size_t)n, strlen(m));
+	/* short, path- and query-safe, no phone number, no CallSid */
+	ASSERT(n < 40);
+	ASSERT(strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_.") == (size_t)n);
+	ASSERT(strstr(m, "CA1111") == NULL);
+	ASSERT_EQ(resume_verify(SECRET, SID, m, (size_t)n, NOW, &exp),
+	    TOKEN_OK);
+	ASSERT_UEQ(exp, NOW + 140);
+	/* another call, another secret */
+	ASSERT_EQ(resume_verify(SECRET, "CA22222222222222222222222222222222",
+	    m, (size_t)n, NOW, &exp), TOKEN_ERR_MAC);
+	ASSERT_EQ(resume_verify("another-secret-0123456", SID, m, (size_t)n,
+	    NOW, &exp), TOKEN_ERR_MAC);
+	/* expired, at its second exactly */
+	ASSERT_EQ(resume_verify(SECRET, SID, m, (size_t)n, NOW + 140, &exp),
+	    TOKEN_ERR_EXPIRED);
+	/* a later expiry under the same MAC */
+	snprintf(bad, sizeof(bad), "%.*s%llu", (int)(strchr(m, '.') - m + 1),
+	    m, (unsigned long long)NOW + 100000);
+	ASSERT_EQ(resume_verify(SECRET, SID, bad, strlen(bad), NOW, &exp),
+	    TOKEN_ERR_MAC);
+}
+
+TEST(resume_marker_malformed)
+{
+	char m[RESUME_MAX_LEN], c[RESUME_MAX_LEN + 8];
+	uint64_t exp = 0;
+	int n, i, rc;
+	static const char *const junk[] = {
+		"", ".", "abc", "AAAAAAAAAAAAAAAAAAAAAA.", "AAAAAAAAAAAAAAAAAAAAAA.0",
+		"AAAAAAAAAAAAAAAAAAAAAA.01790000140",
+		"AAAAAAAAAAAAAAAAAAAAAA.-1", "AAAAAAAAAAAAAAAAAAAAAA.+17",
+		"AAAAAAAAAAAAAAAAAAAAAA.99999999999999999999",
+		"AAAAAAAAAAAAAAAAAAAAA=.1790000140",
+		"AAAAAAAAAAAAAAAAAAAAAB.1790000140",	/* bits left over */
+		"AAAAAAAAAAAAAAAAAAAAA.1790000140",
+		"AAAAAAAAAAAAAAAAAAAAAA 1790000140",
+	};
+
+	for (i = 0; i < (int)(sizeof(junk) / sizeof(junk[0])); i++)
+		if (resume_verify(SECRET, SID, junk[i], strlen(junk[i]), NOW,
+		    &exp) != TOKEN_ERR_FORMAT)
+			TEST_FAIL_("accepted as well-formed: \"%s\"", junk[i]);
+	n = resume_make(SECRET, SID, NOW + 140, m, sizeof(m));
+	ASSERT_GT(n, 0);
+	/* every prefix, and every byte changed, is refused */
+	for (i = 0; i < n; i++) {
+		rc = resume_verify(SECRET, SID, m, (size_t)i, NOW, &exp);
+		if (rc == TOKEN_OK)
+			TEST_FAIL_("prefix of %d accepted", i);
+		memcpy(c, m, (size_t)n + 1);
+		c[i] = c[i] == 'A' ? 'B' : 'A';
+		rc = resume_verify(SECRET, SID, c, (size_t)n, NOW, &exp);
+		if (rc == TOKEN_OK)
+			TEST_FAIL_("byte %d changed, accepted", i);
+	}
+	/* too small a buffer, no expiry */
+	ASSERT(resume_make(SECRET, SID, NOW, m, 10) < 0);
+	ASSERT(resume_make(SECRET, SID, 0, m, sizeof(m)) < 0);
 }
