@@ -60,6 +60,16 @@ async def quiet(conn, responses):
                 10, "%d responses done" % responses)
 
 
+async def upgrade_status(url):
+    """101 if the stream opens (then closed at once), else the refusal's status."""
+    try:
+        ws = await twilio.websockets.connect(url, open_timeout=5)
+    except twilio.websockets.InvalidStatusCode as e:
+        return e.status_code
+    await ws.close()
+    return 101
+
+
 def desk_line(env, **extra):
     lines = os.path.join(env.tmp, "lines")
     os.makedirs(lines, exist_ok=True)
@@ -259,6 +269,8 @@ async def test_transfer_call_plays_its_line_then_dials(env):
 
 @timeout(60)
 async def test_keypad_transfer_to_sip_and_back_to_the_line(env):
+    """no_answer line: the Redirect's resume marker gives the call one more
+    stream, once; a plain or altered repeat stays refused."""
     lines = desk_line(env, transfer_targets=TARGETS, transfer={"no_answer": "line"},
                       keypad={"0": {"action": "transfer", "target": "billing"}})
     async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest, \
@@ -279,10 +291,56 @@ async def test_keypad_transfer_to_sip_and_back_to_the_line(env):
         expect_eq((dial.tag, dial.attrib), ("Dial", {"timeout": "20"}), "Dial")
         expect_eq([(e.tag, e.text) for e in dial], [("Sip", "sip:billing@pbx.example.com")],
                   "Sip")
-        expect_eq((q.twiml[1].tag, q.twiml[1].text), ("Redirect", d.base + "/voice/desk"),
-                  "back to the line")
+        back = q.twiml[1].text
+        expect_eq(q.twiml[1].tag, "Redirect", "back to the line")
+        expect(back.startswith(d.base + "/voice/desk?resume="), "Redirect URL: %r" % back)
+        expect("+1415" not in back and twilio.call_sid(6) not in back,
+               "number or CallSid in the URL: %r" % back)
         # the hand-over's audio reached the caller before the update
         expect(q.t >= s.mark_times[-1], "update before the hand-over was heard")
+
+        # nobody answered: Twilio follows the Redirect, same CallSid, signed
+        query = back.split("?", 1)[1]
+        c0 = await asyncio.to_thread(counters, d)
+        plain = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(6),
+                                        "+14155557700", NUMBER, "desk")
+        expect(plain.stream_url is None, "a plain repeat got a stream")
+        forged = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(6),
+                                         "+14155557700", NUMBER, "desk",
+                                         query=query[:-1] + ("1" if query[-1] != "1" else "2"))
+        expect(forged.stream_url is None, "an altered marker got a stream")
+        other = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(66),
+                                        "+14155557700", NUMBER, "desk", query=query)
+        expect(other.body.count("<Stream") == 1 and twilio.call_sid(66) in other.body,
+               "another CallSid with the marker is a new call of its own: %s" % other.body)
+        wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(6),
+                                     "+14155557700", NUMBER, "desk", query=query)
+        expect(wh.stream_url is not None, "no stream on the way back: %s" % wh.body)
+        again = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(6),
+                                        "+14155557700", NUMBER, "desk", query=query)
+        expect(again.stream_url is None, "the marker worked twice")
+        s2 = twilio.Stream(wh.stream_url, twilio.call_sid(6), twilio.stream_sid(7), wh.params)
+        await s2.open()
+        conn2 = await srv.wait_connection(2)
+        await quiet(conn2, 1)
+        await until(lambda: any(m.get("event") == "media" for m in s2.received), 5,
+                    "the greeting's audio on the resumed stream")
+        s2.frame = talk_frame                     # two seconds said, then silence
+        await s2.play(3.0)
+        await until(lambda: any(e[1] == "speech_stopped" for e in conn2.vad_log)
+                    and len(conn2.responses) >= 2 and conn2.active is None, 10,
+                    "a reply to the caller")
+        expect(len(conn2.appended) > 0, "the caller's audio reached the model")
+        expect(s2.close_code is None, "resumed stream closed: %s" % s2.close_reason)
+        # its token opens no second stream, and the call's first one is spent
+        expect_eq(await upgrade_status(wh.stream_url), 403, "the resumed token twice")
+        after = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(6),
+                                        "+14155557700", NUMBER, "desk")
+        expect(after.stream_url is None, "a plain repeat while resumed got a stream")
+        c1 = await asyncio.to_thread(counters, d)
+        expect_eq(c1["voice_resumes"] - c0["voice_resumes"], 1, "voice_resumes")
+        expect_eq(c1["voice_replays"] - c0["voice_replays"], 4, "voice_replays")
+        await s2.stop()
 
 
 @timeout(60)

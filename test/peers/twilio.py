@@ -71,13 +71,13 @@ class Webhook:
 
 
 def post_voice(base, sid, caller, to="+15005550006", route=None, auth_token=None,
-               public_url=None, extra=None, signature=None, timeout=5):
+               public_url=None, extra=None, signature=None, timeout=5, query=None):
     """POST the voice webhook, signed with auth_token (None: TEST_AUTH_TOKEN;
-    "": unsigned) over public_url (default: base) + the path, or with the
-    given signature header."""
+    "": unsigned) over public_url (default: base) + the path (and ?query), or
+    with the given signature header."""
     if auth_token is None:
         auth_token = TEST_AUTH_TOKEN
-    path = "/voice" + ("/" + route if route else "")
+    path = "/voice" + ("/" + route if route else "") + ("?" + query if query else "")
     params = [("AccountSid", "AC" + "0" * 32), ("ApiVersion", "2010-04-01"),
               ("CallSid", sid), ("CallStatus", "ringing"), ("Direction", "inbound"),
               ("From", caller), ("To", to), ("Caller", caller), ("Called", to)]
