@@ -71,6 +71,7 @@ struct stream {
 
 struct conn {
 	uint32_t	 magic;
+	struct master	*m;		/* the process it belongs to */
 	uv_tcp_t	 tcp;
 	uv_timer_t	 timer;
 	struct http_req	 req;
@@ -121,6 +122,12 @@ const char *
 conn_peer(const struct conn *c)
 {
 	return c->peer;
+}
+
+struct master *
+conn_master(const struct conn *c)
+{
+	return c->m;
 }
 
 enum listener_kind
@@ -626,6 +633,7 @@ front_accept_one(struct master *m, struct listener *l, int fd,
 	c->ip = ip;
 	c->via_proxy = via_proxy;
 	c->magic = CONN_MAGIC;
+	c->m = m;
 	c->listener = l->kind;
 	c->accepted_us = mono_us();
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -661,7 +669,7 @@ static void
 listen_cb(uv_poll_t *p, int status, int events)
 {
 	struct listener *l = p->data;
-	struct master *m = &M;
+	struct master *m = p->loop->data;
 	struct conn *c;
 
 	for (int i = 0; i < 64; i++) {

@@ -169,7 +169,7 @@ chan_cb(uv_poll_t *h, int status, int events)
 		uv_poll_stop(h);
 		return;
 	}
-	chan_read(&M, p, CHAN_READ_MAX);
+	chan_read(h->loop->data, p, CHAN_READ_MAX);
 }
 
 static void
@@ -720,7 +720,7 @@ tick_cb(uv_timer_t *t)
 
 	shm_fold_locked(&m->shm, now, wall_ms(), -1, 0, NULL);
 	supervise(m, now);
-	replay_tokens_tick(now);
+	replay_tokens_tick(m, now);
 	if (now >= m->next_flush_ms) {
 		ledger_flush_async(m);
 		m->next_flush_ms = now + (uint64_t)m->conf.usage_flush_interval * 1000;
@@ -791,6 +791,7 @@ master_run(struct master *m)
 	int rc;
 
 	m->loop = uv_default_loop();
+	m->loop->data = m;	/* how a handle's callback finds its master */
 	for (int i = 0; i < LS__COUNT; i++) {
 		m->ls[i].kind = (enum listener_kind)i;
 		m->ls[i].fd = -1;
@@ -822,7 +823,7 @@ master_run(struct master *m)
 	}
 	m->flushed_version = atomic_load(&m->shm.hdr->sh_ledger_version);
 	routes_usage_warm();
-	replay_tokens_load();
+	replay_tokens_load(m);
 	if (front_listen(m) != 0)
 		return EXIT_FATAL_CONFIG;
 	if (signals_setup(m) != 0) {

@@ -131,6 +131,8 @@ int  conn_keep_alive(const struct conn *c);
 /* Answer the current request, then close. */
 void conn_no_keepalive(struct conn *c);
 const char *conn_peer(const struct conn *c);
+/* The master c was accepted by: what a route reads and changes. */
+struct master *conn_master(const struct conn *c);
 /* The listener c was accepted on. */
 enum listener_kind conn_listener(const struct conn *c);
 /*
@@ -187,16 +189,16 @@ enum replay_verdict {
 	REPLAY_REPEAT,		/* answered, stream not open: same answer */
 	REPLAY_REFUSE,		/* its stream opened, or the call is live/over */
 };
-enum replay_verdict replay_check(const char *sid, const char **twiml,
-    size_t *len);
+enum replay_verdict replay_check(struct master *m, const char *sid,
+    const char **twiml, size_t *len);
 /* A resume marker for sid: 0 and *resume its expiry when it is good
  * and now used; -1 (why in *why) when not. */
-int  replay_resume(const char *sid, const char *marker, uint64_t *resume,
-    const char **why);
-int  replay_store(const char *sid, uint64_t expires, const char *twiml,
-    size_t len);
-void replay_tokens_load(void);
-void replay_tokens_tick(uint64_t now_ms);
+int  replay_resume(struct master *m, const char *sid, const char *marker,
+    uint64_t *resume, const char **why);
+int  replay_store(const struct master *m, const char *sid, uint64_t expires,
+    const char *twiml, size_t len);
+void replay_tokens_load(struct master *m);
+void replay_tokens_tick(struct master *m, uint64_t now_ms);
 
 int  ledger_load(struct master *m, char *err, size_t errlen);
 /* Start a flush in a child if the ledger changed and none is running. */

@@ -42,8 +42,9 @@
 #define LE_STEP		2
 
 struct out {
-	struct buf	b;
-	int		err;
+	struct buf	 b;
+	int		 err;
+	struct master	*m;		/* whose figures */
 };
 
 static void out_printf(struct out *o, const char *fmt, ...)
@@ -149,7 +150,7 @@ histogram(struct out *o, enum shm_hist_id id)
 	char num[48];
 	unsigned b;
 
-	shm_hist_sum(&M.shm, id, &h);
+	shm_hist_sum(&o->m->shm, id, &h);
 	for (b = 0; b < SHM_HIST_BUCKETS; b++)
 		total += h.h_bucket[b];
 	family(o, hists[id].name, "histogram", hists[id].help);
@@ -170,10 +171,10 @@ histogram(struct out *o, enum shm_hist_id id)
 
 /* The worker slots /health lists: in use, or not yet free. */
 static int
-worker_shown(unsigned i)
+worker_shown(const struct master *m, unsigned i)
 {
-	return atomic_load(&M.shm.workers[i].sw_state) != SW_FREE ||
-	    M.w[i].in_use;
+	return atomic_load(&m->shm.workers[i].sw_state) != SW_FREE ||
+	    m->w[i].in_use;
 }
 
 /* One series per shown worker of a per-worker gauge or counter. */
@@ -182,15 +183,16 @@ per_worker(struct out *o, const char *name, const char *type,
     const char *help, uint64_t (*get)(const struct shm_worker *, uint64_t),
     int seconds_ms)
 {
+	const struct master *m = o->m;
 	uint64_t now = mono_ms();
 	char num[48];
 
 	family(o, name, type, help);
-	for (unsigned i = 0; i < M.shm.hdr->sh_nworkers; i++) {
-		const struct shm_worker *sw = &M.shm.workers[i];
+	for (unsigned i = 0; i < m->shm.hdr->sh_nworkers; i++) {
+		const struct shm_worker *sw = &m->shm.workers[i];
 		uint64_t v;
 
-		if (!worker_shown(i))
+		if (!worker_shown(m, i))
 			continue;
 		v = get(sw, now);
 		if (seconds_ms)
@@ -238,20 +240,20 @@ w_heartbeat_age_ms(const struct shm_worker *sw, uint64_t now)
  * of the live generation is ready and the ledger takes new callers, else
  * degraded. */
 static const char *
-status_now(void)
+status_now(const struct master *m)
 {
 	unsigned ready = 0, expected = 0;
 
-	if (M.draining)
+	if (m->draining)
 		return "draining";
-	for (unsigned i = 0; i < M.shm.hdr->sh_nworkers; i++) {
-		if (M.w[i].in_use && !M.w[i].retire)
+	for (unsigned i = 0; i < m->shm.hdr->sh_nworkers; i++) {
+		if (m->w[i].in_use && !m->w[i].retire)
 			expected++;
-		if (atomic_load(&M.shm.workers[i].sw_state) == SW_READY &&
-		    !M.w[i].retire)
+		if (atomic_load(&m->shm.workers[i].sw_state) == SW_READY &&
+		    !m->w[i].retire)
 			ready++;
 	}
-	return ready < expected || expected == 0 || shm_ledger_full(&M.shm) ?
+	return ready < expected || expected == 0 || shm_ledger_full(&m->shm) ?
 	    "degraded" : "ok";
 }
 
@@ -259,11 +261,12 @@ static void
 metrics_write(struct out *o)
 {
 	static const char *const statuses[] = { "ok", "degraded", "draining" };
-	const char *status = status_now();
+	struct master *m = o->m;
+	const char *status = status_now(m);
 	uint64_t now = mono_ms(), now_wall = wall_ms(), up_ms, day_ms, day_calls;
 	char num[48];
 
-	up_ms = now - M.shm.hdr->sh_birth_ms;
+	up_ms = now - m->shm.hdr->sh_birth_ms;
 	family(o, "build_info", "gauge",
 	    "The running version, as a label; always 1.");
 	out_printf(o, "voxrelay_build_info{version=\"%s\"} 1\n",
@@ -280,39 +283,39 @@ metrics_write(struct out *o)
 	family(o, "start_time_seconds", "gauge",
 	    "When the master started, in seconds since the Unix epoch.");
 	out_printf(o, "voxrelay_start_time_seconds %s\n", decimal(num,
-	    sizeof(num), M.shm.hdr->sh_birth_wall_ms, 1000));
+	    sizeof(num), m->shm.hdr->sh_birth_wall_ms, 1000));
 	gauge(o, "generation", "Worker generation: 1 at start, one more for "
-	    "each accepted reload.", M.generation);
+	    "each accepted reload.", m->generation);
 	gauge(o, "active_calls", "Calls whose media stream is live.",
-	    shm_calls_live(&M.shm));
+	    shm_calls_live(&m->shm));
 	gauge(o, "active_streams", "Media stream connections held by the "
 	    "workers, counted against MAX_WEBSOCKET_CONNECTIONS.",
-	    master_streams_in_use(&M));
+	    master_streams_in_use(m));
 	gauge(o, "max_streams", "MAX_WEBSOCKET_CONNECTIONS.",
-	    (uint64_t)M.conf.max_ws_connections);
+	    (uint64_t)m->conf.max_ws_connections);
 	gauge(o, "signature_validation", "1 when webhooks must carry a valid "
 	    "X-Twilio-Signature; 0 when VALIDATE_TWILIO_SIGNATURE=false waives "
-	    "it.", (uint64_t)M.conf.validate_signature);
+	    "it.", (uint64_t)m->conf.validate_signature);
 	gauge(o, "http_connections", "HTTP connections open on the master.",
-	    M.nconns);
+	    m->nconns);
 	gauge(o, "ledger_callers", "Callers in the usage ledger.",
-	    atomic_load(&M.shm.hdr->sh_ledger_used));
+	    atomic_load(&m->shm.hdr->sh_ledger_used));
 	gauge(o, "ledger_capacity", "Callers the usage ledger takes "
 	    "(LEDGER_CAPACITY); a new caller past it is refused.",
-	    atomic_load(&M.shm.hdr->sh_ledger_cap));
+	    atomic_load(&m->shm.hdr->sh_ledger_cap));
 	gauge(o, "ledger_saved", "1 when the usage CSV on disk is up to date.",
-	    M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version));
-	shm_today(&M.shm, now, now_wall, &day_ms, &day_calls);
+	    m->flushed_version == atomic_load(&m->shm.hdr->sh_ledger_version));
+	shm_today(&m->shm, now, now_wall, &day_ms, &day_calls);
 	gauge(o, "today_calls", "Calls started today (UTC), ended or live, "
 	    "since the master started.", day_calls);
 	family(o, "today_call_seconds", "gauge", "Time of the calls started "
 	    "today (UTC), ended or live, since the master started.");
 	out_printf(o, "voxrelay_today_call_seconds %s\n",
 	    decimal(num, sizeof(num), day_ms, 1000));
-	if (M.store != NULL) {
+	if (m->store != NULL) {
 		struct store_stats ss;
 
-		store_get_stats(M.store, &ss);
+		store_get_stats(m->store, &ss);
 		gauge(o, "records_up", "1 when the call-record database is open "
 		    "and answering.", (uint64_t)ss.up);
 		gauge(o, "records_queued", "Call records waiting in memory for "
@@ -332,17 +335,17 @@ metrics_write(struct out *o)
 	}
 
 #define X(name, help) counter(o, #name, help, \
-	    shm_counter_sum(&M.shm, SC_##name));
+	    shm_counter_sum(&m->shm, SC_##name));
 	SHM_COUNTERS(X)
 #undef X
 
 	family(o, "worker_state", "gauge",
 	    "1 for the worker slot's state, 0 for the others.");
-	for (unsigned i = 0; i < M.shm.hdr->sh_nworkers; i++) {
-		const struct shm_worker *sw = &M.shm.workers[i];
+	for (unsigned i = 0; i < m->shm.hdr->sh_nworkers; i++) {
+		const struct shm_worker *sw = &m->shm.workers[i];
 		uint32_t st = atomic_load(&sw->sw_state);
 
-		if (!worker_shown(i))
+		if (!worker_shown(m, i))
 			continue;
 		for (unsigned k = 0; k < SW__COUNT; k++)
 			out_printf(o, "voxrelay_worker_state{slot=\"%u\","
@@ -368,7 +371,7 @@ metrics_write(struct out *o)
 void
 route_metrics(struct conn *c)
 {
-	struct out o = { .err = 0 };
+	struct out o = { .err = 0, .m = conn_master(c) };
 
 	buf_init(&o.b, METRICS_MAX);
 	metrics_write(&o);

@@ -65,12 +65,12 @@ sid_hash(const char *sid)
 }
 
 static int
-table_init(void)
+table_init(const struct master *m)
 {
 	/* one bucket per two entries of the token table: at the most calls
 	 * that table holds within a TTL (half its entries, two each), a
 	 * bucket holds one answer on average, and a full one (8) is rare */
-	uint32_t want = M.shm.hdr->sh_ntokens * 4 / REPLAY_WAYS;
+	uint32_t want = m->shm.hdr->sh_ntokens * 4 / REPLAY_WAYS;
 
 	if (table != NULL)
 		return 0;
@@ -91,10 +91,10 @@ bucket(const char *sid)
 
 /* A call with this CallSid in the call slots, live or ended. */
 static int
-call_seen(const char *sid)
+call_seen(const struct master *m, const char *sid)
 {
-	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls; i++) {
-		struct shm_call *c = &M.shm.calls[i];
+	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
+		struct shm_call *c = &m->shm.calls[i];
 		uint32_t st = atomic_load_explicit(&c->cs_state,
 		    memory_order_acquire);
 
@@ -106,14 +106,16 @@ call_seen(const char *sid)
 }
 
 enum replay_verdict
-replay_check(const char *sid, const char **twiml, size_t *len)
+replay_check(struct master *m, const char *sid, const char **twiml,
+    size_t *len)
 {
 	uint64_t now = wall_ms() / 1000;
 	struct answer *b;
 
-	if (table_init() != 0)
+	if (table_init(m) != 0)
 		return REPLAY_NEW;	/* nothing remembered: no answer to repeat */
-	if (shm_token_seen(&M.shm, shm_sid_key(sid), now) || call_seen(sid))
+	if (shm_token_seen(&m->shm, shm_sid_key(sid), now) ||
+	    call_seen(m, sid))
 		return REPLAY_REFUSE;
 	b = bucket(sid);
 	for (int i = 0; i < REPLAY_WAYS; i++)
@@ -126,14 +128,14 @@ replay_check(const char *sid, const char **twiml, size_t *len)
 }
 
 int
-replay_resume(const char *sid, const char *marker, uint64_t *resume,
-    const char **why)
+replay_resume(struct master *m, const char *sid, const char *marker,
+    uint64_t *resume, const char **why)
 {
 	uint64_t now = wall_ms() / 1000, exp = 0, key;
 	char path[4096];
 	int rc;
 
-	rc = resume_verify(M.conf.stream_secret, sid, marker, strlen(marker),
+	rc = resume_verify(m->conf.stream_secret, sid, marker, strlen(marker),
 	    now, &exp);
 	if (rc != TOKEN_OK) {
 		*why = rc == TOKEN_ERR_EXPIRED ? "expired" : rc == TOKEN_ERR_MAC ?
@@ -142,25 +144,25 @@ replay_resume(const char *sid, const char *marker, uint64_t *resume,
 	}
 	/* spent once, here and after a restart */
 	key = shm_token_key(marker, strlen(marker));
-	if ((rc = shm_token_use(&M.shm, key, exp, now)) != 0) {
+	if ((rc = shm_token_use(&m->shm, key, exp, now)) != 0) {
 		*why = rc > 0 ? "used already" : "no room to record it";
 		return -1;
 	}
-	if (tokfile_path(M.conf.usage_csv_path, path, sizeof(path)) == 0)
+	if (tokfile_path(m->conf.usage_csv_path, path, sizeof(path)) == 0)
 		(void)tokfile_append(path, &key, 1, exp);
 	*resume = exp;
 	return 0;
 }
 
 int
-replay_store(const char *sid, uint64_t expires, const char *twiml,
-    size_t len)
+replay_store(const struct master *m, const char *sid, uint64_t expires,
+    const char *twiml, size_t len)
 {
 	uint64_t now = wall_ms() / 1000;
 	struct answer *b, *e = NULL;
 	char *copy;
 
-	if (table_init() != 0)
+	if (table_init(m) != 0)
 		return -1;
 	b = bucket(sid);
 	for (int i = 0; i < REPLAY_WAYS && e == NULL; i++)
@@ -181,18 +183,18 @@ replay_store(const char *sid, uint64_t expires, const char *twiml,
 /* the used-token file */
 
 void
-replay_tokens_load(void)
+replay_tokens_load(struct master *m)
 {
 	char path[4096];
 	size_t loaded = 0, skipped = 0;
 	int rc;
 
-	if (tokfile_path(M.conf.usage_csv_path, path, sizeof(path)) != 0) {
+	if (tokfile_path(m->conf.usage_csv_path, path, sizeof(path)) != 0) {
 		log_warnx("USAGE_CSV_PATH: too long for the used-token file "
 		    "beside it; a restart forgets used stream tokens");
 		return;
 	}
-	rc = tokfile_load(&M.shm, path, wall_ms() / 1000, &loaded, &skipped);
+	rc = tokfile_load(&m->shm, path, wall_ms() / 1000, &loaded, &skipped);
 	if (rc != 0)
 		log_warnx("%s: %s; used stream tokens from before this start "
 		    "may be accepted again", path, strerror(-rc));
@@ -205,7 +207,7 @@ replay_tokens_load(void)
 
 /* From the master's tick: compact the file once it has grown. */
 void
-replay_tokens_tick(uint64_t now_ms)
+replay_tokens_tick(struct master *m, uint64_t now_ms)
 {
 	char path[4096];
 	struct stat st;
@@ -214,9 +216,9 @@ replay_tokens_tick(uint64_t now_ms)
 	if (now_ms < next_check_ms)
 		return;
 	next_check_ms = now_ms + TOKFILE_CHECK_MS;
-	if (tokfile_path(M.conf.usage_csv_path, path, sizeof(path)) != 0 ||
+	if (tokfile_path(m->conf.usage_csv_path, path, sizeof(path)) != 0 ||
 	    stat(path, &st) != 0 || st.st_size < TOKFILE_COMPACT_AT)
 		return;
-	if ((rc = tokfile_compact(&M.shm, path, wall_ms() / 1000)) != 0)
+	if ((rc = tokfile_compact(&m->shm, path, wall_ms() / 1000)) != 0)
 		log_warnx("%s: compacting: %s", path, strerror(-rc));
 }

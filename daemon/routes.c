@@ -246,7 +246,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	/* back from a transfer nobody answered: a good marker, signed with
 	 * the URL, opens one more stream; any other goes the usual way */
 	if (marker != NULL && !outbound) {
-		if (replay_resume(sid, marker, &resume, &why) == 0) {
+		if (replay_resume(conn_master(c), sid, marker, &resume, &why) == 0) {
 			master_count(SC_voice_resumes);
 			log_info("call %s: back on route %s after a transfer",
 			    sid, routebuf);
@@ -255,7 +255,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		log_warnx("%s: voice webhook for call %s with a resume marker "
 		    "%s", conn_peer(c), sid, why);
 	}
-	switch (replay_check(sid, &prev, &prev_len)) {
+	switch (replay_check(conn_master(c), sid, &prev, &prev_len)) {
 	case REPLAY_REPEAT:
 		/* Twilio's retry of a webhook that timed out */
 		master_count(SC_voice_repeats);
@@ -365,7 +365,7 @@ admit:
 	}
 	/* remembered until the token expires, for a repeat of this webhook
 	 * (a resumed call's marker is spent: no repeat of it is answered) */
-	if (resume == 0 && replay_store(sid, tok.expires, t.buf, t.len) != 0) {
+	if (resume == 0 && replay_store(conn_master(c), sid, tok.expires, t.buf, t.len) != 0) {
 		twiml_free(&t);
 		master_count(SC_refused_capacity);
 		log_warnx("call %s from %s refused: no room to remember its "
