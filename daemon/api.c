@@ -33,6 +33,7 @@ enum api_kind { API_HISTORY, API_CALL, API_CONVERSATION, API_ANALYTICS,
 
 struct api_req {
 	enum api_kind	 kind;
+	struct master	*m;
 	struct conn	*c;		/* NULL once its turn is over */
 	atomic_int	 gone;		/* the same, for the store thread */
 	int		 refs;		/* the connection, a query */
@@ -76,9 +77,9 @@ api_gone(void *arg)
 
 /* Is origin (its whole text) one of CORS_ORIGINS? */
 static int
-cors_allowed(const char *origin)
+cors_allowed(const struct master *m, const char *origin)
 {
-	const char *p = M.conf.cors_origins;
+	const char *p = m->conf.cors_origins;
 	size_t olen;
 
 	if (origin == NULL || (olen = strlen(origin)) == 0)
@@ -102,11 +103,12 @@ cors_allowed(const char *origin)
  * differs by Origin, and a cache must not hand one origin's to another.
  */
 const char *
-api_cors_headers(struct http_req *r, char *out, size_t len)
+api_cors_headers(const struct master *m, struct http_req *r, char *out,
+    size_t len)
 {
 	const char *origin = http_req_header(r, "Origin");
 
-	if (cors_allowed(origin))
+	if (cors_allowed(m, origin))
 		snprintf(out, len, "Access-Control-Allow-Origin: %s\r\n"
 		    "Vary: Origin\r\n", origin);
 	else
@@ -142,7 +144,7 @@ api_preflight(struct conn *c, struct http_req *r)
 	const char *meth = http_req_header(r, "Access-Control-Request-Method");
 	char h[768];
 
-	if (!cors_allowed(origin)) {
+	if (!cors_allowed(conn_master(c), origin)) {
 		api_error(c, 403, "Vary: Origin\r\n", "origin not in CORS_ORIGINS");
 		return;
 	}
@@ -499,7 +501,7 @@ export_next(struct api_req *a)
 {
 	a->refs++;
 	a->querying = 1;
-	if (store_query_async(M.store, api_query, a, export_done, a) != 0) {
+	if (store_query_async(a->m->store, api_query, a, export_done, a) != 0) {
 		a->refs--;
 		a->querying = 0;
 		return -1;
@@ -528,7 +530,8 @@ api_route(struct conn *c, struct http_req *r)
 		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
 		return;
 	}
-	api_cors_headers(r, a->cors, sizeof(a->cors));
+	a->m = conn_master(c);
+	api_cors_headers(a->m, r, a->cors, sizeof(a->cors));
 	a->after_at = -1;
 	if (plen == 17 && strncmp(url, "/api/call-history", 17) == 0) {
 		a->kind = API_HISTORY;
@@ -571,7 +574,7 @@ api_route(struct conn *c, struct http_req *r)
 		free(a);
 		return;
 	}
-	if (M.store == NULL) {
+	if (a->m->store == NULL) {
 		api_error(c, 503, a->cors, "the call records are not available "
 		    "(the store did not start)");
 		free(a);
@@ -587,7 +590,7 @@ api_route(struct conn *c, struct http_req *r)
 		return;
 	}
 	a->refs++;
-	if (store_query_async(M.store, api_query, a, api_done, a) != 0) {
+	if (store_query_async(a->m->store, api_query, a, api_done, a) != 0) {
 		a->refs--;
 		api_failed(a, "the store's queue is full");
 	}

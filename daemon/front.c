@@ -145,7 +145,9 @@ conn_no_keepalive(struct conn *c)
 int
 conn_keep_alive(const struct conn *c)
 {
-	return c->keep_alive && !M.draining;
+	struct master *m = c->m;
+
+	return c->keep_alive && !m->draining;
 }
 
 /* ---------------------------------------------------------------- */
@@ -202,7 +204,7 @@ ip_hash(const uint8_t key[16])
 /* The entry for key, created with n = 0; NULL when out of memory.  There
  * are never more entries than open connections. */
 static struct ipent *
-ip_get(const uint8_t key[16])
+ip_get(const struct master *m, const uint8_t key[16])
 {
 	struct ipent *e;
 	uint32_t b;
@@ -210,7 +212,7 @@ ip_get(const uint8_t key[16])
 	if (ipt == NULL) {
 		unsigned n = 64;
 
-		while (n < (unsigned)M.conf.max_http_connections && n < 65536)
+		while (n < (unsigned)m->conf.max_http_connections && n < 65536)
 			n *= 2;
 		if ((ipt = calloc(n, sizeof(*ipt))) == NULL)
 			return NULL;
@@ -248,18 +250,18 @@ ip_put(struct ipent *e)
 
 /* Count one more connection under key: 0, or -1 at the cap. */
 static int
-ip_take(const uint8_t key[16], struct ipent **out)
+ip_take(struct master *m, const uint8_t key[16], struct ipent **out)
 {
-	struct ipent *e = ip_get(key);
+	struct ipent *e = ip_get(m, key);
 
 	*out = NULL;
 	if (e == NULL)
 		return 0;	/* out of memory: uncounted, not refused */
-	if (e->n >= (unsigned)M.conf.max_conns_per_ip) {
+	if (e->n >= (unsigned)m->conf.max_conns_per_ip) {
 		static uint64_t logged_ms;
 		char text[INET6_ADDRSTRLEN];
 
-		master_count(SC_per_ip_capped);
+		master_count(m, SC_per_ip_capped);
 		if (log_allowed(&logged_ms)) {
 			addr_text(key, text, sizeof(text));
 			log_warnx("%s has %u connections open, the "
@@ -280,7 +282,7 @@ ip_take(const uint8_t key[16], struct ipent **out)
  * there is none usable.
  */
 static int
-xff_client(const struct http_req *r, uint8_t key[16])
+xff_client(const struct master *m, const struct http_req *r, uint8_t key[16])
 {
 	int found = 0;
 
@@ -334,7 +336,7 @@ xff_client(const struct http_req *r, uint8_t key[16])
 			else
 				return found ? 0 : -1;
 			found = 1;
-			if (!conf_addr_trusted(&M.conf, key))
+			if (!conf_addr_trusted(&m->conf, key))
 				return 0;
 		}
 	}
@@ -351,11 +353,11 @@ conn_client_from_proxy(struct conn *c)
 	uint8_t key[16];
 	struct ipent *e;
 
-	if (xff_client(&c->req, key) != 0)
+	if (xff_client(c->m, &c->req, key) != 0)
 		return 0;	/* the proxy's own request: not counted */
 	if (c->ip != NULL && memcmp(c->ip->addr, key, 16) == 0)
 		return 0;
-	if (ip_take(key, &e) != 0) {
+	if (ip_take(c->m, key, &e) != 0) {
 		c->keep_alive = 0;
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		conn_respond(c, 429, "text/plain",
@@ -383,6 +385,7 @@ open_conns(const struct master *m)
 static void
 conn_idle_update(struct conn *c)
 {
+	struct master *m = c->m;
 	int idle = !c->closing && !c->handed_off && !c->in_request &&
 	    c->stream == NULL && !c->close_after_write && !c->read_paused &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0;
@@ -393,7 +396,7 @@ conn_idle_update(struct conn *c)
 		c->idle_since_ms = mono_ms();
 		TAILQ_INSERT_TAIL(&idle_conns, c, idle_link);
 		/* paused at the cap: there is room to make now */
-		front_start(&M);
+		front_start(m);
 	} else
 		TAILQ_REMOVE(&idle_conns, c, idle_link);
 	c->idle = idle;
@@ -402,13 +405,14 @@ conn_idle_update(struct conn *c)
 static void
 idle_close(struct conn *c, const char *why)
 {
+	struct master *m = c->m;
 	static uint64_t logged_ms;
 
-	master_count(SC_idle_closed);
+	master_count(m, SC_idle_closed);
 	if (log_allowed(&logged_ms))
 		log_warnx("%u connections open, %s; closing idle keep-alive "
 		    "connections, oldest first (said once a minute)",
-		    open_conns(&M), why);
+		    open_conns(m), why);
 	log_debug("%s: idle for %llu ms; closed to make room", c->peer,
 	    (unsigned long long)(mono_ms() - c->idle_since_ms));
 	conn_close(c);
@@ -558,10 +562,11 @@ static void
 conn_timer_cb(uv_timer_t *t)
 {
 	struct conn *c = t->data;
+	struct master *m = c->m;
 
 	if (c->closing)
 		return;
-	master_count(SC_http_timeouts);
+	master_count(m, SC_http_timeouts);
 	if (c->stream != NULL && (c->stream->deferred || c->stream->waiting)) {
 		static uint64_t logged_ms;
 
@@ -569,20 +574,20 @@ conn_timer_cb(uv_timer_t *t)
 		if (log_allowed(&logged_ms))
 			log_info("%s: no answer from the store within "
 			    "KEEPALIVE_TIMEOUT (%d s); closing (said once a "
-			    "minute)", c->peer, M.conf.keepalive_timeout);
+			    "minute)", c->peer, m->conf.keepalive_timeout);
 		conn_close(c);
 		return;
 	}
 	if (c->stream != NULL) {
 		log_info("%s: answer not read for KEEPALIVE_TIMEOUT (%d s); "
-		    "closing", c->peer, M.conf.keepalive_timeout);
+		    "closing", c->peer, m->conf.keepalive_timeout);
 		conn_close(c);
 		return;
 	}
 	if (c->in_request) {
 		/* slow headers: tell the client why, then go */
 		log_info("%s: request not complete within HEADER_TIMEOUT (%d s); "
-		    "answering 408", c->peer, M.conf.header_timeout);
+		    "answering 408", c->peer, m->conf.header_timeout);
 		c->keep_alive = 0;
 		conn_respond(c, 408, "text/plain", "request timeout\n", 16, NULL);
 		c->close_after_write = 1;
@@ -592,15 +597,16 @@ conn_timer_cb(uv_timer_t *t)
 		return;
 	}
 	log_debug("%s: idle for KEEPALIVE_TIMEOUT (%d s); closing", c->peer,
-	    M.conf.keepalive_timeout);
+	    m->conf.keepalive_timeout);
 	conn_close(c);
 }
 
 static void
 conn_arm_timer(struct conn *c)
 {
-	uint64_t ms = (uint64_t)(c->in_request ? M.conf.header_timeout :
-	    M.conf.keepalive_timeout) * 1000;
+	struct master *m = c->m;
+	uint64_t ms = (uint64_t)(c->in_request ? m->conf.header_timeout :
+	    m->conf.keepalive_timeout) * 1000;
 	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
 
@@ -617,7 +623,7 @@ front_accept_one(struct master *m, struct listener *l, int fd,
 	via_proxy = conf_addr_trusted(&m->conf, key);
 	/* over its cap the client is shut out at once: nothing read, nothing
 	 * allocated.  A proxy's connections are counted per request. */
-	if (!via_proxy && ip_take(key, &ip) != 0) {
+	if (!via_proxy && ip_take(m, key, &ip) != 0) {
 		close(fd);
 		return;
 	}
@@ -687,7 +693,7 @@ listen_cb(uv_poll_t *p, int status, int events)
 			static uint64_t logged_ms;
 			uint64_t now = mono_ms();
 
-			master_count(SC_accept_capped);
+			master_count(m, SC_accept_capped);
 			if (logged_ms == 0 || now - logged_ms >= 60000) {
 				logged_ms = now;
 				log_warnx("accept: %u connections open, the "
@@ -719,7 +725,7 @@ listen_cb(uv_poll_t *p, int status, int events)
 				if (fd >= 0)
 					close(fd);
 			}
-			master_count(SC_accept_paused);
+			master_count(m, SC_accept_paused);
 			log_warnx("accept: out of file descriptors (%u "
 			    "connections); pausing for a second", m->nconns);
 			front_stop(m);
@@ -784,6 +790,7 @@ static void
 conn_handle_closed_cb(uv_handle_t *h)
 {
 	struct conn *c = h->data;
+	struct master *m = c->m;	/* c is freed below */
 
 	if (--c->open_handles > 0)
 		return;
@@ -794,8 +801,8 @@ conn_handle_closed_cb(uv_handle_t *h)
 	c->magic = 0;
 	free(c);
 	nclosing--;
-	M.nconns--;
-	front_start(&M);	/* may have been paused at the cap */
+	m->nconns--;
+	front_start(m);	/* may have been paused at the cap */
 }
 
 static void
@@ -1032,6 +1039,7 @@ int
 conn_stream(struct conn *c, int status, const char *content_type,
     const char *extra, conn_fill_cb fill, conn_free_cb done, void *arg)
 {
+	struct master *m = c->m;
 	static uint64_t logged_ms;
 	struct stream *st = NULL;
 	struct wreq *wr = NULL;
@@ -1044,14 +1052,14 @@ conn_stream(struct conn *c, int status, const char *content_type,
 	}
 	/* each stream holds up to a piece: reserve it before the first */
 	if (queued_bytes + (size_t)(nstreams + 1) * (STREAM_HDR + STREAM_PIECE) >
-	    (size_t)M.conf.answer_budget) {
+	    (size_t)m->conf.answer_budget) {
 		done(arg);
-		master_count(SC_answer_budget_refused);
+		master_count(m, SC_answer_budget_refused);
 		if (log_allowed(&logged_ms))
 			log_warnx("%s: answered 503: %zu bytes of answers queued "
 			    "and %u streams, over ANSWER_BUDGET (%d); said once a "
 			    "minute", c->peer, queued_bytes, nstreams,
-			    M.conf.answer_budget);
+			    m->conf.answer_budget);
 		conn_respond(c, 503, "text/plain", "too many answers queued; "
 		    "retry later\n", 37, "Retry-After: 2\r\n");
 		return -1;
@@ -1170,6 +1178,7 @@ int
 conn_defer_stream(struct conn *c, int status, const char *content_type,
     const char *extra, conn_fill_cb fill)
 {
+	struct master *m = c->m;
 	struct stream *st = c->stream;
 	struct wreq *wr;
 	char head[1024];
@@ -1178,8 +1187,8 @@ conn_defer_stream(struct conn *c, int status, const char *content_type,
 	if (c->closing || st == NULL || !st->deferred)
 		return -1;
 	if (queued_bytes + (size_t)nstreams * (STREAM_HDR + STREAM_PIECE) >
-	    (size_t)M.conf.answer_budget) {
-		master_count(SC_answer_budget_refused);
+	    (size_t)m->conf.answer_budget) {
+		master_count(m, SC_answer_budget_refused);
 		conn_defer_respond(c, 503, "text/plain", "too many answers "
 		    "queued; retry later\n", 37, "Retry-After: 2\r\n");
 		return -1;
@@ -1237,7 +1246,7 @@ conn_error(struct conn *c, int err)
 	char msg[128];
 	int n;
 
-	master_count(SC_http_bad_requests);
+	master_count(c->m, SC_http_bad_requests);
 	log_info("%s: request refused with %d: %s", c->peer, status,
 	    conn_error_why(c, err));
 	n = snprintf(msg, sizeof(msg), "%d %s\n", status, http_status_text(status));
@@ -1291,7 +1300,7 @@ conn_feed(struct conn *c, const char *p, size_t left)
 			conn_error(c, rc);
 			return;
 		}
-		master_count(SC_http_requests);
+		master_count(c->m, SC_http_requests);
 		c->requests++;
 		c->keep_alive = c->req.keep_alive;
 		c->in_request = 0;
@@ -1405,6 +1414,7 @@ send_fd(int chan, const void *msg, size_t len, int fd)
 void
 conn_handoff(struct conn *c, struct http_req *r)
 {
+	struct master *m = c->m;
 	static char msg[IPC_MAX_MSG];
 	static char payload[sizeof(struct ipc_handoff) + IPC_MAX_EXTRA];
 	struct ipc_handoff *ho = (struct ipc_handoff *)payload;
@@ -1430,7 +1440,7 @@ conn_handoff(struct conn *c, struct http_req *r)
 	ho->ho_extra_len = (uint32_t)c->extra_len;
 	if (c->extra_len)
 		memcpy(payload + sizeof(*ho), c->extra, c->extra_len);
-	len = ipc_encode(msg, sizeof(msg), IPC_HANDOFF, ++M.handoff_seq, payload,
+	len = ipc_encode(msg, sizeof(msg), IPC_HANDOFF, ++m->handoff_seq, payload,
 	    sizeof(*ho) + c->extra_len);
 	if (len < 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
 		goto busy;
@@ -1438,13 +1448,13 @@ conn_handoff(struct conn *c, struct http_req *r)
 	/* least loaded first; a worker whose channel is full is skipped */
 	uint64_t skip = 0;
 	while (tried < 4) {
-		int slot = master_pick_worker(&M, skip);
+		int slot = master_pick_worker(m, skip);
 		if (slot < 0)
 			break;
 		tried++;
 		skip |= 1ull << slot;
-		if (send_fd(M.w[slot].chan, msg, (size_t)len, fd) == 0) {
-			M.w[slot].handoffs_sent++;
+		if (send_fd(m->w[slot].chan, msg, (size_t)len, fd) == 0) {
+			m->w[slot].handoffs_sent++;
 			c->handed_off = 1;
 			/* the worker has its own copy; ours closes without FIN */
 			conn_close(c);
@@ -1453,7 +1463,7 @@ conn_handoff(struct conn *c, struct http_req *r)
 		log_warn("sendmsg() to worker %d", slot);
 	}
 busy:
-	master_count(SC_handoff_failed);
+	master_count(m, SC_handoff_failed);
 	c->keep_alive = 0;
 	conn_respond(c, 503, "text/plain", "no worker available\n", 20, NULL);
 }

@@ -359,12 +359,12 @@ ledger_flush_done(struct master *m, int st)
 			    (unsigned long long)m->flush_fail_logged);
 		m->flush_fail_logged = 0;
 		m->flushed_version = m->flush_version;
-		master_count(SC_flush_ok);
+		master_count(m, SC_flush_ok);
 		return;
 	}
 	/* the child logged why; retried at the next interval */
 	m->flush_fail_logged++;
-	master_count(SC_flush_failed);
+	master_count(m, SC_flush_failed);
 }
 
 int

@@ -28,6 +28,9 @@
 
 #define DEFAULT_CONF "/etc/voxrelay/voxrelay.conf"
 
+/* The master process's state: reached here only, and passed down. */
+static struct master M;
+
 static void
 usage(void)
 {

@@ -41,16 +41,14 @@
 	"this port can open calls on the OpenAI account (set " \
 	"TWILIO_AUTH_TOKEN and remove the waiver)"
 
-struct master M;
-
 static const int handled_signals[] = {
 	SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGQUIT, SIGCHLD,
 };
 
 void
-master_count(enum shm_counter c)
+master_count(struct master *m, enum shm_counter c)
 {
-	shm_count(M.shm.hdr->sh_counters, c, 1);
+	shm_count(m->shm.hdr->sh_counters, c, 1);
 }
 
 static uint64_t
@@ -142,12 +140,12 @@ chan_read(struct master *m, struct worker_proc *p, int max)
 			rec = json_loadb(payload, plen, 0, NULL);
 		if (!json_is_object(rec)) {
 			json_decref(rec);
-			master_count(SC_records_bad_messages);
+			master_count(m, SC_records_bad_messages);
 			log_warnx("worker %d: a message on its channel that is not "
 			    "a call record (%zd bytes)", p->slot, n);
 			continue;
 		}
-		master_count(SC_records_from_workers);
+		master_count(m, SC_records_from_workers);
 		type = json_string_value(json_object_get(rec, "type"));
 		if (type != NULL && (strcmp(type, "call") == 0 ||
 		    strcmp(type, "minutes") == 0))
@@ -244,7 +242,7 @@ records_close_dead(struct master *m, int slot, pid_t pid, const char *how)
 			    "type", "minutes", "phone", c->cs_phone, "call_sid",
 			    sid, "used_ms", (json_int_t)dur, "at", (json_int_t)wall,
 			    "host", m->hostname));
-		master_count(SC_records_closed_dead);
+		master_count(m, SC_records_closed_dead);
 	}
 }
 
@@ -336,7 +334,7 @@ spawn_worker(struct master *m, int slot, uint32_t gen)
 	p->kill_at_ms = 0;
 	atomic_store(&sw->sw_pid, pid);
 	atomic_store(&sw->sw_started_ms, p->started_ms);
-	master_count(SC_workers_spawned);
+	master_count(m, SC_workers_spawned);
 	log_info("worker %d started (pid %d, generation %u)", slot, (int)pid, gen);
 	return 0;
 }
@@ -385,7 +383,7 @@ worker_died(struct master *m, int slot, int st)
 		    lost == 1 ? "" : "s",
 		    sw->sw_last_error[0] ? "; last error: " : "", sw->sw_last_error);
 	if (!(clean && p->retire))
-		master_count(SC_workers_died);
+		master_count(m, SC_workers_died);
 	chan_unwatch(p);
 	if (p->chan >= 0)
 		close(p->chan);
@@ -688,7 +686,7 @@ supervise(struct master *m, uint64_t now)
 			snprintf(sw->sw_last_error, sizeof(sw->sw_last_error),
 			    "killed: no heartbeat for %llu ms",
 			    (unsigned long long)(now - hb));
-			master_count(SC_workers_killed);
+			master_count(m, SC_workers_killed);
 			kill(p->pid, SIGKILL);
 			kill(p->pid, SIGCONT);
 			p->kill_at_ms = now;
@@ -705,7 +703,7 @@ supervise(struct master *m, uint64_t now)
 		    now - p->kill_at_ms < 60000 && p->retire) {
 			log_warnx("worker %d (pid %d) did not exit; killing it", i,
 			    (int)p->pid);
-			master_count(SC_workers_killed);
+			master_count(m, SC_workers_killed);
 			kill(p->pid, SIGKILL);
 			p->kill_at_ms = now - 60000;	/* once */
 		}
@@ -822,7 +820,7 @@ master_run(struct master *m)
 		return EXIT_FATAL_CONFIG;
 	}
 	m->flushed_version = atomic_load(&m->shm.hdr->sh_ledger_version);
-	routes_usage_warm();
+	routes_usage_warm(m);
 	replay_tokens_load(m);
 	if (front_listen(m) != 0)
 		return EXIT_FATAL_CONFIG;
@@ -835,7 +833,7 @@ master_run(struct master *m)
 	for (int i = 0; i < m->conf.workers; i++)
 		spawn_worker(m, i, m->generation);
 	store_open_async(m);
-	outbound_init();
+	outbound_init(m);
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
 	    VOXRELAY_VERSION, m->conf.bind, m->conf.port, m->conf.workers,
 	    (int)getpid());

@@ -103,11 +103,9 @@ struct master {
 	uint64_t		 flush_fail_logged;
 };
 
-extern struct master M;
-
 /* master.c */
 int  master_run(struct master *m);
-void master_count(enum shm_counter c);
+void master_count(struct master *m, enum shm_counter c);
 /* Worker slot with the least load that takes new calls and is not in the
  * skip mask (bit per slot), or -1. */
 int  master_pick_worker(struct master *m, uint64_t skip);
@@ -123,7 +121,7 @@ struct conn;
 struct http_req;
 void routes_dispatch(struct conn *c, struct http_req *r);
 /* Sort the ledger for /usage-data now (at start), not on the request path. */
-void routes_usage_warm(void);
+void routes_usage_warm(struct master *m);
 /* Send a response on c; body copied.  Used by routes and front. */
 void conn_respond(struct conn *c, int status, const char *content_type,
     const char *body, size_t len, const char *extra_headers);
@@ -175,7 +173,8 @@ void route_metrics(struct conn *c);
 void api_route(struct conn *c, struct http_req *r);
 void api_preflight(struct conn *c, struct http_req *r);
 /* Access-Control-Allow-Origin for an allowed Origin, and Vary, into out. */
-const char *api_cors_headers(struct http_req *r, char *out, size_t len);
+const char *api_cors_headers(const struct master *m, struct http_req *r,
+    char *out, size_t len);
 /* dashboard.c: GET /dashboard, a page built into the binary that polls
  * /health. */
 void route_dashboard(struct conn *c);

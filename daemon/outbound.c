@@ -100,10 +100,10 @@ cool_find(const char *phone)
 }
 
 static void
-cool_set(const char *phone, uint64_t at_ms)
+cool_set(struct master *m, const char *phone, uint64_t at_ms)
 {
 	struct ob_cool *c = cool_find(phone);
-	uint64_t now = wall_ms(), keep = (uint64_t)M.conf.outbound_cooldown * 1000;
+	uint64_t now = wall_ms(), keep = (uint64_t)m->conf.outbound_cooldown * 1000;
 
 	if (c == NULL) {
 		/* make room from the expired ones first */
@@ -130,14 +130,14 @@ cool_set(const char *phone, uint64_t at_ms)
 
 /* Seconds left of phone's cooldown, 0 if none. */
 static uint64_t
-cool_left(const char *phone)
+cool_left(struct master *m, const char *phone)
 {
 	struct ob_cool *c = cool_find(phone);
 	uint64_t end, now = wall_ms();
 
-	if (c == NULL || M.conf.outbound_cooldown == 0)
+	if (c == NULL || m->conf.outbound_cooldown == 0)
 		return 0;
-	end = c->at_ms + (uint64_t)M.conf.outbound_cooldown * 1000;
+	end = c->at_ms + (uint64_t)m->conf.outbound_cooldown * 1000;
 	return end > now ? (end - now + 999) / 1000 : 0;
 }
 
@@ -164,11 +164,11 @@ cool_save(const char *phone, uint64_t at_ms)
 /* At start: the cooldowns still running, and the file rewritten with only
  * those. */
 static void
-cool_load(void)
+cool_load(struct master *m)
 {
-	const char *csv = M.conf.usage_csv_path, *slash = strrchr(csv, '/');
+	const char *csv = m->conf.usage_csv_path, *slash = strrchr(csv, '/');
 	char line[128], tmp[1200];
-	uint64_t now = wall_ms(), keep = (uint64_t)M.conf.outbound_cooldown * 1000;
+	uint64_t now = wall_ms(), keep = (uint64_t)m->conf.outbound_cooldown * 1000;
 	FILE *f;
 
 	if (slash == NULL)
@@ -188,7 +188,7 @@ cool_load(void)
 		if (!e164_valid(line) || sscanf(tab + 1, "%llu", &at) != 1)
 			continue;
 		if ((uint64_t)at + keep > now)
-			cool_set(line, (uint64_t)at);
+			cool_set(m, line, (uint64_t)at);
 	}
 	fclose(f);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", ob_cool_path);
@@ -314,7 +314,7 @@ static void
 refuse(struct conn *c, int status, enum shm_counter ctr, const char *reason,
     const char *message, const char *extra)
 {
-	master_count(ctr);
+	master_count(conn_master(c), ctr);
 	answer_json(c, 0, status, json_pack("{s:s,s:s}", "error", reason,
 	    "message", message), extra);
 }
@@ -342,9 +342,9 @@ need_one(void *arg, const char *name, size_t len)
 }
 
 static int
-number_allowed(const char *to)
+number_allowed(const struct master *m, const char *to)
 {
-	const char *p = M.conf.verified_phone_numbers;
+	const char *p = m->conf.verified_phone_numbers;
 
 	while (*p != '\0') {
 		size_t n;
@@ -355,12 +355,13 @@ number_allowed(const char *to)
 			return 1;
 		p += n;
 	}
-	return M.conf.allow_all_us_canada && nanp_us_canada(to, NULL);
+	return m->conf.allow_all_us_canada && nanp_us_canada(to, NULL);
 }
 
 static void
 deadline_cb(uv_timer_t *t)
 {
+	struct master *m = t->loop->data;
 	struct ob_call *oc = t->data;
 	char masked[64];
 
@@ -369,7 +370,7 @@ deadline_cb(uv_timer_t *t)
 	mask_phone(oc->to, masked, sizeof(masked));
 	log_warnx("outbound call to %s: Twilio has not created it within %d s; "
 	    "answered 503", masked, OB_ANSWER_MS / 1000);
-	master_count(SC_outbound_refused_twilio);
+	master_count(m, SC_outbound_refused_twilio);
 	answer_later(oc, 503, json_pack("{s:s,s:s}", "error", "twilio_failed",
 	    "message", "Twilio's API did not create the call in time"),
 	    "Retry-After: 30\r\n");
@@ -417,9 +418,10 @@ add_field(char **form, const char *name, const char *value)
 }
 
 static char *
-create_form(const struct ob_call *oc, const struct line *line)
+create_form(const struct master *m, const struct ob_call *oc,
+    const struct line *line)
 {
-	const char *base = M.conf.public_url;
+	const char *base = m->conf.public_url;
 	char url[700], status[700], amd[700];
 	char *form = NULL;
 	int ok;
@@ -428,7 +430,7 @@ create_form(const struct ob_call *oc, const struct line *line)
 	snprintf(status, sizeof(status), "%s/outbound/status", base);
 	snprintf(amd, sizeof(amd), "%s/outbound/amd", base);
 	ok = add_field(&form, "To", oc->to) == 0 &&
-	    add_field(&form, "From", M.conf.phone_number_from) == 0 &&
+	    add_field(&form, "From", m->conf.phone_number_from) == 0 &&
 	    add_field(&form, "Url", url) == 0 &&
 	    add_field(&form, "Method", "POST") == 0 &&
 	    add_field(&form, "StatusCallback", status) == 0 &&
@@ -452,6 +454,7 @@ create_form(const struct ob_call *oc, const struct line *line)
 void
 outbound_request(struct conn *c, struct http_req *r)
 {
+	struct master *m = conn_master(c);
 	json_t *root = NULL, *vars, *v;
 	json_error_t jerr;
 	const char *to, *name, *lname, *k;
@@ -500,9 +503,9 @@ outbound_request(struct conn *c, struct http_req *r)
 		goto out;
 	}
 	if (lname == NULL)
-		lname = M.conf.default_outbound_line;
-	if ((line = line_find(&M.lines, lname)) == NULL ||
-	    (p = line_persona(line, &M.personas, lname)) == NULL) {
+		lname = m->conf.default_outbound_line;
+	if ((line = line_find(&m->lines, lname)) == NULL ||
+	    (p = line_persona(line, &m->personas, lname)) == NULL) {
 		snprintf(msg, sizeof(msg), "no line \"%.40s\"", lname);
 		refuse(c, 400, SC_outbound_refused_unknown_line, "unknown_line",
 		    msg, NULL);
@@ -522,32 +525,32 @@ outbound_request(struct conn *c, struct http_req *r)
 		goto out;
 	}
 	mask_phone(to, masked, sizeof(masked));
-	if (!number_allowed(to)) {
+	if (!number_allowed(m, to)) {
 		log_info("outbound call to %s refused: not in "
-		    "VERIFIED_PHONE_NUMBERS%s", masked, M.conf.allow_all_us_canada ?
+		    "VERIFIED_PHONE_NUMBERS%s", masked, m->conf.allow_all_us_canada ?
 		    " nor a US or Canadian number" : "");
 		refuse(c, 403, SC_outbound_refused_not_allowed, "not_allowed",
 		    "this number may not be called", NULL);
 		goto out;
 	}
-	if ((left = cool_left(to)) > 0) {
+	if ((left = cool_left(m, to)) > 0) {
 		snprintf(extra, sizeof(extra), "Retry-After: %llu\r\n",
 		    (unsigned long long)left);
 		snprintf(msg, sizeof(msg), "this number was called less than %d s "
-		    "ago; try again in %llu s", M.conf.outbound_cooldown,
+		    "ago; try again in %llu s", m->conf.outbound_cooldown,
 		    (unsigned long long)left);
 		refuse(c, 429, SC_outbound_refused_cooldown, "cooldown", msg, extra);
 		goto out;
 	}
-	if (outbound_active() >= (unsigned)M.conf.max_concurrent_calls) {
+	if (outbound_active() >= (unsigned)m->conf.max_concurrent_calls) {
 		snprintf(msg, sizeof(msg), "%d outbound calls in progress "
-		    "(MAX_CONCURRENT_CALLS)", M.conf.max_concurrent_calls);
+		    "(MAX_CONCURRENT_CALLS)", m->conf.max_concurrent_calls);
 		refuse(c, 503, SC_outbound_refused_capacity, "capacity", msg,
 		    "Retry-After: 30\r\n");
 		goto out;
 	}
 	if (ob_rest == NULL || !rest_calls_configured(ob_rest) ||
-	    M.conf.phone_number_from[0] == '\0' || M.conf.public_url[0] == '\0') {
+	    m->conf.phone_number_from[0] == '\0' || m->conf.public_url[0] == '\0') {
 		refuse(c, 503, SC_outbound_refused_twilio, "not_configured",
 		    "outbound calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
 		    "PHONE_NUMBER_FROM (or TWILIO_PHONE_NUMBER) and PUBLIC_URL",
@@ -567,12 +570,12 @@ outbound_request(struct conn *c, struct http_req *r)
 	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
 	oc->vars = vars ? json_deep_copy(vars) : json_object();
 	oc->since_ms = mono_ms();
-	uv_timer_init(M.loop, oc->deadline);
+	uv_timer_init(m->loop, oc->deadline);
 	oc->deadline->data = oc;
 	oc->next = ob_calls;
 	ob_calls = oc;
 	ob_ncalls++;
-	if ((form = create_form(oc, line)) == NULL ||
+	if ((form = create_form(m, oc, line)) == NULL ||
 	    (w = calloc(1, sizeof(*w))) == NULL) {
 		free(form);
 		call_free(oc);
@@ -621,12 +624,13 @@ sid_from(const char *body, char *out, size_t len)
 static void
 ob_outcome(void *arg, const struct rest_done *d)
 {
+	struct master *m = arg;
 	struct ob_call *oc = call_by_id(d->ref);
 	char masked[64];
 	uint64_t now = wall_ms();
 
 	if (d->attempts > 1)
-		shm_count(M.shm.hdr->sh_counters, SC_rest_retries,
+		shm_count(m->shm.hdr->sh_counters, SC_rest_retries,
 		    (uint64_t)d->attempts - 1);
 	if (oc == NULL)
 		return;
@@ -640,7 +644,7 @@ ob_outcome(void *arg, const struct rest_done *d)
 		    "attempt%s)", masked, d->status, d->attempts,
 		    d->attempts == 1 ? "" : "s");
 		if (oc->wait != NULL) {
-			master_count(SC_outbound_refused_twilio);
+			master_count(m, SC_outbound_refused_twilio);
 			if (busy)
 				answer_later(oc, 503, json_pack("{s:s,s:s}",
 				    "error", "twilio_failed", "message",
@@ -649,10 +653,10 @@ ob_outcome(void *arg, const struct rest_done *d)
 			else {
 				json_t *e = d->body ? json_loads(d->body, 0,
 				    NULL) : NULL;
-				const char *m = json_string_value(
+				const char *msg = json_string_value(
 				    json_object_get(e, "message"));
 				answer_later(oc, 502, json_pack("{s:s,s:s,s:I}",
-				    "error", "twilio_refused", "message", m ? m :
+				    "error", "twilio_refused", "message", msg ? msg :
 				    "Twilio refused the call", "twilio_status",
 				    (json_int_t)d->status), NULL);
 				json_decref(e);
@@ -661,17 +665,17 @@ ob_outcome(void *arg, const struct rest_done *d)
 		call_free(oc);
 		return;
 	}
-	master_count(SC_outbound_calls);
-	cool_set(oc->to, now);
+	master_count(m, SC_outbound_calls);
+	cool_set(m, oc->to, now);
 	cool_save(oc->to, now);
 	log_set_call(oc->sid);
 	log_info("outbound call to %s on line %s created (attempt %d)", masked,
 	    oc->line, d->attempts);
 	log_set_call(NULL);
-	if (M.store != NULL)
-		store_post(M.store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}",
+	if (m->store != NULL)
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}",
 		    "type", "call", "call_sid", oc->sid, "direction", "outbound-api",
-		    "from", M.conf.phone_number_from, "to", oc->to, "line",
+		    "from", m->conf.phone_number_from, "to", oc->to, "line",
 		    oc->line, "started_at", (json_int_t)now, "status", "queued"));
 	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", oc->sid,
 	    "status", "queued"), NULL);
@@ -691,7 +695,7 @@ callback_form(struct conn *c, struct http_req *r, struct form *f,
 		return -1;
 	}
 	if (form_parse(f, r->body ? r->body : "", r->body_len) != 0) {
-		master_count(SC_http_bad_requests);
+		master_count(conn_master(c), SC_http_bad_requests);
 		conn_respond(c, 400, "text/plain", "malformed form body\n", 20,
 		    NULL);
 		return -1;
@@ -718,6 +722,7 @@ is_terminal(const char *s)
 static void
 status_callback(struct conn *c, struct http_req *r)
 {
+	struct master *m = conn_master(c);
 	static const char *const known[] = { "queued", "initiated", "ringing",
 	    "in-progress", "answered", "completed", "busy", "no-answer",
 	    "failed", "canceled", NULL };
@@ -742,7 +747,7 @@ status_callback(struct conn *c, struct http_req *r)
 		conn_respond(c, 400, "text/plain", "unknown CallStatus\n", 19, NULL);
 		goto out;
 	}
-	master_count(SC_outbound_status_callbacks);
+	master_count(m, SC_outbound_status_callbacks);
 	/* the record knows Twilio's call statuses (initiated is queued) */
 	if (strcmp(st, "initiated") == 0)
 		rec = "queued";
@@ -754,7 +759,7 @@ status_callback(struct conn *c, struct http_req *r)
 	log_set_call(sid);
 	log_info("outbound call: %s%s", st, oc ? "" : " (not one placed here)");
 	log_set_call(NULL);
-	if (M.store != NULL && oc != NULL) {
+	if (m->store != NULL && oc != NULL) {
 		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
 		    sid, "status", rec);
 		by = form_get(&f, "AnsweredBy");
@@ -773,8 +778,8 @@ status_callback(struct conn *c, struct http_req *r)
 				json_object_set_new(call, "duration_ms",
 				    json_integer((json_int_t)atol(dur) * 1000));
 		}
-		store_post(M.store, call);
-		store_post(M.store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
+		store_post(m->store, call);
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
 		    "call_sid", sid, "status", rec, "at", (json_int_t)now));
 	}
 	if (oc != NULL && is_terminal(rec) && oc->wait == NULL)
@@ -787,6 +792,7 @@ out:
 static void
 amd_callback(struct conn *c, struct http_req *r)
 {
+	struct master *m = conn_master(c);
 	struct form f = { 0 };
 	struct ob_call *oc;
 	const struct line *line;
@@ -805,28 +811,28 @@ amd_callback(struct conn *c, struct http_req *r)
 	oc = call_by_sid(sid);
 	log_set_call(sid);
 	log_info("outbound call: answered by %s", by);
-	if (M.store != NULL && oc != NULL)
-		store_post(M.store, json_pack("{s:s,s:s,s:s}", "type", "call",
+	if (m->store != NULL && oc != NULL)
+		store_post(m->store, json_pack("{s:s,s:s,s:s}", "type", "call",
 		    "call_sid", sid, "answered_by", by));
 	if (oc != NULL && !oc->amd_done && strncmp(by, "machine_", 8) == 0 &&
-	    (line = line_find(&M.lines, oc->line)) != NULL) {
+	    (line = line_find(&m->lines, oc->line)) != NULL) {
 		struct twiml t = { 0 };
 		int rc;
 
 		oc->amd_done = 1;
-		master_count(SC_outbound_machines);
+		master_count(m, SC_outbound_machines);
 		/* the message after the beep, then the end; or the end now */
 		if (line->voicemail != NULL && strncmp(by, "machine_end", 11) == 0) {
 			char *msg = outbound_fill(line->voicemail, oc->name,
 			    oc->vars, 0);
 			twiml_begin(&t);
-			twiml_say(&t, msg ? msg : line->voicemail, M.conf.say_voice);
+			twiml_say(&t, msg ? msg : line->voicemail, m->conf.say_voice);
 			twiml_hangup(&t);
 			free(msg);
 			rc = twiml_end(&t) == 0 ? rest_update_call(ob_rest, sid,
 			    "Twiml", t.buf, 0) : -1;
 			twiml_free(&t);
-			master_count(SC_outbound_voicemails);
+			master_count(m, SC_outbound_voicemails);
 			log_info("outbound call: leaving the line's voicemail message");
 		} else {
 			rc = rest_update_call(ob_rest, sid, "Status", "completed", 0);
@@ -972,10 +978,10 @@ outbound_fill(const char *s, const char *name, json_t *vars, int json)
 /* ---------------------------------------------------------------- */
 
 int
-outbound_init(void)
+outbound_init(struct master *m)
 {
-	cool_load();
-	if ((ob_rest = rest_new(M.loop, &M.conf, ob_outcome, NULL)) == NULL) {
+	cool_load(m);
+	if ((ob_rest = rest_new(m->loop, &m->conf, ob_outcome, m)) == NULL) {
 		log_warnx("outbound: cannot start the REST client; outbound "
 		    "calls are refused");
 		return -1;

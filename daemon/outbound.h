@@ -7,12 +7,13 @@
 #include <jansson.h>
 
 struct conn;
+struct master;
 struct http_req;
 struct twiml;
 struct form;
 
 /* At start, on the loop: the cooldowns kept, the REST client.  0 or -1. */
-int  outbound_init(void);
+int  outbound_init(struct master *m);
 /* POST /api/request-call on the operator's listener. */
 void outbound_request(struct conn *c, struct http_req *r);
 /* /outbound/... on the public listener: 1 if answered here. */

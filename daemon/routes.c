@@ -56,12 +56,12 @@ respond_text(struct conn *c, int status, const char *text)
 /* The public base URL for signatures and the stream URL, without a
  * trailing slash.  Empty PUBLIC_URL: https:// + the Host header. */
 static int
-public_base(struct http_req *r, char *out, size_t len)
+public_base(const struct master *m, struct http_req *r, char *out, size_t len)
 {
 	const char *host;
 
-	if (M.conf.public_url[0] != '\0')
-		return (size_t)snprintf(out, len, "%s", M.conf.public_url) < len ?
+	if (m->conf.public_url[0] != '\0')
+		return (size_t)snprintf(out, len, "%s", m->conf.public_url) < len ?
 		    0 : -1;
 	host = http_req_header(r, "Host");
 	if (host == NULL || host[0] == '\0' || strlen(host) > 255)
@@ -87,10 +87,11 @@ twiml_send(struct conn *c, struct twiml *t)
 static void
 voice_refuse(struct conn *c, const char *message)
 {
+	struct master *m = conn_master(c);
 	struct twiml t = { 0 };
 
 	twiml_begin(&t);
-	twiml_say(&t, message, M.conf.say_voice);
+	twiml_say(&t, message, m->conf.say_voice);
 	twiml_hangup(&t);
 	twiml_send(c, &t);
 }
@@ -102,22 +103,23 @@ voice_refuse(struct conn *c, const char *message)
  * counted, logged at most once a minute).
  */
 static int
-ledger_reserve(const char *sid, const char *caller, const char *masked)
+ledger_reserve(struct master *m, const char *sid, const char *caller,
+    const char *masked)
 {
 	static uint64_t logged_ms;
 	uint64_t now;
 
-	if (shm_ledger_find(&M.shm, caller) >= 0 ||
-	    shm_ledger_get_locked(&M.shm, caller) >= 0)
+	if (shm_ledger_find(&m->shm, caller) >= 0 ||
+	    shm_ledger_get_locked(&m->shm, caller) >= 0)
 		return 0;
-	master_count(SC_refused_ledger_full);
+	master_count(m, SC_refused_ledger_full);
 	now = mono_ms();
 	if (logged_ms == 0 || now - logged_ms >= 60000) {
 		logged_ms = now;
 		log_warnx("call %s from %s refused: the usage ledger is full "
 		    "(%u callers); new callers are refused until "
 		    "LEDGER_CAPACITY is raised (and the daemon restarted)", sid,
-		    masked, atomic_load(&M.shm.hdr->sh_ledger_cap));
+		    masked, atomic_load(&m->shm.hdr->sh_ledger_cap));
 	}
 	return -1;
 }
@@ -131,6 +133,7 @@ static void
 route_voice_any(struct conn *c, struct http_req *r, const char *route,
     size_t rlen, int outbound)
 {
+	struct master *m = conn_master(c);
 	struct form f = { 0 }, qf = { 0 };
 	struct stream_token tok;
 	struct twiml t = { 0 };
@@ -150,7 +153,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		return;
 	}
 	if (rlen == 0) {
-		route = M.conf.default_route;
+		route = m->conf.default_route;
 		rlen = strlen(route);
 	} else if (!route_valid(route, rlen)) {
 		respond_text(c, 404, "no such route\n");
@@ -159,9 +162,9 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	memcpy(routebuf, route, rlen);
 	routebuf[rlen] = '\0';
 	/* a line, or a persona's route with the configuration's keys */
-	if ((line = line_find(&M.lines, routebuf)) == NULL)
-		line = &M.lines.fallback;
-	if (line_persona(line, &M.personas, routebuf) == NULL) {
+	if ((line = line_find(&m->lines, routebuf)) == NULL)
+		line = &m->lines.fallback;
+	if (line_persona(line, &m->personas, routebuf) == NULL) {
 		respond_text(c, 404, "no such route\n");
 		return;
 	}
@@ -170,34 +173,34 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	q = strchr(target, '?');
 	if (is_post ? form_parse(&f, r->body ? r->body : "", r->body_len) :
 	    form_parse(&f, q ? q + 1 : "", q ? strlen(q + 1) : 0)) {
-		master_count(SC_http_bad_requests);
+		master_count(m, SC_http_bad_requests);
 		respond_text(c, 400, "malformed form body\n");
 		return;
 	}
 	/* a POST's query string: the resume marker of a transfer's way back */
 	if (is_post && q != NULL && form_parse(&qf, q + 1, strlen(q + 1))) {
-		master_count(SC_http_bad_requests);
+		master_count(m, SC_http_bad_requests);
 		respond_text(c, 400, "malformed query string\n");
 		goto out;
 	}
 	marker = form_get(is_post ? &qf : &f, "resume");
-	if (public_base(r, base, sizeof(base)) != 0) {
+	if (public_base(m, r, base, sizeof(base)) != 0) {
 		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
 		    "long\n");
 		goto out;
 	}
-	if (M.conf.validate_signature) {
+	if (m->conf.validate_signature) {
 		/* the whole URL, however long: a signature over a prefix of
 		 * it would accept any tail */
 		if (asprintf(&url, "%s%s", base, target) < 0) {
 			respond_text(c, 500, "out of memory\n");
 			goto out;
 		}
-		int ok = sig_validate(M.conf.twilio_auth_token, url,
+		int ok = sig_validate(m->conf.twilio_auth_token, url,
 		    is_post ? &f : NULL, http_req_header(r, "X-Twilio-Signature"));
 		free(url);
 		if (!ok) {
-			master_count(SC_sig_rejected);
+			master_count(m, SC_sig_rejected);
 			log_warnx("%s: voice webhook with %s X-Twilio-Signature "
 			    "refused", conn_peer(c),
 			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
@@ -225,7 +228,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		}
 	/* From becomes a ledger key, a CSV cell and a TwiML parameter */
 	if (from != NULL && (!caller_valid(from) || strlen(from) >= SHM_PHONE_MAX)) {
-		master_count(SC_bad_caller);
+		master_count(m, SC_bad_caller);
 		log_warnx("%s: call %s refused with 400: From is not an E.164 "
 		    "number, client:, sip: or anonymous", conn_peer(c), sid);
 		respond_text(c, 400, "malformed From\n");
@@ -236,18 +239,18 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	if (outbound && !outbound_known(sid)) {
 		log_warnx("%s: outbound TwiML asked for call %s, which was not "
 		    "placed here (or is over)", conn_peer(c), sid);
-		voice_refuse(c, M.conf.after_stream_message);
+		voice_refuse(c, m->conf.after_stream_message);
 		goto out;
 	}
-	master_count(SC_voice_requests);
+	master_count(m, SC_voice_requests);
 	memset(&tok, 0, sizeof(tok));
 	vr_strlcpy(tok.caller, from, SHM_PHONE_MAX);	/* what the ledger keys on */
 	mask_phone(tok.caller, masked, sizeof(masked));
 	/* back from a transfer nobody answered: a good marker, signed with
 	 * the URL, opens one more stream; any other goes the usual way */
 	if (marker != NULL && !outbound) {
-		if (replay_resume(conn_master(c), sid, marker, &resume, &why) == 0) {
-			master_count(SC_voice_resumes);
+		if (replay_resume(m, sid, marker, &resume, &why) == 0) {
+			master_count(m, SC_voice_resumes);
 			log_info("call %s: back on route %s after a transfer",
 			    sid, routebuf);
 			goto admit;
@@ -255,62 +258,62 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		log_warnx("%s: voice webhook for call %s with a resume marker "
 		    "%s", conn_peer(c), sid, why);
 	}
-	switch (replay_check(conn_master(c), sid, &prev, &prev_len)) {
+	switch (replay_check(m, sid, &prev, &prev_len)) {
 	case REPLAY_REPEAT:
 		/* Twilio's retry of a webhook that timed out */
-		master_count(SC_voice_repeats);
+		master_count(m, SC_voice_repeats);
 		log_info("call %s: webhook repeated before its stream opened: "
 		    "the same answer", sid);
 		conn_respond(c, 200, "text/xml; charset=utf-8", prev, prev_len,
 		    NULL);
 		goto out;
 	case REPLAY_REFUSE:
-		master_count(SC_voice_replays);
+		master_count(m, SC_voice_replays);
 		log_warnx("%s: voice webhook for call %s refused: the call's "
 		    "stream has opened already (a replayed webhook?)",
 		    conn_peer(c), sid);
-		voice_refuse(c, M.conf.busy_message);
+		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	case REPLAY_NEW:
 		break;
 	}
 
 admit:
-	if (M.draining) {
-		master_count(SC_refused_draining);
-		voice_refuse(c, M.conf.busy_message);
+	if (m->draining) {
+		master_count(m, SC_refused_draining);
+		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	}
 	/* the line's app decides (a line with no quota admits every caller;
 	 * minutes are still counted in the ledger) */
 	free_ms = (uint64_t)(line->free_minutes * 60000.0 + 0.5);
-	used = shm_usage_ms(&M.shm, tok.caller, mono_ms());
+	used = shm_usage_ms(&m->shm, tok.caller, mono_ms());
 	if (!app_admit(line, tok.caller, used)) {
-		master_count(SC_refused_minutes);
+		master_count(m, SC_refused_minutes);
 		log_info("call %s from %s refused: %.2f of %.2f minutes used",
 		    sid, masked, used / 60000.0, line->free_minutes);
-		voice_refuse(c, M.conf.out_of_minutes_message);
+		voice_refuse(c, m->conf.out_of_minutes_message);
 		goto out;
 	}
-	if (master_streams_in_use(&M) >= (unsigned)M.conf.max_ws_connections) {
-		master_count(SC_refused_capacity);
+	if (master_streams_in_use(m) >= (unsigned)m->conf.max_ws_connections) {
+		master_count(m, SC_refused_capacity);
 		log_warnx("call %s from %s refused: %d streams in use", sid,
-		    masked, M.conf.max_ws_connections);
-		voice_refuse(c, M.conf.busy_message);
+		    masked, m->conf.max_ws_connections);
+		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	}
 
-	if (ledger_reserve(sid, tok.caller, masked) != 0) {
-		voice_refuse(c, M.conf.busy_message);
+	if (ledger_reserve(m, sid, tok.caller, masked) != 0) {
+		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	}
 
 	/* the stream URL carries the route and a token for this call */
 	vr_strlcpy(tok.call_sid, sid, sizeof(tok.call_sid));
 	vr_strlcpy(tok.route, routebuf, sizeof(tok.route));
-	tok.expires = wall_ms() / 1000 + (uint64_t)M.conf.stream_token_ttl;
+	tok.expires = wall_ms() / 1000 + (uint64_t)m->conf.stream_token_ttl;
 	tok.resume = resume;
-	if (token_make(M.conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
+	if (token_make(m->conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
 		respond_text(c, 400, "call facts too long\n");
 		goto out;
 	}
@@ -326,8 +329,8 @@ admit:
 
 	twiml_begin(&t);
 	/* a recorded greeting (and its beep) plays before the stream opens */
-	if (M.conf.greeting_url[0] != '\0')
-		twiml_play(&t, M.conf.greeting_url);
+	if (m->conf.greeting_url[0] != '\0')
+		twiml_play(&t, m->conf.greeting_url);
 	if (relay) {
 		/* the session's end comes back to the action URL, with the
 		 * hand-off the worker wrote */
@@ -355,7 +358,7 @@ admit:
 	else {
 		twiml_connect_stream_close(&t);
 		/* Twilio runs these once the stream's socket closes */
-		twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
+		twiml_say(&t, m->conf.after_stream_message, m->conf.say_voice);
 		twiml_hangup(&t);
 	}
 	if (twiml_end(&t) != 0) {
@@ -365,13 +368,13 @@ admit:
 	}
 	/* remembered until the token expires, for a repeat of this webhook
 	 * (a resumed call's marker is spent: no repeat of it is answered) */
-	if (resume == 0 && replay_store(conn_master(c), sid, tok.expires, t.buf, t.len) != 0) {
+	if (resume == 0 && replay_store(m, sid, tok.expires, t.buf, t.len) != 0) {
 		twiml_free(&t);
-		master_count(SC_refused_capacity);
+		master_count(m, SC_refused_capacity);
 		log_warnx("call %s from %s refused: no room to remember its "
 		    "answer (too many calls within STREAM_TOKEN_TTL)", sid,
 		    masked);
-		voice_refuse(c, M.conf.busy_message);
+		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	}
 	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
@@ -404,12 +407,13 @@ int
 routes_signed(struct conn *c, struct http_req *r, struct form *f,
     const char *what)
 {
+	struct master *m = conn_master(c);
 	char base[600], *url;
 	int ok;
 
-	if (!M.conf.validate_signature)
+	if (!m->conf.validate_signature)
 		return 1;
-	if (public_base(r, base, sizeof(base)) != 0) {
+	if (public_base(m, r, base, sizeof(base)) != 0) {
 		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
 		    "long\n");
 		return 0;
@@ -418,11 +422,11 @@ routes_signed(struct conn *c, struct http_req *r, struct form *f,
 		respond_text(c, 500, "out of memory\n");
 		return 0;
 	}
-	ok = sig_validate(M.conf.twilio_auth_token, url, f,
+	ok = sig_validate(m->conf.twilio_auth_token, url, f,
 	    http_req_header(r, "X-Twilio-Signature"));
 	free(url);
 	if (!ok) {
-		master_count(SC_sig_rejected);
+		master_count(m, SC_sig_rejected);
 		log_warnx("%s: %s with %s X-Twilio-Signature refused",
 		    conn_peer(c), what, http_req_header(r, "X-Twilio-Signature") ?
 		    "a wrong" : "no");
@@ -445,6 +449,7 @@ static void
 route_relay_ended(struct conn *c, struct http_req *r, const char *route,
     size_t rlen)
 {
+	struct master *m = conn_master(c);
 	struct form f = { 0 };
 	struct twiml t = { 0 };
 	const struct line *line;
@@ -464,31 +469,31 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 	}
 	memcpy(routebuf, route, rlen);
 	routebuf[rlen] = '\0';
-	if ((line = line_find(&M.lines, routebuf)) == NULL ||
+	if ((line = line_find(&m->lines, routebuf)) == NULL ||
 	    line->transport != LINE_CONVERSATION_RELAY) {
 		respond_text(c, 404, "no such ConversationRelay line\n");
 		return;
 	}
 	if (form_parse(&f, r->body ? r->body : "", r->body_len)) {
-		master_count(SC_http_bad_requests);
+		master_count(m, SC_http_bad_requests);
 		respond_text(c, 400, "malformed form body\n");
 		return;
 	}
-	if (public_base(r, base, sizeof(base)) != 0) {
+	if (public_base(m, r, base, sizeof(base)) != 0) {
 		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
 		    "long\n");
 		goto out;
 	}
-	if (M.conf.validate_signature) {
+	if (m->conf.validate_signature) {
 		if (asprintf(&url, "%s%s", base, http_req_url(r)) < 0) {
 			respond_text(c, 500, "out of memory\n");
 			goto out;
 		}
-		int ok = sig_validate(M.conf.twilio_auth_token, url, &f,
+		int ok = sig_validate(m->conf.twilio_auth_token, url, &f,
 		    http_req_header(r, "X-Twilio-Signature"));
 		free(url);
 		if (!ok) {
-			master_count(SC_sig_rejected);
+			master_count(m, SC_sig_rejected);
 			log_warnx("%s: relay action callback with %s "
 			    "X-Twilio-Signature refused", conn_peer(c),
 			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
@@ -509,12 +514,12 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 	twiml_begin(&t);
 	if (reason != NULL && strcmp(reason, "transfer") == 0) {
 		if (to != NULL && (tg = line_target_find(line, to)) != NULL) {
-			master_count(SC_relay_transfers);
+			master_count(m, SC_relay_transfers);
 			log_info("call %s on line %s: transfer to \"%s\"", sid,
 			    routebuf, tg->label);
 			twiml_dial(&t, tg->number, tg->sip);
 		} else {
-			master_count(SC_relay_transfer_refused);
+			master_count(m, SC_relay_transfer_refused);
 			log_warnx("call %s on line %s: transfer to a target not in "
 			    "the line's transfer_targets refused; hanging up", sid,
 			    routebuf);
@@ -526,7 +531,7 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 		    form_get(&f, "SessionStatus") ? form_get(&f, "SessionStatus") :
 		    "");
 	if (tg == NULL) {
-		twiml_say(&t, M.conf.after_stream_message, M.conf.say_voice);
+		twiml_say(&t, m->conf.after_stream_message, m->conf.say_voice);
 		twiml_hangup(&t);
 	}
 	twiml_send(c, &t);
@@ -539,11 +544,11 @@ out:
 /* /health */
 
 static json_t *
-hist_json(enum shm_hist_id id)
+hist_json(struct master *m, enum shm_hist_id id)
 {
 	struct shm_hist h;
 
-	shm_hist_sum(&M.shm, id, &h);
+	shm_hist_sum(&m->shm, id, &h);
 	return json_pack("{s:I,s:I,s:I,s:I,s:I}",
 	    "count", (json_int_t)h.h_count,
 	    "p50_us", (json_int_t)shm_hist_percentile(&h, 0.50),
@@ -559,6 +564,7 @@ static const char *const hist_names[SH__COUNT] = {
 static void
 route_health(struct conn *c, struct http_req *r)
 {
+	struct master *m = conn_master(c);
 	json_t *root, *workers, *metrics, *counters, *latency, *calls;
 	uint64_t now = mono_ms(), now_wall = wall_ms(), today_ms, today_calls;
 	unsigned live = 0, ready = 0, expected = 0;
@@ -566,16 +572,16 @@ route_health(struct conn *c, struct http_req *r)
 	char *text;
 
 	workers = json_array();
-	for (unsigned i = 0; i < M.shm.hdr->sh_nworkers; i++) {
-		struct shm_worker *sw = &M.shm.workers[i];
+	for (unsigned i = 0; i < m->shm.hdr->sh_nworkers; i++) {
+		struct shm_worker *sw = &m->shm.workers[i];
 		uint32_t st = atomic_load(&sw->sw_state);
 		uint64_t hb = atomic_load(&sw->sw_heartbeat_ms);
 
-		if (st == SW_FREE && !M.w[i].in_use)
+		if (st == SW_FREE && !m->w[i].in_use)
 			continue;
-		if (M.w[i].in_use && !M.w[i].retire)
+		if (m->w[i].in_use && !m->w[i].retire)
 			expected++;
-		if (st == SW_READY && !M.w[i].retire)
+		if (st == SW_READY && !m->w[i].retire)
 			ready++;
 		json_array_append_new(workers, json_pack(
 		    "{s:i,s:i,s:s,s:i,s:i,s:i,s:I,s:i,s:I,s:I}",
@@ -588,16 +594,16 @@ route_health(struct conn *c, struct http_req *r)
 		    "calls_total", (json_int_t)atomic_load(&sw->sw_calls_total),
 		    "restarts", (int)atomic_load(&sw->sw_restarts),
 		    "last_heartbeat_ms_ago", (json_int_t)(hb && now > hb ? now - hb : 0),
-		    "uptime_s", (json_int_t)(M.w[i].pid && M.w[i].started_ms ?
-		    (now - M.w[i].started_ms) / 1000 : 0)));
+		    "uptime_s", (json_int_t)(m->w[i].pid && m->w[i].started_ms ?
+		    (now - m->w[i].started_ms) / 1000 : 0)));
 	}
 
 	calls = json_array();
-	for (unsigned i = 0; i < M.shm.hdr->sh_ncalls; i++) {
+	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
 		struct shm_call_view v;
 		char masked[64];
 
-		if (shm_call_read(&M.shm, (int)i, &v) != 0 || v.state != CS_LIVE)
+		if (shm_call_read(&m->shm, (int)i, &v) != 0 || v.state != CS_LIVE)
 			continue;
 		live++;
 		mask_phone(v.phone, masked, sizeof(masked));
@@ -614,29 +620,29 @@ route_health(struct conn *c, struct http_req *r)
 	}
 
 	/* calls started today (UTC), ended and live: see shm_today */
-	shm_today(&M.shm, now, now_wall, &today_ms, &today_calls);
+	shm_today(&m->shm, now, now_wall, &today_ms, &today_calls);
 	metrics = json_pack("{s:I,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
-	    "total_calls", (json_int_t)shm_counter_sum(&M.shm, SC_total_calls),
+	    "total_calls", (json_int_t)shm_counter_sum(&m->shm, SC_total_calls),
 	    "active_calls", (int)live,
-	    "failed_calls", (json_int_t)shm_counter_sum(&M.shm, SC_failed_calls),
-	    "sms_sent", (json_int_t)shm_counter_sum(&M.shm, SC_sms_sent),
-	    "sms_failed", (json_int_t)shm_counter_sum(&M.shm, SC_sms_failed),
-	    "tool_calls", (json_int_t)shm_counter_sum(&M.shm, SC_tool_calls),
-	    "api_errors", (json_int_t)shm_counter_sum(&M.shm, SC_api_errors),
+	    "failed_calls", (json_int_t)shm_counter_sum(&m->shm, SC_failed_calls),
+	    "sms_sent", (json_int_t)shm_counter_sum(&m->shm, SC_sms_sent),
+	    "sms_failed", (json_int_t)shm_counter_sum(&m->shm, SC_sms_failed),
+	    "tool_calls", (json_int_t)shm_counter_sum(&m->shm, SC_tool_calls),
+	    "api_errors", (json_int_t)shm_counter_sum(&m->shm, SC_api_errors),
 	    "calls_today", (json_int_t)today_calls,
 	    "minutes_today", today_ms / 60000.0);
 	counters = json_object();
 #define X(name, help) json_object_set_new(counters, #name, \
-	    json_integer((json_int_t)shm_counter_sum(&M.shm, SC_##name)));
+	    json_integer((json_int_t)shm_counter_sum(&m->shm, SC_##name)));
 	SHM_COUNTERS(X)
 #undef X
 	latency = json_object();
 	for (int i = 0; i < SH__COUNT; i++)
-		json_object_set_new(latency, hist_names[i], hist_json(i));
+		json_object_set_new(latency, hist_names[i], hist_json(m, i));
 
-	if (M.draining)
+	if (m->draining)
 		status = "draining";
-	else if (ready < expected || expected == 0 || shm_ledger_full(&M.shm))
+	else if (ready < expected || expected == 0 || shm_ledger_full(&m->shm))
 		status = "degraded";
 	else
 		status = "ok";
@@ -644,13 +650,13 @@ route_health(struct conn *c, struct http_req *r)
 	    "s:o}",
 	    "status", status,
 	    "version", VOXRELAY_VERSION,
-	    "uptime_s", (json_int_t)((now - M.shm.hdr->sh_birth_ms) / 1000),
+	    "uptime_s", (json_int_t)((now - m->shm.hdr->sh_birth_ms) / 1000),
 	    "time_ms", (json_int_t)now_wall,
-	    "generation", (int)M.generation,
-	    "active_streams", (int)master_streams_in_use(&M),
-	    "max_streams", M.conf.max_ws_connections,
-	    "signature_validation", M.conf.validate_signature,
-	    "http_connections", (int)M.nconns,
+	    "generation", (int)m->generation,
+	    "active_streams", (int)master_streams_in_use(m),
+	    "max_streams", m->conf.max_ws_connections,
+	    "signature_validation", m->conf.validate_signature,
+	    "http_connections", (int)m->nconns,
 	    "workers", workers,
 	    "metrics", metrics,
 	    "counters", counters,
@@ -661,15 +667,15 @@ route_health(struct conn *c, struct http_req *r)
 		return;
 	}
 	json_object_set_new(root, "ledger", json_pack("{s:i,s:i,s:b,s:I,s:b}",
-	    "callers", (int)atomic_load(&M.shm.hdr->sh_ledger_used),
-	    "capacity", (int)atomic_load(&M.shm.hdr->sh_ledger_cap),
-	    "full", shm_ledger_full(&M.shm),
-	    "version", (json_int_t)atomic_load(&M.shm.hdr->sh_ledger_version),
-	    "saved", M.flushed_version == atomic_load(&M.shm.hdr->sh_ledger_version)));
-	if (M.store != NULL) {
+	    "callers", (int)atomic_load(&m->shm.hdr->sh_ledger_used),
+	    "capacity", (int)atomic_load(&m->shm.hdr->sh_ledger_cap),
+	    "full", shm_ledger_full(&m->shm),
+	    "version", (json_int_t)atomic_load(&m->shm.hdr->sh_ledger_version),
+	    "saved", m->flushed_version == atomic_load(&m->shm.hdr->sh_ledger_version)));
+	if (m->store != NULL) {
 		struct store_stats ss;
 
-		store_get_stats(M.store, &ss);
+		store_get_stats(m->store, &ss);
 		json_object_set_new(root, "records", json_pack(
 		    "{s:b,s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
 		    "up", ss.up, "version", ss.version,
@@ -723,6 +729,7 @@ static struct usage_live *live;		/* this piece's live calls */
 static size_t nlive;
 
 struct usage_stream {
+	struct master	*m;
 	struct usage_index *ix;
 	size_t		 pos;
 	char		(*extra)[SHM_PHONE_MAX];	/* not in the ledger */
@@ -730,11 +737,14 @@ struct usage_stream {
 	int		 head_done;
 };
 
+/* ledger slots by phone number; arg: the master */
 static int
-slot_cmp(const void *x, const void *y)
+slot_cmp(const void *x, const void *y, void *arg)
 {
-	return strcmp(M.shm.ledger[*(const uint32_t *)x].le_phone,
-	    M.shm.ledger[*(const uint32_t *)y].le_phone);
+	const struct master *m = arg;
+
+	return strcmp(m->shm.ledger[*(const uint32_t *)x].le_phone,
+	    m->shm.ledger[*(const uint32_t *)y].le_phone);
 }
 
 static void
@@ -745,10 +755,10 @@ usage_index_put(struct usage_index *ix)
 }
 
 static struct usage_index *
-usage_index_get(void)
+usage_index_get(struct master *m)
 {
-	uint32_t used = atomic_load(&M.shm.hdr->sh_ledger_used);
-	unsigned nl = M.shm.hdr->sh_nledger;
+	uint32_t used = atomic_load(&m->shm.hdr->sh_ledger_used);
+	unsigned nl = m->shm.hdr->sh_nledger;
 	struct usage_index *ix, *old = usage_idx;
 	uint32_t *add = NULL;
 	size_t nadd = 0, i, j, k;
@@ -765,11 +775,11 @@ usage_index_get(void)
 	    sizeof(*add) + sizeof(*add))) == NULL)
 		return NULL;
 	for (i = 0; i < nl; i++)
-		if (atomic_load(&M.shm.ledger[i].le_state) != 0 &&
+		if (atomic_load(&m->shm.ledger[i].le_state) != 0 &&
 		    !(usage_seen[i / 8] & (1u << (i % 8))) &&
 		    nadd < used - (old ? old->used : 0))
 			add[nadd++] = (uint32_t)i;
-	qsort(add, nadd, sizeof(*add), slot_cmp);
+	qsort_r(add, nadd, sizeof(*add), slot_cmp, m);
 	ix = malloc(sizeof(*ix) + ((old ? old->n : 0) + nadd) * sizeof(uint32_t));
 	if (ix == NULL) {
 		free(add);
@@ -777,7 +787,7 @@ usage_index_get(void)
 	}
 	/* merge the new slots into the old order */
 	for (i = j = k = 0; old != NULL && i < old->n; ) {
-		if (j < nadd && slot_cmp(&add[j], &old->slot[i]) < 0)
+		if (j < nadd && slot_cmp(&add[j], &old->slot[i], m) < 0)
 			ix->slot[k++] = add[j++];
 		else
 			ix->slot[k++] = old->slot[i++];
@@ -799,9 +809,9 @@ usage_index_get(void)
 }
 
 void
-routes_usage_warm(void)
+routes_usage_warm(struct master *m)
 {
-	usage_index_put(usage_index_get());
+	usage_index_put(usage_index_get(m));
 }
 
 static int
@@ -813,9 +823,9 @@ live_cmp(const void *x, const void *y)
 
 /* The live (and ended, not yet folded) calls now, one entry a number. */
 static int
-usage_live_collect(uint64_t now)
+usage_live_collect(struct master *m, uint64_t now)
 {
-	unsigned nc = M.shm.hdr->sh_ncalls;
+	unsigned nc = m->shm.hdr->sh_ncalls;
 	size_t i, o;
 
 	if (live == NULL && (live = calloc(nc, sizeof(*live))) == NULL)
@@ -825,7 +835,7 @@ usage_live_collect(uint64_t now)
 		struct shm_call_view v;
 		struct usage_live *l;
 
-		if (shm_call_read(&M.shm, (int)i, &v) != 0)
+		if (shm_call_read(&m->shm, (int)i, &v) != 0)
 			continue;
 		l = &live[nlive++];
 		vr_strlcpy(l->phone, v.phone, sizeof(l->phone));
@@ -849,14 +859,15 @@ usage_live_collect(uint64_t now)
 }
 
 static void
-usage_row_fill(struct usage_row *u, const char *phone, int slot)
+usage_row_fill(struct master *m, struct usage_row *u, const char *phone,
+    int slot)
 {
 	struct usage_live key, *l;
 
 	memset(u, 0, sizeof(*u));
 	vr_strlcpy(u->phone, phone, sizeof(u->phone));
 	if (slot >= 0) {
-		struct shm_ledger *e = &M.shm.ledger[slot];
+		struct shm_ledger *e = &m->shm.ledger[slot];
 
 		u->used_ms = atomic_load(&e->le_used_ms);
 		u->calls = atomic_load(&e->le_calls);
@@ -878,10 +889,11 @@ static ssize_t
 usage_fill(void *arg, char *buf, size_t cap)
 {
 	struct usage_stream *us = arg;
+	struct master *m = us->m;
 	size_t off = 0;
 	enum { LINE_MAX_ = 256 };	/* a longer row is left out, as ever */
 
-	if (usage_live_collect(mono_ms()) != 0)
+	if (usage_live_collect(m, mono_ms()) != 0)
 		return -1;
 	if (!us->head_done) {
 		off = csv_usage_header(buf, cap);
@@ -893,22 +905,22 @@ usage_fill(void *arg, char *buf, size_t cap)
 		int n;
 
 		if (us->pos < us->ix->n)
-			lp = M.shm.ledger[us->ix->slot[us->pos]].le_phone;
+			lp = m->shm.ledger[us->ix->slot[us->pos]].le_phone;
 		if (us->epos < us->nextra)
 			ep = us->extra[us->epos];
 		if (lp == NULL && ep == NULL)
 			break;
 		if (lp != NULL && (ep == NULL || strcmp(lp, ep) < 0))
-			usage_row_fill(&r, lp, (int)us->ix->slot[us->pos++]);
+			usage_row_fill(m, &r, lp, (int)us->ix->slot[us->pos++]);
 		else {
 			/* a first caller's call may have been folded since */
-			usage_row_fill(&r, ep, shm_ledger_find(&M.shm, ep));
+			usage_row_fill(m, &r, ep, shm_ledger_find(&m->shm, ep));
 			us->epos++;
 		}
 		/* an entry its webhook took, no call made yet: not a row */
 		if (r.calls == 0 && r.used_ms == 0)
 			continue;
-		n = csv_usage_format(&r, M.conf.free_call_minutes, buf + off,
+		n = csv_usage_format(&r, m->conf.free_call_minutes, buf + off,
 		    LINE_MAX_);
 		if (n < 0 || n >= LINE_MAX_)
 			continue;
@@ -936,25 +948,27 @@ extra_cmp(const void *x, const void *y)
 static void
 route_usage(struct conn *c)
 {
+	struct master *m = conn_master(c);
 	static char (*scratch)[SHM_PHONE_MAX];
 	struct usage_stream *us = calloc(1, sizeof(*us));
-	unsigned nc = M.shm.hdr->sh_ncalls;
+	unsigned nc = m->shm.hdr->sh_ncalls;
 	size_t n = 0;
 
 	if (scratch == NULL)
 		scratch = calloc(nc, sizeof(*scratch));
 	if (us == NULL || scratch == NULL ||
-	    (us->ix = usage_index_get()) == NULL) {
+	    (us->ix = usage_index_get(m)) == NULL) {
 		free(us);
 		respond_text(c, 500, "out of memory\n");
 		return;
 	}
+	us->m = m;
 	/* callers on their first call are not in the ledger yet */
 	for (unsigned i = 0; i < nc; i++) {
 		struct shm_call_view v;
 
-		if (shm_call_read(&M.shm, (int)i, &v) != 0 ||
-		    shm_ledger_find(&M.shm, v.phone) >= 0)
+		if (shm_call_read(&m->shm, (int)i, &v) != 0 ||
+		    shm_ledger_find(&m->shm, v.phone) >= 0)
 			continue;
 		vr_strlcpy(scratch[n++], v.phone, SHM_PHONE_MAX);
 	}
@@ -997,10 +1011,11 @@ static const char front_page[] =
 static void
 route_healthz(struct conn *c)
 {
+	struct master *m = conn_master(c);
 	static const char ok[] = "{\"status\":\"ok\"}";
 	static const char draining[] = "{\"status\":\"draining\"}";
 
-	if (M.draining)
+	if (m->draining)
 		conn_respond(c, 503, "application/json", draining,
 		    sizeof(draining) - 1, NULL);
 	else
@@ -1010,6 +1025,7 @@ route_healthz(struct conn *c)
 static void
 public_dispatch(struct conn *c, struct http_req *r)
 {
+	struct master *m = conn_master(c);
 	const char *url = http_req_url(r), *method = http_req_method(r);
 	size_t plen = strcspn(url, "?");
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -1018,26 +1034,26 @@ public_dispatch(struct conn *c, struct http_req *r)
 		if ((strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) != 0 &&
 		    strncmp(url, PREFIX_RELAY, strlen(PREFIX_RELAY)) != 0) ||
 		    !get || !http_req_header_has(r, "Upgrade", "websocket")) {
-			master_count(SC_http_bad_requests);
+			master_count(m, SC_http_bad_requests);
 			log_info("%s: upgrade refused with 404: not a WebSocket "
 			    "upgrade to a media stream", conn_peer(c));
 			conn_no_keepalive(c);
 			respond_text(c, 404, "no WebSocket here\n");
 			return;
 		}
-		if (M.draining) {
-			master_count(SC_refused_draining);
+		if (m->draining) {
+			master_count(m, SC_refused_draining);
 			conn_no_keepalive(c);
 			respond_text(c, 503, "shutting down\n");
 			return;
 		}
 		/* the webhook checks the cap too, but tokens handed out
 		 * together can all be redeemed at once: enforce it here */
-		if (master_streams_in_use(&M) >= (unsigned)M.conf.max_ws_connections) {
-			master_count(SC_refused_capacity);
+		if (master_streams_in_use(m) >= (unsigned)m->conf.max_ws_connections) {
+			master_count(m, SC_refused_capacity);
 			log_warnx("%s: stream upgrade refused with 503: %d streams "
 			    "in use (MAX_WEBSOCKET_CONNECTIONS)", conn_peer(c),
-			    M.conf.max_ws_connections);
+			    m->conf.max_ws_connections);
 			conn_no_keepalive(c);
 			respond_text(c, 503, "too many streams\n");
 			return;
@@ -1181,9 +1197,9 @@ method_allowed(const char *allow, const char *method)
 /* ADMIN_TOKEN unset, or "Authorization: Bearer <it>", compared in
  * constant time. */
 static int
-admin_authorized(struct http_req *r)
+admin_authorized(const struct master *m, struct http_req *r)
 {
-	const char *tok = M.conf.admin_token, *h;
+	const char *tok = m->conf.admin_token, *h;
 
 	if (tok[0] == '\0')
 		return 1;
@@ -1204,7 +1220,7 @@ admin_refuse(struct conn *c, struct http_req *r, const char *cors)
 	static uint64_t logged_ms, since;
 	uint64_t now = mono_ms();
 
-	master_count(SC_admin_auth_failed);
+	master_count(conn_master(c), SC_admin_auth_failed);
 	since++;
 	if (logged_ms == 0 || now - logged_ms >= 60000) {
 		log_info("%s: admin request refused with 401: %s ADMIN_TOKEN "
@@ -1237,10 +1253,11 @@ admin_dispatch(struct conn *c, struct http_req *r)
 			api_preflight(c, r);
 			return;
 		}
-		api_cors_headers(r, cors, sizeof(cors));
+		api_cors_headers(conn_master(c), r, cors, sizeof(cors));
 	}
-	if (!admin_authorized(r) && !(ar != NULL && (ar->flags & AR_OPEN) &&
-	    !r->upgrade && method_allowed(ar->allow, method))) {
+	if (!admin_authorized(conn_master(c), r) && !(ar != NULL &&
+	    (ar->flags & AR_OPEN) && !r->upgrade &&
+	    method_allowed(ar->allow, method))) {
 		admin_refuse(c, r, cors);
 		return;
 	}
