@@ -268,14 +268,7 @@ session_ga(const struct oa_session_cfg *cfg)
 		json_decref(audio);
 		json_decref(in);
 		json_decref(outp);
-		fail |= put_tools(s, cfg);
-		fail |= put(s, "max_output_tokens",
-		    max_tokens_json(cfg->max_output_tokens));
-		if (fail) {
-			json_decref(s);
-			return NULL;
-		}
-		return s;
+		goto tools;
 	}
 
 	fail |= put(in, "format", pcmu_format(OA_GA));
@@ -297,6 +290,7 @@ session_ga(const struct oa_session_cfg *cfg)
 	fail |= put(audio, "input", in);
 	fail |= put(audio, "output", outp);
 	fail |= put(s, "audio", audio);
+tools:
 	fail |= put_tools(s, cfg);
 	fail |= put(s, "max_output_tokens",
 	    max_tokens_json(cfg->max_output_tokens));

@@ -25,6 +25,7 @@
 #include "worker/app.h"
 #include "worker/call.h"
 #include "worker/record.h"
+#include "worker/relay.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
@@ -78,19 +79,6 @@ void
 crelay_free(struct crelay *cr)
 {
 	free(cr);
-}
-
-static enum oa_dialect
-dialect(const struct call *c)
-{
-	return (enum oa_dialect)c->w->conf->openai_dialect;
-}
-
-static void
-send_up(struct call *c, struct buf *b)
-{
-	if (c->up != NULL)
-		upstream_send(c->up, buf_head(b), buf_pending(b));
 }
 
 /* One message to Twilio.  0, or -1 (the call is closing). */
@@ -201,7 +189,7 @@ cut_response(struct call *c)
 	vr_strlcpy(cr->cut, c->relay.active_response, sizeof(cr->cut));
 	b = relay_scratch();
 	if (oa_build_response_cancel(b) == 0)
-		send_up(c, b);
+		relay_send_up(c, b);
 }
 
 static int
@@ -238,7 +226,7 @@ on_prompt(struct call *c, json_t *j)
 	}
 	b = relay_scratch();
 	if (oa_build_text_item(b, json_string_value(text), 0) == 0)
-		send_up(c, b);
+		relay_send_up(c, b);
 	if (!cr->want_response && !c->relay.ctl.ending)
 		relay_say(c, NULL, 0);
 	return 0;
@@ -278,12 +266,12 @@ on_interrupt(struct call *c, json_t *j)
 	record_cut(c, cr->item, ms > 0 ? (uint64_t)ms : 0);
 	b = relay_scratch();
 	if (oa_build_item_delete(b, cr->item) == 0)
-		send_up(c, b);
+		relay_send_up(c, b);
 	if (heard != NULL && json_string_length(heard) > 0) {
 		b = relay_scratch();
-		if (oa_build_assistant_text_item(b, dialect(c),
+		if (oa_build_assistant_text_item(b, relay_dialect(c),
 		    json_string_value(heard), cr->item_prev) == 0)
-			send_up(c, b);
+			relay_send_up(c, b);
 	}
 	log_set_call(call_sid_of(c));
 	log_debug("relay: interrupted; %s rewritten to the %zu characters heard",
@@ -396,7 +384,7 @@ crelay_upstream_open(struct call *c, struct upstream *up)
 	if (c->line->welcome != NULL && !cr->greeted) {
 		/* Twilio said it: the model remembers having said it */
 		b = relay_scratch();
-		if (oa_build_assistant_text_item(b, dialect(c), c->line->welcome,
+		if (oa_build_assistant_text_item(b, relay_dialect(c), c->line->welcome,
 		    NULL) == 0)
 			upstream_send(up, buf_head(b), buf_pending(b));
 		cr->greeted = 1;

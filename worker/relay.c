@@ -838,15 +838,15 @@ relay_flush_batch(struct call *c)
 /* ---------------------------------------------------------------- */
 /* services for apps */
 
-static enum oa_dialect
-dialect(const struct call *c)
+enum oa_dialect
+relay_dialect(const struct call *c)
 {
 	return (enum oa_dialect)c->w->conf->openai_dialect;
 }
 
 /* Send the event built in b to the session in use. */
-static void
-send_up(struct call *c, struct buf *b)
+void
+relay_send_up(struct call *c, struct buf *b)
 {
 	if (c->up != NULL)
 		upstream_send(c->up, buf_head(b), buf_pending(b));
@@ -880,8 +880,8 @@ relay_say(struct call *c, const char *instructions, int no_tools)
 {
 	struct buf *b = relay_scratch();
 
-	if (oa_build_response_create(b, dialect(c), instructions, no_tools) == 0)
-		send_up(c, b);
+	if (oa_build_response_create(b, relay_dialect(c), instructions, no_tools) == 0)
+		relay_send_up(c, b);
 }
 
 int
@@ -926,7 +926,7 @@ results_flush(struct call *c)
 		b = relay_scratch();
 		if (oa_build_function_output(b, k->results[i].call_id,
 		    k->results[i].output) == 0)
-			send_up(c, b);
+			relay_send_up(c, b);
 		free(k->results[i].output);
 		k->results[i].output = NULL;
 	}
@@ -1215,7 +1215,7 @@ key_to_model(struct call *c, char digit)
 
 	snprintf(text, sizeof(text), "The caller pressed %c", digit);
 	if (oa_build_text_item(b, text, 0) == 0)
-		send_up(c, b);
+		relay_send_up(c, b);
 	if (!relay_model_busy(c) && !c->relay.ctl.ending)
 		relay_say(c, NULL, 0);
 }
@@ -1397,7 +1397,7 @@ rollover_seed(struct call *c, struct upstream *up)
 		b = relay_scratch();
 		if ((r->said[i].role == 'c' ?
 		    oa_build_text_item(b, r->said[i].text, 0) :
-		    oa_build_assistant_text_item(b, dialect(c), r->said[i].text,
+		    oa_build_assistant_text_item(b, relay_dialect(c), r->said[i].text,
 		    NULL)) == 0)
 			upstream_send(up, buf_head(b), buf_pending(b));
 	}
@@ -1449,7 +1449,7 @@ swap(struct call *c)
 	if (k->intro != NULL) {
 		b = relay_scratch();
 		if (oa_build_text_item(b, k->intro, 1) == 0)
-			send_up(c, b);
+			relay_send_up(c, b);
 	}
 	relay_say(c, np->greeting, 0);
 	ctl_log(c, 'i', "now talking to %s (switch took %llu ms)", np->id,

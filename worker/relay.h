@@ -168,6 +168,10 @@ void relay_init(struct relay *r);
 /* An empty buffer for building one event, shared by the worker's code
  * (used and sent before anything else builds). */
 struct buf *relay_scratch(void);
+/* The call's OpenAI dialect; send the event built in b to the session in
+ * use (none: dropped).  For both transports. */
+enum oa_dialect relay_dialect(const struct call *c);
+void relay_send_up(struct call *c, struct buf *b);
 /* Forget playback state (a new session takes over the call). */
 void relay_reset_playback(struct relay *r);
 void relay_free(struct relay *r);

@@ -241,6 +241,16 @@ job_destroy(struct job *j)
 	free(j);
 }
 
+/* A job built by one of the rest_* calls joins the list and is tried. */
+static void
+job_start(struct job *j)
+{
+	j->next = j->r->jobs;
+	j->r->jobs = j;
+	j->r->pending++;
+	rest_attempt(j);
+}
+
 static void
 job_closed_cb(uv_handle_t *h)
 {
@@ -517,19 +527,14 @@ rest_send_sms(struct rest *r, const char *to, const char *body,
 		j->form = form_field(e, "Body", body, j->form);
 	curl_easy_cleanup(e);
 	if (j->url == NULL || j->form == NULL) {
-		free(j->url);
-		free(j->form);
-		free(j);
+		job_destroy(j);
 		return -1;
 	}
 	vr_strlcpy(j->call_sid, call_sid ? call_sid : "", sizeof(j->call_sid));
 	mask_phone(to, j->to_masked, sizeof(j->to_masked));
 	j->kind = REST_SMS;
 	j->what = "goodbye SMS to ";
-	j->next = r->jobs;
-	r->jobs = j;
-	r->pending++;
-	rest_attempt(j);
+	job_start(j);
 	return 0;
 }
 
@@ -564,19 +569,14 @@ rest_update_call(struct rest *r, const char *call_sid, const char *name,
 	j->form = form_field(e, name, value, NULL);
 	curl_easy_cleanup(e);
 	if (j->url == NULL || j->form == NULL) {
-		free(j->url);
-		free(j->form);
-		free(j);
+		job_destroy(j);
 		return -1;
 	}
 	vr_strlcpy(j->call_sid, call_sid, sizeof(j->call_sid));
 	j->kind = REST_CALL;
 	j->ref = ref;
 	j->what = strcmp(name, "Status") == 0 ? "hang-up" : "call update";
-	j->next = r->jobs;
-	r->jobs = j;
-	r->pending++;
-	rest_attempt(j);
+	job_start(j);
 	return 0;
 }
 
@@ -609,10 +609,7 @@ rest_webhook(struct rest *r, const char *url, const char *method,
 		job_destroy(j);
 		return -1;
 	}
-	j->next = r->jobs;
-	r->jobs = j;
-	r->pending++;
-	rest_attempt(j);
+	job_start(j);
 	return 0;
 }
 
@@ -635,17 +632,12 @@ rest_create_call(struct rest *r, const char *form, uint64_t ref)
 		    cf->twilio_api_base, cf->twilio_account_sid);
 	j->form = strdup(form);
 	if (j->url == NULL || j->form == NULL) {
-		free(j->url);
-		free(j->form);
-		free(j);
+		job_destroy(j);
 		return -1;
 	}
 	j->kind = REST_CREATE;
 	j->ref = ref;
 	j->what = "outbound call";
-	j->next = r->jobs;
-	r->jobs = j;
-	r->pending++;
-	rest_attempt(j);
+	job_start(j);
 	return 0;
 }
