@@ -125,6 +125,33 @@ ledger_reserve(struct master *m, const char *sid, const char *caller,
 }
 
 /*
+ * An inbound call admitted at the webhook: its record starts here, ringing
+ * (or queued, as Twilio says), with the number it called, which the stream
+ * does not carry to the record.  The worker's record at `start` makes it
+ * in-progress; the call's start is the earlier of the two.
+ */
+static void
+record_admitted(struct master *m, const char *sid, const char *from,
+    const char *to, const char *line, const char *status)
+{
+	uint64_t now = wall_ms();
+	json_t *r;
+
+	if (m->store == NULL)
+		return;
+	if (status == NULL || strcmp(status, "queued") != 0)
+		status = "ringing";
+	r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "type", "call",
+	    "call_sid", sid, "direction", "inbound", "from", from, "line", line,
+	    "started_at", (json_int_t)now, "status", status);
+	if (r != NULL && to != NULL && to[0] != '\0' && strlen(to) < 128)
+		json_object_set_new(r, "to", json_string(to));
+	store_post(m->store, r);
+	store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
+	    "call_sid", sid, "status", status, "at", (json_int_t)now));
+}
+
+/*
  * The voice webhook, and (outbound) Twilio's request for the TwiML of a
  * call placed here: then the callee (To) is the caller the call is billed
  * and recorded under, and the stream carries the request's parameters.
@@ -377,6 +404,9 @@ admit:
 		voice_refuse(c, m->conf.busy_message);
 		goto out;
 	}
+	if (!outbound && resume == 0)
+		record_admitted(m, sid, tok.caller, to, routebuf,
+		    form_get(&f, "CallStatus"));
 	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
 	    sid, masked, routebuf, left);
 	conn_respond(c, 200, "text/xml; charset=utf-8", t.buf, t.len, NULL);

@@ -31,7 +31,7 @@
 #include <uv.h>
 
 /* The schema version this binary writes and migrates to. */
-#define STORE_SCHEMA_VERSION	2
+#define STORE_SCHEMA_VERSION	3
 
 enum store_backend { STORE_SQLITE = 0, STORE_PG = 1 };
 

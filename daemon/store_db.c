@@ -77,6 +77,13 @@ static const struct step steps[] = {
 	BOTH(2, "CREATE INDEX calls_line ON calls (line, started_at DESC)"),
 	BOTH(2, "CREATE INDEX calls_status ON calls (status, started_at DESC)"),
 	BOTH(2, "CREATE INDEX calls_direction ON calls (direction, started_at DESC)"),
+
+	/* 3: session rollovers, and the transferred leg: how long the
+	 * dialled party talked (Twilio's DialCallDuration) and how the dial
+	 * ended */
+	BOTH(3, "ALTER TABLE calls ADD COLUMN rollovers INTEGER"),
+	BOTH(3, "ALTER TABLE calls ADD COLUMN transfer_s BIGINT"),
+	BOTH(3, "ALTER TABLE calls ADD COLUMN transfer_status TEXT"),
 };
 
 static int
@@ -300,6 +307,9 @@ static const struct ccol {
 	{ "worker",		"worker",		C_INT },
 	{ "answered_by",	"answered_by",		C_TEXT },
 	{ "transferred_to",	"transferred_to",	C_TEXT },
+	{ "transfer_s",		"transfer_s",		C_INT },
+	{ "transfer_status",	"transfer_status",	C_TEXT },
+	{ "rollovers",		"rollovers",		C_INT },
 	{ "input_text_tokens",	"input_text_tokens",	C_USAGE },
 	{ "input_audio_tokens",	"input_audio_tokens",	C_USAGE },
 	{ "input_cached_tokens", "input_cached_tokens",	C_USAGE },
@@ -344,6 +354,13 @@ call_upsert_build(void)
 		if (strcmp(c, "status") == 0)
 			p += snprintf(p, (size_t)(end - p), ", status = "
 			    STATUS_RULE("excluded.status"));
+		else if (strcmp(c, "started_at") == 0)
+			/* the webhook's admission and the stream's opening
+			 * both say when the call started: the earlier wins */
+			p += snprintf(p, (size_t)(end - p), ", started_at = "
+			    "CASE WHEN calls.started_at IS NULL OR "
+			    "excluded.started_at < calls.started_at THEN "
+			    "excluded.started_at ELSE calls.started_at END");
 		else
 			p += snprintf(p, (size_t)(end - p),
 			    ", %s = COALESCE(excluded.%s, calls.%s)", c, c, c);
@@ -775,6 +792,12 @@ call_json(const json_t *row)
 	json_object_set(o, "answered_by", json_object_get(row, "answered_by"));
 	json_object_set(o, "transferred_to",
 	    json_object_get(row, "transferred_to"));
+	json_object_set(o, "transfer_s", json_object_get(row, "transfer_s"));
+	json_object_set(o, "transfer_status",
+	    json_object_get(row, "transfer_status"));
+	v = json_object_get(row, "rollovers");
+	json_object_set_new(o, "rollovers", json_integer(json_is_integer(v) ?
+	    json_integer_value(v) : 0));
 	for (size_t i = 0; i < NCALLCOLS; i++)
 		if (call_cols[i].type == C_USAGE)
 			json_object_set_new(usage, call_cols[i].key,
@@ -787,7 +810,8 @@ call_json(const json_t *row)
 	for (const char *const *k = (const char *const[]){ "call_sid",
 	    "direction", "from", "to", "line", "persona", "app", "status",
 	    "billed_s", "end_reason", "failure_class", "host", "worker",
-	    "answered_by", "transferred_to", NULL }; *k != NULL; k++)
+	    "answered_by", "transferred_to", "transfer_s", "transfer_status",
+	    NULL }; *k != NULL; k++)
 		if (json_object_get(o, *k) == NULL)
 			json_object_set_new(o, *k, json_null());
 	return o;

@@ -54,6 +54,7 @@ struct rec_cut {
 
 struct rec_call {
 	uint32_t	 utt_seq, tool_seq;
+	uint32_t	 rollovers;
 	uint64_t	 tok[5];	/* in text, audio, cached; out text, audio */
 	json_t		*personas;
 	struct rec_said	 said[RECENT];
@@ -414,6 +415,31 @@ record_persona(struct call *c, const char *id)
 	r = rec_new(c, "call");
 	json_object_set_new(r, "persona", json_string(id));
 	json_object_set(r, "personas", rc->personas);
+	post(c, r);
+}
+
+void
+record_rollover(struct call *c)
+{
+	struct rec_call *rc = c->relay.rec;
+	json_t *r;
+
+	if (rc == NULL)
+		return;
+	r = rec_new(c, "call");
+	json_object_set_new(r, "rollovers", json_integer(++rc->rollovers));
+	post(c, r);
+}
+
+void
+record_transfer(struct call *c, const char *to)
+{
+	json_t *r;
+
+	if (c->relay.rec == NULL || to == NULL)
+		return;
+	r = rec_new(c, "call");
+	json_object_set_new(r, "transferred_to", json_string(to));
 	post(c, r);
 }
 

@@ -41,6 +41,11 @@ void record_tool(struct call *c, const char *name, const char *args,
 void record_usage(struct call *c, const struct oa_msg *m);
 /* The call now talks to persona id. */
 void record_persona(struct call *c, const char *id);
+/* The call went to a fresh session (SESSION_ROLLOVER_MINUTES): the
+ * call's count of them. */
+void record_rollover(struct call *c);
+/* Twilio took the transfer: the number or SIP URI the call was handed to. */
+void record_transfer(struct call *c, const char *to);
 /* The call ended: its final status, times, reason. */
 void record_ended(struct call *c);
 /* Free a call's recording state (the relay's free path). */

@@ -1093,8 +1093,8 @@ relay_rest_done(struct call *c, int ok)
 			    "another way.", 0);
 			return;
 		}
-		/* the call's record is to say transferred_to (label) here,
-		 * once workers report to the records (issue 14) */
+		record_transfer(c, k->transfer->number != NULL ?
+		    k->transfer->number : k->transfer->sip);
 		ctl_log(c, 'i', "transferred to %s", k->transfer->label);
 	}
 	if (!k->finishing)
@@ -1420,6 +1420,7 @@ rollover_swap(struct call *c)
 	c->relay.session_expires = k->next_expires;
 	k->rollover_at_ms = now + (uint64_t)(rollover_minutes(c) * 60000.0);
 	worker_count(c->w, SC_session_rollovers, 1);
+	record_rollover(c);
 	ctl_log(c, 'i', "now on a fresh session (rollover took %llu ms)",
 	    (unsigned long long)(now - k->switch_started_ms));
 	if (old != NULL)
@@ -1823,8 +1824,15 @@ relay_call_started(struct call *c)
 void
 relay_call_ended(struct call *c)
 {
+	const struct relay_ctl *k = &c->relay.ctl;
+
 	if (c->app->ended != NULL)
 		c->app->ended(c);
+	/* a relay call is handed over by its `end` (the <Connect action>
+	 * dials), which goes out as the call closes */
+	if (c->cr != NULL && k->transfer != NULL && !k->limit_reached)
+		record_transfer(c, k->transfer->number != NULL ?
+		    k->transfer->number : k->transfer->sip);
 	record_ended(c);
 }
 

@@ -564,7 +564,7 @@ async def test_api_live_call_end_to_end(env):
         c = await asyncio.to_thread(jget, d, "/api/call/" + sid)
         expect_eq((c["direction"], c["from"], c["line"]), ("inbound", "+14155557311", "hvac"),
                   "the call's facts")
-        expect_eq([h["status"] for h in c["status_history"]], ["in-progress", "completed"],
+        expect_eq([h["status"] for h in c["status_history"]], ["ringing", "in-progress", "completed"],
                   "status history")
         expect(c["duration_s"] > 3 and c["usage"]["input_audio_tokens"] > 0 and
                c["cost_usd"] > 0, "duration, usage, cost: %r" % c)

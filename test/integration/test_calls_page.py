@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import time
 from urllib.parse import urlparse
 
@@ -111,6 +112,13 @@ async def test_calls_page(env):
     now = int(time.time() * 1000)
     calls = seed_calls(60, now, utterances=5)
     await asyncio.to_thread(seed, d, calls)
+    # the second call was handed to a person after two session rollovers
+    db = sqlite3.connect(d.conf["DATABASE_PATH"], timeout=10)
+    db.execute("UPDATE calls SET transferred_to = '+15557654321', transfer_s = 95, "
+               "transfer_status = 'completed', rollovers = 2 WHERE call_sid = ?",
+               (calls[1]["call_sid"],))
+    db.commit()
+    db.close()
 
     st, hdr, body = await asyncio.to_thread(d.admin_get, "/dashboard/calls")
     expect_eq(st, 200, "GET /dashboard/calls")
@@ -192,6 +200,10 @@ async def test_calls_page(env):
         expect_eq(det["fields"]["status"], s["status"], "status field")
         expect_eq(det["fields"]["from"], s["from"], "from field")
         expect_eq(det["fields"]["line"], s["line"], "line field")
+        expect_eq(det["fields"]["to"], s["to"], "to field")
+        expect_eq(det["fields"]["transferred to"], "+15557654321", "transferred to")
+        expect_eq(det["fields"]["transfer"], "95 s (completed)", "the transferred leg")
+        expect_eq(det["fields"]["rollovers"], "2", "rollovers")
         expect_eq(det["statuses"], ["queued", "ringing", "in-progress", s["status"]],
                   "status history")
         expect("end_call" in det["tools"], "tool calls: %r" % det["tools"])

@@ -152,6 +152,15 @@ async def test_bargein_truncates_what_was_heard(env):
         h = await asyncio.to_thread(d.health)
         expect_eq(h["latency_us"]["barge_in"]["count"], 1, "barge-ins measured")
         expect(h["latency_us"]["response"]["count"] >= 1, "response latency measured")
+        # the call's record marks the reply cut off where the truncate put it
+        def cut_line():
+            st, _, body = d.admin_get("/api/call/%s/conversation" % r.call_sid,
+                                      check=False)
+            utts = json.loads(body)["utterances"] if st == 200 else []
+            cut = [u for u in utts if u["role"] == "assistant" and u["interrupted"]]
+            return cut[0] if cut else None
+        u = await asyncio.to_thread(d.wait_for, cut_line, 5, "the interrupted reply")
+        expect_eq(u["interrupted_at_ms"], t["audio_end_ms"], "interrupted_at_ms")
 
 
 async def test_bargein_does_nothing_when_nothing_plays(env):

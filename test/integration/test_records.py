@@ -29,7 +29,7 @@ def test_records_database_created_at_start(env):
     db = sqlite3.connect(d.conf["DATABASE_PATH"])
     try:
         expect_eq(db.execute("SELECT version FROM schema_version").fetchall(),
-                  [(2,)], "schema version")
+                  [(3,)], "schema version")
         expect_eq(db.execute("PRAGMA journal_mode").fetchone()[0], "wal",
                   "journal mode")
         tables = {r[0] for r in db.execute(
@@ -40,7 +40,7 @@ def test_records_database_created_at_start(env):
     finally:
         db.close()
     d.stop()
-    expect("call records: %s, schema version 2" % d.conf["DATABASE_PATH"] in d.log(),
+    expect("call records: %s, schema version 3" % d.conf["DATABASE_PATH"] in d.log(),
            "start-up line in the log")
 
 
@@ -206,7 +206,7 @@ async def test_records_call_transcript_and_tools(env):
         await task
         expect("in-progress" in w.statuses, "never seen live: %r" % w.statuses)
         expect_eq(w.statuses[-1], "completed", "last status seen")
-        cols = ("direction", "from_number", "line", "persona", "personas", "app",
+        cols = ("direction", "from_number", "to_number", "line", "persona", "personas", "app",
                 "status", "started_at", "answered_at", "ended_at", "duration_ms",
                 "billed_s", "end_reason", "host", "worker", "input_audio_tokens",
                 "output_audio_tokens", "cost_usd")
@@ -214,6 +214,7 @@ async def test_records_call_transcript_and_tools(env):
                                       % ", ".join(cols), (sid,))[0]))
         expect_eq(row["direction"], "inbound", "direction")
         expect_eq(row["from_number"], "+14155557311", "from")
+        expect_eq(row["to_number"], "+15005550006", "to: the number called")
         expect_eq((row["line"], row["persona"], row["app"]), ("hvac", "hvac", "agent"),
                   "line, persona, app")
         expect_eq(json.loads(row["personas"]), ["hvac"], "personas")
@@ -227,9 +228,13 @@ async def test_records_call_transcript_and_tools(env):
         expect(row["input_audio_tokens"] > 0 and row["output_audio_tokens"] > 0,
                "usage: %r" % row)
         expect(row["cost_usd"] > 0, "cost %r" % row["cost_usd"])
-        hist = ro_query(db, "SELECT status FROM call_status WHERE call_sid = ? "
+        hist = ro_query(db, "SELECT status, at FROM call_status WHERE call_sid = ? "
                         "ORDER BY at, status DESC", (sid,))
-        expect_eq([h[0] for h in hist], ["in-progress", "completed"], "status history")
+        expect_eq([h[0] for h in hist], ["ringing", "in-progress", "completed"],
+                  "status history")
+        # ringing from the webhook's admission, which starts the call
+        expect_eq(hist[0][1], row["started_at"], "started at the webhook")
+        expect(hist[0][1] <= hist[1][1], "ringing after in-progress: %r" % hist)
         mins = ro_query(db, "SELECT phone, used_ms, host FROM caller_minutes WHERE "
                         "call_sid = ?", (sid,))
         expect_eq(mins, [("+14155557311", row["duration_ms"], row["host"])],
@@ -316,7 +321,8 @@ async def test_records_worker_killed_mid_call(env):
         expect(after[:len(before)] == before, "lines lost: %r -> %r" % (before, after))
         hist = ro_query(db, "SELECT status FROM call_status WHERE call_sid = ? "
                         "ORDER BY at, status DESC", (sid,))
-        expect_eq([x[0] for x in hist], ["in-progress", "failed"], "status history")
+        expect_eq([x[0] for x in hist], ["ringing", "in-progress", "failed"],
+                  "status history")
         mins = ro_query(db, "SELECT phone, used_ms FROM caller_minutes WHERE "
                         "call_sid = ?", (sid,))
         expect_eq(mins, [("+14155557312", row[5])], "minutes up to the death")
@@ -374,7 +380,7 @@ async def test_records_database_locked_mid_call(env):
                   [(x["role"], x["text"]) for x in lines], "lines, once each, in order")
         expect_eq([u[0] for u in utts], list(range(1, len(utts) + 1)), "seq")
         hist = ro_query(db, "SELECT status FROM call_status WHERE call_sid = ?", (sid,))
-        expect_eq(sorted(x[0] for x in hist), ["completed", "in-progress"], "history")
+        expect_eq(sorted(x[0] for x in hist), ["completed", "in-progress", "ringing"], "history")
         expect_eq(ro_query(db, "SELECT COUNT(*) FROM calls")[0][0], 1, "one call row")
         expect_eq(metric(d, "records_dropped_total"), 0, "dropped")
         d.stop()

@@ -26,6 +26,19 @@ def counters(d):
     return d.health()["counters"]
 
 
+def call_record(d, sid, pred=None, secs=5):
+    """/api/call/{sid}, once pred(record) holds (bounded by secs)."""
+    deadline = time.monotonic() + secs
+    while True:
+        st, _, body = d.admin_get("/api/call/" + sid, check=False)
+        rec = json.loads(body) if st == 200 else None
+        if rec is not None and (pred is None or pred(rec)):
+            return rec
+        if time.monotonic() >= deadline:
+            raise AssertionError("call %s record: %s %s" % (sid, st, body[:300]))
+        time.sleep(0.1)
+
+
 def user_texts(conn):
     """The text of every user item the daemon created, in order."""
     out = []
@@ -265,6 +278,11 @@ async def test_transfer_call_plays_its_line_then_dials(env):
                "summary: %r" % m.form["Body"])
         expect(m.t <= q.t, "summary after the dial")
         expect("+15557654321" not in d.log(), "the target's number in the log")
+        rec = await asyncio.to_thread(call_record, d, twilio.call_sid(5),
+                                      lambda r: r["status"] == "completed")
+        expect_eq(rec["transferred_to"], "+15557654321", "transferred_to")
+        expect_eq(rec["end_reason"], "transferred", "end reason")
+        expect_eq(rec["rollovers"], 0, "rollovers")
 
 
 @timeout(60)
@@ -298,6 +316,9 @@ async def test_keypad_transfer_to_sip_and_back_to_the_line(env):
                "number or CallSid in the URL: %r" % back)
         # the hand-over's audio reached the caller before the update
         expect(q.t >= s.mark_times[-1], "update before the hand-over was heard")
+        rec = await asyncio.to_thread(call_record, d, twilio.call_sid(6),
+                                      lambda r: r["status"] == "completed")
+        expect_eq(rec["transferred_to"], "sip:billing@pbx.example.com", "transferred_to")
 
         # nobody answered: Twilio follows the Redirect, same CallSid, signed
         query = back.split("?", 1)[1]
@@ -520,6 +541,9 @@ async def test_session_rollover_replays_the_conversation_and_loses_no_frame(env)
         await s.stop()
         c1 = await asyncio.to_thread(counters, d)
     expect_eq(c1["session_rollovers"] - c0["session_rollovers"], 1, "session_rollovers")
+    rec = await asyncio.to_thread(call_record, d, twilio.call_sid(20),
+                                  lambda r: r["status"] == "completed")
+    expect_eq(rec["rollovers"], 1, "rollovers in the call's record")
     # the fresh session heard the conversation so far, as text, and no greeting
     items = [e["item"] for _, e in new.of_type("conversation.item.create")]
     expect(items and items[0]["role"] == "system", "no system item first: %r" % items[:1])

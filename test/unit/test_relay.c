@@ -88,6 +88,8 @@ void record_tool(struct call *c, const char *name, const char *args,
     const char *outcome, uint64_t latency_ms) { }
 void record_usage(struct call *c, const struct oa_msg *m) { }
 void record_persona(struct call *c, const char *id) { }
+void record_rollover(struct call *c) { }
+void record_transfer(struct call *c, const char *to) { }
 void record_ended(struct call *c) { }
 void record_free(struct rec_call *rc) { }
 void call_want_flush(struct call *c) { }

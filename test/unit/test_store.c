@@ -181,7 +181,7 @@ TEST(store_migrates_from_version_1)
 	    "('CAold', 0, 1767225600000, 'caller', 'hello from v1')");
 
 	db = open_db();
-	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 2);
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), STORE_SCHEMA_VERSION);
 	h = store_db_history(db, &(struct store_filter){ .limit = 10 }, err,
 	    sizeof(err));
 	ASSERT_NOT_NULL(h);
@@ -204,6 +204,61 @@ TEST(store_migrates_from_version_1)
 	json_decref(c);
 	c = store_db_conversation(db, "CAold", err, sizeof(err));
 	ASSERT_EQ(json_array_size(json_object_get(c, "utterances")), 1);
+	json_decref(c);
+	store_db_close(db);
+}
+
+TEST(store_migrates_from_version_2)
+{
+	char err[512];
+	struct store_db *db;
+	json_t *c;
+
+	fresh();
+	db = store_db_open(&cfg, 2, err, sizeof(err));
+	ASSERT_NOT_NULL(db);
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 2);
+	store_db_close(db);
+	/* what a version-2 daemon wrote */
+	raw("INSERT INTO calls (call_sid, status, started_at, to_number, "
+	    "cost_usd) VALUES ('CAtwo', 'ringing', 1767225600000, "
+	    "'+15550009999', 0.25)");
+
+	db = open_db();
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 3);
+	c = store_db_call(db, "CAtwo", err, sizeof(err));
+	ASSERT_NOT_NULL(c);
+	ASSERT_EQ(json_integer_value(json_object_get(c, "rollovers")), 0);
+	ASSERT(json_is_null(json_object_get(c, "transfer_s")));
+	json_decref(c);
+	/* the columns version 3 added take writes; a later start (the
+	 * stream's) leaves the webhook's earlier one */
+	apply(db, json_pack("[{s:s, s:s, s:i, s:s, s:i, s:s, s:I, s:s}]",
+	    "type", "call", "call_sid", "CAtwo", "rollovers", 2,
+	    "transferred_to", "+15557654321", "transfer_s", 95,
+	    "transfer_status", "completed", "started_at",
+	    (json_int_t)1767225601000LL, "status", "in-progress"));
+	c = store_db_call(db, "CAtwo", err, sizeof(err));
+	ASSERT_NOT_NULL(c);
+	ASSERT_EQ(json_integer_value(json_object_get(c, "rollovers")), 2);
+	ASSERT_EQ(json_integer_value(json_object_get(c, "transfer_s")), 95);
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "transferred_to")),
+	    "+15557654321");
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "transfer_status")),
+	    "completed");
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "to")),
+	    "+15550009999");
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "started_at")),
+	    "2026-01-01T00:00:00Z");
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "status")),
+	    "in-progress");
+	json_decref(c);
+	/* an earlier start does replace a later one */
+	apply(db, json_pack("[{s:s, s:s, s:I}]", "type", "call", "call_sid",
+	    "CAtwo", "started_at", (json_int_t)1767225599000LL));
+	c = store_db_call(db, "CAtwo", err, sizeof(err));
+	ASSERT_STR_EQ(json_string_value(json_object_get(c, "started_at")),
+	    "2025-12-31T23:59:59Z");
 	json_decref(c);
 	store_db_close(db);
 }
