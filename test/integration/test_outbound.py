@@ -153,6 +153,10 @@ async def test_outbound_voicemail_leaves_the_message(env):
         await until(lambda: (lambda r: r[0] and r[0]["answered_by"] ==
                              "machine_end_beep")(record(d, sid)), 10, "answered_by")
         expect_eq(counters(d)["outbound_voicemails"], 1, "outbound_voicemails")
+        call = (await rest.wait_ended(1, timeout=10))[0]
+        expect("calling for John Doe" in (call.voicemail or ""),
+               "the machine heard %r" % call.voicemail)
+        expect_eq(call.final, "completed", "final status")
 
 
 @timeout(60)
@@ -323,3 +327,50 @@ async def test_outbound_verify_identity_against_the_calls_variables(env):
                     20, "two verdicts")
         outs = [json.loads(o["output"]) for o in srv.accepted[0].function_outputs]
         expect_eq([o["verified"] for o in outs], [False, True], "verdicts")
+
+
+@timeout(90)
+async def test_outbound_busy_no_answer_failed_recorded(env):
+    """Each unanswered outcome is recorded with its status and end reason,
+    gives back its place under MAX_CONCURRENT_CALLS and still starts the
+    number's cooldown (Twilio created the call)."""
+    nums = {"busy": "+14155550131", "no-answer": "+14155550132",
+            "failed": "+14155550133"}
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, ring_seconds=0.5) as rest:
+        for outcome, n in nums.items():
+            rest.plan(n, outcome)
+        d = env.daemon(**conf(rest, MAX_CONCURRENT_CALLS=1, OUTBOUND_COOLDOWN=300,
+                              VERIFIED_PHONE_NUMBERS=",".join(nums.values()))).start()
+        for outcome, n in nums.items():
+            # one place only: refused (capacity) unless the last call gave
+            # its place back
+            st, _, b, _ = await arequest(d, dict(BODY, phone_number=n))
+            expect_eq(st, 201, "%s: %r" % (outcome, b))
+            sid = b["call_sid"]
+            await rest.wait_ended(1, number=n, timeout=15)
+            row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                             outcome else None)(record(d, sid)),
+                                    10, "the %s record" % outcome)
+            expect_eq(row["end_reason"], outcome, "end_reason")
+            expect(row["ended_at"] and row["ended_at"] >= row["started_at"],
+                   "ended_at %r" % row["ended_at"])
+            expect(row["answered_at"] is None, "%s answered at %r" % (outcome,
+                                                                   row["answered_at"]))
+            expect_eq(row["direction"], "outbound-api", "direction")
+            want = ["queued", outcome] if outcome == "failed" else \
+                ["queued", "ringing", outcome]
+            expect_eq([h for h in hist if h != "queued"] , want[1:],
+                      "%s history %r" % (outcome, hist))
+            expect_eq(rest.events and [e for e in rest.events
+                                        if e[0] == sid and e[1] == "twiml"], [],
+                      "%s fetched the TwiML" % outcome)
+        # the place is free again after the last one too
+        expect_eq(counters(d)["outbound_calls"], 3, "outbound_calls")
+        expect_eq(counters(d).get("outbound_refused_capacity", 0), 0, "capacity refusals")
+        # and each number is in its cooldown
+        for outcome, n in nums.items():
+            st, h, b, _ = await arequest(d, dict(BODY, phone_number=n))
+            expect_eq((st, b.get("error")), (429, "cooldown"), "%s again" % outcome)
+        expect_eq([rest.count(n) for n in nums.values()], [1, 1, 1],
+                  "one Calls.json request each")
+        expect_eq(counters(d)["outbound_refused_cooldown"], 3, "cooldown refusals")

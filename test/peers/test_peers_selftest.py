@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Self-test of the test peers: certs.py, fake_openai.py and caller.py's
-playout clock.  Runs on its own: /usr/bin/python3 test/peers/test_peers_selftest.py
+"""Self-test of the test peers: certs.py, fake_openai.py, caller.py's
+playout clock and twilio_rest.py's outbound calls.  Runs on its own: /usr/bin/python3 test/peers/test_peers_selftest.py
 [substring ...].  Each test gets its own event loop and a time limit; the
 last line is "N passed, N failed"."""
 
@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -25,6 +26,8 @@ import websockets  # noqa: E402
 import caller  # noqa: E402
 import certs  # noqa: E402
 import fake_openai as fo  # noqa: E402
+import twilio  # noqa: E402
+import twilio_rest  # noqa: E402
 
 TMP = None
 CERTS = None
@@ -979,6 +982,242 @@ def test_cli_starts_and_stops():
         p.terminate()
         out = p.communicate(timeout=10)[0]
     expect("listening on" in out and "#1 /v1/realtime?model=m ga status=101" in out, "out %r", out)
+
+
+# ---------------------------------------------------------------- twilio_rest.py outbound
+
+REST_ACCOUNT = "AC" + "7" * 32
+REST_TOKEN = "selftest-token"
+
+
+class Voxside:
+    """What the daemon does for an outbound call, reduced to a recorder: the
+    status and AMD callbacks (signatures checked), the Url answered with a
+    stream TwiML, and the stream's messages, on loopback."""
+
+    def __init__(self):
+        self.posts = []         # (path, form dict of lists, signature ok)
+        self.stream_msgs = {}   # CallSid -> [messages]
+        self.sockets = {}       # CallSid -> websocket
+        self.http = self.ws = None
+
+    async def start(self):
+        self.http = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.ws = await websockets.serve(self._stream, "127.0.0.1", 0)
+        self.port = self.http.sockets[0].getsockname()[1]
+        self.ws_port = self.ws.sockets[0].getsockname()[1]
+        self.base = "http://127.0.0.1:%d" % self.port
+        return self
+
+    async def stop(self):
+        self.http.close()
+        self.ws.close()
+        await self.http.wait_closed()
+        await self.ws.wait_closed()
+
+    def of(self, path, sid=None):
+        return [f for p, f, _ in self.posts
+                if p == path and (sid is None or f["CallSid"] == [sid])]
+
+    async def _serve(self, reader, writer):
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            _, path, _ = line.decode().split(" ", 2)
+            headers = {}
+            while True:
+                h = await asyncio.wait_for(reader.readline(), 5)
+                if h in (b"\r\n", b""):
+                    break
+                k, v = h.decode().split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+            body = await reader.readexactly(int(headers.get("content-length", 0)))
+            pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)
+            form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+            good = headers.get("x-twilio-signature") == twilio.twilio_signature(
+                REST_TOKEN, self.base + path, pairs)
+            self.posts.append((path, form, good))
+            if path == "/twiml":
+                out = ('<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+                       '<Stream url="ws://127.0.0.1:%d/s"><Parameter name="who" '
+                       'value="callee"/></Stream></Connect></Response>'
+                       % self.ws_port).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(out) + out)
+            else:
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _stream(self, ws, path=None):
+        sid = None
+        try:
+            async for raw in ws:
+                m = json.loads(raw)
+                if m.get("event") == "start":
+                    sid = m["start"]["callSid"]
+                    self.sockets[sid] = ws
+                if sid is not None:
+                    self.stream_msgs.setdefault(sid, []).append(m)
+        except websockets.ConnectionClosed:
+            pass
+
+
+def place(rest, vox, to, detect="DetectMessageEnd"):
+    """POST Calls.json as the daemon does; (status, JSON body)."""
+    form = [("To", to), ("From", "+15005550006"), ("Url", vox.base + "/twiml"),
+            ("StatusCallback", vox.base + "/status"),
+            ("AsyncAmd", "true"), ("AsyncAmdStatusCallback", vox.base + "/amd")]
+    form += [("StatusCallbackEvent", e)
+             for e in ("initiated", "ringing", "answered", "completed")]
+    if detect:
+        form.append(("MachineDetection", detect))
+    return rest_post(rest, "/2010-04-01/Accounts/%s/Calls.json" % REST_ACCOUNT, form)
+
+
+def rest_post(rest, path, form):
+    conn = http.client.HTTPConnection("127.0.0.1", rest.port, timeout=5)
+    try:
+        auth = base64.b64encode(("%s:%s" % (REST_ACCOUNT, REST_TOKEN)).encode())
+        conn.request("POST", path, urllib.parse.urlencode(form),
+                     {"Authorization": "Basic " + auth.decode(),
+                      "Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+async def test_rest_outcomes_planned_per_number():
+    busy, ring, bad, flaky = "+14155550101", "+14155550102", "+14155550103", "+14155550104"
+    async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="human",
+                                          plans={bad: ["failed"]}, ring_seconds=0.6,
+                                          amd_seconds=0.3, callee_seconds=0.5) as rest:
+        vox = await Voxside().start()
+        try:
+            rest.plan(busy, "busy", "no-answer")
+            rest.plan(flaky, 429, "500", "human")
+            try:
+                rest.plan(busy, "voicemail")
+                expect(False, "an unknown outcome taken")
+            except ValueError:
+                pass
+            got = {}
+            for to in (busy, busy, bad, flaky, flaky, flaky):
+                got.setdefault(to, []).append(await asyncio.to_thread(place, rest, vox, to))
+            expect_eq([s for s, _ in got[busy]], [201, 201], "busy's two attempts")
+            expect_eq(got[bad][0][0], 201, "a failed call is created")
+            expect_eq([s for s, _ in got[flaky]], [429, 500, 201], "flaky's attempts")
+            expect_eq(got[flaky][0][1]["status"], 429, "Twilio's error body")
+            expect_eq([rest.count(n) for n in (busy, ring, bad, flaky)], [2, 0, 1, 3],
+                      "Calls.json requests per number")
+            expect_eq(rest.count(), 6, "all requests")
+            calls = await rest.wait_ended(4, timeout=15)
+            sid_busy, sid_noans = got[busy][0][1]["sid"], got[busy][1][1]["sid"]
+            sid_bad, sid_human = got[bad][0][1]["sid"], got[flaky][2][1]["sid"]
+            by = {c.sid: c for c in calls}
+            expect_eq([c.outcome for c in rest.calls_to(busy)], ["busy", "no-answer"],
+                      "consumed in order")
+            expect_eq(by[sid_busy].statuses, [("initiated", 204), ("ringing", 204),
+                                              ("busy", 204)], "busy callbacks")
+            expect_eq([s for s, _ in by[sid_noans].statuses],
+                      ["initiated", "ringing", "no-answer"], "no-answer callbacks")
+            expect_eq([s for s, _ in by[sid_bad].statuses], ["initiated", "failed"],
+                      "failed callbacks")
+            expect_eq(by[sid_bad].final, "failed", "final")
+            # the ring of a no-answer lasts ring_seconds
+            st = [(f["CallStatus"][0], f["SequenceNumber"][0])
+                  for f in vox.of("/status", sid_noans)]
+            expect_eq(st, [("initiated", "1"), ("ringing", "2"), ("no-answer", "3")],
+                      "sequence")
+            # none of the unanswered ones asked for the TwiML or got a verdict
+            for sid in (sid_busy, sid_noans, sid_bad):
+                expect_eq(vox.of("/twiml", sid) + vox.of("/amd", sid), [],
+                          "Url or AMD for unanswered %s" % sid)
+            expect_eq(by[sid_human].outcome, "human", "after the retries")
+            tw = vox.of("/twiml", sid_human)
+            expect_eq(len(tw), 1, "the Url fetched once")
+            expect_eq(tw[0]["Direction"], ["outbound-api"], "Direction")
+            expect_eq(vox.of("/amd", sid_human)[0]["AnsweredBy"], ["human"], "verdict")
+            expect_eq([s for s, _ in by[sid_human].statuses],
+                      ["initiated", "ringing", "in-progress", "completed"], "answered")
+            msgs = vox.stream_msgs.get(sid_human, [])
+            expect_eq(msgs[0]["start"]["customParameters"], {"who": "callee"},
+                      "the TwiML's parameters")
+            media = sum(1 for m in msgs if m["event"] == "media")
+            expect(30 <= media <= 50, "0.8 s of the callee: %d frames" % media)
+            expect_eq(msgs[-1]["event"], "stop", "the stream ends with stop")
+            expect(all(good for _, _, good in vox.posts), "every callback signed")
+            expect_eq([e for e in rest.events if e[1] == "error"], [], "errors")
+        finally:
+            await vox.stop()
+
+
+async def test_rest_machine_beep_then_voicemail():
+    end_detect, enable = "+14155550111", "+14155550112"
+    async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="machine",
+                                          machine_seconds=0.8, amd_seconds=0.2,
+                                          voicemail_seconds=5) as rest:
+        vox = await Voxside().start()
+        try:
+            st, b = await asyncio.to_thread(place, rest, vox, end_detect)
+            expect_eq(st, 201, "created")
+            sid = b["sid"]
+            for _ in range(200):
+                if vox.of("/amd", sid):
+                    break
+                await asyncio.sleep(0.02)
+            amd = vox.of("/amd", sid)
+            expect_eq(amd[0]["AnsweredBy"], ["machine_end_beep"], "the verdict at the beep")
+            call = rest.calls[sid]
+            expect(call.beep_at is not None and call.stream.closed_at is None,
+                   "the stream stays up after the beep")
+            greeting = sum(1 for m in vox.stream_msgs[sid] if m["event"] == "media")
+            expect(35 <= greeting <= 45, "0.8 s of greeting: %d frames" % greeting)
+            # the message left on the stream after the beep is recorded
+            ws = vox.sockets[sid]
+            ssid = vox.stream_msgs[sid][0]["streamSid"]
+            for i in range(10):
+                await ws.send(json.dumps({"event": "media", "streamSid": ssid,
+                                          "media": {"payload": "/" * 216}}))
+            await asyncio.sleep(0.3)
+            expect(not call.ended, "ended before the update")
+            twiml = "<Response><Say>Hello John, please call back.</Say><Hangup/></Response>"
+            s2, _ = await asyncio.to_thread(
+                rest_post, rest, "/2010-04-01/Accounts/%s/Calls/%s.json" % (REST_ACCOUNT, sid),
+                [("Twiml", twiml)])
+            expect_eq(s2, 200, "the update")
+            await rest.wait_ended(1, number=end_detect, timeout=5)
+            expect_eq(len(call.recorded), 10, "frames recorded after the beep")
+            expect_eq(call.voicemail, "Hello John, please call back.", "the Say")
+            expect_eq(call.final, "completed", "completed")
+            # MachineDetection=Enable: machine_start early, hung up by an update
+            st, b = await asyncio.to_thread(place, rest, vox, enable, "Enable")
+            sid = b["sid"]
+            for _ in range(200):
+                if vox.of("/amd", sid):
+                    break
+                await asyncio.sleep(0.02)
+            expect_eq(vox.of("/amd", sid)[0]["AnsweredBy"], ["machine_start"], "Enable")
+            s2, _ = await asyncio.to_thread(
+                rest_post, rest, "/2010-04-01/Accounts/%s/Calls/%s.json" % (REST_ACCOUNT, sid),
+                [("Status", "completed")])
+            expect_eq(s2, 200, "hang-up update")
+            t0 = time.monotonic()
+            await rest.wait_ended(1, number=enable, timeout=5)
+            expect(time.monotonic() - t0 < 1.5, "ended on the update")
+            expect_eq(rest.calls[sid].voicemail, None, "no message")
+            expect_eq(rest.calls[sid].recorded, [], "nothing recorded")
+            # no MachineDetection asked: no verdict at all
+            rest.voicemail_seconds = 0.5
+            st, b = await asyncio.to_thread(place, rest, vox, "+14155550113", None)
+            await rest.wait_ended(1, number="+14155550113", timeout=10)
+            expect_eq(vox.of("/amd", b["sid"]), [], "no AMD without MachineDetection")
+            expect(all(good for _, _, good in vox.posts), "every callback signed")
+        finally:
+            await vox.stop()
 
 
 def main():

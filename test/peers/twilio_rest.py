@@ -10,10 +10,43 @@ Outbound calls (protocols.md 6.2): POST .../Calls.json is answered 201 with
 a Call resource, and then the call is played as Twilio would: the status
 callbacks in order (signed), the Url requested with Direction=outbound-api
 (signed), the callee on the Media Stream of the TwiML it got back, the
-AsyncAmd verdict, and `completed`.  `outcome` chooses what the callee does:
-"human", "machine" (a greeting and a beep), "busy", "no-answer", "failed".
-Records every create request in `creates` and the call's events in
-`events`."""
+AsyncAmd verdict, and the end.  What happens is an outcome, chosen per
+called number and per attempt (`plan()`, or `plans=` at construction), else
+`outcome` for every call:
+
+  "human"      answered; the callee's audio on the stream; AMD `human`
+               after `amd_seconds`; hangs up after `callee_seconds` (or
+               when the daemon ends the call)
+  "machine"    answered by a machine: its greeting on the stream for
+               `machine_seconds`, then the beep; the AMD verdict is
+               `machine_end_beep` when the request asked for
+               MachineDetection=DetectMessageEnd (posted at the beep) and
+               `machine_start` when it asked for Enable (posted after
+               `amd_seconds`); the stream stays up after the beep to
+               record a message (the media received then is the call's
+               `recorded`) until the daemon updates or ends the call, or
+               closes the stream, or `voicemail_seconds` pass; a <Say> in
+               the update is the call's `voicemail`
+  "no-answer"  initiated, ringing for `ring_seconds`, then the final
+               callback with CallStatus=no-answer; the Url is never fetched
+  "busy"       initiated, ringing, CallStatus=busy
+  "failed"     initiated, CallStatus=failed
+  429, 500     (or any HTTP status, int or its string) that Calls.json
+               request is answered with it and no call is created; one
+               entry of a plan is consumed by each request, so the daemon's
+               retry takes the next one
+
+    rest.plan("+14155550123", "busy", "no-answer", "human")
+    rest.plan("+14155550124", 429, "human")   # a retry then an answer
+    rest.count("+14155550123")                # Calls.json requests to it
+    rest.calls_to("+14155550123")             # its Calls, in order
+    await rest.wait_ended(2)                  # two calls over
+
+Every created call is a `Call` in `calls` (by CallSid) with its outcome,
+the status callbacks posted (`statuses`), the AMD verdict, the stream, the
+call updates it got and `ended` (set once its final callback was posted).
+`creates` keeps every Calls.json request and `events` the calls' events as
+(CallSid, what, detail, HTTP status of our callback)."""
 
 import asyncio
 import base64
@@ -49,9 +82,14 @@ class FakeTwilioRest:
 
     def __init__(self, account_sid, auth_token, fail_first=0, fail_status=500,
                  fail_calls_first=0, call_delay=0.0, fail_creates_first=0,
-                 outcome="human", callee_seconds=2.0, sid_base=0xabc000):
+                 outcome="human", callee_seconds=2.0, sid_base=0xabc000,
+                 plans=None, ring_seconds=0.3, amd_seconds=0.5,
+                 machine_seconds=1.0, voicemail_seconds=8.0):
         """fail_calls_first: call updates answered fail_status first;
-        call_delay: seconds before a call update is answered."""
+        call_delay: seconds before a call update is answered;
+        fail_creates_first: Calls.json requests answered fail_status first
+        (whatever the number); plans: {number: [outcome, ...]} (see
+        plan()); the *_seconds: the outcomes' timings (module doc)."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_first = fail_first
@@ -69,6 +107,12 @@ class FakeTwilioRest:
         self.tasks = []
         self.n_calls = 0
         self.sid_base = sid_base    # CallSids are CA + (sid_base + n) in hex
+        self.plans = {k: list(v) for k, v in (plans or {}).items()}
+        self.calls = {}             # CallSid -> Call, in creation order
+        self.ring_seconds = ring_seconds
+        self.amd_seconds = amd_seconds
+        self.machine_seconds = machine_seconds
+        self.voicemail_seconds = voicemail_seconds
         self.server = None
         self.port = None
 
@@ -80,6 +124,40 @@ class FakeTwilioRest:
     def messages(self):
         """The requests that were accepted."""
         return [r for r in self.requests if getattr(r, "status", 0) == 201]
+
+    def plan(self, number, *outcomes):
+        """The next Calls.json requests to number get these outcomes, one
+        each, in order (after any planned before); then `outcome`."""
+        for o in outcomes:
+            if _outcome(o) is None:
+                raise ValueError("unknown outcome %r" % (o,))
+        self.plans.setdefault(number, []).extend(outcomes)
+        return self
+
+    def count(self, number=None):
+        """Calls.json requests (answered or refused) to number, or all."""
+        return sum(1 for r in self.creates
+                   if number is None or r.form.get("To", [None])[0] == number)
+
+    def calls_to(self, number):
+        """The calls created to number, oldest first."""
+        return [c for c in self.calls.values() if c.to == number]
+
+    def ended(self, number=None):
+        return [c for c in self.calls.values()
+                if c.ended and (number is None or c.to == number)]
+
+    async def wait_ended(self, n=1, number=None, timeout=20.0):
+        """Until n calls (to number) are over; the Calls, or AssertionError."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self.ended(number)
+            if len(done) >= n:
+                return done
+            await asyncio.sleep(0.05)
+        raise AssertionError("%d of %d calls%s over in %.0f s" % (
+            len(self.ended(number)), n, " to " + number if number else "",
+            timeout))
 
     async def start(self):
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -185,6 +263,10 @@ class FakeTwilioRest:
                 return 400, {"code": 12100, "message": "Twiml: no Response",
                              "status": 400}
             req.twiml = root
+        call = self.calls.get(m.group(1))
+        if call is not None:
+            call.updates.append(req)
+            call.updated.set()
         return 200, {"sid": m.group(1), "status": status or "in-progress",
                      "account_sid": self.account_sid}
 
@@ -195,18 +277,24 @@ class FakeTwilioRest:
         if req.method != "POST" or req.path != want:
             return 404, {"code": 20404, "message": "not found", "status": 404}
         if len(self.creates) <= self.fail_creates_first:
-            return self.fail_status, {"code": 20429 if self.fail_status == 429
-                                      else 20500, "message": "try later",
-                                      "status": self.fail_status}
+            return _refusal(self.fail_status)
         for k in ("To", "From", "Url"):
             if k not in req.form:
                 return 400, {"code": 21205, "message": "%s is required" % k,
                              "status": 400}
+        to = req.form["To"][0]
+        queue = self.plans.get(to)
+        outcome = _outcome(queue.pop(0) if queue else self.outcome)
+        req.outcome = outcome
+        if isinstance(outcome, int):
+            return _refusal(outcome)
         self.n_calls += 1
         sid = "CA%032x" % (self.sid_base + self.n_calls)
         req.sid = sid
-        self.tasks.append(asyncio.ensure_future(self._play(sid, req.form)))
-        return 201, {"sid": sid, "status": "queued", "to": req.form["To"][0],
+        call = Call(sid, to, outcome, req.form)
+        self.calls[sid] = call
+        self.tasks.append(asyncio.ensure_future(self._play(call)))
+        return 201, {"sid": sid, "status": "queued", "to": to,
                      "from": req.form["From"][0], "direction": "outbound-api",
                      "account_sid": self.account_sid}
 
@@ -228,29 +316,79 @@ class FakeTwilioRest:
                 return e.code, e.read().decode()
         return await asyncio.get_running_loop().run_in_executor(None, go)
 
-    async def _status(self, sid, form, status, extra=()):
+    async def _status(self, call, status, extra=()):
+        """The status callback of an event the request asked for; the final
+        one always (Twilio's `completed` event carries busy, no-answer,
+        failed too)."""
+        form = call.form
         url = form.get("StatusCallback", [None])[0]
         events = form.get("StatusCallbackEvent", [])
         ev = {"queued": "initiated", "in-progress": "answered"}.get(status, status)
-        if url is None or (ev not in events and ev != "completed"
-                           and status not in ("busy", "no-answer", "failed")):
+        final = status in ("completed", "busy", "no-answer", "failed", "canceled")
+        if url is None or (ev not in events and not final):
             return
-        params = [("AccountSid", self.account_sid), ("CallSid", sid),
+        call.seq += 1
+        params = [("AccountSid", self.account_sid), ("CallSid", call.sid),
                   ("CallStatus", status), ("Direction", "outbound-api"),
-                  ("From", form["From"][0]), ("To", form["To"][0])] + list(extra)
+                  ("From", form["From"][0]), ("To", form["To"][0]),
+                  ("SequenceNumber", str(call.seq))] + list(extra)
         code, _ = await self._post(url, params)
-        self.events.append((sid, "status", status, code))
+        call.statuses.append((status, code))
+        self.events.append((call.sid, "status", status, code))
 
-    async def _play(self, sid, form):
+    async def _amd(self, call, verdict):
+        url = call.form.get("AsyncAmdStatusCallback", [None])[0]
+        if url is None or not call.form.get("MachineDetection"):
+            return
+        code, _ = await self._post(url, [
+            ("AccountSid", self.account_sid), ("CallSid", call.sid),
+            ("AnsweredBy", verdict), ("MachineDetectionDuration", "1800")])
+        call.verdict = verdict
+        self.events.append((call.sid, "amd", verdict, code))
+
+    async def _hold(self, call, seconds, stream=None, start_frame=0):
+        """Play the stream (or wait, with none) for seconds, or until the
+        daemon updates the call or closes the stream; the next frame."""
+        n = start_frame
+        t0 = time.monotonic()
+        end = t0 + seconds
+        while time.monotonic() < end and not call.updates:
+            if stream is not None:
+                if stream.closed_at is not None:
+                    break
+                try:
+                    await stream.send_media(n)
+                except Exception:       # the daemon closed it
+                    break
+                n += 1
+                delay = t0 + (n - start_frame) * 0.02 - time.monotonic()
+            else:
+                delay = min(0.02, end - time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return n
+
+    async def _play(self, call):
         import twilio
+        sid, form = call.sid, call.form
         try:
             await asyncio.sleep(0.05)
-            await self._status(sid, form, "initiated")
-            await self._status(sid, form, "ringing")
-            if self.outcome in ("busy", "no-answer", "failed"):
-                await self._status(sid, form, self.outcome)
+            await self._status(call, "initiated")
+            if call.outcome == "failed":
+                await self._status(call, "failed", [("CallDuration", "0"),
+                                                     ("SipResponseCode", "404")])
                 return
-            await self._status(sid, form, "in-progress")
+            await self._status(call, "ringing")
+            if call.outcome in ("busy", "no-answer"):
+                if call.outcome == "no-answer":
+                    await asyncio.sleep(self.ring_seconds)
+                await self._status(call, call.outcome, [
+                    ("CallDuration", "0"), ("SipResponseCode",
+                                            "486" if call.outcome == "busy"
+                                            else "487")])
+                return
+            t_answer = time.monotonic()
+            await self._status(call, "in-progress")
             code, body = await self._post(form["Url"][0], [
                 ("AccountSid", self.account_sid), ("CallSid", sid),
                 ("CallStatus", "in-progress"), ("Direction", "outbound-api"),
@@ -258,33 +396,104 @@ class FakeTwilioRest:
                 ("Caller", form["From"][0]), ("Called", form["To"][0])])
             self.events.append((sid, "twiml", code, body))
             wh = twilio.Webhook(code, body)
-            amd = form.get("AsyncAmdStatusCallback", [None])[0]
-            verdict = "human" if self.outcome == "human" else "machine_end_beep"
             stream = None
             if wh.stream_url is not None:
                 stream = twilio.Stream(wh.stream_url, sid,
                                        "MZ%032x" % (self.sid_base + self.n_calls),
                                        wh.params)
+                call.stream = stream
                 self.streams.append(stream)
                 await stream.open()
-                await stream.play(0.5)
-            if amd is not None and form.get("MachineDetection"):
-                code, _ = await self._post(amd, [
-                    ("AccountSid", self.account_sid), ("CallSid", sid),
-                    ("AnsweredBy", verdict), ("MachineDetectionDuration", "1800")])
-                self.events.append((sid, "amd", verdict, code))
+            if call.outcome == "human":
+                n = await self._hold(call, self.amd_seconds, stream)
+                await self._amd(call, "human")
+                call.amd_at = time.monotonic()
+                await self._hold(call, self.callee_seconds, stream, n)
+            else:
+                await self._machine(call, stream)
             if stream is not None:
-                if verdict == "human":
-                    await stream.play(self.callee_seconds)
-                else:
-                    # the daemon's call update ends the stream, or we do
-                    for _ in range(100):
-                        if any(u.path.endswith(sid + ".json")
-                               for u in self.call_updates):
-                            break
-                        await asyncio.sleep(0.05)
-                await stream.stop()
-            await self._status(sid, form, "completed",
-                               [("CallDuration", str(int(self.callee_seconds) + 1))])
+                if stream.closed_at is None:
+                    await stream.stop()
+            await self._status(call, "completed", [
+                ("CallDuration", str(int(time.monotonic() - t_answer) + 1))])
         except Exception as e:      # a test reads events; say what broke
             self.events.append((sid, "error", repr(e), 0))
+        finally:
+            call.ended = True
+
+    async def _machine(self, call, stream):
+        """A machine's greeting, the beep, and a message recorded after it."""
+        detect = call.form.get("MachineDetection", [""])[0]
+        t0 = time.monotonic()
+        n = 0
+        if detect != "DetectMessageEnd":
+            n = await self._hold(call, min(self.amd_seconds, self.machine_seconds),
+                                 stream)
+            await self._amd(call, "machine_start")
+            call.amd_at = time.monotonic()
+        n = await self._hold(call, max(0.0, t0 + self.machine_seconds -
+                                       time.monotonic()), stream, n)
+        call.beep_at = time.monotonic()
+        self.events.append((call.sid, "beep", "", 0))
+        if detect == "DetectMessageEnd":
+            await self._amd(call, "machine_end_beep")
+            call.amd_at = time.monotonic()
+        # the machine records: silence from it, whatever comes to it
+        heard0 = len(stream.received) if stream is not None else 0
+        end = time.monotonic() + self.voicemail_seconds
+        while time.monotonic() < end and not call.updates:
+            if stream is not None and stream.closed_at is not None:
+                break
+            await asyncio.sleep(0.02)
+        if stream is not None:
+            call.recorded = [m for m in stream.received[heard0:]
+                             if m.get("event") == "media"]
+        for u in call.updates:
+            tw = getattr(u, "twiml", None)
+            if tw is not None:
+                call.voicemail = " ".join((el.text or "").strip()
+                                          for el in tw if el.tag == "Say")
+
+
+def _outcome(o):
+    """An outcome's canonical form: a name, or an HTTP status as an int;
+    None when unknown."""
+    if isinstance(o, int) or (isinstance(o, str) and o.isdigit()):
+        v = int(o)
+        return v if 400 <= v <= 599 else None
+    return o if o in ("human", "machine", "no-answer", "busy", "failed") else None
+
+
+def _refusal(status):
+    return status, {"code": 20429 if status == 429 else 20500,
+                    "message": "Too Many Requests" if status == 429 else
+                    "try later", "status": status}
+
+
+class Call:
+    """One call the fake created, as it goes."""
+
+    def __init__(self, sid, to, outcome, form):
+        self.sid = sid
+        self.to = to
+        self.outcome = outcome
+        self.form = form
+        self.seq = 0
+        self.statuses = []      # (CallStatus, HTTP status of our callback)
+        self.verdict = None     # the AMD verdict posted
+        self.amd_at = None      # monotonic
+        self.beep_at = None
+        self.stream = None
+        self.updates = []       # the daemon's updates of the call
+        self.updated = asyncio.Event()
+        self.recorded = []      # media the machine got after its beep
+        self.voicemail = None   # the <Say> of the update, if any
+        self.ended = False
+
+    @property
+    def final(self):
+        """The final CallStatus posted, or None."""
+        for st, _ in reversed(self.statuses):
+            if st in ("completed", "busy", "no-answer", "failed", "canceled"):
+                return st
+        return None
