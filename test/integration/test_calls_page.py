@@ -1,5 +1,5 @@
-"""/dashboard/calls: the calls page in headless Chromium (driven as in
-test_dashboard.py) against a daemon whose SQLite database is seeded with
+"""/dashboard/calls: the calls page in headless Chromium (driven by
+browser.py) against a daemon whose SQLite database is seeded with
 calls: the history with its pages and a filter, a call's record and
 transcript with the cut-in utterance marked, and the analytics charts,
 each read from the rendered DOM and checked against /api; with and
@@ -14,9 +14,10 @@ import sqlite3
 import time
 from urllib.parse import urlparse
 
+from browser import (ARTEFACTS, WIDTH, Chromium, check_clean, close_browser, give_token,
+                     open_page, png_size, wait_refused, wait_token_prompt)
 from harness import expect, expect_eq, timeout
 from test_api import seed, seed_calls, start
-from test_dashboard import ARTEFACTS, HEIGHT, WIDTH, Chromium, DevTools, Page, png_size
 
 TOKEN = "calls-page-0123456789abcdef"
 
@@ -66,21 +67,9 @@ READ_DETAIL = r"""(function () {
 })()"""
 
 
-async def open_page(env, d):
+async def open_calls_page(env, d):
     browser = Chromium(env.tmp)
-    ws_url = await asyncio.to_thread(browser.start)
-    dt = DevTools(ws_url)
-    await dt.open()
-    target = await dt.call("Target.createTarget", {"url": "about:blank"})
-    att = await dt.call("Target.attachToTarget",
-                        {"targetId": target["targetId"], "flatten": True})
-    page = Page(dt, att["sessionId"])
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        await page.call(domain + ".enable")
-    await page.call("Emulation.setDeviceMetricsOverride",
-                    {"width": WIDTH, "height": 1200, "deviceScaleFactor": 1,
-                     "mobile": False})
-    await page.call("Page.navigate", {"url": d.admin_base + "/dashboard/calls"})
+    dt, page = await open_page(browser, d.admin_base + "/dashboard/calls", height=1200)
     return browser, dt, page
 
 
@@ -88,22 +77,9 @@ def api_json(d, path):
     return json.loads(d.admin_get(path)[2])
 
 
-def check_clean(dt, d):
-    """Only this origin's page and /api were asked; no CSP violation, no
-    script error."""
-    origin = urlparse(d.admin_base)
-    for ev in dt.events:
-        if ev["method"] == "Network.requestWillBeSent":
-            u = urlparse(ev["params"]["request"]["url"])
-            if u.scheme == "data":
-                continue
-            expect((u.scheme, u.netloc) == (origin.scheme, origin.netloc) and
-                   (u.path == "/dashboard/calls" or u.path.startswith("/api/")),
-                   "page requested %s", u.geturl())
-        if ev["method"] in ("Log.entryAdded", "Runtime.exceptionThrown"):
-            text = json.dumps(ev["params"])
-            expect("Content Security Policy" not in text, "CSP violation: %s", text)
-            expect(ev["method"] != "Runtime.exceptionThrown", "page error: %s", text)
+def calls_page_path(path):
+    """What the calls page may ask for: itself and /api."""
+    return path == "/dashboard/calls" or path.startswith("/api/")
 
 
 @timeout(150)
@@ -128,7 +104,7 @@ async def test_calls_page(env):
     expect(not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", body),
            "the page loads something from elsewhere")
 
-    browser, dt, page = await open_page(env, d)
+    browser, dt, page = await open_calls_page(env, d)
     try:
         await page.wait("document.body && +document.body.dataset.historyLoads >= 1 && "
                         "+document.body.dataset.analyticsLoads >= 1", 30, "the first answers")
@@ -217,11 +193,8 @@ async def test_calls_page(env):
                "no mark on the others")
         await page.screenshot(os.path.join(env.tmp, "calls-detail.png"))
         await page.screenshot(os.path.join(ARTEFACTS, "calls-detail.png"))
-        check_clean(dt, d)
-        try:
-            await dt.call("Browser.close", deadline=5)
-        except Exception:
-            pass
+        check_clean(dt, d.admin_base, calls_page_path)
+        await close_browser(dt)
     finally:
         await dt.close()
         await asyncio.to_thread(browser.stop)
@@ -232,10 +205,9 @@ async def test_calls_page_with_admin_token(env):
     d = await asyncio.to_thread(start, env, ADMIN_TOKEN=TOKEN)
     calls = seed_calls(8, int(time.time() * 1000))
     await asyncio.to_thread(seed, d, calls)
-    browser, dt, page = await open_page(env, d)
+    browser, dt, page = await open_calls_page(env, d)
     try:
-        await page.wait("document.getElementById('auth') && "
-                        "!document.getElementById('auth').hidden", 20, "the token prompt")
+        await wait_token_prompt(page)
         locked = await page.eval("({rows: document.querySelectorAll('#history-rows tr').length,"
                                  " loads: +document.body.dataset.historyLoads,"
                                  " text: document.body.innerText})")
@@ -243,15 +215,9 @@ async def test_calls_page_with_admin_token(env):
         expect(calls[0]["call_sid"] not in locked["text"], "a CallSid before the token")
         await page.screenshot(os.path.join(env.tmp, "calls-token-prompt.png"))
 
-        async def give(token):
-            await page.eval("(function () { var f = document.getElementById('auth-token');"
-                            " f.value = %s; document.getElementById('auth-submit').click();"
-                            " })()" % json.dumps(token))
-
-        await give("not-the-token-0123456789")
-        await page.wait("document.getElementById('auth').dataset.state == 'refused' && "
-                        "!document.getElementById('auth').hidden", 10, "the refusal")
-        await give(TOKEN)
+        await give_token(page, "not-the-token-0123456789")
+        await wait_refused(page)
+        await give_token(page, TOKEN)
         await page.wait("+document.body.dataset.historyLoads >= 1 && "
                         "+document.body.dataset.analyticsLoads >= 1", 20, "the calls")
         p = await page.eval(READ)
@@ -265,11 +231,8 @@ async def test_calls_page_with_admin_token(env):
                 urlparse(e["params"]["request"]["url"]).path.startswith("/api/")]
         last = [r["headers"].get("Authorization") for r in sent][-2:]
         expect(last == ["Bearer " + TOKEN] * 2, "the last requests carry the token: %r" % last)
-        check_clean(dt, d)
-        try:
-            await dt.call("Browser.close", deadline=5)
-        except Exception:
-            pass
+        check_clean(dt, d.admin_base, calls_page_path)
+        await close_browser(dt)
     finally:
         await dt.close()
         await asyncio.to_thread(browser.stop)

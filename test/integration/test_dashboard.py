@@ -2,193 +2,23 @@
 against a daemon with live calls, its figures read from the rendered DOM
 and checked against /health; a screenshot is kept as build/artefacts/
 dashboard.png.  Chromium is driven over the DevTools protocol with
-python3-websockets, so every wait is on a condition, with a deadline."""
+python3-websockets (browser.py), so every wait is on a condition, with a
+deadline."""
 
 import asyncio
-import base64
-import json
 import os
 import re
-import shutil
-import signal
-import struct
-import subprocess
-import tempfile
 import time
 from urllib.parse import urlparse
 
 import twilio
-import websockets
-from harness import ROOT, expect, expect_eq, timeout
+from browser import (ARTEFACTS, HEIGHT, WIDTH, Chromium, check_clean, close_browser,
+                     give_token, open_page, png_size, wait_refused, wait_token_prompt)
+from harness import expect, expect_eq, timeout
 
-ARTEFACTS = os.path.join(ROOT, "build", "artefacts")
-WIDTH, HEIGHT = 1366, 900
 NCALLS = 5
-
-
-def chromium_binary():
-    for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
-        if os.path.exists(p):
-            return p
-    return shutil.which("chromium")
-
-
-class Chromium:
-    """A headless Chromium in a process group of its own, with a new empty
-    profile; stop() ends the group."""
-
-    def __init__(self, tmpdir):
-        self.dir = tempfile.mkdtemp(prefix="chromium-", dir=tmpdir)
-        self.proc = None
-        self.log_path = os.path.join(self.dir, "chromium.log")
-
-    def start(self, deadline=30):
-        binary = chromium_binary()
-        expect(binary is not None, "chromium is not installed (test/deps.sh installs it)")
-        profile = os.path.join(self.dir, "profile")
-        os.mkdir(profile)
-        self.logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--no-default-browser-check",
-             "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-crash-reporter", "--disable-breakpad",
-             "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-             "--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", "--window-size=%d,%d" % (WIDTH, HEIGHT),
-             "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            try:
-                with open(port_file) as f:
-                    lines = f.read().split("\n")
-                if len(lines) >= 2 and lines[0] and lines[1]:
-                    return "ws://127.0.0.1:%s%s" % (lines[0], lines[1])
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError("chromium did not start:\n" + self.log()[-3000:])
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(3)           # after Browser.close
-        except subprocess.TimeoutExpired:
-            pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc.wait(5)
-        self.logf.close()
-
-
-class DevTools:
-    """The DevTools protocol over one WebSocket, flat sessions: replies by
-    id, events kept in a list."""
-
-    def __init__(self, url):
-        self.url = url
-        self.ws = None
-        self.next_id = 0
-        self.pending = {}
-        self.events = []
-        self.reader = None
-
-    async def open(self):
-        self.ws = await websockets.connect(self.url, max_size=None, open_timeout=10)
-        self.reader = asyncio.ensure_future(self._read())
-
-    async def _read(self):
-        try:
-            async for raw in self.ws:
-                msg = json.loads(raw)
-                fut = self.pending.pop(msg.get("id"), None)
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_result(msg)
-                elif "method" in msg:
-                    self.events.append(msg)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(AssertionError("DevTools connection closed"))
-
-    async def call(self, method, params=None, session=None, deadline=15):
-        self.next_id += 1
-        msg = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[self.next_id] = fut
-        await self.ws.send(json.dumps(msg))
-        reply = await asyncio.wait_for(fut, deadline)
-        if "error" in reply:
-            raise AssertionError("%s: %s" % (method, reply["error"]))
-        return reply["result"]
-
-    async def close(self):
-        if self.ws is not None:
-            try:
-                await asyncio.wait_for(self.ws.close(), 3)
-            except Exception:
-                pass
-        if self.reader is not None:
-            self.reader.cancel()
-
-
-class Page:
-    def __init__(self, dt, session):
-        self.dt = dt
-        self.session = session
-
-    async def call(self, method, params=None, deadline=15):
-        return await self.dt.call(method, params, self.session, deadline)
-
-    async def eval(self, expr):
-        r = await self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True})
-        if "exceptionDetails" in r:
-            raise AssertionError("page script failed: %r" % r["exceptionDetails"])
-        return r["result"].get("value")
-
-    async def wait(self, expr, deadline, what):
-        end = time.monotonic() + deadline
-        last = None
-        while time.monotonic() < end:
-            last = await self.eval(expr)
-            if last:
-                return last
-            await asyncio.sleep(0.1)
-        raise AssertionError("page: timed out waiting for %s (last %r)" % (what, last))
-
-    async def screenshot(self, path):
-        r = await self.call("Page.captureScreenshot", {"format": "png"}, deadline=30)
-        data = base64.b64decode(r["data"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
-        return data
+# what the page may ask for
+DASHBOARD_PATHS = ("/dashboard", "/health")
 
 
 # Everything the test reads from the page, in one evaluation.
@@ -266,11 +96,6 @@ def seconds(text):
     for part in text.split(":"):
         s = s * 60 + int(part)
     return s
-
-
-def png_size(data):
-    expect(data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG")
-    return struct.unpack(">II", data[16:24])
 
 
 def check_against_health(p, h):
@@ -373,19 +198,7 @@ async def test_dashboard_renders_health(env):
             10, "%d live calls, every frame counted" % NCALLS)
         await asyncio.to_thread(wait_quiet, d)
 
-        ws_url = await asyncio.to_thread(browser.start)
-        dt = DevTools(ws_url)
-        await dt.open()
-        target = await dt.call("Target.createTarget", {"url": "about:blank"})
-        att = await dt.call("Target.attachToTarget",
-                            {"targetId": target["targetId"], "flatten": True})
-        page = Page(dt, att["sessionId"])
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            await page.call(domain + ".enable")
-        await page.call("Emulation.setDeviceMetricsOverride",
-                        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
-                         "mobile": False})
-        await page.call("Page.navigate", {"url": d.admin_base + "/dashboard"})
+        dt, page = await open_page(browser, d.admin_base + "/dashboard")
         # three polls: the sparklines have history, the deltas a base
         await page.wait("document.body && +document.body.dataset.polls >= 3", 30,
                         "three polls of /health")
@@ -420,19 +233,9 @@ async def test_dashboard_renders_health(env):
         expect(len(shot) > 20000, "screenshot of %d bytes: blank page?", len(shot))
 
         # nothing but /dashboard and /health was requested, nothing blocked
-        origin = urlparse(d.admin_base)
-        for ev in dt.events:
-            if ev["method"] == "Network.requestWillBeSent":
-                u = urlparse(ev["params"]["request"]["url"])
-                if u.scheme == "data":
-                    continue
-                expect((u.scheme, u.netloc) == (origin.scheme, origin.netloc) and
-                       u.path in ("/dashboard", "/health"), "page requested %s", u.geturl())
-            if ev["method"] in ("Log.entryAdded", "Runtime.exceptionThrown",
-                                "Runtime.consoleAPICalled"):
-                text = json.dumps(ev["params"])
-                expect("Content Security Policy" not in text, "CSP violation: %s", text)
-                expect(ev["method"] != "Runtime.exceptionThrown", "page error: %s", text)
+        check_clean(dt, d.admin_base, lambda path: path in DASHBOARD_PATHS,
+                    ("Log.entryAdded", "Runtime.exceptionThrown",
+                     "Runtime.consoleAPICalled"))
 
         # the daemon goes away: the page says so and keeps the last data
         for s in streams:
@@ -451,10 +254,7 @@ async def test_dashboard_renders_health(env):
         expect("unreachable" in gone["conn"] and "last good data" in gone["conn"],
                "connection line %r", gone["conn"])
         await page.screenshot(os.path.join(ARTEFACTS, "dashboard-unreachable.png"))
-        try:
-            await dt.call("Browser.close", deadline=5)
-        except Exception:
-            pass
+        await close_browser(dt)
     finally:
         for s in streams:
             try:
@@ -495,23 +295,10 @@ async def test_dashboard_with_admin_token(env):
             "%d live calls" % ncalls)
         refused0 = (await asyncio.to_thread(d.health))["counters"]["admin_auth_failed"]
 
-        ws_url = await asyncio.to_thread(browser.start)
-        dt = DevTools(ws_url)
-        await dt.open()
-        target = await dt.call("Target.createTarget", {"url": "about:blank"})
-        att = await dt.call("Target.attachToTarget",
-                            {"targetId": target["targetId"], "flatten": True})
-        page = Page(dt, att["sessionId"])
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            await page.call(domain + ".enable")
-        await page.call("Emulation.setDeviceMetricsOverride",
-                        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
-                         "mobile": False})
-        await page.call("Page.navigate", {"url": d.admin_base + "/dashboard"})
+        dt, page = await open_page(browser, d.admin_base + "/dashboard")
 
         # the prompt, and no figure behind it
-        await page.wait("document.getElementById('auth') && "
-                        "!document.getElementById('auth').hidden", 20, "the token prompt")
+        await wait_token_prompt(page)
         locked = await page.eval("""({status: document.getElementById('status').dataset.status,
             polls: +document.body.dataset.polls,
             calls: document.querySelectorAll('#calls tr').length,
@@ -522,22 +309,16 @@ async def test_dashboard_with_admin_token(env):
         expect(twilio.call_sid(800) not in locked["text"], "a CallSid before the token")
         await page.screenshot(os.path.join(env.tmp, "dashboard-token-prompt.png"))
 
-        async def give(token):
-            await page.eval("(function () { var f = document.getElementById('auth-token');"
-                            " f.value = %s; document.getElementById('auth-submit').click();"
-                            " })()" % json.dumps(token))
-
         # a wrong token: asked again, and told why
-        await give("not-the-token-0123456789")
-        await page.wait("document.getElementById('auth').dataset.state == 'refused' && "
-                        "!document.getElementById('auth').hidden", 10, "the refusal")
+        await give_token(page, "not-the-token-0123456789")
+        await wait_refused(page)
         expect_eq(await page.eval("document.getElementById('auth-msg').textContent"),
                   "that token was refused", "refusal message")
         expect_eq(await page.eval("sessionStorage.getItem('voxrelay-admin-token')"), None,
                   "a refused token kept")
 
         # the right one: live data
-        await give(ADMIN_TOKEN)
+        await give_token(page, ADMIN_TOKEN)
         await page.wait("+document.body.dataset.polls >= 2", 20, "two polls with the token")
         expect(await page.eval("document.getElementById('auth').hidden"), "prompt still shown")
         expect_eq(await page.eval("sessionStorage.getItem('voxrelay-admin-token')"),
@@ -582,19 +363,8 @@ async def test_dashboard_with_admin_token(env):
         expect(all(a == "Bearer " + ADMIN_TOKEN for a in auth[2:]),
                "polls without the token: %r", auth)
         expect(polls_before_reload < len(dt.events), "no request after the reload")
-        for ev in dt.events:
-            if ev["method"] == "Network.requestWillBeSent":
-                u = urlparse(ev["params"]["request"]["url"])
-                expect(u.scheme == "data" or u.path in ("/dashboard", "/health"),
-                       "page requested %s", u.geturl())
-            if ev["method"] in ("Log.entryAdded", "Runtime.exceptionThrown"):
-                text = json.dumps(ev["params"])
-                expect("Content Security Policy" not in text, "CSP violation: %s", text)
-                expect(ev["method"] != "Runtime.exceptionThrown", "page error: %s", text)
-        try:
-            await dt.call("Browser.close", deadline=5)
-        except Exception:
-            pass
+        check_clean(dt, d.admin_base, lambda path: path in DASHBOARD_PATHS)
+        await close_browser(dt)
     finally:
         for s in streams:
             try:
