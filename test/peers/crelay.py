@@ -94,7 +94,7 @@ def post_action(base, action, sid, handoff=None, auth_token=None, status="ended"
         return e.code, e.read().decode()
 
 
-class RelaySession:
+class RelaySession(twilio.WsPeer):
     """One ConversationRelay WebSocket, as Twilio's side plays it."""
 
     def __init__(self, url, sid, caller="+14155550100", to="+15005550006",
@@ -189,39 +189,16 @@ class RelaySession:
         rec = self.received[start:end] if end else self.received[start:]
         return [m for _, m in rec if m.get("type") == "text"], end
 
-    async def close(self):
+    async def _on_message(self, msg):
         try:
-            await asyncio.wait_for(self.ws.close(), 3)
-        except Exception:
-            pass
-        if self._reader:
-            try:
-                await asyncio.wait_for(self._reader, 3)
-            except Exception:
-                pass
+            m = json.loads(msg)
+        except ValueError:
+            m = {"type": "(not json)", "raw": msg}
+        self.received.append((time.monotonic(), m))
+        self._new.set()
 
-    async def wait_closed(self, timeout):
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    async def _read(self):
-        try:
-            async for msg in self.ws:
-                try:
-                    m = json.loads(msg)
-                except ValueError:
-                    m = {"type": "(not json)", "raw": msg}
-                self.received.append((time.monotonic(), m))
-                self._new.set()
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.close_code = self.ws.close_code
-            self.close_reason = self.ws.close_reason
-            self._new.set()
+    def _on_closed(self):
+        self._new.set()
 
 
 async def upgrade_status(url, headers=None):

@@ -1575,16 +1575,43 @@ class Connection:
             r, parts, 0, self._c("interval_ms") if interval_ms is None else interval_ms))
         return r
 
-    async def _text_part(self, r, idx, text, interval_ms):
-        names = NAMES[self.dialect]
-        item_id = new_id("item")
+    def _add_item(self, item):
+        """Appends item to the conversation; returns the id of the one
+        before it (None for the first)."""
         prev = self.items[-1]["id"] if self.items else None
-        item = {"id": item_id, "object": "realtime.item", "type": "message",
-                "status": "in_progress", "role": "assistant", "content": []}
         self.items.append(item)
+        return prev
+
+    async def _output_item_added(self, r, idx, item, prev):
         await self.send({"type": "response.output_item.added", "response_id": r.id,
                          "output_index": idx, "item": copy.deepcopy(item)})
         await self._item_events(item, prev, added_only=True)
+
+    async def _output_item_done(self, r, idx, item, prev):
+        """The item as it ends, in the response and (GA) in the
+        conversation; the response's output keeps a copy."""
+        await self.send({"type": "response.output_item.done", "response_id": r.id,
+                         "output_index": idx, "item": copy.deepcopy(item)})
+        if self.dialect == "ga":
+            await self.send({"type": "conversation.item.done", "previous_item_id": prev,
+                             "item": copy.deepcopy(item)})
+        r.output.append(copy.deepcopy(item))
+
+    @staticmethod
+    async def _pause(r, interval_ms):
+        """The gap between two deltas; a cancel (r.wake) cuts it short."""
+        try:
+            await asyncio.wait_for(r.wake.wait(), interval_ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _text_part(self, r, idx, text, interval_ms):
+        names = NAMES[self.dialect]
+        item_id = new_id("item")
+        item = {"id": item_id, "object": "realtime.item", "type": "message",
+                "status": "in_progress", "role": "assistant", "content": []}
+        prev = self._add_item(item)
+        await self._output_item_added(r, idx, item, prev)
         ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
                "content_index": 0}
         await self.send(dict(ids, type="response.content_part.added",
@@ -1602,20 +1629,12 @@ class Connection:
             r.text_deltas.append(piece)
             await self.send(dict(ids, type=names["text_delta"], delta=piece))
             if i < len(words) - 1 and interval_ms > 0 and not r.cancel_reason:
-                try:
-                    await asyncio.wait_for(r.wake.wait(), interval_ms / 1000)
-                except asyncio.TimeoutError:
-                    pass
+                await self._pause(r, interval_ms)
         full = "".join(said)
         await self.send(dict(ids, type=names["text_done"], text=full))
         await self.send(dict(ids, type="response.content_part.done", part=dict(part)))
         item["status"] = "incomplete" if r.cancel_reason else "completed"
-        await self.send({"type": "response.output_item.done", "response_id": r.id,
-                         "output_index": idx, "item": copy.deepcopy(item)})
-        if self.dialect == "ga":
-            await self.send({"type": "conversation.item.done", "previous_item_id": prev,
-                             "item": copy.deepcopy(item)})
-        r.output.append(copy.deepcopy(item))
+        await self._output_item_done(r, idx, item, prev)
 
     def _finish_response(self, r, status):
         r.status = status
@@ -1658,13 +1677,10 @@ class Connection:
     async def _audio_part(self, r, idx, audio, text, chunk_ms, interval_ms):
         names = NAMES[self.dialect]
         item_id = new_id("item")
-        prev = self.items[-1]["id"] if self.items else None
         item = {"id": item_id, "object": "realtime.item", "type": "message",
                 "status": "in_progress", "role": "assistant", "content": []}
-        self.items.append(item)
-        await self.send({"type": "response.output_item.added", "response_id": r.id,
-                         "output_index": idx, "item": copy.deepcopy(item)})
-        await self._item_events(item, prev, added_only=True)
+        prev = self._add_item(item)
+        await self._output_item_added(r, idx, item, prev)
         ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
                "content_index": 0}
         await self.send(dict(ids, type="response.content_part.added",
@@ -1690,10 +1706,7 @@ class Connection:
                 await self.send(dict(ids, type=names["transcript_delta"], delta=piece))
                 w += 1
             if i < n_chunks - 1 and interval_ms > 0 and not r.cancel_reason:
-                try:
-                    await asyncio.wait_for(r.wake.wait(), interval_ms / 1000)
-                except asyncio.TimeoutError:
-                    pass
+                await self._pause(r, interval_ms)
         transcript = "".join(said)
         await self.send(dict(ids, type=names["audio_done"]))
         await self.send(dict(ids, type=names["transcript_done"], transcript=transcript))
@@ -1701,24 +1714,16 @@ class Connection:
         await self.send(dict(ids, type="response.content_part.done", part=part))
         item["status"] = "incomplete" if r.cancel_reason else "completed"
         item["content"] = [part]
-        await self.send({"type": "response.output_item.done", "response_id": r.id,
-                         "output_index": idx, "item": copy.deepcopy(item)})
-        if self.dialect == "ga":
-            await self.send({"type": "conversation.item.done", "previous_item_id": prev,
-                             "item": copy.deepcopy(item)})
-        r.output.append(copy.deepcopy(item))
+        await self._output_item_done(r, idx, item, prev)
 
     async def _function_part(self, r, idx, name, args, call_id):
         item_id = new_id("item")
-        prev = self.items[-1]["id"] if self.items else None
         item = {"id": item_id, "object": "realtime.item", "type": "function_call",
                 "status": "in_progress", "name": name, "call_id": call_id, "arguments": ""}
-        self.items.append(item)
+        prev = self._add_item(item)
         self.tool_calls.append({"t": time.monotonic(), "name": name, "call_id": call_id,
                                 "arguments": args, "item_id": item_id, "response_id": r.id})
-        await self.send({"type": "response.output_item.added", "response_id": r.id,
-                         "output_index": idx, "item": copy.deepcopy(item)})
-        await self._item_events(item, prev, added_only=True)
+        await self._output_item_added(r, idx, item, prev)
         ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
                "call_id": call_id}
         half = len(args) // 2
@@ -1732,12 +1737,7 @@ class Connection:
         await self.send(done)
         item["status"] = "completed"
         item["arguments"] = args
-        await self.send({"type": "response.output_item.done", "response_id": r.id,
-                         "output_index": idx, "item": copy.deepcopy(item)})
-        if self.dialect == "ga":
-            await self.send({"type": "conversation.item.done", "previous_item_id": prev,
-                             "item": copy.deepcopy(item)})
-        r.output.append(copy.deepcopy(item))
+        await self._output_item_done(r, idx, item, prev)
 
     async def cancel_response(self, r, reason):
         """Ends a response early (status cancelled, the given reason); returns
@@ -1765,14 +1765,11 @@ class Connection:
                              "response": self._resp_obj(r, "in_progress")})
             await self._rate_limits()
             item_id = new_id("item")
-            prev = self.items[-1]["id"] if self.items else None
             item = {"id": item_id, "object": "realtime.item", "type": "message",
                     "status": "in_progress", "role": "assistant", "content": []}
-            self.items.append(item)
+            prev = self._add_item(item)
             r.echo_item = (item, prev)
-            await self.send({"type": "response.output_item.added", "response_id": r.id,
-                             "output_index": 0, "item": copy.deepcopy(item)})
-            await self._item_events(item, prev, added_only=True)
+            await self._output_item_added(r, 0, item, prev)
             await self.send({"type": "response.content_part.added", "response_id": r.id,
                              "item_id": item_id, "output_index": 0, "content_index": 0,
                              "part": {"type": NAMES[self.dialect]["audio_part"],
@@ -1836,12 +1833,7 @@ class Connection:
                 await self.send(dict(ids, type="response.content_part.done", part=part))
                 item["status"] = "incomplete" if r.cancel_reason else "completed"
                 item["content"] = [part]
-                await self.send({"type": "response.output_item.done", "response_id": r.id,
-                                 "output_index": 0, "item": copy.deepcopy(item)})
-                if self.dialect == "ga":
-                    await self.send({"type": "conversation.item.done", "previous_item_id": prev,
-                                     "item": copy.deepcopy(item)})
-                r.output.append(copy.deepcopy(item))
+                await self._output_item_done(r, 0, item, prev)
                 await self.send({"type": "response.done",
                                  "response": self._resp_obj(r, status, with_usage=True)})
             finally:

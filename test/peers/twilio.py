@@ -107,7 +107,49 @@ def tone_frame(n):
     return base64.b64encode(b).decode()
 
 
-class Stream:
+class WsPeer:
+    """What the fake Twilio's WebSocket clients (Stream here, RelaySession
+    in crelay.py) share: a reader task that hands each message to
+    _on_message() and notes how the connection closed, close() and
+    wait_closed().  A subclass sets self.ws and self._reader in open()."""
+
+    async def _on_message(self, msg):
+        raise NotImplementedError
+
+    def _on_closed(self):
+        pass
+
+    async def _read(self):
+        try:
+            async for msg in self.ws:
+                await self._on_message(msg)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason
+            self._on_closed()
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.ws.close(), 3)
+        except Exception:
+            pass
+        if self._reader:
+            try:
+                await asyncio.wait_for(self._reader, 3)
+            except Exception:
+                pass
+
+    async def wait_closed(self, timeout):
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+class Stream(WsPeer):
     """One Media Stream, as Twilio plays it: connected, start, a media frame
     every 20 ms with Twilio's string counters, marks echoed, stop, close."""
 
@@ -187,41 +229,18 @@ class Stream:
             "streamSid": self.ssid}))
         await self.close()
 
-    async def close(self):
-        try:
-            await asyncio.wait_for(self.ws.close(), 3)
-        except Exception:
-            pass
-        if self._reader:
-            try:
-                await asyncio.wait_for(self._reader, 3)
-            except Exception:
-                pass
+    async def _on_message(self, msg):
+        m = json.loads(msg)
+        self.received.append(m)
+        if m.get("event") == "mark":
+            self.marks_echoed += 1
+            self.mark_times.append(time.monotonic())
+            await self.ws.send(json.dumps({
+                "event": "mark", "sequenceNumber": self._next_seq(),
+                "streamSid": self.ssid, "mark": m.get("mark", {})}))
 
-    async def _read(self):
-        try:
-            async for msg in self.ws:
-                m = json.loads(msg)
-                self.received.append(m)
-                if m.get("event") == "mark":
-                    self.marks_echoed += 1
-                    self.mark_times.append(time.monotonic())
-                    await self.ws.send(json.dumps({
-                        "event": "mark", "sequenceNumber": self._next_seq(),
-                        "streamSid": self.ssid, "mark": m.get("mark", {})}))
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.closed_at = time.monotonic()
-            self.close_code = self.ws.close_code
-            self.close_reason = self.ws.close_reason
-
-    async def wait_closed(self, timeout):
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+    def _on_closed(self):
+        self.closed_at = time.monotonic()
 
 
 async def place_call(base, n, caller, seconds, route=None, **kw):
