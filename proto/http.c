@@ -273,26 +273,34 @@ http_req_reset(struct http_req *r)
 		llhttp_resume(&r->parser);
 }
 
+llhttp_errno_t
+http_execute(llhttp_t *p, const char *data, size_t len, size_t *used)
+{
+	llhttp_errno_t e = llhttp_execute(p, data, len);
+
+	if (e == HPE_OK)
+		*used = len;
+	else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
+		*used = (size_t)(llhttp_get_error_pos(p) - data);
+	else
+		*used = 0;
+	return e;
+}
+
 int
 http_req_feed(struct http_req *r, const char *data, size_t len, size_t *used)
 {
-	llhttp_errno_t e;
-
 	*used = 0;
 	if (r->error)
 		return r->error;
 	if (len == 0)
 		return HTTP_NEED_MORE;
-	e = llhttp_execute(&r->parser, data, len);
-	switch (e) {
+	switch (http_execute(&r->parser, data, len, used)) {
 	case HPE_OK:
-		*used = len;
 		return HTTP_NEED_MORE;
 	case HPE_PAUSED:
-		*used = (size_t)(llhttp_get_error_pos(&r->parser) - data);
 		return HTTP_COMPLETE;
 	case HPE_PAUSED_UPGRADE:
-		*used = (size_t)(llhttp_get_error_pos(&r->parser) - data);
 		return HTTP_UPGRADE;
 	default:
 		if (r->error == 0) {

@@ -80,6 +80,15 @@ const char *http_req_header(const struct http_req *r, const char *name);
 int  http_req_header_has(const struct http_req *r, const char *name,
     const char *token);
 
+/*
+ * llhttp_execute() over data[0..len) for http_req_feed() and
+ * http_resp_feed(): *used gets the bytes it took, all of them (HPE_OK) or
+ * those up to where it paused at the end of a message or an upgrade
+ * (HPE_PAUSED, HPE_PAUSED_UPGRADE); 0 on an error.
+ */
+llhttp_errno_t http_execute(llhttp_t *p, const char *data, size_t len,
+    size_t *used);
+
 /* Status for an error code (400, 413, 414, 431, 500). */
 int  http_err_status(int err);
 const char *http_status_text(int status);

@@ -176,21 +176,15 @@ http_resp_free(struct http_resp *r)
 int
 http_resp_feed(struct http_resp *r, const char *p, size_t n, size_t *used)
 {
-	llhttp_errno_t e;
-
 	*used = 0;
 	if (r->error)
 		return r->error;
-	e = llhttp_execute(&r->parser, p, n);
-	switch (e) {
+	switch (http_execute(&r->parser, p, n, used)) {
 	case HPE_OK:
-		*used = n;
 		return HTTP_NEED_MORE;
 	case HPE_PAUSED:
-		*used = (size_t)(llhttp_get_error_pos(&r->parser) - p);
 		return HTTP_COMPLETE;
 	case HPE_PAUSED_UPGRADE:
-		*used = (size_t)(llhttp_get_error_pos(&r->parser) - p);
 		return r->status == 101 ? HTTP_UPGRADE : HTTP_COMPLETE;
 	default:
 		if (r->error == 0)

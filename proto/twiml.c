@@ -224,14 +224,8 @@ twiml_connect_relay_close(struct twiml *t)
 void
 twiml_dial(struct twiml *t, const char *number, const char *sip)
 {
-	twiml_raw(t, "<Dial>");
-	if (sip != NULL) {
-		twiml_raw(t, "<Sip>");
-		twiml_text(t, sip);
-		twiml_raw(t, "</Sip>");
-	} else
-		twiml_text(t, number);
-	twiml_raw(t, "</Dial>");
+	/* neither attribute: "<Dial>" */
+	twiml_dial_with(t, number, sip, NULL, 0);
 }
 
 void
