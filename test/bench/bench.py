@@ -137,7 +137,7 @@ def http_json(url, timeout=3):
 
 class Fake:
     def __init__(self, binary, rundir, procs, tls_files=None, codec="own",
-                 transcript_every=0):
+                 transcript_every=0, delta_ms=0):
         self.binary = binary
         self.port_file = os.path.join(rundir, "fake.port")
         self.pid_file = os.path.join(rundir, "fake.pids")
@@ -150,6 +150,8 @@ class Fake:
             args += ["-c", tls_files["cert"], "-k", tls_files["key"]]
         if transcript_every:
             args += ["-t", str(transcript_every)]
+        if delta_ms:
+            args += ["-w", str(delta_ms)]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT,
                                      preexec_fn=preexec)
@@ -333,6 +335,22 @@ def persona_dir(rundir):
     p.pop("greeting", None)
     with open(os.path.join(d, "default.json"), "w") as f:
         json.dump(p, f, indent=2)
+    # the relay runs' line (its welcomeGreeting is said by Twilio)
+    shutil.copy(os.path.join(ROOT, "personas", "dental.json"), d)
+    return d
+
+
+def relay_lines(rundir):
+    """A ConversationRelay line, "bench" (POST /voice/bench), for the relay
+    runs: the dental persona, Twilio saying the welcome."""
+    d = os.path.join(rundir, "lines")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "bench.json"), "w") as f:
+        json.dump({"app": "agent", "persona": "dental", "free_minutes": None,
+                   "max_call_minutes": None, "sms": None, "tools": ["end_call"],
+                   "transport": "conversation_relay",
+                   "conversation_relay": {"welcomeGreeting": "Hello, how can I help?"}},
+                  f, indent=2)
     return d
 
 
@@ -352,12 +370,14 @@ def run_one(args, label, calls, tls, run_no, certs):
     binaries = os.path.join(args.build, "bench")
     fake = daemon = None
     result = None
+    relay = label == "relay"
     try:
         # the records run: a caller line and a model line every 3 s of every
         # call (150 appends of 20 ms), each a record for the store
         fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
                     certs if tls else None, args.codec,
-                    transcript_every=150 if label == "records" else 0)
+                    transcript_every=150 if label == "records" else 0,
+                    delta_ms=args.relay_delta_ms if relay else 0)
         port = free_port()
         admin_port = free_port()
         while admin_port == port:
@@ -389,6 +409,8 @@ def run_one(args, label, calls, tls, run_no, certs):
         }
         if tls:
             conf["OPENAI_CA_FILE"] = certs["ca"]
+        if relay:
+            conf["LINES_DIR"] = relay_lines(rundir)
         for kv in args.set or []:
             k, _, v = kv.partition("=")
             conf[k] = v
@@ -409,6 +431,9 @@ def run_one(args, label, calls, tls, run_no, certs):
             cmd += ["--auth-token", conf["TWILIO_AUTH_TOKEN"]]
         if args.marks_with_frames:
             cmd.append("--marks-with-frames")
+        if relay:
+            cmd += ["--relay", "--route", "bench", "--every", str(args.relay_every),
+                    "--interrupt-every", str(args.relay_interrupt_every)]
         log("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
                             for c in cmd))
         lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -529,8 +554,58 @@ HEADER = ["run", "calls up", "frames sent / lost", "RTT p50 / p99 / max ms",
 
 def table(results):
     rows = [HEADER, ["---"] * len(HEADER)]
-    rows += [fmt_row(r) for r in results if r is not None]
+    rows += [fmt_row(r) for r in results if r is not None and r.get("mode") != "relay"]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+RELAY_HEADER = ["run", "conversations up", "turns sent / answered / interrupted / lost / bad",
+                "prompt to first token p50 / p99 / max ms",
+                "daemon's part p50 / p99 µs", "daemon CPU ms per conversation-s (per minute)",
+                "per conversation PSS KiB", "generator / fake CPU",
+                "machine busy (others, of a core)", "verdict"]
+
+
+def fmt_relay_row(r):
+    x = r["relay"]
+    f, a = x["first_token_ms"], x["added_us"]
+    return [
+        r["label"],
+        "%d/%d" % (r["established"], r["calls"]),
+        "%d / %d / %d / %d / %d" % (x["turns_sent"], x["turns_done"], x["turns_cut"],
+                                    x["turns_lost"], x["turns_bad"]),
+        "%.2f / %.2f / %.1f" % (f["p50"], f["p99"], f["max"]),
+        "%.0f / %.0f" % (a["p50"], a["p99"]),
+        "%.3f (%.1f)" % (r["daemon_cpu_ms_per_call_s"], r["daemon_cpu_ms_per_call_s"] * 60),
+        "%.0f" % r["daemon_pss_kib"]["per_call"],
+        "%.0f%% / %.0f%%" % (r["gen_cpu_pct"], r["fake_cpu_pct"]),
+        "%.0f%% (%.0f%%)" % (r["machine_busy_pct"], r["other_cpu_pct"]),
+        ("PASS" if r["pass"] else "FAIL") + (" *" if r["bottleneck"] else ""),
+    ]
+
+
+def relay_table(results):
+    rel = [r for r in results if r is not None and r.get("mode") == "relay"]
+    if not rel:
+        return None
+    rows = [RELAY_HEADER, ["---"] * len(RELAY_HEADER)] + [fmt_relay_row(r) for r in rel]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def relay_compare(results):
+    """The relay runs beside the Media Streams runs of the same bench: the
+    daemon's CPU per call-second of each."""
+    media = [r for r in results if r is not None and r.get("mode") in ("plain", "sweep")]
+    rel = [r for r in results if r is not None and r.get("mode") == "relay"]
+    if not media or not rel:
+        return None
+    m = max(media, key=lambda r: r["calls"])
+    out = []
+    for r in rel:
+        a, b = r["daemon_cpu_ms_per_call_s"], m["daemon_cpu_ms_per_call_s"]
+        out.append("%s: daemon CPU %.3f ms per conversation-second, %.3f ms per "
+                   "call-second for Media Streams at %d calls (%s): %.1f%% of it"
+                   % (r["label"], a, b, m["calls"], m["label"], a / b * 100 if b else 0))
+    return "\n".join(out)
 
 
 def main():
@@ -539,7 +614,15 @@ def main():
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sweep", default=None)
-    ap.add_argument("--modes", default="plain,records,tls")
+    ap.add_argument("--modes", default="plain,records,tls,relay")
+    ap.add_argument("--relay-calls", default="500",
+                    help="comma-separated conversation counts of the relay mode")
+    ap.add_argument("--relay-every", type=float, default=2.0,
+                    help="s between a conversation's prompts")
+    ap.add_argument("--relay-delta-ms", type=int, default=20,
+                    help="ms between the fake's text deltas")
+    ap.add_argument("--relay-interrupt-every", type=int, default=4,
+                    help="every Nth turn is interrupted after 3 tokens (0: none)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--gen-procs", type=int, default=2)
     ap.add_argument("--fake-procs", type=int, default=2)
@@ -569,8 +652,9 @@ def main():
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "records", "tls"):
-            ap.error("--modes: plain, records and/or tls")
+        if m not in ("plain", "records", "tls", "relay"):
+            ap.error("--modes: plain, records, tls and/or relay")
+    relay_calls = [int(x) for x in args.relay_calls.split(",") if x.strip()]
 
     global NICE
     NICE = args.nice
@@ -606,6 +690,12 @@ def main():
         if "tls" in modes:
             certs = make_certs(os.path.join(args.build, "bench", "certs"))
         for m in modes:
+            if m == "relay":
+                for n in relay_calls:
+                    run_no += 1
+                    log("\n--- ConversationRelay, %d conversations ---" % n)
+                    results.append(run_one(args, m, n, False, run_no, certs))
+                continue
             run_no += 1
             log("\n--- %s upstream, %d calls ---" % (m, pair_calls))
             results.append(run_one(args, m, pair_calls, m == "tls", run_no, certs))
@@ -634,6 +724,16 @@ def main():
     cmp_line = records_compare(results)
     if cmp_line:
         log(cmp_line)
+    rt = relay_table(results)
+    if rt:
+        log("\nConversationRelay (a prompt every %.1f s per conversation, %d-word answers "
+            "a delta every %d ms, every %s turn interrupted):"
+            % (args.relay_every, 10, args.relay_delta_ms,
+               "%dth" % args.relay_interrupt_every if args.relay_interrupt_every else "no"))
+        log(rt)
+        rc_line = relay_compare(results)
+        if rc_line:
+            log(rc_line)
     if sweep:
         if largest is None:
             log("sweep: no step passed (p99 < %.0f ms, no loss)" % args.max_p99_ms)

@@ -301,3 +301,8 @@ hist_diff(struct hist *out, const struct hist *b, const struct hist *a)
 		}
 	}
 }
+
+const char *const bench_reply_words[BENCH_REPLY_NWORDS] = {
+	"We", "open", "at", "eight", "in", "the", "morning", "on", "Tuesdays,",
+	"thanks.",
+};

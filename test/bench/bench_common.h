@@ -119,7 +119,10 @@ int64_t bench_clock_offset(void);
 
 struct fake_wstats {
 	uint64_t	appends, deltas, conns;
-	struct hist	lag;	/* µs: kernel arrival of an append to its echo written */
+	struct hist	lag;	/* µs: kernel arrival of an append to its echo
+				   written; in a text session, of a
+				   response.create to its first delta written */
+	uint64_t	responses, cancels;	/* text sessions */
 };
 
 struct fake_shared {
@@ -129,5 +132,16 @@ struct fake_shared {
 };
 
 #define FAKE_STATS_MAGIC	0x66616b65u
+
+/* ---- ConversationRelay (text sessions) ----
+ * The fake server answers each response.create of a text session with
+ * these words, one output_text delta each (a space after all but the
+ * last), so the load generator can check every token that reaches it.
+ * The first delta starts with "@RX,TX@": the fake's kernel arrival time of
+ * the response.create and the time it wrote the delta, CLOCK_MONOTONIC ns,
+ * from which the generator takes the daemon's own share of the first
+ * token's latency. */
+#define BENCH_REPLY_NWORDS	10
+extern const char *const bench_reply_words[BENCH_REPLY_NWORDS];
 
 #endif

@@ -91,6 +91,21 @@ struct conn {
 	uint64_t		 nev;
 	uint64_t		 nappends;
 	char			 ids[24];	/* per-connection id stem */
+	/* a text session (a ConversationRelay call): the daemon asked for
+	 * output_modalities ["text"] */
+	int			 text_only;
+	uint64_t		 nresp, nitems;
+	char			 last_item[40];	/* the conversation's last item */
+	struct {
+		int		 active;
+		int		 word;		/* the next word to send */
+		int		 talking;	/* index in S.talking, or -1 */
+		uint64_t	 due;		/* when it is due (ns) */
+		uint64_t	 rx;		/* arrival of its response.create */
+		char		 rid[40], iid[40], prev[40];
+		char		 said[256];	/* the text sent so far */
+		size_t		 nsaid;
+	} rp;
 };
 
 static struct {
@@ -101,6 +116,10 @@ static struct {
 	const char	*port_file, *pid_file;
 	int		 proto_codec;
 	int		 transcript_every;	/* -t: appends a line, 0 none */
+	int		 delta_ms;	/* -w: ms between a text reply's deltas */
+	uv_timer_t	 tick;		/* paces the text replies (-w) */
+	struct conn	**talking;	/* connections with a reply under way */
+	size_t		 ntalking, ctalking;
 	int		 slot;
 	uint64_t	 seed;
 	uv_loop_t	*loop;
@@ -122,6 +141,7 @@ static struct {
 	/* counters */
 	uint64_t	 conns, live, upgrades, refused, tls_fail, proto_err;
 	uint64_t	 appends, deltas, updates, other, pings;
+	uint64_t	 responses, cancels, items;
 	uint64_t	 bytes_in, bytes_out;
 } S;
 
@@ -364,6 +384,314 @@ maybe_transcripts(struct conn *c)
 	send_text(c, scratch, (size_t)n);
 }
 
+/* ---------------------------------------------------------------- */
+/* text sessions: ConversationRelay calls (the daemon's leg_crelay.c) */
+
+/* A NUL-terminated id: prefix, the connection's stem, n. */
+static const char *
+mk_id(char *out, const char *prefix, const struct conn *c, uint64_t n)
+{
+	out[put_id(out, prefix, c->ids, n)] = '\0';
+	return out;
+}
+
+static const char *
+mk_eid(struct conn *c, char *out)
+{
+	out[event_id(c, out)] = '\0';
+	return out;
+}
+
+/* "previous_item_id":"..." or null */
+static const char *
+prev_json(const char *prev, char *out, size_t cap)
+{
+	if (prev[0] == '\0')
+		snprintf(out, cap, "null");
+	else
+		snprintf(out, cap, "\"%s\"", prev);
+	return out;
+}
+
+/* An item: a message of role, with one part (kind, text) or none. */
+static int
+item_json(char *out, size_t cap, const char *iid, const char *role,
+    const char *status, const char *kind, const char *text)
+{
+	if (kind == NULL)
+		return snprintf(out, cap, "{\"id\":\"%s\",\"object\":"
+		    "\"realtime.item\",\"type\":\"message\",\"status\":\"%s\","
+		    "\"role\":\"%s\",\"content\":[]}", iid, status, role);
+	return snprintf(out, cap, "{\"id\":\"%s\",\"object\":\"realtime.item\","
+	    "\"type\":\"message\",\"status\":\"%s\",\"role\":\"%s\",\"content\":"
+	    "[{\"type\":\"%s\",\"text\":\"%s\"}]}", iid, status, role, kind, text);
+}
+
+static void
+send_error(struct conn *c, const char *code, const char *msg)
+{
+	char eid[40];
+	int n;
+
+	n = snprintf(scratch, 1024, "{\"type\":\"error\",\"event_id\":\"%s\","
+	    "\"error\":{\"type\":\"invalid_request_error\",\"code\":\"%s\","
+	    "\"message\":\"%s\",\"param\":null,\"event_id\":null}}",
+	    mk_eid(c, eid), code, msg);
+	send_text(c, scratch, (size_t)n);
+}
+
+/* A client's conversation.item.create: the item joins the conversation. */
+static void
+text_item_created(struct conn *c, const uint8_t *m, size_t n)
+{
+	char eid[40], iid[40], prev[48], role[16] = "user", item[512];
+	const uint8_t *r;
+	size_t rl;
+	int k;
+
+	if ((r = str_field(m, n, "\"role\"", &rl)) != NULL && rl < sizeof(role)) {
+		memcpy(role, r, rl);
+		role[rl] = '\0';
+	}
+	mk_id(iid, "item_", c, ++c->nitems);
+	prev_json(c->last_item, prev, sizeof(prev));
+	item_json(item, sizeof(item), iid, role, "completed", NULL, NULL);
+	k = snprintf(scratch, 2048, "{\"type\":\"conversation.item.added\","
+	    "\"event_id\":\"%s\",\"previous_item_id\":%s,\"item\":%s}",
+	    mk_eid(c, eid), prev, item);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 2048, "{\"type\":\"conversation.item.done\","
+	    "\"event_id\":\"%s\",\"previous_item_id\":%s,\"item\":%s}",
+	    mk_eid(c, eid), prev, item);
+	send_text(c, scratch, (size_t)k);
+	snprintf(c->last_item, sizeof(c->last_item), "%s", iid);
+	S.items++;
+}
+
+static void
+text_item_deleted(struct conn *c, const uint8_t *m, size_t n)
+{
+	char eid[40];
+	const uint8_t *v;
+	size_t vl;
+	int k;
+
+	if ((v = str_field(m, n, "\"item_id\"", &vl)) == NULL || vl > 64) {
+		send_error(c, "invalid_value", "Missing item_id.");
+		return;
+	}
+	k = snprintf(scratch, 1024, "{\"type\":\"conversation.item.deleted\","
+	    "\"event_id\":\"%s\",\"item_id\":\"%.*s\"}", mk_eid(c, eid),
+	    (int)vl, (const char *)v);
+	send_text(c, scratch, (size_t)k);
+}
+
+static void
+talking_remove(struct conn *c)
+{
+	int i = c->rp.talking;
+
+	if (i < 0)
+		return;
+	S.talking[i] = S.talking[--S.ntalking];
+	S.talking[i]->rp.talking = i;
+	c->rp.talking = -1;
+}
+
+static void
+talking_add(struct conn *c)
+{
+	if (S.ntalking == S.ctalking) {
+		size_t nc = S.ctalking ? S.ctalking * 2 : 256;
+		struct conn **nv = realloc(S.talking, nc * sizeof(*nv));
+		if (nv == NULL)
+			abort();
+		S.talking = nv;
+		S.ctalking = nc;
+	}
+	c->rp.talking = (int)S.ntalking;
+	S.talking[S.ntalking++] = c;
+}
+
+/* The reply's next word as an output_text delta; the first carries the
+ * stamps of bench_common.h. */
+static void
+text_delta(struct conn *c)
+{
+	char eid[40], word[96];
+	const char *w = bench_reply_words[c->rp.word];
+	int last = c->rp.word == BENCH_REPLY_NWORDS - 1, k;
+	uint64_t now = bench_now_ns();
+
+	if (c->rp.word == 0)
+		snprintf(word, sizeof(word), "@%llu,%llu@%s ",
+		    (unsigned long long)c->rp.rx, (unsigned long long)now, w);
+	else
+		snprintf(word, sizeof(word), "%s%s", w, last ? "" : " ");
+	k = snprintf(scratch, 1024, "{\"type\":\"response.output_text.delta\","
+	    "\"event_id\":\"%s\",\"response_id\":\"%s\",\"item_id\":\"%s\","
+	    "\"output_index\":0,\"content_index\":0,\"delta\":\"%s\"}",
+	    mk_eid(c, eid), c->rp.rid, c->rp.iid, word);
+	send_text(c, scratch, (size_t)k);
+	if (c->rp.nsaid + strlen(word) < sizeof(c->rp.said)) {
+		memcpy(c->rp.said + c->rp.nsaid, word, strlen(word) + 1);
+		c->rp.nsaid += strlen(word);
+	}
+	if (c->rp.word == 0 && S.ws != NULL) {
+		S.ws->responses++;
+		if (c->rp.rx != 0 && now >= c->rp.rx)
+			hist_add(&S.ws->lag, (now - c->rp.rx) / 1000);
+	}
+	c->rp.word++;
+	S.deltas++;
+	if (S.ws != NULL)
+		S.ws->deltas++;
+}
+
+/* The end of the reply: every word said, or cancelled. */
+static void
+text_done(struct conn *c, int cancelled)
+{
+	char eid[40], prev[48], item[512], cid[40];
+	const char *status = cancelled ? "incomplete" : "completed";
+	char ids[160];
+	int k, words = c->rp.word;
+
+	snprintf(ids, sizeof(ids), "\"response_id\":\"%s\",\"item_id\":\"%s\","
+	    "\"output_index\":0,\"content_index\":0", c->rp.rid, c->rp.iid);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.output_text.done\","
+	    "\"event_id\":\"%s\",%s,\"text\":\"%s\"}", mk_eid(c, eid), ids,
+	    c->rp.said);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.content_part.done\","
+	    "\"event_id\":\"%s\",%s,\"part\":{\"type\":\"output_text\","
+	    "\"text\":\"%s\"}}", mk_eid(c, eid), ids, c->rp.said);
+	send_text(c, scratch, (size_t)k);
+	item_json(item, sizeof(item), c->rp.iid, "assistant", status,
+	    "output_text", c->rp.said);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.output_item.done\","
+	    "\"event_id\":\"%s\",\"response_id\":\"%s\",\"output_index\":0,"
+	    "\"item\":%s}", mk_eid(c, eid), c->rp.rid, item);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 2048, "{\"type\":\"conversation.item.done\","
+	    "\"event_id\":\"%s\",\"previous_item_id\":%s,\"item\":%s}",
+	    mk_eid(c, eid), prev_json(c->rp.prev, prev, sizeof(prev)), item);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 4096, "{\"type\":\"response.done\",\"event_id\":"
+	    "\"%s\",\"response\":{\"object\":\"realtime.response\",\"id\":\"%s\","
+	    "\"status\":\"%s\",\"status_details\":%s,\"conversation_id\":\"%s\","
+	    "\"output\":[%s],\"usage\":{\"total_tokens\":%d,\"input_tokens\":%d,"
+	    "\"output_tokens\":%d,\"input_token_details\":{\"text_tokens\":%d,"
+	    "\"audio_tokens\":0,\"image_tokens\":0,\"cached_tokens\":0,"
+	    "\"cached_tokens_details\":{\"text_tokens\":0,\"audio_tokens\":0,"
+	    "\"image_tokens\":0}},\"output_token_details\":{\"text_tokens\":%d,"
+	    "\"audio_tokens\":0}},\"metadata\":null,\"output_modalities\":"
+	    "[\"text\"],\"max_output_tokens\":\"inf\"}}", mk_eid(c, eid),
+	    c->rp.rid, cancelled ? "cancelled" : "completed", cancelled ?
+	    "{\"type\":\"cancelled\",\"reason\":\"client_cancelled\"}" : "null",
+	    mk_id(cid, "conv_", c, 1), item, 200 + 12 * (int)c->nitems + words,
+	    200 + 12 * (int)c->nitems, words, 200 + 12 * (int)c->nitems, words);
+	send_text(c, scratch, (size_t)k);
+	c->rp.active = 0;
+	talking_remove(c);
+}
+
+/* A response.create of a text session: the reply's head and first delta
+ * now, the other words now too (-w 0) or one every -w ms. */
+static void
+text_reply(struct conn *c)
+{
+	char eid[40], cid[40], prev[48], item[512];
+	int k;
+
+	if (c->rp.active) {
+		send_error(c, "conversation_already_has_active_response",
+		    "Conversation already has an active response in progress.");
+		return;
+	}
+	S.responses++;
+	c->rp.active = 1;
+	c->rp.word = 0;
+	c->rp.nsaid = 0;
+	c->rp.said[0] = '\0';
+	c->rp.rx = S.rx_ns;
+	mk_id(c->rp.rid, "resp_", c, ++c->nresp);
+	mk_id(c->rp.iid, "item_", c, ++c->nitems);
+	snprintf(c->rp.prev, sizeof(c->rp.prev), "%s", c->last_item);
+	snprintf(c->last_item, sizeof(c->last_item), "%s", c->rp.iid);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.created\",\"event_id\":"
+	    "\"%s\",\"response\":{\"object\":\"realtime.response\",\"id\":\"%s\","
+	    "\"status\":\"in_progress\",\"status_details\":null,"
+	    "\"conversation_id\":\"%s\",\"output\":[],\"usage\":null,"
+	    "\"metadata\":null,\"output_modalities\":[\"text\"],"
+	    "\"max_output_tokens\":\"inf\"}}", mk_eid(c, eid), c->rp.rid,
+	    mk_id(cid, "conv_", c, 1));
+	send_text(c, scratch, (size_t)k);
+	item_json(item, sizeof(item), c->rp.iid, "assistant", "in_progress",
+	    NULL, NULL);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.output_item.added\","
+	    "\"event_id\":\"%s\",\"response_id\":\"%s\",\"output_index\":0,"
+	    "\"item\":%s}", mk_eid(c, eid), c->rp.rid, item);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 2048, "{\"type\":\"conversation.item.added\","
+	    "\"event_id\":\"%s\",\"previous_item_id\":%s,\"item\":%s}",
+	    mk_eid(c, eid), prev_json(c->rp.prev, prev, sizeof(prev)), item);
+	send_text(c, scratch, (size_t)k);
+	k = snprintf(scratch, 2048, "{\"type\":\"response.content_part.added\","
+	    "\"event_id\":\"%s\",\"response_id\":\"%s\",\"item_id\":\"%s\","
+	    "\"output_index\":0,\"content_index\":0,\"part\":{\"type\":"
+	    "\"output_text\",\"text\":\"\"}}", mk_eid(c, eid), c->rp.rid,
+	    c->rp.iid);
+	send_text(c, scratch, (size_t)k);
+	text_delta(c);
+	if (S.delta_ms <= 0) {
+		while (c->rp.word < BENCH_REPLY_NWORDS)
+			text_delta(c);
+		text_done(c, 0);
+		return;
+	}
+	c->rp.due = bench_now_ns() + (uint64_t)S.delta_ms * 1000000ULL;
+	talking_add(c);
+}
+
+static void
+text_cancel(struct conn *c)
+{
+	if (!c->rp.active) {
+		send_error(c, "response_cancel_not_active",
+		    "Cancellation failed: no active response found");
+		return;
+	}
+	S.cancels++;
+	if (S.ws != NULL)
+		S.ws->cancels++;
+	text_done(c, 1);
+}
+
+/* -w: every ms, the words that are due. */
+static void
+tick_cb(uv_timer_t *t)
+{
+	uint64_t now = bench_now_ns();
+
+	for (size_t i = S.ntalking; i-- > 0; ) {
+		struct conn *c = S.talking[i];
+		if (c->state != ST_OPEN || !c->rp.active || c->rp.due > now)
+			continue;
+		while (c->rp.active && c->rp.due <= now) {
+			text_delta(c);
+			if (c->rp.word >= BENCH_REPLY_NWORDS)
+				text_done(c, 0);
+			else
+				c->rp.due += (uint64_t)S.delta_ms * 1000000ULL;
+		}
+		conn_flush(c);
+	}
+}
+
+/* in a session.update: GA output_modalities or beta modalities ["text"] */
+static const char text_only_key[] = "odalities\":[\"text\"]";
+
 static const char append_head[] =
     "{\"type\":\"input_audio_buffer.append\",\"audio\":\"";
 #define APPEND_HEAD_LEN (sizeof(append_head) - 1)
@@ -390,8 +718,22 @@ on_message(struct conn *c, const uint8_t *m, size_t n)
 	}
 	if (vl == 14 && memcmp(v, "session.update", 14) == 0) {
 		S.updates++;
+		if (memmem(m, n, text_only_key, sizeof(text_only_key) - 1) != NULL)
+			c->text_only = 1;
 		send_session(c, 1);
-	} else if (vl == 25 && memcmp(v, "input_audio_buffer.append", 25) == 0) {
+	} else if (c->text_only && vl == 15 &&
+	    memcmp(v, "response.create", 15) == 0)
+		text_reply(c);
+	else if (c->text_only && vl == 15 &&
+	    memcmp(v, "response.cancel", 15) == 0)
+		text_cancel(c);
+	else if (c->text_only && vl == 24 &&
+	    memcmp(v, "conversation.item.create", 24) == 0)
+		text_item_created(c, m, n);
+	else if (c->text_only && vl == 24 &&
+	    memcmp(v, "conversation.item.delete", 24) == 0)
+		text_item_deleted(c, m, n);
+	else if (vl == 25 && memcmp(v, "input_audio_buffer.append", 25) == 0) {
 		const uint8_t *a = str_field(m, n, "\"audio\"", &vl);
 		S.appends++;
 		if (a != NULL)
@@ -768,6 +1110,7 @@ conn_close(struct conn *c)
 		return;
 	c->state = ST_CLOSED;
 	S.live--;
+	talking_remove(c);
 	uv_poll_stop(&c->poll);
 	uv_close((uv_handle_t *)&c->poll, conn_free_cb);
 }
@@ -882,6 +1225,7 @@ on_accept(uv_poll_t *h, int status, int events)
 		if (S.ws)
 			S.ws->conns++;
 		c->id = S.conns;
+		c->rp.talking = -1;
 		buf_init(&c->in, MAX_MSG + 64);
 		buf_init(&c->out, OUT_MAX);
 		buf_init(&c->pout, OUT_MAX);
@@ -921,13 +1265,16 @@ print_stats(void)
 	fprintf(stderr, "fake_upstream[%d] pid %d: %llu connections (%llu open), "
 	    "%llu upgrades, %llu refused, %llu TLS failures, %llu protocol "
 	    "errors, %llu session.update, %llu appends, %llu deltas, %llu other, "
-	    "%llu pings, %llu bytes in, %llu out\n", S.slot, (int)getpid(),
+	    "%llu pings, %llu text responses (%llu cancelled), %llu items, "
+	    "%llu bytes in, %llu out\n", S.slot, (int)getpid(),
 	    (unsigned long long)S.conns, (unsigned long long)S.live,
 	    (unsigned long long)S.upgrades, (unsigned long long)S.refused,
 	    (unsigned long long)S.tls_fail, (unsigned long long)S.proto_err,
 	    (unsigned long long)S.updates, (unsigned long long)S.appends,
 	    (unsigned long long)S.deltas, (unsigned long long)S.other,
-	    (unsigned long long)S.pings, (unsigned long long)S.bytes_in,
+	    (unsigned long long)S.pings, (unsigned long long)S.responses,
+	    (unsigned long long)S.cancels, (unsigned long long)S.items,
+	    (unsigned long long)S.bytes_in,
 	    (unsigned long long)S.bytes_out);
 }
 
@@ -996,6 +1343,10 @@ child_main(int slot, struct sockaddr_in *sa, int ready_fd)
 		}
 		close(sfd);
 		S.ws = &((struct fake_shared *)m)->w[slot];
+	}
+	if (S.delta_ms > 0) {
+		uv_timer_init(S.loop, &S.tick);
+		uv_timer_start(&S.tick, tick_cb, 1, 1);
 	}
 	uv_signal_init(S.loop, &S.sigterm);
 	uv_signal_start(&S.sigterm, on_signal, SIGTERM);
@@ -1101,7 +1452,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: fake_upstream [-b ADDR] [-p PORT] [-j PROCS] "
 	    "[-c CERT -k KEY] [-P PORT_FILE] [-i PID_FILE] [-C own|proto]\n"
-	    "       [-S STATS_FILE] [-t APPENDS_PER_LINE]\n"
+	    "       [-S STATS_FILE] [-t APPENDS_PER_LINE] [-w DELTA_MS]\n"
 	    "       fake_upstream -T N   (compare the two framings on N appends)\n");
 	exit(2);
 }
@@ -1133,7 +1484,7 @@ main(int argc, char **argv)
 
 	S.addr = "127.0.0.1";
 	S.procs = 1;
-	while ((opt = getopt(argc, argv, "b:p:j:c:k:P:i:C:T:S:t:h")) != -1) {
+	while ((opt = getopt(argc, argv, "b:p:j:c:k:P:i:C:T:S:t:w:h")) != -1) {
 		switch (opt) {
 		case 'b': S.addr = optarg; break;
 		case 'p': S.port = atoi(optarg); break;
@@ -1143,6 +1494,7 @@ main(int argc, char **argv)
 		case 'P': S.port_file = optarg; break;
 		case 'S': S.stats_file = optarg; break;
 		case 't': S.transcript_every = atoi(optarg); break;
+		case 'w': S.delta_ms = atoi(optarg); break;
 		case 'T':
 			codec_selftest(atol(optarg));
 			return 0;

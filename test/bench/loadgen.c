@@ -110,6 +110,9 @@ static struct {
 	double		 max_p99_ms;
 	int		 quiet;
 	const char	*auth_token;	/* signs each webhook when set */
+	int		 relay;		/* ConversationRelay conversations */
+	double		 every;		/* relay: s between a call's prompts */
+	int		 interrupt_every; /* relay: every Nth turn is cut */
 } O;
 
 /* ---------------------------------------------------------------- */
@@ -136,6 +139,13 @@ struct gstats {
 	struct hist	 rx_lag;		/* µs, arrival in the socket to read */
 	struct hist	 lateness;		/* µs: frame written after its due time */
 	struct hist	 setup;			/* µs: webhook to first echo */
+	/* relay mode: turns are prompts with last: true */
+	uint64_t	 turns_sent, turns_done, turns_cut, turns_lost, turns_bad;
+	uint64_t	 tokens_in, tokens_late, ends;
+	struct hist	 ftl_win;	/* µs: prompt write() to the first
+					   token's arrival in the socket */
+	struct hist	 added_win;	/* µs: the daemon's part of ftl_win */
+	struct hist	 turn_win;	/* µs: prompt write() to last: true */
 };
 
 /* The window, decided by the parent once every call is flowing (0 until
@@ -173,6 +183,7 @@ struct call {
 	uint32_t	 unstamped;	/* first frame not yet handed to write() */
 	struct buf	 out, wbuf, in;
 	char		*path, *params;
+	char		*sig;		/* relay: the handshake's signature */
 	char		 ws_key[25];
 	uint64_t	 t_start, t_begin, t_live, t_dead, next_due, play_end;
 	uint64_t	 wheel_slot;
@@ -180,6 +191,12 @@ struct call {
 	uint64_t	 sent, recv;
 	int		 first_echo;
 	uint8_t		 mhead, mcount;
+	/* relay mode: the turn under way */
+	uint8_t		 turn_open, turn_bad, turn_cut, stamp_prompt;
+	uint8_t		 ntok;		/* its tokens so far */
+	uint32_t	 turns;		/* prompts sent */
+	uint64_t	 t_queued;	/* its prompt queued */
+	uint64_t	 t_prompt;	/* its prompt handed to write() */
 	uint8_t		 carry[FRAME_BYTES];	/* a frame split across media */
 	size_t		 ncarry;
 	struct mark	 marks[NMARKS];
@@ -225,6 +242,7 @@ static void call_fail(struct call *c, uint64_t *counter, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void ws_connect(struct call *c);
 static void flush_call(struct call *c);
+static int sign_url(const char *s, char *hdr, size_t len);
 
 /* ---------------------------------------------------------------- */
 
@@ -413,6 +431,11 @@ flush_call(struct call *c)
 		}
 		c->unstamped = c->next_frame;
 	}
+	if (c->stamp_prompt) {
+		/* a prompt's latency runs from here */
+		c->stamp_prompt = 0;
+		c->t_prompt = bench_now_ns();
+	}
 	while (buf_pending(&c->out) > 0) {
 		n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
 		if (n > 0) {
@@ -527,6 +550,187 @@ send_stop(struct call *c)
 	    "{\"accountSid\":\"%s\",\"callSid\":\"%s\"},\"streamSid\":\"%s\"}",
 	    ++c->seq, account_sid, cs, ss);
 	send_text(c, scratch, (size_t)n);
+}
+
+/* ---------------------------------------------------------------- */
+/* ConversationRelay: Twilio's side of a text conversation (protocols.md 7) */
+
+static void
+send_setup(struct call *c)
+{
+	char cs[35], ss[35];
+	unsigned phone = (O.run_id * 7919u + c->idx) % 10000000u;
+	int n;
+
+	sids(c, cs, ss);
+	n = snprintf(scratch, sizeof(scratch),
+	    "{\"type\":\"setup\",\"sessionId\":\"VX%08x%08x%016x\","
+	    "\"accountSid\":\"%s\",\"parentCallSid\":\"\",\"callSid\":\"%s\","
+	    "\"from\":\"+1555%07u\",\"to\":\"+15005550006\",\"forwardedFrom\":"
+	    "\"\",\"callType\":\"PSTN\",\"callerName\":\"\",\"direction\":"
+	    "\"inbound\",\"callStatus\":\"RINGING\",\"customParameters\":%s}",
+	    O.run_id, c->idx, 0x5eedu, account_sid, cs, phone,
+	    c->params ? c->params : "{}");
+	if (n > 0 && (size_t)n < sizeof(scratch))
+		send_text(c, scratch, (size_t)n);
+}
+
+/*
+ * A prompt falls due every --every s: the caller's final words of an
+ * utterance.  A turn still unanswered holds the next prompt back, and
+ * after 5 s counts as lost.
+ */
+static void
+relay_due(struct call *c, uint64_t now)
+{
+	int n;
+
+	c->next_due += (uint64_t)(O.every * 1e9);
+	if (c->turn_open) {
+		if (now - c->t_queued < 5000000000ULL)
+			return;
+		G.st->turns_lost++;
+		c->turn_open = 0;
+	}
+	c->turns++;
+	n = snprintf(scratch, sizeof(scratch), "{\"type\":\"prompt\","
+	    "\"voicePrompt\":\"What time do you open on Tuesday? This is "
+	    "conversation %u, turn %u.\",\"lang\":\"en-US\",\"last\":true}",
+	    c->idx, c->turns);
+	send_text(c, scratch, (size_t)n);
+	c->turn_open = 1;
+	c->turn_bad = 0;
+	c->ntok = 0;
+	c->turn_cut = O.interrupt_every > 0 &&
+	    c->turns % (unsigned)O.interrupt_every == 0;
+	c->t_queued = now;
+	c->t_prompt = 0;
+	c->stamp_prompt = 1;
+	G.st->turns_sent++;
+}
+
+/* The caller talks over the answer after its third token: Twilio stops
+ * speaking and says what was heard. */
+static void
+send_interrupt(struct call *c)
+{
+	char heard[128];
+	size_t hl = 0;
+	int n;
+
+	for (int i = 0; i < c->ntok && i < BENCH_REPLY_NWORDS; i++)
+		hl += (size_t)snprintf(heard + hl, sizeof(heard) - hl, "%s%s",
+		    i ? " " : "", bench_reply_words[i]);
+	n = snprintf(scratch, sizeof(scratch), "{\"type\":\"interrupt\","
+	    "\"utteranceUntilInterrupt\":\"%s\",\"durationUntilInterruptMs\":"
+	    "%d}", heard, 300 * c->ntok);
+	send_text(c, scratch, (size_t)n);
+}
+
+/* "@RX,TX@" at the head of a first token (bench_common.h): the fake's
+ * arrival of the response.create and its write of the delta. */
+static size_t
+token_stamps(const char *t, size_t n, uint64_t *frx, uint64_t *ftx)
+{
+	const char *e;
+	char *end;
+
+	*frx = *ftx = 0;
+	if (n < 5 || t[0] != '@' || (e = memchr(t + 1, '@', n - 1)) == NULL)
+		return 0;
+	*frx = strtoull(t + 1, &end, 10);
+	if (*end == ',')
+		*ftx = strtoull(end + 1, NULL, 10);
+	return (size_t)(e + 1 - t);
+}
+
+static void
+on_token(struct call *c, const char *t, size_t n, int last, uint64_t now,
+    uint64_t rx)
+{
+	struct gstats *st = G.st;
+	uint64_t frx, ftx;
+	char want[64];
+	int k = c->ntok;
+
+	st->tokens_in++;
+	if (!c->turn_open) {
+		st->tokens_late++;	/* after an interrupt, or a lost turn */
+		return;
+	}
+	if (last) {
+		if (n != 0 || k != BENCH_REPLY_NWORDS)
+			c->turn_bad = 1;
+		c->turn_open = 0;
+		if (c->turn_bad)
+			st->turns_bad++;
+		st->turns_done++;
+		if (c->t_prompt >= G.W0 && c->t_prompt != 0 && G.counting)
+			hist_add(&st->turn_win, rx > c->t_prompt ?
+			    (rx - c->t_prompt) / 1000 : 0);
+		return;
+	}
+	if (k == 0) {
+		size_t sl = token_stamps(t, n, &frx, &ftx);
+		t += sl;
+		n -= sl;
+		if (sl == 0)
+			c->turn_bad = 1;
+		else if (c->t_prompt != 0 && c->t_prompt >= G.W0 && G.counting) {
+			hist_add(&st->ftl_win, rx > c->t_prompt ?
+			    (rx - c->t_prompt) / 1000 : 0);
+			/* before the fake had the response.create, and after it
+			 * wrote the delta */
+			if (frx >= c->t_prompt && rx >= ftx && ftx >= frx)
+				hist_add(&st->added_win, (frx - c->t_prompt +
+				    rx - ftx) / 1000);
+		}
+		if (!c->first_echo) {
+			c->first_echo = 1;
+			st->flowing++;
+			hist_add(&st->setup, (now - c->t_begin) / 1000);
+		}
+	}
+	if (k >= BENCH_REPLY_NWORDS)
+		c->turn_bad = 1;
+	else {
+		snprintf(want, sizeof(want), "%s%s", bench_reply_words[k],
+		    k < BENCH_REPLY_NWORDS - 1 ? " " : "");
+		if (n != strlen(want) || memcmp(t, want, n) != 0)
+			c->turn_bad = 1;
+	}
+	c->ntok++;
+	if (c->turn_cut && c->ntok == 3 && !c->turn_bad) {
+		send_interrupt(c);
+		c->turn_open = 0;
+		st->turns_cut++;
+	}
+}
+
+/* What the daemon sends on a ConversationRelay socket. */
+static void
+on_relay_text(struct call *c, const char *m, size_t n, uint64_t now,
+    uint64_t rx)
+{
+	static const char tok[] = "{\"type\":\"text\",\"token\":\"";
+	const char *v, *e;
+
+	if (n > sizeof(tok) && memcmp(m, tok, sizeof(tok) - 1) == 0) {
+		v = m + sizeof(tok) - 1;
+		/* our words need no escapes: a backslash is a wrong token */
+		for (e = v; e < m + n && *e != '"' && *e != '\\'; e++)
+			;
+		if (e < m + n && *e == '"') {
+			size_t rest = (size_t)(m + n - e);
+			int last = rest >= 12 && memcmp(e, "\",\"last\":true", 12) == 0;
+			on_token(c, v, (size_t)(e - v), last, now, rx);
+			return;
+		}
+	} else if (n > 14 && memcmp(m, "{\"type\":\"end\"", 14) == 0) {
+		G.st->ends++;
+		return;
+	}
+	G.st->msgs_other++;
 }
 
 static uint8_t
@@ -759,6 +963,10 @@ on_text(struct call *c, const char *m, size_t n, uint64_t now, uint64_t rx)
 	const char *v;
 	size_t vl;
 
+	if (O.relay) {
+		on_relay_text(c, m, n, now, rx);
+		return;
+	}
 	if (n > 18 && memcmp(m, "{\"event\":\"media\"", 16) == 0) {
 		v = field(m, n, "\"payload\":\"", 11, &vl);
 		if (v != NULL) {
@@ -946,7 +1154,7 @@ on_twiml(struct call *c, int status, const char *body)
 		    c->idx, status);
 		return;
 	}
-	s = strstr(body, "<Stream ");
+	s = strstr(body, O.relay ? "<ConversationRelay " : "<Stream ");
 	if (s == NULL || attr(s, "url=\"", url, sizeof(url)) == NULL) {
 		call_fail(c, &G.st->refused, "call %u: no stream offered: %.120s",
 		    c->idx, body);
@@ -962,7 +1170,14 @@ on_twiml(struct call *c, int status, const char *body)
 		return;
 	}
 	c->path = strdup(p);
-	/* the <Parameter>s become start.customParameters */
+	if (O.relay && O.auth_token != NULL) {
+		/* the handshake is signed over the wss:// form of the URL */
+		char wss[2100], hdr[80];
+		snprintf(wss, sizeof(wss), "wss://%s", strstr(url, "://") + 3);
+		if (sign_url(wss, hdr, sizeof(hdr)) == 0)
+			c->sig = strdup(hdr);
+	}
+	/* the <Parameter>s become start.customParameters (or setup's) */
 	params[pl++] = '{';
 	for (p = s; (p = strstr(p, "<Parameter ")) != NULL; ) {
 		p = attr(p, "name=\"", name, sizeof(name));
@@ -1052,8 +1267,14 @@ on_upgrade_answer(struct call *c, uint64_t now, uint64_t rx)
 	c->was_live = 1;
 	c->t_live = now;
 	G.st->established++;
-	send_connected_start(c);
-	c->next_due = now;
+	if (O.relay) {
+		/* the first prompt once the model's session is likely open */
+		send_setup(c);
+		c->next_due = now + 300000000ULL;
+	} else {
+		send_connected_start(c);
+		c->next_due = now;
+	}
 	c->unstamped = 0;
 	vec_push(&G.buckets[slot_of(now) % SLOTS], c);
 	rest = n - hl;
@@ -1137,8 +1358,8 @@ poll_cb(uv_poll_t *h, int status, int events)
 		len = snprintf(req_text, sizeof(req_text),
 		    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
 		    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-		    "Sec-WebSocket-Version: 13\r\nUser-Agent: Twilio.TmeWs/1.0\r\n\r\n",
-		    c->path, O.host, O.port, c->ws_key);
+		    "Sec-WebSocket-Version: 13\r\n%sUser-Agent: Twilio.TmeWs/1.0\r\n\r\n",
+		    c->path, O.host, O.port, c->ws_key, c->sig ? c->sig : "");
 		c->state = C_UPGRADE;
 		buf_append(&c->out, req_text, (size_t)len);
 		flush_call(c);
@@ -1223,12 +1444,27 @@ ws_connect(struct call *c)
  * 5.1): HMAC-SHA1 of the URL followed by each name and decoded value, names
  * in byte order, which is the order http_connected_cb writes them in.
  */
+/* "X-Twilio-Signature: ...\r\n" of the signed text s into hdr; 0 or -1. */
+static int
+sign_url(const char *s, char *hdr, size_t len)
+{
+	unsigned char mac[20], b64[32];
+	size_t olen;
+
+	hdr[0] = '\0';
+	if (mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA1),
+	    (const unsigned char *)O.auth_token, strlen(O.auth_token),
+	    (const unsigned char *)s, strlen(s), mac) != 0 ||
+	    mbedtls_base64_encode(b64, sizeof(b64), &olen, mac, sizeof(mac)) != 0)
+		return -1;
+	snprintf(hdr, len, "X-Twilio-Signature: %.*s\r\n", (int)olen, b64);
+	return 0;
+}
+
 static void
 sign_webhook(const char *cs, unsigned phone, char *hdr, size_t len)
 {
 	char s[512], caller[16];
-	unsigned char mac[20], b64[32];
-	size_t olen;
 	int n;
 
 	hdr[0] = '\0';
@@ -1240,13 +1476,9 @@ sign_webhook(const char *cs, unsigned phone, char *hdr, size_t len)
 	    "Called+15005550006Caller%sDirectioninboundFrom%sTo+15005550006",
 	    O.host, O.port, O.route[0] ? "/" : "", O.route, account_sid, cs,
 	    caller, caller);
-	if (n < 0 || (size_t)n >= sizeof(s) ||
-	    mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA1),
-	    (const unsigned char *)O.auth_token, strlen(O.auth_token),
-	    (const unsigned char *)s, (size_t)n, mac) != 0 ||
-	    mbedtls_base64_encode(b64, sizeof(b64), &olen, mac, sizeof(mac)) != 0)
+	if (n < 0 || (size_t)n >= sizeof(s))
 		return;
-	snprintf(hdr, len, "X-Twilio-Signature: %.*s\r\n", (int)olen, b64);
+	sign_url(s, hdr, len);
 }
 
 static void
@@ -1315,6 +1547,10 @@ process_bucket(struct vec *b, uint64_t now)
 			continue;	/* dropped from the bucket */
 		b->v[w++] = c;
 		while (c->next_due <= now) {
+			if (O.relay) {
+				relay_due(c, now);
+				continue;
+			}
 			if (O.marks_with_frames)
 				marks_due(c, now, 0);
 			send_frame(c, now);
@@ -1342,7 +1578,8 @@ end_calls(uint64_t now)
 		case C_LIVE:
 		case C_DRAIN:
 			marks_due(c, now, 1);
-			send_stop(c);
+			if (!O.relay)
+				send_stop(c);
 			send_control(c, BWS_CLOSE, (const uint8_t *)"\x03\xe8", 2);
 			c->state = C_CLOSING;
 			break;
@@ -1367,6 +1604,8 @@ finish(void)
 			continue;
 		st->frames_sent += c->sent;
 		st->frames_recv += c->recv;
+		if (c->turn_open)
+			st->turns_lost++;
 		uint64_t a = c->t_live > G.W0 ? c->t_live : G.W0;
 		uint64_t z = c->t_dead && c->t_dead < G.W1 ? c->t_dead : G.W1;
 		if (z > a)
@@ -1916,7 +2155,7 @@ usage(void)
 	    "       [--daemon-pid PID] [--fake-pids P,P,...] [--label TEXT]\n"
 	    "       [--marks-with-frames] [--max-p99-ms MS] [--run-id N]\n"
 	    "       [--setup-max S] [--fake-stats FILE] [--auth-token TOKEN]\n"
-	    "       [--quiet]\n");
+	    "       [--quiet] [--relay [--every S] [--interrupt-every N]]\n");
 	exit(2);
 }
 
@@ -1951,7 +2190,8 @@ main(int argc, char **argv)
 		{ "max-p99-ms", 1, NULL, 'p' }, { "run-id", 1, NULL, 'i' },
 		{ "quiet", 0, NULL, 'q' }, { "setup-max", 1, NULL, 'M' },
 		{ "fake-stats", 1, NULL, 'F' }, { "admin-url", 1, NULL, 'A' },
-		{ "auth-token", 1, NULL, 'a' },
+		{ "auth-token", 1, NULL, 'a' }, { "relay", 0, NULL, 'X' },
+		{ "every", 1, NULL, 'E' }, { "interrupt-every", 1, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -1966,6 +2206,8 @@ main(int argc, char **argv)
 	O.grace = 2;
 	O.procs = 1;
 	O.max_p99_ms = 20;
+	O.every = 2;
+	O.interrupt_every = 4;
 	O.run_id = (unsigned)(bench_now_ns() / 1000) ^ (unsigned)getpid();
 	snprintf(O.label, sizeof(O.label), "run");
 	snprintf(O.route, sizeof(O.route), "%s", "");
@@ -2000,11 +2242,14 @@ main(int argc, char **argv)
 		case 'M': O.setup_max = atof(optarg); break;
 		case 'F': O.fake_stats = optarg; break;
 		case 'a': O.auth_token = optarg; break;
+		case 'X': O.relay = 1; break;
+		case 'E': O.every = atof(optarg); break;
+		case 'I': O.interrupt_every = atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (O.port == 0 || O.calls < 1 || O.seconds <= 0 || O.procs < 1 ||
-	    O.procs > MAX_PROCS)
+	    O.procs > MAX_PROCS || O.every < 0.05 || O.interrupt_every < 0)
 		usage();
 	if (O.admin_port == 0) {	/* the daemon's defaults: 5050, 5051 */
 		snprintf(O.admin_host, sizeof(O.admin_host), "%s", O.host);
@@ -2099,7 +2344,7 @@ main(int argc, char **argv)
 	double setup_s = (double)(G.W0 - G.T0) / 1e9;
 
 	/* the window */
-	struct mhist mi0, mo0, mi1, mo1;
+	struct mhist mi0, mo0, mi1, mo1, mr0, mr1;
 	struct hist *fl0 = calloc(1, sizeof(*fl0)), *fl1 = calloc(1, sizeof(*fl1)),
 	    *flw = calloc(1, sizeof(*flw));
 	uint64_t fa0, fa1;
@@ -2120,6 +2365,7 @@ main(int argc, char **argv)
 	char *mt = http_get("/metrics");
 	parse_metrics(mt, "relay_in_latency_seconds", &mi0);
 	parse_metrics(mt, "relay_out_latency_seconds", &mo0);
+	parse_metrics(mt, "response_latency_seconds", &mr0);
 	free(mt);
 	uint64_t w0 = bench_now_ns();
 	fake_lag(fl0, &fa0);
@@ -2149,12 +2395,16 @@ main(int argc, char **argv)
 	mt = http_get("/metrics");
 	parse_metrics(mt, "relay_in_latency_seconds", &mi1);
 	parse_metrics(mt, "relay_out_latency_seconds", &mo1);
+	parse_metrics(mt, "response_latency_seconds", &mr1);
 	free(mt);
 	uint64_t win_in_n, win_out_n;
 	double win_in50 = mhist_quantile(&mi0, &mi1, 0.50, &win_in_n);
 	double win_in99 = mhist_quantile(&mi0, &mi1, 0.99, &win_in_n);
 	double win_out50 = mhist_quantile(&mo0, &mo1, 0.50, &win_out_n);
 	double win_out99 = mhist_quantile(&mo0, &mo1, 0.99, &win_out_n);
+	uint64_t win_resp_n;
+	double win_resp50 = mhist_quantile(&mr0, &mr1, 0.50, &win_resp_n);
+	double win_resp99 = mhist_quantile(&mr0, &mr1, 0.99, &win_resp_n);
 	pid_t dp_w0[64];
 	int ndp_w0 = ndp;
 	memcpy(dp_w0, dp, sizeof(dp));
@@ -2197,6 +2447,8 @@ main(int argc, char **argv)
 		ADD(marks_in); ADD(marks_echoed); ADD(marks_forced); ADD(clears);
 		ADD(msgs_other); ADD(pings); ADD(bytes_in); ADD(bytes_out);
 		ADD(write_again); ADD(live_w0); ADD(live_w1); ADD(call_seconds);
+		ADD(turns_sent); ADD(turns_done); ADD(turns_cut); ADD(turns_lost);
+		ADD(turns_bad); ADD(tokens_in); ADD(tokens_late); ADD(ends);
 #undef ADD
 		if (s->max_out > T->max_out)
 			T->max_out = s->max_out;
@@ -2206,6 +2458,9 @@ main(int argc, char **argv)
 		hist_merge(&T->rx_lag, &s->rx_lag);
 		hist_merge(&T->lateness, &s->lateness);
 		hist_merge(&T->setup, &s->setup);
+		hist_merge(&T->ftl_win, &s->ftl_win);
+		hist_merge(&T->added_win, &s->added_win);
+		hist_merge(&T->turn_win, &s->turn_win);
 		if (!first_error[0] && s->first_error[0])
 			snprintf(first_error, sizeof(first_error), "%s", s->first_error);
 		if (!s->finished)
@@ -2298,6 +2553,17 @@ main(int argc, char **argv)
 	    T->frames_bad > 0 || T->frames_misrouted > 0;
 	int pass = !lost_any && T->rtt_win.count > 0 && rtt99 < O.max_p99_ms &&
 	    T->established == (uint64_t)O.calls;
+	/* relay: every turn answered whole, the first token in time */
+	double ftl50 = hist_quantile(&T->ftl_win, 0.50) / 1000.0;
+	double ftl99 = hist_quantile(&T->ftl_win, 0.99) / 1000.0;
+	double add50 = (double)hist_quantile(&T->added_win, 0.50);
+	double add99 = (double)hist_quantile(&T->added_win, 0.99);
+	double turn50 = hist_quantile(&T->turn_win, 0.50) / 1000.0;
+	double turn99 = hist_quantile(&T->turn_win, 0.99) / 1000.0;
+	if (O.relay)
+		pass = T->dropped == 0 && failed == 0 && T->turns_lost == 0 &&
+		    T->turns_bad == 0 && T->ftl_win.count > 0 &&
+		    ftl99 < O.max_p99_ms && T->established == (uint64_t)O.calls;
 
 	/* the daemon's own view */
 	double rin50 = 0, rin99 = 0, rinmax = 0, rout50 = 0, rout99 = 0, routmax = 0;
@@ -2305,6 +2571,7 @@ main(int argc, char **argv)
 	char trouble[1024] = "";
 	size_t tl = 0;
 	uint64_t d_frames_in = 0, d_frames_out = 0, d_marks_in = 0;
+	uint64_t d_prompts = 0, d_tokens = 0, d_interrupts = 0;
 	if (h1 != NULL) {
 		rin50 = lat_field(h1, "relay_in", "p50_us");
 		rin99 = lat_field(h1, "relay_in", "p99_us");
@@ -2325,7 +2592,10 @@ main(int argc, char **argv)
 			"accept_capped", "ws_protocol_errors", "bad_messages",
 			"unknown_events", "silence_fill_ms", "calls_timed_out",
 			"outbuf_overflows", "ledger_full", "workers_died",
-			"workers_killed",
+			"workers_killed", "relay_sig_refused", "relay_errors",
+			"relay_unknown", "relay_bad_json", "relay_oversize",
+			"relay_before_setup", "relay_second_setup",
+			"relay_bad_fields",
 		};
 		json_t *cn = json_object_get(h1, "counters");
 #define DELTA(name) (json_integer_value(json_object_get(cn, name)) - \
@@ -2339,6 +2609,9 @@ main(int argc, char **argv)
 		d_frames_in = (uint64_t)DELTA("frames_in");
 		d_frames_out = (uint64_t)DELTA("frames_out");
 		d_marks_in = (uint64_t)DELTA("marks_in");
+		d_prompts = (uint64_t)DELTA("relay_prompts");
+		d_tokens = (uint64_t)DELTA("relay_tokens");
+		d_interrupts = (uint64_t)DELTA("relay_interrupts");
 #undef DELTA
 	}
 	json_decref(c0);
@@ -2368,6 +2641,40 @@ main(int argc, char **argv)
 		    (unsigned long long)T->fail_timeout,
 		    (unsigned long long)T->dropped, (unsigned long long)T->live_w0,
 		    (unsigned long long)T->live_w1);
+		if (O.relay) {
+		printf("  turns      %llu prompts sent, %llu answered to last:true "
+		    "(%llu with a wrong or missing token), %llu interrupted after "
+		    "3 tokens, %llu lost; tokens %llu (%llu after an interrupt); "
+		    "end messages %llu\n",
+		    (unsigned long long)T->turns_sent,
+		    (unsigned long long)T->turns_done,
+		    (unsigned long long)T->turns_bad,
+		    (unsigned long long)T->turns_cut,
+		    (unsigned long long)T->turns_lost,
+		    (unsigned long long)T->tokens_in,
+		    (unsigned long long)T->tokens_late,
+		    (unsigned long long)T->ends);
+		printf("  prompt to first token in window (write to the token's "
+		    "arrival in the socket): p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+		    "(%llu turns); to last:true p50 %.2f ms, p99 %.2f ms\n",
+		    ftl50, ftl99, T->ftl_win.max / 1000.0,
+		    (unsigned long long)T->ftl_win.count, turn50, turn99);
+		printf("    of which the daemon's (prompt to the fake's arrival of "
+		    "response.create, plus the fake's write of the first delta to "
+		    "its arrival here): p50 %.0f us, p99 %.0f us, max %.0f us "
+		    "(%llu); fake server p50 %.0f / p99 %.0f us\n", add50, add99,
+		    (double)T->added_win.max,
+		    (unsigned long long)T->added_win.count,
+		    (double)hist_quantile(flw, 0.5), (double)hist_quantile(flw,
+		    0.99));
+		printf("  the daemon's own prompt-to-first-delta (/metrics "
+		    "response_latency buckets, upper bounds): p50 <= %.0f / p99 <= "
+		    "%.0f us (%llu)\n", win_resp50, win_resp99,
+		    (unsigned long long)win_resp_n);
+		printf("  call setup (webhook to first token): p50 %.1f ms, p99 "
+		    "%.1f ms, max %.1f ms\n", hist_quantile(&T->setup, 0.5) / 1000.0,
+		    hist_quantile(&T->setup, 0.99) / 1000.0, T->setup.max / 1000.0);
+		} else {
 		printf("  frames     sent %llu, received %llu, lost %llu "
 		    "(late %llu, dup %llu, corrupt %llu, misrouted %llu, other %llu)\n",
 		    (unsigned long long)T->frames_sent,
@@ -2412,6 +2719,7 @@ main(int argc, char **argv)
 		printf("  echo rate in the window %.0f frames/s for %.0f expected "
 		    "(50 per live call)\n", (double)T->rtt_win.count / win_s,
 		    T->call_seconds / win_s * 50);
+		}
 		printf("  daemon CPU %.2f s in window = %.1f%% of a core = %.3f ms per "
 		    "call-second (%.0f call-s; kernel %.3f, user %.3f); master %.2f s; "
 		    "calls per worker %s\n",
@@ -2443,6 +2751,14 @@ main(int argc, char **argv)
 		    "CPU meanwhile %.2f s = %.2f ms per call\n", all_flowing ? "at" :
 		    "NOT by", setup_s, setup_cpu, T->attempted ? setup_cpu * 1000 /
 		    (double)T->attempted : 0);
+		if (O.relay)
+			printf("  daemon counters: relay_prompts %llu, relay_tokens "
+			    "%llu, relay_interrupts %llu; trouble: %s\n",
+			    (unsigned long long)d_prompts,
+			    (unsigned long long)d_tokens,
+			    (unsigned long long)d_interrupts,
+			    trouble[0] ? trouble : "none");
+		else
 		printf("  daemon counters: frames_in %llu, frames_out %llu, marks_in "
 		    "%llu; trouble: %s\n", (unsigned long long)d_frames_in,
 		    (unsigned long long)d_frames_out, (unsigned long long)d_marks_in,
@@ -2456,6 +2772,11 @@ main(int argc, char **argv)
 			printf("  BOTTLENECK: %s -- the load generator, the fake "
 			    "server or other work on the machine may have limited these "
 			    "figures, not only the daemon\n", bneck);
+		if (O.relay)
+			printf("  verdict: %s (first token p99 < %.0f ms, every turn "
+			    "answered whole, every call established)\n",
+			    pass ? "PASS" : "FAIL", O.max_p99_ms);
+		else
 		printf("  verdict: %s (p99 < %.0f ms, no frame lost, every call "
 		    "established)\n", pass ? "PASS" : "FAIL", O.max_p99_ms);
 	}
@@ -2538,6 +2859,32 @@ main(int argc, char **argv)
 	json_object_set_new(j, "daemon_trouble", json_string(trouble));
 	json_object_set_new(j, "first_error", json_string(first_error));
 	json_object_set_new(j, "bottleneck", json_string(bneck));
+	if (O.relay)
+		json_object_set_new(j, "relay", json_pack("{s:I,s:I,s:I,s:I,s:I,"
+		    "s:I,s:I,s:I,s:f,s:{s:f,s:f,s:f,s:I},s:{s:f,s:f,s:f,s:I},"
+		    "s:{s:f,s:f},s:{s:f,s:f,s:I},s:{s:f,s:f},s:I,s:I,s:I}",
+		    "turns_sent", (json_int_t)T->turns_sent,
+		    "turns_done", (json_int_t)T->turns_done,
+		    "turns_bad", (json_int_t)T->turns_bad,
+		    "turns_cut", (json_int_t)T->turns_cut,
+		    "turns_lost", (json_int_t)T->turns_lost,
+		    "tokens", (json_int_t)T->tokens_in,
+		    "tokens_after_interrupt", (json_int_t)T->tokens_late,
+		    "ends", (json_int_t)T->ends,
+		    "every_s", O.every,
+		    "first_token_ms", "p50", ftl50, "p99", ftl99, "max",
+		    T->ftl_win.max / 1000.0, "count", (json_int_t)T->ftl_win.count,
+		    "added_us", "p50", add50, "p99", add99, "max",
+		    (double)T->added_win.max, "count",
+		    (json_int_t)T->added_win.count,
+		    "turn_ms", "p50", turn50, "p99", turn99,
+		    "daemon_response_us", "p50_le", fin(win_resp50), "p99_le",
+		    fin(win_resp99), "count", (json_int_t)win_resp_n,
+		    "fake_lag_us", "p50", (double)hist_quantile(flw, 0.5), "p99",
+		    (double)hist_quantile(flw, 0.99),
+		    "daemon_prompts", (json_int_t)d_prompts,
+		    "daemon_tokens", (json_int_t)d_tokens,
+		    "daemon_interrupts", (json_int_t)d_interrupts));
 	json_object_set_new(j, "pass", json_boolean(pass));
 	char *line = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	printf("BENCH_JSON %s\n", line ? line : "{}");
