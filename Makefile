@@ -76,7 +76,7 @@ BENCH_LIB := $(B)/test/bench/bench_common.o $(B)/proto/buf.o $(B)/proto/ws.o \
 ALL_OBJ := $(LIB_OBJ) $(APP_OBJ) $(B)/daemon/main.o $(UNIT_OBJ) $(BENCH_OBJ)
 
 .PHONY: all check check-sanitize unit store-pg integration peers clean install demo deps test settings deb bench-tools \
-        bench bench-relay
+        bench bench-relay bench-relay-py
 all: $(B)/voxrelay
 
 # Remember the flags used, so a change of flags rebuilds everything.
@@ -140,7 +140,7 @@ unit: $(B)/test_unit
 store-pg: $(B)/test_unit
 	test/store/pg.sh $(B)/test_unit
 
-integration: $(B)/voxrelay
+integration: $(B)/voxrelay bench-tools
 	/usr/bin/python3 test/integration/run.py --binary $(B)/voxrelay
 
 peers:
@@ -244,9 +244,18 @@ bench-tools: $(B)/bench/loadgen $(B)/bench/fake_upstream
 bench: $(B)/voxrelay bench-tools
 	/usr/bin/python3 test/bench/bench.py --build $(B) $(BENCH_ARGS)
 
-# ConversationRelay conversations through the daemon, Python peers on both
-# sides (test/bench/relay_bench.py).
-bench-relay: $(B)/voxrelay
+# ConversationRelay beside Media Streams: a plain run of 500 calls, then
+# 50, 200 and 500 text conversations (loadgen --relay, fake_upstream's text
+# sessions), each on a fresh daemon; about 3 minutes.  BENCH_RELAY_ARGS go
+# to bench.py after these, e.g. BENCH_RELAY_ARGS="--relay-calls 1000".
+bench-relay: $(B)/voxrelay bench-tools
+	/usr/bin/python3 test/bench/bench.py --build $(B) --modes plain,relay \
+	    --calls 500 --relay-calls 50,200,500 --sweep none $(BENCH_RELAY_ARGS)
+
+# The same conversations between Python peers (test/peers/crelay.py and
+# fake_openai.py's text mode) in one process: a cross-check of the C
+# tools' figures at up to a few hundred conversations.
+bench-relay-py: $(B)/voxrelay
 	/usr/bin/python3 test/bench/relay_bench.py $(BENCH_RELAY_ARGS)
 
 # The whole suite once more on a build with AddressSanitizer and

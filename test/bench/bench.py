@@ -9,7 +9,13 @@ Default plan (`make bench`):
      every call, each recorded in the SQLite call records (the plain run
      has none): the daemon's CPU per call-second of the two is compared;
   3. TLS (wss://) upstream, 500 calls;
-  4. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
+  4. relay: 500 ConversationRelay conversations (loadgen --relay on a
+     conversation_relay line, fake_upstream's text sessions): a final
+     prompt every 2 s per conversation answered with ten words, a delta
+     every 20 ms, every 4th answer interrupted after its third token;
+     reported in a table of its own, beside the Media Streams figures
+     (`make bench-relay`: plain 500, then relay 50, 200 and 500);
+  5. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
      stopping at the first step that fails (p99 round trip >= 20 ms, a frame
      lost, a call not established or dropped).
 Each run gets a fresh daemon and fake server, a ramp (1.5 s per 1000 calls;
@@ -20,7 +26,11 @@ Overrides (make bench BENCH_ARGS="..."):
   --calls N        calls of the plain/TLS pair (alone: no sweep)
   --seconds S      measured window per run (default 20)
   --sweep LIST     comma-separated call counts, or "none"
-  --modes LIST     plain,records,tls (default all three)
+  --modes LIST     plain,records,tls,relay (default all four)
+  --relay-calls LIST   conversation counts of the relay mode (default 500)
+  --relay-every S      s between a conversation's prompts (default 2)
+  --relay-delta-ms MS  ms between the fake's text deltas (default 20)
+  --relay-interrupt-every N  every Nth turn interrupted (default 4; 0 none)
   --workers N      daemon workers (default 2)
   --gen-procs N    load generator processes (default 2)
   --fake-procs N   fake server processes (default 2)
@@ -71,8 +81,19 @@ def free_port():
     return port
 
 
-def raise_nofile():
+def raise_nofile(want=0):
+    """The soft descriptor limit up to the hard one, and both up to want
+    where the hard one is lower and we may (root; at most fs.nr_open).
+    The daemon, the generator and the fake inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                want = min(want, int(f.read()))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            soft, hard = want, want
+        except (OSError, ValueError):
+            pass
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -659,7 +680,11 @@ def main():
     global NICE
     NICE = args.nice
     signal.signal(signal.SIGTERM, on_signal)
-    nofile = raise_nofile()
+    # each call holds a descriptor at the generator, two at the daemon
+    # (Twilio's side and the model's) and one at the fake, plus the
+    # webhooks' while they last
+    most = max([pair_calls] + sweep + (relay_calls if "relay" in modes else []))
+    nofile = raise_nofile(4 * most + 1024)
     results = []
     started = time.monotonic()
     log("voxrelay benchmark: %d CPUs, descriptors %d, daemon workers %d, "

@@ -145,6 +145,8 @@ struct gstats {
 	struct hist	 ftl_win;	/* µs: prompt write() to the first
 					   token's arrival in the socket */
 	struct hist	 added_win;	/* µs: the daemon's part of ftl_win */
+	struct hist	 leg_in, leg_out;	/* µs: its two legs: the prompt to
+					   the fake, the delta from it */
 	struct hist	 turn_win;	/* µs: prompt write() to last: true */
 };
 
@@ -681,9 +683,12 @@ on_token(struct call *c, const char *t, size_t n, int last, uint64_t now,
 			    (rx - c->t_prompt) / 1000 : 0);
 			/* before the fake had the response.create, and after it
 			 * wrote the delta */
-			if (frx >= c->t_prompt && rx >= ftx && ftx >= frx)
+			if (frx >= c->t_prompt && rx >= ftx && ftx >= frx) {
 				hist_add(&st->added_win, (frx - c->t_prompt +
 				    rx - ftx) / 1000);
+				hist_add(&st->leg_in, (frx - c->t_prompt) / 1000);
+				hist_add(&st->leg_out, (rx - ftx) / 1000);
+			}
 		}
 		if (!c->first_echo) {
 			c->first_echo = 1;
@@ -2460,6 +2465,8 @@ main(int argc, char **argv)
 		hist_merge(&T->setup, &s->setup);
 		hist_merge(&T->ftl_win, &s->ftl_win);
 		hist_merge(&T->added_win, &s->added_win);
+		hist_merge(&T->leg_in, &s->leg_in);
+		hist_merge(&T->leg_out, &s->leg_out);
 		hist_merge(&T->turn_win, &s->turn_win);
 		if (!first_error[0] && s->first_error[0])
 			snprintf(first_error, sizeof(first_error), "%s", s->first_error);
@@ -2667,6 +2674,13 @@ main(int argc, char **argv)
 		    (unsigned long long)T->added_win.count,
 		    (double)hist_quantile(flw, 0.5), (double)hist_quantile(flw,
 		    0.99));
+		printf("    the daemon's part, prompt in: p50 %.0f / p99 %.0f / max "
+		    "%.0f us; first token out: p50 %.0f / p99 %.0f / max %.0f us\n",
+		    (double)hist_quantile(&T->leg_in, 0.5),
+		    (double)hist_quantile(&T->leg_in, 0.99), (double)T->leg_in.max,
+		    (double)hist_quantile(&T->leg_out, 0.5),
+		    (double)hist_quantile(&T->leg_out, 0.99),
+		    (double)T->leg_out.max);
 		printf("  the daemon's own prompt-to-first-delta (/metrics "
 		    "response_latency buckets, upper bounds): p50 <= %.0f / p99 <= "
 		    "%.0f us (%llu)\n", win_resp50, win_resp99,
@@ -2862,7 +2876,7 @@ main(int argc, char **argv)
 	if (O.relay)
 		json_object_set_new(j, "relay", json_pack("{s:I,s:I,s:I,s:I,s:I,"
 		    "s:I,s:I,s:I,s:f,s:{s:f,s:f,s:f,s:I},s:{s:f,s:f,s:f,s:I},"
-		    "s:{s:f,s:f},s:{s:f,s:f,s:I},s:{s:f,s:f},s:I,s:I,s:I}",
+		    "s:{s:f,s:f},s:{s:f,s:f},s:{s:f,s:f},s:{s:f,s:f,s:I},s:{s:f,s:f},s:I,s:I,s:I}",
 		    "turns_sent", (json_int_t)T->turns_sent,
 		    "turns_done", (json_int_t)T->turns_done,
 		    "turns_bad", (json_int_t)T->turns_bad,
@@ -2877,6 +2891,10 @@ main(int argc, char **argv)
 		    "added_us", "p50", add50, "p99", add99, "max",
 		    (double)T->added_win.max, "count",
 		    (json_int_t)T->added_win.count,
+		    "added_in_us", "p50", (double)hist_quantile(&T->leg_in, 0.5),
+		    "p99", (double)hist_quantile(&T->leg_in, 0.99),
+		    "added_out_us", "p50", (double)hist_quantile(&T->leg_out, 0.5),
+		    "p99", (double)hist_quantile(&T->leg_out, 0.99),
 		    "turn_ms", "p50", turn50, "p99", turn99,
 		    "daemon_response_us", "p50_le", fin(win_resp50), "p99_le",
 		    fin(win_resp99), "count", (json_int_t)win_resp_n,
