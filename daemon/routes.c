@@ -30,6 +30,7 @@
 #define PREFIX_VOICE	"/voice"
 #define PREFIX_STREAM	"/media-stream/"
 #define PREFIX_RELAY	"/relay/"
+#define PREFIX_TRANSFER	"/transfer/"
 
 /* A route (persona or tenant) is one path segment: [A-Za-z0-9_-]{1,32}. */
 static int
@@ -485,7 +486,7 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 	const struct line *line;
 	const struct line_target *tg = NULL;
 	const char *sid, *ho, *to = NULL, *reason = NULL;
-	char base[600], routebuf[33], *url;
+	char base[600], routebuf[33], action[700], *url;
 	json_t *j = NULL;
 
 	if (strcmp(http_req_method(r), "POST") != 0) {
@@ -547,7 +548,11 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 			master_count(m, SC_relay_transfers);
 			log_info("call %s on line %s: transfer to \"%s\"", sid,
 			    routebuf, tg->label);
-			twiml_dial(&t, tg->number, tg->sip);
+			/* the dial's end comes back with its length */
+			snprintf(action, sizeof(action), "%s%s%s/done", base,
+			    PREFIX_TRANSFER, routebuf);
+			twiml_dial_with(&t, tg->number, tg->sip, NULL, 0,
+			    action);
 		} else {
 			master_count(m, SC_relay_transfer_refused);
 			log_warnx("call %s on line %s: transfer to a target not in "
@@ -568,6 +573,109 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 out:
 	json_decref(j);
 	form_free(&f);
+}
+
+/* ---------------------------------------------------------------- */
+/* POST /transfer/<line>/done: a transfer's <Dial action> */
+
+/*
+ * The dialled leg of a transfer ended.  Twilio says how (DialCallStatus)
+ * and how long the person talked (DialCallDuration, seconds); the call's
+ * record keeps both, and billed_s counts that time beside the stream's.
+ * What follows: a hang-up once somebody answered; otherwise the way back
+ * to the line (the resume marker the worker put in this URL) or the
+ * line's voicemail message.
+ */
+static void
+route_transfer_done(struct conn *c, struct http_req *r, const char *route,
+    size_t rlen)
+{
+	struct master *m = conn_master(c);
+	struct form f = { 0 }, qf = { 0 };
+	struct twiml t = { 0 };
+	const struct line *line;
+	const char *sid, *st, *dur, *marker, *q = strchr(http_req_url(r), '?');
+	char base[600], routebuf[33], url[1200];
+	long secs = -1;
+	int answered;
+
+	if (strcmp(http_req_method(r), "POST") != 0) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    "Allow: POST\r\n");
+		return;
+	}
+	if (!route_valid(route, rlen)) {
+		respond_text(c, 404, "no such route\n");
+		return;
+	}
+	memcpy(routebuf, route, rlen);
+	routebuf[rlen] = '\0';
+	if ((line = line_find(&m->lines, routebuf)) == NULL) {
+		respond_text(c, 404, "no such line\n");
+		return;
+	}
+	if (form_parse(&f, r->body ? r->body : "", r->body_len) ||
+	    (q != NULL && form_parse(&qf, q + 1, strlen(q + 1)))) {
+		master_count(m, SC_http_bad_requests);
+		respond_text(c, 400, "malformed form body or query\n");
+		goto out;
+	}
+	if (!routes_signed(c, r, &f, "transfer action callback"))
+		goto out;
+	if (public_base(m, r, base, sizeof(base)) != 0) {
+		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
+		    "long\n");
+		goto out;
+	}
+	sid = form_get(&f, "CallSid");
+	st = form_get(&f, "DialCallStatus");
+	dur = form_get(&f, "DialCallDuration");
+	if (sid == NULL || sid[0] == '\0' || strlen(sid) >= SHM_SID_MAX ||
+	    strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789") != strlen(sid)) {
+		respond_text(c, 400, "missing or malformed CallSid\n");
+		goto out;
+	}
+	if (st == NULL || st[0] == '\0' || strlen(st) > 32)
+		st = "unknown";
+	if (dur != NULL && dur[0] != '\0' && strlen(dur) < 8 &&
+	    strspn(dur, "0123456789") == strlen(dur))
+		secs = strtol(dur, NULL, 10);
+	answered = strcmp(st, "completed") == 0 || strcmp(st, "answered") == 0;
+	if (secs > 0)
+		shm_count(m->shm.hdr->sh_counters, SC_transfers_billed_ms,
+		    (uint64_t)secs * 1000);
+	if (m->store != NULL) {
+		json_t *rec = json_pack("{s:s,s:s,s:s}", "type", "call",
+		    "call_sid", sid, "transfer_status", st);
+
+		if (rec != NULL && secs >= 0)
+			json_object_set_new(rec, "transfer_s", json_integer(secs));
+		store_post(m->store, rec);
+	}
+	log_info("call %s on line %s: the transfer's dial ended %s after %ld s",
+	    sid, routebuf, st, secs > 0 ? secs : 0);
+	marker = form_get(&qf, "resume");
+	twiml_begin(&t);
+	if (answered)
+		twiml_hangup(&t);
+	else if (line->transfer_back && marker != NULL && marker[0] != '\0' &&
+	    strlen(marker) < RESUME_MAX_LEN &&
+	    strspn(marker, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789-_.") == strlen(marker)) {
+		/* /voice checks the marker */
+		snprintf(url, sizeof(url), "%s%s/%s?resume=%s", base,
+		    PREFIX_VOICE, routebuf, marker);
+		twiml_redirect(&t, url);
+	} else {
+		twiml_say(&t, line->transfer_voicemail ? line->transfer_voicemail :
+		    "Goodbye.", m->conf.say_voice);
+		twiml_hangup(&t);
+	}
+	twiml_send(c, &t);
+out:
+	form_free(&f);
+	form_free(&qf);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1115,6 +1223,18 @@ public_dispatch(struct conn *c, struct http_req *r)
 	}
 	if (strncmp(url, PREFIX_STREAM, strlen(PREFIX_STREAM)) == 0) {
 		respond_text(c, 426, "WebSocket upgrade required\n");
+		return;
+	}
+	if (strncmp(url, PREFIX_TRANSFER, strlen(PREFIX_TRANSFER)) == 0) {
+		/* /transfer/<line>/done */
+		const char *rt = url + strlen(PREFIX_TRANSFER);
+		const char *sl = memchr(rt, '/', plen - strlen(PREFIX_TRANSFER));
+		if (sl != NULL && (size_t)(url + plen - sl) == 5 &&
+		    strncmp(sl, "/done", 5) == 0) {
+			route_transfer_done(c, r, rt, (size_t)(sl - rt));
+			return;
+		}
+		respond_text(c, 404, "not found\n");
 		return;
 	}
 	if (outbound_public(c, r))

@@ -784,7 +784,16 @@ call_json(const json_t *row)
 	v = json_object_get(row, "duration_ms");
 	json_object_set_new(o, "duration_s", json_is_integer(v) ?
 	    json_real((double)json_integer_value(v) / 1000.0) : json_null());
-	json_object_set(o, "billed_s", json_object_get(row, "billed_s"));
+	/* the stream's seconds, and a transfer's dialled leg after it
+	 * (Twilio's DialCallDuration, from the <Dial action>) */
+	v = json_object_get(row, "billed_s");
+	if (json_is_integer(v) && json_is_integer(json_object_get(row,
+	    "transfer_s")))
+		json_object_set_new(o, "billed_s", json_integer(
+		    json_integer_value(v) + json_integer_value(json_object_get(row,
+		    "transfer_s"))));
+	else
+		json_object_set(o, "billed_s", v);
 	json_object_set(o, "end_reason", json_object_get(row, "end_reason"));
 	json_object_set(o, "failure_class", json_object_get(row, "failure_class"));
 	json_object_set(o, "host", json_object_get(row, "host"));

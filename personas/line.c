@@ -44,6 +44,8 @@ bad(struct lctx *x, const char *field, const char *fmt, ...)
 		    x->len + (size_t)n;
 }
 
+static void hook_clear(struct line_hook *lh);
+
 static void
 line_free(struct line *l)
 {
@@ -64,14 +66,12 @@ line_free(struct line *l)
 	}
 	free(l->targets);
 	free(l->transfer_voicemail);
-	for (size_t i = 0; i < l->nhooks; i++) {
-		free(l->hooks[i].url);
-		free(l->hooks[i].secret);
-		for (size_t k = 0; l->hooks[i].headers && l->hooks[i].headers[k]; k++)
-			free(l->hooks[i].headers[k]);
-		free(l->hooks[i].headers);
-	}
+	for (size_t i = 0; i < l->nhooks; i++)
+		hook_clear(&l->hooks[i]);
 	free(l->hooks);
+	if (l->transfer_hook != NULL)
+		hook_clear(l->transfer_hook);
+	free(l->transfer_hook);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -546,14 +546,126 @@ tool_offered(const struct line *l, const struct persona *p, const char *name)
 	return less != NULL;
 }
 
+static void
+hook_clear(struct line_hook *lh)
+{
+	free(lh->url);
+	free(lh->secret);
+	for (size_t i = 0; lh->headers && lh->headers[i]; i++)
+		free(lh->headers[i]);
+	free(lh->headers);
+	memset(lh, 0, sizeof(*lh));
+}
+
+/*
+ * One webhook: {"url", "method", "headers", "secret", "timeout_ms",
+ * "filler_ms"} (filler_ms only where filler is set) into lh; what and name
+ * say where it is in an error.  1 filled, 0 its URL is empty (an unset
+ * variable: not configured here), -1 refused (lh is cleared).
+ */
+static int
+hook_get(struct lctx *x, const char *what, const char *name, json_t *h,
+    struct line_hook *lh, int filler)
+{
+	const char *url = json_string_value(json_object_get(h, "url"));
+	const char *sec = json_string_value(json_object_get(h, "secret"));
+	json_t *f, *hv;
+	const char *k;
+	char unset[128], why[600];
+	size_t nh = 0;
+	int ok = 1;
+
+	memset(lh, 0, sizeof(*lh));
+	if (!json_is_object(h) || url == NULL) {
+		bad(x, what, "%.64s: an object with \"url\"", name);
+		return -1;
+	}
+	if ((lh->url = expand_env(url, unset, sizeof(unset))) == NULL ||
+	    lh->url[0] == '\0') {
+		free(lh->url);
+		lh->url = NULL;
+		return 0;
+	}
+	snprintf(lh->tool, sizeof(lh->tool), "%s", name);
+	snprintf(lh->method, sizeof(lh->method), "POST");
+	lh->timeout_ms = 8000;
+	lh->filler_ms = filler ? 1500 : 0;
+	if (conf_url_check(lh->url, "https://", "http://", why,
+	    sizeof(why)) != 0) {
+		bad(x, what, "%.64s: url %s", name, why);
+		ok = 0;
+	}
+	if (sec == NULL || (lh->secret = expand_env(sec, unset,
+	    sizeof(unset))) == NULL || strlen(lh->secret) < 16) {
+		bad(x, what, "%.64s: secret: 16 characters or more%s%s",
+		    name, unset[0] ? ", and unset: " : "", unset);
+		ok = 0;
+	}
+	f = json_object_get(h, "headers");
+	lh->headers = calloc(json_object_size(f) + 1, sizeof(char *));
+	if (f != NULL && !json_is_object(f)) {
+		bad(x, what, "%.64s: headers: an object of strings", name);
+		ok = 0;
+	}
+	json_object_foreach(f, k, hv) {
+		const char *sv = json_string_value(hv);
+		char *ev;
+		size_t n;
+
+		if (sv == NULL || strpbrk(k, ":\r\n ") != NULL ||
+		    (ev = expand_env(sv, unset, sizeof(unset))) == NULL) {
+			bad(x, what, "%.64s: header %.64s: a string%s%s",
+			    name, k, unset[0] ? "; unset: " : "", unset);
+			ok = 0;
+			break;
+		}
+		n = strlen(k) + strlen(ev) + 3;
+		if (strpbrk(ev, "\r\n") == NULL && lh->headers != NULL &&
+		    (lh->headers[nh] = malloc(n)) != NULL)
+			snprintf(lh->headers[nh++], n, "%s: %s", k, ev);
+		free(ev);
+	}
+	json_object_foreach(h, k, f) {
+		if (strcmp(k, "method") == 0) {
+			const char *m = json_string_value(f);
+			if (m == NULL || (strcmp(m, "POST") != 0 &&
+			    strcmp(m, "PUT") != 0)) {
+				bad(x, what, "%.64s: method: POST or PUT", name);
+				ok = 0;
+			} else
+				snprintf(lh->method, sizeof(lh->method), "%s", m);
+		} else if (strcmp(k, "timeout_ms") == 0 ||
+		    (filler && strcmp(k, "filler_ms") == 0)) {
+			int min = k[0] == 't' ? 100 : 0;
+			if (!json_is_integer(f) || json_integer_value(f) < min ||
+			    json_integer_value(f) > 60000) {
+				bad(x, what, "%.64s: %s: %d to 60000 ms", name, k,
+				    min);
+				ok = 0;
+			} else if (k[0] == 't')
+				lh->timeout_ms = (int)json_integer_value(f);
+			else
+				lh->filler_ms = (int)json_integer_value(f);
+		} else if (strcmp(k, "url") != 0 && strcmp(k, "secret") != 0 &&
+		    strcmp(k, "headers") != 0) {
+			bad(x, what, "%.64s: unknown field \"%.32s\"", name, k);
+			ok = 0;
+		}
+	}
+	if (!ok) {
+		hook_clear(lh);
+		return -1;
+	}
+	return 1;
+}
+
 /* "webhooks": {"<tool>": {"url", "method", "headers", "secret",
  * "timeout_ms", "filler_ms"}} for tools the line offers. */
 static void
 get_hooks(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 {
-	json_t *v = json_object_get(root, "webhooks"), *h, *f;
-	const char *tool, *k;
-	char unset[128], why[600];
+	json_t *v = json_object_get(root, "webhooks"), *h;
+	const char *tool;
 
 	if (v == NULL || json_is_null(v))
 		return;
@@ -564,106 +676,15 @@ get_hooks(struct lctx *x, json_t *root, struct line *l, const struct persona *p)
 	if ((l->hooks = calloc(json_object_size(v), sizeof(*l->hooks))) == NULL)
 		return;
 	json_object_foreach(v, tool, h) {
-		struct line_hook *lh = &l->hooks[l->nhooks];
-		const char *url = json_string_value(json_object_get(h, "url"));
-		const char *sec = json_string_value(json_object_get(h, "secret"));
-		size_t nh = 0;
-		int ok = 1;
-
-		if (!json_is_object(h) || url == NULL) {
-			bad(x, "webhooks", "%.64s: an object with \"url\"", tool);
-			continue;
-		}
-		if (!tool_offered(l, p, tool)) {
+		if (json_is_object(h) && json_is_string(json_object_get(h,
+		    "url")) && !tool_offered(l, p, tool)) {
 			bad(x, "webhooks", "%.64s: not a tool this line offers", tool);
 			continue;
 		}
-		if ((lh->url = expand_env(url, unset, sizeof(unset))) == NULL ||
-		    lh->url[0] == '\0') {
-			/* not configured here: the tool keeps its own answer */
-			free(lh->url);
-			lh->url = NULL;
-			continue;
-		}
-		snprintf(lh->tool, sizeof(lh->tool), "%s", tool);
-		snprintf(lh->method, sizeof(lh->method), "POST");
-		lh->timeout_ms = 8000;
-		lh->filler_ms = 1500;
-		if (conf_url_check(lh->url, "https://", "http://", why,
-		    sizeof(why)) != 0) {
-			bad(x, "webhooks", "%.64s: url %s", tool, why);
-			ok = 0;
-		}
-		if (sec == NULL || (lh->secret = expand_env(sec, unset,
-		    sizeof(unset))) == NULL || strlen(lh->secret) < 16) {
-			bad(x, "webhooks", "%.64s: secret: 16 characters or more%s%s",
-			    tool, unset[0] ? ", and unset: " : "", unset);
-			ok = 0;
-		}
-		f = json_object_get(h, "headers");
-		lh->headers = calloc(json_object_size(f) + 1, sizeof(char *));
-		if (f != NULL && !json_is_object(f)) {
-			bad(x, "webhooks", "%.64s: headers: an object of strings", tool);
-			ok = 0;
-		}
-		json_object_foreach(f, k, h) {
-			const char *hv = json_string_value(h);
-			char *ev;
-			size_t n;
-
-			if (hv == NULL || strpbrk(k, ":\r\n ") != NULL ||
-			    (ev = expand_env(hv, unset, sizeof(unset))) == NULL) {
-				bad(x, "webhooks", "%.64s: header %.64s: a string%s%s",
-				    tool, k, unset[0] ? "; unset: " : "", unset);
-				ok = 0;
-				break;
-			}
-			n = strlen(k) + strlen(ev) + 3;
-			if (strpbrk(ev, "\r\n") == NULL && lh->headers != NULL &&
-			    (lh->headers[nh] = malloc(n)) != NULL)
-				snprintf(lh->headers[nh++], n, "%s: %s", k, ev);
-			free(ev);
-		}
-		h = json_object_get(v, tool);
-		json_object_foreach(h, k, f) {
-			if (strcmp(k, "method") == 0) {
-				const char *m = json_string_value(f);
-				if (m == NULL || (strcmp(m, "POST") != 0 &&
-				    strcmp(m, "PUT") != 0)) {
-					bad(x, "webhooks", "%.64s: method: POST or PUT",
-					    tool);
-					ok = 0;
-				} else
-					snprintf(lh->method, sizeof(lh->method), "%s", m);
-			} else if (strcmp(k, "timeout_ms") == 0 ||
-			    strcmp(k, "filler_ms") == 0) {
-				int min = k[0] == 't' ? 100 : 0;
-				if (!json_is_integer(f) || json_integer_value(f) < min ||
-				    json_integer_value(f) > 60000) {
-					bad(x, "webhooks", "%.64s: %s: %d to 60000 ms", tool,
-					    k, min);
-					ok = 0;
-				} else if (k[0] == 't')
-					lh->timeout_ms = (int)json_integer_value(f);
-				else
-					lh->filler_ms = (int)json_integer_value(f);
-			} else if (strcmp(k, "url") != 0 && strcmp(k, "secret") != 0 &&
-			    strcmp(k, "headers") != 0) {
-				bad(x, "webhooks", "%.64s: unknown field \"%.32s\"", tool,
-				    k);
-				ok = 0;
-			}
-		}
-		if (ok)
+		/* an empty URL: not configured here, the tool keeps its own
+		 * answer */
+		if (hook_get(x, "webhooks", tool, h, &l->hooks[l->nhooks], 1) > 0)
 			l->nhooks++;
-		else {
-			free(lh->url);
-			free(lh->secret);
-			for (size_t i = 0; lh->headers && lh->headers[i]; i++)
-				free(lh->headers[i]);
-			free(lh->headers);
-			memset(lh, 0, sizeof(*lh));
-		}
 	}
 }
 
@@ -710,9 +731,20 @@ get_transfer(struct lctx *x, json_t *root, struct line *l)
 		} else if (strcmp(k, "warm") == 0) {
 			if (sv != NULL && strcmp(sv, "sms") == 0)
 				l->transfer_warm_sms = 1;
-			else if (!json_is_null(f) && (sv == NULL ||
+			else if (json_is_object(f)) {
+				/* a webhook of the business's: the summary is
+				 * posted there, signed like a tool's */
+				if ((l->transfer_hook = calloc(1,
+				    sizeof(*l->transfer_hook))) != NULL &&
+				    hook_get(x, "transfer", "warm", f,
+				    l->transfer_hook, 0) <= 0) {
+					free(l->transfer_hook);
+					l->transfer_hook = NULL;
+				}
+			} else if (!json_is_null(f) && (sv == NULL ||
 			    strcmp(sv, "none") != 0))
-				bad(x, "transfer", "warm: \"sms\" or \"none\"");
+				bad(x, "transfer", "warm: \"sms\", \"none\" or a "
+				    "webhook {\"url\", \"secret\", ...}");
 		} else if (strcmp(k, "voicemail") == 0) {
 			if (sv == NULL || sv[0] == '\0' || strlen(sv) > 1000)
 				bad(x, "transfer", "voicemail: 1 to 1000 characters");

@@ -143,6 +143,7 @@ struct line {
 	int		 transfer_timeout;
 	int		 transfer_back;
 	int		 transfer_warm_sms;	/* text the target a summary first */
+	struct line_hook *transfer_hook;	/* or post it here; NULL: not */
 	char		*transfer_voicemail;
 	struct line_hook	*hooks;
 	size_t		 nhooks;

@@ -230,11 +230,15 @@ twiml_dial(struct twiml *t, const char *number, const char *sip)
 
 void
 twiml_dial_with(struct twiml *t, const char *number, const char *sip,
-    const char *caller_id, int timeout)
+    const char *caller_id, int timeout, const char *action)
 {
 	char n[16];
 
 	twiml_raw(t, "<Dial");
+	if (action != NULL && action[0] != '\0') {
+		twiml_attr(t, "action", action);
+		twiml_attr(t, "method", "POST");
+	}
 	if (caller_id != NULL && caller_id[0] != '\0')
 		twiml_attr(t, "callerId", caller_id);
 	if (timeout > 0) {

@@ -40,10 +40,12 @@ void twiml_connect_relay_open(struct twiml *t, const char *action,
 void twiml_connect_relay_close(struct twiml *t);
 /* <Dial>number</Dial>, or <Dial><Sip>uri</Sip></Dial> when sip is set. */
 void twiml_dial(struct twiml *t, const char *number, const char *sip);
-/* <Dial callerId=".." timeout="N">, the target as twiml_dial(); caller_id
- * NULL or "" omits it, timeout <= 0 omits it (Twilio's 30 s). */
+/* <Dial action=".." method="POST" callerId=".." timeout="N">, the target
+ * as twiml_dial(); action, caller_id NULL or "" omit them, timeout <= 0
+ * omits it (Twilio's 30 s).  With an action, Twilio asks it what follows
+ * once the dialled leg ends (DialCallStatus, DialCallDuration). */
 void twiml_dial_with(struct twiml *t, const char *number, const char *sip,
-    const char *caller_id, int timeout);
+    const char *caller_id, int timeout, const char *action);
 /* <Redirect method="POST">url</Redirect> */
 void twiml_redirect(struct twiml *t, const char *url);
 /* Appends </Response>.  Returns 0, or -1 if any step ran out of memory. */

@@ -25,6 +25,9 @@
 	X(transfers,		"calls transferred to a person (Twilio took the Dial)") \
 	X(webhook_calls,	"tool calls sent to a business webhook")	\
 	X(webhook_failed,	"business webhooks that timed out, failed or answered no JSON") \
+	X(transfer_summaries,	"warm transfer summaries a business webhook took (2xx)") \
+	X(transfer_summaries_failed, "warm transfer summaries not sent or not taken") \
+	X(transfers_billed_ms,	"ms the dialled party of a transfer talked (Dial action)") \
 	X(webhook_fillers,	"filler lines asked for while a webhook was slow") \
 	X(session_rollovers,	"calls moved to a fresh model session (SESSION_ROLLOVER_MINUTES)") \
 	X(transfers_failed,	"transfers Twilio did not take; the call went on") \

@@ -994,34 +994,95 @@ finish(struct call *c, const char *reason)
 /*
  * A warm transfer: the person who answers has read who is calling and what
  * they said (the caller's last lines of the transcript), texted to the
- * target's number before the dial.
+ * target's number, or posted to the line's webhook, before the dial.
  */
 static void
-transfer_summary(struct call *c, const struct line_target *t)
+summary_text(struct call *c, char *body, size_t len)
 {
 	struct relay *r = &c->relay;
-	char body[700];
 	unsigned first, shown = 0;
 	int n;
 
-	if (t->number == NULL)
-		return;
-	n = snprintf(body, sizeof(body), "Transferred call from %s (%s). Caller "
-	    "said:", c->tok.caller, c->tok.route);
+	n = snprintf(body, len, "Transferred call from %s (%s). Caller said:",
+	    c->tok.caller, c->tok.route);
 	first = r->nsaid;
 	while (first > 0 && shown < 3)
 		if (r->said[--first].role == 'c')
 			shown++;
 	shown = 0;
-	for (unsigned i = first; i < r->nsaid && n > 0 &&
-	    (size_t)n + 8 < sizeof(body); i++) {
+	for (unsigned i = first; i < r->nsaid && n > 0 && (size_t)n + 8 < len;
+	    i++) {
 		if (r->said[i].role != 'c')
 			continue;
-		n += snprintf(body + n, sizeof(body) - (size_t)n, "%s \"%.200s\"",
+		n += snprintf(body + n, len - (size_t)n, "%s \"%.200s\"",
 		    shown++ ? " /" : "", r->said[i].text);
 	}
-	if (shown == 0 && n > 0 && (size_t)n + 16 < sizeof(body))
-		snprintf(body + n, sizeof(body) - (size_t)n, " (nothing yet)");
+	if (shown == 0 && n > 0 && (size_t)n + 16 < len)
+		snprintf(body + n, len - (size_t)n, " (nothing yet)");
+}
+
+static int hook_signature(const char *secret, const char *body, char *out,
+    size_t outlen);
+
+/* The summary and the conversation's last lines, as JSON, signed like a
+ * tool's webhook.  Sent, not waited for: the dial goes ahead whatever the
+ * webhook answers (counted in transfer_summaries and _failed). */
+static void
+summary_hook(struct call *c, const struct line_target *t,
+    const struct line_hook *h, const char *summary)
+{
+	struct relay *r = &c->relay;
+	const char *hdrs[40];
+	char sig[160], sid[128];
+	json_t *doc, *lines;
+	char *body;
+	size_t n = 0;
+
+	lines = json_array();
+	for (unsigned i = r->nsaid > 10 ? r->nsaid - 10 : 0; i < r->nsaid; i++)
+		json_array_append_new(lines, json_pack("{s:s,s:s}", "role",
+		    r->said[i].role == 'c' ? "caller" : "assistant", "text",
+		    r->said[i].text));
+	doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "call_sid",
+	    call_sid_of(c), "line", c->tok.route, "caller", c->tok.caller,
+	    "target", t->label, "to", t->number != NULL ? t->number : t->sip,
+	    "summary", summary, "transcript", lines);
+	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (body == NULL || hook_signature(h->secret, body, sig,
+	    sizeof(sig)) != 0) {
+		free(body);
+		worker_count(c->w, SC_transfer_summaries_failed, 1);
+		return;
+	}
+	snprintf(sid, sizeof(sid), "X-Voxrelay-Call-Sid: %s", call_sid_of(c));
+	hdrs[n++] = "Content-Type: application/json";
+	hdrs[n++] = "Expect:";
+	hdrs[n++] = sig;
+	hdrs[n++] = sid;
+	for (size_t i = 0; h->headers && h->headers[i] && n + 1 < 40; i++)
+		hdrs[n++] = h->headers[i];
+	hdrs[n] = NULL;
+	if (rest_webhook(c->w->rest, h->url, h->method, hdrs, body,
+	    h->timeout_ms, call_sid_of(c), c->id, RELAY_SUMMARY_TAG) != 0) {
+		worker_count(c->w, SC_transfer_summaries_failed, 1);
+		ctl_log(c, 'w', "no summary for %s: the webhook cannot be "
+		    "reached", t->label);
+	}
+	free(body);
+}
+
+static void
+transfer_summary(struct call *c, const struct line_target *t)
+{
+	const struct line *l = c->line;
+	char body[700];
+
+	summary_text(c, body, sizeof(body));
+	if (l->transfer_hook != NULL)
+		summary_hook(c, t, l->transfer_hook, body);
+	if (!l->transfer_warm_sms || t->number == NULL)
+		return;
 	if (rest_send_sms(c->w->rest, t->number, body, call_sid_of(c)) != 0)
 		ctl_log(c, 'w', "no summary for %s: SMS is not configured",
 		    t->label);
@@ -1035,25 +1096,35 @@ transfer_now(struct call *c)
 	const struct line_target *t = k->transfer;
 	const char *pub = c->w->conf->public_url;
 	struct twiml tw;
-	char url[1024], marker[RESUME_MAX_LEN];
+	char action[1200], marker[RESUME_MAX_LEN];
+	int have_pub = pub != NULL && pub[0] != '\0', back = 0;
 
-	if (l->transfer_warm_sms)
-		transfer_summary(c, t);
-	twiml_begin(&tw);
-	twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
-	    l->transfer_timeout);
-	if (l->transfer_back && pub != NULL && pub[0] != '\0' &&
+	transfer_summary(c, t);
+	if (l->transfer_back && have_pub &&
 	    resume_make(c->w->conf->stream_secret, call_sid_of(c),
 	    wall_ms() / 1000 + (uint64_t)l->transfer_timeout + RESUME_MARGIN_S,
-	    marker, sizeof(marker)) > 0) {
-		/* the call's stream has opened, so /voice refuses a plain
-		 * repeat of its CallSid: the marker (bound to it, good once,
-		 * until the dial has rung out and a margin) lets this one
-		 * through */
-		snprintf(url, sizeof(url), "%s/voice/%s?resume=%s", pub, l->id,
-		    marker);
-		twiml_redirect(&tw, url);
+	    marker, sizeof(marker)) > 0)
+		back = 1;
+	twiml_begin(&tw);
+	if (have_pub) {
+		/*
+		 * The dial's end comes to the master's /transfer/<line>/done
+		 * with how long the dialled party talked (the call's record
+		 * bills it) and gets what follows there: a hang-up, or for
+		 * nobody answering the way back to the line (the resume
+		 * marker rides in the URL) or the voicemail message.  Verbs
+		 * after a <Dial action> never run.
+		 */
+		snprintf(action, sizeof(action), "%s/transfer/%s/done%s%s", pub,
+		    l->id, back ? "?resume=" : "", back ? marker : "");
+		twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
+		    l->transfer_timeout, action);
 	} else {
+		/* no public URL to come back to: what follows the <Dial>
+		 * runs when nobody answers, and the dial's length is not
+		 * known here */
+		twiml_dial_with(&tw, t->number, t->sip, l->transfer_caller_id,
+		    l->transfer_timeout, NULL);
 		twiml_say(&tw, l->transfer_voicemail ? l->transfer_voicemail :
 		    "Goodbye.", NULL);
 		twiml_hangup(&tw);

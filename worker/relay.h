@@ -24,6 +24,8 @@
 #define RELAY_RESULTS	4	/* tool results queued within one response */
 #define RELAY_KEYS_PER_S 5	/* key presses acted on per second */
 #define RELAY_HOOKS	4	/* business webhooks in flight per call */
+/* the tag of a warm transfer's summary webhook (no tool call's id) */
+#define RELAY_SUMMARY_TAG	"transfer-summary"
 
 struct call;
 struct upstream;

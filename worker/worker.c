@@ -349,6 +349,15 @@ rest_outcome(void *arg, const struct rest_done *d)
 		worker_count(w, d->ok ? SC_sms_sent : SC_sms_failed, 1);
 		return;
 	}
+	if (d->kind == REST_HOOK && strcmp(d->tag, RELAY_SUMMARY_TAG) == 0) {
+		/* the call has most likely ended: nobody waits for it */
+		worker_count(w, d->ok ?
+		    SC_transfer_summaries : SC_transfer_summaries_failed, 1);
+		if (!d->ok)
+			log_warnx("a transfer's summary webhook: %s (HTTP %ld)",
+			    d->error, d->status);
+		return;
+	}
 	if (d->kind == REST_HOOK) {
 		for (c = w->calls; c != NULL; c = c->next)
 			if (c->id == d->ref) {

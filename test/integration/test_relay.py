@@ -78,11 +78,13 @@ def test_relay_action_dials_a_listed_target_only(env):
     st, body = crelay.post_action(d.base, action, sid,
                                   json.dumps({"reason": "transfer", "to": "office manager"}))
     expect_eq(st, 200, "transfer status")
-    expect("<Dial>+15551230001</Dial>" in body, "no Dial: " + body)
+    expect('<Dial action="%s/transfer/desk/done" method="POST">+15551230001</Dial>'
+           % d.base in body, "no Dial: " + body)
     expect("<Hangup/>" not in body, "hung up a transfer: " + body)
     st, body = crelay.post_action(d.base, action, sid,
                                   json.dumps({"reason": "transfer", "to": "pbx"}))
-    expect("<Dial><Sip>sip:desk@pbx.example.com</Sip></Dial>" in body, body)
+    expect('<Dial action="%s/transfer/desk/done" method="POST"><Sip>sip:desk@pbx.'
+           'example.com</Sip></Dial>' % d.base in body, body)
     # a target the line does not list: goodbye, never a Dial
     st, body = crelay.post_action(d.base, action, sid,
                                   json.dumps({"reason": "transfer", "to": "+19005550000"}))
@@ -332,7 +334,7 @@ async def test_relay_transfer_and_end_call_send_end_with_handoff(env):
         st, body = await asyncio.to_thread(crelay.post_action, d.base, wh.action,
                                            s.sid, ho)
         expect_eq(st, 200, "action status")
-        expect("<Dial>+15551230001</Dial>" in body, "no Dial: " + body)
+        expect(">+15551230001</Dial>" in body, "no Dial: " + body)
 
     replies = [{"text": "Goodbye, have a nice day.", "tool": {"name": "end_call"}}]
     async with FakeOpenAI(mode="text", text_replies=replies, interval_ms=10) as srv:

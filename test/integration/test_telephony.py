@@ -258,10 +258,10 @@ async def test_transfer_call_plays_its_line_then_dials(env):
         expect_eq(q.status, 200, "Twilio's answer")
         expect_eq(list(q.form), ["Twiml"], "form fields")
         verbs = [(el.tag, el.attrib, (el.text or "").strip()) for el in q.twiml]
-        expect_eq(verbs[0], ("Dial", {"callerId": "+15550001111", "timeout": "25"},
-                             "+15557654321"), "Dial")
-        expect_eq(verbs[1:], [("Say", {}, "Nobody is free. Please call back."),
-                              ("Hangup", {}, "")], "after the Dial")
+        action = d.base + "/transfer/desk/done"
+        expect_eq(verbs, [("Dial", {"action": action, "method": "POST",
+                                    "callerId": "+15550001111", "timeout": "25"},
+                           "+15557654321")], "Dial, with nothing after it")
         # the hand-over line was heard before the update, the stream ended after
         expect(len(s.mark_times) >= 6 and q.t >= s.mark_times[-1],
                "update before the hand-over was heard")
@@ -283,6 +283,39 @@ async def test_transfer_call_plays_its_line_then_dials(env):
         expect_eq(rec["transferred_to"], "+15557654321", "transferred_to")
         expect_eq(rec["end_reason"], "transferred", "end reason")
         expect_eq(rec["rollovers"], 0, "rollovers")
+        expect_eq((rec["transfer_s"], rec["transfer_status"]), (None, None),
+                  "the dial's end not known yet")
+        stream_s = rec["billed_s"]
+        expect(stream_s >= 1, "stream billed %r" % stream_s)
+        # the person answered and talked 95 s: Twilio asks the action what
+        # follows (a hang-up) and the record bills the transferred leg
+        c0 = await asyncio.to_thread(counters, d)
+        st, body = await asyncio.to_thread(twilio.post_dial_action, action,
+                                           twilio.call_sid(5), "completed", 95)
+        expect_eq(st, 200, "action: " + body)
+        expect("<Hangup/>" in body and "<Say" not in body and "<Redirect" not in body,
+               "after a dial that was answered: " + body)
+        rec = await asyncio.to_thread(call_record, d, twilio.call_sid(5),
+                                      lambda r: r["transfer_s"] is not None)
+        expect_eq((rec["transfer_s"], rec["transfer_status"]), (95, "completed"),
+                  "the transferred leg")
+        expect_eq(rec["billed_s"], stream_s + 95, "billed: the stream and the transfer")
+        expect_eq(rec["status"], "completed", "status")
+        c1 = await asyncio.to_thread(counters, d)
+        expect_eq(c1["transfers_billed_ms"] - c0["transfers_billed_ms"], 95000,
+                  "transfers_billed_ms")
+        # the caller's minutes stop at the stream's end
+        used = float((await asyncio.to_thread(d.usage))[1]["+14155557700"]["minutes_used"]) * 60
+        expect(used <= stream_s + 1, "the transfer charged to the caller: %.1f s" % used)
+        # nobody answered: the voicemail message; forged: refused
+        st, body = await asyncio.to_thread(twilio.post_dial_action, action,
+                                           twilio.call_sid(5), "no-answer", 0)
+        expect("Nobody is free. Please call back." in body and "<Hangup/>" in body,
+               "no answer: " + body)
+        st, body = await asyncio.to_thread(twilio.post_dial_action, action,
+                                           twilio.call_sid(5), "completed", 9999,
+                                           auth_token="x" * 32)
+        expect_eq(st, 403, "a forged action callback")
 
 
 @timeout(60)
@@ -306,12 +339,24 @@ async def test_keypad_transfer_to_sip_and_back_to_the_line(env):
         expect(await s.wait_closed(15), "the call did not end")
         q = rest.call_updates[0]
         dial = q.twiml[0]
-        expect_eq((dial.tag, dial.attrib), ("Dial", {"timeout": "20"}), "Dial")
+        expect_eq(len(q.twiml), 1, "verbs after a Dial with an action")
+        action = dial.attrib.get("action", "")
+        expect_eq((dial.tag, dial.attrib), ("Dial", {"timeout": "20", "method": "POST",
+                                                     "action": action}), "Dial")
+        expect(action.startswith(d.base + "/transfer/desk/done?resume="),
+               "action: %r" % action)
         expect_eq([(e.tag, e.text) for e in dial], [("Sip", "sip:billing@pbx.example.com")],
                   "Sip")
-        back = q.twiml[1].text
-        expect_eq(q.twiml[1].tag, "Redirect", "back to the line")
+        # nobody answered: the action sends the call back to the line
+        st, body = await asyncio.to_thread(twilio.post_dial_action, action,
+                                           twilio.call_sid(6), "no-answer", 0)
+        expect_eq(st, 200, "action: " + body)
+        import xml.etree.ElementTree as ET
+        after = list(ET.fromstring(body))
+        expect_eq(after[0].tag, "Redirect", "back to the line: " + body)
+        back = after[0].text
         expect(back.startswith(d.base + "/voice/desk?resume="), "Redirect URL: %r" % back)
+        expect_eq(back.split("?", 1)[1], action.split("?", 1)[1], "the marker")
         expect("+1415" not in back and twilio.call_sid(6) not in back,
                "number or CallSid in the URL: %r" % back)
         # the hand-over's audio reached the caller before the update
@@ -566,3 +611,62 @@ async def test_session_rollover_replays_the_conversation_and_loses_no_frame(env)
     expect_eq(len(a_old) + len(a_new), len(sent) - i0, "bytes across both sessions")
     expect(a_old + a_new == sent[i0:], "frames lost or out of order across the swap")
     expect(s.close_code is None or s.close_code == 1000, "close: %s" % s.close_code)
+
+
+@timeout(60)
+async def test_warm_transfer_summary_to_a_webhook(env):
+    """warm: a webhook: the summary and the conversation's last lines are
+    posted there, signed like a tool's webhook, before the dial."""
+    rcv = await Receiver().start()
+    lines = desk_line(env, transfer_targets=TARGETS,
+                      transfer={"warm": {"url": "http://127.0.0.1:%d/handover" % rcv.port,
+                                         "secret": Receiver.SECRET, "timeout_ms": 2000,
+                                         "headers": {"X-Desk": "front"}}},
+                      keypad={"0": {"action": "transfer", "target": "front desk"}})
+    try:
+        async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest, \
+                FakeOpenAI(mode="vad", reply_ms=400, silence_ms=300,
+                           caller_transcript="My boiler is leaking.",
+                           reply_text="I can get someone for you.") as srv:
+            d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1,
+                           **rest_conf(rest)).start()
+            c0 = await asyncio.to_thread(counters, d)
+            s = await open_call(d, 30, "desk")
+            conn = await srv.wait_connection(1)
+            await quiet(conn, 1)
+            s.frame = talk_frame
+            await s.play(3.0)
+            await until(lambda: any(e[1] == "speech_stopped" for e in conn.vad_log)
+                        and len(conn.responses) >= 2 and conn.active is None, 10,
+                        "a reply to the caller")
+            await asyncio.sleep(0.5)
+            await s.send_dtmf("0")
+            expect(await s.wait_closed(15), "the call did not end")
+            await until(lambda: rcv.got, 5, "the summary")
+            await asyncio.sleep(0.2)
+            c1 = await asyncio.to_thread(counters, d)
+    finally:
+        await rcv.stop()
+    expect_eq(len(rcv.got), 1, "summary requests")
+    g = rcv.got[0]
+    expect_eq((g["method"], g["path"]), ("POST", "/handover"), "request line")
+    expect(g["signed"], "bad X-Voxrelay-Signature")
+    expect_eq(g["headers"]["x-voxrelay-call-sid"], twilio.call_sid(30), "CallSid header")
+    expect_eq(g["headers"]["x-desk"], "front", "the line's header")
+    b = g["body"]
+    expect_eq((b["call_sid"], b["line"], b["caller"], b["target"], b["to"]),
+              (twilio.call_sid(30), "desk", "+14155557700", "front desk", "+15557654321"),
+              "who and where")
+    expect(b["summary"].startswith("Transferred call from +14155557700 (desk). Caller said:")
+           and "My boiler is leaking." in b["summary"], "summary: %r" % b["summary"])
+    expect({"role": "caller", "text": "My boiler is leaking."} in b["transcript"],
+           "transcript: %r" % b["transcript"])
+    expect({"role": "assistant", "text": "I can get someone for you."} in b["transcript"],
+           "transcript: %r" % b["transcript"])
+    # before the dial, and no SMS (warm is the webhook)
+    q = rest.call_updates[0]
+    expect(g["t"] <= q.t + 0.05, "the summary came after the dial")
+    expect_eq(rest.requests, [], "SMS sent")
+    expect_eq(c1["transfer_summaries"] - c0["transfer_summaries"], 1, "transfer_summaries")
+    expect_eq(c1["transfer_summaries_failed"] - c0["transfer_summaries_failed"], 0,
+              "transfer_summaries_failed")

@@ -229,6 +229,15 @@ TEST(line_telephony_fields_checked)
 	one_bad(HV "\"webhooks\":{\"book_appointment\":{\"url\":"
 	    "\"https://a.example.com/\",\"secret\":\"0123456789abcdef\","
 	    "\"timeout_ms\":5}}}", "webhooks: book_appointment: timeout_ms");
+	/* a warm transfer's summary webhook is checked like a tool's */
+	one_bad(HV TT "\"transfer\":{\"warm\":\"fax\"}}", "transfer: warm:");
+	one_bad(HV TT "\"transfer\":{\"warm\":{\"url\":\"https://a.example.com/\","
+	    "\"secret\":\"short\"}}}", "transfer: warm: secret");
+	one_bad(HV TT "\"transfer\":{\"warm\":{\"url\":\"http://a.example.com/\","
+	    "\"secret\":\"0123456789abcdef\"}}}", "transfer: warm: url http://");
+	one_bad(HV TT "\"transfer\":{\"warm\":{\"url\":\"https://a.example.com/\","
+	    "\"secret\":\"0123456789abcdef\",\"filler_ms\":5}}}",
+	    "transfer: warm: unknown field \"filler_ms\"");
 #undef HV
 #undef TT
 }
