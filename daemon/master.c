@@ -112,6 +112,107 @@ chan_send(struct master *m, int slot, enum ipc_type type)
 }
 
 /* ---------------------------------------------------------------- */
+/* answering-machine verdicts, for the worker holding the call's stream */
+
+/*
+ * Twilio may give its verdict before the callee's stream has started
+ * (AsyncAmd runs beside the TwiML request): such a verdict waits here, a
+ * few at a time and briefly, for the first record of its call from a
+ * worker, which comes right after the stream's `start`.
+ */
+#define AMD_WAIT_MAX	64
+#define AMD_WAIT_MS	30000
+
+struct amd_wait {
+	struct ipc_amd	 a;
+	uint64_t	 until_ms;	/* mono; 0: free */
+};
+
+static struct amd_wait	amd_waits[AMD_WAIT_MAX];
+static unsigned		amd_nwaits;
+
+static int
+amd_send(struct master *m, int slot, const struct ipc_amd *a)
+{
+	char msg[sizeof(struct ipc_hdr) + sizeof(*a)];
+	long n = ipc_encode(msg, sizeof(msg), IPC_AMD, 0, a, sizeof(*a));
+
+	if (n < 0 || slot < 0 || slot >= SHM_MAX_WORKERS || m->w[slot].chan < 0)
+		return -1;
+	if (send(m->w[slot].chan, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n) {
+		log_warn("send(amd) to worker %d", slot);
+		return -1;
+	}
+	return 0;
+}
+
+int
+master_amd(struct master *m, const char *sid, const char *by)
+{
+	struct shm_call_view v;
+	struct amd_wait *free_w = NULL, *oldest = NULL;
+	struct ipc_amd a;
+	uint64_t now = mono_ms();
+
+	memset(&a, 0, sizeof(a));
+	if (strlen(sid) >= sizeof(a.ia_call_sid) ||
+	    strlen(by) >= sizeof(a.ia_answered_by))
+		return -1;
+	memcpy(a.ia_call_sid, sid, strlen(sid));
+	memcpy(a.ia_answered_by, by, strlen(by));
+	for (uint32_t i = 0; i < m->shm.hdr->sh_ncalls; i++)
+		if (shm_call_read(&m->shm, (int)i, &v) == 0 &&
+		    v.state == CS_LIVE && strcmp(v.call_sid, sid) == 0)
+			return amd_send(m, v.worker, &a) == 0 ? 0 : -1;
+	/* no stream yet: kept for it, in place of an older one if full */
+	for (int i = 0; i < AMD_WAIT_MAX; i++) {
+		struct amd_wait *w = &amd_waits[i];
+
+		if (w->until_ms != 0 && w->until_ms <= now) {
+			w->until_ms = 0;
+			amd_nwaits--;
+		}
+		if (w->until_ms != 0 && strcmp(w->a.ia_call_sid, sid) == 0)
+			free_w = w;
+		else if (w->until_ms == 0 && free_w == NULL)
+			free_w = w;
+		else if (w->until_ms != 0 && (oldest == NULL ||
+		    w->until_ms < oldest->until_ms))
+			oldest = w;
+	}
+	if (free_w == NULL)
+		free_w = oldest;
+	if (free_w->until_ms == 0)
+		amd_nwaits++;
+	free_w->a = a;
+	free_w->until_ms = now + AMD_WAIT_MS;
+	return 1;
+}
+
+/* A record of call sid came from the worker in slot: a verdict waiting
+ * for that call goes to it. */
+static void
+amd_stream_seen(struct master *m, int slot, const char *sid)
+{
+	uint64_t now = mono_ms();
+
+	for (int i = 0; i < AMD_WAIT_MAX && amd_nwaits > 0; i++) {
+		struct amd_wait *w = &amd_waits[i];
+
+		if (w->until_ms == 0 || strcmp(w->a.ia_call_sid, sid) != 0)
+			continue;
+		if (w->until_ms > now && amd_send(m, slot, &w->a) == 0) {
+			log_set_call(sid);
+			log_debug("answering-machine verdict %s sent to worker %d "
+			    "at the stream's start", w->a.ia_answered_by, slot);
+			log_set_call(NULL);
+		}
+		w->until_ms = 0;
+		amd_nwaits--;
+	}
+}
+
+/* ---------------------------------------------------------------- */
 /* records from the workers */
 
 #define CHAN_READ_MAX	256	/* packets per callback: others wait a turn */
@@ -147,6 +248,10 @@ chan_read(struct master *m, struct worker_proc *p, int max)
 		}
 		master_count(m, SC_records_from_workers);
 		type = json_string_value(json_object_get(rec, "type"));
+		if (amd_nwaits > 0 && type != NULL && strcmp(type, "call") == 0 &&
+		    json_is_string(json_object_get(rec, "call_sid")))
+			amd_stream_seen(m, p->slot, json_string_value(
+			    json_object_get(rec, "call_sid")));
 		if (type != NULL && (strcmp(type, "call") == 0 ||
 		    strcmp(type, "minutes") == 0))
 			json_object_set_new(rec, "host", json_string(m->hostname));

@@ -110,6 +110,10 @@ void master_count(struct master *m, enum shm_counter c);
  * skip mask (bit per slot), or -1. */
 int  master_pick_worker(struct master *m, uint64_t skip);
 unsigned master_streams_in_use(struct master *m);
+/* An outbound call's answering-machine verdict, to the worker holding its
+ * stream: 0 sent, 1 kept until the stream starts (30 s at most), -1 not
+ * sent. */
+int  master_amd(struct master *m, const char *sid, const char *by);
 
 /* front.c: listeners and HTTP connections */
 int  front_listen(struct master *m);

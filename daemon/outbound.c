@@ -814,6 +814,11 @@ amd_callback(struct conn *c, struct http_req *r)
 	if (m->store != NULL && oc != NULL)
 		store_post(m->store, json_pack("{s:s,s:s,s:s}", "type", "call",
 		    "call_sid", sid, "answered_by", by));
+	/* a person: the worker's model need not wait out the pause for
+	 * their first words */
+	if (oc != NULL && strcmp(by, "human") == 0 &&
+	    master_amd(m, sid, by) < 0)
+		log_warnx("outbound call: cannot tell the worker a human answered");
 	if (oc != NULL && !oc->amd_done && strncmp(by, "machine_", 8) == 0 &&
 	    (line = line_find(&m->lines, oc->line)) != NULL) {
 		struct twiml t = { 0 };

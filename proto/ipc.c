@@ -18,6 +18,7 @@
 
 _Static_assert(sizeof(struct ipc_hdr) == 16, "ipc_hdr layout");
 _Static_assert(sizeof(struct ipc_handoff) == 1496, "ipc_handoff layout");
+_Static_assert(sizeof(struct ipc_amd) == 64, "ipc_amd layout");
 
 static const char *const ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_HANDOFF] = "handoff",
@@ -25,6 +26,7 @@ static const char *const ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_REOPEN] = "reopen",
 	[IPC_SHUTDOWN] = "shutdown",
 	[IPC_RECORD] = "record",
+	[IPC_AMD] = "amd",
 };
 
 const char *
@@ -37,6 +39,19 @@ ipc_type_name(unsigned type)
 
 #define FIELD_TERMINATED(ho, f) \
 	(memchr((ho)->f, '\0', sizeof((ho)->f)) != NULL)
+
+/* An AMD payload: its size, and its strings terminated inside. */
+static int
+amd_valid(const void *payload, size_t len)
+{
+	struct ipc_amd a;
+
+	if (payload == NULL || len != sizeof(a))
+		return 0;
+	memcpy(&a, payload, sizeof(a));
+	return FIELD_TERMINATED(&a, ia_call_sid) &&
+	    FIELD_TERMINATED(&a, ia_answered_by);
+}
 
 /*
  * A handoff payload of len bytes whose fixed part is ho: exactly
@@ -80,6 +95,9 @@ ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
 	} else if (type == IPC_RECORD) {
 		if (payload == NULL || payload_len == 0 ||
 		    payload_len > IPC_MAX_RECORD)
+			return -1;
+	} else if (type == IPC_AMD) {
+		if (!amd_valid(payload, payload_len))
 			return -1;
 	} else if (payload_len != 0)
 		return -1;
@@ -131,6 +149,9 @@ ipc_decode(const void *buf, size_t len, int has_fd, struct ipc_hdr *hdr,
 			return -1;
 	} else if (h.ih_type == IPC_RECORD) {
 		if (has_fd != 0 || plen == 0)
+			return -1;
+	} else if (h.ih_type == IPC_AMD) {
+		if (has_fd != 0 || !amd_valid(b + sizeof(h), plen))
 			return -1;
 	} else if (has_fd != 0 || plen != 0)
 		return -1;

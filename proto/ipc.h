@@ -27,6 +27,8 @@ enum ipc_type {
 	IPC_REOPEN,		/* m->w: reopen the log file */
 	IPC_SHUTDOWN,		/* m->w: close every call now (billed), exit */
 	IPC_RECORD,		/* w->m: one call record, a JSON object */
+	IPC_AMD,		/* m->w: an outbound call's answering-machine
+				 * verdict, for the worker holding its stream */
 	IPC_TYPE_MAX
 };
 
@@ -50,11 +52,18 @@ struct ipc_handoff {
 	uint32_t	ho_pad;
 };
 
+/* IPC_AMD's payload: exactly this struct, both strings NUL-terminated
+ * inside their arrays. */
+struct ipc_amd {
+	char		ia_call_sid[40];	/* CA + 32 hex */
+	char		ia_answered_by[24];	/* human, machine_start, ... */
+};
+
 /* Encode a message into out (cap >= IPC_MAX_MSG always fits).  payload may
  * be NULL for types without one; for HANDOFF it is the struct followed by
  * ho_extra_len bytes; for RECORD 1 to IPC_MAX_RECORD bytes of JSON text
  * (not NUL-terminated; the reader parses it and refuses what is not an
- * object).  Returns the total length, or -1. */
+ * object); for AMD a struct ipc_amd.  Returns the total length, or -1. */
 long ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
     const void *payload, size_t payload_len);
 

@@ -67,6 +67,8 @@ struct call {
 	uint64_t		 greet_at_ms;	/* outbound: the greeting is
 						 * due then unless the callee
 						 * speaks first; 0: not due */
+	int			 amd_human;	/* outbound: Twilio's verdict
+						 * said a person answered */
 	int			 slot;		/* shm call slot, -1 */
 
 	/* clocks (mono ms) and counts */

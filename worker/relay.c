@@ -662,7 +662,8 @@ relay_upstream_open(struct call *c, struct upstream *up)
 
 		/* outbound: the callee answers with "hello"; the model speaks
 		 * once they have (the VAD's response), or after a pause */
-		if (c->outbound && c->w->conf->outbound_greeting_pause > 0) {
+		if (c->outbound && c->w->conf->outbound_greeting_pause > 0 &&
+		    !c->amd_human) {
 			c->greet_at_ms = mono_ms() +
 			    (uint64_t)c->w->conf->outbound_greeting_pause;
 			return;
@@ -1907,6 +1908,38 @@ relay_call_ended(struct call *c)
 	record_ended(c);
 }
 
+/* The outbound greeting that was waiting for the callee, said now. */
+static void
+greet_now(struct call *c, const char *why)
+{
+	const char *gr = c->persona->greeting;
+	char *g = call_fill(c, gr);
+
+	c->greet_at_ms = 0;
+	log_set_call(call_sid_of(c));
+	log_debug("outbound: %s; the model speaks first", why);
+	log_set_call(NULL);
+	if (gr != NULL)
+		relay_say(c, g ? g : gr, 0);
+	free(g);
+}
+
+void
+relay_amd(struct call *c, const char *answered_by)
+{
+	log_set_call(call_sid_of(c));
+	log_info("outbound: answered by %s", answered_by);
+	log_set_call(NULL);
+	if (strcmp(answered_by, "human") != 0 || c->amd_human)
+		return;
+	c->amd_human = 1;
+	/* a session not open yet greets at once when it opens; one waiting
+	 * out the pause greets now; one whose callee spoke already has its
+	 * answer under way */
+	if (c->greet_at_ms != 0 && c->state == CALL_LIVE)
+		greet_now(c, "a human answered");
+}
+
 void
 relay_tick(struct call *c, uint64_t now)
 {
@@ -1943,19 +1976,8 @@ relay_tick(struct call *c, uint64_t now)
 		finish(c, k->ending_reason);
 		return;
 	}
-	if (c->greet_at_ms != 0 && now >= c->greet_at_ms) {
-		const char *gr = c->persona->greeting;
-		char *g = call_fill(c, gr);
-
-		c->greet_at_ms = 0;
-		log_set_call(call_sid_of(c));
-		log_debug("outbound: the callee said nothing for %d ms; the "
-		    "model speaks first", c->w->conf->outbound_greeting_pause);
-		log_set_call(NULL);
-		if (gr != NULL)
-			relay_say(c, g ? g : gr, 0);
-		free(g);
-	}
+	if (c->greet_at_ms != 0 && now >= c->greet_at_ms)
+		greet_now(c, "the callee said nothing for the pause");
 	hook_tick(c, now);
 	if (c->app->tick != NULL) {
 		c->app->tick(c, now);

@@ -211,6 +211,9 @@ void relay_transcript(struct call *c, const char *role, const char *text);
 
 /* The call's `start` / its end: the app's started and ended hooks. */
 void relay_call_started(struct call *c);
+/* An outbound call's answering-machine verdict (the master's): `human`
+ * greets the callee now rather than after the pause. */
+void relay_amd(struct call *c, const char *answered_by);
 void relay_call_ended(struct call *c);
 
 /*

@@ -113,6 +113,22 @@ handle_msg(struct worker *w, const char *buf, size_t n, int fd)
 	case IPC_SHUTDOWN:
 		worker_shutdown(w, "asked by the master");
 		break;
+	case IPC_AMD: {
+		struct ipc_amd a;
+		struct call *c;
+
+		memcpy(&a, payload, sizeof(a));
+		for (c = w->calls; c != NULL; c = c->next)
+			if (c->outbound && strcmp(call_sid_of(c),
+			    a.ia_call_sid) == 0)
+				break;
+		if (c != NULL)
+			relay_amd(c, a.ia_answered_by);
+		else
+			log_debug("answering-machine verdict for a call not "
+			    "here (%s)", a.ia_call_sid);
+		break;
+	}
 	default:
 		log_warnx("unexpected %s message from the master",
 		    ipc_type_name(h.ih_type));

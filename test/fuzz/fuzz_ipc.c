@@ -36,6 +36,15 @@ ref_ok(const uint8_t *b, size_t len, int nfd)
 		return 0;
 	if (h.ih_type == IPC_RECORD)
 		return nfd == 0 && h.ih_len > 0;
+	if (h.ih_type == IPC_AMD) {
+		struct ipc_amd a;
+
+		if (nfd != 0 || h.ih_len != sizeof(a))
+			return 0;
+		memcpy(&a, b + sizeof(h), sizeof(a));
+		return TERMINATED(&a, ia_call_sid) &&
+		    TERMINATED(&a, ia_answered_by);
+	}
 	if (h.ih_type != IPC_HANDOFF)
 		return nfd == 0 && h.ih_len == 0;
 	if (nfd != 1 || h.ih_len < sizeof(ho))

@@ -268,8 +268,10 @@ def response_creates(conn):
 @timeout(60)
 async def test_outbound_templates_and_who_speaks_first(env):
     from fake_openai import FakeOpenAI
-    # the callee says nothing the model hears: it greets after the pause
-    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3) as rest, \
+    # the callee says nothing the model hears, and Twilio's `human` verdict
+    # comes late: it greets after the pause
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3,
+                              amd_seconds=3) as rest, \
             FakeOpenAI(mode="scripted", script=[], after_script="idle") as srv:
         d = env.daemon(**conf(rest, OPENAI_URL=srv.url(),
                               OUTBOUND_GREETING_PAUSE=1500, OUTBOUND_COOLDOWN=0)).start()
@@ -287,6 +289,10 @@ async def test_outbound_templates_and_who_speaks_first(env):
         expect(t1 - t0 >= 1.4, "greeted %.2f s after the session opened" % (t1 - t0))
         g = rc.get("response", {}).get("instructions", "")
         expect('Ann "Q" Lee' in g and "AI" in g, "greeting filled: %r" % g)
+        # the verdict after the greeting greets nobody again
+        await rest.wait_ended(1, timeout=20)
+        expect_eq(rest.ended()[0].verdict, "human", "verdict posted")
+        expect_eq(len(response_creates(conn)), 1, "greeted once")
     # the callee speaks first: no greeting of its own, the VAD answers them
     script = [{"wait_event": "session.update"}, {"wait_ms": 300},
               {"send": {"type": "input_audio_buffer.speech_started",
@@ -374,3 +380,47 @@ async def test_outbound_busy_no_answer_failed_recorded(env):
         expect_eq([rest.count(n) for n in nums.values()], [1, 1, 1],
                   "one Calls.json request each")
         expect_eq(counters(d)["outbound_refused_cooldown"], 3, "cooldown refusals")
+
+
+@timeout(90)
+async def test_outbound_human_verdict_greets_before_the_pause(env):
+    """Twilio's `human` verdict reaches the worker running the call: the
+    model greets then, not after OUTBOUND_GREETING_PAUSE and not only when
+    the callee speaks.  Twice: the verdict after the stream's start, and
+    before it (kept by the master until the stream starts)."""
+    from fake_openai import FakeOpenAI
+    # the callee says something only at 4 s
+    script = [{"wait_event": "session.update"}, {"wait_ms": 4000},
+              {"send": {"type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": 3900, "item_id": "item_c1"}}]
+    for early, base in ((False, 0xa1000), (True, 0xa2000)):
+        async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=6,
+                                  amd_seconds=0.8, amd_early=early,
+                                  sid_base=base) as rest, \
+                FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+            d = env.daemon(**conf(rest, OPENAI_URL=srv.url(),
+                                  OUTBOUND_GREETING_PAUSE=8000,
+                                  OUTBOUND_COOLDOWN=0)).start()
+            st, _, b, _ = await arequest(d, BODY)
+            expect_eq(st, 201, "status: %r" % b)
+            await until(lambda: srv.accepted and response_creates(srv.accepted[0]),
+                        15, "the greeting (early verdict: %s)" % early)
+            conn = srv.accepted[0]
+            t0, _ = conn.first("session.update")
+            t1, rc = response_creates(conn)[0]
+            call = rest.calls[b["call_sid"]]
+            expect_eq(call.verdict, "human", "the verdict posted")
+            expect(t1 >= call.amd_at, "greeted %.2f s before the verdict" %
+                   (call.amd_at - t1))
+            expect(t1 - t0 < 3.0, "greeted %.2f s after the session opened (pause 8 s, "
+                   "callee speaks at 4 s; early verdict: %s)" % (t1 - t0, early))
+            g = rc.get("response", {}).get("instructions", "")
+            expect("John Doe" in g, "the line's greeting, filled: %r" % g)
+            expect_eq(len(response_creates(conn)), 1, "greeted once")
+            if early:
+                kinds = [e[1] for e in rest.events if e[0] == call.sid]
+                expect(kinds.index("amd") < kinds.index("twiml"),
+                       "the verdict before the TwiML: %r" % kinds)
+                expect("at the stream's start" in d.log(), "kept for the stream")
+            await rest.wait_ended(1, timeout=20)
+            expect_eq(len(response_creates(conn)), 1, "greeted once in all")

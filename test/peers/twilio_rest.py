@@ -84,12 +84,14 @@ class FakeTwilioRest:
                  fail_calls_first=0, call_delay=0.0, fail_creates_first=0,
                  outcome="human", callee_seconds=2.0, sid_base=0xabc000,
                  plans=None, ring_seconds=0.3, amd_seconds=0.5,
-                 machine_seconds=1.0, voicemail_seconds=8.0):
+                 machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered;
         fail_creates_first: Calls.json requests answered fail_status first
         (whatever the number); plans: {number: [outcome, ...]} (see
-        plan()); the *_seconds: the outcomes' timings (module doc)."""
+        plan()); the *_seconds: the outcomes' timings (module doc);
+        amd_early: a human's verdict is posted as the call is answered,
+        before the Url is asked for (AsyncAmd runs beside it)."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_first = fail_first
@@ -113,6 +115,7 @@ class FakeTwilioRest:
         self.amd_seconds = amd_seconds
         self.machine_seconds = machine_seconds
         self.voicemail_seconds = voicemail_seconds
+        self.amd_early = amd_early
         self.server = None
         self.port = None
 
@@ -340,6 +343,7 @@ class FakeTwilioRest:
         url = call.form.get("AsyncAmdStatusCallback", [None])[0]
         if url is None or not call.form.get("MachineDetection"):
             return
+        call.amd_at = time.monotonic()     # as it is sent
         code, _ = await self._post(url, [
             ("AccountSid", self.account_sid), ("CallSid", call.sid),
             ("AnsweredBy", verdict), ("MachineDetectionDuration", "1800")])
@@ -389,6 +393,9 @@ class FakeTwilioRest:
                 return
             t_answer = time.monotonic()
             await self._status(call, "in-progress")
+            if call.outcome == "human" and self.amd_early:
+                await self._amd(call, "human")
+                call.amd_early = True
             code, body = await self._post(form["Url"][0], [
                 ("AccountSid", self.account_sid), ("CallSid", sid),
                 ("CallStatus", "in-progress"), ("Direction", "outbound-api"),
@@ -405,9 +412,10 @@ class FakeTwilioRest:
                 self.streams.append(stream)
                 await stream.open()
             if call.outcome == "human":
-                n = await self._hold(call, self.amd_seconds, stream)
-                await self._amd(call, "human")
-                call.amd_at = time.monotonic()
+                n = 0
+                if not call.amd_early:
+                    n = await self._hold(call, self.amd_seconds, stream)
+                    await self._amd(call, "human")
                 await self._hold(call, self.callee_seconds, stream, n)
             else:
                 await self._machine(call, stream)
@@ -430,14 +438,12 @@ class FakeTwilioRest:
             n = await self._hold(call, min(self.amd_seconds, self.machine_seconds),
                                  stream)
             await self._amd(call, "machine_start")
-            call.amd_at = time.monotonic()
         n = await self._hold(call, max(0.0, t0 + self.machine_seconds -
                                        time.monotonic()), stream, n)
         call.beep_at = time.monotonic()
         self.events.append((call.sid, "beep", "", 0))
         if detect == "DetectMessageEnd":
             await self._amd(call, "machine_end_beep")
-            call.amd_at = time.monotonic()
         # the machine records: silence from it, whatever comes to it
         heard0 = len(stream.received) if stream is not None else 0
         end = time.monotonic() + self.voicemail_seconds
@@ -481,7 +487,8 @@ class Call:
         self.seq = 0
         self.statuses = []      # (CallStatus, HTTP status of our callback)
         self.verdict = None     # the AMD verdict posted
-        self.amd_at = None      # monotonic
+        self.amd_at = None      # monotonic, as the verdict was sent
+        self.amd_early = False
         self.beep_at = None
         self.stream = None
         self.updates = []       # the daemon's updates of the call

@@ -51,6 +51,8 @@ TEST(ipc_layout)
 	ASSERT_STR_EQ(ipc_type_name(IPC_REOPEN), "reopen");
 	ASSERT_STR_EQ(ipc_type_name(IPC_SHUTDOWN), "shutdown");
 	ASSERT_STR_EQ(ipc_type_name(IPC_RECORD), "record");
+	ASSERT_STR_EQ(ipc_type_name(IPC_AMD), "amd");
+	ASSERT_UEQ(sizeof(struct ipc_amd), 64);
 	ASSERT_STR_EQ(ipc_type_name(0), "unknown");
 	ASSERT_STR_EQ(ipc_type_name(IPC_TYPE_MAX), "unknown");
 	ASSERT_STR_EQ(ipc_type_name(0xffffffffu), "unknown");
@@ -115,6 +117,46 @@ TEST(ipc_record)
 	h.ih_id = 0;
 	memcpy(buf, &h, sizeof(h));
 	ASSERT_EQ(ipc_decode(buf, sizeof(h), 0, NULL, NULL, NULL), -1);
+}
+
+TEST(ipc_amd)
+{
+	unsigned char buf[256];
+	struct ipc_amd a, back;
+	struct ipc_hdr h;
+	const void *p;
+	size_t plen;
+	long n;
+
+	memset(&a, 0, sizeof(a));
+	memcpy(a.ia_call_sid, "CA0123456789abcdef0123456789abcdef", 35);
+	memcpy(a.ia_answered_by, "human", 6);
+	n = ipc_encode(buf, sizeof(buf), IPC_AMD, 0, &a, sizeof(a));
+	ASSERT_EQ(n, (long)(HDR + sizeof(a)));
+	ASSERT_EQ(ipc_decode(buf, (size_t)n, 0, &h, &p, &plen), 0);
+	ASSERT_EQ(h.ih_type, IPC_AMD);
+	ASSERT_UEQ(plen, sizeof(a));
+	memcpy(&back, p, sizeof(back));
+	ASSERT_STR_EQ(back.ia_call_sid, a.ia_call_sid);
+	ASSERT_STR_EQ(back.ia_answered_by, "human");
+	/* with a descriptor, short, long: refused */
+	ASSERT_EQ(ipc_decode(buf, (size_t)n, 1, &h, &p, &plen), -1);
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_AMD, 0, &a, sizeof(a) - 1), -1);
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_AMD, 0, NULL, 0), -1);
+	h.ih_len = sizeof(a) - 1;
+	memcpy(buf, &h, sizeof(h));
+	ASSERT_EQ(ipc_decode(buf, (size_t)n - 1, 0, NULL, NULL, NULL), -1);
+	/* a string not terminated inside its array: refused both ways */
+	memset(a.ia_answered_by, 'x', sizeof(a.ia_answered_by));
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_AMD, 0, &a, sizeof(a)), -1);
+	h.ih_len = sizeof(a);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &a, sizeof(a));
+	ASSERT_EQ(ipc_decode(buf, HDR + sizeof(a), 0, NULL, NULL, NULL), -1);
+	memcpy(a.ia_answered_by, "human", 6);
+	memset(a.ia_call_sid, 'C', sizeof(a.ia_call_sid));
+	memcpy(buf + sizeof(h), &a, sizeof(a));
+	ASSERT_EQ(ipc_decode(buf, HDR + sizeof(a), 0, NULL, NULL, NULL), -1);
 }
 
 TEST(ipc_round_trip_handoff)
