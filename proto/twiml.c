@@ -225,7 +225,7 @@ void
 twiml_dial(struct twiml *t, const char *number, const char *sip)
 {
 	/* neither attribute: "<Dial>" */
-	twiml_dial_with(t, number, sip, NULL, 0);
+	twiml_dial_with(t, number, sip, NULL, 0, NULL);
 }
 
 void
