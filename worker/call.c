@@ -5,13 +5,13 @@
  */
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/leg.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 #include "worker/wpath.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "personas/line.h"
-#include "proto/sig.h"
 #include "shm/tokfile.h"
 
 #include <jansson.h>
@@ -28,7 +28,6 @@
 #define BUF_KEEP	8192	/* buffers above this are freed once empty */
 #define READ_BUF	65536
 #define PING_FLOOD_MAX	20	/* pings from Twilio within one second */
-#define CRELAY_IDLE_MS	(10 * 60 * 1000)	/* a relay call's least idle */
 
 static char read_buf[READ_BUF];	/* one loop, one read at a time */
 
@@ -80,65 +79,11 @@ save_used(struct worker *w, const uint64_t keys[2], uint64_t expires)
 	}
 }
 
-/*
- * Twilio's handshake signature: which URL it signs for a Media Stream is
- * not confirmed (protocols.md 4.1), so try the wss:// form, then https://;
- * sig_validate() adds the :443 variants.  The token already proves the
- * stream belongs to a call we answered, so a mismatch is counted and
- * logged, not refused.
- */
-static void
-check_upgrade_signature(struct worker *w, const struct ipc_handoff *ho,
-    const char *call_sid)
-{
-	const char *base = w->conf->public_url, *rest;
-	char url[2048];
-
-	if (!w->conf->validate_signature || ho->ho_signature[0] == '\0')
-		return;
-	if (base[0] != '\0')
-		rest = strchr(base, ':') + 3;
-	else
-		rest = ho->ho_host;
-	/* a URL that does not fit is not checked at all: never a prefix */
-	if ((size_t)snprintf(url, sizeof(url), "wss://%s%s", rest,
-	    ho->ho_path) < sizeof(url) &&
-	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
-		return;
-	if ((size_t)snprintf(url, sizeof(url), "https://%s%s", rest,
-	    ho->ho_path) < sizeof(url) &&
-	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature))
-		return;
-	worker_count(w, SC_ws_sig_mismatch, 1);
-	log_warnx("%s: stream upgrade from %s has an X-Twilio-Signature that "
-	    "matches neither URL form; accepted on its token", call_sid,
-	    ho->ho_peer);
-}
-
-/*
- * A ConversationRelay handshake must be signed, over the wss:// form of
- * its URL (protocols.md 7.1): Twilio documents it, so a missing or wrong
- * signature is refused before the token is spent.  1 when it is good (or
- * signatures are waived).
- */
-static int
-relay_signature_ok(struct worker *w, const struct ipc_handoff *ho)
-{
-	const char *base = w->conf->public_url, *rest;
-	char url[2048];
-
-	if (!w->conf->validate_signature)
-		return 1;
-	if (ho->ho_signature[0] == '\0')
-		return 0;
-	if (base[0] != '\0')
-		rest = strchr(base, ':') + 3;
-	else
-		rest = ho->ho_host;
-	return (size_t)snprintf(url, sizeof(url), "wss://%s%s", rest,
-	    ho->ho_path) < sizeof(url) &&
-	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature);
-}
+/* The callers' transports, by the upgrade's path (leg.h). */
+static const struct leg_ops *const legs[] = {
+	&leg_media_streams,
+	&leg_conversation_relay,
+};
 
 static void call_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void call_closed_cb(uv_handle_t *h);
@@ -157,10 +102,11 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 {
 	char accept_key[WS_ACCEPT_LEN + 1], resp[256], path[1024];
 	const char *route, *tok, *slash;
+	const struct leg_ops *leg = NULL;
 	struct stream_token t;
 	struct call *c;
 	uint64_t keys[2];
-	int rc, n, one = 1, relay;
+	int rc, n, one = 1;
 
 	if (w->shutting) {
 		reject_upgrade(w, fd, 503, "shutting down", NULL);
@@ -179,19 +125,18 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	 * string ignored */
 	snprintf(path, sizeof(path), "%s", ho->ho_path);
 	path[strcspn(path, "?#")] = '\0';
-	relay = strncmp(path, "/relay/", 7) == 0;
-	route = path + (relay ? strlen("/relay/") : strlen("/media-stream/"));
+	for (size_t i = 0; i < sizeof(legs) / sizeof(legs[0]); i++)
+		if (strncmp(path, legs[i]->path, strlen(legs[i]->path)) == 0)
+			leg = legs[i];
+	route = path + (leg != NULL ? strlen(leg->path) : 0);
 	slash = strchr(route, '/');
-	if ((!relay && strncmp(path, "/media-stream/", 14) != 0) ||
-	    slash == NULL || slash == route || slash - route > 32) {
+	if (leg == NULL || slash == NULL || slash == route ||
+	    slash - route > 32) {
 		worker_count(w, SC_token_rejected, 1);
 		reject_upgrade(w, fd, 403, "no stream token", NULL);
 		return;
 	}
-	if (relay && !relay_signature_ok(w, ho)) {
-		worker_count(w, SC_relay_sig_refused, 1);
-		log_warnx("relay upgrade from %s refused: %s X-Twilio-Signature",
-		    ho->ho_peer, ho->ho_signature[0] ? "a wrong" : "no");
+	if (leg->refuse != NULL && leg->refuse(w, ho)) {
 		reject_upgrade(w, fd, 403, "invalid signature", NULL);
 		return;
 	}
@@ -251,15 +196,14 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 		return;
 	}
 	/* a line's calls come over its own transport only */
-	if (relay != (line->transport == LINE_CONVERSATION_RELAY)) {
-		log_warnx("%s: %s upgrade refused: line %s runs %s", t.call_sid,
-		    relay ? "relay" : "stream", t.route, relay ?
-		    "Media Streams" : "ConversationRelay");
+	if ((int)line->transport != leg->transport) {
+		log_warnx("%s: %s upgrade refused: line %s runs another transport",
+		    t.call_sid, leg->title, t.route);
 		reject_upgrade(w, fd, 404, "not this line's transport", NULL);
 		return;
 	}
-	if (!relay)
-		check_upgrade_signature(w, ho, t.call_sid);
+	if (leg->upgraded != NULL)
+		leg->upgraded(w, ho, t.call_sid);
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
@@ -276,20 +220,13 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	relay_init(&c->relay);
 	c->line = line;
 	c->app = app;
-	c->up_open = relay_upstream_open;
-	c->up_event = relay_upstream_event;
+	c->leg = leg;
 	c->idle_ms = (uint64_t)w->conf->ws_idle_timeout * 1000;
-	if (relay) {
-		c->up_open = crelay_upstream_open;
-		c->up_event = crelay_upstream_event;
-		/* Twilio sends only what the caller says: a quiet caller is
-		 * not a dead connection */
-		if (c->idle_ms < CRELAY_IDLE_MS)
-			c->idle_ms = CRELAY_IDLE_MS;
-	}
+	if (c->idle_ms < leg->min_idle_ms)
+		c->idle_ms = leg->min_idle_ms;
 	if ((c->app->state_size > 0 &&
 	    (c->app_state = calloc(1, c->app->state_size)) == NULL) ||
-	    (relay && (c->cr = crelay_new()) == NULL)) {
+	    (leg->init != NULL && leg->init(c) != 0)) {
 		free(c->app_state);
 		free(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
@@ -301,7 +238,8 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	buf_init(&c->wbuf, 0);
 	if (uv_tcp_init(&w->loop, &c->tw) != 0) {
 		free(c->app_state);
-		crelay_free(c->cr);
+		if (leg->free != NULL)
+			leg->free(c);
 		free(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
@@ -321,7 +259,7 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ws_codec_init(&c->ws, WS_SERVER, (size_t)w->conf->ws_max_message,
-	    &c->out, relay ? crelay_on_message : twilio_on_message, c,
+	    &c->out, leg->on_message, c,
 	    w->seed ^ id) != 0) {
 		call_close(c, "out of memory", 1, 0);
 		return;
@@ -425,6 +363,24 @@ call_flush(struct call *c)
 		    call_shutdown_cb) != 0)
 			call_close_handle(c);
 	}
+}
+
+int
+call_send(struct call *c, const char *msg, size_t n)
+{
+	if (c->state >= CALL_CLOSING)
+		return -1;
+	if (ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, msg, n) != WS_OK) {
+		worker_count(c->w, SC_outbuf_overflows, 1);
+		log_set_call(call_sid_of(c));
+		log_warnx("twilio is not reading: MAX_OUTBOUND_BUFFER (%d bytes) "
+		    "is full; dropping the call", c->w->conf->max_outbound_buffer);
+		log_set_call(NULL);
+		call_close(c, "twilio is not reading (outbound buffer full)", 1, 0);
+		return -1;
+	}
+	call_want_flush(c);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -551,7 +507,7 @@ call_go_live(struct call *c, const char *call_sid, const char *sid2)
 	atomic_fetch_add(&w->sw->sw_live_calls, 1);
 	log_set_call(c->tok.call_sid);
 	log_info("call started: caller %s, route %s, %s %s", c->masked,
-	    c->tok.route, c->cr != NULL ? "relay session" : "stream",
+	    c->tok.route, c->leg->name,
 	    c->stream_sid);
 	log_set_call(NULL);
 	relay_call_started(c);
@@ -591,8 +547,8 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 	} else
 		log_info("stream closed before start: %s", reason);
 	log_set_call(NULL);
-	if (c->cr != NULL && ws_code != 0)
-		crelay_closing(c);
+	if (c->leg->closing != NULL && ws_code != 0)
+		c->leg->closing(c);
 	c->state = CALL_CLOSING;
 	relay_stop(c);
 	/* the reason tells Twilio (and whoever reads its logs) why; an
@@ -628,12 +584,17 @@ call_tick(struct call *c, uint64_t now)
 		if (c->state != CALL_LIVE)
 			break;
 		if (now - c->last_msg_ms > c->idle_ms) {
+			char note[64] = "";
+
+			if (c->leg->min_idle_ms > 0)
+				snprintf(note, sizeof(note), ", at least %llu s on "
+				    "a %s call", (unsigned long long)
+				    (c->leg->min_idle_ms / 1000), c->leg->title);
 			worker_count(w, SC_calls_timed_out, 1);
 			log_set_call(c->tok.call_sid);
 			log_warnx("no message from twilio within %llu s "
 			    "(WS_IDLE_TIMEOUT%s); closing the call",
-			    (unsigned long long)(c->idle_ms / 1000), c->cr != NULL ?
-			    ", at least 600 s on a relay call" : "");
+			    (unsigned long long)(c->idle_ms / 1000), note);
 			log_set_call(NULL);
 			call_close(c, "twilio went silent", 1, 1001);
 		}
@@ -665,7 +626,8 @@ call_release(struct call *c)
 	if (c->app->free != NULL)
 		c->app->free(c);
 	free(c->app_state);
-	crelay_free(c->cr);
+	if (c->leg->free != NULL)
+		c->leg->free(c);
 	relay_free(&c->relay);
 	json_decref(c->outvars);
 	c->magic = 0;

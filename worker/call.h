@@ -35,8 +35,7 @@ struct worker;
 struct upstream;
 struct app;
 struct line;
-struct crelay;
-struct oa_msg;
+struct leg_ops;
 
 struct call {
 	uint32_t		 magic;
@@ -79,13 +78,10 @@ struct call {
 	uint64_t		 gap_fill_ms;	/* silence owed to the model */
 	int			 logged_bad;	/* a per-frame error logged once */
 
-	/* the transport: Media Streams (cr NULL) or ConversationRelay; what
-	 * the model's events mean for it, set once at the upgrade so no
-	 * per-event test chooses */
-	struct crelay		*cr;
-	void			(*up_open)(struct call *, struct upstream *);
-	void			(*up_event)(struct call *, struct upstream *,
-				    struct oa_msg *);
+	/* the caller's leg (leg.h): Media Streams or ConversationRelay, set
+	 * once at the upgrade so no per-event test chooses; its own state */
+	const struct leg_ops	*leg;
+	void			*leg_state;
 	uint64_t		 idle_ms;	/* no message from Twilio this long */
 
 	/* the model */
@@ -132,25 +128,15 @@ void call_tick(struct call *c, uint64_t now);
 char *call_fill(const struct call *c, const char *s);
 /* Write what is queued. */
 void call_flush(struct call *c);
+/* One text message to Twilio on the call's WebSocket, the legs' one way
+ * out: 0, or -1 (the call is closing; a full MAX_OUTBOUND_BUFFER closes
+ * it, logged and counted). */
+int  call_send(struct call *c, const char *msg, size_t n);
 
 /* The call's first message (`start`, `setup`) came: claim its shared-memory
  * slot, count it and start the app.  call_sid: what the message says the
  * call is; sid2: its stream or session id.  0, or 1 when the call was
  * closed instead. */
 int  call_go_live(struct call *c, const char *call_sid, const char *sid2);
-
-/* leg_twilio.c: one Media Streams message (a ws_msg_cb). */
-int  twilio_on_message(void *arg, int opcode, const uint8_t *msg, size_t len);
-
-/* leg_crelay.c: ConversationRelay (protocols.md 7). */
-int  crelay_on_message(void *arg, int opcode, const uint8_t *msg, size_t len);
-void crelay_upstream_open(struct call *c, struct upstream *up);
-void crelay_upstream_event(struct call *c, struct upstream *up,
-    struct oa_msg *m);
-/* The call is closing on our side: tell Twilio with `end` and its
- * hand-off, so the <Connect action> runs next. */
-void crelay_closing(struct call *c);
-struct crelay *crelay_new(void);
-void crelay_free(struct crelay *cr);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * leg_crelay.c — a ConversationRelay call (protocols.md 7): Twilio does
- * speech recognition and text-to-speech, the WebSocket carries text, and
- * the model runs a text-only Realtime session.
+ * leg_crelay.c — the ConversationRelay leg (leg.h; protocols.md 7):
+ * Twilio does speech recognition and text-to-speech, the WebSocket carries
+ * text, and the model runs a text-only Realtime session.
  *
  * From Twilio: `setup` opens the call (counted and billed as a Media
  * Stream's `start` is, through call_go_live); a final `prompt` becomes a
@@ -18,12 +18,13 @@
  * its own counter, and logged once per call; only a `setup` for another
  * call than the token's ends the call.  Nothing here ends the worker.
  *
- * The model's events reach crelay_upstream_event (call.up_event); what is
- * not about text goes on to the relay (relay_upstream_event), so tools,
+ * The model's events reach crelay_upstream_event (the leg's up_event); what
+ * is not about text goes on to the relay (relay_upstream_event), so tools,
  * hang-ups, the time limit and persona switches work as on Media Streams.
  */
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/leg.h"
 #include "worker/record.h"
 #include "worker/relay.h"
 #include "worker/upstream.h"
@@ -38,6 +39,10 @@
 #include <string.h>
 
 #define CRELAY_MAX_MESSAGE	16384	/* bigger messages are ignored */
+#define CRELAY_IDLE_MS	(10 * 60 * 1000)	/* the least idle time: Twilio
+						 * sends only what the caller
+						 * says, and a quiet caller is
+						 * not a dead connection */
 
 /* c->logged_bad bits: each kind logged once per call */
 #define LOG_BAD_JSON	0x100
@@ -69,16 +74,17 @@ struct crelay {
 	unsigned errors;		/* error messages logged */
 };
 
-struct crelay *
-crelay_new(void)
+static int
+crelay_init(struct call *c)
 {
-	return calloc(1, sizeof(struct crelay));
+	return (c->leg_state = calloc(1, sizeof(struct crelay))) != NULL ? 0 : -1;
 }
 
-void
-crelay_free(struct crelay *cr)
+static void
+crelay_free(struct call *c)
 {
-	free(cr);
+	free(c->leg_state);
+	c->leg_state = NULL;
 }
 
 /* One message to Twilio.  0, or -1 (the call is closing). */
@@ -86,25 +92,14 @@ static int
 cr_send(struct call *c, json_t *j)
 {
 	char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	int rc;
 
 	json_decref(j);
-	if (s == NULL || c->state >= CALL_CLOSING) {
-		free(s);
+	if (s == NULL)
 		return -1;
-	}
-	if (ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, s, strlen(s)) != WS_OK) {
-		worker_count(c->w, SC_outbuf_overflows, 1);
-		log_set_call(call_sid_of(c));
-		log_warnx("twilio is not reading: MAX_OUTBOUND_BUFFER (%d bytes) "
-		    "is full; dropping the call", c->w->conf->max_outbound_buffer);
-		log_set_call(NULL);
-		free(s);
-		call_close(c, "twilio is not reading (outbound buffer full)", 1, 0);
-		return -1;
-	}
+	rc = call_send(c, s, strlen(s));
 	free(s);
-	call_want_flush(c);
-	return 0;
+	return rc;
 }
 
 static void
@@ -138,7 +133,7 @@ ignored(struct call *c, enum shm_counter counter, int bit, const char *what)
 static void
 maybe_greet(struct call *c)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	const char *g = c->persona->greeting;
 
 	if (cr->greeted || !cr->setup || !cr->up_open || c->state != CALL_LIVE)
@@ -151,7 +146,7 @@ maybe_greet(struct call *c)
 static int
 on_setup(struct call *c, json_t *j)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	const char *sid = json_string_value(json_object_get(j, "callSid"));
 	const char *sess = json_string_value(json_object_get(j, "sessionId"));
 
@@ -181,7 +176,7 @@ on_setup(struct call *c, json_t *j)
 static void
 cut_response(struct call *c)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	struct buf *b;
 
 	if (!relay_model_busy(c))
@@ -195,7 +190,7 @@ cut_response(struct call *c)
 static int
 on_prompt(struct call *c, json_t *j)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	json_t *text = json_object_get(j, "voicePrompt");
 	json_t *last = json_object_get(j, "last");
 	struct buf *b;
@@ -243,7 +238,7 @@ on_prompt(struct call *c, json_t *j)
 static int
 on_interrupt(struct call *c, json_t *j)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	json_t *heard = json_object_get(j, "utteranceUntilInterrupt");
 	json_t *dur = json_object_get(j, "durationUntilInterruptMs");
 	struct buf *b;
@@ -299,7 +294,7 @@ on_dtmf(struct call *c, json_t *j)
 static int
 on_error(struct call *c, json_t *j)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	const char *d = json_string_value(json_object_get(j, "description"));
 	char clean[200];
 
@@ -317,7 +312,7 @@ on_error(struct call *c, json_t *j)
 	return 0;
 }
 
-int
+static int
 crelay_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 {
 	struct call *c = arg;
@@ -348,7 +343,7 @@ crelay_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		/* "info" (debug) and whatever Twilio adds later */
 		rc = ignored(c, SC_relay_unknown, LOG_UNKNOWN,
 		    "messages of an unknown type");
-	else if (!c->cr->setup)
+	else if (!((struct crelay *)c->leg_state)->setup)
 		rc = ignored(c, SC_relay_before_setup, LOG_EARLY,
 		    "a message before setup");
 	else if (type[0] == 'p')
@@ -366,10 +361,10 @@ crelay_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 /* ---------------------------------------------------------------- */
 /* from the model */
 
-void
+static void
 crelay_upstream_open(struct call *c, struct upstream *up)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	struct buf *b;
 
 	if (up != c->up) {
@@ -392,10 +387,10 @@ crelay_upstream_open(struct call *c, struct upstream *up)
 	maybe_greet(c);
 }
 
-void
+static void
 crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 {
-	struct crelay *cr = c->cr;
+	struct crelay *cr = c->leg_state;
 	struct relay *r = &c->relay;
 
 	if (c->state >= CALL_CLOSING)
@@ -482,11 +477,12 @@ crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 /* ---------------------------------------------------------------- */
 /* the end */
 
-void
+/* The call is closing on our side: tell Twilio with `end` and its
+ * hand-off, so the <Connect action> runs next. */
+static void
 crelay_closing(struct call *c)
 {
-	struct crelay *cr = c->cr;
-
+	struct crelay *cr = c->leg_state;
 	const struct relay_ctl *k = &c->relay.ctl;
 	json_t *j, *ho;
 	char *s, *hs;
@@ -517,3 +513,62 @@ crelay_closing(struct call *c)
 		ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, s, strlen(s));
 	free(s);
 }
+
+/* ---------------------------------------------------------------- */
+/* the leg */
+
+/*
+ * A ConversationRelay handshake must be signed, over the wss:// form of
+ * its URL (protocols.md 7.1): Twilio documents it, so a missing or wrong
+ * signature is refused before the token is spent.
+ */
+static int
+crelay_refuse(struct worker *w, const struct ipc_handoff *ho)
+{
+	if (!w->conf->validate_signature || (ho->ho_signature[0] != '\0' &&
+	    twilio_upgrade_signed(w, ho, "wss")))
+		return 0;
+	worker_count(w, SC_relay_sig_refused, 1);
+	log_warnx("relay upgrade from %s refused: %s X-Twilio-Signature",
+	    ho->ho_peer, ho->ho_signature[0] ? "a wrong" : "no");
+	return 1;
+}
+
+/* A text session has no audio to play: the relay never sends any (the
+ * model's audio events stop in crelay_upstream_event). */
+static int
+crelay_no_audio(struct call *c, const char *b64, size_t len)
+{
+	return -1;
+}
+
+static int
+crelay_no_mark(struct call *c, const char *name)
+{
+	return -1;
+}
+
+static void
+crelay_no_clear(struct call *c)
+{
+}
+
+const struct leg_ops leg_conversation_relay = {
+	.title = "ConversationRelay",
+	.name = "relay session",
+	.path = "/relay/",
+	.transport = LINE_CONVERSATION_RELAY,
+	.text_only = 1,
+	.ends_itself = 1,
+	.min_idle_ms = CRELAY_IDLE_MS,
+	.refuse = crelay_refuse,
+	.init = crelay_init,
+	.free = crelay_free,
+	.on_message = crelay_on_message,
+	.up_open = crelay_upstream_open,
+	.up_event = crelay_upstream_event,
+	.audio = crelay_no_audio,
+	.mark = crelay_no_mark,
+	.clear = crelay_no_clear,
+	.closing = crelay_closing,
+};

@@ -11,6 +11,7 @@
  */
 #include "worker/upstream.h"
 #include "worker/call.h"
+#include "worker/leg.h"
 #include "worker/worker.h"
 #include "worker/relay.h"
 #include "worker/wpath.h"
@@ -280,7 +281,7 @@ up_opened(struct upstream *up)
 	up->state = UP_OPEN;
 	up->opened_ms = up->last_rx_ms = mono_ms();
 	persona_session_cfg(up->persona, &cfg);
-	cfg.text_only = up->call->cr != NULL;	/* Twilio speaks and hears */
+	cfg.text_only = up->call->leg->text_only;	/* Twilio speaks and hears */
 	{
 		/* the line's own persona offers only the tools the line names;
 		 * no persona offers verify_identity on a line without facts */
@@ -326,7 +327,7 @@ up_opened(struct upstream *up)
 	up->npending = 0;
 	buf_free(&up->pending);		/* only the start of a call needs it */
 	worker_want_flush_upstream(up->w, up);
-	up->call->up_open(up->call, up);
+	up->call->leg->up_open(up->call, up);
 }
 
 /* ---------------------------------------------------------------- */
@@ -364,7 +365,7 @@ up_on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		}
 		return 0;
 	}
-	up->call->up_event(up->call, up, &upstream_msg);
+	up->call->leg->up_event(up->call, up, &upstream_msg);
 	return up->state == UP_OPEN ? 0 : 1;
 }
 

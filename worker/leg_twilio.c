@@ -1,6 +1,7 @@
 /*
- * leg_twilio.c — what each Media Streams message means for the call
- * (protocols.md §4.2).
+ * leg_twilio.c — the Media Streams leg (leg.h): what each message from
+ * Twilio means for the call (protocols.md §4.2), the framing of what goes
+ * back (media, mark, clear), and the checks of its upgrade's signature.
  *
  * Rules a hostile or broken peer meets here: binary frames, malformed JSON,
  * a missing or wrong streamSid, media before `start`, a `start` for another
@@ -9,9 +10,13 @@
  * ignored, since Twilio adds events over time.
  */
 #include "worker/call.h"
+#include "worker/leg.h"
+#include "worker/relay.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
+#include "personas/line.h"
+#include "proto/sig.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -124,11 +129,11 @@ on_media(struct call *c, struct tw_msg *m)
 	worker_count(w, SC_frames_in, 1);
 	atomic_store_explicit(&w->shm->calls[c->slot].cs_frames_in, c->frames_in,
 	    memory_order_relaxed);
-	relay_caller_media(c, m);
+	relay_caller_audio(c, m->payload, m->payload_len, m->audio_len);
 	return c->state == CALL_LIVE ? 0 : 1;
 }
 
-int
+static int
 twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 {
 	struct call *c = arg;
@@ -193,3 +198,100 @@ twilio_on_message(void *arg, int opcode, const uint8_t *data, size_t len)
 		return 0;
 	}
 }
+
+/* ---------------------------------------------------------------- */
+/* to Twilio */
+
+/* A piece of model audio as one media message, built in the relay's
+ * scratch buffer (the hot path: no copy of the base64 but this one). */
+static int
+twilio_audio(struct call *c, const char *b64, size_t len)
+{
+	struct buf *b = relay_scratch();
+	char *dst = buf_reserve(b, len + 160);
+	int n;
+
+	if (dst == NULL)
+		return -1;
+	n = tw_build_media_parsed(dst, len + 160, c->stream_sid, b64, len);
+	if (n < 0)
+		return -1;
+	return call_send(c, dst, (size_t)n);
+}
+
+static int
+twilio_mark(struct call *c, const char *name)
+{
+	char msg[256];
+	int n;
+
+	n = tw_build_mark(msg, sizeof(msg), c->stream_sid, name);
+	return n < 0 ? -1 : call_send(c, msg, (size_t)n);
+}
+
+static void
+twilio_clear(struct call *c)
+{
+	char msg[160];
+	int n;
+
+	n = tw_build_clear(msg, sizeof(msg), c->stream_sid);
+	if (n > 0)
+		call_send(c, msg, (size_t)n);
+}
+
+/* ---------------------------------------------------------------- */
+/* the upgrade */
+
+int
+twilio_upgrade_signed(struct worker *w, const struct ipc_handoff *ho,
+    const char *scheme)
+{
+	const char *base = w->conf->public_url, *rest;
+	char url[2048];
+
+	if (base[0] != '\0')
+		rest = strchr(base, ':') + 3;
+	else
+		rest = ho->ho_host;
+	/* a URL that does not fit is not checked at all: never a prefix */
+	return (size_t)snprintf(url, sizeof(url), "%s://%s%s", scheme, rest,
+	    ho->ho_path) < sizeof(url) &&
+	    sig_validate(w->conf->twilio_auth_token, url, NULL, ho->ho_signature);
+}
+
+/*
+ * Twilio's handshake signature: which URL it signs for a Media Stream is
+ * not confirmed (protocols.md 4.1), so try the wss:// form, then https://;
+ * sig_validate() adds the :443 variants.  The token already proves the
+ * stream belongs to a call we answered, so a mismatch is counted and
+ * logged, not refused.
+ */
+static void
+twilio_upgraded(struct worker *w, const struct ipc_handoff *ho,
+    const char *call_sid)
+{
+	if (!w->conf->validate_signature || ho->ho_signature[0] == '\0')
+		return;
+	if (twilio_upgrade_signed(w, ho, "wss") ||
+	    twilio_upgrade_signed(w, ho, "https"))
+		return;
+	worker_count(w, SC_ws_sig_mismatch, 1);
+	log_warnx("%s: stream upgrade from %s has an X-Twilio-Signature that "
+	    "matches neither URL form; accepted on its token", call_sid,
+	    ho->ho_peer);
+}
+
+const struct leg_ops leg_media_streams = {
+	.title = "Media Streams",
+	.name = "stream",
+	.path = "/media-stream/",
+	.transport = LINE_MEDIA_STREAMS,
+	.upgraded = twilio_upgraded,
+	.on_message = twilio_on_message,
+	.up_open = relay_upstream_open,
+	.up_event = relay_upstream_event,
+	.audio = twilio_audio,
+	.mark = twilio_mark,
+	.clear = twilio_clear,
+};

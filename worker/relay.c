@@ -11,6 +11,7 @@
 #include "proto/twiml.h"
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/leg.h"
 #include "worker/record.h"
 #include "worker/rest.h"
 #include "worker/upstream.h"
@@ -106,32 +107,14 @@ relay_scratch(void)
 }
 
 /* ---------------------------------------------------------------- */
-/* to Twilio */
+/* to the caller */
 
+/* A mark after the audio sent so far: queued here, sent by the leg. */
 static int
-tw_send(struct call *c, const char *msg, size_t n)
-{
-	if (c->state >= CALL_CLOSING)
-		return -1;
-	if (ws_codec_send(&c->ws, WSLAY_TEXT_FRAME, msg, n) != WS_OK) {
-		worker_count(c->w, SC_outbuf_overflows, 1);
-		log_set_call(call_sid_of(c));
-		log_warnx("twilio is not reading: MAX_OUTBOUND_BUFFER (%d bytes) "
-		    "is full; dropping the call", c->w->conf->max_outbound_buffer);
-		log_set_call(NULL);
-		call_close(c, "twilio is not reading (outbound buffer full)", 1, 0);
-		return -1;
-	}
-	call_want_flush(c);
-	return 0;
-}
-
-static int
-tw_send_mark(struct call *c, uint32_t item_uid, uint64_t end_bytes, int done)
+send_mark(struct call *c, uint32_t item_uid, uint64_t end_bytes, int done)
 {
 	struct relay *r = &c->relay;
-	char name[32], msg[256];
-	int n;
+	char name[32];
 
 	if (r->mcount == r->mcap) {
 		unsigned ncap = r->mcap ? r->mcap * 2 : 16;
@@ -150,8 +133,7 @@ tw_send_mark(struct call *c, uint32_t item_uid, uint64_t end_bytes, int done)
 		r->seq, item_uid, end_bytes, done };
 	r->mcount++;
 	snprintf(name, sizeof(name), "%u.%u", r->gen, r->seq);
-	n = tw_build_mark(msg, sizeof(msg), c->stream_sid, name);
-	return n < 0 ? -1 : tw_send(c, msg, (size_t)n);
+	return c->leg->mark(c, name);
 }
 
 static struct relay_item *
@@ -226,7 +208,7 @@ undrop_response(struct relay *r, const char *response_id)
  * base64 characters (3 bytes), so the pieces concatenate back to the delta.
  */
 static void
-audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
+audio_to_caller(struct call *c, struct relay_item *it, const char *b64,
     size_t len)
 {
 	struct worker *w = c->w;
@@ -238,17 +220,8 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 		piece = 4;
 	while (off < len && c->state < CALL_CLOSING) {
 		size_t n = len - off < piece ? len - off : piece;
-		struct buf *b = relay_scratch();
-		char *dst = buf_reserve(b, n + 160);
-		int m;
 
-		if (dst == NULL)
-			return;
-		m = tw_build_media_parsed(dst, n + 160, c->stream_sid, b64 + off,
-		    n);
-		if (m < 0)
-			return;
-		if (tw_send(c, dst, (size_t)m) != 0)
+		if (c->leg->audio(c, b64 + off, n) != 0)
 			return;
 		/* the delta was checked when parsed: only the last piece
 		 * can end in padding */
@@ -259,7 +232,7 @@ audio_to_twilio(struct call *c, struct relay_item *it, const char *b64,
 		c->frames_out++;
 		w->relayed++;
 		worker_count(w, SC_frames_out, 1);
-		tw_send_mark(c, it->uid, it->sent_bytes, 0);
+		send_mark(c, it->uid, it->sent_bytes, 0);
 		off += n;
 	}
 	if (c->slot >= 0)
@@ -336,15 +309,11 @@ barge_in(struct call *c, struct upstream *up, uint64_t t_us)
 {
 	struct relay *r = &c->relay;
 	int playing = r->mcount > 0, first = 1;
-	char msg[160];
-	int n;
 
 	if (!playing && r->active_response[0] == '\0')
 		return;
 	if (playing) {
-		n = tw_build_clear(msg, sizeof(msg), c->stream_sid);
-		if (n > 0)
-			tw_send(c, msg, (size_t)n);
+		c->leg->clear(c);
 		r->gen++;		/* every pending mark is now "flushed" */
 		r->mcount = 0;
 		r->mhead = 0;
@@ -575,14 +544,14 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			shm_hist_add(&c->w->sw->sw_hist[SH_RESPONSE],
 			    t_us - r->speech_stopped_us);
 		}
-		audio_to_twilio(c, item_for(r, m), m->audio, m->audio_len);
+		audio_to_caller(c, item_for(r, m), m->audio, m->audio_len);
 		break;
 	case OA_EV_AUDIO_DONE:
 		if (!is_dropped(r, m->response_id) && c->state == CALL_LIVE) {
 			struct relay_item *it = item_for(r, m);
 			if (!it->done_sent) {
 				it->done_sent = 1;
-				tw_send_mark(c, it->uid, it->sent_bytes, 1);
+				send_mark(c, it->uid, it->sent_bytes, 1);
 			}
 		}
 		break;
@@ -755,7 +724,8 @@ send_append(struct call *c, const char *b64, size_t len)
 }
 
 void
-relay_caller_media(struct call *c, const struct tw_msg *m)
+relay_caller_audio(struct call *c, const char *b64, size_t b64_len,
+    size_t audio_len)
 {
 	struct worker *w = c->w;
 	struct relay *r = &c->relay;
@@ -775,11 +745,11 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 			upstream_send(c->up, buf_head(b), buf_pending(b));
 	}
 	if (per <= 1) {
-		send_append(c, m->payload, m->payload_len);
+		send_append(c, b64, b64_len);
 		return;
 	}
 	/* several frames per append: decode, gather, encode once */
-	size_t need = r->batch_len + m->audio_len + 3;
+	size_t need = r->batch_len + audio_len + 3;
 	long dl;
 	if (need > r->batch_cap) {
 		size_t ncap = r->batch_cap ? r->batch_cap : (size_t)per * 200;
@@ -791,8 +761,8 @@ relay_caller_media(struct call *c, const struct tw_msg *m)
 		r->batch = nb;
 		r->batch_cap = ncap;
 	}
-	/* checked by the parser: room for payload_len / 4 * 3 was made */
-	if ((dl = b64_decode(m->payload, m->payload_len,
+	/* checked by the parser: room for b64_len / 4 * 3 was made */
+	if ((dl = b64_decode(b64, b64_len,
 	    r->batch + r->batch_len)) < 0)
 		return;
 	r->batch_len += (size_t)dl;
@@ -965,7 +935,7 @@ finish(struct call *c, const char *reason)
 
 	if (k->finishing || c->state != CALL_LIVE)
 		return;
-	if (c->cr != NULL) {
+	if (c->leg->ends_itself) {
 		/* ConversationRelay: `end` with the hand-off (a transfer is
 		 * dialled by the <Connect action>'s answer), see leg_crelay.c */
 		call_close(c, reason, 0, 1000);
@@ -1261,7 +1231,7 @@ relay_transfer(struct call *c, const char *label, const char *handover)
 	t = c->line != NULL && label != NULL ? line_target_find(c->line, label) :
 	    NULL;
 	/* a relay call is transferred by its <Connect action>, no REST */
-	if (t == NULL || (c->cr == NULL && !rest_calls_configured(c->w->rest)) ||
+	if (t == NULL || (!c->leg->ends_itself && !rest_calls_configured(c->w->rest)) ||
 	    k->ending ||
 	    k->finishing || k->limit_reached || c->state != CALL_LIVE)
 		return -1;

@@ -1,9 +1,9 @@
 /*
  * relay.h — what a call does between its two legs: caller audio upstream,
- * model audio to Twilio with marks, barge-in (protocols.md 9.4), tool calls,
- * transcripts, latency figures.
+ * model audio to the caller's leg (leg.h) with marks, barge-in (protocols.md
+ * 9.4), tool calls, transcripts, latency figures.
  *
- * Playback bookkeeping: every piece of model audio sent to Twilio is
+ * Playback bookkeeping: every piece of model audio sent to the caller is
  * followed by a mark named "<generation>.<seq>".  Twilio echoes marks in
  * order when the audio before them has played, and echoes all pending ones
  * at once on `clear`; the generation changes at every clear, so an echo of
@@ -14,10 +14,10 @@
 #ifndef VR_RELAY_H
 #define VR_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/openai.h"
-#include "proto/twilio.h"
 
 #define RELAY_ITEMS	4	/* assistant items tracked for playback */
 #define RELAY_DROPS	4	/* cancelled responses whose audio is dropped */
@@ -182,11 +182,13 @@ void relay_free(struct relay *r);
 int  relay_start(struct call *c);
 /* The call is closing: close its upstreams. */
 void relay_stop(struct call *c);
-/* Caller audio (a parsed Twilio media message). */
-void relay_caller_media(struct call *c, const struct tw_msg *m);
+/* Caller audio: base64 μ-law as the leg received it (b64_len characters,
+ * audio_len bytes once decoded). */
+void relay_caller_audio(struct call *c, const char *b64, size_t b64_len,
+    size_t audio_len);
 /* Send gathered caller frames now (FRAMES_PER_APPEND > 1). */
 void relay_flush_batch(struct call *c);
-/* A mark echo from Twilio. */
+/* A mark played at the caller's side (Media Streams echoes it). */
 void relay_caller_mark(struct call *c, const char *name);
 /* Once a second: session expiry. */
 void relay_tick(struct call *c, uint64_t now);
