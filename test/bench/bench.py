@@ -43,6 +43,12 @@ Overrides (make bench BENCH_ARGS="..."):
                    the window and print where their time went: user space,
                    write() (and inside it, delivery into the peer's socket
                    and waking the peer), read(), epoll_wait()
+  --compare BIN    another voxrelay binary (the baseline, e.g. one built from
+                   main in a worktree of its own): plain runs at --calls
+                   (default 500), alternating BIN and this build's, --pairs
+                   times (default 3); prints each pair's daemon CPU per
+                   call-second, the medians and the median of the ratios
+  --pairs N        pairs of the comparison (default 3)
 
 Every process started here is ended by pid, also on failure or ^C.
 Nothing listens beyond 127.0.0.1."""
@@ -384,7 +390,7 @@ def make_certs(dirpath):
     return {"ca": paths["ca"], "cert": paths["cert"], "key": paths["key"]}
 
 
-def run_one(args, label, calls, tls, run_no, certs):
+def run_one(args, label, calls, tls, run_no, certs, binary=None):
     rundir = os.path.join(args.build, "bench", "runs", "%02d-%s-%d" % (run_no, label, calls))
     shutil.rmtree(rundir, ignore_errors=True)
     os.makedirs(rundir)
@@ -435,7 +441,7 @@ def run_one(args, label, calls, tls, run_no, certs):
         for kv in args.set or []:
             k, _, v = kv.partition("=")
             conf[k] = v
-        daemon = Daemon(os.path.join(args.build, "voxrelay"), rundir, conf)
+        daemon = Daemon(binary or os.path.join(args.build, "voxrelay"), rundir, conf)
         ramp = max(1.0, calls * (args.tls_ramp_per_1000 if tls else args.ramp_per_1000)
                    / 1000.0)
         cmd = [os.path.join(binaries, "loadgen"), "--url", daemon.base,
@@ -543,6 +549,44 @@ def records_compare(results):
             "%.3f without (%+.1f%%, %s the 10%% bound); frames lost %d"
             % (b, by["records"].get("records_utterances", 0), a, pct,
                "within" if abs(pct) <= 10 else "OUTSIDE", by["records"]["frames_lost"]))
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        return float("nan")
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def compare_report(pairs, base, new):
+    """The comparison's figures: each pair's daemon CPU per call-second
+    (baseline, this build, ratio), the medians and the median ratio."""
+    lines = ["comparison: daemon CPU ms per call-second, plain upstream, "
+             "baseline %s against %s" % (base, new),
+             "| pair | baseline | this build | ratio | verdicts |",
+             "| --- | --- | --- | --- | --- |"]
+    a_all, b_all, ratios = [], [], []
+    for i, (a, b) in enumerate(pairs, 1):
+        if a is None or b is None:
+            lines.append("| %d | %s | %s | - | a run failed to report |"
+                         % (i, "-" if a is None else "%.3f" % a["daemon_cpu_ms_per_call_s"],
+                            "-" if b is None else "%.3f" % b["daemon_cpu_ms_per_call_s"]))
+            continue
+        x, y = a["daemon_cpu_ms_per_call_s"], b["daemon_cpu_ms_per_call_s"]
+        a_all.append(x)
+        b_all.append(y)
+        ratios.append(y / x if x else float("nan"))
+        lines.append("| %d | %.3f | %.3f | %.3f | %s / %s |"
+                     % (i, x, y, ratios[-1], "PASS" if a["pass"] else "FAIL",
+                        "PASS" if b["pass"] else "FAIL"))
+    if ratios:
+        r = median(ratios)
+        lines.append("medians: baseline %.3f, this build %.3f ms per call-s; "
+                     "median ratio %.3f (%+.1f%%, %s the 5%% bound)"
+                     % (median(a_all), median(b_all), r, (r - 1) * 100,
+                        "within" if abs(r - 1) <= 0.05 else "OUTSIDE"))
+    return "\n".join(lines)
 
 
 def fmt_row(r):
@@ -657,6 +701,8 @@ def main():
     ap.add_argument("--codec", default="own", choices=("own", "proto"))
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--compare", default=None, metavar="BIN")
+    ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a daemon configuration key for every run, e.g. "
                     "--set FRAMES_PER_APPEND=2 (repeatable)")
@@ -710,8 +756,29 @@ def main():
     run_no = 0
     largest = None
     first_fail = None
+    pairs = []
+    if args.compare is not None:
+        args.compare = os.path.abspath(args.compare)
+        if not os.access(args.compare, os.X_OK):
+            ap.error("--compare: %s is not an executable" % args.compare)
+        if args.pairs < 1 or args.pairs > 20:
+            ap.error("--pairs: 1 to 20")
+        modes, sweep = [], []
     try:
         certs = None
+        for i in range(args.pairs if args.compare is not None else 0):
+            pair = []
+            for label, binary in (("base", args.compare),
+                                  ("this", os.path.join(args.build, "voxrelay"))):
+                run_no += 1
+                log("\n--- pair %d: %s, plain upstream, %d calls ---"
+                    % (i + 1, os.path.relpath(binary, ROOT), pair_calls))
+                r = run_one(args, label, pair_calls, False, run_no, certs, binary)
+                if r is not None:
+                    r["binary"] = binary
+                results.append(r)
+                pair.append(r)
+            pairs.append(pair)
         if "tls" in modes:
             certs = make_certs(os.path.join(args.build, "bench", "certs"))
         for m in modes:
@@ -759,6 +826,9 @@ def main():
         rc_line = relay_compare(results)
         if rc_line:
             log(rc_line)
+    if pairs:
+        log(compare_report(pairs, os.path.relpath(args.compare, ROOT),
+                           os.path.relpath(os.path.join(args.build, "voxrelay"), ROOT)))
     if sweep:
         if largest is None:
             log("sweep: no step passed (p99 < %.0f ms, no loss)" % args.max_p99_ms)
