@@ -1872,7 +1872,7 @@ relay_call_ended(struct call *c)
 		c->app->ended(c);
 	/* a relay call is handed over by its `end` (the <Connect action>
 	 * dials), which goes out as the call closes */
-	if (c->cr != NULL && k->transfer != NULL && !k->limit_reached)
+	if (c->leg->ends_itself && k->transfer != NULL && !k->limit_reached)
 		record_transfer(c, k->transfer->number != NULL ?
 		    k->transfer->number : k->transfer->sip);
 	record_ended(c);
