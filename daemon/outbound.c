@@ -4,8 +4,8 @@
  * public one.
  *
  * A request is checked in a fixed order (400 for the request itself, 403
- * for a number not allowed, 429 for one in its cooldown, 503 at
- * MAX_CONCURRENT_CALLS), then the call is created through Twilio's REST
+ * for a number not allowed, 429 for one in its cooldown, 503 while the
+ * daemon drains or at MAX_CONCURRENT_CALLS), then the call is created through Twilio's REST
  * API on the master's loop (worker/rest.c, retried on 429 and 5xx) and
  * the request is answered when Twilio has answered, or with 503 at
  * OB_ANSWER_MS whatever happens.  Twilio then asks POST /outbound/<line>
@@ -540,6 +540,13 @@ outbound_request(struct conn *c, struct http_req *r)
 		    "ago; try again in %llu s", m->conf.outbound_cooldown,
 		    (unsigned long long)left);
 		refuse(c, 429, SC_outbound_refused_cooldown, "cooldown", msg, extra);
+		goto out;
+	}
+	if (m->draining) {
+		/* a call created now would ring into a daemon on its way out */
+		refuse(c, 503, SC_outbound_refused_draining, "draining",
+		    "the daemon is shutting down; ask another one, or later",
+		    "Retry-After: 30\r\n");
 		goto out;
 	}
 	if (outbound_active() >= (unsigned)m->conf.max_concurrent_calls) {

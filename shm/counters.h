@@ -100,6 +100,7 @@
 	X(outbound_refused_missing_variable, "call requests refused: a variable the line uses is missing") \
 	X(outbound_refused_not_allowed, "call requests refused: number not allowed") \
 	X(outbound_refused_cooldown, "call requests refused: number in its OUTBOUND_COOLDOWN") \
+	X(outbound_refused_draining, "call requests refused: daemon draining") \
 	X(outbound_refused_capacity, "call requests refused: MAX_CONCURRENT_CALLS outbound calls") \
 	X(outbound_refused_twilio, "call requests refused: Twilio's API failing or not configured") \
 	X(outbound_status_callbacks, "status callbacks of outbound calls")	\

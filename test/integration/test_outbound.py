@@ -5,6 +5,7 @@ on the Media Stream, the AMD verdict), and each refusal in its order."""
 
 import asyncio
 import json
+import signal
 import sqlite3
 import time
 import urllib.request
@@ -424,3 +425,33 @@ async def test_outbound_human_verdict_greets_before_the_pause(env):
                 expect("at the stream's start" in d.log(), "kept for the stream")
             await rest.wait_ended(1, timeout=20)
             expect_eq(len(response_creates(conn)), 1, "greeted once in all")
+
+
+@timeout(90)
+async def test_outbound_refused_while_draining(env):
+    """After SIGTERM, while a live outbound call keeps the daemon draining,
+    /api/request-call is 503 `draining` (counted), and nothing reaches
+    Twilio; the live call ends as it would."""
+    other = "+14155550124"
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=5) as rest:
+        d = env.daemon(**conf(rest, DRAIN_TIMEOUT=20,
+                              VERIFIED_PHONE_NUMBERS=CALLEE + "," + other)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "first: %r" % b)
+        await until(lambda: rest.streams and rest.streams[0].frames_sent > 10, 15,
+                    "the call's stream")
+        d.signal(signal.SIGTERM)
+        await asyncio.to_thread(
+            d.wait_for, lambda: d.health()["status"] == "draining", 5, "draining")
+        st, h, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq((st, b.get("error")), (503, "draining"), "while draining: %r" % b)
+        expect("Retry-After" in h, "Retry-After")
+        # a bad request is still a bad request first
+        st, _, b, _ = await arequest(d, dict(BODY, phone_number="4155550124"))
+        expect_eq((st, b.get("error")), (400, "not_e164"), "bad while draining")
+        expect_eq(rest.count(other), 0, "nothing asked of Twilio")
+        expect_eq(counters(d)["outbound_refused_draining"], 1, "counted")
+        m = d.admin_get("/metrics")[2]
+        expect("voxrelay_outbound_refused_draining_total 1" in m, "in /metrics")
+        await rest.wait_ended(1, timeout=20)
+    expect_eq(await asyncio.to_thread(d.wait_exit, 20), 0, "exit after the drain")
