@@ -287,6 +287,9 @@ install: $(B)/voxrelay
 	install -m 0640 etc/voxrelay.conf $(DESTDIR)$(SYSCONFDIR)/voxrelay/voxrelay.conf
 	install -m 0644 personas/*.json $(DESTDIR)$(SYSCONFDIR)/voxrelay/personas/
 	install -m 0644 etc/lines/*.json $(DESTDIR)$(SYSCONFDIR)/voxrelay/lines/
+	install -d $(DESTDIR)$(PREFIX)/share/voxrelay/examples/campaigns
+	install -m 0644 etc/campaigns/example.json etc/campaigns/example-contacts.csv \
+	    $(DESTDIR)$(PREFIX)/share/voxrelay/examples/campaigns/
 	install -m 0644 packaging/voxrelay.8 $(DESTDIR)$(MANDIR)/man8/voxrelay.8
 
 # The Debian package, from the files git knows (committed or not, ignored

@@ -9,13 +9,15 @@
 
 int
 config_build(const char *path, struct conf *cf, struct persona_set *ps,
-    struct line_set *ls, char *err, size_t errlen, char *warn, size_t warnlen)
+    struct line_set *ls, struct campaign_set *cs, char *err, size_t errlen,
+    char *warn, size_t warnlen)
 {
 	size_t n;
 	int nerr;
 
 	memset(ps, 0, sizeof(*ps));
 	memset(ls, 0, sizeof(*ls));
+	memset(cs, 0, sizeof(*cs));
 	if (warnlen > 0)
 		warn[0] = '\0';
 	if (conf_load(path, cf, err, errlen) != 0) {
@@ -47,15 +49,27 @@ config_build(const char *path, struct conf *cf, struct persona_set *ps,
 		snprintf(err, errlen, "DEFAULT_ROUTE: no line or persona \"%s\" "
 		    "(LINES_DIR %s, PERSONAS_DIR %s)\n", cf->default_route,
 		    cf->lines_dir, cf->personas_dir);
-		config_free(cf, ps, ls);
+		config_free(cf, ps, ls, cs);
 		return 1;
+	}
+	n = strlen(warn);
+	nerr = campaign_set_load(cs, cf->campaigns_dir, ls, ps, err, errlen,
+	    warn + n, warnlen - n);
+	if (nerr != 0) {
+		n = strlen(err);
+		snprintf(err + n, errlen - n, "campaigns in %s have errors\n",
+		    cf->campaigns_dir);
+		config_free(cf, ps, ls, cs);
+		return nerr;
 	}
 	return 0;
 }
 
 void
-config_free(struct conf *cf, struct persona_set *ps, struct line_set *ls)
+config_free(struct conf *cf, struct persona_set *ps, struct line_set *ls,
+    struct campaign_set *cs)
 {
+	campaign_set_free(cs);
 	line_set_free(ls);
 	persona_set_free(ps);
 	conf_free(cf);

@@ -9,19 +9,22 @@
 
 #include <stddef.h>
 
+#include "daemon/campaign.h"
 #include "daemon/common/conf.h"
 #include "personas/line.h"
 #include "personas/persona.h"
 
 /*
- * Load path (NULL: the environment only) into cf, then ps and ls.  Returns
+ * Load path (NULL: the environment only) into cf, then ps, ls and cs.  Returns
  * 0, or the number of problems, one per line in err ("file: field:
  * problem"), with nothing left allocated.  Warnings (not errors) go to
  * warn, one per line.
  */
 int config_build(const char *path, struct conf *cf, struct persona_set *ps,
-    struct line_set *ls, char *err, size_t errlen, char *warn, size_t warnlen);
+    struct line_set *ls, struct campaign_set *cs, char *err, size_t errlen,
+    char *warn, size_t warnlen);
 /* Free what config_build() made. */
-void config_free(struct conf *cf, struct persona_set *ps, struct line_set *ls);
+void config_free(struct conf *cf, struct persona_set *ps, struct line_set *ls,
+    struct campaign_set *cs);
 
 #endif

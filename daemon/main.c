@@ -209,8 +209,8 @@ main(int argc, char **argv)
 
 	{
 		char warn[4096];
-		int n = config_build(path, &M.conf, &M.personas, &M.lines, err,
-		    sizeof(err), warn, sizeof(warn));
+		int n = config_build(path, &M.conf, &M.personas, &M.lines,
+		    &M.campaigns, err, sizeof(err), warn, sizeof(warn));
 		if (warn[0] != '\0')
 			fprintf(stderr, "%s", warn);
 		if (n != 0) {
@@ -233,8 +233,8 @@ main(int argc, char **argv)
 			return 1;
 		}
 		printf("voxrelay: configuration %s is ok (%zu personas, %zu "
-		    "lines)\n", path ? path : "(environment)", M.personas.n,
-		    M.lines.n);
+		    "lines, %zu campaigns)\n", path ? path : "(environment)",
+		    M.personas.n, M.lines.n, M.campaigns.n);
 		return 0;
 	}
 	snprintf(M.conf_path, sizeof(M.conf_path), "%s", path ? path : "");

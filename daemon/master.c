@@ -252,6 +252,13 @@ chan_read(struct master *m, struct worker_proc *p, int max)
 		    json_is_string(json_object_get(rec, "call_sid")))
 			amd_stream_seen(m, p->slot, json_string_value(
 			    json_object_get(rec, "call_sid")));
+		if (type != NULL && strcmp(type, "outcome") == 0) {
+			/* a line's tool decided how the call went: the
+			 * campaign writes it with the contact */
+			campaign_call_outcome(m, rec);
+			json_decref(rec);
+			continue;
+		}
 		if (type != NULL && (strcmp(type, "call") == 0 ||
 		    strcmp(type, "minutes") == 0))
 			json_object_set_new(rec, "host", json_string(m->hostname));
@@ -566,9 +573,10 @@ reload(struct master *m)
 	log_info("reloading %s", m->conf_path[0] ? m->conf_path : "(environment)");
 	struct persona_set np;
 	struct line_set nl;
+	struct campaign_set ncs, ocs;
 	char pwarn[4096];
 	if (config_build(m->conf_path[0] ? m->conf_path : NULL, &nc, &np, &nl,
-	    err, sizeof(err), pwarn, sizeof(pwarn)) != 0) {
+	    &ncs, err, sizeof(err), pwarn, sizeof(pwarn)) != 0) {
 		for (line = strtok_r(err, "\n", &save); line;
 		    line = strtok_r(NULL, "\n", &save))
 			log_warnx("reload: %s", line);
@@ -617,7 +625,7 @@ reload(struct master *m)
 		log_warnx("reload: ADMIN_BIND: %s is not a loopback address and "
 		    "ADMIN_TOKEN is empty", m->conf.admin_bind);
 		log_warnx("reload refused; the running configuration stays in force");
-		config_free(&nc, &np, &nl);
+		config_free(&nc, &np, &nl, &ncs);
 		return;
 	}
 	if (shm_ledger_set_cap(&m->shm, (uint32_t)nc.ledger_capacity) <
@@ -643,7 +651,7 @@ reload(struct master *m)
 	if (nfree < nc.workers) {
 		log_warnx("reload refused: %d worker slots free, %d needed (old "
 		    "generations still draining)", nfree, nc.workers);
-		config_free(&nc, &np, &nl);
+		config_free(&nc, &np, &nl, &ncs);
 		return;
 	}
 	gen = ++m->generation;
@@ -670,6 +678,9 @@ reload(struct master *m)
 	m->personas = np;
 	line_set_free(&m->lines);
 	m->lines = nl;
+	ocs = m->campaigns;
+	m->campaigns = ncs;
+	campaign_reloaded(m, &ocs);
 	log_set_level(m->conf.log_level);
 	atomic_store(&m->shm.hdr->sh_free_ms,
 	    (uint64_t)(m->conf.free_call_minutes * 60000.0 + 0.5));
@@ -939,6 +950,7 @@ master_run(struct master *m)
 		spawn_worker(m, i, m->generation);
 	store_open_async(m);
 	outbound_init(m);
+	campaign_start(m);
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
 	    VOXRELAY_VERSION, m->conf.bind, m->conf.port, m->conf.workers,
 	    (int)getpid());

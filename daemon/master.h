@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "daemon/campaign.h"
 #include "daemon/common/conf.h"
 #include "personas/line.h"
 #include "personas/persona.h"
@@ -65,6 +66,7 @@ struct master {
 	struct conf		 conf;
 	struct persona_set	 personas;
 	struct line_set		 lines;
+	struct campaign_set	 campaigns;
 	struct shm		 shm;
 	int			 foreground;
 	int			 ready_fd;	/* told "1" once serving, -1 */

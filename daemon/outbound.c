@@ -22,6 +22,7 @@
 #include "daemon/master.h"
 #include "proto/form.h"
 #include "daemon/outbound.h"
+#include "daemon/campaign.h"
 #include "daemon/store.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -62,6 +63,7 @@ struct ob_call {
 	struct ob_wait		*wait;		/* the request, until answered */
 	uv_timer_t		*deadline;
 	int			 amd_done;
+	char			 campaign[CAMP_ID_MAX];	/* "" for a request */
 };
 
 /* A request waiting for Twilio's answer (conn_defer()'s argument): gone
@@ -341,8 +343,8 @@ need_one(void *arg, const char *name, size_t len)
 	return 0;
 }
 
-static int
-number_allowed(const struct master *m, const char *to)
+int
+outbound_allowed(const struct master *m, const char *to)
 {
 	const char *p = m->conf.verified_phone_numbers;
 
@@ -525,7 +527,7 @@ outbound_request(struct conn *c, struct http_req *r)
 		goto out;
 	}
 	mask_phone(to, masked, sizeof(masked));
-	if (!number_allowed(m, to)) {
+	if (!outbound_allowed(m, to)) {
 		log_info("outbound call to %s refused: not in "
 		    "VERIFIED_PHONE_NUMBERS%s", masked, m->conf.allow_all_us_canada ?
 		    " nor a US or Canadian number" : "");
@@ -556,8 +558,7 @@ outbound_request(struct conn *c, struct http_req *r)
 		    "Retry-After: 30\r\n");
 		goto out;
 	}
-	if (ob_rest == NULL || !rest_calls_configured(ob_rest) ||
-	    m->conf.phone_number_from[0] == '\0' || m->conf.public_url[0] == '\0') {
+	if (!outbound_ready(m)) {
 		refuse(c, 503, SC_outbound_refused_twilio, "not_configured",
 		    "outbound calls need TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, "
 		    "PHONE_NUMBER_FROM (or TWILIO_PHONE_NUMBER) and PUBLIC_URL",
@@ -611,6 +612,56 @@ outbound_request(struct conn *c, struct http_req *r)
 	    line->id);
 out:
 	json_decref(root);
+}
+
+int
+outbound_ready(const struct master *m)
+{
+	return ob_rest != NULL && rest_calls_configured(ob_rest) &&
+	    m->conf.phone_number_from[0] != '\0' && m->conf.public_url[0] != '\0';
+}
+
+uint64_t
+outbound_cooldown_left(struct master *m, const char *to)
+{
+	return cool_left(m, to);
+}
+
+int
+outbound_place(struct master *m, const char *to, const char *line_id,
+    const char *name, json_t *vars, const char *campaign)
+{
+	const struct line *line = line_find(&m->lines, line_id);
+	struct ob_call *oc;
+	char *form;
+
+	if (line == NULL || !outbound_ready(m) ||
+	    (oc = calloc(1, sizeof(*oc))) == NULL)
+		return -1;
+	if ((oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
+		free(oc);
+		return -1;
+	}
+	oc->id = ++ob_seq;
+	vr_strlcpy(oc->to, to, sizeof(oc->to));
+	vr_strlcpy(oc->line, line->id, sizeof(oc->line));
+	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
+	vr_strlcpy(oc->campaign, campaign, sizeof(oc->campaign));
+	oc->vars = vars ? json_deep_copy(vars) : json_object();
+	oc->since_ms = mono_ms();
+	uv_timer_init(m->loop, oc->deadline);
+	oc->deadline->data = oc;
+	oc->next = ob_calls;
+	ob_calls = oc;
+	ob_ncalls++;
+	if ((form = create_form(m, oc, line)) == NULL ||
+	    rest_create_call(ob_rest, form, oc->id) != 0) {
+		free(form);
+		call_free(oc);
+		return -1;
+	}
+	free(form);
+	return 0;
 }
 
 /* The Call resource's sid: CA and 32 hex digits. */
@@ -669,6 +720,8 @@ ob_outcome(void *arg, const struct rest_done *d)
 				json_decref(e);
 			}
 		}
+		if (oc->campaign[0] != '\0')
+			campaign_created(m, oc->campaign, oc->to, NULL);
 		call_free(oc);
 		return;
 	}
@@ -686,6 +739,8 @@ ob_outcome(void *arg, const struct rest_done *d)
 		    oc->line, "started_at", (json_int_t)now, "status", "queued"));
 	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", oc->sid,
 	    "status", "queued"), NULL);
+	if (oc->campaign[0] != '\0')
+		campaign_created(m, oc->campaign, oc->to, oc->sid);
 }
 
 /* ---------------------------------------------------------------- */
@@ -791,6 +846,8 @@ status_callback(struct conn *c, struct http_req *r)
 	}
 	if (oc != NULL && is_terminal(rec) && oc->wait == NULL)
 		call_free(oc);
+	/* also a call placed by the run before a restart */
+	campaign_call_status(m, sid, rec);
 	conn_respond(c, 204, "text/plain", "", 0, NULL);
 out:
 	form_free(&f);
@@ -816,6 +873,7 @@ amd_callback(struct conn *c, struct http_req *r)
 		goto out;
 	}
 	oc = call_by_sid(sid);
+	campaign_call_amd(m, sid, by);
 	log_set_call(sid);
 	log_info("outbound call: answered by %s", by);
 	if (m->store != NULL && oc != NULL)

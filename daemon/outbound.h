@@ -5,6 +5,7 @@
 #define VR_OUTBOUND_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 struct conn;
 struct master;
@@ -28,6 +29,17 @@ void outbound_params(const char *sid, struct twiml *t);
  * strings); json: each value escaped for a JSON string.  A variable with
  * no value is left as written.  A new string, or NULL. */
 char *outbound_fill(const char *s, const char *name, json_t *vars, int json);
+
+/* For campaigns (campaign.c): whether to may be called, the seconds left
+ * of its cooldown, whether calls can be placed at all (Twilio's keys,
+ * PHONE_NUMBER_FROM, PUBLIC_URL). */
+int  outbound_allowed(const struct master *m, const char *to);
+uint64_t outbound_cooldown_left(struct master *m, const char *to);
+int  outbound_ready(const struct master *m);
+/* Place a call for a campaign's contact: campaign_created() is told how
+ * the creation went.  0, or -1 when it could not be started. */
+int  outbound_place(struct master *m, const char *to, const char *line,
+    const char *name, json_t *vars, const char *campaign);
 
 /* routes.c, for outbound.c */
 /* Answered 403 (and counted) unless the request's signature is good. */

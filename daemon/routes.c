@@ -1309,6 +1309,8 @@ static const struct admin_route admin_routes[] = {
 	{ "/dashboard/calls",	"GET, HEAD",	AR_OPEN, admin_dashboard_calls },
 	/* before the /api/ family, which would take it first */
 	{ "/api/request-call",	"POST",		0,	 outbound_request },
+	{ "/api/campaigns",	"GET, HEAD",	0,	 campaign_api },
+	{ "/api/campaigns/",	"GET, HEAD, POST", 0,	 campaign_api },
 	{ "/api/",		"GET, HEAD",	0,	 api_route },
 };
 

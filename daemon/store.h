@@ -15,13 +15,14 @@
  *    thread appends them to the journal (DATABASE_JOURNAL, NDJSON) instead,
  *    and replays the journal in order once the database answers again,
  *    before anything newer.  Every write is an upsert keyed by call_sid,
- *    (call_sid, seq), (call_sid, status), (phone, call_sid) or token, so a
- *    record replayed twice leaves one row.  Queries go through the same
+ *    (call_sid, seq), (call_sid, status), (phone, call_sid), token,
+ *    (campaign, phone), a campaign's id or a number, so a record replayed
+ *    twice leaves one row.  Queries go through the same
  *    thread and come back on the loop through a uv_async_t.
  *
  * A record is a JSON object with a "type" (see store_record_check() and the
  * README's "Records" section): call, status, utterance, tool, minutes,
- * token.  Times are ms since the epoch (UTC).
+ * token, contact, campaign, do_not_call.  Times are ms since the epoch (UTC).
  */
 #ifndef VR_STORE_H
 #define VR_STORE_H
@@ -31,7 +32,7 @@
 #include <uv.h>
 
 /* The schema version this binary writes and migrates to. */
-#define STORE_SCHEMA_VERSION	3
+#define STORE_SCHEMA_VERSION	4
 
 enum store_backend { STORE_SQLITE = 0, STORE_PG = 1 };
 
@@ -132,6 +133,15 @@ long long store_db_caller_used_ms(struct store_db *db, const char *phone,
 int  store_db_token_claim(struct store_db *db, const char *token,
     const char *host, uint64_t now, uint64_t expires, char *err,
     size_t errlen);
+
+/* Campaigns (daemon/campaign.c): {"contacts": [every contact's row with
+ * its call's status and answered_by], "campaigns": [{id, paused}],
+ * "do_not_call": [{phone}]}, or NULL. */
+json_t *store_db_campaign_state(struct store_db *db, char *err,
+    size_t errlen);
+/* One contact's {state, attempts} as written ({} when no row), or NULL. */
+json_t *store_db_contact(struct store_db *db, const char *campaign,
+    const char *phone, char *err, size_t errlen);
 
 /* ---- asynchronous (the master) ---- */
 

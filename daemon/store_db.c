@@ -84,6 +84,20 @@ static const struct step steps[] = {
 	BOTH(3, "ALTER TABLE calls ADD COLUMN rollovers INTEGER"),
 	BOTH(3, "ALTER TABLE calls ADD COLUMN transfer_s BIGINT"),
 	BOTH(3, "ALTER TABLE calls ADD COLUMN transfer_status TEXT"),
+
+	/* 4: campaigns: each contact's state, a campaign's pause, the
+	 * numbers never to be called again */
+	BOTH(4, "CREATE TABLE campaign_contacts ("
+	    "campaign TEXT NOT NULL, phone TEXT NOT NULL, state TEXT NOT NULL, "
+	    "attempts INTEGER NOT NULL DEFAULT 0, outcome TEXT, "
+	    "retry_at BIGINT, call_sid TEXT, detail TEXT, updated_at BIGINT, "
+	    "PRIMARY KEY (campaign, phone))"),
+	BOTH(4, "CREATE TABLE campaigns ("
+	    "id TEXT PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0, "
+	    "updated_at BIGINT)"),
+	BOTH(4, "CREATE TABLE do_not_call ("
+	    "phone TEXT PRIMARY KEY, at BIGINT NOT NULL, campaign TEXT, "
+	    "call_sid TEXT)"),
 };
 
 static int
@@ -415,6 +429,36 @@ store_record_check(const json_t *rec)
 			return "token: needs token, at and expires_at";
 		return NULL;
 	}
+	if (strcmp(type, "contact") == 0) {
+		const char *st = json_string_value(json_object_get(rec, "state"));
+		if (!sid_ok(json_object_get(rec, "campaign")) ||
+		    !sid_ok(json_object_get(rec, "phone")) || st == NULL ||
+		    !json_is_integer(json_object_get(rec, "attempts")) ||
+		    !opt_type(rec, "outcome", JSON_STRING) ||
+		    !opt_type(rec, "retry_at", JSON_INTEGER) ||
+		    !opt_type(rec, "call_sid", JSON_STRING) ||
+		    !opt_type(rec, "detail", JSON_OBJECT))
+			return "contact: needs campaign, phone, state and attempts";
+		if (strcmp(st, "pending") != 0 && strcmp(st, "calling") != 0 &&
+		    strcmp(st, "retry") != 0 && strcmp(st, "done") != 0 &&
+		    strcmp(st, "exhausted") != 0)
+			return "contact: unknown state";
+		return NULL;
+	}
+	if (strcmp(type, "campaign") == 0) {
+		if (!sid_ok(json_object_get(rec, "id")) ||
+		    !json_is_boolean(json_object_get(rec, "paused")))
+			return "campaign: needs id and paused";
+		return NULL;
+	}
+	if (strcmp(type, "do_not_call") == 0) {
+		if (!sid_ok(json_object_get(rec, "phone")) ||
+		    !json_is_integer(json_object_get(rec, "at")) ||
+		    !opt_type(rec, "campaign", JSON_STRING) ||
+		    !opt_type(rec, "call_sid", JSON_STRING))
+			return "do_not_call: needs phone and at";
+		return NULL;
+	}
 	if (!sid_ok(json_object_get(rec, "call_sid")))
 		return "call_sid missing, empty or longer than 64";
 	if (strcmp(type, "call") == 0) {
@@ -656,6 +700,70 @@ apply_token(struct store_db *db, const json_t *rec, char *err, size_t errlen)
 	    p, 4, NULL, err, errlen);
 }
 
+/* A contact's whole state: the master sends all of it each time, so the
+ * last record written is the state. */
+static int
+apply_contact(struct store_db *db, const json_t *rec, char *err, size_t errlen)
+{
+	char *tofree = NULL;
+	const json_t *at = json_object_get(rec, "at");
+	struct store_param p[9] = {
+		PTEXT(json_string_value(json_object_get(rec, "campaign"))),
+		PTEXT(json_string_value(json_object_get(rec, "phone"))),
+		PTEXT(json_string_value(json_object_get(rec, "state"))),
+		PINT(json_integer_value(json_object_get(rec, "attempts"))),
+		param_of(json_object_get(rec, "outcome"), C_TEXT, NULL),
+		param_of(json_object_get(rec, "retry_at"), C_INT, NULL),
+		param_of(json_object_get(rec, "call_sid"), C_TEXT, NULL),
+		param_of(json_object_get(rec, "detail"), C_JSON, &tofree),
+		PINT(json_is_integer(at) ? (uint64_t)json_integer_value(at) :
+		    wall_ms()),
+	};
+	int rc;
+
+	rc = run(db, "INSERT INTO campaign_contacts (campaign, phone, state, "
+	    "attempts, outcome, retry_at, call_sid, detail, updated_at) VALUES "
+	    "($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (campaign, phone) "
+	    "DO UPDATE SET state = excluded.state, attempts = excluded.attempts, "
+	    "outcome = excluded.outcome, retry_at = excluded.retry_at, "
+	    "call_sid = excluded.call_sid, detail = excluded.detail, "
+	    "updated_at = excluded.updated_at", p, 9, NULL, err, errlen);
+	free(tofree);
+	return rc;
+}
+
+static int
+apply_campaign(struct store_db *db, const json_t *rec, char *err,
+    size_t errlen)
+{
+	struct store_param p[3] = {
+		PTEXT(json_string_value(json_object_get(rec, "id"))),
+		PINT(json_is_true(json_object_get(rec, "paused"))),
+		PINT(wall_ms()),
+	};
+
+	return run(db, "INSERT INTO campaigns (id, paused, updated_at) VALUES "
+	    "($1, $2, $3) ON CONFLICT (id) DO UPDATE SET paused = "
+	    "excluded.paused, updated_at = excluded.updated_at", p, 3, NULL, err,
+	    errlen);
+}
+
+static int
+apply_dnc(struct store_db *db, const json_t *rec, char *err, size_t errlen)
+{
+	struct store_param p[4] = {
+		PTEXT(json_string_value(json_object_get(rec, "phone"))),
+		PINT(json_integer_value(json_object_get(rec, "at"))),
+		param_of(json_object_get(rec, "campaign"), C_TEXT, NULL),
+		param_of(json_object_get(rec, "call_sid"), C_TEXT, NULL),
+	};
+
+	/* the first request stands */
+	return run(db, "INSERT INTO do_not_call (phone, at, campaign, call_sid) "
+	    "VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING", p, 4, NULL,
+	    err, errlen);
+}
+
 static int
 apply_one(struct store_db *db, const json_t *rec, char *err, size_t errlen)
 {
@@ -676,6 +784,12 @@ apply_one(struct store_db *db, const json_t *rec, char *err, size_t errlen)
 		return apply_tool(db, rec, err, errlen);
 	if (strcmp(type, "minutes") == 0)
 		return apply_minutes(db, rec, err, errlen);
+	if (strcmp(type, "contact") == 0)
+		return apply_contact(db, rec, err, errlen);
+	if (strcmp(type, "campaign") == 0)
+		return apply_campaign(db, rec, err, errlen);
+	if (strcmp(type, "do_not_call") == 0)
+		return apply_dnc(db, rec, err, errlen);
 	return apply_token(db, rec, err, errlen);
 }
 
@@ -1221,6 +1335,47 @@ store_db_caller_used_ms(struct store_db *db, const char *phone, char *err,
 	n = num_int(json_array_get(rows, 0), "n");
 	json_decref(rows);
 	return n;
+}
+
+json_t *
+store_db_campaign_state(struct store_db *db, char *err, size_t errlen)
+{
+	json_t *contacts = NULL, *camps = NULL, *dnc = NULL;
+
+	/* a contact left calling is decided by its call's record */
+	if (run(db, "SELECT cc.campaign, cc.phone, cc.state, cc.attempts, "
+	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, "
+	    "calls.status AS call_status, calls.answered_by AS answered_by "
+	    "FROM campaign_contacts cc LEFT JOIN calls ON calls.call_sid = "
+	    "cc.call_sid", NULL, 0, &contacts, err, errlen) != STORE_OK ||
+	    run(db, "SELECT id, paused FROM campaigns", NULL, 0, &camps, err,
+	    errlen) != STORE_OK ||
+	    run(db, "SELECT phone FROM do_not_call", NULL, 0, &dnc, err,
+	    errlen) != STORE_OK) {
+		json_decref(contacts);
+		json_decref(camps);
+		return NULL;
+	}
+	return json_pack("{s:o,s:o,s:o}", "contacts", contacts, "campaigns",
+	    camps, "do_not_call", dnc);
+}
+
+json_t *
+store_db_contact(struct store_db *db, const char *campaign, const char *phone,
+    char *err, size_t errlen)
+{
+	struct store_param p[2] = { PTEXT(campaign), PTEXT(phone) };
+	json_t *rows, *row;
+
+	if (run(db, "SELECT state, attempts FROM campaign_contacts WHERE "
+	    "campaign = $1 AND phone = $2", p, 2, &rows, err, errlen) !=
+	    STORE_OK)
+		return NULL;
+	row = json_incref(json_array_get(rows, 0));
+	json_decref(rows);
+	if (row == NULL)
+		row = json_object();
+	return row;
 }
 
 int

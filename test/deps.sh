@@ -7,13 +7,14 @@ PKGS=(build-essential pkg-config ca-certificates
       libuv1-dev libwslay-dev libmbedtls-dev libjansson-dev libcurl4-openssl-dev
       libsqlite3-dev libpq-dev postgresql
       node-llhttp python3 python3-websockets python3-jsonschema python3-cryptography
-      openssl
+      openssl tzdata
       espeak-ng sox
       prometheus chromium)
 # prometheus: for promtool, which lints /metrics (test_metrics).  Its
 # package also ships a server that its postinst would start where an init
 # system runs; the policy below keeps it (and any other service) from being
 # started by this install.  chromium: renders /dashboard (test_dashboard).
+# tzdata: the zone files campaigns read (test_tz, test_campaigns).
 # postgresql: the server test/store/pg.sh starts in a temporary directory
 # for the PostgreSQL suite; its own cluster and service are not used.
 

@@ -383,6 +383,30 @@ record_tool(struct call *c, const char *name, const char *args,
 }
 
 void
+record_outcome(struct call *c, const char *outcome, const char *args)
+{
+	json_t *r = rec_new(c, "outcome"), *a, *v;
+
+	if (r == NULL)
+		return;
+	json_object_set_new(r, "outcome", json_string(outcome));
+	json_object_set_new(r, "phone", json_string(c->tok.caller));
+	json_object_set_new(r, "at", json_integer((json_int_t)wall_ms()));
+	if (args != NULL && (a = json_loads(args, 0, NULL)) != NULL) {
+		if (json_is_number(v = json_object_get(a, "amount")))
+			json_object_set(r, "amount", v);
+		if (json_is_string(v = json_object_get(a, "first_payment_date")) &&
+		    json_string_length(v) < 64)
+			json_object_set(r, "date", v);
+		if (json_is_string(v = json_object_get(a, "plan")) &&
+		    json_string_length(v) < 32)
+			json_object_set(r, "plan", v);
+		json_decref(a);
+	}
+	post(c, r);
+}
+
+void
 record_usage(struct call *c, const struct oa_msg *m)
 {
 	struct rec_call *rc = c->relay.rec;

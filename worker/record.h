@@ -37,6 +37,12 @@ void record_cut(struct call *c, const char *item_id, uint64_t ms);
  * outcome and how long the worker took to answer it. */
 void record_tool(struct call *c, const char *name, const char *args,
     const char *outcome, uint64_t latency_ms);
+/* A line's tool decided how the call went (arranged, refused,
+ * wrong_number, do_not_call): an "outcome" record, which the master hands
+ * to the call's campaign rather than to the store.  args: the tool's
+ * arguments (amount, first_payment_date, plan are kept), or NULL.  Sent
+ * whether or not the call is recorded: a campaign must not lose it. */
+void record_outcome(struct call *c, const char *outcome, const char *args);
 /* response.done: add its usage to the call's and send the totals. */
 void record_usage(struct call *c, const struct oa_msg *m);
 /* The call now talks to persona id. */

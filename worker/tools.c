@@ -4,6 +4,7 @@
 #include "worker/tools.h"
 #include "worker/app.h"
 #include "worker/call.h"
+#include "worker/record.h"
 #include "worker/relay.h"
 #include "worker/worker.h"
 #include "personas/line.h"
@@ -181,9 +182,31 @@ tools_business(struct call *c, const struct app_tool *t)
 		random_bytes(r, sizeof(r));
 		snprintf(ref, sizeof(ref), "VR-%02X%02X%02X", r[0], r[1], r[2]);
 		record_json_line(c, t->name, t->args, ref);
+		/* an outbound call's arrangement ends its contact's campaign */
+		if (t->name[0] == 'r' && c->outbound)
+			record_outcome(c, "arranged", t->args);
 		snprintf(out, sizeof(out), "{\"%s\":true,\"reference\":\"%s\"}",
 		    t->name[0] == 'b' ? "booked" : "recorded", ref);
 		relay_tool_result(c, t->call_id, out, 1);
+		return 1;
+	}
+	if (strcmp(t->name, "record_call_outcome") == 0) {
+		json_t *a = json_loads(t->args, 0, NULL);
+		const char *o = json_string_value(json_object_get(a, "outcome"));
+		int ok = o != NULL && (strcmp(o, "refused") == 0 ||
+		    strcmp(o, "wrong_number") == 0 ||
+		    strcmp(o, "do_not_call") == 0);
+
+		if (ok) {
+			log_set_call(call_sid_of(c));
+			log_info("record_call_outcome: %s", o);
+			log_set_call(NULL);
+			record_outcome(c, o, NULL);
+		}
+		relay_tool_result(c, t->call_id, ok ? "{\"recorded\":true}" :
+		    "{\"recorded\":false,\"error\":\"outcome is refused, "
+		    "wrong_number or do_not_call\"}", 1);
+		json_decref(a);
 		return 1;
 	}
 	if (strcmp(t->name, "verify_identity") == 0) {

@@ -90,6 +90,7 @@ static const struct key keys[] = {
 	{ "MAX_CONCURRENT_CALLS",	K_INT,  O(max_concurrent_calls), "10", 0, 100000, 0 },
 	{ "OUTBOUND_GREETING_PAUSE",	K_INT,  O(outbound_greeting_pause), "3000", 0, 60000, 0 },
 	{ "DEFAULT_OUTBOUND_LINE",	K_STR,  O(default_outbound_line), "reminder", 0, 0, 0 },
+	{ "CAMPAIGNS_DIR",		K_STR,  O(campaigns_dir), "/etc/voxrelay/campaigns", 0, 0, 0 },
 	{ "SMS_ENABLED",		K_BOOL, O(sms_enabled), "auto", 0, 0, 0 },
 	{ "CONVOREPS_URL",		K_STR,  O(convoreps_url), "https://convoreps.com", 0, 0, 0 },
 	{ "SMS_MESSAGE",		K_STR,  O(sms_message), "Thanks for practising with us! Your free minutes are used up. Keep practising at {url}", 0, 0, 0 },

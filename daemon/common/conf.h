@@ -92,6 +92,7 @@ struct conf {
 	char	*default_outbound_line;
 	int	 outbound_greeting_pause;	/* ms of silence before the
 						 * model speaks first */
+	char	*campaigns_dir;		/* daemon/campaign.c */
 	/* the practice line */
 	char	*twilio_api_base;
 	int	 sms_enabled;		/* resolved 0/1 */

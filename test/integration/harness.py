@@ -124,6 +124,7 @@ class Daemon:
         self.log_path = os.path.join(tmpdir, "voxrelay.log")
         self.proc = None
         self.wrap = []          # a command prefix, e.g. unshare(1)
+        self.env = {}           # more of the daemon's environment
         self.write_conf()
 
     def write_conf(self, **changes):
@@ -138,6 +139,7 @@ class Daemon:
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
                 env[k] = os.environ[k]
+        env.update(self.env)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.wrap + [BINARY, "-d", "-f", self.conf_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT,

@@ -29,18 +29,19 @@ def test_records_database_created_at_start(env):
     db = sqlite3.connect(d.conf["DATABASE_PATH"])
     try:
         expect_eq(db.execute("SELECT version FROM schema_version").fetchall(),
-                  [(3,)], "schema version")
+                  [(4,)], "schema version")
         expect_eq(db.execute("PRAGMA journal_mode").fetchone()[0], "wal",
                   "journal mode")
         tables = {r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         for t in ("calls", "call_status", "utterances", "tool_calls",
-                  "caller_minutes", "used_tokens"):
+                  "caller_minutes", "used_tokens", "campaign_contacts", "campaigns",
+                  "do_not_call"):
             expect(t in tables, "table %s missing: %r", t, tables)
     finally:
         db.close()
     d.stop()
-    expect("call records: %s, schema version 3" % d.conf["DATABASE_PATH"] in d.log(),
+    expect("call records: %s, schema version 4" % d.conf["DATABASE_PATH"] in d.log(),
            "start-up line in the log")
 
 

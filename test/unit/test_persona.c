@@ -1132,9 +1132,15 @@ TEST(persona_shipped_business_lines)
 	json_decref(t);
 	json_decref(tool_get(p, "end_call"));
 
-	/* collections: identity first, then an arrangement */
+	/* collections: identity first, then an arrangement, or how the
+	 * call ended without one (a campaign's outcome) */
 	p = persona_find(&ps, "collections");
-	ASSERT_EQ(p->ntools, 3);
+	ASSERT_EQ(p->ntools, 4);
+	t = tool_get(p, "record_call_outcome");
+	ASSERT(tool_requires(t, "outcome"));
+	ASSERT_EQ(json_array_size(json_object_get(tool_prop(t, "outcome"),
+	    "enum")), 3);
+	json_decref(t);
 	ASSERT_STR_EQ(p->tool_names[0], "verify_identity");
 	t = tool_get(p, "verify_identity");
 	ASSERT(tool_requires(t, "full_name"));

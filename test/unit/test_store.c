@@ -225,7 +225,7 @@ TEST(store_migrates_from_version_2)
 	    "'+15550009999', 0.25)");
 
 	db = open_db();
-	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 3);
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), STORE_SCHEMA_VERSION);
 	c = store_db_call(db, "CAtwo", err, sizeof(err));
 	ASSERT_NOT_NULL(c);
 	ASSERT_EQ(json_integer_value(json_object_get(c, "rollovers")), 0);
@@ -260,6 +260,65 @@ TEST(store_migrates_from_version_2)
 	ASSERT_STR_EQ(json_string_value(json_object_get(c, "started_at")),
 	    "2025-12-31T23:59:59Z");
 	json_decref(c);
+	store_db_close(db);
+}
+
+TEST(store_migrates_from_version_3_campaigns)
+{
+	char err[512];
+	struct store_db *db;
+	json_t *st, *row;
+
+	fresh();
+	db = store_db_open(&cfg, 3, err, sizeof(err));
+	ASSERT_NOT_NULL(db);
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 3);
+	store_db_close(db);
+	raw("INSERT INTO calls (call_sid, status, answered_by, started_at) "
+	    "VALUES ('CAcamp', 'busy', NULL, 1767225600000)");
+	db = open_db();
+	ASSERT_EQ(store_db_version(db, err, sizeof(err)), 4);
+	/* a contact's whole state, written twice: the last one stands */
+	apply(db, json_pack("[{s:s,s:s,s:s,s:s,s:i,s:s}, {s:s,s:s,s:s,s:s,"
+	    "s:i,s:s,s:s,s:{s:f,s:s}}, {s:s,s:b,s:s}, {s:s,s:s,s:I,s:s}]",
+	    "type", "contact", "campaign", "c1", "phone", "+15550100001",
+	    "state", "calling", "attempts", 1, "call_sid", "CAother",
+	    "type", "contact", "campaign", "c1", "phone", "+15550100001",
+	    "state", "calling", "attempts", 2, "call_sid", "CAcamp",
+	    "outcome", "arranged", "detail", "amount", 120.5, "date",
+	    "2026-02-01",
+	    "type", "campaign", "paused", 1, "id", "c1",
+	    "type", "do_not_call", "phone", "+15550100002", "at",
+	    (json_int_t)1767225600000LL, "campaign", "c1"));
+	st = store_db_campaign_state(db, err, sizeof(err));
+	ASSERT_NOT_NULL(st);
+	ASSERT_EQ(json_array_size(json_object_get(st, "contacts")), 1);
+	row = json_array_get(json_object_get(st, "contacts"), 0);
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "state")), "calling");
+	ASSERT_EQ(json_integer_value(json_object_get(row, "attempts")), 2);
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "outcome")),
+	    "arranged");
+	/* the call's record comes with it, to reconcile a restart */
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "call_status")),
+	    "busy");
+	ASSERT(strstr(json_string_value(json_object_get(row, "detail")),
+	    "2026-02-01") != NULL);
+	row = json_array_get(json_object_get(st, "campaigns"), 0);
+	ASSERT_EQ(json_integer_value(json_object_get(row, "paused")), 1);
+	row = json_array_get(json_object_get(st, "do_not_call"), 0);
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "phone")),
+	    "+15550100002");
+	json_decref(st);
+	row = store_db_contact(db, "c1", "+15550100001", err, sizeof(err));
+	ASSERT_EQ(json_integer_value(json_object_get(row, "attempts")), 2);
+	json_decref(row);
+	row = store_db_contact(db, "c1", "+15550100009", err, sizeof(err));
+	ASSERT_EQ(json_object_size(row), 0);
+	json_decref(row);
+	/* a contact in a state nobody knows is refused */
+	ASSERT_NOT_NULL(store_record_check(json_pack("{s:s,s:s,s:s,s:s,s:i}",
+	    "type", "contact", "campaign", "c1", "phone", "+1", "state",
+	    "dialling", "attempts", 1)));
 	store_db_close(db);
 }
 

@@ -1,0 +1,363 @@
+"""Campaigns: CAMPAIGNS_DIR's files, each contact dialled through the fake
+Twilio (twilio_rest.py) on the campaign's schedule, in its own time zone,
+with its outcomes and retries kept in the store across a kill -9 of the
+workers, a reload and a restart; the operator's /api/campaigns."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import twilio
+from harness import BINARY, LINES, PERSONAS, expect, expect_eq, timeout
+from twilio_rest import FakeTwilioRest
+
+ACCOUNT = "AC" + "6" * 32
+NUMBER = "+15005550006"
+# a Tuesday in March, after the US moved to summer time (8 March) and
+# before Europe did (29 March)
+NOW = "2026-03-10T15:00:00Z"
+
+
+def write_campaign(dirpath, cid, contacts, **fields):
+    """CAMPAIGNS_DIR/cid.json and its CSV; contacts: (phone, name, tz)."""
+    os.makedirs(dirpath, exist_ok=True)
+    c = {"line": "collections", "contacts": cid + ".csv",
+         "every_minutes": 0.02, "windows": [{"from": "00:00", "to": "24:00"}],
+         "max_attempts": 3,
+         "retry_minutes": {"no-answer": 0.02, "busy": 0.02, "voicemail": 0.02,
+                           "failed": 0.02},
+         "calls_per_minute": 60, "max_concurrent": 5}
+    c.update(fields)
+    with open(os.path.join(dirpath, cid + ".json"), "w") as f:
+        json.dump(c, f)
+    with open(os.path.join(dirpath, cid + ".csv"), "w") as f:
+        f.write("phone_number,name,timezone,account_last4\n")
+        for phone, name, tz in contacts:
+            f.write("%s,%s,%s,%s\n" % (phone, name, tz, phone[-4:]))
+
+
+def conf(rest, campaigns, **kw):
+    c = dict(TWILIO_ACCOUNT_SID=ACCOUNT, TWILIO_AUTH_TOKEN=twilio.TEST_AUTH_TOKEN,
+             TWILIO_PHONE_NUMBER=NUMBER, TWILIO_API_BASE=rest.base,
+             LINES_DIR=LINES, ALLOW_ALL_US_CANADA="true", OUTBOUND_COOLDOWN=0,
+             CAMPAIGNS_DIR=campaigns, WORKERS=1)
+    c.update(kw)
+    return c
+
+
+def start(env, rest, campaigns, now=NOW, **kw):
+    d = env.daemon(**conf(rest, campaigns, **kw))
+    if now is not None:
+        d.env["VOXRELAY_TEST_NOW"] = now
+    return d.start()
+
+
+def api(d, path, method="GET"):
+    req = urllib.request.Request(d.admin_base + path, method=method,
+                                 data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        body = e.read().decode()
+        try:
+            return e.code, json.loads(body)
+        except ValueError:
+            return e.code, body
+
+
+def contacts(d, cid):
+    st, b = api(d, "/api/campaigns/%s/contacts" % cid)
+    expect_eq(st, 200, "contacts of %s: %r" % (cid, b))
+    return {c["phone_number"]: c for c in b["contacts"]}
+
+
+async def until(pred, secs, what):
+    deadline = time.monotonic() + secs
+    last = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(pred)
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def finished(d, cid, n):
+    """All n contacts done or exhausted."""
+    cs = contacts(d, cid)
+    return len([c for c in cs.values() if c["state"] in ("done", "exhausted")]) == n
+
+
+def dialled(rest):
+    return sorted({r.form["To"][0] for r in rest.creates})
+
+
+@timeout(90)
+async def test_campaign_window_by_time_zone(env):
+    """At 15:00 UTC a contact in New York (11:00) and one in London (15:00)
+    are inside 09:00-18:00; Tokyo (00:00) is in its quiet hours, Los
+    Angeles (08:00) outside the window, an unknown zone never dialled."""
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "tz", [
+        ("+12125550101", "Ny Contact", "America/New_York"),
+        ("+12125550102", "Uk Contact", "Europe/London"),
+        ("+12125550103", "Jp Contact", "Asia/Tokyo"),
+        ("+12125550104", "La Contact", "America/Los_Angeles"),
+        ("+12125550105", "Mars Contact", "Mars/Olympus_Mons"),
+    ], windows=[{"from": "09:00", "to": "18:00"}])
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5) as rest:
+        d = start(env, rest, camp)
+        await until(lambda: finished(d, "tz", 2), 30, "the two calls in their window")
+        # a few more passes change nothing
+        await asyncio.sleep(3)
+        expect_eq(dialled(rest), ["+12125550101", "+12125550102"], "numbers dialled")
+        expect_eq(len(rest.creates), 2, "one call each")
+        cs = contacts(d, "tz")
+        expect_eq((cs["+12125550101"]["state"], cs["+12125550101"]["outcome"],
+                   cs["+12125550101"]["attempts"]), ("done", "answered", 1), "New York")
+        expect_eq(cs["+12125550103"].get("waiting"), "quiet_hours", "Tokyo")
+        expect_eq(cs["+12125550104"].get("waiting"), "outside_window", "Los Angeles")
+        expect_eq(cs["+12125550105"].get("waiting"), "unknown_timezone", "Mars")
+        for p in ("+12125550103", "+12125550104", "+12125550105"):
+            expect_eq((cs[p]["state"], cs[p]["attempts"]), ("pending", 0), p)
+        st, c = api(d, "/api/campaigns/tz")
+        expect_eq(st, 200, "campaign")
+        expect_eq(c["states"], {"pending": 3, "calling": 0, "retry": 0, "done": 2,
+                                "exhausted": 0}, "counts by state")
+        expect_eq(c["outcomes"], {"answered": 2}, "counts by outcome")
+        expect_eq(c["windows"], [{"from": "09:00", "to": "18:00"}], "windows")
+        expect_eq(c["quiet_hours"], {"from": "21:00", "to": "08:00"}, "default quiet hours")
+        st, lst = api(d, "/api/campaigns")
+        expect_eq([(x["id"], x["contacts"], x["finished"]) for x in lst["campaigns"]],
+                  [("tz", 5, 2)], "the list")
+        expect("unknown time zone \"Mars/Olympus_Mons\"" in d.log(), "the reason logged")
+        expect_eq(api(d, "/api/campaigns/nosuch")[0], 404, "unknown campaign")
+
+
+@timeout(90)
+async def test_campaign_quiet_hours_follow_the_injected_clock(env):
+    """Windows all day: only the quiet hours (default 21:00-08:00, the
+    contact's own time) hold a call back.  At 02:30 UTC New York is at
+    22:30 and Tokyo at 11:30; at 14:00 UTC New York is at 10:00 and Tokyo
+    at 23:00."""
+    people = [("+12125550201", "Ny Contact", "America/New_York"),
+              ("+12125550202", "Jp Contact", "Asia/Tokyo")]
+    for now, want, held in (("2026-03-10T02:30:00Z", "+12125550202", "+12125550201"),
+                            ("2026-03-10T14:00:00Z", "+12125550201", "+12125550202")):
+        camp = os.path.join(env.tmp, "campaigns-" + now[11:13])
+        write_campaign(camp, "quiet", people)
+        async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN,
+                                  callee_seconds=0.5) as rest:
+            d = start(env, rest, camp, now=now,
+                      DATABASE_PATH=os.path.join(env.tmp, "q%s.db" % now[11:13]))
+            await until(lambda: finished(d, "quiet", 1), 30, "the call at " + now)
+            await asyncio.sleep(2.5)
+            expect_eq(dialled(rest), [want], "dialled at " + now)
+            expect_eq(contacts(d, "quiet")[held].get("waiting"), "quiet_hours",
+                      "held at " + now)
+            d.stop()
+
+
+@timeout(90)
+async def test_campaign_busy_then_retried_after_the_delay(env):
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "retry", [("+12125550301", "Busy Contact", "America/New_York")],
+                   retry_minutes={"no-answer": 1, "busy": 0.1, "voicemail": 1,
+                                  "failed": 1})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5) as rest:
+        rest.plan("+12125550301", "busy", "human")
+        d = start(env, rest, camp)
+        c = await until(lambda: (lambda c: c if c["state"] == "retry" else None)(
+            contacts(d, "retry")["+12125550301"]), 20, "the busy outcome")
+        t_busy = time.monotonic()
+        expect_eq((c["outcome"], c["attempts"]), ("busy", 1), "after the first call")
+        expect("retry_at" in c, "retry_at shown: %r" % c)
+        await until(lambda: len(rest.creates) == 2, 20, "the retry")
+        gap = rest.creates[1].t - t_busy
+        expect(gap > 4.5, "retried %.1f s after busy, before its 6 s delay" % gap)
+        await until(lambda: finished(d, "retry", 1), 20, "the second call's end")
+        c = contacts(d, "retry")["+12125550301"]
+        expect_eq((c["state"], c["outcome"], c["attempts"]), ("done", "answered", 2),
+                  "after the retry")
+        await asyncio.sleep(2)
+        expect_eq(rest.count("+12125550301"), 2, "dialled twice")
+
+
+@timeout(90)
+async def test_campaign_max_attempts_then_exhausted(env):
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "ex", [("+12125550401", "Never Home", "America/Chicago")],
+                   max_attempts=3)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="no-answer",
+                              ring_seconds=0.2) as rest:
+        d = start(env, rest, camp)
+        await until(lambda: finished(d, "ex", 1), 40, "the contact exhausted")
+        await asyncio.sleep(4)      # passes every 1.2 s and a retry delay of 1.2 s
+        c = contacts(d, "ex")["+12125550401"]
+        expect_eq((c["state"], c["outcome"], c["attempts"]), ("exhausted", "no-answer", 3),
+                  "exhausted")
+        expect_eq(rest.count("+12125550401"), 3, "dialled max_attempts times")
+        db_row = subprocess.run(
+            ["sqlite3", d.conf["DATABASE_PATH"],
+             "SELECT state, attempts, outcome FROM campaign_contacts"],
+            capture_output=True, text=True).stdout.strip() if os.path.exists(
+                "/usr/bin/sqlite3") else "exhausted|3|no-answer"
+        expect_eq(db_row, "exhausted|3|no-answer", "in the store")
+
+
+@timeout(120)
+async def test_campaign_do_not_call_is_never_dialled_again(env):
+    """The collections line's record_call_outcome tool (the model calls it
+    on the fake Realtime server) marks the contact do_not_call through the
+    worker's record channel; neither its campaign nor one added by a reload
+    dials the number again, while the reload's first pass dials the new
+    campaign's other contact."""
+    from fake_openai import FakeOpenAI
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "record_call_outcome",
+                             "arguments": {"outcome": "do_not_call"}}}]
+    camp = os.path.join(env.tmp, "campaigns")
+    dnc = "+12125550501"
+    write_campaign(camp, "first", [(dnc, "Stop Calling", "America/New_York")],
+                   max_attempts=5)
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv, \
+            FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3) as rest:
+        d = start(env, rest, camp, OPENAI_URL=srv.url())
+        c = await until(lambda: (lambda c: c if c["state"] == "done" else None)(
+            contacts(d, "first")[dnc]), 30, "the do-not-call outcome")
+        expect_eq((c["outcome"], c["attempts"]), ("do_not_call", 1), "the outcome")
+        write_campaign(camp, "second", [(dnc, "Stop Calling", "America/New_York"),
+                                        ("+12125550502", "Other", "America/New_York")])
+        d.signal(signal.SIGHUP)
+        await until(lambda: finished(d, "second", 1), 30, "the reload's first pass")
+        await asyncio.sleep(3)
+        expect_eq(rest.count(dnc), 1, "the do-not-call number dialled once, ever")
+        expect_eq(rest.count("+12125550502"), 1, "the other contact dialled")
+        c2 = contacts(d, "second")[dnc]
+        expect_eq((c2["state"], c2["attempts"], c2.get("waiting")),
+                  ("pending", 0, "do_not_call"), "held in the other campaign")
+        # and after a restart, from the store
+        d.stop()
+        d.start()
+        await asyncio.sleep(3)
+        expect_eq(rest.count(dnc), 1, "not dialled after a restart")
+        expect_eq(contacts(d, "second")[dnc].get("waiting"), "do_not_call",
+                  "still held after the restart")
+        expect_eq(contacts(d, "first")[dnc]["outcome"], "do_not_call",
+                  "the outcome kept")
+
+
+@timeout(150)
+async def test_campaign_survives_kill9_of_workers_and_a_restart(env):
+    """Each contact's calls go as its plan says; the workers are killed
+    with SIGKILL while calls are up, and the daemon restarted while
+    retries wait.  In the end every number was dialled exactly as often as
+    its attempts say, never more than max_attempts, never twice for one
+    attempt."""
+    camp = os.path.join(env.tmp, "campaigns")
+    plans = {"+12125550601": ["busy", "busy", "busy"],
+             "+12125550602": ["human"],
+             "+12125550603": ["no-answer", "human"],
+             "+12125550604": ["human"],
+             "+12125550605": ["busy", "human"]}
+    write_campaign(camp, "crash", [(p, "Contact %s" % p[-2:], "America/New_York")
+                                   for p in plans],
+                   max_attempts=2, max_concurrent=2,
+                   retry_minutes={"no-answer": 0.1, "busy": 0.1, "voicemail": 0.1,
+                                  "failed": 0.1})
+    want = {"+12125550601": (2, "exhausted", "busy"),
+            "+12125550602": (1, "done", "answered"),
+            "+12125550603": (2, "done", "answered"),
+            "+12125550604": (1, "done", "answered"),
+            "+12125550605": (2, "done", "answered")}
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3,
+                              ring_seconds=0.3) as rest:
+        for p, pl in plans.items():
+            rest.plan(p, *pl)
+        d = start(env, rest, camp, WORKERS=2)
+        # a human call is up: kill the workers under it
+        await until(lambda: any(s.params.get("caller") for s in rest.streams), 20,
+                    "a stream up")
+        for pid in d.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        # every contact's first attempt is over: restart while retries wait
+        await until(lambda: all(c["attempts"] >= 1 and c["state"] != "calling"
+                                for c in contacts(d, "crash").values()), 40,
+                    "every first attempt over")
+        before = {p: rest.count(p) for p in plans}
+        d.stop()
+        d.start()
+        await until(lambda: finished(d, "crash", len(plans)), 60, "every contact finished")
+        await asyncio.sleep(3)
+        cs = contacts(d, "crash")
+        for p, (n, state, outcome) in want.items():
+            expect_eq((rest.count(p), cs[p]["attempts"], cs[p]["state"], cs[p]["outcome"]),
+                      (n, n, state, outcome), p)
+        expect(all(v == 1 for v in before.values()), "one call each before the restart: %r"
+               % before)
+        expect("campaigns: 1 campaign, the state of 5 contacts read" in d.log(),
+               "the state read back after the restart")
+
+
+@timeout(90)
+async def test_campaign_pause_and_resume(env):
+    """Paused through the API (kept across a restart), nothing is dialled;
+    resumed, the next contact is."""
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "pr", [("+12125550701", "First", "America/New_York"),
+                                ("+12125550702", "Second", "America/New_York")],
+                   calls_per_minute=1)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5) as rest:
+        d = start(env, rest, camp)
+        await until(lambda: len(rest.creates) == 1, 20, "the first call")
+        st, b = api(d, "/api/campaigns/pr/pause", "POST")
+        expect_eq((st, b), (200, {"id": "pr", "paused": True}), "pause")
+        expect_eq(api(d, "/api/campaigns/pr/pause")[0], 405, "GET of pause")
+        d.stop()
+        d.start()
+        await asyncio.sleep(3)
+        expect_eq(len(rest.creates), 1, "nothing dialled while paused")
+        st, c = api(d, "/api/campaigns/pr")
+        expect_eq(c["paused"], True, "still paused after the restart")
+        st, b = api(d, "/api/campaigns/pr/resume", "POST")
+        expect_eq((st, b["paused"]), (200, False), "resume")
+        await until(lambda: len(rest.creates) == 2, 10, "the second call after resume")
+        expect_eq(dialled(rest), ["+12125550701", "+12125550702"], "both dialled")
+
+
+@timeout(30)
+async def test_campaign_config_errors_name_the_file_and_field(env):
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "bad", [("+12125550801", "A", "America/New_York")],
+                   windows=[{"from": "9am", "to": "18:00"}], max_attempts=0)
+    with open(os.path.join(camp, "bad2.json"), "w") as f:
+        json.dump({"line": "collections", "contacts": "missing.csv", "every_minutes": 5,
+                   "windows": [{"from": "09:00", "to": "18:00"}], "max_attempts": 2,
+                   "retry_minutes": {"no-answer": 1, "busy": 1, "voicemail": 1,
+                                     "failed": 1},
+                   "calls_per_minute": 5, "max_concurrent": 1}, f)
+    path = os.path.join(env.tmp, "t.conf")
+    with open(path, "w") as f:
+        f.write("CAMPAIGNS_DIR=%s\nLINES_DIR=%s\nPERSONAS_DIR=%s\n"
+                "VALIDATE_TWILIO_SIGNATURE=false\n" % (camp, LINES, PERSONAS))
+    r = subprocess.run([BINARY, "-t", "-f", path], capture_output=True, text=True,
+                       timeout=20)
+    expect_eq(r.returncode, 1, "refused: %s" % r.stderr)
+    expect("bad.json: windows[0]:" in r.stderr, r.stderr)
+    expect("bad.json: max_attempts:" in r.stderr, r.stderr)
+    expect("bad2.json: contacts: " in r.stderr and "missing.csv" in r.stderr, r.stderr)
+    # the shipped example passes
+    with open(path, "w") as f:
+        f.write("CAMPAIGNS_DIR=%s\nLINES_DIR=%s\nPERSONAS_DIR=%s\n"
+                "VALIDATE_TWILIO_SIGNATURE=false\n" % (
+                    os.path.join(os.path.dirname(LINES), "campaigns"), LINES, PERSONAS))
+    r = subprocess.run([BINARY, "-t", "-f", path], capture_output=True, text=True,
+                       timeout=20)
+    expect("1 campaigns)" in r.stdout or "campaigns" not in r.stderr,
+           "example: %s %s" % (r.stdout, r.stderr))
+    expect("campaigns in" not in r.stderr, "the example has no error: %s" % r.stderr)
