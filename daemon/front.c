@@ -1467,3 +1467,12 @@ busy:
 	c->keep_alive = 0;
 	conn_respond(c, 503, "text/plain", "no worker available\n", 20, NULL);
 }
+
+void
+conn_defer_handoff(struct conn *c)
+{
+	if (c->closing || c->stream == NULL || !c->stream->deferred)
+		return;
+	stream_free(c);
+	conn_handoff(c, &c->req);
+}

@@ -877,7 +877,11 @@ store_open_async(struct master *m)
 	struct store_cfg sc;
 	int rc;
 
-	if (gethostname(m->hostname, sizeof(m->hostname)) != 0)
+	/* HOST_NAME tells apart hosts sharing DATABASE_URL, whatever
+	 * gethostname() says (two daemons on one machine, containers) */
+	if (m->conf.host_name[0] != '\0')
+		vr_strlcpy(m->hostname, m->conf.host_name, sizeof(m->hostname));
+	else if (gethostname(m->hostname, sizeof(m->hostname)) != 0)
 		vr_strlcpy(m->hostname, "localhost", sizeof(m->hostname));
 	m->hostname[sizeof(m->hostname) - 1] = '\0';
 	store_cfg_from_conf(&sc, &m->conf, m->hostname);

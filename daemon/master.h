@@ -10,6 +10,7 @@
 #ifndef VR_MASTER_H
 #define VR_MASTER_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
@@ -170,6 +171,27 @@ int  conn_defer_stream(struct conn *c, int status, const char *content_type,
     const char *extra_headers, conn_fill_cb fill);
 /* Hand c (an upgrade request r) to a worker, or answer 503. */
 void conn_handoff(struct conn *c, struct http_req *r);
+/* A deferred upgrade request (conn_defer()) handed to a worker after
+ * all: its turn ends (done is called) and c is the worker's. */
+void conn_defer_handoff(struct conn *c);
+
+/* shared.c: what hosts sharing DATABASE_URL ask it at the door */
+int  shared_on(const struct master *m);
+/* The answer on the loop: ans NULL when the database did not answer
+ * within SHARED_TIMEOUT_MS (or is down).  c is deferred: answer it with
+ * conn_defer_respond(). */
+typedef void (*shared_go_cb)(struct conn *c, const json_t *ans, void *ctx);
+/* A caller's minutes, {"mine": ms this host reported, "others": ms
+ * other hosts did}.  0: c deferred, go called unless c closes first,
+ * ctx_free(ctx) called in the end; -1: nothing asked, ctx still the
+ * caller's. */
+int  shared_minutes(struct conn *c, const char *phone, shared_go_cb go,
+    void *ctx, void (*ctx_free)(void *));
+/* A stream upgrade: its token and call claimed in the database, then
+ * handed to a worker, or refused with 403 when another host (or this
+ * one) used either; handed over on a timeout, the keys posted to the
+ * store for later. */
+void shared_upgrade(struct conn *c, struct http_req *r);
 
 /* metrics.c: GET /metrics, the figures of /health for Prometheus (text
  * format 0.0.4), from the shared table only. */

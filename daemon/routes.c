@@ -152,6 +152,220 @@ record_admitted(struct master *m, const char *sid, const char *from,
 	    "call_sid", sid, "status", status, "at", (json_int_t)now));
 }
 
+/* What the webhook's answer needs once the caller's minutes are known:
+ * copies, since a deferred answer outlives the request. */
+struct voice_adm {
+	char			 sid[SHM_SID_MAX];
+	char			 to[512];
+	int			 has_to;
+	char			 route[33];
+	char			 base[600];
+	char			 masked[64];
+	struct stream_token	 tok;
+	uint64_t		 resume;
+	int			 outbound;
+	char			 call_status[16];	/* Twilio's CallStatus */
+};
+
+/* Answer now, or (deferred) the request whose turn conn_defer() holds. */
+static void
+voice_send(struct conn *c, int deferred, int status, const char *type,
+    const char *body, size_t len)
+{
+	if (deferred)
+		conn_defer_respond(c, status, type, body, len, NULL);
+	else
+		conn_respond(c, status, type, body, len, NULL);
+}
+
+static void
+voice_text(struct conn *c, int deferred, int status, const char *text)
+{
+	voice_send(c, deferred, status, "text/plain; charset=utf-8", text,
+	    strlen(text));
+}
+
+static void
+voice_say_bye(struct conn *c, int deferred, const char *message)
+{
+	struct master *m = conn_master(c);
+	struct twiml t = { 0 };
+
+	twiml_begin(&t);
+	twiml_say(&t, message, m->conf.say_voice);
+	twiml_hangup(&t);
+	if (twiml_end(&t) != 0)
+		voice_text(c, deferred, 500, "out of memory\n");
+	else
+		voice_send(c, deferred, 200, "text/xml; charset=utf-8", t.buf,
+		    t.len);
+	twiml_free(&t);
+}
+
+/*
+ * The admission proper, with used the caller's minutes (ms) on every host
+ * as known, remote the part of it other hosts used (kept in the ledger
+ * entry for the worker's limit; with set_remote only).
+ */
+static void
+voice_admit(struct conn *c, const struct voice_adm *va, uint64_t used,
+    uint64_t remote, int set_remote, int deferred)
+{
+	struct master *m = conn_master(c);
+	struct stream_token tok = va->tok;
+	struct twiml t = { 0 };
+	char tokbuf[TOKEN_MAX_LEN], stream_url[2048], action[700], left[32];
+	const char *base = va->base, *routebuf = va->route, *sid = va->sid,
+	    *masked = va->masked;
+	const struct line *line;
+	uint64_t free_ms;
+	int relay, idx;
+
+	/* looked up again: a reload may have come while the database was
+	 * asked */
+	if ((line = line_find(&m->lines, routebuf)) == NULL)
+		line = &m->lines.fallback;
+	if (line_persona(line, &m->personas, routebuf) == NULL) {
+		voice_text(c, deferred, 404, "no such route\n");
+		return;
+	}
+	if (m->draining) {
+		master_count(m, SC_refused_draining);
+		voice_say_bye(c, deferred, m->conf.busy_message);
+		return;
+	}
+	/* the line's app decides (a line with no quota admits every caller;
+	 * minutes are still counted in the ledger) */
+	free_ms = (uint64_t)(line->free_minutes * 60000.0 + 0.5);
+	if (!app_admit(line, tok.caller, used)) {
+		master_count(m, SC_refused_minutes);
+		log_info("call %s from %s refused: %.2f of %.2f minutes used",
+		    sid, masked, used / 60000.0, line->free_minutes);
+		voice_say_bye(c, deferred, m->conf.out_of_minutes_message);
+		return;
+	}
+	if (master_streams_in_use(m) >= (unsigned)m->conf.max_ws_connections) {
+		master_count(m, SC_refused_capacity);
+		log_warnx("call %s from %s refused: %d streams in use", sid,
+		    masked, m->conf.max_ws_connections);
+		voice_say_bye(c, deferred, m->conf.busy_message);
+		return;
+	}
+
+	if (ledger_reserve(m, sid, tok.caller, masked) != 0) {
+		voice_say_bye(c, deferred, m->conf.busy_message);
+		return;
+	}
+	/* the worker's limit counts the other hosts' minutes as read now */
+	if (set_remote && (idx = shm_ledger_find(&m->shm, tok.caller)) >= 0)
+		shm_remote_set(&m->shm, idx, remote);
+
+	/* the stream URL carries the route and a token for this call */
+	vr_strlcpy(tok.call_sid, sid, sizeof(tok.call_sid));
+	vr_strlcpy(tok.route, routebuf, sizeof(tok.route));
+	tok.expires = wall_ms() / 1000 + (uint64_t)m->conf.stream_token_ttl;
+	tok.resume = va->resume;
+	if (token_make(m->conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
+		voice_text(c, deferred, 400, "call facts too long\n");
+		return;
+	}
+	relay = line->transport == LINE_CONVERSATION_RELAY;
+	if (strncmp(base, "https://", 8) == 0)
+		snprintf(stream_url, sizeof(stream_url), "wss://%s%s%s/%s",
+		    base + 8, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
+		    tokbuf);
+	else
+		snprintf(stream_url, sizeof(stream_url), "ws://%s%s%s/%s",
+		    base + 7, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
+		    tokbuf);
+
+	twiml_begin(&t);
+	/* a recorded greeting (and its beep) plays before the stream opens */
+	if (m->conf.greeting_url[0] != '\0')
+		twiml_play(&t, m->conf.greeting_url);
+	if (relay) {
+		/* the session's end comes back to the action URL, with the
+		 * hand-off the worker wrote */
+		snprintf(action, sizeof(action), "%s%s%s/ended", base,
+		    PREFIX_RELAY, routebuf);
+		twiml_connect_relay_open(&t, action, stream_url,
+		    (const char *const *)line->relay_attrs);
+	} else
+		twiml_connect_stream_open(&t, NULL, stream_url, NULL);
+	twiml_parameter(&t, "callSid", sid);
+	twiml_parameter(&t, "caller", tok.caller);
+	if (va->has_to)
+		twiml_parameter(&t, "called", va->to);
+	twiml_parameter(&t, "route", routebuf);
+	if (line_has_quota(line))
+		snprintf(left, sizeof(left), "%.2f", (free_ms - used) / 60000.0);
+	else
+		snprintf(left, sizeof(left), "unlimited");
+	twiml_parameter(&t, "minutesLeft", left);
+	if (va->outbound)
+		outbound_params(sid, &t);
+	if (relay)
+		twiml_connect_relay_close(&t);
+	else {
+		twiml_connect_stream_close(&t);
+		/* Twilio runs these once the stream's socket closes */
+		twiml_say(&t, m->conf.after_stream_message, m->conf.say_voice);
+		twiml_hangup(&t);
+	}
+	if (twiml_end(&t) != 0) {
+		twiml_free(&t);
+		voice_text(c, deferred, 500, "out of memory\n");
+		return;
+	}
+	/* remembered until the token expires, for a repeat of this webhook
+	 * (a resumed call's marker is spent: no repeat of it is answered) */
+	if (va->resume == 0 && replay_store(m, sid, tok.expires, t.buf,
+	    t.len) != 0) {
+		twiml_free(&t);
+		master_count(m, SC_refused_capacity);
+		log_warnx("call %s from %s refused: no room to remember its "
+		    "answer (too many calls within STREAM_TOKEN_TTL)", sid,
+		    masked);
+		voice_say_bye(c, deferred, m->conf.busy_message);
+		return;
+	}
+	if (!va->outbound && va->resume == 0)
+		record_admitted(m, sid, tok.caller, va->has_to ? va->to : NULL,
+		    routebuf, va->call_status);
+	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
+	    sid, masked, routebuf, left);
+	voice_send(c, deferred, 200, "text/xml; charset=utf-8", t.buf, t.len);
+	twiml_free(&t);
+}
+
+/*
+ * The shared minutes came back (ans), or did not in time (NULL).  The
+ * caller has used the larger of this host's ledger and what this host
+ * reported to the database (a ledger file lost or reset), plus what the
+ * other hosts reported.  Without an answer: this host's ledger plus the
+ * other hosts' minutes as last read.
+ */
+static void
+voice_shared_go(struct conn *c, const json_t *ans, void *ctx)
+{
+	struct master *m = conn_master(c);
+	const struct voice_adm *va = ctx;
+	uint64_t local = shm_usage_ms(&m->shm, va->tok.caller, mono_ms());
+	uint64_t remote, mine, used;
+
+	if (ans == NULL) {
+		remote = shm_remote_ms(&m->shm, va->tok.caller);
+		voice_admit(c, va, local + remote, 0, 0, 1);
+		return;
+	}
+	master_count(m, SC_shared_reads);
+	mine = (uint64_t)json_integer_value(json_object_get(ans, "mine"));
+	used = (mine > local ? mine : local) +
+	    (uint64_t)json_integer_value(json_object_get(ans, "others"));
+	remote = used - local;
+	voice_admit(c, va, used, remote, 1, 1);
+}
+
 /*
  * The voice webhook, and (outbound) Twilio's request for the TwiML of a
  * call placed here: then the callee (To) is the caller the call is billed
@@ -164,14 +378,13 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	struct master *m = conn_master(c);
 	struct form f = { 0 }, qf = { 0 };
 	struct stream_token tok;
-	struct twiml t = { 0 };
-	char base[600], *url, tokbuf[TOKEN_MAX_LEN], stream_url[2048];
+	struct voice_adm va;
+	char base[600], *url;
 	const char *marker, *why;
 	uint64_t resume = 0;
-	char masked[64], routebuf[33], action[700];
+	char masked[64], routebuf[33];
 	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
-	int is_post = strcmp(http_req_method(r), "POST") == 0, relay;
-	uint64_t used, free_ms;
+	int is_post = strcmp(http_req_method(r), "POST") == 0;
 	const struct line *line;
 	size_t prev_len;
 
@@ -262,6 +475,10 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		respond_text(c, 400, "malformed From\n");
 		goto out;
 	}
+	if (to != NULL && strlen(to) >= sizeof(va.to)) {
+		respond_text(c, 400, "malformed To\n");
+		goto out;
+	}
 	if (from == NULL || from[0] == '\0')
 		from = "anonymous";
 	if (outbound && !outbound_known(sid)) {
@@ -307,111 +524,34 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	}
 
 admit:
-	if (m->draining) {
-		master_count(m, SC_refused_draining);
-		voice_refuse(c, m->conf.busy_message);
-		goto out;
-	}
-	/* the line's app decides (a line with no quota admits every caller;
-	 * minutes are still counted in the ledger) */
-	free_ms = (uint64_t)(line->free_minutes * 60000.0 + 0.5);
-	used = shm_usage_ms(&m->shm, tok.caller, mono_ms());
-	if (!app_admit(line, tok.caller, used)) {
-		master_count(m, SC_refused_minutes);
-		log_info("call %s from %s refused: %.2f of %.2f minutes used",
-		    sid, masked, used / 60000.0, line->free_minutes);
-		voice_refuse(c, m->conf.out_of_minutes_message);
-		goto out;
-	}
-	if (master_streams_in_use(m) >= (unsigned)m->conf.max_ws_connections) {
-		master_count(m, SC_refused_capacity);
-		log_warnx("call %s from %s refused: %d streams in use", sid,
-		    masked, m->conf.max_ws_connections);
-		voice_refuse(c, m->conf.busy_message);
-		goto out;
-	}
+	memset(&va, 0, sizeof(va));
+	vr_strlcpy(va.sid, sid, sizeof(va.sid));
+	vr_strlcpy(va.to, to ? to : "", sizeof(va.to));
+	va.has_to = to != NULL;
+	vr_strlcpy(va.route, routebuf, sizeof(va.route));
+	vr_strlcpy(va.base, base, sizeof(va.base));
+	vr_strlcpy(va.masked, masked, sizeof(va.masked));
+	va.tok = tok;
+	va.resume = resume;
+	va.outbound = outbound;
+	vr_strlcpy(va.call_status, form_get(&f, "CallStatus") ?
+	    form_get(&f, "CallStatus") : "", sizeof(va.call_status));
+	/* with DATABASE_URL, a line with a quota reads what the caller used
+	 * on every host first; not answering in time is not a refusal */
+	if (!m->draining && line_has_quota(line) && shared_on(m)) {
+		struct voice_adm *held = malloc(sizeof(*held));
 
-	if (ledger_reserve(m, sid, tok.caller, masked) != 0) {
-		voice_refuse(c, m->conf.busy_message);
-		goto out;
+		if (held != NULL) {
+			*held = va;
+			if (shared_minutes(c, tok.caller, voice_shared_go, held,
+			    free) == 0)
+				goto out;
+			free(held);
+		}
+		master_count(m, SC_shared_fallbacks);
 	}
-
-	/* the stream URL carries the route and a token for this call */
-	vr_strlcpy(tok.call_sid, sid, sizeof(tok.call_sid));
-	vr_strlcpy(tok.route, routebuf, sizeof(tok.route));
-	tok.expires = wall_ms() / 1000 + (uint64_t)m->conf.stream_token_ttl;
-	tok.resume = resume;
-	if (token_make(m->conf.stream_secret, &tok, tokbuf, sizeof(tokbuf)) < 0) {
-		respond_text(c, 400, "call facts too long\n");
-		goto out;
-	}
-	relay = line->transport == LINE_CONVERSATION_RELAY;
-	if (strncmp(base, "https://", 8) == 0)
-		snprintf(stream_url, sizeof(stream_url), "wss://%s%s%s/%s",
-		    base + 8, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
-		    tokbuf);
-	else
-		snprintf(stream_url, sizeof(stream_url), "ws://%s%s%s/%s",
-		    base + 7, relay ? PREFIX_RELAY : PREFIX_STREAM, routebuf,
-		    tokbuf);
-
-	twiml_begin(&t);
-	/* a recorded greeting (and its beep) plays before the stream opens */
-	if (m->conf.greeting_url[0] != '\0')
-		twiml_play(&t, m->conf.greeting_url);
-	if (relay) {
-		/* the session's end comes back to the action URL, with the
-		 * hand-off the worker wrote */
-		snprintf(action, sizeof(action), "%s%s%s/ended", base,
-		    PREFIX_RELAY, routebuf);
-		twiml_connect_relay_open(&t, action, stream_url,
-		    (const char *const *)line->relay_attrs);
-	} else
-		twiml_connect_stream_open(&t, NULL, stream_url, NULL);
-	twiml_parameter(&t, "callSid", sid);
-	twiml_parameter(&t, "caller", tok.caller);
-	if (to != NULL)
-		twiml_parameter(&t, "called", to);
-	twiml_parameter(&t, "route", routebuf);
-	char left[32];
-	if (line_has_quota(line))
-		snprintf(left, sizeof(left), "%.2f", (free_ms - used) / 60000.0);
-	else
-		snprintf(left, sizeof(left), "unlimited");
-	twiml_parameter(&t, "minutesLeft", left);
-	if (outbound)
-		outbound_params(sid, &t);
-	if (relay)
-		twiml_connect_relay_close(&t);
-	else {
-		twiml_connect_stream_close(&t);
-		/* Twilio runs these once the stream's socket closes */
-		twiml_say(&t, m->conf.after_stream_message, m->conf.say_voice);
-		twiml_hangup(&t);
-	}
-	if (twiml_end(&t) != 0) {
-		twiml_free(&t);
-		respond_text(c, 500, "out of memory\n");
-		goto out;
-	}
-	/* remembered until the token expires, for a repeat of this webhook
-	 * (a resumed call's marker is spent: no repeat of it is answered) */
-	if (resume == 0 && replay_store(m, sid, tok.expires, t.buf, t.len) != 0) {
-		twiml_free(&t);
-		master_count(m, SC_refused_capacity);
-		log_warnx("call %s from %s refused: no room to remember its "
-		    "answer (too many calls within STREAM_TOKEN_TTL)", sid,
-		    masked);
-		voice_refuse(c, m->conf.busy_message);
-		goto out;
-	}
-	if (!outbound && resume == 0)
-		record_admitted(m, sid, tok.caller, to, routebuf,
-		    form_get(&f, "CallStatus"));
-	log_info("call %s from %s to route %s: stream offered (%s minutes left)",
-	    sid, masked, routebuf, left);
-	conn_respond(c, 200, "text/xml; charset=utf-8", t.buf, t.len, NULL);
-	twiml_free(&t);
+	voice_admit(c, &va, shm_usage_ms(&m->shm, tok.caller, mono_ms()) +
+	    (shared_on(m) ? shm_remote_ms(&m->shm, tok.caller) : 0), 0, 0, 0);
 out:
 	form_free(&f);
 	form_free(&qf);
@@ -1196,7 +1336,7 @@ public_dispatch(struct conn *c, struct http_req *r)
 			respond_text(c, 503, "too many streams\n");
 			return;
 		}
-		conn_handoff(c, r);
+		shared_upgrade(c, r);
 		return;
 	}
 	if (plen == strlen(PREFIX_VOICE) && strncmp(url, PREFIX_VOICE, plen) == 0) {

@@ -534,6 +534,19 @@ store_thread(void *arg)
 		if (q != NULL) {
 			q->result = q->fn(late ? NULL : st->db, q->arg, q->err,
 			    sizeof(q->err));
+			/* the connection was lost since the last write (a
+			 * server restarted): once more on a fresh one, so a
+			 * question is not answered "down" by a database that
+			 * is up */
+			if (q->result == NULL && !late && st->db != NULL &&
+			    store_db_broken(st->db)) {
+				db_down(st, q->err);
+				st->retry_at = 0;
+				db_try_open(st);
+				if (st->db != NULL)
+					q->result = q->fn(st->db, q->arg, q->err,
+					    sizeof(q->err));
+			}
 			pthread_mutex_lock(&st->mu);
 			*st->dt = q;
 			st->dt = &q->next;

@@ -68,6 +68,9 @@ struct store_db *store_db_open(const struct store_cfg *cfg, int upto,
     char *err, size_t errlen);
 void store_db_close(struct store_db *db);
 enum store_backend store_db_backend(const struct store_db *db);
+/* Whether a statement found the database gone (STORE_EDOWN): the
+ * connection is to be opened again. */
+int  store_db_broken(const struct store_db *db);
 /* The version found in the database: 0 for an empty one, or -1. */
 int  store_db_version(struct store_db *db, char *err, size_t errlen);
 
@@ -128,6 +131,15 @@ long store_purge_transcripts(const char *dir, uint64_t before);
 /* ms a caller has used over every host, or -1. */
 long long store_db_caller_used_ms(struct store_db *db, const char *phone,
     char *err, size_t errlen);
+/* A caller's ms split by who reported them: *mine the rows of host,
+ * *others the rest (other hosts, or none named).  0, or -1. */
+int  store_db_caller_minutes(struct store_db *db, const char *phone,
+    const char *host, long long *mine, long long *others, char *err,
+    size_t errlen);
+/* Who claimed a used token: 1 and its host (maybe "") in host, 0 when it
+ * is not used, -1 on failure. */
+int  store_db_token_host(struct store_db *db, const char *token, char *host,
+    size_t hostlen, char *err, size_t errlen);
 /* Mark a stream token used: 1 if it was not used before, 0 if it was
  * (on any host sharing the database), -1 on failure. */
 int  store_db_token_claim(struct store_db *db, const char *token,

@@ -17,6 +17,7 @@
 struct store_db {
 	const struct store_drv	*drv;
 	void			*h;
+	int			 broken;	/* a statement found it gone */
 };
 
 #define DAY_MS		86400000ULL
@@ -104,7 +105,17 @@ static int
 run(struct store_db *db, const char *sql, const struct store_param *p, int np,
     json_t **rows, char *err, size_t errlen)
 {
-	return db->drv->exec(db->h, sql, p, np, rows, err, errlen);
+	int rc = db->drv->exec(db->h, sql, p, np, rows, err, errlen);
+
+	if (rc == STORE_EDOWN)
+		db->broken = 1;
+	return rc;
+}
+
+int
+store_db_broken(const struct store_db *db)
+{
+	return db->broken;
 }
 
 static void
@@ -1376,6 +1387,47 @@ store_db_contact(struct store_db *db, const char *campaign, const char *phone,
 	if (row == NULL)
 		row = json_object();
 	return row;
+}
+
+int
+store_db_caller_minutes(struct store_db *db, const char *phone,
+    const char *host, long long *mine, long long *others, char *err,
+    size_t errlen)
+{
+	struct store_param p[2] = { PTEXT(phone), PTEXT(host) };
+	json_t *rows, *r;
+
+	/* a row with no host is somebody else's */
+	if (run(db, "SELECT CAST(COALESCE(SUM(CASE WHEN host = $2 THEN used_ms "
+	    "ELSE 0 END), 0) AS BIGINT) AS mine, CAST(COALESCE(SUM(CASE WHEN "
+	    "host = $2 THEN 0 ELSE used_ms END), 0) AS BIGINT) AS others FROM "
+	    "caller_minutes WHERE phone = $1", p, 2, &rows, err, errlen) !=
+	    STORE_OK)
+		return -1;
+	r = json_array_get(rows, 0);
+	*mine = num_int(r, "mine");
+	*others = num_int(r, "others");
+	json_decref(rows);
+	return 0;
+}
+
+int
+store_db_token_host(struct store_db *db, const char *token, char *host,
+    size_t hostlen, char *err, size_t errlen)
+{
+	struct store_param p = PTEXT(token);
+	json_t *rows;
+	const char *h;
+	int n;
+
+	if (run(db, "SELECT host FROM used_tokens WHERE token = $1", &p, 1,
+	    &rows, err, errlen) != STORE_OK)
+		return -1;
+	n = json_array_size(rows) > 0;
+	h = json_string_value(json_object_get(json_array_get(rows, 0), "host"));
+	snprintf(host, hostlen, "%s", h ? h : "");
+	json_decref(rows);
+	return n;
 }
 
 int

@@ -93,6 +93,10 @@
 	X(records_from_workers,	"call records the master took from its workers") \
 	X(records_bad_messages,	"record messages from a worker that were not a JSON object") \
 	X(records_closed_dead,	"calls whose record the master closed for a dead worker") \
+	X(shared_reads,		"voice webhooks that read the caller's minutes in DATABASE_URL") \
+	X(shared_fallbacks,	"voice webhooks decided on this host's ledger: DATABASE_URL did not answer in SHARED_TIMEOUT_MS") \
+	X(token_replayed_shared, "stream upgrades refused: token or call used on another host sharing DATABASE_URL") \
+	X(token_claim_fallbacks, "stream upgrades checked on this host's used tokens only: DATABASE_URL did not answer") \
 	X(outbound_calls,	"outbound calls Twilio created for /api/request-call") \
 	X(outbound_refused_bad_json, "call requests refused: body not the JSON asked for") \
 	X(outbound_refused_not_e164, "call requests refused: phone_number not E.164") \

@@ -453,6 +453,7 @@ shm_ledger_get_locked(struct shm *s, const char *phone)
 			atomic_store_explicit(&e->le_used_ms, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_last_call_ms, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_calls, 0, memory_order_relaxed);
+			atomic_store_explicit(&e->le_remote_ms, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_state, 1, memory_order_release);
 			atomic_fetch_add_explicit(&s->hdr->sh_ledger_used, 1,
 			    memory_order_relaxed);
@@ -502,6 +503,22 @@ shm_ledger_load_locked(struct shm *s, const char *phone, uint64_t used_ms,
 	atomic_store_explicit(&e->le_last_call_ms, last_call_ms, memory_order_relaxed);
 	atomic_store_explicit(&e->le_calls, calls, memory_order_relaxed);
 	return idx;
+}
+
+uint64_t
+shm_remote_ms(const struct shm *s, const char *phone)
+{
+	int idx = shm_ledger_find(s, phone);
+
+	return idx < 0 ? 0 : atomic_load_explicit(&s->ledger[idx].le_remote_ms,
+	    memory_order_relaxed);
+}
+
+void
+shm_remote_set(struct shm *s, int idx, uint64_t ms)
+{
+	atomic_store_explicit(&s->ledger[idx].le_remote_ms, ms > UINT32_MAX ?
+	    UINT32_MAX : (uint32_t)ms, memory_order_relaxed);
 }
 
 uint64_t

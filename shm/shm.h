@@ -134,7 +134,10 @@ struct shm_ledger {
 	_Atomic uint64_t	le_used_ms;
 	_Atomic uint64_t	le_last_call_ms;	/* wall */
 	_Atomic uint32_t	le_calls;
-	uint32_t		le_pad;
+	/* ms the caller used on other hosts sharing DATABASE_URL, as last
+	 * read from the database at a webhook (capped at 2^32 - 1); not in
+	 * the CSV, which stays this host's own */
+	_Atomic uint32_t	le_remote_ms;
 };
 
 struct shm_token {
@@ -271,6 +274,10 @@ int      shm_ledger_load_locked(struct shm *s, const char *phone,
 /* ms used by phone: folded ledger plus its live calls' elapsed time at
  * now_ms (mono).  Any process. */
 uint64_t shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms);
+/* The ms phone used on other hosts as last read (0 when unknown).  Any
+ * process; set by the master only. */
+uint64_t shm_remote_ms(const struct shm *s, const char *phone);
+void     shm_remote_set(struct shm *s, int idx, uint64_t ms);
 
 /*
  * Master only: fold every ENDED call into the ledger and free its slot.

@@ -56,7 +56,10 @@ app_line_limit(struct call *c)
 	int by_quota = 0;
 
 	if (line_has_quota(l)) {
-		used = shm_usage_ms(c->w->shm, c->tok.caller, now);
+		/* with DATABASE_URL, the minutes other hosts reported at
+		 * the webhook count too */
+		used = shm_usage_ms(c->w->shm, c->tok.caller, now) +
+		    shm_remote_ms(c->w->shm, c->tok.caller);
 		allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
 		at = now + (used >= allow ? 0 : allow - used);
 		minutes = l->free_minutes;

@@ -113,6 +113,8 @@ struct conf {
 	char	*database_url;		/* postgresql://...; "" for SQLite */
 	char	*database_journal;
 	int	 retention_days;	/* 0: keep */
+	char	*host_name;		/* in records; "" for gethostname() */
+	int	 shared_timeout_ms;	/* admission's wait on DATABASE_URL */
 	/* the model's prices, USD per million tokens, for records' cost */
 	double	 price_text_in, price_cached_in, price_audio_in;
 	double	 price_text_out, price_audio_out;

@@ -6,6 +6,11 @@
 #                                        other test names than "store")
 #   test/store/pg.sh stop DIR | start DIR
 #                                        the outage test's commands
+#   test/store/pg.sh init DIR            a new server on DIR (empty,
+#                                        0755), started, with a database
+#                                        vrtest; prints its DATABASE_URL
+#                                        (the integration tests': they
+#                                        stop it with "stop DIR")
 #
 # Debian's postgresql package: initdb in a temporary directory, as an
 # unprivileged user when run as root (initdb refuses root), listening on a
@@ -44,9 +49,27 @@ pg_stop() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+# init DIR: initdb on DIR/data, the server started, database vrtest
+pg_init() {
+	local dir=$1
+	mkdir "$dir/data"
+	[ ${#AS[@]} -gt 0 ] && chown nobody "$dir" "$dir/data"
+	(cd "$dir" && "${AS[@]}" "$PGBIN/initdb" -D "$dir/data" -U voxrelay \
+	    --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1) || {
+		cat "$dir/initdb.log" >&2
+		return 1
+	}
+	pg_start "$dir" || { cat "$dir/server.log" >&2; return 1; }
+	"${AS[@]}" "$PGBIN/createdb" -h "$dir" -U voxrelay vrtest
+}
+
 case "${1:-}" in
 stop) pg_stop "$2"; exit 0 ;;
 start) pg_start "$2"; exit 0 ;;
+init)
+	pg_init "$2" || { pg_stop "$2"; exit 1; }
+	echo "postgresql://voxrelay@/vrtest?host=$2"
+	exit 0 ;;
 esac
 
 BIN=${1:-build/test_unit}
@@ -57,15 +80,7 @@ cleanup() {
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
-mkdir "$DIR/data"
-[ ${#AS[@]} -gt 0 ] && chown nobody "$DIR" "$DIR/data"
-(cd "$DIR" && "${AS[@]}" "$PGBIN/initdb" -D "$DIR/data" -U voxrelay \
-    --auth=trust -E UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1) || {
-	cat "$DIR/initdb.log" >&2
-	exit 1
-}
-pg_start "$DIR" || { cat "$DIR/server.log" >&2; exit 1; }
-"${AS[@]}" "$PGBIN/createdb" -h "$DIR" -U voxrelay vrtest
+pg_init "$DIR" || exit 1
 
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 export VR_TEST_DATABASE_URL="postgresql://voxrelay@/vrtest?host=$DIR"

@@ -1,0 +1,438 @@
+/*
+ * shared.c — what hosts sharing one PostgreSQL (DATABASE_URL) ask it at
+ * the door: a caller's minutes at the voice webhook, and whether a stream
+ * token (or its call) was used on any of them at the upgrade.
+ *
+ * The loop never waits on the database.  A question is a query on the
+ * store's thread (store_query_async); the request's turn on its
+ * connection is held with conn_defer() meanwhile, and a timer of
+ * SHARED_TIMEOUT_MS decides without the answer when it is late: the
+ * webhook then goes by this host's ledger (plus the other hosts' minutes
+ * as last read), the upgrade by this host's used tokens alone.  Whichever
+ * comes first, the answer or the timer, decides; the other is ignored.
+ * The store thread skips a question whose decision was made already.
+ *
+ * A question is held by its connection, its query and its timer, and
+ * freed on the loop by whichever lets go last.
+ */
+#include "daemon/master.h"
+#include "daemon/store.h"
+#include "daemon/common/log.h"
+#include "daemon/common/util.h"
+#include "proto/http.h"
+#include "proto/token.h"
+
+#include <mbedtls/md.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY_MAX		96	/* a used_tokens key */
+
+enum sq_kind { SQ_MINUTES, SQ_TOKEN };
+
+struct sq {
+	enum sq_kind	 kind;
+	struct master	*m;
+	struct conn	*c;		/* NULL once its turn is over */
+	uv_timer_t	 timer;
+	int		 refs;		/* the connection, the query, the timer */
+	int		 decided;	/* by the answer or by the timer */
+	atomic_int	 late;		/* the same, for the store thread */
+	uint64_t	 asked_ms;
+	/* the store thread's input: written before the query is queued */
+	char		 host[256];
+	char		 phone[SHM_PHONE_MAX];
+	char		 keys[2][KEY_MAX];	/* the token's, the call's */
+	uint64_t	 now, expires;		/* ms since the epoch */
+	/* what comes next on the loop */
+	shared_go_cb	 go;
+	void		*ctx;
+	void		 (*ctx_free)(void *);
+};
+
+int
+shared_on(const struct master *m)
+{
+	return m->store != NULL && m->conf.database_url[0] != '\0';
+}
+
+static void
+sq_put(struct sq *q)
+{
+	if (--q->refs > 0)
+		return;
+	if (q->ctx_free != NULL)
+		q->ctx_free(q->ctx);
+	free(q);
+}
+
+static void
+timer_closed(uv_handle_t *h)
+{
+	sq_put(h->data);
+}
+
+/* The decision is made: no more waiting. */
+static void
+sq_decide(struct sq *q)
+{
+	q->decided = 1;
+	atomic_store(&q->late, 1);
+	uv_timer_stop(&q->timer);
+	if (!uv_is_closing((uv_handle_t *)&q->timer))
+		uv_close((uv_handle_t *)&q->timer, timer_closed);
+}
+
+/* The connection's turn is over: answered, or it closed first. */
+static void
+sq_conn_gone(void *arg)
+{
+	struct sq *q = arg;
+
+	q->c = NULL;
+	if (!q->decided)
+		sq_decide(q);
+	sq_put(q);
+}
+
+static void
+sq_go(struct sq *q, const json_t *ans)
+{
+	struct conn *c = q->c;
+
+	sq_decide(q);
+	if (c != NULL)
+		q->go(c, ans, q->ctx);
+}
+
+static void
+timeout_cb(uv_timer_t *t)
+{
+	struct sq *q = t->data;
+	static uint64_t logged_ms;
+	uint64_t now = mono_ms();
+
+	if (q->decided)
+		return;
+	master_count(q->m, q->kind == SQ_MINUTES ? SC_shared_fallbacks :
+	    SC_token_claim_fallbacks);
+	if (logged_ms == 0 || now - logged_ms >= 60000) {
+		logged_ms = now;
+		log_warnx("DATABASE_URL did not answer within SHARED_TIMEOUT_MS "
+		    "(%d ms): %s (said once a minute)", q->m->conf.shared_timeout_ms,
+		    q->kind == SQ_MINUTES ? "a caller admitted on this host's "
+		    "ledger" : "a stream token checked on this host only");
+	}
+	sq_go(q, NULL);
+}
+
+/* The store thread's answer, on the loop. */
+static void
+query_done(json_t *res, const char *err, void *arg)
+{
+	struct sq *q = arg;
+
+	if (!q->decided) {
+		if (res == NULL) {
+			static uint64_t logged_ms;
+			uint64_t now = mono_ms();
+
+			/* down or failing: the same fallback as a late answer */
+			master_count(q->m, q->kind == SQ_MINUTES ?
+			    SC_shared_fallbacks : SC_token_claim_fallbacks);
+			if (logged_ms == 0 || now - logged_ms >= 60000) {
+				logged_ms = now;
+				log_warnx("DATABASE_URL: %s; %s (said once a "
+				    "minute)", err ? err : "no answer",
+				    q->kind == SQ_MINUTES ? "a caller admitted on "
+				    "this host's ledger" : "a stream token "
+				    "checked on this host only");
+			}
+		}
+		sq_go(q, res);
+	}
+	json_decref(res);
+	sq_put(q);
+}
+
+/* On the store thread: the caller's minutes split by host. */
+static json_t *
+minutes_query(struct store_db *db, void *arg, char *err, size_t errlen)
+{
+	struct sq *q = arg;
+	long long mine, others;
+
+	if (atomic_load(&q->late)) {
+		snprintf(err, errlen, "decided without it");
+		return NULL;
+	}
+	if (db == NULL) {
+		snprintf(err, errlen, "the database is down");
+		return NULL;
+	}
+	if (store_db_caller_minutes(db, q->phone, q->host, &mine, &others, err,
+	    errlen) != 0)
+		return NULL;
+	return json_pack("{s:I, s:I}", "mine", (json_int_t)mine, "others",
+	    (json_int_t)others);
+}
+
+/* On the store thread: claim the token's key, then the call's.  A key
+ * claimed before, by anyone, says which host did. */
+static json_t *
+token_query(struct store_db *db, void *arg, char *err, size_t errlen)
+{
+	struct sq *q = arg;
+	char by[256];
+	int rc;
+
+	if (atomic_load(&q->late)) {
+		snprintf(err, errlen, "decided without it");
+		return NULL;
+	}
+	if (db == NULL) {
+		snprintf(err, errlen, "the database is down");
+		return NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		rc = store_db_token_claim(db, q->keys[i], q->host, q->now,
+		    q->expires, err, errlen);
+		if (rc < 0)
+			return NULL;
+		if (rc == 0) {
+			if (store_db_token_host(db, q->keys[i], by, sizeof(by),
+			    err, errlen) < 0)
+				return NULL;
+			return json_pack("{s:b, s:s, s:s}", "claimed", 0,
+			    "what", i == 0 ? "token" : "call", "by", by);
+		}
+	}
+	/* the webhook may have been another host's: the worker's limit
+	 * needs what the caller used everywhere */
+	{
+		long long mine, others;
+
+		if (store_db_caller_minutes(db, q->phone, q->host, &mine,
+		    &others, err, errlen) != 0)
+			return json_pack("{s:b}", "claimed", 1);
+		return json_pack("{s:b, s:I, s:I}", "claimed", 1, "mine",
+		    (json_int_t)mine, "others", (json_int_t)others);
+	}
+}
+
+static struct sq *
+sq_new(struct conn *c, enum sq_kind kind)
+{
+	struct master *m = conn_master(c);
+	struct sq *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		return NULL;
+	q->kind = kind;
+	q->m = m;
+	q->asked_ms = mono_ms();
+	vr_strlcpy(q->host, m->hostname, sizeof(q->host));
+	return q;
+}
+
+/*
+ * Ask, and hold c's turn until the answer or the timeout.  0: go will be
+ * called (unless c closes first) and ctx freed in the end; -1: nothing
+ * was queued, q is freed but ctx is not, and c is untouched.
+ */
+static int
+sq_ask(struct conn *c, struct sq *q, store_query_cb fn)
+{
+	struct master *m = q->m;
+
+	if (uv_timer_init(m->loop, &q->timer) != 0) {
+		free(q);
+		return -1;
+	}
+	q->timer.data = q;
+	q->refs = 1;			/* the timer's */
+	if (store_query_async(m->store, fn, q, query_done, q) != 0) {
+		q->ctx_free = NULL;	/* the caller keeps ctx */
+		q->decided = 1;
+		uv_close((uv_handle_t *)&q->timer, timer_closed);
+		return -1;
+	}
+	q->refs++;			/* the query's */
+	q->refs++;			/* the connection's */
+	q->c = c;
+	if (conn_defer(c, sq_conn_gone, q) != 0)
+		return 0;		/* closed: sq_conn_gone decided */
+	uv_timer_start(&q->timer, timeout_cb,
+	    (uint64_t)m->conf.shared_timeout_ms, 0);
+	return 0;
+}
+
+int
+shared_minutes(struct conn *c, const char *phone, shared_go_cb go, void *ctx,
+    void (*ctx_free)(void *))
+{
+	struct sq *q = sq_new(c, SQ_MINUTES);
+
+	if (q == NULL)
+		return -1;
+	vr_strlcpy(q->phone, phone, sizeof(q->phone));
+	q->go = go;
+	q->ctx = ctx;
+	q->ctx_free = ctx_free;
+	return sq_ask(c, q, minutes_query);
+}
+
+/* ---------------------------------------------------------------- */
+/* the stream upgrade */
+
+/* The key a token is claimed under: its SHA-256, not the token itself,
+ * which is a bearer credential for as long as it lives. */
+static int
+token_key(const char *tok, size_t len, char *out, size_t outlen)
+{
+	const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	unsigned char h[32];
+	static const char hex[] = "0123456789abcdef";
+
+	if (info == NULL || outlen < 2 + 2 * sizeof(h) + 1 ||
+	    mbedtls_md(info, (const unsigned char *)tok, len, h) != 0)
+		return -1;
+	out[0] = 't';
+	out[1] = ':';
+	for (size_t i = 0; i < sizeof(h); i++) {
+		out[2 + 2 * i] = hex[h[i] >> 4];
+		out[3 + 2 * i] = hex[h[i] & 15];
+	}
+	out[2 + 2 * sizeof(h)] = '\0';
+	return 0;
+}
+
+/* The used keys as records, for the database once it is back (the
+ * journal keeps them meanwhile): a token let through here cannot then be
+ * redeemed on another host either. */
+static void
+post_claims(struct sq *q)
+{
+	for (int i = 0; i < 2; i++)
+		store_post(q->m->store, json_pack("{s:s, s:s, s:s, s:I, s:I}",
+		    "type", "token", "token", q->keys[i], "host", q->host,
+		    "at", (json_int_t)q->now, "expires_at",
+		    (json_int_t)q->expires));
+}
+
+/*
+ * A stream whose webhook another host answered has no ledger entry here:
+ * give it one, or the worker could not count its minutes and would refuse
+ * it.  With the shared minutes known, the part other hosts used goes into
+ * the entry for the worker's limit, as at the webhook.
+ */
+static void
+upgrade_caller(struct sq *q, const json_t *ans)
+{
+	struct master *m = q->m;
+	const json_t *mine = json_object_get(ans, "mine");
+	uint64_t local, used, mn;
+	int idx;
+
+	if ((idx = shm_ledger_find(&m->shm, q->phone)) < 0 &&
+	    (idx = shm_ledger_get_locked(&m->shm, q->phone)) < 0)
+		return;		/* full: the worker refuses it, and says so */
+	if (!json_is_integer(mine))
+		return;
+	local = shm_usage_ms(&m->shm, q->phone, mono_ms());
+	mn = (uint64_t)json_integer_value(mine);
+	used = (mn > local ? mn : local) +
+	    (uint64_t)json_integer_value(json_object_get(ans, "others"));
+	shm_remote_set(&m->shm, idx, used - local);
+}
+
+static void
+upgrade_go(struct conn *c, const json_t *ans, void *ctx)
+{
+	struct sq *q = ctx;
+	struct master *m = q->m;
+	const char *by, *what, *msg;
+
+	if (ans == NULL) {
+		/* the worker checks this host's used tokens, as without a
+		 * shared database */
+		post_claims(q);
+		upgrade_caller(q, NULL);
+		conn_defer_handoff(c);
+		return;
+	}
+	if (json_is_true(json_object_get(ans, "claimed"))) {
+		upgrade_caller(q, ans);
+		conn_defer_handoff(c);
+		return;
+	}
+	by = json_string_value(json_object_get(ans, "by"));
+	what = json_string_value(json_object_get(ans, "what"));
+	if (by != NULL && strcmp(by, m->hostname) == 0)
+		master_count(m, SC_token_replayed);
+	else
+		master_count(m, SC_token_replayed_shared);
+	log_warnx("%s: stream upgrade refused: %s used already, on host %s",
+	    conn_peer(c), strcmp(what ? what : "", "call") == 0 ?
+	    "the call's stream was opened" : "its token was",
+	    by && by[0] ? by : "unknown");
+	msg = strcmp(what ? what : "", "call") == 0 ?
+	    "call already streamed\n" : "stream token already used\n";
+	conn_no_keepalive(c);
+	conn_defer_respond(c, 403, "text/plain", msg, strlen(msg), NULL);
+}
+
+void
+shared_upgrade(struct conn *c, struct http_req *r)
+{
+	struct master *m = conn_master(c);
+	struct stream_token t;
+	char path[2048], *route, *slash, *tok;
+	struct sq *q;
+	int rc;
+
+	if (!shared_on(m)) {
+		conn_handoff(c, r);
+		return;
+	}
+	/* /media-stream/<route>/<token> or /relay/<line>/<token>: only a
+	 * token that is ours is claimed; the worker refuses the rest */
+	vr_strlcpy(path, http_req_url(r), sizeof(path));
+	path[strcspn(path, "?#")] = '\0';
+	route = strchr(path + 1, '/');
+	if (route == NULL || (slash = strchr(route + 1, '/')) == NULL) {
+		conn_handoff(c, r);
+		return;
+	}
+	tok = slash + 1;
+	rc = token_verify(m->conf.stream_secret, tok, strlen(tok),
+	    wall_ms() / 1000, &t);
+	if (rc != TOKEN_OK || (q = sq_new(c, SQ_TOKEN)) == NULL) {
+		conn_handoff(c, r);
+		return;
+	}
+	if (token_key(tok, strlen(tok), q->keys[0], sizeof(q->keys[0])) != 0) {
+		free(q);
+		conn_handoff(c, r);
+		return;
+	}
+	/* one stream per call, as the worker's table keeps it: a resumed
+	 * stream has a key of its own */
+	if (t.resume != 0)
+		snprintf(q->keys[1], sizeof(q->keys[1]), "r:%s:%llu", t.call_sid,
+		    (unsigned long long)t.resume);
+	else
+		snprintf(q->keys[1], sizeof(q->keys[1]), "c:%s", t.call_sid);
+	vr_strlcpy(q->phone, t.caller, sizeof(q->phone));
+	q->now = wall_ms();
+	q->expires = t.expires * 1000;
+	q->go = upgrade_go;
+	q->ctx = q;
+	q->ctx_free = NULL;
+	if (sq_ask(c, q, token_query) != 0) {
+		master_count(m, SC_token_claim_fallbacks);
+		conn_handoff(c, r);
+	}
+}

@@ -1,0 +1,242 @@
+"""Two daemons on one PostgreSQL server (DATABASE_URL), as two hosts
+behind a load balancer: a caller's minutes used on one count on the other,
+a stream token redeemed on one is refused on the other, and with the
+database stopped both go on with their own ledgers and used tokens within
+SHARED_TIMEOUT_MS, their records replayed once it is back.
+
+The server is Debian's postgresql, started by test/store/pg.sh in a
+directory of its own and stopped by its pid at the end."""
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import twilio
+import websockets
+from harness import ROOT, expect, expect_eq, timeout
+
+import harness
+
+PG_SH = os.path.join(ROOT, "test", "store", "pg.sh")
+FREE_MS = 6000                  # FREE_CALL_MINUTES=0.1
+
+
+class Postgres:
+    """A server in a fresh directory (0755: initdb runs as nobody)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="vrpg.", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        bins = sorted(d for d in os.listdir("/usr/lib/postgresql")
+                      if os.path.isdir("/usr/lib/postgresql/%s/bin" % d)) \
+            if os.path.isdir("/usr/lib/postgresql") else []
+        expect(bins, "no PostgreSQL server installed (test/deps.sh installs "
+               "the postgresql package)")
+        self.psql_bin = "/usr/lib/postgresql/%s/bin/psql" % bins[-1]
+        p = subprocess.run([PG_SH, "init", self.dir], capture_output=True,
+                           text=True, timeout=60)
+        expect(p.returncode == 0, "pg.sh init: %s" % p.stderr)
+        self.url = p.stdout.strip().splitlines()[-1]
+
+    def stop(self):
+        subprocess.run([PG_SH, "stop", self.dir], timeout=60)
+
+    def start(self):
+        subprocess.run([PG_SH, "start", self.dir], timeout=60, check=True)
+
+    def query(self, sql):
+        p = subprocess.run([self.psql_bin, "-h", self.dir, "-U", "voxrelay",
+                            "-At", "-c", sql, "vrtest"], capture_output=True,
+                           text=True, timeout=10)
+        expect(p.returncode == 0, "psql: %s" % p.stderr)
+        return p.stdout.strip()
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def host(env, pg, name):
+    """A daemon of its own directory, as a host of its own."""
+    tmp = os.path.join(env.tmp, name)
+    os.mkdir(tmp)
+    fake = env.fake_openai("--mode", "echo")
+    d = harness.Daemon(tmp, OPENAI_URL=fake.url(), WORKERS=1,
+                       DATABASE_URL=pg.url, HOST_NAME=name,
+                       FREE_CALL_MINUTES=0.1, MIN_CALL_DURATION=0,
+                       WRAPUP_GRACE=1, SHARED_TIMEOUT_MS=200)
+    env.daemons.append(d)
+    return d
+
+
+def metric(d, name):
+    body = d.admin_get("/metrics")[2]
+    m = re.search(r"^voxrelay_%s (\S+)$" % re.escape(name), body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def counter(d, name):
+    return d.health()["counters"][name]
+
+
+def used_ms(pg, phone):
+    v = pg.query("SELECT COALESCE(SUM(used_ms), 0) FROM caller_minutes "
+                 "WHERE phone = '%s'" % phone)
+    return int(v)
+
+
+async def call(d, n, caller, seconds):
+    """Webhook and a stream of `seconds` (the daemon may end it first);
+    the webhook's answer and the stream."""
+    wh = await asyncio.to_thread(twilio.post_voice, d.base,
+                                 twilio.call_sid(n), caller)
+    expect(wh.stream_url is not None, "no stream from %s: %s" % (d.conf["HOST_NAME"],
+                                                                 wh.body))
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(n), twilio.stream_sid(n),
+                      wh.params)
+    await s.open()
+    try:
+        await s.play(seconds)
+    except websockets.ConnectionClosed:
+        pass
+    await finish(s)
+    return wh, s
+
+
+async def finish(s):
+    """stop and close, or only close when the daemon ended it first."""
+    try:
+        await s.stop()
+    except websockets.ConnectionClosed:
+        await s.close()
+
+
+async def upgrade_status(url):
+    """The status a stream upgrade got: 101, or the refusal's."""
+    try:
+        ws = await websockets.connect(url, open_timeout=5, close_timeout=2)
+    except websockets.InvalidStatusCode as e:
+        return e.status_code
+    await ws.close()
+    return 101
+
+
+def on(d, url):
+    """The stream URL a webhook of one host gave, sent to another host."""
+    return re.sub(r"^ws://127\.0\.0\.1:\d+", "ws://127.0.0.1:%d" % d.port, url)
+
+
+@timeout(150)
+async def test_shared_minutes_tokens_and_outage(env):
+    pg = Postgres()
+    try:
+        await shared_case(env, pg)
+    finally:
+        pg.destroy()
+
+
+async def shared_case(env, pg):
+    a = host(env, pg, "host-a").start()
+    b = host(env, pg, "host-b").start()
+    for d in (a, b):
+        d.wait_for(lambda: metric(d, "records_up") == 1, 15, "records_up")
+
+    # ---- minutes: 4 s of 6 on A leave about 2 on B ----
+    caller = "+14155550101"
+    await call(a, 1, caller, 4)
+    a.wait_for(lambda: used_ms(pg, caller) >= 3900, 10, "A's minutes in PG")
+    first = used_ms(pg, caller)
+    wh = await asyncio.to_thread(twilio.post_voice, b.base, twilio.call_sid(2),
+                                 caller)
+    expect(wh.stream_url is not None, "B refused a caller with minutes left")
+    left = float(wh.params["minutesLeft"]) * 60000
+    expect(abs(left - (FREE_MS - first)) < 700,
+           "B says %.0f ms left, the database %d used" % (left, first))
+    expect_eq(counter(b, "shared_reads"), 1, "shared_reads")
+    # B's worker ends the call at what is left (and a 1 s wrap-up), not
+    # at B's own 6 s
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(2), twilio.stream_sid(2),
+                      wh.params)
+    t0 = time.monotonic()
+    await s.open()
+    try:
+        await s.play(7)
+    except websockets.ConnectionClosed:
+        pass
+    took = time.monotonic() - t0
+    await finish(s)
+    expect(took < 5.5, "B's call lasted %.1f s of %.1f left" % (took, left / 1000))
+    b.wait_for(lambda: used_ms(pg, caller) > first, 10, "B's minutes in PG")
+    # out of minutes on both hosts now
+    for d, n in ((a, 3), (b, 4)):
+        wh = await asyncio.to_thread(twilio.post_voice, d.base,
+                                     twilio.call_sid(n), caller)
+        expect(wh.stream_url is None and wh.verbs == ["Say", "Hangup"],
+               "%s admitted a caller out of minutes: %s" % (d.conf["HOST_NAME"],
+                                                           wh.body))
+    expect_eq(counter(a, "refused_minutes"), 1, "A refused_minutes")
+    expect_eq(counter(b, "refused_minutes"), 1, "B refused_minutes")
+    hosts = pg.query("SELECT host FROM caller_minutes WHERE phone = '%s' "
+                     "ORDER BY call_sid" % caller).split("\n")
+    expect_eq(hosts, ["host-a", "host-b"], "hosts named in the minutes")
+
+    # ---- tokens: redeemed on A, refused on B (and the other way) ----
+    wh = await asyncio.to_thread(twilio.post_voice, a.base, twilio.call_sid(5),
+                                 "+14155550102")
+    st = twilio.Stream(wh.stream_url, twilio.call_sid(5), twilio.stream_sid(5),
+                       wh.params)
+    await st.open()
+    await st.play(0.3)
+    expect_eq(await upgrade_status(on(b, wh.stream_url)), 403, "A's token on B")
+    await st.stop()
+    expect_eq(counter(b, "token_replayed_shared"), 1, "B token_replayed_shared")
+    wh = await asyncio.to_thread(twilio.post_voice, a.base, twilio.call_sid(6),
+                                 "+14155550103")
+    st = twilio.Stream(on(b, wh.stream_url), twilio.call_sid(6),
+                       twilio.stream_sid(6), wh.params)
+    await st.open()             # A's token, redeemed first on B: taken
+    await st.play(0.3)
+    expect_eq(await upgrade_status(wh.stream_url), 403, "a token B took, on A")
+    await st.stop()
+    expect_eq(counter(a, "token_replayed_shared"), 1, "A token_replayed_shared")
+    expect_eq(pg.query("SELECT host FROM used_tokens WHERE token = 'c:%s'"
+                       % twilio.call_sid(6)), "host-b", "the call's claim")
+
+    # ---- the database stopped: each host on its own, within the timeout ----
+    pg.stop()
+    caller = "+14155550104"
+    t0 = time.monotonic()
+    wh = await asyncio.to_thread(twilio.post_voice, b.base, twilio.call_sid(7),
+                                 caller)
+    took = time.monotonic() - t0
+    expect(wh.stream_url is not None, "B refused a call with the database down")
+    expect(took < 1.5, "the webhook took %.2f s with the database down" % took)
+    expect(counter(b, "shared_fallbacks") >= 1, "shared_fallbacks")
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(7), twilio.stream_sid(7),
+                      wh.params)
+    await s.open()
+    await s.play(1)
+    await s.stop()
+    expect(counter(b, "token_claim_fallbacks") >= 1, "token_claim_fallbacks")
+    # the token is still refused on B itself (its own used tokens)
+    expect_eq(await upgrade_status(wh.stream_url), 403, "B's token again on B")
+    b.wait_for(lambda: (metric(b, "records_backlog") or 0) > 0, 10,
+               "records in the journal")
+
+    # ---- back: the journal replays, the claims with it ----
+    pg.start()
+    b.wait_for(lambda: metric(b, "records_backlog") == 0, 20, "the replay")
+    expect_eq(pg.query("SELECT status FROM calls WHERE call_sid = '%s'"
+                       % twilio.call_sid(7)), "completed", "B's call replayed")
+    expect(used_ms(pg, caller) >= 900, "B's minutes replayed")
+    expect_eq(pg.query("SELECT host FROM used_tokens WHERE token = 'c:%s'"
+                       % twilio.call_sid(7)), "host-b", "the claim replayed")
+    # and now A refuses that token too
+    expect_eq(await upgrade_status(on(a, wh.stream_url)), 403,
+              "B's outage token on A after the replay")
+    expect_eq(pg.query("SELECT COUNT(*) FROM calls WHERE call_sid = '%s'"
+                       % twilio.call_sid(7)), "1", "one row")
