@@ -618,6 +618,17 @@ reload(struct master *m)
 		nc.database_journal = strdup(m->conf.database_journal);
 		nc.retention_days = m->conf.retention_days;
 	}
+	if (strcmp(nc.host_name, m->conf.host_name) != 0) {
+		/* the records and the shared claims keep the name they had */
+		log_warnx("reload: HOST_NAME changes need a restart; still %s",
+		    m->hostname);
+		char *keep = strdup(m->conf.host_name);
+
+		if (keep != NULL) {
+			free(nc.host_name);
+			nc.host_name = keep;
+		}
+	}
 	/* the listener stays where it is: it must not lose its token there */
 	if (nc.admin_bind == NULL || nc.bind == NULL ||
 	    (nc.admin_token[0] == '\0' &&
