@@ -627,7 +627,8 @@ RELAY_HEADER = ["run", "conversations up", "turns sent / answered / interrupted 
                 "prompt to first token p50 / p99 / max ms",
                 "daemon's part p50 / p99 µs", "daemon CPU ms per conversation-s (per minute)",
                 "per conversation PSS KiB", "generator / fake CPU",
-                "machine busy (others, of a core)", "verdict"]
+                "machine busy (others, of a core)", "daemon waiting for a CPU, ms per s",
+                "errors: failed / dropped; daemon counters", "verdict"]
 
 
 def fmt_relay_row(r):
@@ -644,6 +645,8 @@ def fmt_relay_row(r):
         "%.0f" % r["daemon_pss_kib"]["per_call"],
         "%.0f%% / %.0f%%" % (r["gen_cpu_pct"], r["fake_cpu_pct"]),
         "%.0f%% (%.0f%%)" % (r["machine_busy_pct"], r["other_cpu_pct"]),
+        "%.1f" % r.get("daemon_runq_wait_ms_per_s", 0),
+        "%d / %d; %s" % (r["failed"], r["dropped"], r.get("daemon_trouble") or "none"),
         ("PASS" if r["pass"] else "FAIL") + (" *" if r["bottleneck"] else ""),
     ]
 

@@ -2004,6 +2004,34 @@ sysc_sum(const pid_t *pids, int n)
 	return c;
 }
 
+/* Time the daemon's processes spent runnable but waiting for a CPU, and
+ * the times they were given one (/proc/PID/schedstat): on a machine shared
+ * with other work, the scheduler's share of every latency here. */
+struct wait {
+	uint64_t wait_ns, slices;
+};
+
+static struct wait
+wait_sum(const pid_t *pids, int n)
+{
+	struct wait w = { 0, 0 };
+	unsigned long long run, wait, slices;
+	char path[64];
+	FILE *f;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pids[i]);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fscanf(f, "%llu %llu %llu", &run, &wait, &slices) == 3) {
+			w.wait_ns += wait;
+			w.slices += slices;
+		}
+		fclose(f);
+	}
+	return w;
+}
+
 struct memsum {
 	uint64_t rss, pss;
 };
@@ -2378,6 +2406,7 @@ main(int argc, char **argv)
 	if (O.daemon_pid > 0)
 		proc_cpu(O.daemon_pid, &m0, 1);
 	struct sysc sc0 = sysc_sum(dp, ndp), sc1;
+	struct wait wt0 = wait_sum(dp, ndp), wt1;
 	d0 = cpu_sum2(dp, ndp, 1, &ds0);
 	double setup_cpu = (double)(d0 - dT0) / (double)sysconf(_SC_CLK_TCK);
 	f0 = cpu_sum(O.fake_pids, O.nfake, 0);
@@ -2388,6 +2417,7 @@ main(int argc, char **argv)
 	uint64_t w1 = bench_now_ns();
 	d1 = cpu_sum2(dp, ndp, 1, &ds1);
 	sc1 = sysc_sum(dp, ndp);
+	wt1 = wait_sum(dp, ndp);
 	if (O.daemon_pid > 0)
 		proc_cpu(O.daemon_pid, &m1, 1);
 	f1 = cpu_sum(O.fake_pids, O.nfake, 0);
@@ -2747,6 +2777,12 @@ main(int argc, char **argv)
 		    (double)(sc1.wr - sc0.wr) / callsec,
 		    (double)(sc1.vcs - sc0.vcs) / callsec,
 		    (double)(sc1.ivcs - sc0.ivcs) / callsec);
+		printf("  daemon waited for a CPU (run queue) %.1f ms per s of "
+		    "window, %.0f us per time it was given one (%.0f a s)\n",
+		    (double)(wt1.wait_ns - wt0.wait_ns) / 1e6 / win_s,
+		    wt1.slices > wt0.slices ? (double)(wt1.wait_ns - wt0.wait_ns) /
+		    1e3 / (double)(wt1.slices - wt0.slices) : 0,
+		    (double)(wt1.slices - wt0.slices) / win_s);
 		printf("  daemon memory: idle RSS %.1f MiB (PSS %.1f); under load "
 		    "RSS %.1f MiB (PSS %.1f); per call RSS %.1f KiB, PSS %.1f KiB\n",
 		    idle.rss / 1024.0, idle.pss / 1024.0, load.rss / 1024.0,
@@ -2845,6 +2881,11 @@ main(int argc, char **argv)
 	    "write", (double)(sc1.wr - sc0.wr) / callsec, "voluntary_cs",
 	    (double)(sc1.vcs - sc0.vcs) / callsec, "involuntary_cs",
 	    (double)(sc1.ivcs - sc0.ivcs) / callsec));
+	json_object_set_new(j, "daemon_runq_wait_ms_per_s", json_real(
+	    (double)(wt1.wait_ns - wt0.wait_ns) / 1e6 / win_s));
+	json_object_set_new(j, "daemon_runq_wait_us_per_slice", json_real(
+	    wt1.slices > wt0.slices ? (double)(wt1.wait_ns - wt0.wait_ns) / 1e3 /
+	    (double)(wt1.slices - wt0.slices) : 0));
 	json_object_set_new(j, "call_seconds", json_real(T->call_seconds));
 	json_object_set_new(j, "master_cpu_s", json_real((double)(m1 - m0) / tck));
 	json_object_set_new(j, "calls_per_worker", json_string(spread));
