@@ -626,6 +626,7 @@ def table(results):
 RELAY_HEADER = ["run", "conversations up", "turns sent / answered / interrupted / lost / bad",
                 "prompt to first token p50 / p99 / max ms",
                 "daemon's part p50 / p99 µs", "daemon CPU ms per conversation-s (per minute)",
+                "of which the master (call records)",
                 "per conversation PSS KiB", "generator / fake CPU",
                 "machine busy (others, of a core)", "daemon waiting for a CPU, ms per s",
                 "errors: failed / dropped; daemon counters", "verdict"]
@@ -642,6 +643,7 @@ def fmt_relay_row(r):
         "%.2f / %.2f / %.1f" % (f["p50"], f["p99"], f["max"]),
         "%.0f / %.0f" % (a["p50"], a["p99"]),
         "%.3f (%.1f)" % (r["daemon_cpu_ms_per_call_s"], r["daemon_cpu_ms_per_call_s"] * 60),
+        "%.3f" % (r["master_cpu_s"] * 1000 / r["call_seconds"] if r["call_seconds"] else 0),
         "%.0f" % r["daemon_pss_kib"]["per_call"],
         "%.0f%% / %.0f%%" % (r["gen_cpu_pct"], r["fake_cpu_pct"]),
         "%.0f%% (%.0f%%)" % (r["machine_busy_pct"], r["other_cpu_pct"]),
