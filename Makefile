@@ -246,7 +246,7 @@ bench: $(B)/voxrelay bench-tools
 
 # ConversationRelay beside Media Streams: a plain run of 500 calls, then
 # 50, 200 and 500 text conversations (loadgen --relay, fake_upstream's text
-# sessions), each on a fresh daemon; about 3 minutes.  BENCH_RELAY_ARGS go
+# sessions), each on a fresh daemon; about 2 minutes.  BENCH_RELAY_ARGS go
 # to bench.py after these, e.g. BENCH_RELAY_ARGS="--relay-calls 1000".
 bench-relay: $(B)/voxrelay bench-tools
 	/usr/bin/python3 test/bench/bench.py --build $(B) --modes plain,relay \
@@ -256,7 +256,7 @@ bench-relay: $(B)/voxrelay bench-tools
 # fake_openai.py's text mode) in one process: a cross-check of the C
 # tools' figures at up to a few hundred conversations.
 bench-relay-py: $(B)/voxrelay
-	/usr/bin/python3 test/bench/relay_bench.py $(BENCH_RELAY_ARGS)
+	/usr/bin/python3 test/bench/relay_bench.py $(BENCH_RELAY_PY_ARGS)
 
 # The whole suite once more on a build with AddressSanitizer and
 # UndefinedBehaviorSanitizer; the daemon's log is checked for their reports.

@@ -11,7 +11,7 @@ hundred conversations the Python peers, not the daemon, are the bottleneck.
 It also reports the daemon's CPU (master and workers, /proc/<pid>/stat) per
 call-minute over the measured window.
 
-    make bench-relay  BENCH_RELAY_ARGS="--calls 100 --seconds 20"
+    make bench-relay-py BENCH_RELAY_PY_ARGS="--calls 100 --seconds 20"
 """
 
 import argparse
