@@ -64,6 +64,10 @@ struct leg_ops {
 	void	(*clear)(struct call *);
 	/* the call is closing on our side, with a close code */
 	void	(*closing)(struct call *);
+	/* a text transport: text said again as one finished turn (the
+	 * keypad's repeat), 0 or -1 while an answer is being sent; NULL on
+	 * an audio one, which replays the answer's audio */
+	int	(*say_again)(struct call *, const char *text);
 };
 
 extern const struct leg_ops leg_media_streams;	/* leg_twilio.c */

@@ -70,6 +70,11 @@ struct crelay {
 	char	 added[OA_ID_MAX];
 	char	 added_prev[OA_ID_MAX];
 	int	 want_response;		/* a prompt waits for the cancel */
+	/* the assistant item whose text was done last; an item cut off
+	 * before its text was done, and what of it was heard */
+	char	 done_item[OA_ID_MAX];
+	char	 heard_item[OA_ID_MAX];
+	char	*heard;
 	const struct upstream *sess;	/* the session the ids above are of */
 	unsigned errors;		/* error messages logged */
 };
@@ -83,6 +88,10 @@ crelay_init(struct call *c)
 static void
 crelay_free(struct call *c)
 {
+	struct crelay *cr = c->leg_state;
+
+	if (cr != NULL)
+		free(cr->heard);
 	free(c->leg_state);
 	c->leg_state = NULL;
 }
@@ -268,6 +277,14 @@ on_interrupt(struct call *c, json_t *j)
 		    json_string_value(heard), cr->item_prev) == 0)
 			relay_send_up(c, b);
 	}
+	/* a fresh session (a rollover) is seeded with what was heard too */
+	if (strcmp(cr->item, cr->done_item) == 0)
+		relay_said_heard(c, heard != NULL ? json_string_value(heard) : "");
+	else {
+		free(cr->heard);
+		cr->heard = strdup(heard != NULL ? json_string_value(heard) : "");
+		vr_strlcpy(cr->heard_item, cr->item, sizeof(cr->heard_item));
+	}
 	log_set_call(call_sid_of(c));
 	log_debug("relay: interrupted; %s rewritten to the %zu characters heard",
 	    cr->item, heard != NULL ? json_string_length(heard) : 0);
@@ -404,6 +421,9 @@ crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		 * and responses of the old one are not in it */
 		cr->sess = up;
 		cr->resp[0] = cr->cut[0] = cr->item[0] = cr->added[0] = '\0';
+		cr->done_item[0] = cr->heard_item[0] = '\0';
+		free(cr->heard);
+		cr->heard = NULL;
 		cr->resp_tokens = 0;
 	}
 	switch (m->ev) {
@@ -443,7 +463,15 @@ crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	case OA_EV_TEXT_DONE:
 		/* the transcript, the app's hook, the keypad's "repeat" */
 		m->ev = OA_EV_TRANSCRIPT_DONE;
-		break;
+		vr_strlcpy(cr->done_item, m->item_id, sizeof(cr->done_item));
+		relay_upstream_event(c, up, m);
+		if (cr->heard != NULL && strcmp(cr->heard_item, m->item_id) == 0) {
+			/* cut off before its text was done */
+			relay_said_heard(c, cr->heard);
+			free(cr->heard);
+			cr->heard = NULL;
+		}
+		return;
 	case OA_EV_RESPONSE_DONE:
 		/* the turn ends before the relay acts on the response's end
 		 * (which may end the call: `end` comes after the last token) */
@@ -472,6 +500,20 @@ crelay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 		break;
 	}
 	relay_upstream_event(c, up, m);
+}
+
+/* Send text as one finished turn for Twilio to say (the keypad's repeat):
+ * 0, or -1 while an answer is being sent. */
+static int
+crelay_say_again(struct call *c, const char *text)
+{
+	struct crelay *cr = c->leg_state;
+
+	if (cr == NULL || !cr->setup || relay_model_busy(c) ||
+	    cr->resp_tokens > 0 || text == NULL || text[0] == '\0')
+		return -1;
+	send_token(c, text, 1);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -571,4 +613,5 @@ const struct leg_ops leg_conversation_relay = {
 	.mark = crelay_no_mark,
 	.clear = crelay_no_clear,
 	.closing = crelay_closing,
+	.say_again = crelay_say_again,
 };

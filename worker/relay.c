@@ -37,6 +37,7 @@
 #define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
 #define FINISH_WAIT_MS		5000	/* for Twilio to take a call update */
 #define RESUME_MARGIN_S		120	/* the update's retries, the dial's setup */
+#define REPEAT_AUDIO_MAX	(30 * 8000)	/* bytes: 30 s of mu-law */
 #define ROLLOVER_GRACE_MS	60000	/* a turn boundary within this */
 #define ROLLOVER_RETRY_MS	60000	/* a fresh session did not open */
 #define SAID_MAX_BYTES		(48 * 1024)	/* replayed to a fresh session */
@@ -83,6 +84,10 @@ relay_free(struct relay *r)
 	k->wrapup = k->intro = NULL;
 	free(r->last_answer);
 	r->last_answer = NULL;
+	free(r->ans_audio);
+	free(r->cap_audio);
+	r->ans_audio = r->cap_audio = NULL;
+	r->ans_len = r->ans_cap = r->cap_len = r->cap_cap = 0;
 	for (unsigned i = 0; i < r->nsaid; i++)
 		free(r->said[i].text);
 	free(r->said);
@@ -145,10 +150,12 @@ item_by_uid(struct relay *r, uint32_t uid)
 	return NULL;
 }
 
+static struct relay_item *item_new(struct relay *r);
+
 static struct relay_item *
 item_for(struct relay *r, const struct oa_msg *m)
 {
-	struct relay_item *it, *oldest = NULL;
+	struct relay_item *it;
 
 	for (int i = 0; i < RELAY_ITEMS; i++) {
 		it = &r->items[i];
@@ -156,6 +163,20 @@ item_for(struct relay *r, const struct oa_msg *m)
 		    strcmp(it->item_id, m->item_id) == 0)
 			return it;
 	}
+	it = item_new(r);
+	snprintf(it->item_id, sizeof(it->item_id), "%s", m->item_id);
+	snprintf(it->response_id, sizeof(it->response_id), "%s", m->response_id);
+	it->content_index = m->content_index;
+	return it;
+}
+
+/* A slot for audio in flight, with no model item yet ("": audio of our
+ * own, which nothing truncates). */
+static struct relay_item *
+item_new(struct relay *r)
+{
+	struct relay_item *it, *oldest = NULL;
+
 	for (int i = 0; i < RELAY_ITEMS; i++) {
 		it = &r->items[i];
 		if (it->uid == 0)
@@ -167,9 +188,6 @@ item_for(struct relay *r, const struct oa_msg *m)
 fill:
 	memset(it, 0, sizeof(*it));
 	it->uid = ++r->next_uid;
-	snprintf(it->item_id, sizeof(it->item_id), "%s", m->item_id);
-	snprintf(it->response_id, sizeof(it->response_id), "%s", m->response_id);
-	it->content_index = m->content_index;
 	return it;
 }
 
@@ -238,6 +256,102 @@ audio_to_caller(struct call *c, struct relay_item *it, const char *b64,
 	if (c->slot >= 0)
 		atomic_store_explicit(&w->shm->calls[c->slot].cs_frames_out,
 		    c->frames_out, memory_order_relaxed);
+}
+
+/*
+ * The keypad's repeat plays the last answer again as it was heard, not as
+ * the model would say it a second time: each response's audio is kept as
+ * it goes out (decoded, at most REPEAT_AUDIO_MAX), and a response that
+ * completes becomes the one to repeat.
+ */
+static void
+capture_audio(struct relay *r, const struct oa_msg *m)
+{
+	size_t n = m->audio_len / 4 * 3;
+	long d;
+
+	if (strcmp(r->cap_resp, m->response_id) != 0) {
+		vr_strlcpy(r->cap_resp, m->response_id, sizeof(r->cap_resp));
+		r->cap_len = 0;
+		r->cap_bad = 0;
+	}
+	if (r->cap_bad)
+		return;
+	if (r->cap_len + n > REPEAT_AUDIO_MAX) {
+		r->cap_bad = 1;
+		return;
+	}
+	if (r->cap_len + n > r->cap_cap) {
+		size_t ncap = r->cap_cap ? r->cap_cap * 2 : 32000;
+		unsigned char *nb;
+
+		while (ncap < r->cap_len + n)
+			ncap *= 2;
+		if (ncap > REPEAT_AUDIO_MAX)
+			ncap = REPEAT_AUDIO_MAX;
+		if ((nb = realloc(r->cap_audio, ncap)) == NULL) {
+			r->cap_bad = 1;
+			return;
+		}
+		r->cap_audio = nb;
+		r->cap_cap = ncap;
+	}
+	if ((d = b64_decode(m->audio, m->audio_len, r->cap_audio +
+	    r->cap_len)) < 0)
+		r->cap_bad = 1;
+	else
+		r->cap_len += (size_t)d;
+}
+
+/* A response completed: its audio, if whole, is the one to repeat. */
+static void
+capture_done(struct relay *r, const struct oa_msg *m)
+{
+	unsigned char *t;
+	size_t tc;
+
+	if (strcmp(r->cap_resp, m->response_id) != 0)
+		return;
+	if (!r->cap_bad && r->cap_len > 0 && strcmp(m->status,
+	    "completed") == 0) {
+		t = r->ans_audio;
+		tc = r->ans_cap;
+		r->ans_audio = r->cap_audio;
+		r->ans_cap = r->cap_cap;
+		r->ans_len = r->cap_len;
+		r->cap_audio = t;
+		r->cap_cap = tc;
+	}
+	r->cap_resp[0] = '\0';
+	r->cap_len = 0;
+	r->cap_bad = 0;
+}
+
+/* Play the last answer's audio again, marked like the model's so that the
+ * caller can talk over it.  0, or -1 when there is none or something
+ * plays or is being said. */
+static int
+replay_answer(struct call *c)
+{
+	struct relay *r = &c->relay;
+	struct relay_item *it;
+	char *b64;
+	size_t n;
+
+	if (r->ans_len == 0 || c->leg->audio == NULL || r->mcount > 0 ||
+	    relay_model_busy(c) || c->state != CALL_LIVE)
+		return -1;
+	if ((b64 = malloc((r->ans_len + 2) / 3 * 4 + 1)) == NULL)
+		return -1;
+	n = b64_encode(r->ans_audio, r->ans_len, b64);
+	it = item_new(r);
+	audio_to_caller(c, it, b64, n);
+	free(b64);
+	if (c->state < CALL_CLOSING) {
+		it->done_sent = 1;
+		send_mark(c, it->uid, it->sent_bytes, 1);
+	}
+	return 0;
 }
 
 /* "<generation>.<seq>", both decimal without leading junk.  0 or -1. */
@@ -333,7 +447,8 @@ barge_in(struct call *c, struct upstream *up, uint64_t t_us)
 			    PLAYED_ALLOWANCE_BYTES : 0);
 			if (end > it->sent_bytes)
 				end = it->sent_bytes;
-			if (it->played_bytes < it->sent_bytes) {
+			if (it->played_bytes < it->sent_bytes &&
+			    it->item_id[0] != '\0') {
 				struct buf *b = relay_scratch();
 				if (oa_build_truncate(b, it->item_id, it->content_index,
 				    end / 8) == 0)
@@ -472,6 +587,34 @@ said_add(struct relay *r, char role, const char *text)
 }
 
 void
+relay_said_heard(struct call *c, const char *heard)
+{
+	struct relay *r = &c->relay;
+	unsigned i = r->nsaid;
+	size_t n = heard != NULL ? strlen(heard) : 0;
+	char *t = NULL;
+
+	while (i > 0 && r->said[i - 1].role != 'a')
+		i--;
+	if (i == 0)
+		return;
+	i--;
+	if (n > 0 && (t = strdup(heard)) == NULL)
+		return;
+	r->said_bytes -= strlen(r->said[i].text);
+	free(r->said[i].text);
+	if (t != NULL) {
+		r->said[i].text = t;
+		r->said_bytes += n;
+		return;
+	}
+	/* nothing of it was heard */
+	memmove(r->said + i, r->said + i + 1, (r->nsaid - i - 1) *
+	    sizeof(*r->said));
+	r->nsaid--;
+}
+
+void
 relay_transcript(struct call *c, const char *role, const char *text)
 {
 	transcript_line(c, role, text);
@@ -545,6 +688,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			    t_us - r->speech_stopped_us);
 		}
 		audio_to_caller(c, item_for(r, m), m->audio, m->audio_len);
+		capture_audio(r, m);
 		break;
 	case OA_EV_AUDIO_DONE:
 		if (!is_dropped(r, m->response_id) && c->state == CALL_LIVE) {
@@ -558,6 +702,9 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 	case OA_EV_RESPONSE_DONE:
 		if (strcmp(r->active_response, m->response_id) == 0)
 			r->active_response[0] = '\0';
+		if (is_dropped(r, m->response_id))
+			r->cap_resp[0] = '\0';	/* cut off: not one to repeat */
+		capture_done(r, m);
 		undrop_response(r, m->response_id);
 		if (strcmp(m->status, "failed") == 0 || strcmp(m->status,
 		    "incomplete") == 0) {
@@ -1288,6 +1435,14 @@ relay_keypress(struct call *c, char digit)
 		relay_hangup(c, "the caller ended the call with a key");
 		break;
 	case LK_REPEAT:
+		/* its audio again (a relay call: its text, which Twilio
+		 * speaks), else the model is asked to say it once more */
+		if (replay_answer(c) == 0 || (c->leg->say_again != NULL &&
+		    r->last_answer != NULL && c->leg->say_again(c,
+		    r->last_answer) == 0)) {
+			ctl_log(c, 'd', "key %c: the last answer again", digit);
+			break;
+		}
 		if (r->last_answer == NULL || relay_model_busy(c)) {
 			/* nothing said yet, or something new is being said */
 			key_to_model(c, digit);

@@ -158,6 +158,12 @@ struct relay {
 	struct rec_call		*rec;		/* record.c's, NULL: none */
 	uint64_t		 session_expires;	/* Unix s, 0 unknown */
 	char			*last_answer;	/* the model's last sentence(s) */
+	/* the last complete answer's audio (mu-law), for the keypad's
+	 * repeat, and the one being received */
+	unsigned char		*ans_audio, *cap_audio;
+	size_t			 ans_len, ans_cap, cap_len, cap_cap;
+	char			 cap_resp[OA_ID_MAX];
+	int			 cap_bad;	/* too long, or not base64 */
 	struct relay_said	*said;		/* the conversation, oldest first */
 	unsigned		 nsaid, saidcap;
 	size_t			 said_bytes;
@@ -210,6 +216,9 @@ void relay_upstream_gone(struct call *c, struct upstream *up);
 /* One finished line of the transcript (role "caller" or "assistant"):
  * the transcript files and the app's hook. */
 void relay_transcript(struct call *c, const char *role, const char *text);
+/* The caller heard only `heard` of the model's last line (a ConversationRelay
+ * interrupt): a fresh session is seeded with that, not the whole line. */
+void relay_said_heard(struct call *c, const char *heard);
 
 /* The call's `start` / its end: the app's started and ended hooks. */
 void relay_call_started(struct call *c);

@@ -402,3 +402,39 @@ async def test_relay_session_rollover_keeps_the_text_conversation(env):
         await asyncio.sleep(0.4)
         expect_eq(new.errors_sent, [], "errors from the fresh session")
         await s.close()
+
+
+async def test_relay_interrupt_seeds_a_rollover_with_what_was_heard(env):
+    """After an interrupt the fresh session (a rollover) holds only what the
+    caller heard of the answer, like the session it replaces; the keypad's
+    repeat has Twilio say the last answer again without the model."""
+    full = "We are open until five on weekdays and until noon on Saturdays."
+    async with FakeOpenAI(mode="text", text_replies=[full, "Noted."],
+                          interval_ms=10) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(),
+                       LINES_DIR=write_desk(env, keypad={"*": "repeat"}), WORKERS=1,
+                       SESSION_ROLLOVER_MINUTES=0.05).start()
+        s, wh = await open_session(d, 61)
+        await s.prompt("How late are you open?")
+        toks, end = await s.wait_turn(0, 6)
+        expect(end is not None, "no first answer")
+        expect_eq("".join(t["token"] for t in toks), full, "the answer")
+        old = srv.accepted[0]
+        asked = len(old.response_requests)
+        # the repeat: the same text as one turn, the model not asked
+        await s.dtmf("*")
+        toks2, end2 = await s.wait_turn(end, 5)
+        expect(end2 is not None, "no repeat")
+        expect_eq([(t["token"], t["last"]) for t in toks2], [(full, True)], "the repeat")
+        await asyncio.sleep(0.3)
+        expect_eq(len(old.response_requests), asked, "the model asked to repeat")
+        await s.interrupt("We are open until five", 900)
+        new = await srv.wait_connection(2, timeout=10)
+        await asyncio.sleep(0.5)
+        said = [(i["role"], i["content"][0]["text"]) for i in
+                [e["item"] for _, e in new.of_type("conversation.item.create")][1:]]
+        expect(("user", "How late are you open?") in said, "caller line: %r" % said)
+        expect(("assistant", "We are open until five") in said,
+               "the heard part missing: %r" % said)
+        expect(("assistant", full) not in said, "the whole answer seeded: %r" % said)
+        await s.close()
