@@ -218,10 +218,11 @@ enum replay_verdict {
 };
 enum replay_verdict replay_check(struct master *m, const char *sid,
     const char **twiml, size_t *len);
-/* A resume marker for sid: 0 and *resume its expiry when it is good
- * and now used; -1 (why in *why) when not. */
-int  replay_resume(struct master *m, const char *sid, const char *marker,
-    uint64_t *resume, const char **why);
+/* A resume marker for sid on line, coming back by the inbound or the
+ * outbound path: 0 and *resume its expiry when it is good (for that line
+ * and that direction) and now used; -1 (why in *why) when not. */
+int  replay_resume(struct master *m, const char *sid, const char *line,
+    int outbound, const char *marker, uint64_t *resume, const char **why);
 int  replay_store(const struct master *m, const char *sid, uint64_t expires,
     const char *twiml, size_t len);
 void replay_tokens_load(struct master *m);

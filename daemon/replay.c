@@ -14,9 +14,10 @@
  *    live or over in the call slots, a repeat gets no <Stream>.
  *
  * A transfer whose dial nobody answers may send the call back to its line
- * (`no_answer: "line"`): Twilio posts /voice again with the same CallSid.
- * That URL carries a resume marker (proto/token.h) bound to the CallSid
- * and an expiry; a good one is spent here (in the used-token table, and
+ * (`no_answer: "line"`): Twilio posts /voice again with the same CallSid,
+ * or for a call placed here /outbound/<line> (the callee is the caller
+ * again).  That URL carries a resume marker (proto/token.h) bound to the
+ * CallSid, the line, the direction and an expiry; a good one is spent here (in the used-token table, and
  * its file) and lets one more stream be offered, whose token carries the
  * marker's expiry so the worker keys it apart from the first stream.
  *
@@ -128,18 +129,25 @@ replay_check(struct master *m, const char *sid, const char **twiml,
 }
 
 int
-replay_resume(struct master *m, const char *sid, const char *marker,
-    uint64_t *resume, const char **why)
+replay_resume(struct master *m, const char *sid, const char *line,
+    int outbound, const char *marker, uint64_t *resume, const char **why)
 {
 	uint64_t now = wall_ms() / 1000, exp = 0, key;
 	char path[4096];
-	int rc;
+	int rc, ob = 0;
 
-	rc = resume_verify(m->conf.stream_secret, sid, marker, strlen(marker),
-	    now, &exp);
+	rc = resume_verify(m->conf.stream_secret, sid, line, marker,
+	    strlen(marker), now, &exp, &ob);
 	if (rc != TOKEN_OK) {
 		*why = rc == TOKEN_ERR_EXPIRED ? "expired" : rc == TOKEN_ERR_MAC ?
-		    "not ours or not this call's" : "malformed";
+		    "not ours, not this call's or not this line's" : "malformed";
+		return -1;
+	}
+	/* an outbound call comes back to the outbound line, an inbound one
+	 * to /voice: the marker says which it was */
+	if (ob != outbound) {
+		*why = ob ? "an outbound call's, on the inbound path" :
+		    "an inbound call's, on the outbound path";
 		return -1;
 	}
 	/* spent once, here and after a restart */

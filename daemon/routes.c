@@ -493,11 +493,12 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	mask_phone(tok.caller, masked, sizeof(masked));
 	/* back from a transfer nobody answered: a good marker, signed with
 	 * the URL, opens one more stream; any other goes the usual way */
-	if (marker != NULL && !outbound) {
-		if (replay_resume(m, sid, marker, &resume, &why) == 0) {
+	if (marker != NULL) {
+		if (replay_resume(m, sid, routebuf, outbound, marker, &resume,
+		    &why) == 0) {
 			master_count(m, SC_voice_resumes);
-			log_info("call %s: back on route %s after a transfer",
-			    sid, routebuf);
+			log_info("call %s: back on %sroute %s after a transfer",
+			    sid, outbound ? "the outbound " : "", routebuf);
 			goto admit;
 		}
 		log_warnx("%s: voice webhook for call %s with a resume marker "
@@ -736,8 +737,9 @@ route_transfer_done(struct conn *c, struct http_req *r, const char *route,
 	const struct line *line;
 	const char *sid, *st, *dur, *marker, *q = strchr(http_req_url(r), '?');
 	char base[600], routebuf[33], url[1200];
+	uint64_t exp = 0;
 	long secs = -1;
-	int answered;
+	int answered, outbound = 0;
 
 	if (strcmp(http_req_method(r), "POST") != 0) {
 		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
@@ -802,10 +804,14 @@ route_transfer_done(struct conn *c, struct http_req *r, const char *route,
 	else if (line->transfer_back && marker != NULL && marker[0] != '\0' &&
 	    strlen(marker) < RESUME_MAX_LEN &&
 	    strspn(marker, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789-_.") == strlen(marker)) {
-		/* /voice checks the marker */
+	    "0123456789-_.") == strlen(marker) &&
+	    resume_verify(m->conf.stream_secret, sid, routebuf, marker,
+	    strlen(marker), wall_ms() / 1000, &exp, &outbound) == TOKEN_OK) {
+		/* the way back by the path the call came in on: a call placed
+		 * here to its outbound line, whose request makes the callee
+		 * the caller again; /voice or /outbound spends the marker */
 		snprintf(url, sizeof(url), "%s%s/%s?resume=%s", base,
-		    PREFIX_VOICE, routebuf, marker);
+		    outbound ? "/outbound" : PREFIX_VOICE, routebuf, marker);
 		twiml_redirect(&t, url);
 	} else {
 		twiml_say(&t, line->transfer_voicemail ? line->transfer_voicemail :

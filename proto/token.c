@@ -274,27 +274,35 @@ token_strerror(int err)
 /* ---------------------------------------------------------------- */
 /* the resume marker */
 
-static const char resume_label[] = "voxrelay resume marker v1";
+static const char resume_label_v1[] = "voxrelay resume marker v1";
+static const char resume_label[] = "voxrelay resume marker v2";
 
 #define RESUME_MAC_LEN	16
 
+/* dir: 'i' or 'o' (and line) for a marker of this version, 0 for one of
+ * the first (neither in its MAC) */
 static int
-resume_mac(const char *secret, const char *call_sid, uint64_t expires,
-    unsigned char mac[RESUME_MAC_LEN])
+resume_mac(const char *secret, const char *call_sid, const char *line,
+    int dir, uint64_t expires, unsigned char mac[RESUME_MAC_LEN])
 {
 	const mbedtls_md_info_t *info;
+	const char *label = dir ? resume_label : resume_label_v1;
 	unsigned char key[32], full[32];
-	char msg[128];
+	char msg[192];
 	int n, rc;
 
 	info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
-	n = snprintf(msg, sizeof(msg), "resume|%s|%llu", call_sid,
-	    (unsigned long long)expires);
+	if (dir)
+		n = snprintf(msg, sizeof(msg), "resume|%s|%llu|%c|%s", call_sid,
+		    (unsigned long long)expires, dir, line);
+	else
+		n = snprintf(msg, sizeof(msg), "resume|%s|%llu", call_sid,
+		    (unsigned long long)expires);
 	if (info == NULL || n < 0 || (size_t)n >= sizeof(msg))
 		return -1;
 	rc = mbedtls_md_hmac(info, (const unsigned char *)secret,
-	    strlen(secret), (const unsigned char *)resume_label,
-	    sizeof(resume_label) - 1, key) != 0 ||
+	    strlen(secret), (const unsigned char *)label, strlen(label),
+	    key) != 0 ||
 	    mbedtls_md_hmac(info, key, sizeof(key), (const unsigned char *)msg,
 	    (size_t)n, full) != 0;
 	mbedtls_platform_zeroize(key, sizeof(key));
@@ -303,51 +311,63 @@ resume_mac(const char *secret, const char *call_sid, uint64_t expires,
 }
 
 int
-resume_make(const char *secret, const char *call_sid, uint64_t expires,
-    char *out, size_t outlen)
+resume_make(const char *secret, const char *call_sid, const char *line,
+    int outbound, uint64_t expires, char *out, size_t outlen)
 {
 	unsigned char mac[RESUME_MAC_LEN];
+	int dir = outbound ? 'o' : 'i';
 	size_t n;
 	int m;
 
-	if (expires == 0 || strlen(call_sid) >= 64)
+	if (expires == 0 || strlen(call_sid) >= 64 || strlen(line) >= 64)
 		return TOKEN_ERR_TOOLONG;
 	if (outlen < RESUME_MAX_LEN)
 		return TOKEN_ERR_TOOLONG;
-	if (resume_mac(secret, call_sid, expires, mac) != 0)
+	if (resume_mac(secret, call_sid, line, dir, expires, mac) != 0)
 		return TOKEN_ERR_FORMAT;
 	n = b64url_encode(mac, sizeof(mac), out);
-	m = snprintf(out + n, outlen - n, ".%llu", (unsigned long long)expires);
+	m = snprintf(out + n, outlen - n, ".%llu.%c", (unsigned long long)expires,
+	    dir);
 	if (m < 0 || (size_t)m >= outlen - n)
 		return TOKEN_ERR_TOOLONG;
 	return (int)(n + (size_t)m);
 }
 
 int
-resume_verify(const char *secret, const char *call_sid, const char *s,
-    size_t len, uint64_t now_s, uint64_t *expires)
+resume_verify(const char *secret, const char *call_sid, const char *line,
+    const char *s, size_t len, uint64_t now_s, uint64_t *expires,
+    int *outbound)
 {
 	unsigned char got[RESUME_MAC_LEN + 3], want[RESUME_MAC_LEN];
 	const size_t enc = (RESUME_MAC_LEN * 4 + 2) / 3;
 	uint64_t exp = 0;
-	size_t i;
+	size_t i, end = len;
+	int dir = 0;
 
+	/* this version's ".i" or ".o" at the end; none in the first's */
+	if (len >= 2 && s[len - 2] == '.') {
+		if (s[len - 1] != 'i' && s[len - 1] != 'o')
+			return TOKEN_ERR_FORMAT;
+		dir = s[len - 1];
+		end = len - 2;
+	}
 	/* MAC "." 1 to 20 digits, no sign, no leading zero */
-	if (len < enc + 2 || len > enc + 21 || s[enc] != '.' ||
+	if (end < enc + 2 || end > enc + 21 || s[enc] != '.' ||
 	    s[enc + 1] == '0')
 		return TOKEN_ERR_FORMAT;
-	for (i = enc + 1; i < len; i++) {
+	for (i = enc + 1; i < end; i++) {
 		if (s[i] < '0' || s[i] > '9' ||
 		    exp > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
 			return TOKEN_ERR_FORMAT;
 		exp = exp * 10 + (uint64_t)(s[i] - '0');
 	}
 	if (b64url_decode(s, enc, got) != RESUME_MAC_LEN ||
-	    strlen(call_sid) >= 64 ||
-	    resume_mac(secret, call_sid, exp, want) != 0)
+	    strlen(call_sid) >= 64 || strlen(line) >= 64 ||
+	    resume_mac(secret, call_sid, line, dir, exp, want) != 0)
 		return TOKEN_ERR_FORMAT;
 	if (!ct_equal(got, RESUME_MAC_LEN, want, RESUME_MAC_LEN))
 		return TOKEN_ERR_MAC;
 	*expires = exp;
+	*outbound = dir == 'o';
 	return now_s >= exp ? TOKEN_ERR_EXPIRED : TOKEN_OK;
 }

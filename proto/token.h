@@ -58,21 +58,29 @@ const char *token_strerror(int err);
 
 /*
  * The resume marker: what a transfer's "back to the line" URL carries so
- * that /voice gives a call whose stream has opened one more stream.
- *   base64url(first 16 bytes of HMAC-SHA256(K, "resume|<CallSid>|<expiry>"))
- *   "." <expiry, decimal Unix seconds>
- * with K = HMAC-SHA256(STREAM_SECRET, "voxrelay resume marker v1").  It is
- * bound to the CallSid and carries no phone number.  That it is used once
- * is for the caller to see to (daemon/replay.c).
+ * that /voice (an inbound call) or /outbound (a call placed here) gives a
+ * call whose stream has opened one more stream:
+ *   base64url(first 16 bytes of HMAC-SHA256(K, "resume|<CallSid>|<expiry>|
+ *   <d>|<line>")) "." <expiry, decimal Unix seconds> "." <d>
+ * with d "i" (inbound) or "o" (outbound: the way back is the outbound
+ * line's, the callee the caller) and K = HMAC-SHA256(STREAM_SECRET,
+ * "voxrelay resume marker v2").  It is bound to the CallSid, the line and
+ * the direction, and carries no phone number.  A marker of the first
+ * version (no ".d", MAC under "voxrelay resume marker v1" over
+ * "resume|<CallSid>|<expiry>", from a daemon before this one) is taken as
+ * inbound on any line.  That it is used once is for the caller to see to
+ * (daemon/replay.c).
  */
 #define RESUME_MAX_LEN	48	/* encoded, with NUL */
 
 /* Returns the encoded length, or a negative enum token_err. */
-int resume_make(const char *secret, const char *call_sid, uint64_t expires,
-    char *out, size_t outlen);
-/* Check s[0..len) for call_sid; the MAC in constant time, then the
- * expiry.  *expires is set on TOKEN_OK and TOKEN_ERR_EXPIRED. */
-int resume_verify(const char *secret, const char *call_sid, const char *s,
-    size_t len, uint64_t now_s, uint64_t *expires);
+int resume_make(const char *secret, const char *call_sid, const char *line,
+    int outbound, uint64_t expires, char *out, size_t outlen);
+/* Check s[0..len) for call_sid on line; the MAC in constant time, then the
+ * expiry.  *expires and *outbound are set on TOKEN_OK and
+ * TOKEN_ERR_EXPIRED. */
+int resume_verify(const char *secret, const char *call_sid, const char *line,
+    const char *s, size_t len, uint64_t now_s, uint64_t *expires,
+    int *outbound);
 
 #endif

@@ -1219,8 +1219,8 @@ transfer_now(struct call *c)
 
 	transfer_summary(c, t);
 	if (l->transfer_back && have_pub &&
-	    resume_make(c->w->conf->stream_secret, call_sid_of(c),
-	    wall_ms() / 1000 + (uint64_t)l->transfer_timeout + RESUME_MARGIN_S,
+	    resume_make(c->w->conf->stream_secret, call_sid_of(c), l->id,
+	    c->outbound, wall_ms() / 1000 + (uint64_t)l->transfer_timeout + RESUME_MARGIN_S,
 	    marker, sizeof(marker)) > 0)
 		back = 1;
 	twiml_begin(&tw);

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import twilio
 from harness import LINES, expect, expect_eq, timeout
@@ -455,3 +456,73 @@ async def test_outbound_refused_while_draining(env):
         expect("voxrelay_outbound_refused_draining_total 1" in m, "in /metrics")
         await rest.wait_ended(1, timeout=20)
     expect_eq(await asyncio.to_thread(d.wait_exit, 20), 0, "exit after the drain")
+
+
+@timeout(90)
+async def test_outbound_transfer_back_to_the_outbound_line(env):
+    """A call placed here, transferred, with nobody answering the dial:
+    the way back goes to the outbound line's path (the marker says
+    outbound), and the resumed stream has the callee as the caller, with
+    the request's name and variables; our own number is never billed."""
+    import glob
+    import os
+    import shutil
+    from fake_openai import FakeOpenAI
+    lines = os.path.join(env.tmp, "lines")
+    os.makedirs(lines, exist_ok=True)
+    for f in glob.glob(os.path.join(LINES, "*.json")):
+        shutil.copy(f, lines)
+    with open(os.path.join(LINES, "reminder.json")) as f:
+        line = json.load(f)
+    line.update(transfer_targets=[{"label": "billing",
+                                   "sip": "sip:billing@pbx.example.com"}],
+                transfer={"no_answer": "line"},
+                keypad={"0": {"action": "transfer", "target": "billing"}})
+    with open(os.path.join(lines, "callback.json"), "w") as f:
+        json.dump(line, f)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3,
+                              amd_seconds=0.3, dial_status="no-answer") as rest, \
+            FakeOpenAI(mode="vad", reply_ms=400) as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url(), LINES_DIR=lines,
+                              OUTBOUND_GREETING_PAUSE=0)).start()
+        st, _, b, _ = await arequest(d, dict(BODY, line="callback"))
+        expect_eq(st, 201, "status: %r" % b)
+        sid = b["call_sid"]
+        call = rest.calls[sid]
+        conn = await srv.wait_connection(1, timeout=15)
+        await until(lambda: conn.responses and conn.active is None, 10, "the greeting")
+        await call.stream.send_dtmf("0")
+        await until(lambda: len(call.streams) >= 2, 20, "the stream on the way back")
+        expect_eq([t for t, _ in call.dials], ["sip:billing@pbx.example.com"], "dialled")
+        action = call.dials[0][1].get("action", "")
+        expect(action.startswith(d.base + "/transfer/callback/done?resume="),
+               "action %r" % action)
+        expect(action.endswith(".o"), "an outbound call's marker: %r" % action)
+        ev = [e for e in rest.events if e[0] == sid and e[1] in ("dial_action", "redirect")]
+        expect_eq([(e[1], e[2]) for e in ev], [("dial_action", 200), ("redirect", 200)],
+                  "the dial's action and the redirect")
+        back = ET.fromstring(ev[0][3])[0]
+        expect_eq(back.tag, "Redirect", "after no answer: %s" % ev[0][3])
+        expect_eq(back.text, d.base + "/outbound/callback?" + action.split("?", 1)[1],
+                  "the way back is the outbound line's")
+        s2 = call.streams[1]
+        expect_eq(s2.params.get("caller"), CALLEE, "the callee is the caller again")
+        expect_eq(s2.params.get("direction"), "outbound-api", "direction")
+        expect_eq((s2.params.get("name"), s2.params.get("var_amount_due")),
+                  ("John Doe", "$120.00"), "the request's name and variables")
+        conn2 = await srv.wait_connection(2, timeout=10)
+        await until(lambda: any(m.get("event") == "media" for m in s2.received), 10,
+                    "the model's audio on the resumed stream")
+        instr = conn2.first("session.update")[1]["session"]["instructions"]
+        expect("John Doe" in instr and "{{" not in instr, "filled: %r" % instr[:200])
+        expect_eq(counters(d)["voice_resumes"], 1, "voice_resumes")
+        await rest.wait_ended(1, timeout=20)
+        expect_eq(call.final, "completed", "the call's end")
+        row, _ = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                      "completed" else None)(record(d, sid)),
+                             10, "the record")
+        expect_eq((row["direction"], row["from_number"], row["to_number"]),
+                  ("outbound-api", NUMBER, CALLEE), "the record's numbers")
+        usage = d.admin_get("/usage-data")[2]
+        expect(CALLEE in usage and NUMBER not in usage,
+               "billed to the callee only: %r" % usage)

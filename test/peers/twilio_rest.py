@@ -42,6 +42,14 @@ called number and per attempt (`plan()`, or `plans=` at construction), else
     rest.calls_to("+14155550123")             # its Calls, in order
     await rest.wait_ended(2)                  # two calls over
 
+An update of an answered human call is followed as Twilio follows it: the
+stream ends, then the new TwiML runs: <Say> is heard (`said`), <Hangup>
+ends the call, a <Dial> is noted (`dials`) and its action posted with
+`dial_status` (default "no-answer") and `dial_seconds`, a <Redirect> or an
+action's answer is fetched (signed, as the Url was) and run, and a
+<Connect><Stream> opens a new stream (`streams`) with the callee on it
+again.
+
 Every created call is a `Call` in `calls` (by CallSid) with its outcome,
 the status callbacks posted (`statuses`), the AMD verdict, the stream, the
 call updates it got and `ended` (set once its final callback was posted).
@@ -57,6 +65,8 @@ import time
 import re
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+import twilio
 
 
 class Request:
@@ -84,14 +94,17 @@ class FakeTwilioRest:
                  fail_calls_first=0, call_delay=0.0, fail_creates_first=0,
                  outcome="human", callee_seconds=2.0, sid_base=0xabc000,
                  plans=None, ring_seconds=0.3, amd_seconds=0.5,
-                 machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False):
+                 machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False,
+                 dial_status="no-answer", dial_seconds=0):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered;
         fail_creates_first: Calls.json requests answered fail_status first
         (whatever the number); plans: {number: [outcome, ...]} (see
         plan()); the *_seconds: the outcomes' timings (module doc);
         amd_early: a human's verdict is posted as the call is answered,
-        before the Url is asked for (AsyncAmd runs beside it)."""
+        before the Url is asked for (AsyncAmd runs beside it);
+        dial_status, dial_seconds: how a <Dial> in a call update ends
+        (DialCallStatus, DialCallDuration posted to its action)."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_first = fail_first
@@ -116,6 +129,8 @@ class FakeTwilioRest:
         self.machine_seconds = machine_seconds
         self.voicemail_seconds = voicemail_seconds
         self.amd_early = amd_early
+        self.dial_status = dial_status
+        self.dial_seconds = dial_seconds
         self.server = None
         self.port = None
 
@@ -303,7 +318,6 @@ class FakeTwilioRest:
 
     async def _post(self, url, params):
         """A signed form POST, as Twilio makes it; (status, body)."""
-        import twilio
         import urllib.request
         body = urllib.parse.urlencode(params).encode()
         rq = urllib.request.Request(url, data=body, method="POST")
@@ -356,7 +370,7 @@ class FakeTwilioRest:
         n = start_frame
         t0 = time.monotonic()
         end = t0 + seconds
-        while time.monotonic() < end and not call.updates:
+        while time.monotonic() < end and len(call.updates) <= call.handled:
             if stream is not None:
                 if stream.closed_at is not None:
                     break
@@ -373,7 +387,6 @@ class FakeTwilioRest:
         return n
 
     async def _play(self, call):
-        import twilio
         sid, form = call.sid, call.form
         try:
             await asyncio.sleep(0.05)
@@ -405,18 +418,14 @@ class FakeTwilioRest:
             wh = twilio.Webhook(code, body)
             stream = None
             if wh.stream_url is not None:
-                stream = twilio.Stream(wh.stream_url, sid,
-                                       "MZ%032x" % (self.sid_base + self.n_calls),
-                                       wh.params)
-                call.stream = stream
-                self.streams.append(stream)
-                await stream.open()
+                stream = await self._open_stream(call, wh)
             if call.outcome == "human":
                 n = 0
                 if not call.amd_early:
                     n = await self._hold(call, self.amd_seconds, stream)
                     await self._amd(call, "human")
                 await self._hold(call, self.callee_seconds, stream, n)
+                stream = await self._follow(call, stream)
             else:
                 await self._machine(call, stream)
             if stream is not None:
@@ -428,6 +437,88 @@ class FakeTwilioRest:
             self.events.append((sid, "error", repr(e), 0))
         finally:
             call.ended = True
+
+    async def _open_stream(self, call, wh):
+        """The <Connect><Stream> of a TwiML answer, opened; each of a call's
+        streams has its own StreamSid."""
+        ssid = "MZ%032x" % (int(call.sid[2:], 16) + (len(call.streams) << 100))
+        stream = twilio.Stream(wh.stream_url, call.sid, ssid, wh.params)
+        call.stream = stream
+        call.streams.append(stream)
+        self.streams.append(stream)
+        await stream.open()
+        return stream
+
+    def _call_params(self, call):
+        f = call.form
+        return [("AccountSid", self.account_sid), ("CallSid", call.sid),
+                ("CallStatus", "in-progress"), ("Direction", "outbound-api"),
+                ("From", f["From"][0]), ("To", f["To"][0]),
+                ("Caller", f["From"][0]), ("Called", f["To"][0])]
+
+    async def _follow(self, call, stream):
+        """What the daemon's updates of a live call make Twilio do: the
+        stream ends, then the new TwiML runs (_run).  A Status=completed
+        update ends the call.  Bounded: eight documents.  Returns the
+        stream still up, if any."""
+        docs = 0
+        while docs < 8 and len(call.updates) > call.handled:
+            u = call.updates[call.handled]
+            call.handled += 1
+            if stream is not None and stream.closed_at is None:
+                await stream.stop()
+            stream = None
+            root = getattr(u, "twiml", None)
+            while root is not None and root is not _UPDATE and docs < 8:
+                docs += 1
+                root = await self._run(call, root)
+        return stream
+
+    async def _run(self, call, root):
+        """One TwiML document of an answered call, far enough for the
+        tests: <Say> heard (call.said), <Hangup>, <Dial> (call.dials; its
+        action posted with dial_status and dial_seconds), <Redirect> (the
+        document it names fetched, signed) and <Connect><Stream> (the
+        callee again for callee_seconds).  Returns the next document, None
+        at the end, or _UPDATE when the daemon updated the call again."""
+        for el in root:
+            if el.tag == "Say":
+                call.said.append((el.text or "").strip())
+            elif el.tag == "Hangup":
+                return None
+            elif el.tag == "Dial":
+                target = el.text.strip() if el.text and el.text.strip() else None
+                for sub in el:
+                    target = (sub.text or "").strip()
+                call.dials.append((target, dict(el.attrib)))
+                action = el.get("action")
+                if action is None:
+                    continue
+                extra = [("DialCallStatus", self.dial_status)]
+                if self.dial_status == "completed":
+                    extra.append(("DialCallDuration", str(self.dial_seconds)))
+                code, body = await self._post(action, self._call_params(call) + extra)
+                self.events.append((call.sid, "dial_action", code, body))
+                return _document(code, body)
+            elif el.tag == "Redirect":
+                code, body = await self._post((el.text or "").strip(),
+                                              self._call_params(call))
+                self.events.append((call.sid, "redirect", code, body))
+                return _document(code, body)
+            elif el.tag == "Connect" and el.find("Stream") is not None:
+                wh = twilio.Webhook(200, '<?xml version="1.0"?>' +
+                                    ET.tostring(root, encoding="unicode"))
+                stream = await self._open_stream(call, wh)
+                await self._hold(call, self.callee_seconds, stream)
+                if len(call.updates) > call.handled:
+                    if stream.closed_at is None:
+                        await stream.stop()
+                    return _UPDATE
+                if stream.closed_at is None:    # the callee hung up
+                    await stream.stop()
+                    return None
+                # the daemon closed it: the verbs after <Connect> run
+        return None
 
     async def _machine(self, call, stream):
         """A machine's greeting, the beep, and a message recorded after it."""
@@ -461,6 +552,20 @@ class FakeTwilioRest:
                                           for el in tw if el.tag == "Say")
 
 
+_UPDATE = object()      # _run(): the daemon updated the call again
+
+
+def _document(code, body):
+    """A TwiML answer's root, or None."""
+    if code != 200:
+        return None
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    return root if root.tag == "Response" else None
+
+
 def _outcome(o):
     """An outcome's canonical form: a name, or an HTTP status as an int;
     None when unknown."""
@@ -492,6 +597,10 @@ class Call:
         self.beep_at = None
         self.stream = None
         self.updates = []       # the daemon's updates of the call
+        self.handled = 0        # of those, the ones acted on
+        self.streams = []       # every stream of the call, in order
+        self.said = []          # <Say> texts of its updates' TwiML
+        self.dials = []         # (number or SIP URI, <Dial> attributes)
         self.updated = asyncio.Event()
         self.recorded = []      # media the machine got after its beep
         self.voicemail = None   # the <Say> of the update, if any

@@ -496,9 +496,9 @@ TEST(resume_marker_round_trip_and_binding)
 {
 	char m[RESUME_MAX_LEN], bad[RESUME_MAX_LEN + 8];
 	uint64_t exp = 0;
-	int n;
+	int n, ob;
 
-	n = resume_make(SECRET, SID, NOW + 140, m, sizeof(m));
+	n = resume_make(SECRET, SID, "desk", 0, NOW + 140, m, sizeof(m));
 	ASSERT_GT(n, 0);
 	ASSERT_EQ((size_t)n, strlen(m));
 	/* short, path- and query-safe, no phone number, no CallSid */
@@ -506,29 +506,95 @@ TEST(resume_marker_round_trip_and_binding)
 	ASSERT(strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789-_.") == (size_t)n);
 	ASSERT(strstr(m, "CA1111") == NULL);
-	ASSERT_EQ(resume_verify(SECRET, SID, m, (size_t)n, NOW, &exp),
-	    TOKEN_OK);
+	ob = 7;
+	ASSERT_EQ(resume_verify(SECRET, SID, "desk", m, (size_t)n, NOW, &exp,
+	    &ob), TOKEN_OK);
 	ASSERT_UEQ(exp, NOW + 140);
-	/* another call, another secret */
+	ASSERT_EQ(ob, 0);
+	/* another call, another secret, another line */
 	ASSERT_EQ(resume_verify(SECRET, "CA22222222222222222222222222222222",
-	    m, (size_t)n, NOW, &exp), TOKEN_ERR_MAC);
-	ASSERT_EQ(resume_verify("another-secret-0123456", SID, m, (size_t)n,
-	    NOW, &exp), TOKEN_ERR_MAC);
+	    "desk", m, (size_t)n, NOW, &exp, &ob), TOKEN_ERR_MAC);
+	ASSERT_EQ(resume_verify("another-secret-0123456", SID, "desk", m,
+	    (size_t)n, NOW, &exp, &ob), TOKEN_ERR_MAC);
+	ASSERT_EQ(resume_verify(SECRET, SID, "sales", m, (size_t)n, NOW, &exp,
+	    &ob), TOKEN_ERR_MAC);
 	/* expired, at its second exactly */
-	ASSERT_EQ(resume_verify(SECRET, SID, m, (size_t)n, NOW + 140, &exp),
-	    TOKEN_ERR_EXPIRED);
+	ASSERT_EQ(resume_verify(SECRET, SID, "desk", m, (size_t)n, NOW + 140,
+	    &exp, &ob), TOKEN_ERR_EXPIRED);
 	/* a later expiry under the same MAC */
-	snprintf(bad, sizeof(bad), "%.*s%llu", (int)(strchr(m, '.') - m + 1),
+	snprintf(bad, sizeof(bad), "%.*s%llu.i", (int)(strchr(m, '.') - m + 1),
 	    m, (unsigned long long)NOW + 100000);
-	ASSERT_EQ(resume_verify(SECRET, SID, bad, strlen(bad), NOW, &exp),
-	    TOKEN_ERR_MAC);
+	ASSERT_EQ(resume_verify(SECRET, SID, "desk", bad, strlen(bad), NOW,
+	    &exp, &ob), TOKEN_ERR_MAC);
+	/* the direction is in the MAC: an inbound marker made outbound */
+	memcpy(bad, m, (size_t)n + 1);
+	ASSERT_EQ(bad[n - 1], 'i');
+	bad[n - 1] = 'o';
+	ASSERT_EQ(resume_verify(SECRET, SID, "desk", bad, (size_t)n, NOW, &exp,
+	    &ob), TOKEN_ERR_MAC);
+	/* an outbound call's marker says so */
+	n = resume_make(SECRET, SID, "reminder", 1, NOW + 140, m, sizeof(m));
+	ASSERT_GT(n, 0);
+	ASSERT_EQ(m[n - 1], 'o');
+	ASSERT_EQ(resume_verify(SECRET, SID, "reminder", m, (size_t)n, NOW,
+	    &exp, &ob), TOKEN_OK);
+	ASSERT_EQ(ob, 1);
+	bad[0] = '\0';
+	memcpy(bad, m, (size_t)n + 1);
+	bad[n - 1] = 'i';
+	ASSERT_EQ(resume_verify(SECRET, SID, "reminder", bad, (size_t)n, NOW,
+	    &exp, &ob), TOKEN_ERR_MAC);
+	/* the longest line still fits */
+	ASSERT_GT(resume_make(SECRET, SID, "abcdefghijklmnopqrstuvwxyz012345",
+	    1, UINT64_MAX, m, sizeof(m)), 0);
+}
+
+/* A marker as the first version made them, written out again here. */
+static int
+resume_v1(char *out, size_t outlen)
+{
+	static const char label[] = "voxrelay resume marker v1";
+	const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	unsigned char key[32], full[32], b64[64];
+	char msg[128];
+	size_t olen, j = 0;
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "resume|%s|%llu", SID, NOW + 140);
+	if (mbedtls_md_hmac(md, (const unsigned char *)SECRET, strlen(SECRET),
+	    (const unsigned char *)label, sizeof(label) - 1, key) != 0 ||
+	    mbedtls_md_hmac(md, key, sizeof(key), (const unsigned char *)msg,
+	    (size_t)n, full) != 0 ||
+	    mbedtls_base64_encode(b64, sizeof(b64), &olen, full, 16) != 0)
+		return -1;
+	for (size_t i = 0; i < olen && b64[i] != '='; i++)
+		out[j++] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
+	return snprintf(out + j, outlen - j, ".%llu", NOW + 140);
+}
+
+/* A marker from the daemon before this one (no direction, no line in its
+ * MAC): taken as inbound on any line. */
+TEST(resume_marker_first_version)
+{
+	/* made by that version with SECRET, SID and expiry NOW + 140 */
+	char m[RESUME_MAX_LEN];
+	uint64_t exp = 0;
+	int ob = 7;
+
+	ASSERT(resume_v1(m, sizeof(m)) > 0);
+	ASSERT_EQ(resume_verify(SECRET, SID, "anything", m, strlen(m), NOW,
+	    &exp, &ob), TOKEN_OK);
+	ASSERT_UEQ(exp, NOW + 140);
+	ASSERT_EQ(ob, 0);
+	ASSERT_EQ(resume_verify(SECRET, "CA22222222222222222222222222222222",
+	    "anything", m, strlen(m), NOW, &exp, &ob), TOKEN_ERR_MAC);
 }
 
 TEST(resume_marker_malformed)
 {
 	char m[RESUME_MAX_LEN], c[RESUME_MAX_LEN + 8];
 	uint64_t exp = 0;
-	int n, i, rc;
+	int n, i, rc, ob;
 	static const char *const junk[] = {
 		"", ".", "abc", "AAAAAAAAAAAAAAAAAAAAAA.", "AAAAAAAAAAAAAAAAAAAAAA.0",
 		"AAAAAAAAAAAAAAAAAAAAAA.01790000140",
@@ -538,26 +604,32 @@ TEST(resume_marker_malformed)
 		"AAAAAAAAAAAAAAAAAAAAAB.1790000140",	/* bits left over */
 		"AAAAAAAAAAAAAAAAAAAAA.1790000140",
 		"AAAAAAAAAAAAAAAAAAAAAA 1790000140",
+		"AAAAAAAAAAAAAAAAAAAAAA.1790000140.x",
+		"AAAAAAAAAAAAAAAAAAAAAA.1790000140.",
+		"AAAAAAAAAAAAAAAAAAAAAA.1790000140.io",
+		"AAAAAAAAAAAAAAAAAAAAAA..o",
 	};
 
 	for (i = 0; i < (int)(sizeof(junk) / sizeof(junk[0])); i++)
-		if (resume_verify(SECRET, SID, junk[i], strlen(junk[i]), NOW,
-		    &exp) != TOKEN_ERR_FORMAT)
+		if (resume_verify(SECRET, SID, "desk", junk[i], strlen(junk[i]),
+		    NOW, &exp, &ob) != TOKEN_ERR_FORMAT)
 			TEST_FAIL_("accepted as well-formed: \"%s\"", junk[i]);
-	n = resume_make(SECRET, SID, NOW + 140, m, sizeof(m));
+	n = resume_make(SECRET, SID, "desk", 0, NOW + 140, m, sizeof(m));
 	ASSERT_GT(n, 0);
 	/* every prefix, and every byte changed, is refused */
 	for (i = 0; i < n; i++) {
-		rc = resume_verify(SECRET, SID, m, (size_t)i, NOW, &exp);
+		rc = resume_verify(SECRET, SID, "desk", m, (size_t)i, NOW,
+		    &exp, &ob);
 		if (rc == TOKEN_OK)
 			TEST_FAIL_("prefix of %d accepted", i);
 		memcpy(c, m, (size_t)n + 1);
 		c[i] = c[i] == 'A' ? 'B' : 'A';
-		rc = resume_verify(SECRET, SID, c, (size_t)n, NOW, &exp);
+		rc = resume_verify(SECRET, SID, "desk", c, (size_t)n, NOW,
+		    &exp, &ob);
 		if (rc == TOKEN_OK)
 			TEST_FAIL_("byte %d changed, accepted", i);
 	}
 	/* too small a buffer, no expiry */
-	ASSERT(resume_make(SECRET, SID, NOW, m, 10) < 0);
-	ASSERT(resume_make(SECRET, SID, 0, m, sizeof(m)) < 0);
+	ASSERT(resume_make(SECRET, SID, "desk", 0, NOW, m, 10) < 0);
+	ASSERT(resume_make(SECRET, SID, "desk", 0, 0, m, sizeof(m)) < 0);
 }
