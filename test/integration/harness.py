@@ -296,3 +296,19 @@ def expect(cond, msg="expectation failed", *args):
 def expect_eq(a, b, what="value"):
     if a != b:
         raise AssertionError("%s: %r != %r" % (what, a, b))
+
+
+def recv_until_close(s, deadline=30):
+    """What socket s receives until the peer closes it; when it does not,
+    what came before a socket timeout or the deadline (seconds)."""
+    out = b""
+    end = time.monotonic() + deadline
+    try:
+        while time.monotonic() < end:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except socket.timeout:
+        pass
+    return out

@@ -7,7 +7,6 @@ listener does not answer any of it."""
 
 import asyncio
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -16,7 +15,7 @@ import time
 import urllib.parse
 
 import harness
-from harness import expect, expect_eq
+from harness import expect, expect_eq, recv_until_close
 
 TOKEN = "api-token-0123456789abcdef"
 HOUR = 3600 * 1000
@@ -279,13 +278,7 @@ def test_api_bad_parameters(env):
 def raw_request(port, data, read_until_close=True, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
+    out = recv_until_close(s, timeout)
     s.close()
     return out
 
@@ -532,19 +525,10 @@ async def test_api_live_call_end_to_end(env):
     database has them, in the history, the analytics and the export."""
     import caller as synth
     import twilio
-    from fake_openai import FakeOpenAI
-    from test_records import BOOKING, lines_with_arguments, ro_query
+    from test_records import booking_daemon, booking_openai, ro_query
 
-    script = [{"wait_event": "input_audio_buffer.append", "count": 20},
-              {"reply": True, "reply_audio_ms": 300,
-               "text": "Thanks for calling, how can I help?"},
-              {"tool_call": {"name": "book_appointment", "arguments": BOOKING}}]
-    async with FakeOpenAI(mode="scripted", script=script, after_script="vad",
-                          reply_ms=400, silence_ms=300,
-                          caller_transcript="My heater is broken",
-                          reply_text="A technician can come tomorrow.") as srv:
-        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines_with_arguments(env),
-                       BOOKINGS_PATH=os.path.join(env.tmp, "b.jsonl")).start()
+    async with booking_openai() as srv:
+        d = booking_daemon(env, srv)
         sid = twilio.call_sid(51)
         cl = synth.Caller(synth.synthetic_speech(600), seconds=6, lead_ms=2500)
         task = asyncio.create_task(cl.run(d.base, route="hvac", caller="+14155557311",

@@ -13,7 +13,7 @@ import time
 
 import twilio
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from harness import expect, expect_eq
+from harness import expect, expect_eq, recv_until_close
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -33,6 +33,14 @@ def make_token(sid, caller, route, expires, secret=SECRET):
 def minutes(d, phone):
     rows = d.usage()[1]
     return float(rows[phone]["minutes_used"]) if phone in rows else 0.0
+
+
+async def open_call(d, n, caller, send_start=True):
+    """Call n from caller: the voice webhook, then its Media Stream, open."""
+    wh = twilio.post_voice(d.base, twilio.call_sid(n), caller)
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(n), twilio.stream_sid(n))
+    await s.open(send_start=send_start)
+    return s
 
 
 def test_front_page_health_and_404(env):
@@ -188,9 +196,7 @@ async def test_stream_token_refusals(env):
     expect_eq(await refused(wh.stream_url), 403, "replayed token")
     await s.stop()
     # a valid token whose `start` names another call
-    wh2 = twilio.post_voice(d.base, twilio.call_sid(2), "+14155552671")
-    s2 = twilio.Stream(wh2.stream_url, twilio.call_sid(2), twilio.stream_sid(2))
-    await s2.open(send_start=False)
+    s2 = await open_call(d, 2, "+14155552671", send_start=False)
     await s2.send_start(sid=twilio.call_sid(3))
     expect(await s2.wait_closed(5), "mismatched start not closed")
     expect_eq(s2.close_code, 1008, "close code")
@@ -222,9 +228,7 @@ async def test_capacity_refusal(env):
     d = env.daemon(MAX_WEBSOCKET_CONNECTIONS=2).start()
     streams = []
     for i in range(2):
-        wh = twilio.post_voice(d.base, twilio.call_sid(10 + i), "+1555100%04d" % i)
-        s = twilio.Stream(wh.stream_url, twilio.call_sid(10 + i), twilio.stream_sid(10 + i))
-        await s.open()
+        s = await open_call(d, 10 + i, "+1555100%04d" % i)
         streams.append(s)
     await asyncio.sleep(0.3)
     wh = twilio.post_voice(d.base, twilio.call_sid(20), "+15552000000")
@@ -290,9 +294,7 @@ async def test_kill_worker_mid_call(env):
 
 async def test_reload_keeps_calls(env):
     d = env.daemon(WORKERS=1).start()
-    wh = twilio.post_voice(d.base, twilio.call_sid(1), "+14155550100")
-    s = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1))
-    await s.open()
+    s = await open_call(d, 1, "+14155550100")
     player = asyncio.ensure_future(s.play(3.0))
     await asyncio.sleep(0.5)
     old_pid = (await asyncio.to_thread(d.health))["workers"][0]["pid"]
@@ -335,9 +337,7 @@ async def test_reload_keeps_calls(env):
 async def test_sigterm_drains_and_restart_keeps_ledger(env):
     d = env.daemon(DRAIN_TIMEOUT=10).start()
     caller = "+14155550200"
-    wh = twilio.post_voice(d.base, twilio.call_sid(1), caller)
-    s = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1))
-    await s.open()
+    s = await open_call(d, 1, caller)
     t0 = time.monotonic()
     player = asyncio.ensure_future(s.play(2.0))
     await asyncio.sleep(0.5)
@@ -365,9 +365,7 @@ async def test_sigterm_drains_and_restart_keeps_ledger(env):
 async def test_sigterm_drain_deadline_bills_and_closes(env):
     d = env.daemon(DRAIN_TIMEOUT=1).start()
     caller = "+14155550300"
-    wh = twilio.post_voice(d.base, twilio.call_sid(1), caller)
-    s = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1))
-    await s.open()
+    s = await open_call(d, 1, caller)
     t0 = time.monotonic()
     player = asyncio.ensure_future(s.play(6.0))
     await asyncio.sleep(0.3)
@@ -385,9 +383,7 @@ async def test_sigterm_drain_deadline_bills_and_closes(env):
 
 async def test_bad_input_closes_only_that_call(env):
     d = env.daemon(WORKERS=1).start()
-    wh = twilio.post_voice(d.base, twilio.call_sid(1), "+14155550400")
-    good = twilio.Stream(wh.stream_url, twilio.call_sid(1), twilio.stream_sid(1))
-    await good.open()
+    good = await open_call(d, 1, "+14155550400")
     player = asyncio.ensure_future(good.play(2.0))
     cases = [
         ("not json", 1007),
@@ -397,29 +393,21 @@ async def test_bad_input_closes_only_that_call(env):
     ]
     for i, (msg, code) in enumerate(cases):
         n = 10 + i
-        w = twilio.post_voice(d.base, twilio.call_sid(n), "+1415555%04d" % n)
-        bad = twilio.Stream(w.stream_url, twilio.call_sid(n), twilio.stream_sid(n))
-        await bad.open()
+        bad = await open_call(d, n, "+1415555%04d" % n)
         await bad.ws.send(msg)
         expect(await bad.wait_closed(3), "bad call %d not closed" % i)
         expect_eq(bad.close_code, code, "close code %d" % i)
     # media before start, a binary frame
-    w = twilio.post_voice(d.base, twilio.call_sid(20), "+14155550420")
-    bad = twilio.Stream(w.stream_url, twilio.call_sid(20), twilio.stream_sid(20))
-    await bad.open(send_start=False)
+    bad = await open_call(d, 20, "+14155550420", send_start=False)
     await bad.send_media(0)
     expect(await bad.wait_closed(3), "media before start")
     expect_eq(bad.close_code, 1008, "media before start")
-    w = twilio.post_voice(d.base, twilio.call_sid(21), "+14155550421")
-    bad = twilio.Stream(w.stream_url, twilio.call_sid(21), twilio.stream_sid(21))
-    await bad.open()
+    bad = await open_call(d, 21, "+14155550421")
     await bad.ws.send(b"\x00\x01")
     expect(await bad.wait_closed(3), "binary frame")
     expect_eq(bad.close_code, 1003, "binary frame")
     # an unknown event is ignored
-    w = twilio.post_voice(d.base, twilio.call_sid(22), "+14155550422")
-    odd = twilio.Stream(w.stream_url, twilio.call_sid(22), twilio.stream_sid(22))
-    await odd.open()
+    odd = await open_call(d, 22, "+14155550422")
     await odd.ws.send('{"event":"sparkles","streamSid":"%s"}' % twilio.stream_sid(22))
     await odd.play(0.2)
     expect(not await odd.wait_closed(0.3), "unknown event closed the call")
@@ -441,16 +429,7 @@ def test_http_limits(env):
     def raw(data, read=True):
         s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
         s.sendall(data)
-        out = b""
-        if read:
-            try:
-                while True:
-                    b = s.recv(65536)
-                    if not b:
-                        break
-                    out += b
-            except socket.timeout:
-                pass
+        out = recv_until_close(s) if read else b""
         s.close()
         return out
     expect(raw(b"\x16\x03\x01garbage\r\n\r\n").startswith(b"HTTP/1.1 400"), "garbage")
@@ -482,12 +461,7 @@ def test_head_requests_and_pipelined_backpressure(env):
     # HEAD gets the head only, so the next answer on the connection is whole
     s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
               b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
+    out = recv_until_close(s)
     s.close()
     first, rest = out.split(b"\r\n\r\n", 1)
     expect(first.startswith(b"HTTP/1.1 200") and b"application/json" in first, "HEAD")
@@ -500,11 +474,6 @@ def test_head_requests_and_pipelined_backpressure(env):
     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * (n - 1) +
               b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     time.sleep(0.5)
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
+    out = recv_until_close(s)
     s.close()
     expect_eq(out.count(b"HTTP/1.1 200"), n, "answers to pipelined requests")

@@ -14,7 +14,7 @@ import time
 import urllib.parse
 
 import twilio
-from harness import expect, expect_eq, timeout
+from harness import expect, expect_eq, recv_until_close, timeout
 
 FREE = 3.0
 
@@ -343,12 +343,7 @@ def test_usage_streamed_in_pieces(env):
     s = connect(d.admin_port)
     s.sendall(b"HEAD /usage-data HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\n"
               b"Host: x\r\nConnection: close\r\n\r\n")
-    buf = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        buf += b
+    buf = recv_until_close(s)
     s.close()
     expect(buf.count(b"HTTP/1.1 200") == 2 and b"phone_number" not in buf,
            "HEAD then GET: %r" % buf[:300])

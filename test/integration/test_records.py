@@ -185,17 +185,30 @@ def settle(d, sid, pred, what, timeout=5):
                timeout, what)
 
 
-async def test_records_call_transcript_and_tools(env):
+def booking_openai():
+    """A fake OpenAI for a booking on the hvac line: after the caller's
+    first 20 appends a greeting, then book_appointment, then replies on
+    its own turn detection."""
     script = [{"wait_event": "input_audio_buffer.append", "count": 20},
               {"reply": True, "reply_audio_ms": 300,
                "text": "Thanks for calling, how can I help?"},
               {"tool_call": {"name": "book_appointment", "arguments": BOOKING}}]
-    async with FakeOpenAI(mode="scripted", script=script, after_script="vad",
-                          reply_ms=400, silence_ms=300,
-                          caller_transcript="My heater is broken",
-                          reply_text="A technician can come tomorrow.") as srv:
-        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines_with_arguments(env),
-                       BOOKINGS_PATH=os.path.join(env.tmp, "b.jsonl")).start()
+    return FakeOpenAI(mode="scripted", script=script, after_script="vad",
+                      reply_ms=400, silence_ms=300,
+                      caller_transcript="My heater is broken",
+                      reply_text="A technician can come tomorrow.")
+
+
+def booking_daemon(env, srv):
+    """The daemon for booking_openai(): the hvac line with its tool
+    arguments recorded."""
+    return env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines_with_arguments(env),
+                      BOOKINGS_PATH=os.path.join(env.tmp, "b.jsonl")).start()
+
+
+async def test_records_call_transcript_and_tools(env):
+    async with booking_openai() as srv:
+        d = booking_daemon(env, srv)
         r, w, task = await call_watched(d, 41, 7, lead_ms=2500)
         sid = r.call_sid
         db = d.conf["DATABASE_PATH"]
