@@ -74,6 +74,36 @@ public_base(const struct master *m, struct http_req *r, char *out, size_t len)
 	return 0;
 }
 
+/*
+ * 1 if X-Twilio-Signature signs base + target and f (NULL: no body);
+ * otherwise 0, the request answered (403, or 500) and a refusal counted
+ * and logged, naming what was refused.  The whole URL, however long, is
+ * checked: a signature over a prefix of it would accept any tail.
+ */
+static int
+twilio_signed(struct conn *c, struct http_req *r, const char *base,
+    const char *target, const struct form *f, const char *what)
+{
+	struct master *m = conn_master(c);
+	const char *hdr = http_req_header(r, "X-Twilio-Signature");
+	char *url;
+	int ok;
+
+	if (asprintf(&url, "%s%s", base, target) < 0) {
+		respond_text(c, 500, "out of memory\n");
+		return 0;
+	}
+	ok = sig_validate(m->conf.twilio_auth_token, url, f, hdr);
+	free(url);
+	if (!ok) {
+		master_count(m, SC_sig_rejected);
+		log_warnx("%s: %s with %s X-Twilio-Signature refused",
+		    conn_peer(c), what, hdr ? "a wrong" : "no");
+		respond_text(c, 403, "invalid signature\n");
+	}
+	return ok;
+}
+
 static void
 twiml_send(struct conn *c, struct twiml *t)
 {
@@ -379,7 +409,7 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	struct form f = { 0 }, qf = { 0 };
 	struct stream_token tok;
 	struct voice_adm va;
-	char base[600], *url;
+	char base[600];
 	const char *marker, *why;
 	uint64_t resume = 0;
 	char masked[64], routebuf[33];
@@ -430,26 +460,9 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 		    "long\n");
 		goto out;
 	}
-	if (m->conf.validate_signature) {
-		/* the whole URL, however long: a signature over a prefix of
-		 * it would accept any tail */
-		if (asprintf(&url, "%s%s", base, target) < 0) {
-			respond_text(c, 500, "out of memory\n");
-			goto out;
-		}
-		int ok = sig_validate(m->conf.twilio_auth_token, url,
-		    is_post ? &f : NULL, http_req_header(r, "X-Twilio-Signature"));
-		free(url);
-		if (!ok) {
-			master_count(m, SC_sig_rejected);
-			log_warnx("%s: voice webhook with %s X-Twilio-Signature "
-			    "refused", conn_peer(c),
-			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
-			    "no");
-			respond_text(c, 403, "invalid signature\n");
-			goto out;
-		}
-	}
+	if (m->conf.validate_signature && !twilio_signed(c, r, base, target,
+	    is_post ? &f : NULL, "voice webhook"))
+		goto out;
 	sid = form_get(&f, "CallSid");
 	from = form_get(&f, "From");
 	to = form_get(&f, "To");
@@ -580,8 +593,7 @@ routes_signed(struct conn *c, struct http_req *r, struct form *f,
     const char *what)
 {
 	struct master *m = conn_master(c);
-	char base[600], *url;
-	int ok;
+	char base[600];
 
 	if (!m->conf.validate_signature)
 		return 1;
@@ -590,21 +602,7 @@ routes_signed(struct conn *c, struct http_req *r, struct form *f,
 		    "long\n");
 		return 0;
 	}
-	if (asprintf(&url, "%s%s", base, http_req_url(r)) < 0) {
-		respond_text(c, 500, "out of memory\n");
-		return 0;
-	}
-	ok = sig_validate(m->conf.twilio_auth_token, url, f,
-	    http_req_header(r, "X-Twilio-Signature"));
-	free(url);
-	if (!ok) {
-		master_count(m, SC_sig_rejected);
-		log_warnx("%s: %s with %s X-Twilio-Signature refused",
-		    conn_peer(c), what, http_req_header(r, "X-Twilio-Signature") ?
-		    "a wrong" : "no");
-		respond_text(c, 403, "invalid signature\n");
-	}
-	return ok;
+	return twilio_signed(c, r, base, http_req_url(r), f, what);
 }
 
 /* ---------------------------------------------------------------- */
@@ -627,7 +625,7 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 	const struct line *line;
 	const struct line_target *tg = NULL;
 	const char *sid, *ho, *to = NULL, *reason = NULL;
-	char base[600], routebuf[33], action[700], *url;
+	char base[600], routebuf[33], action[700];
 	json_t *j = NULL;
 
 	if (strcmp(http_req_method(r), "POST") != 0) {
@@ -656,24 +654,9 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 		    "long\n");
 		goto out;
 	}
-	if (m->conf.validate_signature) {
-		if (asprintf(&url, "%s%s", base, http_req_url(r)) < 0) {
-			respond_text(c, 500, "out of memory\n");
-			goto out;
-		}
-		int ok = sig_validate(m->conf.twilio_auth_token, url, &f,
-		    http_req_header(r, "X-Twilio-Signature"));
-		free(url);
-		if (!ok) {
-			master_count(m, SC_sig_rejected);
-			log_warnx("%s: relay action callback with %s "
-			    "X-Twilio-Signature refused", conn_peer(c),
-			    http_req_header(r, "X-Twilio-Signature") ? "a wrong" :
-			    "no");
-			respond_text(c, 403, "invalid signature\n");
-			goto out;
-		}
-	}
+	if (m->conf.validate_signature && !twilio_signed(c, r, base,
+	    http_req_url(r), &f, "relay action callback"))
+		goto out;
 	sid = form_get(&f, "CallSid");
 	if (sid == NULL || strlen(sid) >= SHM_SID_MAX)
 		sid = "(no CallSid)";
