@@ -46,7 +46,8 @@
 
 #define CAMP_CSV_MAX	(32 * 1024 * 1024)
 #define CAMP_TICK_MS	1000
-#define CAMP_STALE_MS	(4 * 3600 * 1000ull)	/* a call never reported over */
+#define CAMP_STALE_MS	(4 * 3600 * 1000ull)	/* a call never reported over,
+						 * on a line with no limit */
 #define CAMP_RELOAD_MS	5000		/* the state's read, again */
 
 static const char *const retry_names[CR__N] = { "no-answer", "busy",
@@ -1073,13 +1074,21 @@ dial(struct master *m, struct campaign *c, struct camp_contact *ct)
 static void
 camp_run(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 {
+	const struct line *l = line_find(&m->lines, c->line);
+	uint64_t stale = CAMP_STALE_MS;
+
 	if (c->starts == NULL)
 		c->starts = calloc((size_t)c->calls_per_minute, sizeof(*c->starts));
-	/* a call whose end never came stops holding its place */
+	/* a call whose end never came (its callback lost while the daemon
+	 * was down) stops holding its place once the line's own limit on a
+	 * call, and 5 minutes of ringing and slack, are past: the attempt is
+	 * spent, never made again */
+	if (l != NULL && l->max_call_minutes > 0)
+		stale = (uint64_t)(l->max_call_minutes * 60000.0) + 300000;
 	for (size_t i = 0; i < c->nct; i++) {
 		struct camp_contact *ct = &c->ct[i];
 		if (ct->state == CS_CALLING && !ct->busy &&
-		    mono - ct->calling_since > CAMP_STALE_MS)
+		    mono - ct->calling_since > stale)
 			finish(m, c, ct, "unknown");
 	}
 	if (c->paused)

@@ -361,3 +361,38 @@ async def test_campaign_config_errors_name_the_file_and_field(env):
     expect("1 campaigns)" in r.stdout or "campaigns" not in r.stderr,
            "example: %s %s" % (r.stdout, r.stderr))
     expect("campaigns in" not in r.stderr, "the example has no error: %s" % r.stderr)
+
+
+@timeout(120)
+async def test_campaign_progress_on_the_calls_page(env):
+    """/dashboard/calls shows each campaign with its progress, as
+    /api/campaigns says."""
+    from browser import Chromium, close_browser, open_page
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "page", [
+        ("+12125550901", "In Window", "America/New_York"),
+        ("+12125550902", "Also In", "America/New_York"),
+        ("+12125550903", "Asleep", "Asia/Tokyo"),
+        ("+12125550904", "Asleep Too", "Asia/Tokyo")])
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5) as rest:
+        d = start(env, rest, camp)
+        await until(lambda: finished(d, "page", 2), 30, "two contacts finished")
+        browser = Chromium(env.tmp)
+        dt = None
+        try:
+            dt, page = await open_page(browser, d.admin_base + "/dashboard/calls",
+                                       height=1200)
+            await page.wait("document.body && +document.body.dataset.campaignLoads >= 1",
+                            30, "the campaigns")
+            rows = await page.eval(r"""Array.from(document.querySelectorAll(
+                '#campaign-rows tr')).map(function (r) {
+                    var b = r.querySelector('.bar');
+                    return [r.dataset.campaign, +r.dataset.finished, +r.dataset.contacts,
+                            +b.dataset.pct, b.getBoundingClientRect().width > 0,
+                            r.dataset.paused]; })""")
+            expect_eq(rows, [["page", 2, 4, 50, True, "0"]], "the campaign's row")
+        finally:
+            if dt is not None:
+                await close_browser(dt)
+                await dt.close()
+            await asyncio.to_thread(browser.stop)
