@@ -1445,10 +1445,15 @@ conn_handoff(struct conn *c, struct http_req *r)
 	if (len < 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
 		goto busy;
 
-	/* least loaded first; a worker whose channel is full is skipped */
+	/* the worker that opened the call's session at the webhook first;
+	 * then least loaded first; a worker whose channel is full is skipped */
 	uint64_t skip = 0;
+	int warm = prewarm_route(m, ho->ho_path);
 	while (tried < 4) {
-		int slot = master_pick_worker(m, skip);
+		int slot = tried == 0 && warm >= 0 ? warm :
+		    master_pick_worker(m, skip);
+		if (tried == 1 && warm >= 0)	/* its channel was full */
+			master_count(m, SC_prewarm_fallback);
 		if (slot < 0)
 			break;
 		tried++;

@@ -193,6 +193,15 @@ int  shared_minutes(struct conn *c, const char *phone, shared_go_cb go,
  * store for later. */
 void shared_upgrade(struct conn *c, struct http_req *r);
 
+/* prewarm.c: the model's session opened at the webhook (PREWARM) */
+/* The webhook admitted a call to line (persona p) with this stream token
+ * (expiring at expires, wall seconds): have a worker open its session. */
+void prewarm_offer(struct master *m, const struct line *line,
+    const struct persona *p, int outbound, const char *token,
+    uint64_t expires, uint64_t webhook_us);
+/* The worker slot that holds the session of the upgrade to path, or -1. */
+int  prewarm_route(struct master *m, const char *path);
+
 /* metrics.c: GET /metrics, the figures of /health for Prometheus (text
  * format 0.0.4), from the shared table only. */
 void route_metrics(struct conn *c);

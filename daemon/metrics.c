@@ -140,6 +140,10 @@ static const struct {
 	    "Time from the caller's speech start to the clear sent to Twilio." },
 	[SH_HANDOFF] = { "handoff_latency_seconds",
 	    "Time from the master's accept to the 101 written by the worker." },
+	[SH_READY] = { "session_ready_seconds",
+	    "Time from the webhook's answer to the model's session.updated." },
+	[SH_GREETING] = { "greeting_latency_seconds",
+	    "Time from the stream's start to the first greeting audio sent." },
 };
 
 static void

@@ -366,6 +366,9 @@ voice_admit(struct conn *c, const struct voice_adm *va, uint64_t used,
 	    sid, masked, routebuf, left);
 	voice_send(c, deferred, 200, "text/xml; charset=utf-8", t.buf, t.len);
 	twiml_free(&t);
+	/* the model's session opens while Twilio reads the TwiML */
+	prewarm_offer(m, line, line_persona(line, &m->personas, routebuf),
+	    va->outbound, tokbuf, tok.expires, mono_us());
 }
 
 /*
@@ -826,6 +829,7 @@ hist_json(struct master *m, enum shm_hist_id id)
 
 static const char *const hist_names[SH__COUNT] = {
 	"relay_in", "relay_out", "response", "barge_in", "handoff",
+	"session_ready", "greeting",
 };
 
 static void

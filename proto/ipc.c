@@ -19,6 +19,7 @@
 _Static_assert(sizeof(struct ipc_hdr) == 16, "ipc_hdr layout");
 _Static_assert(sizeof(struct ipc_handoff) == 1496, "ipc_handoff layout");
 _Static_assert(sizeof(struct ipc_amd) == 64, "ipc_amd layout");
+_Static_assert(sizeof(struct ipc_prewarm) == 520, "ipc_prewarm layout");
 
 static const char *const ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_HANDOFF] = "handoff",
@@ -27,6 +28,7 @@ static const char *const ipc_type_names[IPC_TYPE_MAX] = {
 	[IPC_SHUTDOWN] = "shutdown",
 	[IPC_RECORD] = "record",
 	[IPC_AMD] = "amd",
+	[IPC_PREWARM] = "prewarm",
 };
 
 const char *
@@ -99,6 +101,11 @@ ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
 	} else if (type == IPC_AMD) {
 		if (!amd_valid(payload, payload_len))
 			return -1;
+	} else if (type == IPC_PREWARM) {
+		if (payload == NULL || payload_len != sizeof(struct ipc_prewarm) ||
+		    memchr(((const struct ipc_prewarm *)payload)->pw_token, '\0',
+		    IPC_PREWARM_TOKEN) == NULL)
+			return -1;
 	} else if (payload_len != 0)
 		return -1;
 
@@ -152,6 +159,11 @@ ipc_decode(const void *buf, size_t len, int has_fd, struct ipc_hdr *hdr,
 			return -1;
 	} else if (h.ih_type == IPC_AMD) {
 		if (has_fd != 0 || !amd_valid(b + sizeof(h), plen))
+			return -1;
+	} else if (h.ih_type == IPC_PREWARM) {
+		/* the token is the struct's first member: no alignment needed */
+		if (has_fd != 0 || plen != sizeof(struct ipc_prewarm) ||
+		    memchr(b + sizeof(h), '\0', IPC_PREWARM_TOKEN) == NULL)
 			return -1;
 	} else if (has_fd != 0 || plen != 0)
 		return -1;

@@ -29,6 +29,8 @@ enum ipc_type {
 	IPC_RECORD,		/* w->m: one call record, a JSON object */
 	IPC_AMD,		/* m->w: an outbound call's answering-machine
 				 * verdict, for the worker holding its stream */
+	IPC_PREWARM,		/* m->w: open the model's session for a
+				 * stream the webhook just offered */
 	IPC_TYPE_MAX
 };
 
@@ -59,11 +61,24 @@ struct ipc_amd {
 	char		ia_answered_by[24];	/* human, machine_start, ... */
 };
 
+/*
+ * A call the webhook admitted: the stream token it put in the Stream URL
+ * (the worker verifies it as it would at the upgrade, so this message is
+ * trusted no more than the URL) and when the webhook was answered, for
+ * the time-to-ready histogram.
+ */
+#define IPC_PREWARM_TOKEN	512	/* TOKEN_MAX_LEN */
+struct ipc_prewarm {
+	char		pw_token[IPC_PREWARM_TOKEN];	/* NUL-terminated */
+	uint64_t	pw_webhook_us;	/* mono_us() at the webhook */
+};
+
 /* Encode a message into out (cap >= IPC_MAX_MSG always fits).  payload may
  * be NULL for types without one; for HANDOFF it is the struct followed by
  * ho_extra_len bytes; for RECORD 1 to IPC_MAX_RECORD bytes of JSON text
  * (not NUL-terminated; the reader parses it and refuses what is not an
- * object); for AMD a struct ipc_amd.  Returns the total length, or -1. */
+ * object); for AMD a struct ipc_amd; for PREWARM a struct ipc_prewarm.
+ * Returns the total length, or -1. */
 long ipc_encode(void *out, size_t cap, enum ipc_type type, uint64_t id,
     const void *payload, size_t payload_len);
 

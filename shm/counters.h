@@ -47,6 +47,11 @@
 	X(token_replayed,	"stream upgrades refused: token already used")	\
 	X(ws_sig_mismatch,	"stream upgrades whose signature header did not match") \
 	X(handoff_failed,	"upgrades that could not be handed to a worker") \
+	X(prewarm_opened,	"model sessions opened at the webhook, before the stream") \
+	X(prewarm_used,		"streams that took the session opened for them at the webhook") \
+	X(prewarm_expired,	"sessions opened at the webhook closed: no stream came in the token's life") \
+	X(prewarm_fallback,	"streams with a session opened for them that opened another (worker gone, full, session failed)") \
+	X(prewarm_skipped,	"calls admitted with PREWARM on whose line waits for start (templates, relay)") \
 	X(http_requests,	"HTTP requests parsed by the master")		\
 	X(http_bad_requests,	"HTTP requests refused as malformed or too large") \
 	X(http_timeouts,	"HTTP connections closed by the header or idle timer") \

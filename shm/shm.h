@@ -62,6 +62,8 @@ enum shm_hist_id {
 	SH_RESPONSE,		/* speech_stopped -> first audio to Twilio */
 	SH_BARGEIN,		/* speech_started -> clear sent */
 	SH_HANDOFF,		/* master accept -> 101 written by the worker */
+	SH_READY,		/* webhook answered -> session.updated */
+	SH_GREETING,		/* `start` -> first greeting audio to Twilio */
 	SH__COUNT
 };
 struct shm_hist {

@@ -96,6 +96,46 @@ call_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	b->len = sizeof(read_buf);
 }
 
+/*
+ * A call for the token t on line (persona, app) over leg: what it is
+ * before it has a socket.  NULL when out of memory.
+ */
+struct call *
+call_new(struct worker *w, const struct stream_token *t,
+    const struct line *line, const struct persona *persona,
+    const struct app *app, const struct leg_ops *leg, uint64_t id)
+{
+	struct call *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	c->magic = CALL_MAGIC;
+	c->w = w;
+	c->id = id;
+	c->tok = *t;
+	c->slot = -1;
+	c->state = CALL_OPEN;
+	c->persona = persona;
+	c->refs = 1;
+	relay_init(&c->relay);
+	c->line = line;
+	c->app = app;
+	c->leg = leg;
+	c->idle_ms = (uint64_t)w->conf->ws_idle_timeout * 1000;
+	if (c->idle_ms < leg->min_idle_ms)
+		c->idle_ms = leg->min_idle_ms;
+	if ((c->app->state_size > 0 &&
+	    (c->app_state = calloc(1, c->app->state_size)) == NULL) ||
+	    (leg->init != NULL && leg->init(c) != 0)) {
+		free(c->app_state);
+		relay_free(&c->relay);
+		free(c);
+		return NULL;
+	}
+	mask_phone(t->caller, c->masked, sizeof(c->masked));
+	return c;
+}
+
 void
 call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
     const uint8_t *extra, size_t extra_len, uint64_t id)
@@ -205,42 +245,22 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	if (leg->upgraded != NULL)
 		leg->upgraded(w, ho, t.call_sid);
 
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		reject_upgrade(w, fd, 503, "out of memory", NULL);
-		return;
-	}
-	c->magic = CALL_MAGIC;
-	c->w = w;
-	c->id = id;
-	c->tok = t;
-	c->slot = -1;
-	c->state = CALL_OPEN;
-	c->persona = persona;
-	c->refs = 1;
-	relay_init(&c->relay);
-	c->line = line;
-	c->app = app;
-	c->leg = leg;
-	c->idle_ms = (uint64_t)w->conf->ws_idle_timeout * 1000;
-	if (c->idle_ms < leg->min_idle_ms)
-		c->idle_ms = leg->min_idle_ms;
-	if ((c->app->state_size > 0 &&
-	    (c->app_state = calloc(1, c->app->state_size)) == NULL) ||
-	    (leg->init != NULL && leg->init(c) != 0)) {
-		free(c->app_state);
-		free(c);
+	/* the session opened for it at the webhook, or a new call */
+	if ((c = prewarm_take(w, keys[0])) != NULL)
+		c = prewarm_adopt(c, leg, line, persona, id);
+	if (c == NULL && (c = call_new(w, &t, line, persona, app, leg,
+	    id)) == NULL) {
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
 	}
 	c->opened_ms = c->last_msg_ms = mono_ms();
-	mask_phone(t.caller, c->masked, sizeof(c->masked));
 	buf_init(&c->out, (size_t)w->conf->max_outbound_buffer);
 	buf_init(&c->wbuf, 0);
 	if (uv_tcp_init(&w->loop, &c->tw) != 0) {
-		free(c->app_state);
-		if (leg->free != NULL)
-			leg->free(c);
-		free(c);
+		/* a warm session goes with it */
+		if (c->up != NULL)
+			upstream_close(c->up, "out of memory");
+		call_release(c);
 		reject_upgrade(w, fd, 503, "out of memory", NULL);
 		return;
 	}
@@ -275,8 +295,8 @@ call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
 	log_debug("stream accepted from %s (route %s)", ho->ho_peer, t.route);
 	log_set_call(NULL);
 	/* the route is known: the model's session starts now, in parallel
-	 * with Twilio's connected/start */
-	if (relay_start(c) != 0) {
+	 * with Twilio's connected/start (unless it started at the webhook) */
+	if (c->up == NULL && relay_start(c) != 0) {
 		call_close(c, "cannot start the model session", 1, 1011);
 		call_flush(c);
 		return;
@@ -510,7 +530,13 @@ call_go_live(struct call *c, const char *call_sid, const char *sid2)
 	    c->tok.route, c->leg->name,
 	    c->stream_sid);
 	log_set_call(NULL);
+	c->start_us = mono_us();
 	relay_call_started(c);
+	/* a session opened at the webhook held its greeting until now */
+	if (c->greet_on_start && c->state == CALL_LIVE && c->up != NULL) {
+		c->greet_on_start = 0;
+		c->leg->up_open(c, c->up);
+	}
 	return 0;
 }
 
@@ -525,6 +551,15 @@ call_close(struct call *c, const char *reason, int failed, uint16_t ws_code)
 
 	if (c->state >= CALL_CLOSING)
 		return;
+	if (c->state == CALL_WARM) {
+		/* its session, opened at the webhook, failed: the stream, if
+		 * it comes, opens another (prewarm_adopt) */
+		log_set_call(c->tok.call_sid);
+		log_info("the session opened before the stream failed: %s",
+		    reason);
+		log_set_call(NULL);
+		return;
+	}
 	c->reason = reason;
 	c->failed = failed;
 	c->closing_ms = now;
@@ -603,6 +638,7 @@ call_tick(struct call *c, uint64_t now)
 		if (now - c->closing_ms > CLOSE_GRACE_MS)
 			call_close_handle(c);
 		break;
+	case CALL_WARM:		/* on the warm list: prewarm_tick() */
 	case CALL_CLOSED:
 		break;
 	}

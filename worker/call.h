@@ -25,6 +25,8 @@
 #define CALL_MAGIC 0x43414c4cu	/* "CALL" */
 
 enum call_state {
+	CALL_WARM,	/* no stream yet: its session opened at the webhook
+			 * (prewarm.c), on the worker's warm list */
 	CALL_OPEN,	/* upgraded; waiting for `start` */
 	CALL_LIVE,	/* `start` seen; counted in shared memory */
 	CALL_CLOSING,	/* close frame queued; handle closes when drained */
@@ -101,6 +103,15 @@ struct call {
 	/* end */
 	const char		*reason;
 	int			 failed;
+
+	/* the warm first answer (prewarm.c) */
+	uint64_t		 webhook_us;	/* mono, the webhook's answer */
+	uint64_t		 token_key;	/* shm_token_key() of its token */
+	uint64_t		 start_us;	/* mono, `start` */
+	int			 warm_open;	/* session.update sent early */
+	int			 warm_ready;	/* session.updated came */
+	int			 greet_on_start; /* greeting waits for `start` */
+	int			 greet_timed;	/* SH_GREETING taken */
 };
 
 static inline const char *
@@ -114,6 +125,11 @@ void call_want_flush(struct call *c);
 /* Drop a reference; the last one frees the call. */
 void call_release(struct call *c);
 
+/* A call for token t on line (persona, app), over leg, before it has a
+ * socket: state CALL_OPEN, one reference.  NULL when out of memory. */
+struct call *call_new(struct worker *w, const struct stream_token *t,
+    const struct line *line, const struct persona *persona,
+    const struct app *app, const struct leg_ops *leg, uint64_t id);
 /* Take a handed-off socket.  Verifies the upgrade (version, key, route,
  * token, replay) and answers 101 or an error; never fails the worker. */
 void call_accept(struct worker *w, int fd, const struct ipc_handoff *ho,
@@ -138,5 +154,23 @@ int  call_send(struct call *c, const char *msg, size_t n);
  * call is; sid2: its stream or session id.  0, or 1 when the call was
  * closed instead. */
 int  call_go_live(struct call *c, const char *call_sid, const char *sid2);
+
+/* prewarm.c: sessions opened at the webhook, waiting for their stream */
+struct ipc_prewarm;
+void prewarm_open(struct worker *w, const struct ipc_prewarm *pw);
+/* The warm call for the token whose key is key, taken off the list (the
+ * list's reference becomes the stream's), or NULL. */
+struct call *prewarm_take(struct worker *w, uint64_t key);
+/* The stream of warm call c came (hand-off id) over leg for line and
+ * persona: c, now CALL_OPEN and with its session if that is still good,
+ * or NULL (dropped: the caller makes a new call). */
+struct call *prewarm_adopt(struct call *c, const struct leg_ops *leg,
+    const struct line *line, const struct persona *persona, uint64_t id);
+/* Close a warm call and its session. */
+void prewarm_drop(struct call *c, const char *why);
+/* Every worker tick: expiry at the token's, the upstreams' deadlines. */
+void prewarm_tick(struct worker *w, uint64_t now);
+/* Drain or shutdown: close them all. */
+void prewarm_drop_all(struct worker *w, const char *why);
 
 #endif

@@ -687,6 +687,14 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			shm_hist_add(&c->w->sw->sw_hist[SH_RESPONSE],
 			    t_us - r->speech_stopped_us);
 		}
+		if (!c->greet_timed) {
+			/* the first audio of a call that greets is its greeting */
+			c->greet_timed = 1;
+			if (c->persona->greeting != NULL &&
+			    c->persona->greeting[0] != '\0')
+				shm_hist_add(&c->w->sw->sw_hist[SH_GREETING],
+				    t_us - c->start_us);
+		}
 		audio_to_caller(c, item_for(r, m), m->audio, m->audio_len);
 		capture_audio(r, m);
 		break;

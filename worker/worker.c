@@ -67,6 +67,7 @@ worker_shutdown(struct worker *w, const char *why)
 		return;
 	w->shutting = 1;
 	w->shut_ms = mono_ms();
+	prewarm_drop_all(w, "daemon shutting down");
 	log_info("shutting down: %s; closing %u calls", why, w->ncalls);
 	for (c = w->calls; c != NULL; c = next) {
 		next = c->next;
@@ -99,7 +100,14 @@ handle_msg(struct worker *w, const char *buf, size_t n, int fd)
 		    ho.ho_extra_len, h.ih_id);
 		break;
 	}
+	case IPC_PREWARM: {
+		struct ipc_prewarm pw;
+		memcpy(&pw, payload, sizeof(pw));
+		prewarm_open(w, &pw);
+		break;
+	}
 	case IPC_DRAIN:
+		prewarm_drop_all(w, "worker draining");
 		if (!w->draining) {
 			w->draining = 1;
 			w->drain_ms = mono_ms();
@@ -310,6 +318,7 @@ tick_cb(uv_timer_t *t)
 		next = c->next;
 		call_tick(c, now);
 	}
+	prewarm_tick(w, now);
 	/* a draining worker also waits for its goodbye SMS (bounded by retries) */
 	if (w->draining && w->ncalls == 0 && rest_pending(w->rest) == 0 &&
 	    now - w->drain_ms >= DRAIN_SETTLE_MS)

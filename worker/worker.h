@@ -40,6 +40,9 @@ struct worker {
 	uint64_t		 shut_ms;
 	struct call		*calls;		/* doubly linked */
 	unsigned		 ncalls;
+	struct call		*warm;		/* sessions opened at the webhook
+						 * for streams still to come */
+	unsigned		 nwarm;
 	uint64_t		 seed;		/* for WebSocket masks */
 	const struct persona_set *personas;
 	const struct line_set	*lines;

@@ -43,6 +43,7 @@ static const struct key keys[] = {
 	{ "VALIDATE_TWILIO_SIGNATURE",	K_BOOL, O(validate_signature), "auto", 0, 0, 0 },
 	{ "STREAM_SECRET",		K_STR,  O(stream_secret), "", 0, 0, CONF_SECRET },
 	{ "STREAM_TOKEN_TTL",		K_INT,  O(stream_token_ttl), "120", 5, 86400, 0 },
+	{ "PREWARM",			K_BOOL, O(prewarm), "on", 0, 0, 0 },
 	{ "FREE_CALL_MINUTES",		K_DBL,  O(free_call_minutes), "3.0", 0, 1e6, 0 },
 	{ "SESSION_ROLLOVER_MINUTES",	K_DBL,  O(session_rollover_minutes), "55", 0.01, 59, 0 },
 	{ "MIN_CALL_DURATION",		K_DBL,  O(min_call_duration), "0.5", 0, 1e6, 0 },

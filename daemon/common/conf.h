@@ -41,6 +41,8 @@ struct conf {
 	int	 validate_signature;	/* resolved: 0 or 1 */
 	char	*stream_secret;		/* random per start when unset */
 	int	 stream_token_ttl;	/* s */
+	int	 prewarm;		/* open the session at the webhook;
+					 * -1 (auto) counts as on */
 	/* minutes */
 	double	 free_call_minutes;
 	double	 session_rollover_minutes;	/* a fresh session after this */

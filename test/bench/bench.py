@@ -15,7 +15,12 @@ Default plan (`make bench`):
      every 20 ms, every 4th answer interrupted after its third token;
      reported in a table of its own, beside the Media Streams figures
      (`make bench-relay`: plain 500, then relay 50, 200 and 500);
-  5. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
+  5. first answer: 20 calls one after another with PREWARM=off, then 20
+     with PREWARM=on, each upgraded 250 ms after its webhook, against the
+     Python fake OpenAI (test/peers/fake_openai.py) answering the first
+     session.update 300 ms late: webhook to session.updated and `start` to
+     the first greeting audio, p50 and max of each;
+  6. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
      stopping at the first step that fails (p99 round trip >= 20 ms, a frame
      lost, a call not established or dropped).
 Each run gets a fresh daemon and fake server, a ramp (1.5 s per 1000 calls;
@@ -26,11 +31,14 @@ Overrides (make bench BENCH_ARGS="..."):
   --calls N        calls of the plain/TLS pair (alone: no sweep)
   --seconds S      measured window per run (default 20)
   --sweep LIST     comma-separated call counts, or "none"
-  --modes LIST     plain,records,tls,relay (default all four)
+  --modes LIST     plain,records,tls,relay,first (default all five)
   --relay-calls LIST   conversation counts of the relay mode (default 500)
   --relay-every S      s between a conversation's prompts (default 2)
   --relay-delta-ms MS  ms between the fake's text deltas (default 20)
   --relay-interrupt-every N  every Nth turn interrupted (default 4; 0 none)
+  --first-calls N  calls of each first-answer run (default 20)
+  --session-delay-ms MS, --twilio-gap-ms MS  the first-answer runs' fake
+                   session.updated delay (300) and webhook-to-upgrade gap (250)
   --workers N      daemon workers (default 2)
   --gen-procs N    load generator processes (default 2)
   --fake-procs N   fake server processes (default 2)
@@ -518,6 +526,81 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
     return result
 
 
+def first_answer(args, run_no):
+    """The warm first answer, PREWARM off then on, on fresh daemons: a
+    dict of the figures of each, or None."""
+    import asyncio
+    sys.path.insert(0, os.path.join(ROOT, "test", "peers"))
+    import firstanswer
+    from fake_openai import FakeOpenAI
+
+    async def go():
+        out = {}
+        async with FakeOpenAI(mode="echo", api_key="sk-bench") as srv:
+            for i, pw in enumerate(("off", "on")):
+                rundir = os.path.join(args.build, "bench", "runs", "%02d-first-%s" % (
+                    run_no, pw))
+                shutil.rmtree(rundir, ignore_errors=True)
+                os.makedirs(rundir)
+                port = free_port()
+                admin_port = free_port()
+                while admin_port == port:
+                    admin_port = free_port()
+                conf = {
+                    "PORT": port, "BIND": "127.0.0.1", "ADMIN_PORT": admin_port,
+                    "ADMIN_BIND": "127.0.0.1", "WORKERS": args.workers,
+                    "PUBLIC_URL": "http://127.0.0.1:%d" % port,
+                    "STREAM_SECRET": "bench-secret-0123456789abcdef",
+                    "TWILIO_AUTH_TOKEN": BENCH_AUTH_TOKEN, "OPENAI_API_KEY": "sk-bench",
+                    "OPENAI_URL": srv.url(), "PREWARM": pw, "LOG_LEVEL": "info",
+                    "LOG_FILE": os.path.join(rundir, "voxrelay.log"),
+                    "USAGE_CSV_PATH": os.path.join(rundir, "usage.csv"),
+                    "USAGE_CSV_BACKUP_PATH": os.path.join(rundir, "usage_backup.csv"),
+                    "PERSONAS_DIR": os.path.join(ROOT, "personas"),
+                    "LINES_DIR": os.path.join(rundir, "no-lines"),
+                    "TRANSCRIPTS_DIR": "",
+                    "DATABASE_PATH": os.path.join(rundir, "voxrelay.db"),
+                    "DATABASE_JOURNAL": os.path.join(rundir, "journal.ndjson"),
+                    "DRAIN_TIMEOUT": 5,
+                }
+                d = await asyncio.to_thread(Daemon, os.path.join(args.build, "voxrelay"),
+                                            rundir, conf)
+                try:
+                    out[pw] = await firstanswer.timed_calls(
+                        d.base, srv, 100 * (i + 1), args.first_calls, "default",
+                        args.session_delay_ms, args.twilio_gap_ms,
+                        auth_token=BENCH_AUTH_TOKEN)
+                    h = await asyncio.to_thread(http_json, d.admin_base + "/health")
+                    if out[pw] is not None:
+                        log("  " + firstanswer.line("PREWARM=%-3s" % pw, out[pw]))
+                        log("  daemon: greeting p50 %.0f ms, session_ready p50 %.0f ms "
+                            "(%d samples), prewarm_used %d, prewarm_fallback %d" % (
+                                h["latency_us"]["greeting"]["p50_us"] / 1000,
+                                h["latency_us"]["session_ready"]["p50_us"] / 1000,
+                                h["latency_us"]["session_ready"]["count"],
+                                h["counters"]["prewarm_used"],
+                                h["counters"]["prewarm_fallback"]))
+                    else:
+                        log("  PREWARM=%s: a call was not answered; see %s" % (
+                            pw, conf["LOG_FILE"]))
+                finally:
+                    await asyncio.to_thread(d.stop)
+                if out[pw] is not None and not args.keep:
+                    shutil.rmtree(rundir, ignore_errors=True)
+        return out
+
+    out = asyncio.run(go())
+    if not out.get("off") or not out.get("on"):
+        return None
+    figs = {}
+    for pw, v in out.items():
+        figs[pw] = {"ready_ms_p50": firstanswer.pct([x[0] for x in v], 0.5),
+                    "ready_ms_max": max(x[0] for x in v),
+                    "greeting_ms_p50": firstanswer.pct([x[1] for x in v], 0.5),
+                    "greeting_ms_max": max(x[1] for x in v)}
+    return figs
+
+
 def count_records(path):
     """What the run left in the call records (the daemon has stopped)."""
     try:
@@ -684,7 +767,7 @@ def main():
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sweep", default=None)
-    ap.add_argument("--modes", default="plain,records,tls,relay")
+    ap.add_argument("--modes", default="plain,records,tls,relay,first")
     ap.add_argument("--relay-calls", default="500",
                     help="comma-separated conversation counts of the relay mode")
     ap.add_argument("--relay-every", type=float, default=2.0,
@@ -693,6 +776,9 @@ def main():
                     help="ms between the fake's text deltas")
     ap.add_argument("--relay-interrupt-every", type=int, default=4,
                     help="every Nth turn is interrupted after 3 tokens (0: none)")
+    ap.add_argument("--first-calls", type=int, default=20)
+    ap.add_argument("--session-delay-ms", type=int, default=300)
+    ap.add_argument("--twilio-gap-ms", type=int, default=250)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--gen-procs", type=int, default=2)
     ap.add_argument("--fake-procs", type=int, default=2)
@@ -724,8 +810,8 @@ def main():
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "records", "tls", "relay"):
-            ap.error("--modes: plain, records, tls and/or relay")
+        if m not in ("plain", "records", "tls", "relay", "first"):
+            ap.error("--modes: plain, records, tls, relay and/or first")
     relay_calls = [int(x) for x in args.relay_calls.split(",") if x.strip()]
 
     global NICE
@@ -759,6 +845,7 @@ def main():
                                                           ROOT), rev or "?",
                                            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
     run_no = 0
+    first = None
     largest = None
     first_fail = None
     pairs = []
@@ -794,6 +881,13 @@ def main():
                     results.append(run_one(args, m, n, False, run_no, certs))
                 continue
             run_no += 1
+            if m == "first":
+                log("\n--- first answer: %d calls each, PREWARM off then on; the fake "
+                    "sends session.updated %d ms late, Twilio upgrades %d ms after the "
+                    "webhook ---" % (args.first_calls, args.session_delay_ms,
+                                     args.twilio_gap_ms))
+                first = first_answer(args, run_no)
+                continue
             log("\n--- %s upstream, %d calls ---" % (m, pair_calls))
             results.append(run_one(args, m, pair_calls, m == "tls", run_no, certs))
             if m == "records" and results[-1] is not None:
@@ -834,6 +928,16 @@ def main():
     if pairs:
         log(compare_report(pairs, os.path.relpath(args.compare, ROOT),
                            os.path.relpath(os.path.join(args.build, "voxrelay"), ROOT)))
+    if first is not None:
+        log("first answer (fake session.updated %d ms late, upgrade %d ms after the "
+            "webhook, %d calls each): webhook -> session.updated p50 %.0f ms off, %.0f ms "
+            "on; start -> first greeting audio p50 %.0f ms off, %.0f ms on (max %.0f, "
+            "%.0f)" % (args.session_delay_ms, args.twilio_gap_ms, args.first_calls,
+                       first["off"]["ready_ms_p50"], first["on"]["ready_ms_p50"],
+                       first["off"]["greeting_ms_p50"], first["on"]["greeting_ms_p50"],
+                       first["off"]["greeting_ms_max"], first["on"]["greeting_ms_max"]))
+    elif "first" in modes:
+        log("first answer: FAILED (see above)")
     if sweep:
         if largest is None:
             log("sweep: no step passed (p99 < %.0f ms, no loss)" % args.max_p99_ms)
@@ -850,7 +954,10 @@ def main():
             if r is not None:
                 f.write(json.dumps(r) + "\n")
     log("JSON lines: %s" % os.path.relpath(path, ROOT))
-    return 0 if results and all(r is not None for r in results) else 1
+    ok = all(r is not None for r in results) and (results or first is not None)
+    if "first" in modes and first is None:
+        ok = False
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

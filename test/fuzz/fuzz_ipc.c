@@ -45,6 +45,9 @@ ref_ok(const uint8_t *b, size_t len, int nfd)
 		return TERMINATED(&a, ia_call_sid) &&
 		    TERMINATED(&a, ia_answered_by);
 	}
+	if (h.ih_type == IPC_PREWARM)
+		return nfd == 0 && h.ih_len == sizeof(struct ipc_prewarm) &&
+		    memchr(b + sizeof(h), '\0', IPC_PREWARM_TOKEN) != NULL;
 	if (h.ih_type != IPC_HANDOFF)
 		return nfd == 0 && h.ih_len == 0;
 	if (nfd != 1 || h.ih_len < sizeof(ho))

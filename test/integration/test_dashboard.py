@@ -30,7 +30,8 @@ READ_PAGE = r"""(function () {
         counters[e.dataset.counter] = +e.dataset.value;
     });
     var lat = {};
-    ['relay_in', 'relay_out', 'response', 'barge_in', 'handoff'].forEach(function (n) {
+    ['relay_in', 'relay_out', 'response', 'barge_in', 'handoff', 'session_ready',
+     'greeting'].forEach(function (n) {
         lat[n] = { p50: +v('lat-' + n + '-p50'), p99: +v('lat-' + n + '-p99'),
                    count: +v('lat-' + n + '-count'),
                    points: document.querySelector('#lat-' + n + ' polyline')

@@ -179,7 +179,9 @@ async def test_bargein_does_nothing_when_nothing_plays(env):
 
 async def failing_call(d, n, within=4.0):
     """A call whose upstream fails: Twilio's socket must be closed by us
-    soon, so Twilio plays the TwiML after <Connect>."""
+    soon, so Twilio plays the TwiML after <Connect>.  Its daemon runs with
+    PREWARM=off: these are failures of the session the stream opens (one
+    opened at the webhook that fails is replaced, test_prewarm.py)."""
     wh = await asyncio.to_thread(twilio.post_voice, d.base, twilio.call_sid(n),
                                  "+1415555%04d" % n)
     s = twilio.Stream(wh.stream_url, twilio.call_sid(n), twilio.stream_sid(n), wh.params)
@@ -200,11 +202,11 @@ async def failing_call(d, n, within=4.0):
 async def test_upstream_refused_and_401(env):
     # nothing listens there
     port = __import__("harness").free_port()
-    d = env.daemon(OPENAI_URL="ws://127.0.0.1:%d/v1/realtime?model=gpt-realtime" % port)
+    d = env.daemon(PREWARM="off", OPENAI_URL="ws://127.0.0.1:%d/v1/realtime?model=gpt-realtime" % port)
     d.start()
     await failing_call(d, 1)
     async with FakeOpenAI(mode="echo", api_key="sk-other") as srv:
-        d2 = env.daemon(OPENAI_URL=srv.url(), OPENAI_API_KEY="sk-wrong-key-123").start()
+        d2 = env.daemon(PREWARM="off", OPENAI_URL=srv.url(), OPENAI_API_KEY="sk-wrong-key-123").start()
         await failing_call(d2, 2)
         log = d2.log()
         expect("401" in log and "Incorrect API key" in log, "401 not logged:\n" + log[-2000:])
@@ -218,7 +220,7 @@ async def test_upstream_refused_and_401(env):
 
 async def test_upstream_http_errors(env):
     async with FakeOpenAI(mode="echo") as srv:
-        d = env.daemon(OPENAI_URL=srv.url()).start()
+        d = env.daemon(PREWARM="off", OPENAI_URL=srv.url()).start()
         for i, status in enumerate((403, 429, 500, 503)):
             srv.next_config(reject_status=status)
             await failing_call(d, 10 + i)
@@ -232,7 +234,7 @@ async def test_upstream_bad_certificates(env):
     for i, (which, words) in enumerate((("untrusted", "verif"), ("wrong", "CN"))):
         sctx = certs.ssl_context(c[which + "_cert"], c[which + "_key"])
         async with FakeOpenAI(mode="echo", ssl=sctx, host="localhost") as srv:
-            d = env.daemon(OPENAI_URL=srv.url(host="localhost"), OPENAI_CA_FILE=c["ca"])
+            d = env.daemon(PREWARM="off", OPENAI_URL=srv.url(host="localhost"), OPENAI_CA_FILE=c["ca"])
             d.start()
             await failing_call(d, 20 + i)   # a CallSid per daemon: they share a ledger
             expect("certificate" in d.log(), "%s certificate: no reason logged" % which)
@@ -243,7 +245,7 @@ async def test_upstream_bad_certificates(env):
 async def test_upstream_closes_mid_call(env):
     script = [{"wait_event": "input_audio_buffer.append", "count": 25}, {"close": 1011}]
     async with FakeOpenAI(mode="scripted", script=script) as srv:
-        d = env.daemon(OPENAI_URL=srv.url()).start()
+        d = env.daemon(PREWARM="off", OPENAI_URL=srv.url()).start()
         took = await failing_call(d, 30)
         expect(took < 2.5, "closed %.1f s after the start" % took)
         srv.next_config(script=[{"wait_event": "input_audio_buffer.append", "count": 25},
@@ -277,7 +279,7 @@ async def test_error_event_keeps_the_call(env):
 async def test_upstream_stall_is_detected(env):
     script = [{"wait_event": "input_audio_buffer.append", "count": 5}, {"stall": True}]
     async with FakeOpenAI(mode="scripted", script=script) as srv:
-        d = env.daemon(OPENAI_URL=srv.url(), OPENAI_PING_INTERVAL=1,
+        d = env.daemon(PREWARM="off", OPENAI_URL=srv.url(), OPENAI_PING_INTERVAL=1,
                        OPENAI_PONG_TIMEOUT=1).start()
         took = await failing_call(d, 40, within=6)
         expect(took < 5, "stall noticed after %.1f s" % took)

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import caller as synth  # noqa: E402
 import certs  # noqa: E402
+import firstanswer  # noqa: E402
 import harness  # noqa: E402
 import twilio  # noqa: E402
 from fake_openai import FakeOpenAI, write_wav_ulaw  # noqa: E402
@@ -59,6 +60,8 @@ PROSPECT_SAYS = ["Yeah, hello, who is this? I am in the middle of something here
                  "Everybody says that. What makes you different?",
                  "Look, I have to run. Send me an email and we will see. Goodbye."]
 SUMMARY = "wants to pitch lead generation to an agency owner"
+SESSION_DELAY_MS = 300             # the timed calls' session.updated delay
+TWILIO_GAP_MS = 250                # webhook answered -> stream upgrade
 
 
 def persona(pid):
@@ -217,6 +220,8 @@ async def demo(tmp, out_wav, seconds):
             if out_wav:
                 write_wav_ulaw(out_wav, r.received_audio)
                 print("the caller heard: %s" % out_wav)
+            print()
+            await first_answer(tmp, d, srv, c, check)
         finally:
             d.stop()
         if failed:
@@ -365,6 +370,41 @@ def report(d, srv, rest, r, cl, line, names, h, check):
     row = rows.get(CALLER, {})
     print("  ledger:    %s used %s min, %s left" % (
         CALLER[:5] + "...", row.get("minutes_used"), row.get("minutes_remaining")))
+
+
+async def first_answer(tmp, d, srv, c, check, calls=5):
+    """The warm first answer: the same calls with PREWARM=off (a second
+    daemon) and on (the demo's), against the same fake OpenAI."""
+    print("first answer: %d calls each; the fake OpenAI sends session.updated %d ms "
+          "after session.update, Twilio upgrades %d ms after the webhook" % (
+              calls, SESSION_DELAY_MS, TWILIO_GAP_MS))
+    tmp2 = os.path.join(tmp, "prewarm-off")
+    os.makedirs(tmp2, exist_ok=True)
+    conf = {k: v for k, v in d.conf.items() if k not in (
+        "PORT", "ADMIN_PORT", "PUBLIC_URL", "USAGE_CSV_PATH", "USAGE_CSV_BACKUP_PATH",
+        "DATABASE_PATH", "DATABASE_JOURNAL", "TRANSCRIPTS_DIR")}
+    off = harness.Daemon(tmp2, **dict(conf, PREWARM="off"))
+    off.start()
+    try:
+        cold = await firstanswer.timed_calls(off.base, srv, 900, calls, "intake",
+                                             SESSION_DELAY_MS, TWILIO_GAP_MS)
+    finally:
+        off.stop()
+    warm = await firstanswer.timed_calls(d.base, srv, 950, calls, "intake",
+                                         SESSION_DELAY_MS, TWILIO_GAP_MS)
+    for name, v in (("PREWARM=off", cold), ("PREWARM=on ", warm)):
+        if check(v, "%s: every timed call answered" % name.strip()):
+            print("  " + firstanswer.line(name, v))
+    if cold and warm:
+        check(firstanswer.pct([x[1] for x in warm], 0.5) <
+              firstanswer.pct([x[1] for x in cold], 0.5),
+              "the warm greeting comes sooner after start than the cold one")
+        h = d.health()
+        print("  daemon:      prewarm_opened %d, prewarm_used %d; session_ready p50 "
+              "%.0f ms, greeting p50 %.0f ms (start -> first greeting audio, all calls)" % (
+                  h["counters"]["prewarm_opened"], h["counters"]["prewarm_used"],
+                  h["latency_us"]["session_ready"]["p50_us"] / 1000,
+                  h["latency_us"]["greeting"]["p50_us"] / 1000))
 
 
 def main():

@@ -625,6 +625,11 @@ DEFAULTS = {
     "stall_max_s": 120,         # a stalled connection is aborted after this
     "max_lifetime_s": 3600,
     "close_timeout": 2,
+    # a slower server, as the real one is over the internet: the upgrade
+    # answered this late, and the first session.updated this late after
+    # its session.update (later events of the connection wait behind it)
+    "open_delay_ms": 0,
+    "session_delay_ms": 0,
 }
 
 
@@ -1195,6 +1200,8 @@ class Connection:
                 if k != "model":
                     self.session[k] = copy.deepcopy(v)
         self.session_updates += 1
+        if self.session_updates == 1 and self._c("session_delay_ms"):
+            await asyncio.sleep(self._c("session_delay_ms") / 1000.0)
         await self.send({"type": "session.updated", "session": copy.deepcopy(self.session)})
 
     # --- input audio ------------------------------------------------------------
@@ -2058,7 +2065,11 @@ class FakeOpenAI:
 
         class Protocol(websockets.server.WebSocketServerProtocol):
             async def process_request(self, path, headers):
-                return fake._on_request(self, path, headers)
+                r = fake._on_request(self, path, headers)
+                delay = self.vx_conn.config.get("open_delay_ms") or 0
+                if delay:
+                    await asyncio.sleep(delay / 1000.0)
+                return r
 
         kw = dict(create_protocol=Protocol, ssl=self.ssl, max_size=32 * 2 ** 20,
                   max_queue=256, ping_interval=None, compression=None,
@@ -2221,6 +2232,10 @@ def main(argv=None):
     ap.add_argument("--chunk-ms", type=int, default=100)
     ap.add_argument("--interval-ms", type=int, default=20)
     ap.add_argument("--expires-in", type=int, default=3600)
+    ap.add_argument("--open-delay-ms", type=int, default=0,
+                    help="answer each upgrade this late")
+    ap.add_argument("--session-delay-ms", type=int, default=0,
+                    help="send the first session.updated this late")
     ap.add_argument("--log", help="write every event, in and out, as JSON lines here")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every event")
     ap.add_argument("--port-file", help="write the bound port here once listening")
@@ -2255,7 +2270,8 @@ def main(argv=None):
                      caller_transcript=args.caller_transcript,
                      vad_threshold=args.vad_threshold, silence_ms=args.silence_ms,
                      chunk_ms=args.chunk_ms, interval_ms=args.interval_ms,
-                     expires_in=args.expires_in)
+                     expires_in=args.expires_in, open_delay_ms=args.open_delay_ms,
+                     session_delay_ms=args.session_delay_ms)
 
     async def amain():
         port = await srv.start()

@@ -191,6 +191,8 @@ class Stream(WsPeer):
         self.frames_sent = 0
         self.mark_times = []        # monotonic time of each echo
         self.closed_at = None
+        self.start_at = None        # monotonic time `start` was sent
+        self.first_media_at = None  # ... and the first media came back
         self._reader = None
 
     def _next_seq(self):
@@ -207,6 +209,7 @@ class Stream(WsPeer):
             await self.send_start()
 
     async def send_start(self, sid=None):
+        self.start_at = time.monotonic()
         await self.ws.send(json.dumps({
             "event": "start", "sequenceNumber": self._next_seq(),
             "start": {"accountSid": "AC" + "0" * 32, "streamSid": self.ssid,
@@ -255,6 +258,8 @@ class Stream(WsPeer):
     async def _on_message(self, msg):
         m = json.loads(msg)
         self.received.append(m)
+        if m.get("event") == "media" and self.first_media_at is None:
+            self.first_media_at = time.monotonic()
         if m.get("event") == "mark":
             self.marks_echoed += 1
             self.mark_times.append(time.monotonic())
