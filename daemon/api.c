@@ -575,8 +575,9 @@ api_route(struct conn *c, struct http_req *r)
 		return;
 	}
 	if (a->m->store == NULL) {
-		api_error(c, 503, a->cors, "the call records are not available "
-		    "(the store did not start)");
+		api_error(c, 503, a->cors, a->m->conf.call_records ?
+		    "the call records are not available (the store did not "
+		    "start)" : "the call records are off (CALL_RECORDS)");
 		free(a);
 		return;
 	}

@@ -91,7 +91,8 @@ check_environment(const struct conf *c)
 		int version;
 
 		store_cfg_from_conf(&sc, c, NULL);
-		if (store_check(&sc, &version, err, sizeof(err)) != 0) {
+		if (c->call_records && store_check(&sc, &version, err,
+		    sizeof(err)) != 0) {
 			fprintf(stderr, "%s: %s\n", c->database_url[0] ?
 			    "DATABASE_URL" : "DATABASE_PATH", err);
 			n++;

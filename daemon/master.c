@@ -896,6 +896,10 @@ store_open_async(struct master *m)
 		vr_strlcpy(m->hostname, "localhost", sizeof(m->hostname));
 	m->hostname[sizeof(m->hostname) - 1] = '\0';
 	store_cfg_from_conf(&sc, &m->conf, m->hostname);
+	if (!m->conf.call_records) {
+		log_info("call records: off (CALL_RECORDS)");
+		return;
+	}
 	if ((m->store = store_new(&sc)) == NULL ||
 	    (rc = store_start(m->store, m->loop)) != 0) {
 		log_warnx("call records: the store did not start; calls are not "

@@ -231,7 +231,8 @@ record_call_started(struct call *c)
 	uint64_t wall = wall_ms(), mono = mono_ms();
 	json_t *r;
 
-	if (c->relay.rec != NULL)
+	/* off: no state, so every record_*() below does nothing */
+	if (c->relay.rec != NULL || !c->w->conf->call_records)
 		return;
 	if ((rc = calloc(1, sizeof(*rc))) == NULL)
 		return;

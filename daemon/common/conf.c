@@ -104,6 +104,7 @@ static const struct key keys[] = {
 	{ "LINES_DIR",			K_STR,  O(lines_dir), "/etc/voxrelay/lines", 0, 0, 0 },
 	{ "TRANSCRIPTS_DIR",		K_STR,  O(transcripts_dir), "/var/lib/voxrelay/transcripts", 0, 0, 0 },
 	{ "TRANSCRIPT_CSV_PATH",	K_STR,  O(transcript_csv_path), "", 0, 0, 0 },
+	{ "CALL_RECORDS",		K_BOOL, O(call_records), "true", 0, 0, 0 },
 	{ "DATABASE_PATH",		K_STR,  O(database_path), "/var/lib/voxrelay/voxrelay.db", 0, 0, 0 },
 	{ "DATABASE_URL",		K_STR,  O(database_url), "", 0, 0, CONF_SECRET },
 	{ "DATABASE_JOURNAL",		K_STR,  O(database_journal), "/var/lib/voxrelay/voxrelay-journal.ndjson", 0, 0, 0 },

@@ -111,6 +111,7 @@ struct conf {
 	char	*transcripts_dir;
 	char	*transcript_csv_path;
 	/* call records (daemon/store.h) */
+	int	 call_records;		/* false: no store, nothing recorded */
 	char	*database_path;
 	char	*database_url;		/* postgresql://...; "" for SQLite */
 	char	*database_journal;

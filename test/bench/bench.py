@@ -31,7 +31,8 @@ Overrides (make bench BENCH_ARGS="..."):
   --calls N        calls of the plain/TLS pair (alone: no sweep)
   --seconds S      measured window per run (default 20)
   --sweep LIST     comma-separated call counts, or "none"
-  --modes LIST     plain,records,tls,relay,first (default all five)
+  --modes LIST     plain,records,tls,relay,first (default all five);
+                   records-off is the records run with CALL_RECORDS=false
   --relay-calls LIST   conversation counts of the relay mode (default 500)
   --relay-every S      s between a conversation's prompts (default 2)
   --relay-delta-ms MS  ms between the fake's text deltas (default 20)
@@ -57,6 +58,11 @@ Overrides (make bench BENCH_ARGS="..."):
                    times (default 3); prints each pair's daemon CPU per
                    call-second, the medians and the median of the ratios
   --pairs N        pairs of the comparison (default 3)
+  --records-pairs N  instead of the plan: N pairs of records-off (the
+                   records run's transcript lines with CALL_RECORDS=false)
+                   and records at --calls, alternating; prints each pair's
+                   daemon CPU per call-second, the medians and the median
+                   ratio against issue 14's 10 % bound
 
 Every process started here is ended by pid, also on failure or ^C.
 Nothing listens beyond 127.0.0.1."""
@@ -411,7 +417,8 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
         # call (150 appends of 20 ms), each a record for the store
         fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
                     certs if tls else None, args.codec,
-                    transcript_every=150 if label == "records" else 0,
+                    transcript_every=150 if label in ("records", "records-off")
+                    else 0,
                     delta_ms=args.relay_delta_ms if relay else 0)
         port = free_port()
         admin_port = free_port()
@@ -444,6 +451,9 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
         }
         if tls:
             conf["OPENAI_CA_FILE"] = certs["ca"]
+        if label == "records-off":
+            # the same transcript lines, nothing recorded
+            conf["CALL_RECORDS"] = "false"
         if relay:
             conf["LINES_DIR"] = relay_lines(rundir)
         for kv in args.set or []:
@@ -642,11 +652,11 @@ def median(xs):
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
 
 
-def compare_report(pairs, base, new):
+def compare_report(pairs, base, new, what="plain upstream", bound=5):
     """The comparison's figures: each pair's daemon CPU per call-second
     (baseline, this build, ratio), the medians and the median ratio."""
-    lines = ["comparison: daemon CPU ms per call-second, plain upstream, "
-             "baseline %s against %s" % (base, new),
+    lines = ["comparison: daemon CPU ms per call-second, %s, "
+             "baseline %s against %s" % (what, base, new),
              "| pair | baseline | this build | ratio | verdicts |",
              "| --- | --- | --- | --- | --- |"]
     a_all, b_all, ratios = [], [], []
@@ -666,9 +676,9 @@ def compare_report(pairs, base, new):
     if ratios:
         r = median(ratios)
         lines.append("medians: baseline %.3f, this build %.3f ms per call-s; "
-                     "median ratio %.3f (%+.1f%%, %s the 5%% bound)"
+                     "median ratio %.3f (%+.1f%%, %s the %d%% bound)"
                      % (median(a_all), median(b_all), r, (r - 1) * 100,
-                        "within" if abs(r - 1) <= 0.05 else "OUTSIDE"))
+                        "within" if abs(r - 1) <= bound / 100.0 else "OUTSIDE", bound))
     return "\n".join(lines)
 
 
@@ -768,6 +778,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--sweep", default=None)
     ap.add_argument("--modes", default="plain,records,tls,relay,first")
+    ap.add_argument("--records-pairs", type=int, default=0)
     ap.add_argument("--relay-calls", default="500",
                     help="comma-separated conversation counts of the relay mode")
     ap.add_argument("--relay-every", type=float, default=2.0,
@@ -810,8 +821,8 @@ def main():
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "records", "tls", "relay", "first"):
-            ap.error("--modes: plain, records, tls, relay and/or first")
+        if m not in ("plain", "records", "records-off", "tls", "relay", "first"):
+            ap.error("--modes: plain, records, records-off, tls, relay and/or first")
     relay_calls = [int(x) for x in args.relay_calls.split(",") if x.strip()]
 
     global NICE
@@ -856,8 +867,23 @@ def main():
         if args.pairs < 1 or args.pairs > 20:
             ap.error("--pairs: 1 to 20")
         modes, sweep = [], []
+    rec_pairs = []
+    if args.records_pairs:
+        if args.records_pairs < 1 or args.records_pairs > 20:
+            ap.error("--records-pairs: 1 to 20")
+        modes, sweep = [], []
     try:
         certs = None
+        for i in range(args.records_pairs):
+            pair = []
+            for label in ("records-off", "records"):
+                run_no += 1
+                log("\n--- records pair %d: %s, %d calls, a line pair every 3 s ---"
+                    % (i + 1, label, pair_calls))
+                r = run_one(args, label, pair_calls, False, run_no, None)
+                results.append(r)
+                pair.append(r)
+            rec_pairs.append(pair)
         for i in range(args.pairs if args.compare is not None else 0):
             pair = []
             for label, binary in (("base", args.compare),
@@ -925,6 +951,11 @@ def main():
         rc_line = relay_compare(results)
         if rc_line:
             log(rc_line)
+    if rec_pairs:
+        log(compare_report(rec_pairs, "CALL_RECORDS=false", "CALL_RECORDS=true",
+                           "the same transcript lines", 10))
+        utts = [p[1].get("records_utterances", 0) for p in rec_pairs if p[1]]
+        log("utterances recorded per records run: %s" % ", ".join(str(u) for u in utts))
     if pairs:
         log(compare_report(pairs, os.path.relpath(args.compare, ROOT),
                            os.path.relpath(os.path.join(args.build, "voxrelay"), ROOT)))
