@@ -35,6 +35,7 @@
 
 #define STORE_MAGIC	0x53544f52u
 #define BATCH_MAX	512
+#define LINGER_MS	100		/* for more records before a write */
 #define QUEUE_MAX	200000		/* records held while the thread is stuck */
 #define REPLAY_ROUNDS	20		/* batches per turn, then new records */
 #define PURGE_EVERY_MS	(24ULL * 3600 * 1000)
@@ -506,6 +507,26 @@ store_thread(void *arg)
 			}
 			pthread_cond_timedwait(&st->cv, &st->mu, &ts);
 		}
+		/*
+		 * A few records: wait LINGER_MS for more, so that a busy
+		 * daemon writes a transaction every LINGER_MS rather than one
+		 * per record (each costs a commit, a WAL append of the pages
+		 * touched, and a round trip on PostgreSQL).  A query, the
+		 * stop, or a full batch cuts it short; a transcript line is
+		 * still in the database well within 2 s.
+		 */
+		if (st->qh != NULL && st->qh->rec != NULL && !st->stopping &&
+		    st->nq < BATCH_MAX && st->db != NULL && st->jsize == st->joff) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += LINGER_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+		}
 		/* records up to the first query: it runs after them */
 		while (st->qh != NULL && json_array_size(recs) < BATCH_MAX) {
 			struct job *j = st->qh;
@@ -633,7 +654,8 @@ enqueue(struct store *st, struct job *j, size_t limit)
 		pthread_mutex_unlock(&st->mu);
 		return -1;
 	}
-	wake = st->qh == NULL;
+	/* a query also ends the thread's wait for more records */
+	wake = st->qh == NULL || j->rec == NULL;
 	*st->qt = j;
 	st->qt = &j->next;
 	j->next = NULL;

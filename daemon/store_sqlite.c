@@ -14,6 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SQ_CACHE	16	/* prepared statements kept */
+
+struct sq {
+	sqlite3		*db;
+	struct {
+		const char	*ptr;	/* the text it was asked for with */
+		char		*sql;	/* a copy, compared too */
+		sqlite3_stmt	*s;
+	} cache[SQ_CACHE];
+};
+
 static int
 sq_class(int rc)
 {
@@ -38,6 +49,7 @@ static void *
 sq_open(const struct store_cfg *cfg, int create, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
+	struct sq *q;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 	    (create ? SQLITE_OPEN_CREATE : 0);
 	int rc;
@@ -64,13 +76,62 @@ sq_open(const struct store_cfg *cfg, int create, char *err, size_t errlen)
 		sqlite3_close(db);
 		return NULL;
 	}
-	return db;
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", cfg->path);
+		sqlite3_close(db);
+		return NULL;
+	}
+	q->db = db;
+	return q;
 }
 
 static void
 sq_close(void *h)
 {
-	sqlite3_close(h);
+	struct sq *q = h;
+
+	for (int i = 0; i < SQ_CACHE; i++)
+		if (q->cache[i].s != NULL) {
+			sqlite3_finalize(q->cache[i].s);
+			free(q->cache[i].sql);
+		}
+	sqlite3_close(q->db);
+	free(q);
+}
+
+/*
+ * The writes are a handful of statements run over and over (the records'
+ * upserts): each is prepared once and kept, found again by its text.  A
+ * query (with rows, built for its filters) is prepared each time.  A
+ * statement made stale by a schema change is prepared again by SQLite
+ * itself (sqlite3_prepare_v2).
+ */
+static sqlite3_stmt *
+sq_cached(struct sq *q, const char *sql, int *cached)
+{
+	sqlite3_stmt *s = NULL;
+	int i, free_at = -1;
+
+	*cached = 0;
+	for (i = 0; i < SQ_CACHE; i++) {
+		if (q->cache[i].s == NULL) {
+			if (free_at < 0)
+				free_at = i;
+			continue;
+		}
+		if (q->cache[i].ptr == sql && strcmp(q->cache[i].sql, sql) == 0) {
+			*cached = 1;
+			return q->cache[i].s;
+		}
+	}
+	if (sqlite3_prepare_v2(q->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return NULL;
+	if (free_at >= 0 && (q->cache[free_at].sql = strdup(sql)) != NULL) {
+		q->cache[free_at].ptr = sql;
+		q->cache[free_at].s = s;
+		*cached = 1;
+	}
+	return s;
 }
 
 static json_t *
@@ -102,13 +163,25 @@ sq_row(sqlite3_stmt *s)
 	return o;
 }
 
+/* A statement's run is over: a kept one is reset for the next. */
+static void
+sq_done(sqlite3_stmt *s, int cached)
+{
+	if (cached) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+	} else
+		sqlite3_finalize(s);
+}
+
 static int
 sq_exec(void *h, const char *sql, const struct store_param *p, int np,
     json_t **rows, char *err, size_t errlen)
 {
-	sqlite3 *db = h;
+	struct sq *q = h;
+	sqlite3 *db = q->db;
 	sqlite3_stmt *s = NULL;
-	int rc;
+	int rc = SQLITE_OK, cached = 0;
 
 	if (rows != NULL)
 		*rows = NULL;
@@ -120,8 +193,12 @@ sq_exec(void *h, const char *sql, const struct store_param *p, int np,
 		}
 		return STORE_OK;
 	}
-	rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-	if (rc != SQLITE_OK) {
+	if (rows == NULL)
+		s = sq_cached(q, sql, &cached);
+	else
+		rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	if (s == NULL) {
+		rc = sqlite3_errcode(db);
 		snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(db));
 		return sq_class(rc);
 	}
@@ -158,11 +235,11 @@ sq_exec(void *h, const char *sql, const struct store_param *p, int np,
 			json_array_append_new(*rows, sq_row(s));
 	if (rc != SQLITE_DONE)
 		goto fail;
-	sqlite3_finalize(s);
+	sq_done(s, cached);
 	return STORE_OK;
 fail:
 	snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(s);
+	sq_done(s, cached);
 	if (rows != NULL) {
 		json_decref(*rows);
 		*rows = NULL;

@@ -37,7 +37,8 @@
 #define SWAP_GRACE_MS		12000	/* a hand-over may take this long */
 #define FINISH_WAIT_MS		5000	/* for Twilio to take a call update */
 #define RESUME_MARGIN_S		120	/* the update's retries, the dial's setup */
-#define REPEAT_AUDIO_MAX	(30 * 8000)	/* bytes: 30 s of mu-law */
+/* 30 s of mu-law as base64, and the lengths of its deltas */
+#define REPEAT_AUDIO_MAX	(30 * 8000 * 4 / 3 + 64 * 1024)
 #define ROLLOVER_GRACE_MS	60000	/* a turn boundary within this */
 #define ROLLOVER_RETRY_MS	60000	/* a fresh session did not open */
 #define SAID_MAX_BYTES		(48 * 1024)	/* replayed to a fresh session */
@@ -260,15 +261,17 @@ audio_to_caller(struct call *c, struct relay_item *it, const char *b64,
 
 /*
  * The keypad's repeat plays the last answer again as it was heard, not as
- * the model would say it a second time: each response's audio is kept as
- * it goes out (decoded, at most REPEAT_AUDIO_MAX), and a response that
- * completes becomes the one to repeat.
+ * the model would say it a second time: each response's audio deltas are
+ * kept as they go out (base64 as received, each behind its length: copied,
+ * never decoded, so the audio path pays a memcpy), at most
+ * REPEAT_AUDIO_MAX, and a response that completes becomes the one to
+ * repeat.
  */
 static void
 capture_audio(struct relay *r, const struct oa_msg *m)
 {
-	size_t n = m->audio_len / 4 * 3;
-	long d;
+	size_t need = sizeof(uint32_t) + m->audio_len;
+	uint32_t n32 = (uint32_t)m->audio_len;
 
 	if (strcmp(r->cap_resp, m->response_id) != 0) {
 		vr_strlcpy(r->cap_resp, m->response_id, sizeof(r->cap_resp));
@@ -277,15 +280,15 @@ capture_audio(struct relay *r, const struct oa_msg *m)
 	}
 	if (r->cap_bad)
 		return;
-	if (r->cap_len + n > REPEAT_AUDIO_MAX) {
+	if (r->cap_len + need > REPEAT_AUDIO_MAX) {
 		r->cap_bad = 1;
 		return;
 	}
-	if (r->cap_len + n > r->cap_cap) {
-		size_t ncap = r->cap_cap ? r->cap_cap * 2 : 32000;
+	if (r->cap_len + need > r->cap_cap) {
+		size_t ncap = r->cap_cap ? r->cap_cap * 2 : 32768;
 		unsigned char *nb;
 
-		while (ncap < r->cap_len + n)
+		while (ncap < r->cap_len + need)
 			ncap *= 2;
 		if (ncap > REPEAT_AUDIO_MAX)
 			ncap = REPEAT_AUDIO_MAX;
@@ -296,11 +299,9 @@ capture_audio(struct relay *r, const struct oa_msg *m)
 		r->cap_audio = nb;
 		r->cap_cap = ncap;
 	}
-	if ((d = b64_decode(m->audio, m->audio_len, r->cap_audio +
-	    r->cap_len)) < 0)
-		r->cap_bad = 1;
-	else
-		r->cap_len += (size_t)d;
+	memcpy(r->cap_audio + r->cap_len, &n32, sizeof(n32));
+	memcpy(r->cap_audio + r->cap_len + sizeof(n32), m->audio, m->audio_len);
+	r->cap_len += need;
 }
 
 /* A response completed: its audio, if whole, is the one to repeat. */
@@ -335,18 +336,22 @@ replay_answer(struct call *c)
 {
 	struct relay *r = &c->relay;
 	struct relay_item *it;
-	char *b64;
-	size_t n;
+	size_t off = 0;
+	uint32_t n;
 
 	if (r->ans_len == 0 || c->leg->audio == NULL || r->mcount > 0 ||
 	    relay_model_busy(c) || c->state != CALL_LIVE)
 		return -1;
-	if ((b64 = malloc((r->ans_len + 2) / 3 * 4 + 1)) == NULL)
-		return -1;
-	n = b64_encode(r->ans_audio, r->ans_len, b64);
 	it = item_new(r);
-	audio_to_caller(c, it, b64, n);
-	free(b64);
+	/* delta by delta, as each went out the first time */
+	while (off + sizeof(n) <= r->ans_len && c->state < CALL_CLOSING) {
+		memcpy(&n, r->ans_audio + off, sizeof(n));
+		off += sizeof(n);
+		if (n > r->ans_len - off)
+			break;
+		audio_to_caller(c, it, (const char *)r->ans_audio + off, n);
+		off += n;
+	}
 	if (c->state < CALL_CLOSING) {
 		it->done_sent = 1;
 		send_mark(c, it->uid, it->sent_bytes, 1);
