@@ -65,6 +65,26 @@ def test_records_unavailable_costs_no_call(env):
     d.stop()
 
 
+def test_records_off(env):
+    # CALL_RECORDS=false: no database, -t does not look for one, the API
+    # says so, and calls go on
+    d = env.daemon(CALL_RECORDS="false",
+                   DATABASE_URL="postgresql://vr@127.0.0.1:1/vr?connect_timeout=1")
+    rc = subprocess.run([harness.BINARY, "-t", "-f", d.conf_path],
+                        capture_output=True, text=True, timeout=10)
+    expect_eq(rc.returncode, 0, "-t with records off: %r" % rc.stderr)
+    d.write_conf(CALL_RECORDS="false", DATABASE_URL=None)
+    d.start()
+    d.wait_for(lambda: "call records: off (CALL_RECORDS)" in d.log(), 10, "the log line")
+    wh = twilio.post_voice(d.base, twilio.call_sid(3), "+15551230000")
+    expect(wh.stream_url, "a stream offered: %r" % wh.body)
+    st, _, body = d.admin_get("/api/call-history", check=False)
+    expect_eq(st, 503, "history with records off")
+    expect("the call records are off (CALL_RECORDS)" in body, body)
+    expect(not os.path.exists(d.conf["DATABASE_PATH"]), "a database was created")
+    d.stop()
+
+
 def test_records_configtest_postgresql(env):
     # nothing listens on port 1: -t names the store and the reason; hosts
     # sharing a database are told to share the stream secret
