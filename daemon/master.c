@@ -968,6 +968,7 @@ master_run(struct master *m)
 	for (int i = 0; i < m->conf.workers; i++)
 		spawn_worker(m, i, m->generation);
 	store_open_async(m);
+	shared_start(m);
 	outbound_init(m);
 	campaign_start(m);
 	log_info("voxrelay %s listening on %s port %d with %d workers (pid %d)",
@@ -1010,6 +1011,7 @@ master_run(struct master *m)
 		log_info("usage ledger saved (%u callers)",
 		    (unsigned)atomic_load(&m->shm.hdr->sh_ledger_used));
 	front_stop(m);
+	shared_stop(m);
 	store_stop(m->store, 5000);
 	m->store = NULL;
 	uv_walk(m->loop, close_walk_cb, NULL);

@@ -177,6 +177,10 @@ void conn_defer_handoff(struct conn *c);
 
 /* shared.c: what hosts sharing DATABASE_URL ask it at the door */
 int  shared_on(const struct master *m);
+/* With DATABASE_URL and the store started: the thread that asks, with
+ * its own connection.  shared_stop() answers what is left "down". */
+int  shared_start(struct master *m);
+void shared_stop(struct master *m);
 /* The answer on the loop: ans NULL when the database did not answer
  * within SHARED_TIMEOUT_MS (or is down).  c is deferred: answer it with
  * conn_defer_respond(). */

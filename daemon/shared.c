@@ -3,9 +3,12 @@
  * the door: a caller's minutes at the voice webhook, and whether a stream
  * token (or its call) was used on any of them at the upgrade.
  *
- * The loop never waits on the database.  A question is a query on the
- * store's thread (store_query_async); the request's turn on its
- * connection is held with conn_defer() meanwhile, and a timer of
+ * The loop never waits on the database.  A question is a query on a
+ * thread of its own with its own connection: the store's thread writes
+ * records in batches, and a question queued behind them (or between
+ * them, splitting every batch) would wait too long when calls come in
+ * together.  The request's turn on its connection is held with
+ * conn_defer() meanwhile, and a timer of
  * SHARED_TIMEOUT_MS decides without the answer when it is late: the
  * webhook then goes by this host's ledger (plus the other hosts' minutes
  * as last read), the upgrade by this host's used tokens alone.  Whichever
@@ -23,16 +26,25 @@
 #include "proto/token.h"
 
 #include <mbedtls/md.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KEY_MAX		96	/* a used_tokens key */
+#define RETRY_MS	1000	/* between attempts to connect while down */
+#define QUEUE_MAX	4096	/* questions waiting: past it, decided at once */
 
 enum sq_kind { SQ_MINUTES, SQ_TOKEN };
 
 struct sq {
+	struct sq	*next;		/* on the thread's queue, then the loop's */
+	store_query_cb	 fn;
+	json_t		*result;
+	char		 err[256];
 	enum sq_kind	 kind;
 	struct master	*m;
 	struct conn	*c;		/* NULL once its turn is over */
@@ -52,10 +64,217 @@ struct sq {
 	void		 (*ctx_free)(void *);
 };
 
+/* The thread that asks, and its connection. */
+static struct {
+	int		 started;
+	pthread_t	 thr;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	struct sq	*qh, **qt;	/* to the thread */
+	unsigned	 nq;
+	struct sq	*dh, **dt;	/* answered, to the loop */
+	int		 stopping;
+	uv_async_t	 async;
+	/* the thread's own */
+	struct store_cfg cfg;
+	char		*url, *host;
+	struct store_db	*db;
+	uint64_t	 retry_at;
+} T;
+
 int
 shared_on(const struct master *m)
 {
-	return m->store != NULL && m->conf.database_url[0] != '\0';
+	return T.started && m->store != NULL &&
+	    m->conf.database_url[0] != '\0';
+}
+
+static void query_done(json_t *res, const char *err, void *arg);
+
+/* Connect when there is no connection and it is time to try. */
+static void
+thr_open(void)
+{
+	char err[512];
+
+	if (T.db != NULL || mono_ms() < T.retry_at)
+		return;
+	if ((T.db = store_db_open(&T.cfg, 0, err, sizeof(err))) == NULL)
+		T.retry_at = mono_ms() + RETRY_MS;
+}
+
+static void
+thr_ask(struct sq *q)
+{
+	if (atomic_load(&q->late)) {
+		snprintf(q->err, sizeof(q->err), "decided without it");
+		return;
+	}
+	thr_open();
+	if (T.db == NULL) {
+		snprintf(q->err, sizeof(q->err), "the database is down");
+		return;
+	}
+	q->result = q->fn(T.db, q, q->err, sizeof(q->err));
+	if (q->result != NULL || !store_db_broken(T.db))
+		return;
+	/* lost since the last question (a server restarted): once more on
+	 * a fresh connection, so a database that is up is not taken for
+	 * down */
+	store_db_close(T.db);
+	T.db = NULL;
+	T.retry_at = 0;
+	thr_open();
+	if (T.db != NULL && !atomic_load(&q->late))
+		q->result = q->fn(T.db, q, q->err, sizeof(q->err));
+	if (T.db != NULL && q->result == NULL && store_db_broken(T.db)) {
+		store_db_close(T.db);
+		T.db = NULL;
+		T.retry_at = mono_ms() + RETRY_MS;
+	}
+}
+
+static void *
+thr_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct sq *q;
+
+		pthread_mutex_lock(&T.mu);
+		while (T.qh == NULL && !T.stopping)
+			pthread_cond_wait(&T.cv, &T.mu);
+		if ((q = T.qh) == NULL) {
+			pthread_mutex_unlock(&T.mu);
+			break;		/* stopping, nothing left */
+		}
+		if ((T.qh = q->next) == NULL)
+			T.qt = &T.qh;
+		T.nq--;
+		pthread_mutex_unlock(&T.mu);
+
+		if (T.stopping)
+			snprintf(q->err, sizeof(q->err), "shutting down");
+		else
+			thr_ask(q);
+		pthread_mutex_lock(&T.mu);
+		q->next = NULL;
+		*T.dt = q;
+		T.dt = &q->next;
+		pthread_mutex_unlock(&T.mu);
+		uv_async_send(&T.async);
+	}
+	store_db_close(T.db);
+	T.db = NULL;
+	return NULL;
+}
+
+/* Answers to the loop. */
+static void
+deliver(void)
+{
+	struct sq *q, *next;
+
+	pthread_mutex_lock(&T.mu);
+	q = T.dh;
+	T.dh = NULL;
+	T.dt = &T.dh;
+	pthread_mutex_unlock(&T.mu);
+	for (; q != NULL; q = next) {
+		next = q->next;
+		query_done(q->result, q->result ? NULL : q->err, q);
+	}
+}
+
+static void
+async_cb(uv_async_t *a)
+{
+	(void)a;
+	deliver();
+}
+
+int
+shared_start(struct master *m)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (m->store == NULL || m->conf.database_url[0] == '\0' || T.started)
+		return 0;
+	store_cfg_from_conf(&T.cfg, &m->conf, m->hostname);
+	T.url = strdup(m->conf.database_url);
+	T.host = strdup(m->hostname);
+	if (T.url == NULL || T.host == NULL)
+		goto fail;
+	T.cfg.url = T.url;
+	T.cfg.host = T.host;
+	T.cfg.path = T.cfg.journal = T.cfg.transcripts = "";
+	T.qt = &T.qh;
+	T.dt = &T.dh;
+	pthread_mutex_init(&T.mu, NULL);
+	pthread_cond_init(&T.cv, NULL);
+	if (uv_async_init(m->loop, &T.async, async_cb) != 0)
+		goto fail;
+	/* no signal here: the master's signalfd reads them all */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&T.thr, NULL, thr_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)&T.async, NULL);
+		goto fail;
+	}
+	T.started = 1;
+	return 0;
+fail:
+	log_warnx("DATABASE_URL: the thread that reads shared minutes and "
+	    "tokens did not start; each host goes by its own");
+	free(T.url);
+	free(T.host);
+	T.url = T.host = NULL;
+	return -1;
+}
+
+void
+shared_stop(struct master *m)
+{
+	(void)m;
+	if (!T.started)
+		return;
+	pthread_mutex_lock(&T.mu);
+	T.stopping = 1;
+	pthread_mutex_unlock(&T.mu);
+	pthread_cond_signal(&T.cv);
+	pthread_join(T.thr, NULL);
+	T.started = 0;
+	deliver();
+	uv_close((uv_handle_t *)&T.async, NULL);
+	free(T.url);
+	free(T.host);
+	T.url = T.host = NULL;
+}
+
+/* Queue q for the thread: 0, or -1 (full, stopping). */
+static int
+thr_enqueue(struct sq *q, store_query_cb fn)
+{
+	int wake;
+
+	q->fn = fn;
+	q->next = NULL;
+	pthread_mutex_lock(&T.mu);
+	if (T.stopping || T.nq >= QUEUE_MAX) {
+		pthread_mutex_unlock(&T.mu);
+		return -1;
+	}
+	wake = T.qh == NULL;
+	*T.qt = q;
+	T.qt = &q->next;
+	T.nq++;
+	pthread_mutex_unlock(&T.mu);
+	if (wake)
+		pthread_cond_signal(&T.cv);
+	return 0;
 }
 
 static void
@@ -253,7 +472,7 @@ sq_ask(struct conn *c, struct sq *q, store_query_cb fn)
 	}
 	q->timer.data = q;
 	q->refs = 1;			/* the timer's */
-	if (store_query_async(m->store, fn, q, query_done, q) != 0) {
+	if (thr_enqueue(q, fn) != 0) {
 		q->ctx_free = NULL;	/* the caller keeps ctx */
 		q->decided = 1;
 		uv_close((uv_handle_t *)&q->timer, timer_closed);

@@ -20,6 +20,12 @@ Default plan (`make bench`):
      Python fake OpenAI (test/peers/fake_openai.py) answering the first
      session.update 300 ms late: webhook to session.updated and `start` to
      the first greeting audio, p50 and max of each;
+  records-pg (not in the default plan): the records run with DATABASE_URL
+     on a PostgreSQL server the driver starts (test/store/pg.sh init, unix
+     socket, fsync off) and stops by its pid at the end; its tables are
+     emptied after each run.  With records in the same invocation the
+     driver prints the daemon CPU per call-second of each run, the medians
+     and their ratio (e.g. --modes records,records-pg --repeat 3).
   6. a plain sweep: 100, 250, 500, 750, 1000, 1500, 2000, 3000 calls,
      stopping at the first step that fails (p99 round trip >= 20 ms, a frame
      lost, a call not established or dropped).
@@ -32,7 +38,9 @@ Overrides (make bench BENCH_ARGS="..."):
   --seconds S      measured window per run (default 20)
   --sweep LIST     comma-separated call counts, or "none"
   --modes LIST     plain,records,tls,relay,first (default all five);
-                   records-off is the records run with CALL_RECORDS=false
+                   records-off is the records run with CALL_RECORDS=false,
+                   records-pg the records run on PostgreSQL (below)
+  --repeat N       the modes' runs N times over, interleaved (default 1)
   --relay-calls LIST   conversation counts of the relay mode (default 500)
   --relay-every S      s between a conversation's prompts (default 2)
   --relay-delta-ms MS  ms between the fake's text deltas (default 20)
@@ -174,6 +182,40 @@ def preexec():
 def http_json(url, timeout=3):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read().decode())
+
+
+class Postgres:
+    """A PostgreSQL server of our own for the records-pg runs, started by
+    test/store/pg.sh in a fresh directory and stopped by it (by pid)."""
+
+    def __init__(self):
+        import tempfile
+        self.sh = os.path.join(ROOT, "test", "store", "pg.sh")
+        self.dir = tempfile.mkdtemp(prefix="vrpg.", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        out = subprocess.run([self.sh, "init", self.dir], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=120)
+        if out.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError("pg.sh init: " + out.stderr.decode(errors="replace"))
+        self.url = out.stdout.decode().strip().splitlines()[-1]
+        bins = sorted(d for d in os.listdir("/usr/lib/postgresql"))
+        self.psql = "/usr/lib/postgresql/%s/bin/psql" % bins[-1]
+
+    def query(self, sql):
+        out = subprocess.run([self.psql, "-h", self.dir, "-U", "voxrelay", "-At",
+                              "-c", sql, "vrtest"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.decode(errors="replace").strip())
+        return out.stdout.decode().strip()
+
+    def stop(self):
+        subprocess.run([self.sh, "stop", self.dir], timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PG = None               # the records-pg runs' server, once started
 
 
 class Fake:
@@ -417,8 +459,8 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
         # call (150 appends of 20 ms), each a record for the store
         fake = Fake(os.path.join(binaries, "fake_upstream"), rundir, args.fake_procs,
                     certs if tls else None, args.codec,
-                    transcript_every=150 if label in ("records", "records-off")
-                    else 0,
+                    transcript_every=150 if label in ("records", "records-off",
+                                                      "records-pg") else 0,
                     delta_ms=args.relay_delta_ms if relay else 0)
         port = free_port()
         admin_port = free_port()
@@ -449,6 +491,8 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
             "DATABASE_JOURNAL": os.path.join(rundir, "journal.ndjson"),
             "DRAIN_TIMEOUT": 5,
         }
+        if label == "records-pg":
+            conf["DATABASE_URL"] = PG.url
         if tls:
             conf["OPENAI_CA_FILE"] = certs["ca"]
         if label == "records-off":
@@ -500,6 +544,20 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
                 log(line)
         shares = profile_report(prof) if prof is not None else None
         alive = daemon.proc.poll() is None
+        shared = {}
+        if label == "records-pg" and alive:
+            # how the webhooks' reads of the shared minutes went
+            try:
+                c = http_json(daemon.admin_base + "/health")["counters"]
+                shared = {k: c.get(k, 0) for k in ("shared_reads", "shared_fallbacks",
+                                                   "token_replayed_shared",
+                                                   "token_claim_fallbacks")}
+                log("  shared: %d webhooks read the minutes in PostgreSQL, %d decided "
+                    "without (SHARED_TIMEOUT_MS); %d upgrades on the local tokens only"
+                    % (shared["shared_reads"], shared["shared_fallbacks"],
+                       shared["token_claim_fallbacks"]))
+            except (OSError, ValueError, KeyError):
+                pass
         rc = daemon.stop()
         daemon_log = daemon.log()
         trouble = log_trouble(daemon_log)
@@ -510,7 +568,11 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
         if not alive:
             log("  DAEMON EXITED DURING THE RUN (code %s)" % rc)
         if result is not None:
-            result.update(count_records(conf["DATABASE_PATH"]))
+            if label == "records-pg":
+                result.update(count_records_pg())
+                result.update(shared)
+            else:
+                result.update(count_records(conf["DATABASE_PATH"]))
             result["tls"] = tls
             result["mode"] = label
             result["daemon_log_warnings"] = sum(n for _, n in trouble)
@@ -627,6 +689,40 @@ def count_records(path):
         return {}
     log("  records: %d calls (%d ended), %d utterances" % (calls, done, utts))
     return {"records_calls": calls, "records_ended": done, "records_utterances": utts}
+
+
+def count_records_pg():
+    """count_records() on the server, whose tables are then emptied for
+    the next run (the generator's CallSids repeat from run to run)."""
+    try:
+        calls, done, utts = (int(x) for x in PG.query(
+            "SELECT (SELECT COUNT(*) FROM calls), (SELECT COUNT(*) FROM calls "
+            "WHERE status IN ('completed', 'failed')), (SELECT COUNT(*) FROM "
+            "utterances)").split("|"))
+        PG.query("TRUNCATE calls, call_status, utterances, tool_calls, "
+                 "caller_minutes, used_tokens")
+    except (RuntimeError, ValueError) as e:
+        log("  records: %s" % e)
+        return {}
+    log("  records: %d calls (%d ended), %d utterances (PostgreSQL)" % (calls, done, utts))
+    return {"records_calls": calls, "records_ended": done, "records_utterances": utts}
+
+
+def records_pg_compare(results):
+    """Each records and records-pg run's daemon CPU per call-second, the
+    medians, and PostgreSQL's against SQLite's."""
+    lite = [r["daemon_cpu_ms_per_call_s"] for r in results
+            if r is not None and r.get("mode") == "records"]
+    pg = [r["daemon_cpu_ms_per_call_s"] for r in results
+          if r is not None and r.get("mode") == "records-pg"]
+    if not lite or not pg:
+        return None
+    a, b = median(lite), median(pg)
+    return ("records on SQLite: daemon CPU %s ms per call-s, median %.3f; on PostgreSQL: "
+            "%s, median %.3f; PostgreSQL / SQLite %.3f (%+.1f%%)"
+            % (", ".join("%.3f" % x for x in lite), a,
+               ", ".join("%.3f" % x for x in pg), b, b / a if a else float("nan"),
+               (b - a) / a * 100 if a else float("nan")))
 
 
 def records_compare(results):
@@ -779,6 +875,7 @@ def main():
     ap.add_argument("--sweep", default=None)
     ap.add_argument("--modes", default="plain,records,tls,relay,first")
     ap.add_argument("--records-pairs", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--relay-calls", default="500",
                     help="comma-separated conversation counts of the relay mode")
     ap.add_argument("--relay-every", type=float, default=2.0,
@@ -821,8 +918,12 @@ def main():
         sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
-        if m not in ("plain", "records", "records-off", "tls", "relay", "first"):
-            ap.error("--modes: plain, records, records-off, tls, relay and/or first")
+        if m not in ("plain", "records", "records-off", "records-pg", "tls", "relay",
+                     "first"):
+            ap.error("--modes: plain, records, records-off, records-pg, tls, relay "
+                     "and/or first")
+    if args.repeat < 1 or args.repeat > 20:
+        ap.error("--repeat: 1 to 20")
     relay_calls = [int(x) for x in args.relay_calls.split(",") if x.strip()]
 
     global NICE
@@ -899,7 +1000,11 @@ def main():
             pairs.append(pair)
         if "tls" in modes:
             certs = make_certs(os.path.join(args.build, "bench", "certs"))
-        for m in modes:
+        global PG
+        if "records-pg" in modes:
+            PG = Postgres()
+            log("PostgreSQL for records-pg: %s" % PG.url)
+        for m in [m for _ in range(args.repeat) for m in modes]:
             if m == "relay":
                 for n in relay_calls:
                     run_no += 1
@@ -916,7 +1021,7 @@ def main():
                 continue
             log("\n--- %s upstream, %d calls ---" % (m, pair_calls))
             results.append(run_one(args, m, pair_calls, m == "tls", run_no, certs))
-            if m == "records" and results[-1] is not None:
+            if m.startswith("records") and results[-1] is not None:
                 results[-1]["pass"] = (results[-1]["pass"] and
                                        results[-1].get("records_utterances", 0) > 0)
         for n in sweep:
@@ -933,6 +1038,8 @@ def main():
         log("\ninterrupted")
     finally:
         cleanup()
+        if PG is not None:
+            PG.stop()
 
     log("\n=== results (%.0f s) ===" % (time.monotonic() - started))
     log(table(results))
@@ -941,6 +1048,9 @@ def main():
     cmp_line = records_compare(results)
     if cmp_line:
         log(cmp_line)
+    pg_line = records_pg_compare(results)
+    if pg_line:
+        log(pg_line)
     rt = relay_table(results)
     if rt:
         log("\nConversationRelay (a prompt every %.1f s per conversation, %d-word answers "

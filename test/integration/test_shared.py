@@ -55,6 +55,26 @@ class Postgres:
         expect(p.returncode == 0, "psql: %s" % p.stderr)
         return p.stdout.strip()
 
+    def hold_lock(self, tables, seconds):
+        """A session that locks tables for `seconds`: every statement on
+        them waits meanwhile.  Returns the psql process, locked."""
+        p = subprocess.Popen([self.psql_bin, "-h", self.dir, "-U", "voxrelay",
+                              "-At", "-c", "BEGIN", "-c", "LOCK TABLE %s IN "
+                              "ACCESS EXCLUSIVE MODE" % tables, "-c",
+                              "SELECT pg_sleep(%d)" % seconds, "-c", "COMMIT",
+                              "vrtest"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        n = len(tables.split(","))
+        for _ in range(100):        # 10 s at most
+            if self.query("SELECT COUNT(*) FROM pg_locks WHERE mode = "
+                          "'AccessExclusiveLock' AND granted AND relation IN "
+                          "(SELECT oid FROM pg_class WHERE relname IN (%s))"
+                          % ", ".join("'%s'" % t.strip() for t in
+                                      tables.split(","))) == str(n):
+                return p
+            time.sleep(0.1)
+        raise AssertionError("the tables were not locked")
+
     def destroy(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -205,6 +225,32 @@ async def shared_case(env, pg):
     expect_eq(counter(a, "token_replayed_shared"), 1, "A token_replayed_shared")
     expect_eq(pg.query("SELECT host FROM used_tokens WHERE token = 'c:%s'"
                        % twilio.call_sid(6)), "host-b", "the call's claim")
+
+    # ---- the database slow (a table locked): decided at SHARED_TIMEOUT_MS ----
+    holder = pg.hold_lock("caller_minutes, used_tokens", 4)
+    try:
+        caller = "+14155550105"
+        fb = counter(b, "shared_fallbacks")
+        t0 = time.monotonic()
+        wh = await asyncio.to_thread(twilio.post_voice, b.base,
+                                     twilio.call_sid(8), caller)
+        took = time.monotonic() - t0
+        expect(wh.stream_url is not None, "B refused a call, the database slow")
+        expect(0.15 < took < 1.0, "the webhook took %.2f s, the timeout 0.2 s" % took)
+        expect_eq(counter(b, "shared_fallbacks"), fb + 1, "shared_fallbacks")
+        tf = counter(b, "token_claim_fallbacks")
+        t0 = time.monotonic()
+        s = twilio.Stream(wh.stream_url, twilio.call_sid(8), twilio.stream_sid(8),
+                          wh.params)
+        await s.open()
+        took = time.monotonic() - t0
+        await s.play(0.5)
+        await s.stop()
+        expect(took < 1.0, "the upgrade took %.2f s, the timeout 0.2 s" % took)
+        expect_eq(counter(b, "token_claim_fallbacks"), tf + 1,
+                  "token_claim_fallbacks")
+    finally:
+        holder.wait(20)
 
     # ---- the database stopped: each host on its own, within the timeout ----
     pg.stop()

@@ -519,6 +519,52 @@ TEST(store_token_claimed_once)
 	store_db_close(db);
 }
 
+/* Who used a token, and a caller's minutes split by the host that
+ * reported them: what a host asks at the door. */
+TEST(store_token_host_and_minutes_by_host)
+{
+	char err[512], host[64];
+	long long mine = -1, others = -1;
+	struct store_db *db;
+
+	fresh();
+	db = open_db();
+	ASSERT_EQ(store_db_token_claim(db, "tok-a", "h1", T0, T0 + 1000, err,
+	    sizeof(err)), 1);
+	ASSERT_EQ(store_db_token_host(db, "tok-a", host, sizeof(host), err,
+	    sizeof(err)), 1);
+	ASSERT_STR_EQ(host, "h1");
+	ASSERT_EQ(store_db_token_host(db, "tok-z", host, sizeof(host), err,
+	    sizeof(err)), 0);
+	/* h1 reported 20 s (one call twice, growing), h2 15 s, nobody 5 s */
+	apply(db, json_pack("[{s:s, s:s, s:s, s:I, s:s}, {s:s, s:s, s:s, s:I, "
+	    "s:s}, {s:s, s:s, s:s, s:I, s:s}, {s:s, s:s, s:s, s:I}, "
+	    "{s:s, s:s, s:s, s:I, s:s}]",
+	    "type", "minutes", "phone", "+15550000001", "call_sid", "CA1",
+	    "used_ms", (json_int_t)10000, "host", "h1",
+	    "type", "minutes", "phone", "+15550000001", "call_sid", "CA1",
+	    "used_ms", (json_int_t)20000, "host", "h1",
+	    "type", "minutes", "phone", "+15550000001", "call_sid", "CA2",
+	    "used_ms", (json_int_t)15000, "host", "h2",
+	    "type", "minutes", "phone", "+15550000001", "call_sid", "CA3",
+	    "used_ms", (json_int_t)5000,
+	    "type", "minutes", "phone", "+15550000002", "call_sid", "CA4",
+	    "used_ms", (json_int_t)7000, "host", "h1"));
+	ASSERT_EQ(store_db_caller_minutes(db, "+15550000001", "h1", &mine,
+	    &others, err, sizeof(err)), 0);
+	ASSERT_EQ(mine, 20000);
+	ASSERT_EQ(others, 20000);
+	ASSERT_EQ(store_db_caller_minutes(db, "+15550000001", "h2", &mine,
+	    &others, err, sizeof(err)), 0);
+	ASSERT_EQ(mine, 15000);
+	ASSERT_EQ(others, 25000);
+	ASSERT_EQ(store_db_caller_minutes(db, "+19999999999", "h1", &mine,
+	    &others, err, sizeof(err)), 0);
+	ASSERT_EQ(mine, 0);
+	ASSERT_EQ(others, 0);
+	store_db_close(db);
+}
+
 /* 30 calls: sid CA<i>, a minute apart, newest last; from alternates
  * between two callers, line between three, every fifth failed, every
  * seventh outbound. */
