@@ -1,9 +1,9 @@
 /*
- * fake_upstream.c — a fast fake OpenAI Realtime server for `make bench`,
- * echo mode only (protocols.md §8).
+ * fake_upstream.c — a fast fake OpenAI Realtime server for `make bench`:
+ * echo mode, and text answers for text sessions (protocols.md §8).
  *
  *   fake_upstream [-b ADDR] [-p PORT] [-j PROCS] [-c CERT -k KEY]
- *                 [-P PORT_FILE] [-i PID_FILE] [-C own|proto] [-t N]
+ *                 [-P PORT_FILE] [-i PID_FILE] [-C own|proto] [-t N] [-w MS]
  *
  * Per connection: the WebSocket upgrade (Authorization: Bearer required,
  * else 401 with OpenAI's error shape), session.created, session.updated for
@@ -13,6 +13,13 @@
  * every N appends of a connection also bring a final caller transcript and
  * a final assistant transcript (a line each for the call records: `make
  * bench`'s records run).
+ *
+ * A session.update asking for text output only (a ConversationRelay call)
+ * makes the connection a text session: each response.create is answered as
+ * the API does, with the words of bench_common.h as output_text deltas,
+ * one every -w MS (all at once without -w), the first stamped with the
+ * response.create's arrival and its own write; response.cancel ends the
+ * answer early, and conversation.item.create and .delete are answered.
  *
  * PROCS worker processes each listen on the same port with SO_REUSEPORT, so
  * the kernel spreads the connections; the parent only supervises.  With -c

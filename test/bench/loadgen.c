@@ -17,6 +17,15 @@
  * is played out on a clock per call (8 bytes a ms) and each mark is echoed
  * when the audio before it has played, as Twilio does.
  *
+ * With --relay each call is a ConversationRelay session instead (protocols.md
+ * 7; --route names a conversation_relay line): the <ConversationRelay> URL
+ * out of the TwiML, the upgrade signed over its wss:// form, `setup`, then a
+ * final `prompt` every --every s.  Each `text` token is checked against the
+ * fake's words (bench_common.h) in order up to `last: true`; every
+ * --interrupt-every-th turn is cut by an `interrupt` after its third token.
+ * The first token's latency runs from the prompt's write() to its arrival
+ * in the socket, and the fake's stamps in it give the daemon's part.
+ *
  * PROCS processes each take every PROCS-th call; in each, one 1 ms timer
  * drives every call: frames fall due on a 20-slot wheel (a call's phase is
  * the moment it went live, so sends are spread like real streams), marks on
