@@ -49,6 +49,7 @@
 #define CAMP_STALE_MS	(4 * 3600 * 1000ull)	/* a call never reported over,
 						 * on a line with no limit */
 #define CAMP_RELOAD_MS	5000		/* the state's read, again */
+#define CAMP_PAGE_MAX	10000		/* contacts in one answer */
 
 static const char *const retry_names[CR__N] = { "no-answer", "busy",
     "voicemail", "failed" };
@@ -254,6 +255,15 @@ read_file(const char *path, size_t max, size_t *len, char *why, size_t wlen)
 	return buf;
 }
 
+static int
+byphone_cmp(const void *a, const void *b, void *arg)
+{
+	const struct campaign *c = arg;
+
+	return strcmp(c->ct[*(const size_t *)a].phone,
+	    c->ct[*(const size_t *)b].phone);
+}
+
 /* The contacts CSV of c at path; problems added to e as "csv:line: ...". */
 static void
 contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
@@ -332,12 +342,6 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 			    "zone name", shown, lineno, cells[itz]);
 			continue;
 		}
-		for (size_t i = 0; i < c->nct; i++)
-			if (strcmp(c->ct[i].phone, cells[iphone]) == 0) {
-				lerr_add(e, "%s:%d: phone_number: listed twice",
-				    shown, lineno);
-				goto next;
-			}
 		if (c->nct >= CAMP_CONTACTS_MAX) {
 			lerr_add(e, "%s:%d: more than %d contacts", shown, lineno,
 			    CAMP_CONTACTS_MAX);
@@ -358,14 +362,30 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 		vr_strlcpy(ct->phone, cells[iphone], sizeof(ct->phone));
 		vr_strlcpy(ct->name, cells[iname], sizeof(ct->name));
 		vr_strlcpy(ct->tzname, cells[itz], sizeof(ct->tzname));
+		ct->line = lineno;
 		ct->zone = zone_get(cs, ct->tzname);
 		ct->vars = json_object();
 		for (int i = 0; i < ncols; i++)
 			if (i != iphone && i != iname && i != itz)
 				json_object_set_new(ct->vars, hdr[i],
 				    json_string(cells[i]));
-next:		;
 	}
+	/* an index by phone: found in log time, and each number once */
+	if (c->nct > 0 && (c->byphone = malloc(c->nct *
+	    sizeof(*c->byphone))) != NULL) {
+		for (size_t i = 0; i < c->nct; i++)
+			c->byphone[i] = i;
+		qsort_r(c->byphone, c->nct, sizeof(*c->byphone), byphone_cmp, c);
+		for (size_t i = 1; i < c->nct; i++) {
+			const struct camp_contact *a = &c->ct[c->byphone[i - 1]];
+			const struct camp_contact *b = &c->ct[c->byphone[i]];
+			if (strcmp(a->phone, b->phone) == 0)
+				lerr_add(e, "%s:%d: phone_number: listed twice (also "
+				    "line %d)", shown, a->line > b->line ? a->line :
+				    b->line, a->line > b->line ? b->line : a->line);
+		}
+	} else if (c->nct > 0)
+		lerr_add(e, "%s: out of memory", shown);
 out:
 	free(buf);
 }
@@ -378,6 +398,8 @@ camp_free(struct campaign *c)
 		json_decref(c->ct[i].detail);
 	}
 	free(c->ct);
+	free(c->byphone);
+	free(c->waits);
 	free(c->file);
 	free(c->starts);
 }
@@ -661,9 +683,21 @@ camp_find(struct master *m, const char *id)
 static struct camp_contact *
 contact_find(struct campaign *c, const char *phone)
 {
-	for (size_t i = 0; i < c->nct; i++)
-		if (strcmp(c->ct[i].phone, phone) == 0)
-			return &c->ct[i];
+	size_t lo = 0, hi = c->nct;
+
+	if (c->byphone == NULL)
+		return NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int r = strcmp(c->ct[c->byphone[mid]].phone, phone);
+
+		if (r == 0)
+			return &c->ct[c->byphone[mid]];
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 
@@ -1071,14 +1105,38 @@ dial(struct master *m, struct campaign *c, struct camp_contact *ct)
 	}
 }
 
+static void camp_pass(struct master *m, struct campaign *c, uint64_t mono,
+    uint64_t now);
+
+/* One tick of c's schedule; a pass's cost on the loop is logged when it
+ * ends. */
 static void
 camp_run(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
+{
+	uint64_t t0 = mono_us(), passes = c->passes;
+	int was = c->in_pass;
+
+	if (!was)
+		c->pass_us = 0;
+	camp_pass(m, c, mono, now);
+	c->pass_us += mono_us() - t0;
+	if ((was || passes != c->passes) && !c->in_pass)
+		log_debug("campaign %s: pass %llu over %zu contacts took %.1f ms "
+		    "of the loop", c->id, (unsigned long long)c->passes, c->nct,
+		    (double)c->pass_us / 1000.0);
+}
+
+static void
+camp_pass(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 {
 	const struct line *l = line_find(&m->lines, c->line);
 	uint64_t stale = CAMP_STALE_MS;
 
 	if (c->starts == NULL)
 		c->starts = calloc((size_t)c->calls_per_minute, sizeof(*c->starts));
+	if (c->waits == NULL && c->nct > 0 &&
+	    (c->waits = calloc(c->nct, sizeof(*c->waits))) == NULL)
+		return;
 	/* a call whose end never came (its callback lost while the daemon
 	 * was down) stops holding its place once the line's own limit on a
 	 * call, and 5 minutes of ringing and slack, are past: the attempt is
@@ -1101,23 +1159,23 @@ camp_run(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 	}
 	while (c->in_pass && c->cursor < c->nct) {
 		struct camp_contact *ct = &c->ct[c->cursor];
+		const char **wait = &c->waits[c->cursor];
 
-		if ((ct->wait = why_not(m, c, ct, now)) != NULL) {
+		if ((*wait = why_not(m, c, ct, now)) != NULL) {
 			c->cursor++;
 			continue;
 		}
 		if (camp_calling(c) >= (unsigned)c->max_concurrent ||
 		    camp_recent(c, mono) >= (size_t)c->calls_per_minute ||
 		    outbound_active() >= (unsigned)m->conf.max_concurrent_calls) {
-			ct->wait = "pacing";
+			*wait = "pacing";
 			return;		/* the next tick goes on from here */
 		}
 		if (!outbound_ready(m)) {
-			ct->wait = "not_configured";
+			*wait = "not_configured";
 			return;
 		}
 		dial(m, c, ct);
-		ct->wait = NULL;
 		c->cursor++;
 	}
 	c->in_pass = 0;
@@ -1384,7 +1442,7 @@ camp_summary(const struct campaign *c, int full)
 }
 
 static json_t *
-contact_json(const struct camp_contact *ct)
+contact_json(const struct camp_contact *ct, const char *wait)
 {
 	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:i}", "phone_number", ct->phone,
 	    "name", ct->name, "timezone", ct->tzname, "state",
@@ -1405,10 +1463,37 @@ contact_json(const struct camp_contact *ct)
 		json_object_set(o, "detail", ct->detail);
 	if (ct->zone == NULL)
 		json_object_set_new(o, "waiting", json_string("unknown_timezone"));
-	else if (ct->wait != NULL && ct->state != CS_DONE &&
+	else if (wait != NULL && ct->state != CS_DONE &&
 	    ct->state != CS_EXHAUSTED)
-		json_object_set_new(o, "waiting", json_string(ct->wait));
+		json_object_set_new(o, "waiting", json_string(wait));
 	return o;
+}
+
+/* ?name=N in url, within [min, max]: 0 (*out untouched when absent), or
+ * -1 for a bad value. */
+static int
+query_long(const char *url, const char *name, long min, long max, long *out)
+{
+	const char *q = strchr(url, '?');
+	size_t n = strlen(name);
+
+	while (q != NULL && *q != '\0') {
+		q++;
+		if (strncmp(q, name, n) == 0 && q[n] == '=') {
+			char *end;
+			long v;
+
+			errno = 0;
+			v = strtol(q + n + 1, &end, 10);
+			if (errno != 0 || end == q + n + 1 ||
+			    (*end != '\0' && *end != '&') || v < min || v > max)
+				return -1;
+			*out = v;
+			return 0;
+		}
+		q = strchr(q, '&');
+	}
+	return 0;
 }
 
 void
@@ -1454,13 +1539,25 @@ campaign_api(struct conn *c, struct http_req *r)
 		return;
 	}
 	if (plen == 9 && strncmp(rest, "/contacts", 9) == 0) {
-		json_t *a = json_array();
+		json_t *a;
+		long limit = 1000, offset = 0;
+
 		if (!get)
 			goto not_allowed;
-		for (size_t i = 0; i < cp->nct; i++)
-			json_array_append_new(a, contact_json(&cp->ct[i]));
-		api_answer(c, 200, json_pack("{s:s,s:o}", "id", cp->id,
-		    "contacts", a));
+		if (query_long(url, "limit", 1, CAMP_PAGE_MAX, &limit) != 0 ||
+		    query_long(url, "offset", 0, CAMP_CONTACTS_MAX, &offset) != 0) {
+			api_answer(c, 400, json_pack("{s:s}", "error", "limit is 1 "
+			    "to 10000, offset 0 to 100000"));
+			return;
+		}
+		a = json_array();
+		for (size_t i = (size_t)offset; i < cp->nct &&
+		    i < (size_t)offset + (size_t)limit; i++)
+			json_array_append_new(a, contact_json(&cp->ct[i],
+			    cp->waits ? cp->waits[i] : NULL));
+		api_answer(c, 200, json_pack("{s:s,s:I,s:I,s:I,s:o}", "id", cp->id,
+		    "total", (json_int_t)cp->nct, "limit", (json_int_t)limit,
+		    "offset", (json_int_t)offset, "contacts", a));
 		return;
 	}
 	if ((plen == 6 && strncmp(rest, "/pause", 6) == 0) ||

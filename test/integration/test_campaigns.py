@@ -137,6 +137,10 @@ async def test_campaign_window_by_time_zone(env):
                   [("tz", 5, 2)], "the list")
         expect("unknown time zone \"Mars/Olympus_Mons\"" in d.log(), "the reason logged")
         expect_eq(api(d, "/api/campaigns/nosuch")[0], 404, "unknown campaign")
+        st, pg = api(d, "/api/campaigns/tz/contacts?limit=2&offset=1")
+        expect_eq((st, pg["total"], [c["phone_number"] for c in pg["contacts"]]),
+                  (200, 5, ["+12125550102", "+12125550103"]), "a page, in the CSV's order")
+        expect_eq(api(d, "/api/campaigns/tz/contacts?limit=0")[0], 400, "a bad limit")
 
 
 @timeout(90)
@@ -333,7 +337,9 @@ async def test_campaign_pause_and_resume(env):
 @timeout(30)
 async def test_campaign_config_errors_name_the_file_and_field(env):
     camp = os.path.join(env.tmp, "campaigns")
-    write_campaign(camp, "bad", [("+12125550801", "A", "America/New_York")],
+    write_campaign(camp, "bad", [("+12125550801", "A", "America/New_York"),
+                                 ("+12125550802", "B", "America/New_York"),
+                                 ("+12125550801", "C", "America/New_York")],
                    windows=[{"from": "9am", "to": "18:00"}], max_attempts=0)
     with open(os.path.join(camp, "bad2.json"), "w") as f:
         json.dump({"line": "collections", "contacts": "missing.csv", "every_minutes": 5,
@@ -350,6 +356,7 @@ async def test_campaign_config_errors_name_the_file_and_field(env):
     expect_eq(r.returncode, 1, "refused: %s" % r.stderr)
     expect("bad.json: windows[0]:" in r.stderr, r.stderr)
     expect("bad.json: max_attempts:" in r.stderr, r.stderr)
+    expect("bad.csv:4: phone_number: listed twice (also line 2)" in r.stderr, r.stderr)
     expect("bad2.json: contacts: " in r.stderr and "missing.csv" in r.stderr, r.stderr)
     # the shipped example passes
     with open(path, "w") as f:
@@ -396,3 +403,31 @@ async def test_campaign_progress_on_the_calls_page(env):
                 await close_browser(dt)
                 await dt.close()
             await asyncio.to_thread(browser.stop)
+
+
+@timeout(90)
+async def test_campaign_payment_arrangement_is_the_outcome(env):
+    """record_payment_arrangement on a campaign's call marks the contact
+    arranged with the amount, the date and the plan; it is not called
+    again."""
+    from fake_openai import FakeOpenAI
+    args = {"plan": "installments", "amount": 120.5,
+            "first_payment_date": "2026-04-01", "installments": 3}
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "record_payment_arrangement", "arguments": args}}]
+    camp = os.path.join(env.tmp, "campaigns")
+    who = "+12125551001"
+    write_campaign(camp, "pay", [(who, "Jordan Avery", "America/New_York")])
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv, \
+            FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3) as rest:
+        d = start(env, rest, camp, OPENAI_URL=srv.url(),
+                  BOOKINGS_PATH=os.path.join(env.tmp, "bookings.jsonl"))
+        c = await until(lambda: (lambda c: c if c["state"] == "done" else None)(
+            contacts(d, "pay")[who]), 30, "the arrangement")
+        expect_eq((c["outcome"], c["attempts"]), ("arranged", 1), "the outcome")
+        expect_eq(c.get("detail"), {"amount": 120.5, "date": "2026-04-01",
+                                    "plan": "installments"}, "the arrangement's detail")
+        st, camp_ = api(d, "/api/campaigns/pay")
+        expect_eq(camp_["outcomes"], {"arranged": 1}, "counted by outcome")
+        await asyncio.sleep(3)
+        expect_eq(rest.count(who), 1, "not called again")
