@@ -393,6 +393,27 @@ conf_url_check(const char *url, const char *tls_scheme,
 	return -1;
 }
 
+/* The length of u's "https://" or "http://"; 0 for another scheme. */
+static size_t
+http_scheme_len(const char *u)
+{
+	if (strncmp(u, "https://", 8) == 0)
+		return 8;
+	if (strncmp(u, "http://", 7) == 0)
+		return 7;
+	return 0;
+}
+
+/* A base URL loses its trailing slashes: paths are appended to it. */
+static void
+trim_slashes(char *u)
+{
+	size_t n = strlen(u);
+
+	while (n > 0 && u[n - 1] == '/')
+		u[--n] = '\0';
+}
+
 /* The same as a config error naming key and what would leak. */
 static void
 conf_url_secure(struct errs *e, const char *key, const char *url,
@@ -565,25 +586,22 @@ static void
 conf_check(struct conf *c, struct errs *e)
 {
 	const char *u = c->public_url;
+	size_t h;
 
 	if (c->workers == 0)
 		c->workers = ncpus();
 	if (u[0] != '\0') {
-		if (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0)
+		if ((h = http_scheme_len(u)) == 0)
 			err_add(e, "PUBLIC_URL: must start with https:// (Twilio "
 			    "reaches us over TLS), not \"%s\"", u);
-		else if (strncmp(u, "http://", 7) == 0 && !url_host_loopback(u))
+		else if (h == 7 && !url_host_loopback(u))
 			conf_url_secure(e, "PUBLIC_URL", u, "https://", "http://",
 			    "the stream tokens, and Twilio reaches us over TLS");
 		else if (strchr(u, '?') != NULL || strchr(u, '#') != NULL)
 			err_add(e, "PUBLIC_URL: must not carry a query or fragment");
-		else if (u[strncmp(u, "https://", 8) == 0 ? 8 : 7] == '\0' ||
-		    u[strncmp(u, "https://", 8) == 0 ? 8 : 7] == '/')
+		else if (u[h] == '\0' || u[h] == '/')
 			err_add(e, "PUBLIC_URL: has no host name");
-		/* no trailing slash: paths are appended to it */
-		size_t n = strlen(u);
-		while (n > 0 && u[n - 1] == '/')
-			c->public_url[--n] = '\0';
+		trim_slashes(c->public_url);
 	}
 	/*
 	 * Closed by default: without the auth token nothing proves a webhook
@@ -645,18 +663,13 @@ conf_check(struct conf *c, struct errs *e)
 	    c->twilio_auth_token[0] == '\0' || c->twilio_phone_number[0] == '\0'))
 		err_add(e, "SMS_ENABLED: needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN "
 		    "and TWILIO_PHONE_NUMBER");
-	if (strncmp(c->twilio_api_base, "https://", 8) != 0 &&
-	    strncmp(c->twilio_api_base, "http://", 7) != 0)
+	if ((h = http_scheme_len(c->twilio_api_base)) == 0)
 		err_add(e, "TWILIO_API_BASE: must be an http(s) URL");
-	else if (strncmp(c->twilio_api_base, "http://", 7) == 0 &&
-	    !url_host_loopback(c->twilio_api_base))
+	else if (h == 7 && !url_host_loopback(c->twilio_api_base))
 		conf_url_secure(e, "TWILIO_API_BASE", c->twilio_api_base,
 		    "https://", "http://", "TWILIO_AUTH_TOKEN");
-	else {
-		size_t n = strlen(c->twilio_api_base);
-		while (n > 0 && c->twilio_api_base[n - 1] == '/')
-			c->twilio_api_base[--n] = '\0';
-	}
+	else
+		trim_slashes(c->twilio_api_base);
 	conf_parse_proxies(c, e);
 	/* an outbound call is from this number (E.164) */
 	if (c->phone_number_from[0] == '\0') {
@@ -674,8 +687,7 @@ conf_check(struct conf *c, struct errs *e)
 			    "by commas");
 			break;
 		}
-	if (c->greeting_url[0] != '\0' && strncmp(c->greeting_url, "https://", 8) != 0 &&
-	    strncmp(c->greeting_url, "http://", 7) != 0)
+	if (c->greeting_url[0] != '\0' && http_scheme_len(c->greeting_url) == 0)
 		err_add(e, "GREETING_URL: must be an http(s) URL Twilio can fetch");
 }
 
@@ -708,8 +720,7 @@ conf_check_cors(struct conf *c, struct errs *e)
 		p += strspn(p, ", \t");
 		if ((n = strcspn(p, ", \t")) == 0)
 			break;
-		h = strncmp(p, "https://", 8) == 0 ? 8 :
-		    strncmp(p, "http://", 7) == 0 ? 7 : 0;
+		h = http_scheme_len(p);
 		if (h == 0 || n == h || memchr(p + h, '/', n - h) != NULL ||
 		    memchr(p, '*', n) != NULL) {
 			err_add(e, "%s: CORS_ORIGINS: \"%.*s\" is not an origin "
