@@ -846,19 +846,19 @@ class Connection:
     def _c(self, k):
         return self.config[k]
 
-    def input_format(self):
+    def _audio_format(self, way):
+        """The session's audio format one way ("input" or "output")."""
         s = self.session or {}
         if self.dialect == "ga":
-            f = (s.get("audio", {}).get("input", {}).get("format") or {}).get("type")
+            f = (s.get("audio", {}).get(way, {}).get("format") or {}).get("type")
             return GA_FORMATS.get(f, "pcm16")
-        return BETA_FORMATS.get(s.get("input_audio_format"), "pcm16")
+        return BETA_FORMATS.get(s.get(way + "_audio_format"), "pcm16")
+
+    def input_format(self):
+        return self._audio_format("input")
 
     def output_format(self):
-        s = self.session or {}
-        if self.dialect == "ga":
-            f = (s.get("audio", {}).get("output", {}).get("format") or {}).get("type")
-            return GA_FORMATS.get(f, "pcm16")
-        return BETA_FORMATS.get(s.get("output_audio_format"), "pcm16")
+        return self._audio_format("output")
 
     def turn_detection(self):
         s = self.session or {}
