@@ -16,7 +16,7 @@ import time
 from urllib.parse import urlparse
 
 import websockets
-from harness import ROOT, expect
+from harness import ROOT, expect, read_log
 
 ARTEFACTS = os.path.join(ROOT, "build", "artefacts")
 WIDTH, HEIGHT = 1366, 900
@@ -71,11 +71,7 @@ class Chromium:
         raise AssertionError("chromium did not start:\n" + self.log()[-3000:])
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def stop(self):
         if self.proc is None:

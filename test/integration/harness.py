@@ -235,11 +235,7 @@ class Daemon:
             return []
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def wait_for(self, pred, timeout, what="condition", interval=0.05):
         deadline = time.monotonic() + timeout
@@ -286,6 +282,15 @@ class TestEnv:
                 f.stop()
             except Exception:
                 pass
+
+
+def read_log(path):
+    """A process's log so far; "" when there is none yet."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def expect(cond, msg="expectation failed", *args):

@@ -99,6 +99,28 @@ def seconds(text):
     return s
 
 
+async def open_calls(d, streams, first, n, number, gap=0.0):
+    """n live calls, CallSids from call_sid(first) on, the i-th from the
+    number (number % i); each Stream joins streams as it opens, so the
+    test's close_calls() ends it whatever fails later."""
+    for i in range(n):
+        sid = twilio.call_sid(first + i)
+        wh = twilio.post_voice(d.base, sid, number % i)
+        s = twilio.Stream(wh.stream_url, sid, twilio.stream_sid(first + i), wh.params)
+        await s.open()
+        streams.append(s)
+        if gap:
+            await asyncio.sleep(gap)
+
+
+async def close_calls(streams):
+    for s in streams:
+        try:
+            await s.close()
+        except Exception:
+            pass
+
+
 def check_against_health(p, h):
     """The rendered page p against /health h (fetched just after it)."""
     expect_eq(p["status"], h["status"], "status")
@@ -183,14 +205,8 @@ async def test_dashboard_renders_health(env):
     browser = Chromium(env.tmp)
     dt = None
     try:
-        for i in range(NCALLS):
-            wh = twilio.post_voice(d.base, twilio.call_sid(700 + i), "+1555070%04d" % i)
-            s = twilio.Stream(wh.stream_url, twilio.call_sid(700 + i),
-                              twilio.stream_sid(700 + i), wh.params)
-            await s.open()
-            streams.append(s)
-            # different durations, so the order is visible
-            await asyncio.sleep(0.3)
+        # 0.3 s apart: different durations, so the order is visible
+        await open_calls(d, streams, 700, NCALLS, "+1555070%04d", gap=0.3)
         await asyncio.gather(*(s.play(0.5) for s in streams))
         # quiet: every frame counted, the echo and its marks back
         await asyncio.to_thread(
@@ -257,11 +273,7 @@ async def test_dashboard_renders_health(env):
         await page.screenshot(os.path.join(ARTEFACTS, "dashboard-unreachable.png"))
         await close_browser(dt)
     finally:
-        for s in streams:
-            try:
-                await s.close()
-            except Exception:
-                pass
+        await close_calls(streams)
         if dt is not None:
             await dt.close()
         await asyncio.to_thread(browser.stop)
@@ -284,12 +296,7 @@ async def test_dashboard_with_admin_token(env):
     browser = Chromium(env.tmp)
     dt = None
     try:
-        for i in range(ncalls):
-            wh = twilio.post_voice(d.base, twilio.call_sid(800 + i), "+1555080%04d" % i)
-            s = twilio.Stream(wh.stream_url, twilio.call_sid(800 + i),
-                              twilio.stream_sid(800 + i), wh.params)
-            await s.open()
-            streams.append(s)
+        await open_calls(d, streams, 800, ncalls, "+1555080%04d")
         await asyncio.gather(*(s.play(0.3) for s in streams))
         await asyncio.to_thread(
             d.wait_for, lambda: d.health()["metrics"]["active_calls"] == ncalls, 10,
@@ -367,11 +374,7 @@ async def test_dashboard_with_admin_token(env):
         check_clean(dt, d.admin_base, lambda path: path in DASHBOARD_PATHS)
         await close_browser(dt)
     finally:
-        for s in streams:
-            try:
-                await s.close()
-            except Exception:
-                pass
+        await close_calls(streams)
         if dt is not None:
             await dt.close()
         await asyncio.to_thread(browser.stop)
