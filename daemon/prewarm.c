@@ -57,13 +57,20 @@ line_can_prewarm(const struct line *line, const struct persona *p,
 	return 1;
 }
 
+/* A free slot, or NULL; *live: the sessions waiting for a stream. */
 static struct warm_entry *
-entry_free(uint64_t now_s)
+entry_free(uint64_t now_s, unsigned *live)
 {
-	for (int i = 0; i < PREWARM_SLOTS; i++)
-		if (table[i].key == 0 || table[i].expires <= now_s)
-			return &table[i];
-	return NULL;
+	struct warm_entry *e = NULL;
+
+	*live = 0;
+	for (int i = 0; i < PREWARM_SLOTS; i++) {
+		if (table[i].key != 0 && table[i].expires > now_s)
+			(*live)++;
+		else if (e == NULL)
+			e = &table[i];
+	}
+	return e;
 }
 
 void
@@ -75,6 +82,7 @@ prewarm_offer(struct master *m, const struct line *line,
 	struct ipc_prewarm pw;
 	struct warm_entry *e;
 	size_t tlen = strlen(token);
+	unsigned live;
 	long len;
 	int slot;
 
@@ -84,8 +92,13 @@ prewarm_offer(struct master *m, const struct line *line,
 		master_count(m, SC_prewarm_skipped);
 		return;
 	}
+	/* sessions waiting for their stream count against the streams'
+	 * cap, so webhooks whose streams never come cannot hold more
+	 * model sessions than calls could */
 	if (tlen >= sizeof(pw.pw_token) ||
-	    (e = entry_free(wall_ms() / 1000)) == NULL ||
+	    (e = entry_free(wall_ms() / 1000, &live)) == NULL ||
+	    master_streams_in_use(m) + live >=
+	    (unsigned)m->conf.max_ws_connections ||
 	    (slot = master_pick_worker(m, 0)) < 0)
 		return;
 	memset(&pw, 0, sizeof(pw));

@@ -179,6 +179,7 @@ prewarm_take(struct worker *w, uint64_t key)
 	for (c = w->warm; c != NULL; c = c->next)
 		if (c->state == CALL_WARM && c->token_key == key) {
 			warm_unlink(w, c);
+			c->state = CALL_OPEN;	/* off the list */
 			return c;
 		}
 	return NULL;
@@ -198,7 +199,6 @@ prewarm_adopt(struct call *c, const struct leg_ops *leg,
 		return NULL;
 	}
 	c->id = id;
-	c->state = CALL_OPEN;
 	c->leg = c->warm_ready ? &leg_media_streams : &adopting_ops;
 	log_set_call(call_sid_of(c));
 	if (up == NULL || up->failed || up->state >= UP_CLOSING) {

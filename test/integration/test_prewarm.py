@@ -236,3 +236,21 @@ async def test_prewarm_refused_session_opens_cold(env):
         expect_eq(c["prewarm_fallback"], 1, "prewarm_fallback")
         expect_eq(c["prewarm_used"], 0, "prewarm_used")
         expect_eq(c["failed_calls"], 0, "failed_calls")
+
+
+@timeout(60)
+async def test_prewarm_waiting_sessions_count_against_the_streams_cap(env):
+    async with FakeOpenAI(mode="echo", reply_ms=400) as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), WORKERS=1, MAX_WEBSOCKET_CONNECTIONS=2).start()
+        whs = [(await webhook(d, 10 + i))[0] for i in range(3)]
+        await asyncio.sleep(0.8)
+        # two sessions wait for their streams; the third call is admitted
+        # (no stream is in use) but opens its session at its upgrade
+        expect_eq(len(srv.connections), 2, "sessions opened at the webhooks")
+        c = await asyncio.to_thread(counters, d)
+        expect_eq(c["prewarm_opened"], 2, "prewarm_opened")
+        s = stream_of(whs[0], 10)
+        await s.open()
+        await until(lambda: s.first_media_at is not None, 5, "the greeting's audio")
+        await s.stop()
+        expect_eq(len(srv.connections), 2, "sessions after the first stream")
