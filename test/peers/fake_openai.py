@@ -1612,17 +1612,22 @@ class Connection:
         except asyncio.TimeoutError:
             pass
 
-    async def _text_part(self, r, idx, text, interval_ms):
-        names = NAMES[self.dialect]
-        item_id = new_id("item")
-        item = {"id": item_id, "object": "realtime.item", "type": "message",
+    async def _message_item(self, r, idx, part):
+        """Opens the assistant message at output index idx with its first
+        content part (empty); returns the item, the id of the one before
+        it, and the ids its content events carry."""
+        item = {"id": new_id("item"), "object": "realtime.item", "type": "message",
                 "status": "in_progress", "role": "assistant", "content": []}
         prev = self._add_item(item)
         await self._output_item_added(r, idx, item, prev)
-        ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
+        ids = {"response_id": r.id, "item_id": item["id"], "output_index": idx,
                "content_index": 0}
-        await self.send(dict(ids, type="response.content_part.added",
-                             part={"type": names["text_part"], "text": ""}))
+        await self.send(dict(ids, type="response.content_part.added", part=part))
+        return item, prev, ids
+
+    async def _text_part(self, r, idx, text, interval_ms):
+        names = NAMES[self.dialect]
+        item, prev, ids = await self._message_item(r, idx, {"type": names["text_part"], "text": ""})
         words = text.split(" ")
         said = []
         part = {"type": names["text_part"], "text": ""}
@@ -1683,15 +1688,7 @@ class Connection:
 
     async def _audio_part(self, r, idx, audio, text, chunk_ms, interval_ms):
         names = NAMES[self.dialect]
-        item_id = new_id("item")
-        item = {"id": item_id, "object": "realtime.item", "type": "message",
-                "status": "in_progress", "role": "assistant", "content": []}
-        prev = self._add_item(item)
-        await self._output_item_added(r, idx, item, prev)
-        ids = {"response_id": r.id, "item_id": item_id, "output_index": idx,
-               "content_index": 0}
-        await self.send(dict(ids, type="response.content_part.added",
-                             part={"type": names["audio_part"], "transcript": ""}))
+        item, prev, ids = await self._message_item(r, idx, {"type": names["audio_part"], "transcript": ""})
         bpm = BYTES_PER_MS[self.output_format()]
         cb = max(1, int(chunk_ms * bpm))
         n_chunks = max(1, (len(audio) + cb - 1) // cb)
