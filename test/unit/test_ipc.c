@@ -53,6 +53,8 @@ TEST(ipc_layout)
 	ASSERT_STR_EQ(ipc_type_name(IPC_RECORD), "record");
 	ASSERT_STR_EQ(ipc_type_name(IPC_AMD), "amd");
 	ASSERT_UEQ(sizeof(struct ipc_amd), 64);
+	ASSERT_STR_EQ(ipc_type_name(IPC_PREWARM), "prewarm");
+	ASSERT_UEQ(sizeof(struct ipc_prewarm), 520);
 	ASSERT_STR_EQ(ipc_type_name(0), "unknown");
 	ASSERT_STR_EQ(ipc_type_name(IPC_TYPE_MAX), "unknown");
 	ASSERT_STR_EQ(ipc_type_name(0xffffffffu), "unknown");
@@ -157,6 +159,44 @@ TEST(ipc_amd)
 	memset(a.ia_call_sid, 'C', sizeof(a.ia_call_sid));
 	memcpy(buf + sizeof(h), &a, sizeof(a));
 	ASSERT_EQ(ipc_decode(buf, HDR + sizeof(a), 0, NULL, NULL, NULL), -1);
+}
+
+TEST(ipc_prewarm)
+{
+	unsigned char buf[1024];
+	struct ipc_prewarm pw, back;
+	struct ipc_hdr h;
+	const void *p;
+	size_t plen;
+	long n;
+
+	memset(&pw, 0, sizeof(pw));
+	memset(pw.pw_token, 'A', sizeof(pw.pw_token) - 1);	/* the longest */
+	pw.pw_webhook_us = 123456789;
+	n = ipc_encode(buf, sizeof(buf), IPC_PREWARM, 0, &pw, sizeof(pw));
+	ASSERT_EQ(n, (long)(HDR + sizeof(pw)));
+	ASSERT_EQ(ipc_decode(buf, (size_t)n, 0, &h, &p, &plen), 0);
+	ASSERT_EQ(h.ih_type, IPC_PREWARM);
+	ASSERT_UEQ(plen, sizeof(pw));
+	memcpy(&back, p, sizeof(back));
+	ASSERT_UEQ(strlen(back.pw_token), sizeof(pw.pw_token) - 1);
+	ASSERT_UEQ(back.pw_webhook_us, 123456789);
+	/* with a descriptor, short, without a payload: refused */
+	ASSERT_EQ(ipc_decode(buf, (size_t)n, 1, &h, &p, &plen), -1);
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_PREWARM, 0, &pw,
+	    sizeof(pw) - 1), -1);
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_PREWARM, 0, NULL, 0), -1);
+	h.ih_len = sizeof(pw) - 1;
+	memcpy(buf, &h, sizeof(h));
+	ASSERT_EQ(ipc_decode(buf, (size_t)n - 1, 0, NULL, NULL, NULL), -1);
+	/* a token not terminated inside its array: refused both ways */
+	memset(pw.pw_token, 'A', sizeof(pw.pw_token));
+	ASSERT_EQ(ipc_encode(buf, sizeof(buf), IPC_PREWARM, 0, &pw,
+	    sizeof(pw)), -1);
+	h.ih_len = sizeof(pw);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), &pw, sizeof(pw));
+	ASSERT_EQ(ipc_decode(buf, HDR + sizeof(pw), 0, NULL, NULL, NULL), -1);
 }
 
 TEST(ipc_round_trip_handoff)
