@@ -617,19 +617,26 @@ TEST(relay_barge_in_truncates_nothing_when_all_was_heard)
 	created(c, c->up, "r1");
 	audio(c, "r1", "i1", 960);
 	audio(c, "r1", "i1", 960);	/* one item, two deltas: 0.1, 0.2 */
+	done(c, c->up, "r1");
 	ASSERT_STR_EQ(leg_out(NULL), "amam");
 	relay_caller_mark(c, "0.1");
 	relay_caller_mark(c, "0.2");	/* every byte sent was heard */
 	ASSERT_EQ(c->relay.mcount, 0);
+	created(c, c->up, "r2");	/* the next answer, no audio yet */
 	before = nsent;
 	speech(c);
-	/* nothing queued at Twilio: no clear; r1 still generating: its
-	 * audio is dropped, but what was heard is not truncated */
+	/* nothing queued at Twilio: no clear, and what was heard is not
+	 * truncated; but r2 is stopped: its audio is dropped */
 	ASSERT_STR_EQ(leg_out(NULL), "");
 	ASSERT_EQ(nsent, before);
-	audio(c, "r1", "i1", 960);
+	audio(c, "r2", "i2", 960);
 	ASSERT_STR_EQ(leg_out(NULL), "");
 	ASSERT_EQ(c->relay.dropped_deltas, 1);
+	/* the next response plays */
+	done(c, c->up, "r2");
+	created(c, c->up, "r3");
+	audio(c, "r3", "i3", 960);
+	ASSERT_STR_EQ(leg_out(NULL), "am");
 }
 
 TEST(relay_mark_echoes_of_old_generations_and_strangers_are_ignored)
@@ -810,20 +817,35 @@ TEST(relay_tool_results_wait_for_their_own_response)
 	ASSERT_EQ(nsent, before + 4);
 }
 
+/* An app whose tool "quiet" answers without asking the model to go on,
+ * and "loud" answers and asks it to. */
+static int
+quiet_loud_tool(struct call *c, const struct app_tool *t)
+{
+	relay_tool_result(c, t->call_id, "{\"ok\":true}",
+	    strcmp(t->name, "loud") == 0);
+	return 1;
+}
+
+static const struct app quiet_loud_app = { .name = "quiet-loud",
+    .tool_call = quiet_loud_tool };
+
 TEST(relay_tool_results_past_the_queue_still_go_on)
 {
-	struct call *c = new_call(&plain_app);
+	struct call *c = new_call(&quiet_loud_app);
 	char id[16];
 	unsigned before;
 
 	created(c, c->up, "r1");
-	for (int i = 0; i < RELAY_RESULTS + 2; i++) {
+	/* RELAY_RESULTS answers that do not go on, then one past the queue
+	 * that does: its output is lost, not its request to go on */
+	for (int i = 0; i <= RELAY_RESULTS; i++) {
 		snprintf(id, sizeof(id), "call_%d", i);
-		tool(c, "r1", id, "no_such_tool");
+		tool(c, "r1", id, i < RELAY_RESULTS ? "quiet" : "loud");
 	}
 	before = nsent;
 	done(c, c->up, "r1");
-	/* the first RELAY_RESULTS, in the order called, then one go-on */
+	/* the first RELAY_RESULTS, in the order called, then the go-on */
 	ASSERT_EQ(nsent, before + RELAY_RESULTS + 1);
 	for (int i = 0; i < RELAY_RESULTS; i++) {
 		json_t *j = sent_json(before + (unsigned)i);
@@ -833,6 +855,13 @@ TEST(relay_tool_results_past_the_queue_still_go_on)
 	}
 	ASSERT_STR_EQ(sent_type(before + RELAY_RESULTS), "response.create");
 	ASSERT_EQ(c->relay.ctl.nresults, 0);
+	/* quiet answers alone do not go on */
+	created(c, c->up, "r2");
+	tool(c, "r2", "call_q", "quiet");
+	before = nsent;
+	done(c, c->up, "r2");
+	ASSERT_EQ(nsent, before + 1);
+	ASSERT_STR_EQ(sent_type(before), "conversation.item.create");
 }
 
 TEST(relay_tool_results_then_the_wrap_up_not_a_plain_go_on)
