@@ -13,7 +13,7 @@
  * webhook then goes by this host's ledger (plus the other hosts' minutes
  * as last read), the upgrade by this host's used tokens alone.  Whichever
  * comes first, the answer or the timer, decides; the other is ignored.
- * The store thread skips a question whose decision was made already.
+ * The thread skips a question whose decision was made already.
  *
  * A question is held by its connection, its query and its timer, and
  * freed on the loop by whichever lets go last.
@@ -51,9 +51,9 @@ struct sq {
 	uv_timer_t	 timer;
 	int		 refs;		/* the connection, the query, the timer */
 	int		 decided;	/* by the answer or by the timer */
-	atomic_int	 late;		/* the same, for the store thread */
+	atomic_int	 late;		/* the same, for the thread */
 	uint64_t	 asked_ms;
-	/* the store thread's input: written before the query is queued */
+	/* the thread's input: written before the query is queued */
 	char		 host[256];
 	char		 phone[SHM_PHONE_MAX];
 	char		 keys[2][KEY_MAX];	/* the token's, the call's */
@@ -347,7 +347,7 @@ timeout_cb(uv_timer_t *t)
 	sq_go(q, NULL);
 }
 
-/* The store thread's answer, on the loop. */
+/* The thread's answer, on the loop. */
 static void
 query_done(json_t *res, const char *err, void *arg)
 {
@@ -376,7 +376,7 @@ query_done(json_t *res, const char *err, void *arg)
 	sq_put(q);
 }
 
-/* On the store thread: the caller's minutes split by host. */
+/* On the thread: the caller's minutes split by host. */
 static json_t *
 minutes_query(struct store_db *db, void *arg, char *err, size_t errlen)
 {
@@ -398,7 +398,7 @@ minutes_query(struct store_db *db, void *arg, char *err, size_t errlen)
 	    (json_int_t)others);
 }
 
-/* On the store thread: claim the token's key, then the call's.  A key
+/* On the thread: claim the token's key, then the call's.  A key
  * claimed before, by anyone, says which host did. */
 static json_t *
 token_query(struct store_db *db, void *arg, char *err, size_t errlen)
