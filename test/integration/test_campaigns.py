@@ -284,9 +284,10 @@ async def test_campaign_survives_kill9_of_workers_and_a_restart(env):
         for p, pl in plans.items():
             rest.plan(p, *pl)
         d = start(env, rest, camp, WORKERS=2)
-        # a human call is up: kill the workers under it
-        await until(lambda: any(s.params.get("caller") for s in rest.streams), 20,
-                    "a stream up")
+        # a human call is up and talking: kill the workers under it
+        await until(lambda: any(c.amd_at is not None and not c.ended
+                                for c in list(rest.calls.values())), 20,
+                    "a call talking")
         for pid in d.worker_pids():
             os.kill(pid, signal.SIGKILL)
         # every contact's first attempt is over: restart while retries wait
