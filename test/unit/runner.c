@@ -39,9 +39,11 @@ test_tmpdir(void)
 {
 	if (tmpdir[0] == '\0') {
 		const char *base = getenv("TMPDIR");
-		snprintf(tmpdir, sizeof(tmpdir), "%s/vrunit.%d",
+		/* a fresh directory each time: a failed test leaves its own
+		 * behind, and a later test may get the same pid */
+		snprintf(tmpdir, sizeof(tmpdir), "%s/vrunit.%d.XXXXXX",
 		    base ? base : "/tmp", (int)getpid());
-		if (mkdir(tmpdir, 0700) != 0 && errno != EEXIST)
+		if (mkdtemp(tmpdir) == NULL)
 			abort();
 	}
 	return tmpdir;
