@@ -837,6 +837,41 @@ supervise(struct master *m, uint64_t now)
 	}
 }
 
+/*
+ * With DATABASE_URL, each live call's minutes so far go into its
+ * caller_minutes row every SHARED_LIVE_INTERVAL seconds, so another host's
+ * webhook counts a call still going on here (else a caller could run one
+ * call per host, each with the whole remainder).  The figure is the one
+ * the worker refreshes each second (cs_billed_ms): never above the
+ * duration it reports at the end, and the row keeps the larger, so the
+ * final figure wins.  One pass over the call table every few seconds, no
+ * work per frame; the store thread batches the records with the rest.
+ */
+static void
+live_minutes(struct master *m, uint64_t now)
+{
+	struct shm_call_view v;
+	uint64_t wall;
+
+	if (m->store == NULL || m->conf.database_url[0] == '\0' ||
+	    now < m->next_live_ms)
+		return;
+	m->next_live_ms = now + (uint64_t)m->conf.shared_live_interval * 1000;
+	wall = wall_ms();
+	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
+		if (atomic_load_explicit(&m->shm.calls[i].cs_state,
+		    memory_order_relaxed) != CS_LIVE ||
+		    shm_call_read(&m->shm, (int)i, &v) != 0 ||
+		    v.state != CS_LIVE || v.billed_ms == 0 ||
+		    v.call_sid[0] == '\0' || v.phone[0] == '\0')
+			continue;
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}",
+		    "type", "minutes", "phone", v.phone, "call_sid", v.call_sid,
+		    "used_ms", (json_int_t)v.billed_ms, "at", (json_int_t)wall,
+		    "host", m->hostname));
+	}
+}
+
 static void
 tick_cb(uv_timer_t *t)
 {
@@ -846,6 +881,7 @@ tick_cb(uv_timer_t *t)
 	shm_fold_locked(&m->shm, now, wall_ms(), -1, 0, NULL);
 	supervise(m, now);
 	replay_tokens_tick(m, now);
+	live_minutes(m, now);
 	if (now >= m->next_flush_ms) {
 		ledger_flush_async(m);
 		m->next_flush_ms = now + (uint64_t)m->conf.usage_flush_interval * 1000;

@@ -103,6 +103,7 @@ struct master {
 	uint64_t		 flush_version;	/* ledger version being written */
 	uint64_t		 flushed_version;
 	uint64_t		 next_flush_ms;
+	uint64_t		 next_live_ms;	/* live calls' minutes to the database */
 	uint64_t		 flush_fail_logged;
 };
 

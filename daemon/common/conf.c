@@ -111,6 +111,7 @@ static const struct key keys[] = {
 	{ "RETENTION_DAYS",		K_INT,  O(retention_days), "90", 0, 36500, 0 },
 	{ "HOST_NAME",			K_STR,  O(host_name), "", 0, 0, 0 },
 	{ "SHARED_TIMEOUT_MS",		K_INT,  O(shared_timeout_ms), "200", 10, 10000, 0 },
+	{ "SHARED_LIVE_INTERVAL",	K_INT,  O(shared_live_interval), "5", 1, 60, 0 },
 	{ "PRICE_TEXT_IN_PER_M",	K_DBL,  O(price_text_in), "4.0", 0, 1e6, 0 },
 	{ "PRICE_CACHED_IN_PER_M",	K_DBL,  O(price_cached_in), "0.4", 0, 1e6, 0 },
 	{ "PRICE_AUDIO_IN_PER_M",	K_DBL,  O(price_audio_in), "32.0", 0, 1e6, 0 },

@@ -118,6 +118,7 @@ struct conf {
 	int	 retention_days;	/* 0: keep */
 	char	*host_name;		/* in records; "" for gethostname() */
 	int	 shared_timeout_ms;	/* admission's wait on DATABASE_URL */
+	int	 shared_live_interval;	/* s between live calls' minutes there */
 	/* the model's prices, USD per million tokens, for records' cost */
 	double	 price_text_in, price_cached_in, price_audio_in;
 	double	 price_text_out, price_audio_out;
