@@ -1,5 +1,6 @@
 """Two daemons on one PostgreSQL server (DATABASE_URL), as two hosts
 behind a load balancer: a caller's minutes used on one count on the other,
+a call still live on one counts on the other within SHARED_LIVE_INTERVAL,
 a stream token redeemed on one is refused on the other, and with the
 database stopped both go on with their own ledgers and used tokens within
 SHARED_TIMEOUT_MS, their records replayed once it is back.
@@ -88,7 +89,8 @@ def host(env, pg, name):
     d = harness.Daemon(tmp, OPENAI_URL=fake.url(), WORKERS=1,
                        DATABASE_URL=pg.url, HOST_NAME=name,
                        FREE_CALL_MINUTES=0.1, MIN_CALL_DURATION=0,
-                       WRAPUP_GRACE=1, SHARED_TIMEOUT_MS=200)
+                       WRAPUP_GRACE=1, SHARED_TIMEOUT_MS=200,
+                       SHARED_LIVE_INTERVAL=1)
     env.daemons.append(d)
     return d
 
@@ -159,6 +161,54 @@ async def test_shared_minutes_tokens_and_outage(env):
         pg.destroy()
 
 
+async def live_case(a, b, pg):
+    """A writes its live call's minutes every second (SHARED_LIVE_INTERVAL):
+    B's webhook for the same caller offers only what is left of them while
+    A's call goes on, and the figure at the end replaces the live one."""
+    caller = "+14155550106"
+    sid = twilio.call_sid(11)
+    wh = await asyncio.to_thread(twilio.post_voice, a.base, sid, caller)
+    expect(wh.stream_url is not None, "A refused a fresh caller")
+    s = twilio.Stream(wh.stream_url, sid, twilio.stream_sid(11), wh.params)
+    await s.open()
+    play = asyncio.ensure_future(s.play(5))
+    try:
+        live = 0
+        for _ in range(40):         # 4 s at most, the call lasts 5
+            live = await asyncio.to_thread(used_ms, pg, caller)
+            if live >= 2000 or time.monotonic() - s.start_at > 4:
+                break
+            await asyncio.sleep(0.1)
+        expect(live >= 2000, "A's live call has %d ms in the database after "
+               "%.1f s" % (live, time.monotonic() - s.start_at))
+        expect(not play.done(), "A's call ended before the check")
+        reads = counter(b, "shared_reads")
+        wh = await asyncio.to_thread(twilio.post_voice, b.base,
+                                     twilio.call_sid(12), caller)
+        expect(not play.done(), "A's call ended before B's webhook")
+        expect(a.health()["metrics"]["active_calls"] == 1,
+               "A's call not live at B's webhook")
+        expect(wh.stream_url is not None, "B refused a caller with minutes left")
+        left = float(wh.params["minutesLeft"]) * 60000
+        expect(left <= FREE_MS - live + 300,
+               "B offers %.0f ms, A's live call used %d of %d" % (left, live,
+                                                                  FREE_MS))
+        expect_eq(counter(b, "shared_reads"), reads + 1, "B shared_reads")
+        await play
+    finally:
+        if not play.done():
+            play.cancel()
+        await finish(s)
+    # the figure at the end wins, in the same one row
+    a.wait_for(lambda: used_ms(pg, caller) >= 4900, 10, "A's final minutes")
+    rows = pg.query("SELECT host, used_ms FROM caller_minutes WHERE phone = "
+                    "'%s'" % caller).split("\n")
+    expect_eq(len(rows), 1, "rows for the caller: %s" % rows)
+    host_, final = rows[0].split("|")
+    expect_eq(host_, "host-a", "the row's host")
+    expect(live < int(final) < 6500, "final %s ms after live %d" % (final, live))
+
+
 async def shared_case(env, pg):
     a = host(env, pg, "host-a").start()
     b = host(env, pg, "host-b").start()
@@ -203,6 +253,9 @@ async def shared_case(env, pg):
     hosts = pg.query("SELECT host FROM caller_minutes WHERE phone = '%s' "
                      "ORDER BY call_sid" % caller).split("\n")
     expect_eq(hosts, ["host-a", "host-b"], "hosts named in the minutes")
+
+    # ---- a call live on A counts on B before it ends ----
+    await live_case(a, b, pg)
 
     # ---- tokens: redeemed on A, refused on B (and the other way) ----
     wh = await asyncio.to_thread(twilio.post_voice, a.base, twilio.call_sid(5),
