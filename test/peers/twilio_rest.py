@@ -388,6 +388,7 @@ class FakeTwilioRest:
 
     async def _play(self, call):
         sid, form = call.sid, call.form
+        t_answer = None
         try:
             await asyncio.sleep(0.05)
             await self._status(call, "initiated")
@@ -435,6 +436,15 @@ class FakeTwilioRest:
                 ("CallDuration", str(int(time.monotonic() - t_answer) + 1))])
         except Exception as e:      # a test reads events; say what broke
             self.events.append((sid, "error", repr(e), 0))
+            # an answered call whose TwiML or stream failed still ends at
+            # Twilio, which says so in its final callback
+            if t_answer is not None:
+                try:
+                    await self._status(call, "completed", [
+                        ("CallDuration",
+                         str(int(time.monotonic() - t_answer) + 1))])
+                except Exception as e2:
+                    self.events.append((sid, "error", repr(e2), 0))
         finally:
             call.ended = True
 
