@@ -833,7 +833,7 @@ static const struct app quiet_loud_app = { .name = "quiet-loud",
 TEST(relay_tool_results_past_the_queue_still_go_on)
 {
 	struct call *c = new_call(&quiet_loud_app);
-	char id[16];
+	char id[32];
 	unsigned before;
 
 	created(c, c->up, "r1");
