@@ -262,7 +262,8 @@ bench-relay-py: $(B)/voxrelay
 # UndefinedBehaviorSanitizer; the daemon's log is checked for their reports.
 SAN_B := $(B)/san
 check-sanitize:
-	$(MAKE) B=$(SAN_B) SANITIZER=address,undefined $(SAN_B)/voxrelay $(SAN_B)/test_unit
+	$(MAKE) B=$(SAN_B) SANITIZER=address,undefined $(SAN_B)/voxrelay $(SAN_B)/test_unit \
+	    bench-tools
 	$(SAN_B)/test_unit
 	test/store/pg.sh $(SAN_B)/test_unit
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
