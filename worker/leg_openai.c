@@ -272,14 +272,16 @@ upstream_send(struct upstream *up, const char *json, size_t len)
 /* ---------------------------------------------------------------- */
 /* the session starts: session.update first, then what was queued */
 
-static void
-up_opened(struct upstream *up)
+/*
+ * session.update for the upstream's persona, with the line's tools and the
+ * call's variables as they are now, queued on its socket.  0 or -1 (the
+ * session has been failed).
+ */
+static int
+up_send_session(struct upstream *up)
 {
 	struct oa_session_cfg cfg;
-	char *p;
 
-	up->state = UP_OPEN;
-	up->opened_ms = up->last_rx_ms = mono_ms();
 	persona_session_cfg(up->persona, &cfg);
 	cfg.text_only = up->call->leg->text_only;	/* Twilio speaks and hears */
 	{
@@ -305,15 +307,42 @@ up_opened(struct upstream *up)
 	    &cfg) != 0) {
 		up_fail(up, "cannot build session.update for persona %s",
 		    up->persona->id);
-		return;
+		return -1;
 	}
 	if (ws_codec_send(&up->ws, WSLAY_TEXT_FRAME, buf_head(&up->scratch),
 	    buf_pending(&up->scratch)) != WS_OK) {
 		up_fail(up, "cannot queue session.update");
-		return;
+		return -1;
 	}
 	up->session_sent = 1;
 	buf_consume(&up->scratch, buf_pending(&up->scratch));
+	return 0;
+}
+
+/*
+ * The stream's start brought an outbound call's variables after its
+ * session had opened: the instructions are sent again, filled.
+ */
+void
+upstream_refill_session(struct upstream *up)
+{
+	if (up == NULL || up->state != UP_OPEN || !up->session_sent ||
+	    up->persona->instructions == NULL ||
+	    strstr(up->persona->instructions, "{{") == NULL)
+		return;
+	if (up_send_session(up) == 0)
+		worker_want_flush_upstream(up->w, up);
+}
+
+static void
+up_opened(struct upstream *up)
+{
+	char *p;
+
+	up->state = UP_OPEN;
+	up->opened_ms = up->last_rx_ms = mono_ms();
+	if (up_send_session(up) != 0)
+		return;
 	while (buf_pending(&up->pending) >= 4) {
 		uint32_t n;
 		memcpy(&n, buf_head(&up->pending), 4);

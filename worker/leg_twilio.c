@@ -12,6 +12,7 @@
 #include "worker/call.h"
 #include "worker/leg.h"
 #include "worker/relay.h"
+#include "worker/upstream.h"
 #include "worker/worker.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
@@ -68,6 +69,8 @@ on_start(struct call *c, struct tw_msg *m)
 				json_object_set_new(c->outvars, n[0] == 'n' ? n :
 				    n + 4, json_string(m->param_value[i]));
 		}
+	if (c->outvars != NULL)
+		upstream_refill_session(c->up);
 	return call_go_live(c, m->call_sid, m->stream_sid);
 }
 

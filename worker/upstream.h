@@ -101,6 +101,9 @@ struct upstream *upstream_new(struct call *c, const struct persona *p);
 /* Send one event (JSON text).  Before OPEN it is queued (bounded: older
  * audio is dropped first, see the .c).  0 or -1 (the connection failed). */
 int  upstream_send(struct upstream *up, const char *json, size_t len);
+/* An outbound call's variables came with the stream's start after the
+ * session opened: its templated instructions are sent again, filled. */
+void upstream_refill_session(struct upstream *up);
 /* Close: a close frame if open, then the socket.  Idempotent. */
 void upstream_close(struct upstream *up, const char *reason);
 /* Deadlines and keep-alive pings; called by the call's tick. */
