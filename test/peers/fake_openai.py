@@ -670,7 +670,9 @@ class Response:
         return {"id": self.id, "kind": self.kind, "status": self.status,
                 "reason": self.cancel_reason, "audio_bytes": self.audio_bytes,
                 "items": [i.get("id") for i in self.output],
-                "t_created": self.t_created, "t_done": self.t_done}
+                "t_created": self.t_created, "t_done": self.t_done,
+                # what the model was told when this response began
+                "instructions": (self.conn.session or {}).get("instructions")}
 
 
 # ---------------------------------------------------------------------------
