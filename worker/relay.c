@@ -1152,8 +1152,8 @@ summary_text(struct call *c, char *body, size_t len)
 		snprintf(body + n, len - (size_t)n, " (nothing yet)");
 }
 
-static int hook_signature(const char *secret, const char *body, char *out,
-    size_t outlen);
+static int hook_send(struct call *c, const struct line_hook *h,
+    const char *body, const char *tag);
 
 /* The summary and the conversation's last lines, as JSON, signed like a
  * tool's webhook.  Sent, not waited for: the dial goes ahead whatever the
@@ -1163,11 +1163,9 @@ summary_hook(struct call *c, const struct line_target *t,
     const struct line_hook *h, const char *summary)
 {
 	struct relay *r = &c->relay;
-	const char *hdrs[40];
-	char sig[160], sid[128];
 	json_t *doc, *lines;
 	char *body;
-	size_t n = 0;
+	int rc;
 
 	lines = json_array();
 	for (unsigned i = r->nsaid > 10 ? r->nsaid - 10 : 0; i < r->nsaid; i++)
@@ -1180,27 +1178,13 @@ summary_hook(struct call *c, const struct line_target *t,
 	    "summary", summary, "transcript", lines);
 	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
-	if (body == NULL || hook_signature(h->secret, body, sig,
-	    sizeof(sig)) != 0) {
-		free(body);
+	rc = body != NULL ? hook_send(c, h, body, RELAY_SUMMARY_TAG) : -1;
+	free(body);
+	if (rc != 0)
 		worker_count(c->w, SC_transfer_summaries_failed, 1);
-		return;
-	}
-	snprintf(sid, sizeof(sid), "X-Voxrelay-Call-Sid: %s", call_sid_of(c));
-	hdrs[n++] = "Content-Type: application/json";
-	hdrs[n++] = "Expect:";
-	hdrs[n++] = sig;
-	hdrs[n++] = sid;
-	for (size_t i = 0; h->headers && h->headers[i] && n + 1 < 40; i++)
-		hdrs[n++] = h->headers[i];
-	hdrs[n] = NULL;
-	if (rest_webhook(c->w->rest, h->url, h->method, hdrs, body,
-	    h->timeout_ms, call_sid_of(c), c->id, RELAY_SUMMARY_TAG) != 0) {
-		worker_count(c->w, SC_transfer_summaries_failed, 1);
+	if (rc == -2)
 		ctl_log(c, 'w', "no summary for %s: the webhook cannot be "
 		    "reached", t->label);
-	}
-	free(body);
 }
 
 static void
@@ -1883,6 +1867,37 @@ hook_signature(const char *secret, const char *body, char *out, size_t outlen)
 	return 0;
 }
 
+/*
+ * Send body (JSON) to the business's webhook h: signed with its secret,
+ * with the call's CallSid and h's own headers (their ${NAME} values were
+ * filled in when the line was loaded), through the worker's REST client.
+ * The answer comes back tagged tag (relay_hook_done() for a tool).
+ * 0 sent; -1 not signed; -2 the request could not be started.
+ */
+static int
+hook_send(struct call *c, const struct line_hook *h, const char *body,
+    const char *tag)
+{
+	const char *hdrs[40];
+	char sig[160], sid[128];
+	size_t n = 0;
+
+	if (hook_signature(h->secret, body, sig, sizeof(sig)) != 0)
+		return -1;
+	snprintf(sid, sizeof(sid), "X-Voxrelay-Call-Sid: %s", call_sid_of(c));
+	hdrs[n++] = "Content-Type: application/json";
+	hdrs[n++] = "Expect:";		/* no 100-continue round trip */
+	hdrs[n++] = sig;
+	hdrs[n++] = sid;
+	for (size_t i = 0; h->headers && h->headers[i] && n + 1 < 40; i++)
+		hdrs[n++] = h->headers[i];
+	hdrs[n] = NULL;
+	if (rest_webhook(c->w->rest, h->url, h->method, hdrs, body,
+	    h->timeout_ms, call_sid_of(c), c->id, tag) != 0)
+		return -2;
+	return 0;
+}
+
 /* Post the tool's arguments to the business; the answer comes back in
  * relay_hook_done().  1 when sent (or answered with an error now). */
 static int
@@ -1890,11 +1905,9 @@ hook_start(struct call *c, const struct line_hook *h, const struct app_tool *t)
 {
 	struct relay_ctl *k = &c->relay.ctl;
 	struct relay_hook_wait *hw = NULL;
-	const char *hdrs[40];
-	char sig[160], sid[128];
 	json_t *args, *doc;
 	char *body;
-	size_t n = 0;
+	int rc;
 
 	for (int i = 0; i < RELAY_HOOKS; i++)
 		if (k->hooks[i].call_id[0] == '\0') {
@@ -1907,29 +1920,15 @@ hook_start(struct call *c, const struct line_hook *h, const struct app_tool *t)
 	    args != NULL ? args : json_string(t->args));
 	body = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
-	if (hw == NULL || body == NULL ||
-	    hook_signature(h->secret, body, sig, sizeof(sig)) != 0) {
-		free(body);
-		relay_tool_result(c, t->call_id, "{\"error\":\"the business system "
-		    "is busy; try again in a moment\"}", 1);
-		return 1;
-	}
-	snprintf(sid, sizeof(sid), "X-Voxrelay-Call-Sid: %s", call_sid_of(c));
-	hdrs[n++] = "Content-Type: application/json";
-	hdrs[n++] = "Expect:";
-	hdrs[n++] = sig;
-	hdrs[n++] = sid;
-	for (size_t i = 0; h->headers && h->headers[i] && n + 1 < 40; i++)
-		hdrs[n++] = h->headers[i];
-	hdrs[n] = NULL;
-	if (rest_webhook(c->w->rest, h->url, h->method, hdrs, body,
-	    h->timeout_ms, call_sid_of(c), c->id, t->call_id) != 0) {
-		free(body);
-		relay_tool_result(c, t->call_id, "{\"error\":\"the business system "
-		    "cannot be reached\"}", 1);
-		return 1;
-	}
+	rc = hw != NULL && body != NULL ? hook_send(c, h, body, t->call_id) : -1;
 	free(body);
+	if (rc != 0) {
+		relay_tool_result(c, t->call_id, rc == -1 ?
+		    "{\"error\":\"the business system is busy; try again in a "
+		    "moment\"}" : "{\"error\":\"the business system cannot be "
+		    "reached\"}", 1);
+		return 1;
+	}
 	worker_count(c->w, SC_webhook_calls, 1);
 	vr_strlcpy(hw->call_id, t->call_id, sizeof(hw->call_id));
 	hw->filler_at_ms = h->filler_ms > 0 ? mono_ms() + (uint64_t)h->filler_ms : 0;
