@@ -453,6 +453,74 @@ create_form(const struct master *m, const struct ob_call *oc,
 	return form;
 }
 
+/*
+ * The one place a call is set up and its creation asked of Twilio: for
+ * the request on c (answered once Twilio has answered, or at
+ * OB_ANSWER_MS), or for a campaign's contact when c is NULL
+ * (campaign_created() is told).  0; or -1, c answered (or closed).
+ */
+static int
+call_place(struct master *m, struct conn *c, const char *to,
+    const struct line *line, const char *name, json_t *vars,
+    const char *campaign)
+{
+	struct ob_call *oc;
+	struct ob_wait *w = NULL;
+	char *form;
+
+	if ((oc = calloc(1, sizeof(*oc))) == NULL ||
+	    (oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
+		free(oc);
+		if (c != NULL)
+			conn_respond(c, 500, "text/plain", "out of memory\n", 14,
+			    NULL);
+		return -1;
+	}
+	oc->id = ++ob_seq;
+	vr_strlcpy(oc->to, to, sizeof(oc->to));
+	vr_strlcpy(oc->line, line->id, sizeof(oc->line));
+	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
+	vr_strlcpy(oc->campaign, campaign ? campaign : "", sizeof(oc->campaign));
+	oc->vars = vars ? json_deep_copy(vars) : json_object();
+	oc->since_ms = mono_ms();
+	uv_timer_init(m->loop, oc->deadline);
+	oc->deadline->data = oc;
+	oc->next = ob_calls;
+	ob_calls = oc;
+	ob_ncalls++;
+	if ((form = create_form(m, oc, line)) == NULL ||
+	    (c != NULL && (w = calloc(1, sizeof(*w))) == NULL)) {
+		free(form);
+		call_free(oc);
+		if (c != NULL)
+			conn_respond(c, 500, "text/plain", "out of memory\n", 14,
+			    NULL);
+		return -1;
+	}
+	if (c != NULL) {
+		w->c = c;
+		w->oc = oc;
+		oc->wait = w;
+		if (conn_defer(c, wait_gone, w) != 0) {
+			/* c is closed, w freed */
+			free(form);
+			call_free(oc);
+			return -1;
+		}
+	}
+	if (rest_create_call(ob_rest, form, oc->id) != 0) {
+		free(form);
+		answer_later(oc, 500, json_pack("{s:s,s:s}", "error", "internal",
+		    "message", "cannot start the request to Twilio"), NULL);
+		call_free(oc);
+		return -1;
+	}
+	free(form);
+	if (c != NULL)
+		uv_timer_start(oc->deadline, deadline_cb, OB_ANSWER_MS, 0);
+	return 0;
+}
+
 void
 outbound_request(struct conn *c, struct http_req *r)
 {
@@ -463,11 +531,8 @@ outbound_request(struct conn *c, struct http_req *r)
 	const struct line *line;
 	const struct persona *p;
 	struct need need;
-	struct ob_call *oc;
-	struct ob_wait *w;
 	char msg[256], masked[64], extra[64];
 	uint64_t left;
-	char *form;
 
 	if (r->body == NULL || r->body_len == 0 ||
 	    (root = json_loadb(r->body, r->body_len, 0, &jerr)) == NULL ||
@@ -566,48 +631,8 @@ outbound_request(struct conn *c, struct http_req *r)
 		goto out;
 	}
 
-	if ((oc = calloc(1, sizeof(*oc))) == NULL ||
-	    (oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
-		free(oc);
-		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+	if (call_place(m, c, to, line, name, vars, NULL) != 0)
 		goto out;
-	}
-	oc->id = ++ob_seq;
-	vr_strlcpy(oc->to, to, sizeof(oc->to));
-	vr_strlcpy(oc->line, line->id, sizeof(oc->line));
-	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
-	oc->vars = vars ? json_deep_copy(vars) : json_object();
-	oc->since_ms = mono_ms();
-	uv_timer_init(m->loop, oc->deadline);
-	oc->deadline->data = oc;
-	oc->next = ob_calls;
-	ob_calls = oc;
-	ob_ncalls++;
-	if ((form = create_form(m, oc, line)) == NULL ||
-	    (w = calloc(1, sizeof(*w))) == NULL) {
-		free(form);
-		call_free(oc);
-		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
-		goto out;
-	}
-	w->c = c;
-	w->oc = oc;
-	oc->wait = w;
-	if (conn_defer(c, wait_gone, w) != 0) {
-		/* c is closed, w freed */
-		free(form);
-		call_free(oc);
-		goto out;
-	}
-	if (rest_create_call(ob_rest, form, oc->id) != 0) {
-		free(form);
-		answer_later(oc, 500, json_pack("{s:s,s:s}", "error", "internal",
-		    "message", "cannot start the request to Twilio"), NULL);
-		call_free(oc);
-		goto out;
-	}
-	free(form);
-	uv_timer_start(oc->deadline, deadline_cb, OB_ANSWER_MS, 0);
 	log_info("outbound call to %s on line %s: asking Twilio", masked,
 	    line->id);
 out:
@@ -632,36 +657,10 @@ outbound_place(struct master *m, const char *to, const char *line_id,
     const char *name, json_t *vars, const char *campaign)
 {
 	const struct line *line = line_find(&m->lines, line_id);
-	struct ob_call *oc;
-	char *form;
 
-	if (line == NULL || !outbound_ready(m) ||
-	    (oc = calloc(1, sizeof(*oc))) == NULL)
+	if (line == NULL || !outbound_ready(m))
 		return -1;
-	if ((oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
-		free(oc);
-		return -1;
-	}
-	oc->id = ++ob_seq;
-	vr_strlcpy(oc->to, to, sizeof(oc->to));
-	vr_strlcpy(oc->line, line->id, sizeof(oc->line));
-	vr_strlcpy(oc->name, name ? name : "", sizeof(oc->name));
-	vr_strlcpy(oc->campaign, campaign, sizeof(oc->campaign));
-	oc->vars = vars ? json_deep_copy(vars) : json_object();
-	oc->since_ms = mono_ms();
-	uv_timer_init(m->loop, oc->deadline);
-	oc->deadline->data = oc;
-	oc->next = ob_calls;
-	ob_calls = oc;
-	ob_ncalls++;
-	if ((form = create_form(m, oc, line)) == NULL ||
-	    rest_create_call(ob_rest, form, oc->id) != 0) {
-		free(form);
-		call_free(oc);
-		return -1;
-	}
-	free(form);
-	return 0;
+	return call_place(m, NULL, to, line, name, vars, campaign);
 }
 
 /* The Call resource's sid: CA and 32 hex digits. */
