@@ -104,6 +104,26 @@ twilio_signed(struct conn *c, struct http_req *r, const char *base,
 	return ok;
 }
 
+/*
+ * The public base URL into base, and (VALIDATE_TWILIO_SIGNATURE) the
+ * signature over it, the request's target and f: 1, or 0 with the request
+ * answered (400 for a base there is none of, or as twilio_signed()).
+ */
+static int
+signed_base(struct conn *c, struct http_req *r, const struct form *f,
+    const char *what, char *base, size_t len)
+{
+	struct master *m = conn_master(c);
+
+	if (public_base(m, r, base, len) != 0) {
+		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
+		    "long\n");
+		return 0;
+	}
+	return !m->conf.validate_signature ||
+	    twilio_signed(c, r, base, http_req_url(r), f, what);
+}
+
 static void
 twiml_send(struct conn *c, struct twiml *t)
 {
@@ -400,6 +420,112 @@ voice_shared_go(struct conn *c, const json_t *ans, void *ctx)
 }
 
 /*
+ * What the three webhooks of a line share before they read the call: /voice
+ * (and /outbound's TwiML request), POST /relay/<line>/ended and POST
+ * /transfer/<line>/done.
+ */
+enum line_route_kind {
+	LR_VOICE,	/* POST or GET; no route is the default route; a line,
+			   or a persona's route with the configuration's keys */
+	LR_RELAY,	/* POST; a ConversationRelay line */
+	LR_TRANSFER,	/* POST; any line */
+};
+
+struct line_req {
+	const struct line *line;
+	struct form	 body;		/* a POST's form body, a GET's query */
+	struct form	 query;		/* a POST's query string (not LR_RELAY) */
+	int		 is_post;
+	char		 route[33];
+	char		 base[600];	/* public_base() */
+};
+
+static void
+line_req_free(struct line_req *lr)
+{
+	form_free(&lr->body);
+	form_free(&lr->query);
+}
+
+/*
+ * The method, the route and its line, the parameters and Twilio's
+ * signature over them (what names the request in the refusal's log line).
+ * 1 with lr filled: line_req_free() it; otherwise 0, the request answered
+ * (405, 404, 400 or the signature's 403) and nothing to free.
+ */
+static int
+line_route(struct conn *c, struct http_req *r, const char *route, size_t rlen,
+    enum line_route_kind kind, const char *what, struct line_req *lr)
+{
+	struct master *m = conn_master(c);
+	const char *q = strchr(http_req_url(r), '?');
+
+	memset(lr, 0, sizeof(*lr));
+	lr->is_post = strcmp(http_req_method(r), "POST") == 0;
+	if (!lr->is_post && (kind != LR_VOICE ||
+	    strcmp(http_req_method(r), "GET") != 0)) {
+		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
+		    kind == LR_VOICE ? "Allow: POST, GET\r\n" : "Allow: POST\r\n");
+		return 0;
+	}
+	if (rlen == 0 && kind == LR_VOICE) {
+		route = m->conf.default_route;
+		rlen = strlen(route);
+	} else if (!route_valid(route, rlen)) {
+		respond_text(c, 404, "no such route\n");
+		return 0;
+	}
+	memcpy(lr->route, route, rlen);
+	lr->route[rlen] = '\0';
+	lr->line = line_find(&m->lines, lr->route);
+	switch (kind) {
+	case LR_VOICE:
+		if (lr->line == NULL)
+			lr->line = &m->lines.fallback;
+		if (line_persona(lr->line, &m->personas, lr->route) == NULL) {
+			respond_text(c, 404, "no such route\n");
+			return 0;
+		}
+		break;
+	case LR_RELAY:
+		if (lr->line == NULL ||
+		    lr->line->transport != LINE_CONVERSATION_RELAY) {
+			respond_text(c, 404, "no such ConversationRelay line\n");
+			return 0;
+		}
+		break;
+	case LR_TRANSFER:
+		if (lr->line == NULL) {
+			respond_text(c, 404, "no such line\n");
+			return 0;
+		}
+		break;
+	}
+
+	if (lr->is_post ? form_parse(&lr->body, r->body ? r->body : "",
+	    r->body_len) : form_parse(&lr->body, q ? q + 1 : "",
+	    q ? strlen(q + 1) : 0)) {
+		master_count(m, SC_http_bad_requests);
+		respond_text(c, 400, "malformed form body\n");
+		return 0;
+	}
+	/* a POST's query string: the resume marker of a transfer's way back */
+	if (kind != LR_RELAY && lr->is_post && q != NULL &&
+	    form_parse(&lr->query, q + 1, strlen(q + 1))) {
+		master_count(m, SC_http_bad_requests);
+		respond_text(c, 400, "malformed query string\n");
+		goto refused;
+	}
+	if (!signed_base(c, r, lr->is_post ? &lr->body : NULL, what, lr->base,
+	    sizeof(lr->base)))
+		goto refused;
+	return 1;
+refused:
+	line_req_free(lr);
+	return 0;
+}
+
+/*
  * The voice webhook, and (outbound) Twilio's request for the TwiML of a
  * call placed here: then the callee (To) is the caller the call is billed
  * and recorded under, and the stream carries the request's parameters.
@@ -409,66 +535,21 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
     size_t rlen, int outbound)
 {
 	struct master *m = conn_master(c);
-	struct form f = { 0 }, qf = { 0 };
+	struct line_req lr;
 	struct stream_token tok;
 	struct voice_adm va;
-	char base[600];
 	const char *marker, *why;
 	uint64_t resume = 0;
-	char masked[64], routebuf[33];
-	const char *sid, *from, *to, *q, *target = http_req_url(r), *prev;
-	int is_post = strcmp(http_req_method(r), "POST") == 0;
-	const struct line *line;
+	char masked[64];
+	const char *sid, *from, *to, *prev;
 	size_t prev_len;
 
-	if (!is_post && strcmp(http_req_method(r), "GET") != 0) {
-		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
-		    "Allow: POST, GET\r\n");
+	if (!line_route(c, r, route, rlen, LR_VOICE, "voice webhook", &lr))
 		return;
-	}
-	if (rlen == 0) {
-		route = m->conf.default_route;
-		rlen = strlen(route);
-	} else if (!route_valid(route, rlen)) {
-		respond_text(c, 404, "no such route\n");
-		return;
-	}
-	memcpy(routebuf, route, rlen);
-	routebuf[rlen] = '\0';
-	/* a line, or a persona's route with the configuration's keys */
-	if ((line = line_find(&m->lines, routebuf)) == NULL)
-		line = &m->lines.fallback;
-	if (line_persona(line, &m->personas, routebuf) == NULL) {
-		respond_text(c, 404, "no such route\n");
-		return;
-	}
-
-	/* parameters: the form body (POST) or the query string (GET) */
-	q = strchr(target, '?');
-	if (is_post ? form_parse(&f, r->body ? r->body : "", r->body_len) :
-	    form_parse(&f, q ? q + 1 : "", q ? strlen(q + 1) : 0)) {
-		master_count(m, SC_http_bad_requests);
-		respond_text(c, 400, "malformed form body\n");
-		return;
-	}
-	/* a POST's query string: the resume marker of a transfer's way back */
-	if (is_post && q != NULL && form_parse(&qf, q + 1, strlen(q + 1))) {
-		master_count(m, SC_http_bad_requests);
-		respond_text(c, 400, "malformed query string\n");
-		goto out;
-	}
-	marker = form_get(is_post ? &qf : &f, "resume");
-	if (public_base(m, r, base, sizeof(base)) != 0) {
-		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
-		    "long\n");
-		goto out;
-	}
-	if (m->conf.validate_signature && !twilio_signed(c, r, base, target,
-	    is_post ? &f : NULL, "voice webhook"))
-		goto out;
-	sid = form_get(&f, "CallSid");
-	from = form_get(&f, "From");
-	to = form_get(&f, "To");
+	marker = form_get(lr.is_post ? &lr.query : &lr.body, "resume");
+	sid = form_get(&lr.body, "CallSid");
+	from = form_get(&lr.body, "From");
+	to = form_get(&lr.body, "To");
 	if (outbound) {
 		const char *swap = from;
 		from = to;
@@ -510,11 +591,11 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	/* back from a transfer nobody answered: a good marker, signed with
 	 * the URL, opens one more stream; any other goes the usual way */
 	if (marker != NULL) {
-		if (replay_resume(m, sid, routebuf, outbound, marker, &resume,
+		if (replay_resume(m, sid, lr.route, outbound, marker, &resume,
 		    &why) == 0) {
 			master_count(m, SC_voice_resumes);
 			log_info("call %s: back on %sroute %s after a transfer",
-			    sid, outbound ? "the outbound " : "", routebuf);
+			    sid, outbound ? "the outbound " : "", lr.route);
 			goto admit;
 		}
 		log_warnx("%s: voice webhook for call %s with a resume marker "
@@ -545,17 +626,17 @@ admit:
 	vr_strlcpy(va.sid, sid, sizeof(va.sid));
 	vr_strlcpy(va.to, to ? to : "", sizeof(va.to));
 	va.has_to = to != NULL;
-	vr_strlcpy(va.route, routebuf, sizeof(va.route));
-	vr_strlcpy(va.base, base, sizeof(va.base));
+	vr_strlcpy(va.route, lr.route, sizeof(va.route));
+	vr_strlcpy(va.base, lr.base, sizeof(va.base));
 	vr_strlcpy(va.masked, masked, sizeof(va.masked));
 	va.tok = tok;
 	va.resume = resume;
 	va.outbound = outbound;
-	vr_strlcpy(va.call_status, form_get(&f, "CallStatus") ?
-	    form_get(&f, "CallStatus") : "", sizeof(va.call_status));
+	vr_strlcpy(va.call_status, form_get(&lr.body, "CallStatus") ?
+	    form_get(&lr.body, "CallStatus") : "", sizeof(va.call_status));
 	/* with DATABASE_URL, a line with a quota reads what the caller used
 	 * on every host first; not answering in time is not a refusal */
-	if (!m->draining && line_has_quota(line) && shared_on(m)) {
+	if (!m->draining && line_has_quota(lr.line) && shared_on(m)) {
 		struct voice_adm *held = malloc(sizeof(*held));
 
 		if (held != NULL) {
@@ -570,8 +651,7 @@ admit:
 	voice_admit(c, &va, shm_usage_ms(&m->shm, tok.caller, mono_ms()) +
 	    (shared_on(m) ? shm_remote_ms(&m->shm, tok.caller) : 0), 0, 0, 0);
 out:
-	form_free(&f);
-	form_free(&qf);
+	line_req_free(&lr);
 }
 
 static void
@@ -595,17 +675,11 @@ int
 routes_signed(struct conn *c, struct http_req *r, struct form *f,
     const char *what)
 {
-	struct master *m = conn_master(c);
 	char base[600];
 
-	if (!m->conf.validate_signature)
+	if (!conn_master(c)->conf.validate_signature)
 		return 1;
-	if (public_base(m, r, base, sizeof(base)) != 0) {
-		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
-		    "long\n");
-		return 0;
-	}
-	return twilio_signed(c, r, base, http_req_url(r), f, what);
+	return signed_base(c, r, f, what, base, sizeof(base));
 }
 
 /* ---------------------------------------------------------------- */
@@ -623,47 +697,21 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
     size_t rlen)
 {
 	struct master *m = conn_master(c);
-	struct form f = { 0 };
+	struct line_req lr;
 	struct twiml t = { 0 };
-	const struct line *line;
 	const struct line_target *tg = NULL;
-	const char *sid, *ho, *to = NULL, *reason = NULL;
-	char base[600], routebuf[33], action[700];
+	const char *sid, *ho, *st, *to = NULL, *reason = NULL;
+	char action[700];
 	json_t *j = NULL;
 
-	if (strcmp(http_req_method(r), "POST") != 0) {
-		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
-		    "Allow: POST\r\n");
+	if (!line_route(c, r, route, rlen, LR_RELAY, "relay action callback",
+	    &lr))
 		return;
-	}
-	if (!route_valid(route, rlen)) {
-		respond_text(c, 404, "no such route\n");
-		return;
-	}
-	memcpy(routebuf, route, rlen);
-	routebuf[rlen] = '\0';
-	if ((line = line_find(&m->lines, routebuf)) == NULL ||
-	    line->transport != LINE_CONVERSATION_RELAY) {
-		respond_text(c, 404, "no such ConversationRelay line\n");
-		return;
-	}
-	if (form_parse(&f, r->body ? r->body : "", r->body_len)) {
-		master_count(m, SC_http_bad_requests);
-		respond_text(c, 400, "malformed form body\n");
-		return;
-	}
-	if (public_base(m, r, base, sizeof(base)) != 0) {
-		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
-		    "long\n");
-		goto out;
-	}
-	if (m->conf.validate_signature && !twilio_signed(c, r, base,
-	    http_req_url(r), &f, "relay action callback"))
-		goto out;
-	sid = form_get(&f, "CallSid");
+	sid = form_get(&lr.body, "CallSid");
 	if (sid == NULL || strlen(sid) >= SHM_SID_MAX)
 		sid = "(no CallSid)";
-	ho = form_get(&f, "HandoffData");
+	ho = form_get(&lr.body, "HandoffData");
+	st = form_get(&lr.body, "SessionStatus");
 	if (ho != NULL && ho[0] != '\0' && strlen(ho) <= 4096 &&
 	    (j = json_loads(ho, 0, NULL)) != NULL) {
 		reason = json_string_value(json_object_get(j, "reason"));
@@ -671,35 +719,32 @@ route_relay_ended(struct conn *c, struct http_req *r, const char *route,
 	}
 	twiml_begin(&t);
 	if (reason != NULL && strcmp(reason, "transfer") == 0) {
-		if (to != NULL && (tg = line_target_find(line, to)) != NULL) {
+		if (to != NULL && (tg = line_target_find(lr.line, to)) != NULL) {
 			master_count(m, SC_relay_transfers);
 			log_info("call %s on line %s: transfer to \"%s\"", sid,
-			    routebuf, tg->label);
+			    lr.route, tg->label);
 			/* the dial's end comes back with its length */
-			snprintf(action, sizeof(action), "%s%s%s/done", base,
-			    PREFIX_TRANSFER, routebuf);
+			snprintf(action, sizeof(action), "%s%s%s/done", lr.base,
+			    PREFIX_TRANSFER, lr.route);
 			twiml_dial_with(&t, tg->number, tg->sip, NULL, 0,
 			    action);
 		} else {
 			master_count(m, SC_relay_transfer_refused);
 			log_warnx("call %s on line %s: transfer to a target not in "
 			    "the line's transfer_targets refused; hanging up", sid,
-			    routebuf);
+			    lr.route);
 		}
 	} else
 		log_info("call %s on line %s: session ended (%s%s%.64s)", sid,
-		    routebuf, reason ? reason : "no hand-off",
-		    form_get(&f, "SessionStatus") ? ", status " : "",
-		    form_get(&f, "SessionStatus") ? form_get(&f, "SessionStatus") :
-		    "");
+		    lr.route, reason ? reason : "no hand-off",
+		    st != NULL ? ", status " : "", st != NULL ? st : "");
 	if (tg == NULL) {
 		twiml_say(&t, m->conf.after_stream_message, m->conf.say_voice);
 		twiml_hangup(&t);
 	}
 	twiml_send(c, &t);
-out:
 	json_decref(j);
-	form_free(&f);
+	line_req_free(&lr);
 }
 
 /* ---------------------------------------------------------------- */
@@ -718,46 +763,20 @@ route_transfer_done(struct conn *c, struct http_req *r, const char *route,
     size_t rlen)
 {
 	struct master *m = conn_master(c);
-	struct form f = { 0 }, qf = { 0 };
+	struct line_req lr;
 	struct twiml t = { 0 };
-	const struct line *line;
-	const char *sid, *st, *dur, *marker, *q = strchr(http_req_url(r), '?');
-	char base[600], routebuf[33], url[1200];
+	const char *sid, *st, *dur, *marker;
+	char url[1200];
 	uint64_t exp = 0;
 	long secs = -1;
 	int answered, outbound = 0;
 
-	if (strcmp(http_req_method(r), "POST") != 0) {
-		conn_respond(c, 405, "text/plain", "method not allowed\n", 19,
-		    "Allow: POST\r\n");
+	if (!line_route(c, r, route, rlen, LR_TRANSFER,
+	    "transfer action callback", &lr))
 		return;
-	}
-	if (!route_valid(route, rlen)) {
-		respond_text(c, 404, "no such route\n");
-		return;
-	}
-	memcpy(routebuf, route, rlen);
-	routebuf[rlen] = '\0';
-	if ((line = line_find(&m->lines, routebuf)) == NULL) {
-		respond_text(c, 404, "no such line\n");
-		return;
-	}
-	if (form_parse(&f, r->body ? r->body : "", r->body_len) ||
-	    (q != NULL && form_parse(&qf, q + 1, strlen(q + 1)))) {
-		master_count(m, SC_http_bad_requests);
-		respond_text(c, 400, "malformed form body or query\n");
-		goto out;
-	}
-	if (!routes_signed(c, r, &f, "transfer action callback"))
-		goto out;
-	if (public_base(m, r, base, sizeof(base)) != 0) {
-		respond_text(c, 400, "no usable Host header, or PUBLIC_URL too "
-		    "long\n");
-		goto out;
-	}
-	sid = form_get(&f, "CallSid");
-	st = form_get(&f, "DialCallStatus");
-	dur = form_get(&f, "DialCallDuration");
+	sid = form_get(&lr.body, "CallSid");
+	st = form_get(&lr.body, "DialCallStatus");
+	dur = form_get(&lr.body, "DialCallDuration");
 	if (sid == NULL || sid[0] == '\0' || strlen(sid) >= SHM_SID_MAX ||
 	    strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789") != strlen(sid)) {
@@ -782,32 +801,31 @@ route_transfer_done(struct conn *c, struct http_req *r, const char *route,
 		store_post(m->store, rec);
 	}
 	log_info("call %s on line %s: the transfer's dial ended %s after %ld s",
-	    sid, routebuf, st, secs > 0 ? secs : 0);
-	marker = form_get(&qf, "resume");
+	    sid, lr.route, st, secs > 0 ? secs : 0);
+	marker = form_get(&lr.query, "resume");
 	twiml_begin(&t);
 	if (answered)
 		twiml_hangup(&t);
-	else if (line->transfer_back && marker != NULL && marker[0] != '\0' &&
+	else if (lr.line->transfer_back && marker != NULL && marker[0] != '\0' &&
 	    strlen(marker) < RESUME_MAX_LEN &&
 	    strspn(marker, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	    "0123456789-_.") == strlen(marker) &&
-	    resume_verify(m->conf.stream_secret, sid, routebuf, marker,
+	    resume_verify(m->conf.stream_secret, sid, lr.route, marker,
 	    strlen(marker), wall_ms() / 1000, &exp, &outbound) == TOKEN_OK) {
 		/* the way back by the path the call came in on: a call placed
 		 * here to its outbound line, whose request makes the callee
 		 * the caller again; /voice or /outbound spends the marker */
-		snprintf(url, sizeof(url), "%s%s/%s?resume=%s", base,
-		    outbound ? "/outbound" : PREFIX_VOICE, routebuf, marker);
+		snprintf(url, sizeof(url), "%s%s/%s?resume=%s", lr.base,
+		    outbound ? "/outbound" : PREFIX_VOICE, lr.route, marker);
 		twiml_redirect(&t, url);
 	} else {
-		twiml_say(&t, line->transfer_voicemail ? line->transfer_voicemail :
-		    "Goodbye.", m->conf.say_voice);
+		twiml_say(&t, lr.line->transfer_voicemail ?
+		    lr.line->transfer_voicemail : "Goodbye.", m->conf.say_voice);
 		twiml_hangup(&t);
 	}
 	twiml_send(c, &t);
 out:
-	form_free(&f);
-	form_free(&qf);
+	line_req_free(&lr);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1293,12 +1311,31 @@ route_healthz(struct conn *c)
 		conn_respond(c, 200, "application/json", ok, sizeof(ok) - 1, NULL);
 }
 
+/*
+ * The line of a path prefix<line>suffix (url[0..plen) starts with prefix),
+ * *rlen its length; NULL for any other path under prefix.
+ */
+static const char *
+line_path(const char *url, size_t plen, const char *prefix,
+    const char *suffix, size_t *rlen)
+{
+	const char *rt = url + strlen(prefix);
+	const char *sl = memchr(rt, '/', plen - strlen(prefix));
+	size_t sn = strlen(suffix);
+
+	if (sl == NULL || (size_t)(url + plen - sl) != sn ||
+	    strncmp(sl, suffix, sn) != 0)
+		return NULL;
+	*rlen = (size_t)(sl - rt);
+	return rt;
+}
+
 static void
 public_dispatch(struct conn *c, struct http_req *r)
 {
 	struct master *m = conn_master(c);
-	const char *url = http_req_url(r), *method = http_req_method(r);
-	size_t plen = strcspn(url, "?");
+	const char *url = http_req_url(r), *method = http_req_method(r), *rt;
+	size_t plen = strcspn(url, "?"), rtlen;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
 	if (r->upgrade) {
@@ -1344,11 +1381,9 @@ public_dispatch(struct conn *c, struct http_req *r)
 	}
 	if (strncmp(url, PREFIX_RELAY, strlen(PREFIX_RELAY)) == 0) {
 		/* /relay/<line>/ended, or a session URL without its upgrade */
-		const char *rt = url + strlen(PREFIX_RELAY);
-		const char *sl = memchr(rt, '/', plen - strlen(PREFIX_RELAY));
-		if (sl != NULL && (size_t)(url + plen - sl) == 6 &&
-		    strncmp(sl, "/ended", 6) == 0) {
-			route_relay_ended(c, r, rt, (size_t)(sl - rt));
+		if ((rt = line_path(url, plen, PREFIX_RELAY, "/ended",
+		    &rtlen)) != NULL) {
+			route_relay_ended(c, r, rt, rtlen);
 			return;
 		}
 		respond_text(c, 426, "WebSocket upgrade required\n");
@@ -1359,12 +1394,9 @@ public_dispatch(struct conn *c, struct http_req *r)
 		return;
 	}
 	if (strncmp(url, PREFIX_TRANSFER, strlen(PREFIX_TRANSFER)) == 0) {
-		/* /transfer/<line>/done */
-		const char *rt = url + strlen(PREFIX_TRANSFER);
-		const char *sl = memchr(rt, '/', plen - strlen(PREFIX_TRANSFER));
-		if (sl != NULL && (size_t)(url + plen - sl) == 5 &&
-		    strncmp(sl, "/done", 5) == 0) {
-			route_transfer_done(c, r, rt, (size_t)(sl - rt));
+		if ((rt = line_path(url, plen, PREFIX_TRANSFER, "/done",
+		    &rtlen)) != NULL) {
+			route_transfer_done(c, r, rt, rtlen);
 			return;
 		}
 		respond_text(c, 404, "not found\n");
