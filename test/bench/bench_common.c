@@ -3,10 +3,12 @@
  */
 #include "test/bench/bench_common.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/sha1.h>
 
@@ -32,6 +34,25 @@ bench_raise_nofile(void)
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	return (long)rl.rlim_cur;
+}
+
+int
+bench_write_out(int fd, struct buf *out, uint64_t *bytes)
+{
+	ssize_t n;
+
+	while (buf_pending(out) > 0) {
+		n = write(fd, buf_head(out), buf_pending(out));
+		if (n > 0) {
+			*bytes += (uint64_t)n;
+			buf_consume(out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		return -1;
+	}
+	return 0;
 }
 
 int64_t
@@ -173,6 +194,65 @@ bws_parse(const uint8_t *p, size_t n, struct bws_frame *f)
 	f->hlen = h;
 	f->plen = len;
 	return 1;
+}
+
+int
+bws_next(uint8_t *p, size_t n, size_t *off, int masked, uint64_t max,
+    struct bws_frame *f, uint8_t **pl)
+{
+	int rc = bws_parse(p + *off, n - *off, f);
+
+	if (rc < 0 || (rc > 0 && (f->masked != masked || f->plen > max)))
+		return -1;
+	if (rc == 0 || n - *off < f->hlen + f->plen)
+		return 0;
+	*pl = p + *off + f->hlen;
+	if (f->masked)
+		bws_mask(*pl, (size_t)f->plen, f->mask);
+	*off += f->hlen + (size_t)f->plen;
+	return 1;
+}
+
+uint8_t *
+bws_input(struct buf *in, uint8_t *p, size_t n, size_t *len)
+{
+	if (buf_pending(in) == 0) {
+		*len = n;
+		return p;
+	}
+	if (buf_append(in, p, n) != 0)
+		return NULL;
+	*len = buf_pending(in);
+	return (uint8_t *)buf_head(in);
+}
+
+int
+bws_input_done(struct buf *in, uint8_t *d, size_t len, size_t used)
+{
+	if (buf_pending(in) > 0 && d == (uint8_t *)buf_head(in)) {
+		buf_consume(in, used);
+		return 0;
+	}
+	/* a frame cut by the read waits in the buffer for its rest */
+	return used < len ? buf_append(in, d + used, len - used) : 0;
+}
+
+int
+bws_put(struct buf *b, int opcode, const void *p, size_t n,
+    const uint8_t *mask)
+{
+	uint8_t *w;
+	size_t h;
+
+	if ((w = (uint8_t *)buf_reserve(b, n + BWS_MAX_HEADER)) == NULL)
+		return -1;
+	h = bws_header(w, opcode, n, mask);
+	if (n > 0)
+		memcpy(w + h, p, n);
+	if (mask != NULL)
+		bws_mask(w + h, n, mask);
+	buf_commit(b, h + n);
+	return 0;
 }
 
 int

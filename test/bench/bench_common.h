@@ -1,7 +1,8 @@
 /*
  * bench_common.h — what the load generator and the fake Realtime server
  * share: the clock, descriptor limits, base64, a minimal WebSocket framing
- * (RFC 6455 §5.2) for both roles, and a log-linear latency histogram.
+ * (RFC 6455 §5.2) for both roles with its input and output buffering, a
+ * socket's writes, and a log-linear latency histogram.
  *
  * The framing here is deliberately small: both ends of the benchmark are
  * ours, so it handles exactly what voxrelay sends (whole, unfragmented text
@@ -12,6 +13,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proto/buf.h"
 
 /* ---- time, limits ---- */
 
@@ -57,6 +60,31 @@ struct bws_frame {
  */
 int bws_parse(const uint8_t *p, size_t n, struct bws_frame *f);
 
+/*
+ * The next whole frame of p[0..n) from *off: 1 with f and *pl (its
+ * payload, unmasked) filled and *off past it; 0 if the frame is not whole
+ * yet; -1 for a header bws_parse() refuses, a frame masked other than
+ * masked says (a client's frames are, a server's are not) or a payload
+ * over max.
+ */
+int bws_next(uint8_t *p, size_t n, size_t *off, int masked, uint64_t max,
+    struct bws_frame *f, uint8_t **pl);
+
+/*
+ * Bytes read from a socket, in whole frames: bws_input() gives what to
+ * parse, p[0..n) itself or, when the last read ended inside a frame, the
+ * stream's buffer in with p appended (NULL: in is full); once the frames
+ * are parsed, bws_input_done() consumes the used bytes of it and keeps the
+ * rest (-1: in is full).
+ */
+uint8_t *bws_input(struct buf *in, uint8_t *p, size_t n, size_t *len);
+int      bws_input_done(struct buf *in, uint8_t *d, size_t len, size_t used);
+
+/* One final frame of opcode with payload p[0..n) into b, masked with mask
+ * unless it is NULL; 0, or -1 when b is full. */
+int bws_put(struct buf *b, int opcode, const void *p, size_t n,
+    const uint8_t *mask);
+
 /* Sec-WebSocket-Accept (28 characters + NUL) of a client key; 0 or -1. */
 int bws_accept(const char *key, char out[29]);
 
@@ -100,6 +128,11 @@ uint64_t hist_quantile(const struct hist *h, double q);
 void     hist_diff(struct hist *out, const struct hist *b, const struct hist *a);
 
 /* ---- sockets ---- */
+
+/* write() what out holds to the non-blocking fd until it is empty or the
+ * socket takes no more, adding what went to *bytes; 0, or -1 (errno) when
+ * the write failed. */
+int bench_write_out(int fd, struct buf *out, uint64_t *bytes);
 
 /* Ask the kernel for receive timestamps (SO_TIMESTAMPNS) on fd. */
 int bench_rx_timestamps(int fd);

@@ -193,22 +193,13 @@ frame_buf(struct conn *c)
 static void
 send_frame(struct conn *c, int opcode, const void *p, size_t n)
 {
-	struct buf *b = frame_buf(c);
-	uint8_t *w;
-	size_t h;
-
 	if (c->ws != NULL) {
 		if (ws_codec_send(c->ws, opcode, p, n) != WS_OK)
 			conn_close(c);
 		return;
 	}
-	if ((w = (uint8_t *)buf_reserve(b, n + BWS_MAX_HEADER)) == NULL) {
+	if (bws_put(frame_buf(c), opcode, p, n, NULL) != 0)
 		conn_close(c);
-		return;
-	}
-	h = bws_header(w, opcode, n, NULL);
-	memcpy(w + h, p, n);
-	buf_commit(b, h + n);
 }
 
 static void
@@ -781,24 +772,22 @@ on_control(struct conn *c, int op, const uint8_t *p, size_t n)
 	}
 }
 
-/* Parse whole frames from p[0..n); returns the bytes used, or -1. */
+/* Parse whole frames from p[0..n); returns the bytes used (all of them
+ * once the connection takes no more frames), or -1. */
 static long
 parse_frames(struct conn *c, uint8_t *p, size_t n)
 {
 	struct bws_frame f;
 	size_t off = 0;
+	uint8_t *pl;
 	int rc;
 
 	while (off < n && c->state == ST_OPEN) {
-		rc = bws_parse(p + off, n - off, &f);
-		if (rc < 0 || (rc > 0 && (!f.masked || f.plen > MAX_MSG)))
+		if ((rc = bws_next(p, n, &off, 1, MAX_MSG, &f, &pl)) < 0)
 			return -1;
-		if (rc == 0 || n - off < f.hlen + f.plen)
+		if (rc == 0)
 			break;
-		uint8_t *pl = p + off + f.hlen;
 		size_t pn = (size_t)f.plen;
-		bws_mask(pl, pn, f.mask);
-		off += f.hlen + pn;
 		if (f.opcode & 0x8) {
 			on_control(c, f.opcode, pl, pn);
 			continue;
@@ -826,12 +815,14 @@ parse_frames(struct conn *c, uint8_t *p, size_t n)
 		if (f.opcode == BWS_TEXT)
 			on_message(c, pl, pn);
 	}
-	return (long)off;
+	return c->state == ST_OPEN ? (long)off : (long)n;
 }
 
 static void
 ws_input(struct conn *c, uint8_t *p, size_t n)
 {
+	uint8_t *d;
+	size_t dn;
 	long used;
 
 	if (c->ws != NULL) {
@@ -843,29 +834,18 @@ ws_input(struct conn *c, uint8_t *p, size_t n)
 			c->state = ST_CLOSING;
 		return;
 	}
-	if (buf_pending(&c->in) > 0) {
-		if (buf_append(&c->in, p, n) != 0) {
-			conn_close(c);
-			return;
-		}
-		used = parse_frames(c, (uint8_t *)buf_head(&c->in),
-		    buf_pending(&c->in));
-		if (used < 0)
-			goto bad;
-		buf_consume(&c->in, (size_t)used);
+	if ((d = bws_input(&c->in, p, n, &dn)) == NULL) {
+		conn_close(c);
 		return;
 	}
-	used = parse_frames(c, p, n);
-	if (used < 0)
-		goto bad;
-	if ((size_t)used < n && c->state == ST_OPEN &&
-	    buf_append(&c->in, p + used, n - (size_t)used) != 0)
+	if ((used = parse_frames(c, d, dn)) < 0) {
+		S.proto_err++;
+		send_frame(c, BWS_CLOSE, "\x03\xea", 2);	/* 1002 */
+		c->state = ST_CLOSING;
+		return;
+	}
+	if (bws_input_done(&c->in, d, dn, (size_t)used) != 0)
 		conn_close(c);
-	return;
-bad:
-	S.proto_err++;
-	send_frame(c, BWS_CLOSE, "\x03\xea", 2);	/* 1002 */
-	c->state = ST_CLOSING;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1138,8 +1118,6 @@ conn_watch(struct conn *c, int events)
 static void
 conn_flush(struct conn *c)
 {
-	ssize_t n;
-
 	if (c->state == ST_CLOSED)
 		return;
 	if (S.tls && c->state != ST_TLS && buf_pending(&c->pout) > 0) {
@@ -1153,15 +1131,7 @@ conn_flush(struct conn *c)
 			buf_consume(&c->pout, (size_t)w);
 		}
 	}
-	while (buf_pending(&c->out) > 0) {
-		n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
-		if (n > 0) {
-			S.bytes_out += (uint64_t)n;
-			buf_consume(&c->out, (size_t)n);
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
+	if (bench_write_out(c->fd, &c->out, &S.bytes_out) != 0) {
 		conn_close(c);
 		return;
 	}

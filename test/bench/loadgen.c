@@ -426,8 +426,6 @@ call_watch(struct call *c, int events)
 static void
 flush_call(struct call *c)
 {
-	ssize_t n;
-
 	if (!c->poll_open || buf_pending(&c->out) == 0 ||
 	    uv_is_closing((uv_handle_t *)&c->poll))
 		return;
@@ -447,15 +445,7 @@ flush_call(struct call *c)
 		c->stamp_prompt = 0;
 		c->t_prompt = bench_now_ns();
 	}
-	while (buf_pending(&c->out) > 0) {
-		n = write(c->fd, buf_head(&c->out), buf_pending(&c->out));
-		if (n > 0) {
-			G.st->bytes_out += (uint64_t)n;
-			buf_consume(&c->out, (size_t)n);
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
+	if (bench_write_out(c->fd, &c->out, &G.st->bytes_out) != 0) {
 		if (c->state == C_LIVE || c->state == C_DRAIN) {
 			c->t_dead = bench_now_ns();
 			G.st->dropped++;
@@ -480,42 +470,27 @@ flush_call(struct call *c)
 		call_watch(c, UV_READABLE);
 }
 
-/* One masked text frame into out. */
+/* One masked frame into out; a text frame out has no room for counts
+ * as a write that has to wait. */
 static void
-send_text(struct call *c, const char *p, size_t n)
+send_ws(struct call *c, int op, const void *p, size_t n)
 {
-	uint8_t mask[4], *w;
+	uint8_t mask[4];
 	uint64_t r = bench_rand(&G.rng);
-	size_t h;
 
 	memcpy(mask, &r, 4);
-	if ((w = (uint8_t *)buf_reserve(&c->out, n + BWS_MAX_HEADER)) == NULL) {
-		G.st->write_again++;
+	if (bws_put(&c->out, op, p, n, mask) != 0) {
+		if (op == BWS_TEXT)
+			G.st->write_again++;
 		return;
 	}
-	h = bws_header(w, BWS_TEXT, n, mask);
-	memcpy(w + h, p, n);
-	bws_mask(w + h, n, mask);
-	buf_commit(&c->out, h + n);
 	set_dirty(c);
 }
 
 static void
-send_control(struct call *c, int op, const uint8_t *p, size_t n)
+send_text(struct call *c, const char *p, size_t n)
 {
-	uint8_t mask[4], *w;
-	uint64_t r = bench_rand(&G.rng);
-	size_t h;
-
-	memcpy(mask, &r, 4);
-	if ((w = (uint8_t *)buf_reserve(&c->out, n + BWS_MAX_HEADER)) == NULL)
-		return;
-	h = bws_header(w, op, n, mask);
-	if (n)
-		memcpy(w + h, p, n);
-	bws_mask(w + h, n, mask);
-	buf_commit(&c->out, h + n);
-	set_dirty(c);
+	send_ws(c, BWS_TEXT, p, n);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1020,36 +995,36 @@ call_ended_by_peer(struct call *c, const char *why)
 	close_handle(c, C_DONE);
 }
 
-/* Whole frames from p[0..n); returns the bytes used, or -1. */
+/* Whole frames from p[0..n); returns the bytes used (all of them once
+ * the call is over), or -1. */
 static long
 parse_frames(struct call *c, uint8_t *p, size_t n, uint64_t now, uint64_t rx)
 {
 	struct bws_frame f;
 	size_t off = 0;
+	uint8_t *pl;
 	int rc;
 
 	while (off < n && c->state < C_DONE) {
-		rc = bws_parse(p + off, n - off, &f);
-		if (rc < 0 || (rc > 0 && (f.masked || !f.fin)))
+		if ((rc = bws_next(p, n, &off, 0, UINT64_MAX, &f, &pl)) < 0 ||
+		    (rc > 0 && !f.fin))
 			return -1;
-		if (rc == 0 || n - off < f.hlen + f.plen)
+		if (rc == 0)
 			break;
-		uint8_t *pl = p + off + f.hlen;
 		size_t pn = (size_t)f.plen;
-		off += f.hlen + pn;
 		switch (f.opcode) {
 		case BWS_TEXT:
 			on_text(c, (const char *)pl, pn, now, rx);
 			break;
 		case BWS_PING:
 			G.st->pings++;
-			send_control(c, BWS_PONG, pl, pn);
+			send_ws(c, BWS_PONG, pl, pn);
 			break;
 		case BWS_CLOSE: {
 			char why[32];
 			unsigned code = pn >= 2 ? (unsigned)pl[0] << 8 | pl[1] : 1005;
 			if (c->state != C_CLOSING)
-				send_control(c, BWS_CLOSE, pl, pn >= 2 ? 2 : 0);
+				send_ws(c, BWS_CLOSE, pl, pn >= 2 ? 2 : 0);
 			flush_call(c);
 			snprintf(why, sizeof(why), "close %u", code);
 			call_ended_by_peer(c, why);
@@ -1059,34 +1034,21 @@ parse_frames(struct call *c, uint8_t *p, size_t n, uint64_t now, uint64_t rx)
 			break;
 		}
 	}
-	return (long)off;
+	return c->state < C_DONE ? (long)off : (long)n;
 }
 
 /* Bytes of the Media Stream; rx: when they reached the socket. */
 static void
 ws_input(struct call *c, uint8_t *p, size_t n, uint64_t now, uint64_t rx)
 {
+	uint8_t *d;
+	size_t dn;
 	long used;
 
-	if (buf_pending(&c->in) > 0) {
-		if (buf_append(&c->in, p, n) != 0)
-			goto bad;
-		used = parse_frames(c, (uint8_t *)buf_head(&c->in),
-		    buf_pending(&c->in), now, rx);
-		if (used < 0)
-			goto bad;
-		buf_consume(&c->in, (size_t)used);
-		return;
-	}
-	used = parse_frames(c, p, n, now, rx);
-	if (used < 0)
-		goto bad;
-	if ((size_t)used < n && c->state < C_DONE &&
-	    buf_append(&c->in, p + used, n - (size_t)used) != 0)
-		goto bad;
-	return;
-bad:
-	call_ended_by_peer(c, "bad WebSocket framing from the daemon");
+	if ((d = bws_input(&c->in, p, n, &dn)) == NULL ||
+	    (used = parse_frames(c, d, dn, now, rx)) < 0 ||
+	    bws_input_done(&c->in, d, dn, (size_t)used) != 0)
+		call_ended_by_peer(c, "bad WebSocket framing from the daemon");
 }
 
 /* ---------------------------------------------------------------- */
@@ -1594,7 +1556,7 @@ end_calls(uint64_t now)
 			marks_due(c, now, 1);
 			if (!O.relay)
 				send_stop(c);
-			send_control(c, BWS_CLOSE, (const uint8_t *)"\x03\xe8", 2);
+			send_ws(c, BWS_CLOSE, (const uint8_t *)"\x03\xe8", 2);
 			c->state = C_CLOSING;
 			break;
 		default:
