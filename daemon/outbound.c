@@ -689,7 +689,7 @@ ob_outcome(void *arg, const struct rest_done *d)
 	if (d->attempts > 1)
 		shm_count(m->shm.hdr->sh_counters, SC_rest_retries,
 		    (uint64_t)d->attempts - 1);
-	if (oc == NULL)
+	if (d->kind != REST_CREATE || oc == NULL)
 		return;
 	uv_timer_stop(oc->deadline);
 	mask_phone(oc->to, masked, sizeof(masked));

@@ -219,7 +219,7 @@ write_cb(char *p, size_t size, size_t n, void *arg)
 	struct job *j = arg;
 	size_t len = size * n, keep = j->resp_cap - 1 - j->resp_len;
 
-	if (keep < len && j->kind == REST_HOOK) {
+	if (keep < len && (j->kind == REST_HOOK || j->kind == REST_GET)) {
 		j->too_big = 1;		/* no partial JSON: the transfer stops */
 		return 0;
 	}
@@ -311,8 +311,8 @@ report(struct job *j, int ok)
 	    0, NULL, NULL };
 	char *body = NULL;
 
-	/* a created call's answer holds its sid */
-	if (j->kind == REST_CREATE && j->resp_len > 0 &&
+	/* a created call's answer holds its sid; a read, what was read */
+	if ((j->kind == REST_CREATE || j->kind == REST_GET) && j->resp_len > 0 &&
 	    (body = malloc(j->resp_len + 1)) != NULL) {
 		memcpy(body, j->resp, j->resp_len);
 		body[j->resp_len] = '\0';
@@ -392,6 +392,9 @@ job_finished(struct job *j, CURLcode res)
 	/* network trouble, throttling and server errors are worth another go;
 	 * a 4xx about the request itself is not */
 	retry = res != CURLE_OK || status == 429 || status >= 500;
+	/* a read is tried once: its caller knows when to ask again */
+	if (j->kind == REST_GET)
+		retry = 0;
 	if (retry && j->attempt < SMS_ATTEMPTS) {
 		uint64_t delay = 1000ull << (j->attempt - 1);
 		log_warnx("%s%s failed (%s); retrying in %llu ms", j->what,
@@ -434,7 +437,8 @@ rest_attempt(struct job *j)
 
 	j->attempt++;
 	if (j->resp == NULL) {
-		j->resp_cap = j->kind == REST_HOOK ? HOOK_RESP_MAX : RESP_MAX;
+		j->resp_cap = j->kind == REST_HOOK || j->kind == REST_GET ?
+		    HOOK_RESP_MAX : RESP_MAX;
 		j->resp = malloc(j->resp_cap);
 	}
 	if (e == NULL || j->resp == NULL) {
@@ -451,7 +455,10 @@ rest_attempt(struct job *j)
 	j->errbuf[0] = '\0';
 	j->easy = e;
 	curl_easy_setopt(e, CURLOPT_URL, j->url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->form);
+	if (j->kind == REST_GET)
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	else
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->form);
 	if (j->kind == REST_HOOK) {
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->method);
@@ -460,7 +467,10 @@ rest_attempt(struct job *j)
 		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(e, CURLOPT_USERNAME, cf->twilio_account_sid);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, cf->twilio_auth_token);
-		curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
+		if (j->kind == REST_GET)
+			curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->timeout_ms);
+		else
+			curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
 	}
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 5L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -638,6 +648,35 @@ rest_create_call(struct rest *r, const char *form, uint64_t ref)
 	j->kind = REST_CREATE;
 	j->ref = ref;
 	j->what = "outbound call";
+	job_start(j);
+	return 0;
+}
+
+int
+rest_get(struct rest *r, const char *path, long timeout_ms, uint64_t ref)
+{
+	const struct conf *cf;
+	struct job *j;
+	size_t n;
+
+	if (r == NULL || !rest_calls_configured(r) || path[0] == '/')
+		return -1;
+	cf = r->cf;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->r = r;
+	n = strlen(cf->twilio_api_base) + strlen(cf->twilio_account_sid) +
+	    strlen(path) + 32;
+	if ((j->url = malloc(n)) == NULL) {
+		job_destroy(j);
+		return -1;
+	}
+	snprintf(j->url, n, "%s/2010-04-01/Accounts/%s/%s",
+	    cf->twilio_api_base, cf->twilio_account_sid, path);
+	j->kind = REST_GET;
+	j->ref = ref;
+	j->timeout_ms = timeout_ms;
+	j->what = "read of the account";
 	job_start(j);
 	return 0;
 }

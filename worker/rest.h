@@ -27,6 +27,7 @@ enum rest_kind {
 	REST_CALL,		/* an update of the live call (hang-up, transfer) */
 	REST_HOOK,		/* a business webhook a tool calls */
 	REST_CREATE,		/* a new outbound call (Calls.json) */
+	REST_GET,		/* a resource of the account read (rest_get) */
 };
 
 /* How a job ended, once. */
@@ -36,7 +37,8 @@ struct rest_done {
 	int		 attempts;
 	uint64_t	 ref;		/* the caller's, from the request */
 	/* REST_HOOK: the HTTP status, the answer (ok only; not NUL-
-	 * terminated, valid during the callback), or why there is none */
+	 * terminated, valid during the callback), or why there is none;
+	 * REST_CREATE, REST_GET: the status and the answer (NUL-terminated) */
 	long		 status;
 	const char	*body;
 	size_t		 body_len;
@@ -67,6 +69,14 @@ int  rest_update_call(struct rest *r, const char *call_sid, const char *name,
  * none came) and its answer (the Call resource, or Twilio's error).  0,
  * or -1 if the account is not configured. */
 int  rest_create_call(struct rest *r, const char *form, uint64_t ref);
+/* Read a resource of the account: GET .../Accounts/<sid>/<path>, path
+ * with its query string already encoded ("Calls/CA....json",
+ * "Calls.json?To=%2B1...").  Tried once within timeout_ms; an answer over
+ * 64 KiB fails.  ref comes back in the outcome (REST_GET) with the HTTP
+ * status (0: none came) and the answer.  0, or -1 if the account is not
+ * configured. */
+int  rest_get(struct rest *r, const char *path, long timeout_ms,
+    uint64_t ref);
 /* Send body (JSON) to a business webhook with method and headers ("Name:
  * value", NULL-terminated), tried once within timeout_ms; an answer over
  * 64 KiB is refused.  ref and tag come back in the outcome.  0 or -1. */
