@@ -113,6 +113,7 @@ line_defaults(struct line *l, const struct conf *cf)
 	l->max_call_minutes = -1;
 	l->wrapup_grace = cf->wrapup_grace;
 	l->rollover_minutes = cf->session_rollover_minutes;
+	l->greeting_pause_ms = cf->outbound_greeting_pause;
 	l->wrapup = strdup(cf->wrapup_instructions);
 	l->sms = strdup(cf->sms_message);
 	return l->wrapup != NULL && l->sms != NULL ? 0 : -1;
@@ -212,7 +213,7 @@ static const char *const keys[] = { "app", "persona", "free_minutes",
     "tools", "transport", "description", "facts", "keypad",
     "conversation_relay", "transfer_targets", "transfer", "webhooks",
     "session_rollover_minutes", "record_tool_arguments",
-    "voicemail", NULL };
+    "voicemail", "speaks_first", "greeting_pause_ms", "facts_from", NULL };
 
 /* <ConversationRelay>'s attributes a line may set (protocols.md 7.1); url
  * is the daemon's. */
@@ -474,6 +475,61 @@ get_facts(struct lctx *x, json_t *root, struct line *l)
 		return;
 	}
 	l->facts_json = json_dumps(v, JSON_COMPACT);
+}
+
+/* One of names (NULL-terminated) as its index plus one in *out; absent
+ * keeps *out.  0, or -1 (reported). */
+static int
+get_choice(struct lctx *x, json_t *root, const char *key,
+    const char *const *names, int *out)
+{
+	json_t *v = json_object_get(root, key);
+	const char *s = json_string_value(v);
+
+	if (v == NULL)
+		return 0;
+	for (int i = 0; s != NULL && names[i] != NULL; i++)
+		if (strcmp(names[i], s) == 0) {
+			*out = i + 1;
+			return 0;
+		}
+	bad(x, key, "\"%s\" or \"%s\"", names[0], names[1]);
+	return -1;
+}
+
+/* Who talks first, how long the greeting waits for the callee, and where
+ * verify_identity's facts come from. */
+static void
+get_greeting(struct lctx *x, json_t *root, struct line *l)
+{
+	static const char *const speakers[] = { "agent", "callee", NULL };
+	static const char *const sources[] = { "line", "call", NULL };
+	json_t *v = json_object_get(root, "greeting_pause_ms");
+	int who = 0, from = 0;
+
+	if (get_choice(x, root, "speaks_first", speakers, &who) == 0)
+		l->speaks_first = who == 0 ? LINE_SPEAKS_BY_DIRECTION :
+		    who == 1 ? LINE_SPEAKS_AGENT : LINE_SPEAKS_CALLEE;
+	if (l->speaks_first != LINE_SPEAKS_BY_DIRECTION &&
+	    l->transport == LINE_CONVERSATION_RELAY)
+		bad(x, "speaks_first", "a Media Streams line's: ConversationRelay "
+		    "greets with welcomeGreeting");
+	if (v != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 60000)
+			bad(x, "greeting_pause_ms", "whole ms, 0 to 60000");
+		else if (l->speaks_first == LINE_SPEAKS_AGENT)
+			bad(x, "greeting_pause_ms", "not used: speaks_first is "
+			    "\"agent\"");
+		else
+			l->greeting_pause_ms = (int)json_integer_value(v);
+	}
+	if (get_choice(x, root, "facts_from", sources, &from) == 0)
+		l->facts_from = from == 0 ? LINE_FACTS_BY_DIRECTION :
+		    from == 1 ? LINE_FACTS_LINE : LINE_FACTS_CALL;
+	if (l->facts_from == LINE_FACTS_CALL && l->facts_json != NULL)
+		bad(x, "facts_from", "\"call\": the line's \"facts\" would never "
+		    "be checked");
 }
 
 const struct line_key *
@@ -929,18 +985,19 @@ load_line(struct line *l, const char *path, const char *id,
 	get_relay(x, root, l);
 	get_targets(x, root, l);
 	get_facts(x, root, l);
+	get_greeting(x, root, l);
 	get_tools(x, root, l, p);
 	if (l->ntargets == 0 && json_object_get(root, "transfer") != NULL)
 		bad(x, "transfer", "needs transfer_targets");
 	get_keypad(x, root, l, ps);
-	if (l->facts_json == NULL) {
+	if (l->facts_json == NULL && l->facts_from != LINE_FACTS_CALL) {
 		/* nothing to check an identity against: not offered */
 		const char *t = l->tools_json ? l->tools_json :
 		    p ? p->tools_json : NULL;
 		char *less = line_tools_without(t, "verify_identity");
 		if (less != NULL && json_object_get(root, "tools") != NULL)
 			bad(x, "tools", "verify_identity needs \"facts\" to check "
-			    "the caller against");
+			    "the caller against (or \"facts_from\": \"call\")");
 		if (less != NULL) {
 			free(l->tools_json);
 			l->tools_json = less;

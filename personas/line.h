@@ -34,6 +34,17 @@
  *       "hints": ["cleaning", "crown"], ...  (strings, booleans, numbers;
  *       hints also a list)
  *     },
+ *     "speaks_first": "agent" | "callee",   who talks first: the persona's
+ *                                  greeting at once, or held for the
+ *                                  callee's first words (absent: the callee
+ *                                  on an outbound call, else the agent)
+ *     "greeting_pause_ms": 3000,   how long it is held: the greeting is said
+ *                                  then if nobody spoke (0: at once;
+ *                                  OUTBOUND_GREETING_PAUSE)
+ *     "facts_from": "line" | "call",   what verify_identity checks: "facts"
+ *                                  or the call's own (an outbound request's
+ *                                  name, date_of_birth, account_last4);
+ *                                  absent: the call's when outbound
  *     "voicemail": "..." | null,   an outbound call that reaches a machine
  *                                  leaves this message after the beep and
  *                                  hangs up; null or absent: hangs up at once
@@ -92,6 +103,20 @@ enum line_transport {
 	LINE_CONVERSATION_RELAY,
 };
 
+/* Who talks first on a call (speaks_first). */
+enum line_speaker {
+	LINE_SPEAKS_BY_DIRECTION = 0,	/* the callee when outbound */
+	LINE_SPEAKS_AGENT,
+	LINE_SPEAKS_CALLEE,
+};
+
+/* What verify_identity checks the caller against (facts_from). */
+enum line_facts_from {
+	LINE_FACTS_BY_DIRECTION = 0,	/* the call's when outbound */
+	LINE_FACTS_LINE,
+	LINE_FACTS_CALL,
+};
+
 /* Where transfer_call may send the caller: a label the model chooses by,
  * and a number (E.164) or a SIP URI. */
 struct line_target {
@@ -128,6 +153,9 @@ struct line {
 	char		*voicemail;		/* outbound: message for a machine */
 	char		*tools_json;		/* NULL: the persona's own */
 	char		*facts_json;		/* JSON object, NULL: none */
+	enum line_facts_from	 facts_from;
+	enum line_speaker	 speaks_first;
+	int		 greeting_pause_ms;	/* the callee first: the wait */
 	struct line_key	 keys[LINE_KEYS];	/* the keypad map */
 	int		 nkeys;
 	enum line_transport	 transport;

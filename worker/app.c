@@ -9,7 +9,9 @@
 #include "daemon/common/util.h"
 #include "personas/line.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct app *const apps[] = {
@@ -93,6 +95,85 @@ app_line_sms(struct call *c)
 	else
 		snprintf(body, sizeof(body), "%s", tmpl);
 	relay_send_sms(c, body);
+}
+
+int
+app_greeting(struct call *c)
+{
+	if (c->app->greeting != NULL)
+		return c->app->greeting(c);
+	return app_line_greeting(c);
+}
+
+int
+app_line_greeting(struct call *c)
+{
+	const struct line *l = c->line;
+
+	if (l == NULL || (l->speaks_first != LINE_SPEAKS_CALLEE &&
+	    (l->speaks_first != LINE_SPEAKS_BY_DIRECTION || !c->outbound)))
+		return 0;
+	return l->greeting_pause_ms;
+}
+
+/* An outbound call's facts: the request's name and its date_of_birth and
+ * account_last4 variables; NULL when it gave no name or neither of those
+ * (then nothing can be verified). */
+static json_t *
+call_facts(const struct call *c)
+{
+	const char *name = json_string_value(json_object_get(c->outvars, "name"));
+	json_t *f, *v;
+
+	if (name == NULL || name[0] == '\0' ||
+	    (json_object_get(c->outvars, "date_of_birth") == NULL &&
+	    json_object_get(c->outvars, "account_last4") == NULL) ||
+	    (f = json_pack("{s:s}", "full_name", name)) == NULL)
+		return NULL;
+	if ((v = json_object_get(c->outvars, "date_of_birth")) != NULL)
+		json_object_set(f, "date_of_birth", v);
+	if ((v = json_object_get(c->outvars, "account_last4")) != NULL)
+		json_object_set(f, "account_last4", v);
+	return f;
+}
+
+json_t *
+app_line_facts(const struct call *c, int *of_call)
+{
+	const struct line *l = c->line;
+	int call;
+
+	call = l != NULL && (l->facts_from == LINE_FACTS_CALL ||
+	    (l->facts_from == LINE_FACTS_BY_DIRECTION && c->outbound));
+	if (of_call != NULL)
+		*of_call = call;
+	if (call)
+		return call_facts(c);
+	return l != NULL && l->facts_json != NULL ?
+	    json_loads(l->facts_json, 0, NULL) : NULL;
+}
+
+const char *
+app_line_tools(const struct call *c, const struct persona *p,
+    const char *tools, char **own)
+{
+	const struct line *l = c->line;
+	const char *lp;
+
+	if (l == NULL)
+		return tools;
+	lp = l->persona[0] ? l->persona : c->tok.route;
+	if (l->tools_json != NULL && strcmp(p->id, lp) == 0)
+		return l->tools_json;
+	/* the call's facts come with the stream's start, perhaps after the
+	 * session opened: a line whose facts are the call's keeps it */
+	if (l->facts_json == NULL && l->facts_from != LINE_FACTS_CALL &&
+	    tools != NULL && strstr(tools, "\"verify_identity\"") != NULL) {
+		free(*own);
+		if ((*own = line_tools_without(tools, "verify_identity")) != NULL)
+			return *own;
+	}
+	return tools;
 }
 
 const char *const *

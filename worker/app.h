@@ -24,7 +24,9 @@
 #include <stdint.h>
 
 struct call;
+struct json_t;
 struct line;
+struct persona;
 
 /* One function call of the model, complete. */
 struct app_tool {
@@ -41,6 +43,12 @@ struct app {
 	 * the ledger.  NULL: the line's quota decides (app_admit()). */
 	int		(*admitted)(const struct line *l, const char *caller,
 			    uint64_t used_ms);
+	/* the session in use opened and its persona has a greeting: ms to
+	 * hold it for the callee's first words, 0 to say it now.  The relay
+	 * waits for their speech (answering them is the greeting), Twilio's
+	 * `human` verdict or the time, whichever comes first.  NULL: the
+	 * line's speaks_first and greeting_pause_ms (app_line_greeting()) */
+	int		(*greeting)(struct call *c);
 	/* `start` came: the call is counted, its persona is talking */
 	void		(*started)(struct call *c);
 	/* the model called a tool: 1 if the app answered it (with
@@ -76,6 +84,24 @@ int  app_admit(const struct line *l, const char *caller, uint64_t used_ms);
 int  app_line_limit(struct call *c);
 /* Text the caller the line's goodbye SMS ({url}: CONVOREPS_URL), if any. */
 void app_line_sms(struct call *c);
+/* How long the call's greeting waits for the callee: the app's greeting
+ * hook, or the line's (app_line_greeting()).  ms, 0: greet now. */
+int  app_greeting(struct call *c);
+/* The line's: greeting_pause_ms when the callee speaks first (speaks_first;
+ * absent: on an outbound call), else 0. */
+int  app_line_greeting(struct call *c);
+/* The facts verify_identity checks the caller against on this call, as
+ * the line's facts_from says: the line's "facts", or the call's own (an
+ * outbound request's name with its date_of_birth and account_last4
+ * variables); absent: the call's on an outbound call.  A new object, or
+ * NULL when there are none; *of_call (if not NULL) says whose were meant. */
+struct json_t *app_line_facts(const struct call *c, int *of_call);
+/* The tools a session of persona p offers on the call's line: the line's
+ * list for its own persona; another's own list (tools, may be NULL) less
+ * verify_identity when the line has no facts to check it against.  A
+ * list made here is left in *own, for the caller to free. */
+const char *app_line_tools(const struct call *c, const struct persona *p,
+    const char *tools, char **own);
 /* Names of every app, NULL-terminated (for messages). */
 const char *const *app_names(void);
 

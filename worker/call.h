@@ -65,9 +65,10 @@ struct call {
 						 * the caller is the callee */
 	struct json_t		*outvars;	/* outbound: name and variables
 						 * for the templates, or NULL */
-	uint64_t		 greet_at_ms;	/* outbound: the greeting is
-						 * due then unless the callee
-						 * speaks first; 0: not due */
+	uint64_t		 greet_at_ms;	/* the greeting is due then
+						 * unless the callee speaks
+						 * first (app_greeting());
+						 * 0: not due */
 	int			 amd_human;	/* outbound: Twilio's verdict
 						 * said a person answered */
 	int			 slot;		/* shm call slot, -1 */

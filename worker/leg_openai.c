@@ -10,6 +10,7 @@
  * libuv's thread pool, every wait has a deadline checked by the tick.
  */
 #include "worker/upstream.h"
+#include "worker/app.h"
 #include "worker/call.h"
 #include "worker/leg.h"
 #include "worker/worker.h"
@@ -284,19 +285,9 @@ up_send_session(struct upstream *up)
 
 	persona_session_cfg(up->persona, &cfg);
 	cfg.text_only = up->call->leg->text_only;	/* Twilio speaks and hears */
-	{
-		/* the line's own persona offers only the tools the line names;
-		 * no persona offers verify_identity on a line without facts */
-		const struct line *l = up->call->line;
-		const char *lp = l->persona[0] ? l->persona : up->call->tok.route;
-		if (l->tools_json != NULL && strcmp(up->persona->id, lp) == 0)
-			cfg.tools_json = l->tools_json;
-		else if (l->facts_json == NULL && cfg.tools_json != NULL &&
-		    strstr(cfg.tools_json, "\"verify_identity\"") != NULL &&
-		    (up->tools_own = line_tools_without(cfg.tools_json,
-		    "verify_identity")) != NULL)
-			cfg.tools_json = up->tools_own;
-	}
+	/* which of them the call's line offers is the line's to say */
+	cfg.tools_json = app_line_tools(up->call, up->persona, cfg.tools_json,
+	    &up->tools_own);
 	/* an outbound call's instructions name the callee and the request's
 	 * variables (the JSON builder escapes them) */
 	free(up->instr_own);

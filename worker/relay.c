@@ -667,7 +667,7 @@ relay_upstream_event(struct call *c, struct upstream *up, struct oa_msg *m)
 			 * greeting */
 			c->greet_at_ms = 0;
 			log_set_call(call_sid_of(c));
-			log_debug("outbound: the callee spoke first");
+			log_debug("greeting: the callee spoke first");
 			log_set_call(NULL);
 		}
 		barge_in(c, up, t_us);
@@ -788,13 +788,14 @@ relay_upstream_open(struct call *c, struct upstream *up)
 	log_set_call(NULL);
 	if (p->greeting != NULL && p->greeting[0] != '\0') {
 		char *g;
+		int wait;
 
-		/* outbound: the callee answers with "hello"; the model speaks
-		 * once they have (the VAD's response), or after a pause */
-		if (c->outbound && c->w->conf->outbound_greeting_pause > 0 &&
-		    !c->amd_human) {
-			c->greet_at_ms = mono_ms() +
-			    (uint64_t)c->w->conf->outbound_greeting_pause;
+		/* the app may hold the greeting for the callee's first words
+		 * (an outbound callee answers with "hello"): the model speaks
+		 * once they have (the VAD's response), on a `human` verdict
+		 * (one that came already greets now) or after the wait */
+		if (!c->amd_human && (wait = app_greeting(c)) > 0) {
+			c->greet_at_ms = mono_ms() + (uint64_t)wait;
 			return;
 		}
 		g = call_fill(c, p->greeting);
@@ -2045,7 +2046,7 @@ relay_call_ended(struct call *c)
 	record_ended(c);
 }
 
-/* The outbound greeting that was waiting for the callee, said now. */
+/* The greeting that was waiting for the callee, said now. */
 static void
 greet_now(struct call *c, const char *why)
 {
@@ -2054,7 +2055,7 @@ greet_now(struct call *c, const char *why)
 
 	c->greet_at_ms = 0;
 	log_set_call(call_sid_of(c));
-	log_debug("outbound: %s; the model speaks first", why);
+	log_debug("greeting: %s; the model speaks first", why);
 	log_set_call(NULL);
 	if (gr != NULL)
 		relay_say(c, g ? g : gr, 0);

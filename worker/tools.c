@@ -111,31 +111,9 @@ fact_matches(json_t *facts, json_t *args, const char *key)
 	return a[0] != '\0' && strcmp(a, b) == 0;
 }
 
-/* An outbound call's facts: the request's name and its date_of_birth and
- * account_last4 variables; NULL when it gave no name or neither of those
- * (then nothing can be verified). */
-static json_t *
-call_facts(const struct call *c)
-{
-	const char *name = json_string_value(json_object_get(c->outvars, "name"));
-	json_t *f, *v;
-
-	if (name == NULL || name[0] == '\0' ||
-	    (json_object_get(c->outvars, "date_of_birth") == NULL &&
-	    json_object_get(c->outvars, "account_last4") == NULL) ||
-	    (f = json_pack("{s:s}", "full_name", name)) == NULL)
-		return NULL;
-	if ((v = json_object_get(c->outvars, "date_of_birth")) != NULL)
-		json_object_set(f, "date_of_birth", v);
-	if ((v = json_object_get(c->outvars, "account_last4")) != NULL)
-		json_object_set(f, "account_last4", v);
-	return f;
-}
-
 /*
- * verify_identity: the caller's answers against the line's facts, or on an
- * outbound call against the call's own (call_facts()).  The
- * name must match, and at least one of date of birth and account digits
+ * verify_identity: the caller's answers against the facts the line says
+ * (app_line_facts(): its own, or the call's).  The name must match, and at least one of date of birth and account digits
  * must be given, and every one given must match.  A wrong answer says
  * only "not verified", never which fact was wrong.
  */
@@ -143,14 +121,13 @@ static void
 verify_identity(struct call *c, const struct app_tool *t)
 {
 	json_t *facts, *args;
-	int name, dob, last4, ok;
+	int name, dob, last4, ok, of_call;
 
-	facts = c->outbound ? call_facts(c) : c->line->facts_json != NULL ?
-	    json_loads(c->line->facts_json, 0, NULL) : NULL;
+	facts = app_line_facts(c, &of_call);
 	if (facts == NULL) {
 		/* not offered on such a line; a model that calls it anyway
 		 * learns nothing */
-		relay_tool_result(c, t->call_id, c->outbound ?
+		relay_tool_result(c, t->call_id, of_call ?
 		    "{\"verified\":false,\"error\":\"identity cannot be "
 		    "checked on this call\"}" : "{\"verified\":false,\"error\":"
 		    "\"identity cannot be checked on this line\"}", 1);

@@ -197,3 +197,47 @@ def test_shipped_configuration_starts_without_warnings(env):
     d.start()
     warns = [ln for ln in d.log().splitlines() if " warn " in ln or " error " in ln]
     expect_eq(warns, [], "warn-level lines at start")
+
+
+async def test_inbound_line_where_the_callee_speaks_first_waits(env):
+    """"speaks_first": "callee" holds the persona's greeting on an inbound
+    call too: when the caller speaks first (the model's speech_started)
+    there is no greeting of its own, and when nobody does it is said after
+    greeting_pause_ms.  The shipped line, without the field, greets at once.
+    -t names the file and field of a bad value."""
+    import subprocess
+    import harness
+    lines = os.path.join(env.tmp, "lines")
+    os.mkdir(lines)
+    shutil.copy(os.path.join(LINES, "hvac.json"), lines)
+    base = dict(app="agent", persona="hvac", free_minutes=None, sms=None)
+    write_line(lines, "quiet", speaks_first="callee", greeting_pause_ms=8000, **base)
+    write_line(lines, "pause", speaks_first="callee", greeting_pause_ms=700, **base)
+    # the caller says something 1.5 s after the session opened
+    script = [{"wait_event": "session.update"}, {"wait_ms": 1500},
+              {"send": {"type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": 100, "item_id": "item_c1"}}]
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(OPENAI_URL=srv.url(), LINES_DIR=lines, WORKERS=1).start()
+        got = {}
+        for i, route in enumerate(("hvac", "quiet", "pause")):
+            await call(d, route, "+1415555761%d" % i, 3, n=i + 1)
+            conn = srv.accepted[i]
+            t0, _ = conn.first("session.update")
+            got[route] = [(t - t0, e) for t, e in conn.of_type("response.create")]
+        expect_eq(len(got["hvac"]), 1, "the agent greets: %r" % got["hvac"])
+        expect(got["hvac"][0][0] < 1.0, "greeted at once: %.2f s" % got["hvac"][0][0])
+        expect_eq(got["quiet"], [], "greeted over the caller")
+        expect("greeting: the callee spoke first" in d.log(), "logged")
+        expect_eq(len(got["pause"]), 1, "greeted after the pause: %r" % got["pause"])
+        t, rc = got["pause"][0]
+        expect(0.65 <= t < 1.5, "greeted %.2f s after the session opened" % t)
+        expect("Summit Comfort" in rc.get("response", {}).get("instructions", ""),
+               "the persona's greeting: %r" % rc)
+    for field, value in (("speaks_first", "caller"), ("greeting_pause_ms", -1),
+                         ("facts_from", "crm")):
+        write_line(lines, "quiet", **dict(base, **{field: value}))
+        p = subprocess.run([harness.BINARY, "-t", "-f", d.conf_path],
+                           capture_output=True, text=True, timeout=10)
+        expect(p.returncode != 0, "-t took %s %r" % (field, value))
+        expect("quiet.json: %s" % field in p.stderr, "-t: %r" % p.stderr)

@@ -99,6 +99,11 @@ void worker_batch_opened(struct worker *w) { }
 int rest_sms_configured(const struct rest *r) { return 1; }
 /* no account for call updates: the relay closes the stream itself */
 int rest_calls_configured(const struct rest *r) { return 0; }
+/* the app's hook alone: the line's policy is app.c's */
+int app_greeting(struct call *c)
+{
+	return c->app->greeting != NULL ? c->app->greeting(c) : 0;
+}
 int rest_webhook(struct rest *r, const char *url, const char *method,
     const char *const *headers, const char *body, long timeout_ms,
     const char *call_sid, uint64_t ref, const char *tag)
