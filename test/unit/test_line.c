@@ -272,3 +272,63 @@ TEST(line_webhook_environment)
 	unsetenv("HVAC_BOOKING_URL");
 	unsetenv("HVAC_BOOKING_SECRET");
 }
+
+/* Who speaks first and whose facts are checked: the defaults go by the
+ * call's direction, the pause by OUTBOUND_GREETING_PAUSE; a bad value is
+ * named with its file. */
+TEST(line_greeting_and_facts_from)
+{
+	struct conf cf;
+	struct persona_set ps;
+	struct line_set ls;
+	const struct line *l;
+	char err[4096], dir[512], path[600];
+	FILE *f;
+
+	load_env(&cf, &ps);
+	cf.outbound_greeting_pause = 2500;
+	snprintf(dir, sizeof(dir), "%s/greetlines", test_tmpdir());
+	ASSERT_EQ(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/quiet.json", dir);
+	ASSERT_NOT_NULL(f = fopen(path, "w"));
+	fputs("{\"app\":\"agent\",\"persona\":\"collections\",\"speaks_first\":"
+	    "\"callee\",\"greeting_pause_ms\":900,\"facts_from\":\"call\","
+	    "\"tools\":[\"verify_identity\",\"end_call\"]}", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/plain.json", dir);
+	ASSERT_NOT_NULL(f = fopen(path, "w"));
+	fputs("{\"app\":\"agent\",\"persona\":\"hvac\"}", f);
+	fclose(f);
+	ASSERT_EQ(line_set_load(&ls, dir, &cf, &ps, apps, err, sizeof(err)), 0);
+	l = line_find(&ls, "quiet");
+	ASSERT_EQ(l->speaks_first, LINE_SPEAKS_CALLEE);
+	ASSERT_EQ(l->greeting_pause_ms, 900);
+	ASSERT_EQ(l->facts_from, LINE_FACTS_CALL);
+	/* the call's facts: offered without the line's */
+	ASSERT(strstr(l->tools_json, "verify_identity") != NULL);
+	l = line_find(&ls, "plain");
+	ASSERT_EQ(l->speaks_first, LINE_SPEAKS_BY_DIRECTION);
+	ASSERT_EQ(l->greeting_pause_ms, 2500);
+	ASSERT_EQ(l->facts_from, LINE_FACTS_BY_DIRECTION);
+	ASSERT_EQ(ls.fallback.greeting_pause_ms, 2500);
+	line_set_free(&ls);
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"speaks_first\":"
+	    "\"caller\"}", "speaks_first: \"agent\" or \"callee\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"greeting_pause_ms\":"
+	    "60001}", "greeting_pause_ms: whole ms");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"greeting_pause_ms\":"
+	    "1.5}", "greeting_pause_ms: whole ms");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"speaks_first\":"
+	    "\"agent\",\"greeting_pause_ms\":100}", "greeting_pause_ms: not used");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"facts_from\":1}",
+	    "facts_from: \"line\" or \"call\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"collections\",\"facts_from\":"
+	    "\"call\",\"facts\":{\"full_name\":\"A B\",\"account_last4\":"
+	    "\"1234\"}}", "facts_from: \"call\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"collections\",\"facts_from\":"
+	    "\"line\",\"tools\":[\"verify_identity\"]}",
+	    "tools: verify_identity needs \"facts\"");
+	one_bad("{\"app\":\"agent\",\"persona\":\"hvac\",\"transport\":"
+	    "\"conversation_relay\",\"speaks_first\":\"callee\"}",
+	    "speaks_first: a Media Streams line's");
+}

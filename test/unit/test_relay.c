@@ -914,3 +914,67 @@ TEST(relay_tool_results_with_end_call_do_not_go_on)
 	ASSERT_EQ(c->state, CALL_CLOSING);
 	ASSERT_STR_EQ(closed_reason, "the persona ended the call");
 }
+
+/* ---------------------------------------------------------------- */
+/* the greeting held for the callee: the app says how long */
+
+static int greet_wait_ms;
+
+static int
+held_greeting(struct call *c)
+{
+	(void)c;
+	return greet_wait_ms;
+}
+
+static const struct app holding_app = { .name = "hold",
+    .greeting = held_greeting };
+
+static unsigned
+creates_since(unsigned from)
+{
+	unsigned n = 0;
+
+	for (unsigned i = from; i < nsent; i++)
+		if (strcmp(sent_type(i), "response.create") == 0)
+			n++;
+	return n;
+}
+
+TEST(relay_greeting_waits_as_long_as_the_app_says)
+{
+	struct call *c = new_call(&holding_app);
+	unsigned before = nsent;
+
+	/* no wait: greeted as the session opens */
+	greet_wait_ms = 0;
+	relay_upstream_open(c, c->up);
+	ASSERT_EQ(creates_since(before), 1);
+	/* held: the callee speaks first, and nobody is greeted after */
+	c = new_call(&holding_app);
+	greet_wait_ms = 5000;
+	before = nsent;
+	relay_upstream_open(c, c->up);
+	ASSERT_EQ(creates_since(before), 0);
+	ASSERT(c->greet_at_ms != 0);
+	relay_tick(c, mono_ms() + 1000);
+	ASSERT_EQ(creates_since(before), 0);
+	speech(c);
+	ASSERT_EQ(c->greet_at_ms, 0);
+	relay_tick(c, mono_ms() + 6000);
+	ASSERT_EQ(creates_since(before), 0);
+	/* held: the time runs out */
+	c = new_call(&holding_app);
+	before = nsent;
+	relay_upstream_open(c, c->up);
+	relay_tick(c, mono_ms() + 6000);
+	ASSERT_EQ(creates_since(before), 1);
+	/* held: a human verdict greets at once, once */
+	c = new_call(&holding_app);
+	before = nsent;
+	relay_upstream_open(c, c->up);
+	relay_amd(c, "human");
+	ASSERT_EQ(creates_since(before), 1);
+	relay_tick(c, mono_ms() + 6000);
+	ASSERT_EQ(creates_since(before), 1);
+}
