@@ -98,12 +98,17 @@ $(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(B)/.settings
 	$(Q)$(CC) -std=gnu11 $(OPT) $(SAN_FLAGS) -I$(LLHTTP_INC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
 
 # The dashboard pages, built into the binary as byte arrays (daemon/
-# dashboard.c serves them): daemon/NAME.html becomes NAME_html[].  Only od
-# and sed: no xxd needed.
-$(B)/gen/%_html.c: daemon/%.html
+# dashboard.c serves them): daemon/NAME.html becomes NAME_html[].  What the
+# pages share comes in here, so each is whole as served: the line
+# "/* include token_prompt.js */" in a page's script becomes that file
+# (the operator-token prompt).  Only od and sed: no xxd needed.
+PAGE_PARTS := daemon/token_prompt.js
+$(B)/gen/%_html.c: daemon/%.html $(PAGE_PARTS)
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
-	$(Q)od -An -v -tx1 $< > $@.hex
+	$(Q)sed -e '/^[[:space:]]*\/\* include token_prompt\.js \*\/$$/{' \
+	    -e 'r daemon/token_prompt.js' -e 'd' -e '}' $< > $@.html
+	$(Q)od -An -v -tx1 $@.html > $@.hex
 	$(Q){ echo '/* Made by the Makefile from $<: do not edit. */'; \
 	  echo '#include <stddef.h>'; \
 	  echo 'extern const unsigned char $*_html[];'; \
@@ -113,7 +118,7 @@ $(B)/gen/%_html.c: daemon/%.html
 	  echo '0x00 };'; \
 	  echo 'const size_t $*_html_len = sizeof($*_html) - 1;'; \
 	} > $@.tmp
-	$(Q)rm -f $@.hex && mv $@.tmp $@
+	$(Q)rm -f $@.hex $@.html && mv $@.tmp $@
 
 EMBED_OBJ := $(B)/gen/dashboard_html.o $(B)/gen/calls_html.o
 .SECONDARY: $(EMBED_OBJ:.o=.c)
