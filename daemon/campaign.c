@@ -913,8 +913,9 @@ load_done(json_t *res, const char *err, void *arg)
 static void
 load_state(struct master *m)
 {
-	if (cg_loading || cg_loaded)
+	if (cg_loading || cg_loaded || m->campaigns.n == 0)
 		return;
+	/* (CALL_RECORDS=false with campaigns is refused by config_build()) */
 	if (m->store == NULL) {
 		log_warnx("campaigns: the store did not start; no contact is "
 		    "dialled in this run");

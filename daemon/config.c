@@ -62,6 +62,17 @@ config_build(const char *path, struct conf *cf, struct persona_set *ps,
 		config_free(cf, ps, ls, cs);
 		return nerr;
 	}
+	/* a campaign keeps each contact's state in the store: without the
+	 * call records it could only dial every contact again at each start */
+	if (cs->n > 0 && !cf->call_records) {
+		snprintf(err, errlen, "CALL_RECORDS=false, but CAMPAIGNS_DIR %s "
+		    "holds %zu campaign%s, which keep%s their contacts' state in "
+		    "the call records: set CALL_RECORDS=true or move the "
+		    "campaign files out\n", cf->campaigns_dir, cs->n,
+		    cs->n == 1 ? "" : "s", cs->n == 1 ? "s" : "");
+		config_free(cf, ps, ls, cs);
+		return 1;
+	}
 	return 0;
 }
 

@@ -572,6 +572,10 @@ def run_one(args, label, calls, tls, run_no, certs, binary=None):
             if label == "records-pg":
                 result.update(count_records_pg())
                 result.update(shared)
+            elif str(conf.get("CALL_RECORDS", "")).lower() in ("false", "no",
+                                                               "0", "off"):
+                # no database was made: nothing to count
+                log("  records: off (CALL_RECORDS=false)")
             else:
                 result.update(count_records(conf["DATABASE_PATH"]))
             result["tls"] = tls

@@ -371,6 +371,38 @@ async def test_campaign_config_errors_name_the_file_and_field(env):
     expect("campaigns in" not in r.stderr, "the example has no error: %s" % r.stderr)
 
 
+def test_campaigns_need_the_call_records(env):
+    """CALL_RECORDS=false with a campaign in CAMPAIGNS_DIR is a configuration
+    error naming both, for -t and at start; with no campaign file, records
+    off start quietly: nothing about campaigns is logged."""
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "norec", [("+12125550901", "A", "America/New_York")])
+    d = env.daemon(LINES_DIR=LINES, CAMPAIGNS_DIR=camp, CALL_RECORDS="false")
+    r = subprocess.run([BINARY, "-t", "-f", d.conf_path], capture_output=True,
+                       text=True, timeout=20)
+    expect_eq(r.returncode, 1, "-t refuses campaigns without records: %r" % r.stderr)
+    expect("CALL_RECORDS=false" in r.stderr and "CAMPAIGNS_DIR %s " % camp in r.stderr,
+           "-t names the key and the directory: %r" % r.stderr)
+    d.start(wait=False)
+    try:
+        rc = d.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        rc = None
+    expect(rc not in (None, 0), "the daemon started: %r" % rc)
+    expect("CALL_RECORDS=false" in d.log(), "the start says why: %s" % d.log())
+    # the campaign moved out: records off start, and say nothing of campaigns
+    os.rename(os.path.join(camp, "norec.json"), os.path.join(env.tmp, "norec.json"))
+    r = subprocess.run([BINARY, "-t", "-f", d.conf_path], capture_output=True,
+                       text=True, timeout=20)
+    expect_eq(r.returncode, 0, "-t with records off and no campaign: %r" % r.stderr)
+    before = len(d.log())
+    d.start()
+    log = d.log()[before:]
+    expect("call records: off (CALL_RECORDS)" in log, log)
+    expect("campaigns:" not in log, "a campaign line: %s" % log)
+    d.stop()
+
+
 @timeout(120)
 async def test_campaign_progress_on_the_calls_page(env):
     """/dashboard/calls shows each campaign with its progress, as
