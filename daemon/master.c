@@ -846,18 +846,23 @@ supervise(struct master *m, uint64_t now)
  * duration it reports at the end, and the row keeps the larger, so the
  * final figure wins.  One pass over the call table every few seconds, no
  * work per frame; the store thread batches the records with the rest.
+ * The writes come at the multiples of the interval on the wall clock, the
+ * same moments on every host, so that the others' re-reads half a second
+ * later (shared_live()) find them fresh.
  */
 static void
-live_minutes(struct master *m, uint64_t now)
+live_minutes(struct master *m)
 {
 	struct shm_call_view v;
-	uint64_t wall;
+	uint64_t wall, period;
 
-	if (m->store == NULL || m->conf.database_url[0] == '\0' ||
-	    now < m->next_live_ms)
+	if (m->store == NULL || m->conf.database_url[0] == '\0')
 		return;
-	m->next_live_ms = now + (uint64_t)m->conf.shared_live_interval * 1000;
 	wall = wall_ms();
+	period = wall / ((uint64_t)m->conf.shared_live_interval * 1000);
+	if (period == m->live_period)
+		return;
+	m->live_period = period;
 	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
 		if (atomic_load_explicit(&m->shm.calls[i].cs_state,
 		    memory_order_relaxed) != CS_LIVE ||
@@ -881,7 +886,8 @@ tick_cb(uv_timer_t *t)
 	shm_fold_locked(&m->shm, now, wall_ms(), -1, 0, NULL);
 	supervise(m, now);
 	replay_tokens_tick(m, now);
-	live_minutes(m, now);
+	live_minutes(m);
+	shared_live(m);
 	if (now >= m->next_flush_ms) {
 		ledger_flush_async(m);
 		m->next_flush_ms = now + (uint64_t)m->conf.usage_flush_interval * 1000;

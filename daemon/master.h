@@ -103,7 +103,9 @@ struct master {
 	uint64_t		 flush_version;	/* ledger version being written */
 	uint64_t		 flushed_version;
 	uint64_t		 next_flush_ms;
-	uint64_t		 next_live_ms;	/* live calls' minutes to the database */
+	uint64_t		 live_period;	/* live calls' minutes to the database:
+						 * the last period written (wall
+						 * ms / SHARED_LIVE_INTERVAL) */
 	uint64_t		 flush_fail_logged;
 };
 
@@ -197,6 +199,10 @@ int  shared_minutes(struct conn *c, const char *phone, shared_go_cb go,
  * one) used either; handed over on a timeout, the keys posted to the
  * store for later. */
 void shared_upgrade(struct conn *c, struct http_req *r);
+/* From the tick: every SHARED_LIVE_INTERVAL, the minutes other hosts
+ * report for the callers with a call live here, re-read for the workers'
+ * limits (shm_remote_set); nothing waits for the answer. */
+void shared_live(struct master *m);
 
 /* prewarm.c: the model's session opened at the webhook (PREWARM) */
 /* The webhook admitted a call to line (persona p) with this stream token

@@ -17,6 +17,14 @@
  *
  * A question is held by its connection, its query and its timer, and
  * freed on the loop by whichever lets go last.
+ *
+ * While calls with a quota are live here, the master asks the same thread
+ * again, every SHARED_LIVE_INTERVAL, for those callers' minutes on the
+ * other hosts (one SELECT for up to STORE_CALLERS_MAX callers), and puts
+ * the figures where the workers' time limits count them: two calls of one
+ * caller admitted at once on two hosts each saw the other's minutes as 0
+ * at their webhooks.  Nobody waits for that answer; a late or failed one
+ * leaves the figures as they were.
  */
 #include "daemon/master.h"
 #include "daemon/store.h"
@@ -38,7 +46,9 @@
 #define RETRY_MS	1000	/* between attempts to connect while down */
 #define QUEUE_MAX	4096	/* questions waiting: past it, decided at once */
 
-enum sq_kind { SQ_MINUTES, SQ_TOKEN };
+#define LIVE_READ_AFTER_MS 500	/* into each period: the hosts wrote theirs */
+
+enum sq_kind { SQ_MINUTES, SQ_TOKEN, SQ_LIVE };
 
 struct sq {
 	struct sq	*next;		/* on the thread's queue, then the loop's */
@@ -57,12 +67,20 @@ struct sq {
 	char		 host[256];
 	char		 phone[SHM_PHONE_MAX];
 	char		 keys[2][KEY_MAX];	/* the token's, the call's */
+	char		(*phones)[SHM_PHONE_MAX];	/* SQ_LIVE's callers */
+	size_t		 nphones;
 	uint64_t	 now, expires;		/* ms since the epoch */
 	/* what comes next on the loop */
 	shared_go_cb	 go;
 	void		*ctx;
 	void		 (*ctx_free)(void *);
 };
+
+/* The re-reads of live callers' minutes: one out at a time. */
+static struct {
+	int		 out;
+	uint64_t	 period;	/* the last asked in (wall / interval) */
+} L;
 
 /* The thread that asks, and its connection. */
 static struct {
@@ -90,6 +108,7 @@ shared_on(const struct master *m)
 }
 
 static void query_done(json_t *res, const char *err, void *arg);
+static void live_done(struct sq *q, json_t *res, const char *err);
 
 /* Connect when there is no connection and it is time to try. */
 static void
@@ -353,6 +372,10 @@ query_done(json_t *res, const char *err, void *arg)
 {
 	struct sq *q = arg;
 
+	if (q->kind == SQ_LIVE) {
+		live_done(q, res, err);
+		return;
+	}
 	if (!q->decided) {
 		if (res == NULL) {
 			static uint64_t logged_ms;
@@ -654,4 +677,168 @@ shared_upgrade(struct conn *c, struct http_req *r)
 		master_count(m, SC_token_claim_fallbacks);
 		conn_handoff(c, r);
 	}
+}
+
+/* ---------------------------------------------------------------- */
+/* calls live here: the other hosts' minutes again */
+
+/* On the thread: every caller's minutes split by host, STORE_CALLERS_MAX
+ * callers to a SELECT. */
+static json_t *
+live_query(struct store_db *db, void *arg, char *err, size_t errlen)
+{
+	struct sq *q = arg;
+	const char *v[STORE_CALLERS_MAX];
+	json_t *all, *rows;
+	size_t k;
+
+	if (db == NULL) {
+		snprintf(err, errlen, "the database is down");
+		return NULL;
+	}
+	if ((all = json_array()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < q->nphones; i += k) {
+		k = q->nphones - i < STORE_CALLERS_MAX ? q->nphones - i :
+		    STORE_CALLERS_MAX;
+		for (size_t j = 0; j < k; j++)
+			v[j] = q->phones[i + j];
+		if ((rows = store_db_callers_minutes(db, v, k, q->host, err,
+		    errlen)) == NULL) {
+			json_decref(all);
+			return NULL;
+		}
+		json_array_extend(all, rows);
+		json_decref(rows);
+	}
+	return all;
+}
+
+/*
+ * The answer, on the loop: each caller's minutes on the other hosts as
+ * the webhook counts them (the larger of this host's ledger and its own
+ * rows, plus the others'), less this host's, into the ledger entry the
+ * worker's limit reads.  No answer: the figures stay as last read.
+ */
+static void
+live_done(struct sq *q, json_t *res, const char *err)
+{
+	struct master *m = q->m;
+	uint64_t now = mono_ms(), local, mine, used;
+	const char *phone;
+	json_t *row;
+	size_t i;
+	int idx;
+
+	L.out = 0;
+	if (res == NULL) {
+		static uint64_t logged_ms;
+
+		master_count(m, SC_shared_live_fallbacks);
+		if (logged_ms == 0 || now - logged_ms >= 60000) {
+			logged_ms = now;
+			log_warnx("DATABASE_URL: %s; live calls go on with the "
+			    "other hosts' minutes as last read (said once a "
+			    "minute)", err ? err : "no answer");
+		}
+	} else {
+		master_count(m, SC_shared_live_reads);
+		json_array_foreach(res, i, row) {
+			phone = json_string_value(json_object_get(row, "phone"));
+			if (phone == NULL ||
+			    (idx = shm_ledger_find(&m->shm, phone)) < 0)
+				continue;
+			local = shm_usage_ms(&m->shm, phone, now);
+			mine = (uint64_t)json_integer_value(json_object_get(row,
+			    "mine"));
+			used = (mine > local ? mine : local) + (uint64_t)
+			    json_integer_value(json_object_get(row, "others"));
+			shm_remote_set(&m->shm, idx, used - local);
+		}
+		json_decref(res);
+	}
+	free(q->phones);
+	free(q);
+}
+
+static int
+phone_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/*
+ * From the master's tick: once every SHARED_LIVE_INTERVAL, half a second
+ * after the moment every host writes its live calls' minutes (the same
+ * multiples of the interval on each host's clock: see live_minutes()),
+ * ask for the minutes of each caller with a call live here on a line
+ * with a quota.  So a figure is the other host's at most about an
+ * interval and a second old, with clocks in step; a write that comes
+ * after the read is seen an interval later.
+ */
+void
+shared_live(struct master *m)
+{
+	uint64_t ivl, wall, period;
+	struct shm_call_view v;
+	const struct line *line;
+	struct sq *q;
+	size_t n = 0, u = 0;
+
+	if (!shared_on(m))
+		return;
+	ivl = (uint64_t)m->conf.shared_live_interval * 1000;
+	if ((wall = wall_ms()) < LIVE_READ_AFTER_MS)
+		return;
+	period = (wall - LIVE_READ_AFTER_MS) / ivl;
+	if (period == L.period)
+		return;
+	L.period = period;
+	if (L.out) {
+		/* the last is not back (the database slow): the calls go on
+		 * with the figures they have */
+		master_count(m, SC_shared_live_fallbacks);
+		return;
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL ||
+	    (q->phones = calloc(m->shm.hdr->sh_ncalls,
+	    sizeof(*q->phones))) == NULL) {
+		free(q);
+		return;
+	}
+	for (unsigned i = 0; i < m->shm.hdr->sh_ncalls; i++) {
+		if (atomic_load_explicit(&m->shm.calls[i].cs_state,
+		    memory_order_relaxed) != CS_LIVE ||
+		    shm_call_read(&m->shm, (int)i, &v) != 0 ||
+		    v.state != CS_LIVE || v.phone[0] == '\0')
+			continue;
+		if ((line = line_find(&m->lines, v.route)) == NULL)
+			line = &m->lines.fallback;
+		if (line_has_quota(line))
+			vr_strlcpy(q->phones[n++], v.phone, SHM_PHONE_MAX);
+	}
+	/* one question per caller, however many calls it has here */
+	qsort(q->phones, n, sizeof(*q->phones), phone_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (u == 0 || strcmp(q->phones[i], q->phones[u - 1]) != 0)
+			memmove(q->phones[u++], q->phones[i], SHM_PHONE_MAX);
+	if (u == 0) {
+		free(q->phones);
+		free(q);
+		return;
+	}
+	q->nphones = u;
+	q->kind = SQ_LIVE;
+	q->m = m;
+	q->asked_ms = mono_ms();
+	vr_strlcpy(q->host, m->hostname, sizeof(q->host));
+	if (thr_enqueue(q, live_query) != 0) {
+		master_count(m, SC_shared_live_fallbacks);
+		free(q->phones);
+		free(q);
+		return;
+	}
+	L.out = 1;
 }

@@ -136,6 +136,11 @@ long long store_db_caller_used_ms(struct store_db *db, const char *phone,
 int  store_db_caller_minutes(struct store_db *db, const char *phone,
     const char *host, long long *mine, long long *others, char *err,
     size_t errlen);
+/* The same for up to STORE_CALLERS_MAX phones in one SELECT: an array of
+ * {"phone", "mine", "others"}, one per phone with a row, or NULL. */
+#define STORE_CALLERS_MAX	100
+json_t *store_db_callers_minutes(struct store_db *db, const char *const *phones,
+    size_t n, const char *host, char *err, size_t errlen);
 /* Who claimed a used token: 1 and its host (maybe "") in host, 0 when it
  * is not used, -1 on failure. */
 int  store_db_token_host(struct store_db *db, const char *token, char *host,

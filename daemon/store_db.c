@@ -1411,6 +1411,41 @@ store_db_caller_minutes(struct store_db *db, const char *phone,
 	return 0;
 }
 
+/*
+ * Several callers' ms in one SELECT, split as in store_db_caller_minutes:
+ * the master re-reads every caller with a call live on this host at once,
+ * not one question per caller.  n <= STORE_CALLERS_MAX.
+ */
+json_t *
+store_db_callers_minutes(struct store_db *db, const char *const *phones,
+    size_t n, const char *host, char *err, size_t errlen)
+{
+	struct store_param p[STORE_CALLERS_MAX + 1];
+	char sql[512 + STORE_CALLERS_MAX * 8];
+	json_t *rows;
+	size_t len;
+
+	if (n == 0 || n > STORE_CALLERS_MAX) {
+		snprintf(err, errlen, "%zu callers asked at once", n);
+		return NULL;
+	}
+	p[0] = PTEXT(host);
+	len = (size_t)snprintf(sql, sizeof(sql), "SELECT phone, "
+	    "CAST(COALESCE(SUM(CASE WHEN host = $1 THEN used_ms ELSE 0 END), 0) "
+	    "AS BIGINT) AS mine, CAST(COALESCE(SUM(CASE WHEN host = $1 THEN 0 "
+	    "ELSE used_ms END), 0) AS BIGINT) AS others FROM caller_minutes "
+	    "WHERE phone IN (");
+	for (size_t i = 0; i < n; i++) {
+		p[i + 1] = PTEXT(phones[i]);
+		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s$%zu",
+		    i ? ", " : "", i + 2);
+	}
+	snprintf(sql + len, sizeof(sql) - len, ") GROUP BY phone");
+	if (run(db, sql, p, (int)n + 1, &rows, err, errlen) != STORE_OK)
+		return NULL;
+	return rows;
+}
+
 int
 store_db_token_host(struct store_db *db, const char *token, char *host,
     size_t hostlen, char *err, size_t errlen)

@@ -102,6 +102,8 @@
 	X(shared_fallbacks,	"voice webhooks decided on this host's ledger: DATABASE_URL did not answer in SHARED_TIMEOUT_MS") \
 	X(token_replayed_shared, "stream upgrades refused: token or call used on another host sharing DATABASE_URL") \
 	X(token_claim_fallbacks, "stream upgrades checked on this host's used tokens only: DATABASE_URL did not answer") \
+	X(shared_live_reads,	"re-reads of the other hosts' minutes for callers with a call live here (one per SHARED_LIVE_INTERVAL)") \
+	X(shared_live_fallbacks, "re-reads of live callers' minutes DATABASE_URL did not answer (or not before the next): the calls keep the last figures") \
 	X(outbound_calls,	"outbound calls Twilio created for /api/request-call") \
 	X(outbound_refused_bad_json, "call requests refused: body not the JSON asked for") \
 	X(outbound_refused_not_e164, "call requests refused: phone_number not E.164") \

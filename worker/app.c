@@ -6,6 +6,7 @@
 #include "worker/call.h"
 #include "worker/relay.h"
 #include "worker/worker.h"
+#include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "personas/line.h"
 
@@ -49,21 +50,32 @@ app_admit(const struct line *l, const char *caller, uint64_t used_ms)
 	return used_ms < allow && allow - used_ms >= min;
 }
 
+/* When the caller's allowance runs out, counting remote, the ms other
+ * hosts used as last read, and this host's calls up to now. */
+static uint64_t
+quota_end(const struct call *c, uint64_t now, uint64_t remote)
+{
+	const struct line *l = c->line;
+	uint64_t used, allow;
+
+	used = shm_usage_ms(c->w->shm, c->tok.caller, now) + remote;
+	allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
+	return now + (used >= allow ? 0 : allow - used);
+}
+
 int
 app_line_limit(struct call *c)
 {
 	const struct line *l = c->line;
-	uint64_t now = mono_ms(), at = 0, used, allow;
+	uint64_t now = mono_ms(), at = 0;
 	double minutes = -1;
 	int by_quota = 0;
 
 	if (line_has_quota(l)) {
 		/* with DATABASE_URL, the minutes other hosts reported at
 		 * the webhook count too */
-		used = shm_usage_ms(c->w->shm, c->tok.caller, now) +
-		    shm_remote_ms(c->w->shm, c->tok.caller);
-		allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
-		at = now + (used >= allow ? 0 : allow - used);
+		c->limit_remote_ms = shm_remote_ms(c->w->shm, c->tok.caller);
+		at = quota_end(c, now, c->limit_remote_ms);
 		minutes = l->free_minutes;
 		by_quota = 1;
 	}
@@ -79,6 +91,33 @@ app_line_limit(struct call *c)
 		relay_set_limit(c, at, l->wrapup, (unsigned)l->wrapup_grace,
 		    minutes);
 	return by_quota;
+}
+
+int
+app_line_recheck(struct call *c, uint64_t now)
+{
+	const struct line *l = c->line;
+	uint64_t remote, at, left;
+
+	if (!line_has_quota(l) || relay_limit_reached(c))
+		return 0;
+	remote = shm_remote_ms(c->w->shm, c->tok.caller);
+	if (remote == c->limit_remote_ms)
+		return 0;
+	c->limit_remote_ms = remote;
+	/* this host's calls as now, the call itself included: the same
+	 * end as at the start when nothing but the remote figure moved */
+	at = quota_end(c, now, remote);
+	left = relay_remaining_ms(c, now);
+	if (left != UINT64_MAX && at >= now + left)
+		return 0;	/* an earlier end stands (or a lower figure) */
+	log_set_call(call_sid_of(c));
+	log_debug("the caller's minutes on other hosts are %.1f s now: the "
+	    "time limit comes in %.1f s", remote / 1000.0, (at - now) / 1000.0);
+	log_set_call(NULL);
+	relay_set_limit(c, at, l->wrapup, (unsigned)l->wrapup_grace,
+	    l->free_minutes);
+	return 1;
 }
 
 void

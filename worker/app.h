@@ -82,6 +82,11 @@ int  app_admit(const struct line *l, const char *caller, uint64_t used_ms);
  * less the ledger) or the per-call maximum, whichever ends first, with the
  * line's wrap-up.  Returns 1 when the allowance ends the call. */
 int  app_line_limit(struct call *c);
+/* Each tick: the other hosts' minutes for the caller moved since the
+ * limit was set (the master re-reads them while calls are live), so the
+ * allowance ends sooner than the limit set; 1 when it moved the limit
+ * there, the allowance now ending the call.  Never later. */
+int  app_line_recheck(struct call *c, uint64_t now);
 /* Text the caller the line's goodbye SMS ({url}: CONVOREPS_URL), if any. */
 void app_line_sms(struct call *c);
 /* How long the call's greeting waits for the callee: the app's greeting

@@ -14,6 +14,13 @@ agent_started(struct call *c)
 	app_line_limit(c);
 }
 
+/* The allowance's end moves with the other hosts' minutes. */
+static void
+agent_tick(struct call *c, uint64_t now)
+{
+	app_line_recheck(c, now);
+}
+
 static int
 agent_tool_call(struct call *c, const struct app_tool *t)
 {
@@ -23,5 +30,6 @@ agent_tool_call(struct call *c, const struct app_tool *t)
 const struct app app_agent = {
 	.name = "agent",
 	.started = agent_started,
+	.tick = agent_tick,
 	.tool_call = agent_tool_call,
 };

@@ -219,6 +219,8 @@ practice_tick(struct call *c, uint64_t now)
 {
 	struct practice *p = state(c);
 
+	if (app_line_recheck(c, now))
+		p->by_quota = 1;
 	if (p->intent_mode != MODE_NONE && !relay_switching(c) &&
 	    !relay_limit_reached(c) && now - p->intent_at_ms >=
 	    (uint64_t)c->w->conf->intent_fallback_seconds * 1000)

@@ -94,6 +94,8 @@ struct call {
 	const struct line	*line;		/* what its route runs */
 	const struct app	*app;		/* the line's app */
 	void			*app_state;	/* the app's, app->state_size */
+	uint64_t		 limit_remote_ms;	/* other hosts' ms the
+							 * time limit counts */
 	char			 fail_reason[160];
 
 	/* life: the Twilio socket holds one reference, each upstream one */

@@ -318,7 +318,10 @@ async def shared_case(env, pg):
     s = twilio.Stream(wh.stream_url, twilio.call_sid(7), twilio.stream_sid(7),
                       wh.params)
     await s.open()
-    await s.play(1)
+    await s.play(2)
+    # the call's re-reads of the other hosts' minutes found nobody: it
+    # went on with the figures it had
+    expect(counter(b, "shared_live_fallbacks") >= 1, "shared_live_fallbacks")
     await s.stop()
     expect(counter(b, "token_claim_fallbacks") >= 1, "token_claim_fallbacks")
     # the token is still refused on B itself (its own used tokens)
@@ -331,7 +334,7 @@ async def shared_case(env, pg):
     b.wait_for(lambda: metric(b, "records_backlog") == 0, 20, "the replay")
     expect_eq(pg.query("SELECT status FROM calls WHERE call_sid = '%s'"
                        % twilio.call_sid(7)), "completed", "B's call replayed")
-    expect(used_ms(pg, caller) >= 900, "B's minutes replayed")
+    expect(used_ms(pg, caller) >= 1900, "B's minutes replayed")
     expect_eq(pg.query("SELECT host FROM used_tokens WHERE token = 'c:%s'"
                        % twilio.call_sid(7)), "host-b", "the claim replayed")
     # and now A refuses that token too
@@ -339,3 +342,89 @@ async def shared_case(env, pg):
               "B's outage token on A after the replay")
     expect_eq(pg.query("SELECT COUNT(*) FROM calls WHERE call_sid = '%s'"
                        % twilio.call_sid(7)), "1", "one row")
+
+
+async def run_call(s, seconds):
+    """Open s and play up to `seconds`; how long it lasted from `start`
+    until it closed (the daemon ends it first when the minutes run out)."""
+    await s.open()
+    try:
+        await s.play(seconds)
+    except websockets.ConnectionClosed:
+        pass
+    took = time.monotonic() - s.start_at
+    await finish(s)
+    return took
+
+
+@timeout(60)
+async def test_shared_calls_at_once_end_at_the_quota(env):
+    """One caller, one call on A and one on B admitted at the same moment:
+    each webhook sees the other's minutes as 0 and offers the whole
+    allowance, and the calls still end together once their minutes on both
+    hosts reach it (each master re-reads the other's live minutes every
+    SHARED_LIVE_INTERVAL), not each at the whole allowance."""
+    pg = Postgres()
+    try:
+        a = host(env, pg, "host-a").start()
+        b = host(env, pg, "host-b").start()
+        for d in (a, b):
+            d.wait_for(lambda: metric(d, "records_up") == 1, 15, "records_up")
+        caller = "+14155550107"
+        sids = (twilio.call_sid(21), twilio.call_sid(22))
+        wa, wb = await asyncio.gather(
+            asyncio.to_thread(twilio.post_voice, a.base, sids[0], caller),
+            asyncio.to_thread(twilio.post_voice, b.base, sids[1], caller))
+        for d, wh in ((a, wa), (b, wb)):
+            expect(wh.stream_url is not None, "%s refused a fresh caller: %s"
+                   % (d.conf["HOST_NAME"], wh.body))
+            expect_eq(wh.params["minutesLeft"], "0.10", "%s offers"
+                      % d.conf["HOST_NAME"])
+        sa = twilio.Stream(wa.stream_url, sids[0], twilio.stream_sid(21),
+                           wa.params)
+        sb = twilio.Stream(wb.stream_url, sids[1], twilio.stream_sid(22),
+                           wb.params)
+        # without the re-reads each would run the whole 6 s and its wrap-up
+        took = await asyncio.gather(run_call(sa, 10), run_call(sb, 10))
+
+        def ended():
+            return pg.query("SELECT COUNT(*) FROM calls WHERE call_sid IN "
+                            "('%s', '%s') AND status = 'completed'"
+                            % sids) == "2"
+        a.wait_for(ended, 10, "both calls' records")
+        rows = dict(r.split("|") for r in pg.query(
+            "SELECT host, used_ms FROM caller_minutes WHERE phone = '%s'"
+            % caller).split("\n"))
+        expect_eq(sorted(rows), ["host-a", "host-b"], "the minutes' hosts")
+        total = sum(int(v) for v in rows.values())
+        # the bound the README gives: SHARED_LIVE_INTERVAL (1 s) and 2 s
+        # for the one other host, one more interval when a write reaches
+        # the database after the other host's read, and each call's
+        # wrap-up (WRAPUP_GRACE=1); without the re-reads each call runs
+        # the whole 6 s and its wrap-up, 14 s together
+        bound = FREE_MS + 3000 + 1000 + 2 * 1000
+        expect(total <= bound, "the calls used %d ms together (%s; lasted "
+               "%.1f and %.1f s), the allowance %d, the bound %d" % (
+                   total, rows, took[0], took[1], FREE_MS, bound))
+        expect(total >= FREE_MS, "the calls ended at %d ms together, before "
+               "the allowance %d" % (total, FREE_MS))
+        for sid in sids:
+            expect_eq(pg.query("SELECT end_reason FROM calls WHERE call_sid "
+                               "= '%s'" % sid), "time limit reached",
+                      "%s's end" % sid)
+        # each host's ledger holds its own call's row, as the CSV does
+        for d in (a, b):
+            led = float(d.usage()[1][caller]["minutes_used"]) * 60000
+            row = int(rows[d.conf["HOST_NAME"]])
+            expect(abs(led - row) <= 50, "%s: ledger %.0f ms, row %d ms" % (
+                d.conf["HOST_NAME"], led, row))
+            expect((metric(d, "shared_live_reads_total") or 0) >= 1,
+                   "%s re-read no live minutes" % d.conf["HOST_NAME"])
+        # out of minutes on both now
+        for d, n in ((a, 23), (b, 24)):
+            wh = await asyncio.to_thread(twilio.post_voice, d.base,
+                                         twilio.call_sid(n), caller)
+            expect(wh.stream_url is None, "%s admitted a caller out of "
+                   "minutes" % d.conf["HOST_NAME"])
+    finally:
+        pg.destroy()
