@@ -1,7 +1,8 @@
 """Two daemons on one PostgreSQL server (DATABASE_URL), as two hosts
 behind a load balancer: a caller's minutes used on one count on the other,
 a call still live on one counts on the other within SHARED_LIVE_INTERVAL,
-a stream token redeemed on one is refused on the other, and with the
+two calls of one caller admitted at once on both end together when their
+minutes together reach the allowance, a stream token redeemed on one is refused on the other, and with the
 database stopped both go on with their own ledgers and used tokens within
 SHARED_TIMEOUT_MS, their records replayed once it is back.
 
