@@ -203,26 +203,168 @@ csv_record(char **pp, char *end, char **cells, int max)
 	}
 }
 
-struct need {
-	json_t		*cols;		/* array of the CSV's variable names */
-	char		 missing[40];
-};
-
+/* Collects the variables a template uses, each once, "name" aside (the
+ * contact's own column). */
 static int
 need_one(void *arg, const char *name, size_t len)
 {
-	struct need *n = arg;
+	json_t *need = arg, *v;
 	size_t i;
-	json_t *v;
 
 	if (len == 4 && strncmp(name, "name", 4) == 0)
 		return 0;
-	json_array_foreach(n->cols, i, v)
+	json_array_foreach(need, i, v)
 		if (strlen(json_string_value(v)) == len &&
 		    strncmp(json_string_value(v), name, len) == 0)
 			return 0;
-	snprintf(n->missing, sizeof(n->missing), "%.*s", (int)len, name);
-	return 1;
+	json_array_append_new(need, json_stringn(name, len));
+	return 0;
+}
+
+/* The first of need that cols (the variable columns) lacks, or NULL. */
+static const char *
+need_missing(const json_t *need, const json_t *cols)
+{
+	size_t i, j;
+	json_t *v, *w;
+
+	json_array_foreach(need, i, v) {
+		int found = 0;
+
+		json_array_foreach(cols, j, w)
+			if (strcmp(json_string_value(v), json_string_value(w)) == 0)
+				found = 1;
+		if (!found)
+			return json_string_value(v);
+	}
+	return NULL;
+}
+
+/* A column of a variable: letters, digits and _, at most 32. */
+static int
+var_name_valid(const char *s)
+{
+	return id_valid(s, strlen(s)) && strlen(s) <= 32 &&
+	    strchr(s, '-') == NULL;
+}
+
+/* Where a contact comes from, for its problems: "file.csv:7" or
+ * "camp.json: contacts: table payers: row 7 (+1415555****)". */
+struct src {
+	const char	*shown;
+	int		 table;		/* rows of a table, not lines of a CSV */
+	int		 full;		/* a row's phone in full (`voxrelay -t`) */
+};
+
+static const char *
+src_at(const struct src *s, int n, const char *phone, char *buf, size_t len)
+{
+	char masked[64];
+
+	if (!s->table)
+		snprintf(buf, len, "%s:%d", s->shown, n);
+	else if (phone == NULL || !e164_valid(phone) ||
+	    strlen(phone) >= SHM_PHONE_MAX)
+		snprintf(buf, len, "%s: row %d", s->shown, n);
+	else {
+		if (s->full)
+			vr_strlcpy(masked, phone, sizeof(masked));
+		else
+			mask_phone(phone, masked, sizeof(masked));
+		snprintf(buf, len, "%s: row %d (%s)", s->shown, n, masked);
+	}
+	return buf;
+}
+
+/*
+ * One contact (a CSV's line or a table's row n) checked and added to c:
+ * 0, 1 when it is refused (said in e), -1 when no more can be added.
+ * vars: its variables' values by name.
+ */
+static int
+contact_add(struct campaign_set *cs, struct campaign *c, size_t *cap,
+    const struct src *s, int n, const char *phone, const char *name,
+    const char *tzname, json_t *vars, struct lerr *e)
+{
+	struct camp_contact *ct;
+	char at[300];
+
+	if (phone == NULL || !e164_valid(phone) ||
+	    strlen(phone) >= SHM_PHONE_MAX) {
+		lerr_add(e, "%s: phone_number: not an E.164 number",
+		    src_at(s, n, phone, at, sizeof(at)));
+		return 1;
+	}
+	if (name == NULL || strlen(name) >= sizeof(ct->name)) {
+		lerr_add(e, "%s: name: %s", src_at(s, n, phone, at, sizeof(at)),
+		    name ? "longer than 127 bytes" : "missing");
+		return 1;
+	}
+	if (tzname == NULL || !tz_name_valid(tzname)) {
+		lerr_add(e, "%s: timezone: \"%.40s\" is not an IANA zone name",
+		    src_at(s, n, phone, at, sizeof(at)), tzname ? tzname : "");
+		return 1;
+	}
+	if (c->nct >= CAMP_CONTACTS_MAX) {
+		lerr_add(e, "%s: more than %d contacts", src_at(s, n, NULL, at,
+		    sizeof(at)), CAMP_CONTACTS_MAX);
+		return -1;
+	}
+	if (c->nct == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		struct camp_contact *v = realloc(c->ct, nc * sizeof(*v));
+		if (v == NULL) {
+			lerr_add(e, "%s: out of memory", s->shown);
+			return -1;
+		}
+		c->ct = v;
+		*cap = nc;
+	}
+	ct = &c->ct[c->nct++];
+	memset(ct, 0, sizeof(*ct));
+	vr_strlcpy(ct->phone, phone, sizeof(ct->phone));
+	vr_strlcpy(ct->name, name, sizeof(ct->name));
+	vr_strlcpy(ct->tzname, tzname, sizeof(ct->tzname));
+	ct->line = n;
+	ct->zone = zone_get(cs, ct->tzname);
+	ct->vars = json_incref(vars);
+	return 0;
+}
+
+static int
+byphone_cmp(const void *a, const void *b, void *arg)
+{
+	const struct campaign *c = arg;
+
+	return strcmp(c->ct[*(const size_t *)a].phone,
+	    c->ct[*(const size_t *)b].phone);
+}
+
+/* An index by phone: found in log time, and each number once. */
+static void
+contacts_index(struct campaign *c, const struct src *s, struct lerr *e)
+{
+	const char *unit = s->table ? "row" : "line";
+	char at[300];
+
+	if (c->nct == 0)
+		return;
+	if ((c->byphone = malloc(c->nct * sizeof(*c->byphone))) == NULL) {
+		lerr_add(e, "%s: out of memory", s->shown);
+		return;
+	}
+	for (size_t i = 0; i < c->nct; i++)
+		c->byphone[i] = i;
+	qsort_r(c->byphone, c->nct, sizeof(*c->byphone), byphone_cmp, c);
+	for (size_t i = 1; i < c->nct; i++) {
+		const struct camp_contact *a = &c->ct[c->byphone[i - 1]];
+		const struct camp_contact *b = &c->ct[c->byphone[i]];
+		if (strcmp(a->phone, b->phone) == 0)
+			lerr_add(e, "%s: phone_number: listed twice (also %s %d)",
+			    src_at(s, a->line > b->line ? a->line : b->line,
+			    a->phone, at, sizeof(at)), unit, a->line > b->line ?
+			    b->line : a->line);
+	}
 }
 
 static char *
@@ -255,15 +397,6 @@ read_file(const char *path, size_t max, size_t *len, char *why, size_t wlen)
 	return buf;
 }
 
-static int
-byphone_cmp(const void *a, const void *b, void *arg)
-{
-	const struct campaign *c = arg;
-
-	return strcmp(c->ct[*(const size_t *)a].phone,
-	    c->ct[*(const size_t *)b].phone);
-}
-
 /* The contacts CSV of c at path; problems added to e as "csv:line: ...". */
 static void
 contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
@@ -273,6 +406,7 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 	int ncols, iphone = -1, iname = -1, itz = -1, lineno = 1, n;
 	size_t len, cap = 0;
 	char *hdr[64];
+	struct src src = { shown, 0, 1 };
 
 	if ((buf = read_file(path, CAMP_CSV_MAX, &len, why, sizeof(why))) ==
 	    NULL) {
@@ -295,8 +429,7 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 			iname = i;
 		else if (strcmp(hdr[i], "timezone") == 0)
 			itz = i;
-		else if (!id_valid(hdr[i], strlen(hdr[i])) || strlen(hdr[i]) > 32 ||
-		    strchr(hdr[i], '-') != NULL) {
+		else if (!var_name_valid(hdr[i])) {
 			lerr_add(e, "%s:1: column \"%.40s\": a variable's name is "
 			    "letters, digits and _ (at most 32)", shown, hdr[i]);
 			goto out;
@@ -309,7 +442,8 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 		goto out;
 	}
 	while (p < end) {
-		struct camp_contact *ct;
+		json_t *vars;
+		int rc;
 
 		lineno++;
 		if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')) {
@@ -326,68 +460,103 @@ contacts_load(struct campaign_set *cs, struct campaign *c, const char *path,
 			    lineno, n, ncols);
 			continue;
 		}
-		if (!e164_valid(cells[iphone]) ||
-		    strlen(cells[iphone]) >= SHM_PHONE_MAX) {
-			lerr_add(e, "%s:%d: phone_number: not an E.164 number",
-			    shown, lineno);
-			continue;
-		}
-		if (strlen(cells[iname]) >= sizeof(ct->name)) {
-			lerr_add(e, "%s:%d: name: longer than 127 bytes", shown,
-			    lineno);
-			continue;
-		}
-		if (!tz_name_valid(cells[itz])) {
-			lerr_add(e, "%s:%d: timezone: \"%.40s\" is not an IANA "
-			    "zone name", shown, lineno, cells[itz]);
-			continue;
-		}
-		if (c->nct >= CAMP_CONTACTS_MAX) {
-			lerr_add(e, "%s:%d: more than %d contacts", shown, lineno,
-			    CAMP_CONTACTS_MAX);
-			goto out;
-		}
-		if (c->nct == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct camp_contact *v = realloc(c->ct, nc * sizeof(*v));
-			if (v == NULL) {
-				lerr_add(e, "%s: out of memory", shown);
-				goto out;
-			}
-			c->ct = v;
-			cap = nc;
-		}
-		ct = &c->ct[c->nct++];
-		memset(ct, 0, sizeof(*ct));
-		vr_strlcpy(ct->phone, cells[iphone], sizeof(ct->phone));
-		vr_strlcpy(ct->name, cells[iname], sizeof(ct->name));
-		vr_strlcpy(ct->tzname, cells[itz], sizeof(ct->tzname));
-		ct->line = lineno;
-		ct->zone = zone_get(cs, ct->tzname);
-		ct->vars = json_object();
+		vars = json_object();
 		for (int i = 0; i < ncols; i++)
 			if (i != iphone && i != iname && i != itz)
-				json_object_set_new(ct->vars, hdr[i],
+				json_object_set_new(vars, hdr[i],
 				    json_string(cells[i]));
+		rc = contact_add(cs, c, &cap, &src, lineno, cells[iphone],
+		    cells[iname], cells[itz], vars, e);
+		json_decref(vars);
+		if (rc < 0)
+			goto out;
 	}
-	/* an index by phone: found in log time, and each number once */
-	if (c->nct > 0 && (c->byphone = malloc(c->nct *
-	    sizeof(*c->byphone))) != NULL) {
-		for (size_t i = 0; i < c->nct; i++)
-			c->byphone[i] = i;
-		qsort_r(c->byphone, c->nct, sizeof(*c->byphone), byphone_cmp, c);
-		for (size_t i = 1; i < c->nct; i++) {
-			const struct camp_contact *a = &c->ct[c->byphone[i - 1]];
-			const struct camp_contact *b = &c->ct[c->byphone[i]];
-			if (strcmp(a->phone, b->phone) == 0)
-				lerr_add(e, "%s:%d: phone_number: listed twice (also "
-				    "line %d)", shown, a->line > b->line ? a->line :
-				    b->line, a->line > b->line ? b->line : a->line);
-		}
-	} else if (c->nct > 0)
-		lerr_add(e, "%s: out of memory", shown);
+	contacts_index(c, &src, e);
 out:
 	free(buf);
+}
+
+/*
+ * The contacts table of c, read on db into c (its contacts, their zones in
+ * cs): 0, or -1 with the problems in e.  *down: the database did not
+ * answer (not the table's fault).  need: the variables the line's
+ * templates use, line its id.
+ */
+static int
+table_load(struct store_db *db, struct campaign_set *cs, struct campaign *c,
+    const json_t *need, const char *line, int full, struct lerr *e,
+    int *down)
+{
+	char shown[300], why[512];
+	json_t *cols, *vcols = NULL, *rows = NULL, *row;
+	const char *miss;
+	size_t i, cap = 0;
+	int n0 = e->n, have = 0;
+	struct src src = { shown, 1, full };
+
+	*down = 0;
+	snprintf(shown, sizeof(shown), "%s: contacts: table %s%s%s", c->file,
+	    c->schema, c->schema[0] ? "." : "", c->table);
+	if ((cols = store_db_table_columns(db, c->schema, c->table, why,
+	    sizeof(why))) == NULL) {
+		*down = store_db_broken(db);
+		lerr_add(e, "%s: %s", shown, why);
+		return -1;
+	}
+	vcols = json_array();
+	for (i = 0; i < json_array_size(cols); i++) {
+		const char *col = json_string_value(json_array_get(cols, i));
+
+		if (strcmp(col, "phone_number") == 0 || strcmp(col, "name") == 0 ||
+		    strcmp(col, "timezone") == 0)
+			have++;
+		else if (!var_name_valid(col))
+			lerr_add(e, "%s: column \"%.40s\": a variable's name is "
+			    "letters, digits and _ (at most 32)", shown, col);
+		else
+			json_array_append_new(vcols, json_string(col));
+	}
+	if (have != 3)
+		lerr_add(e, "%s: the columns phone_number, name and timezone "
+		    "are needed", shown);
+	if ((miss = need_missing(need, vcols)) != NULL)
+		lerr_add(e, "%s: line %s uses {{%s}}, which the table has no "
+		    "column for", shown, line, miss);
+	if (e->n > n0)
+		goto out;
+	if ((rows = store_db_table_rows(db, c->schema, c->table, cols,
+	    "phone_number", CAMP_CONTACTS_MAX + 1, why, sizeof(why))) == NULL) {
+		*down = store_db_broken(db);
+		lerr_add(e, "%s: %s", shown, why);
+		goto out;
+	}
+	json_array_foreach(rows, i, row) {
+		json_t *vars = json_object(), *v;
+		size_t j;
+		int rc;
+
+		json_array_foreach(vcols, j, v) {
+			const char *val = json_string_value(json_object_get(row,
+			    json_string_value(v)));
+			/* a NULL is an empty cell */
+			json_object_set_new(vars, json_string_value(v),
+			    json_string(val ? val : ""));
+		}
+		rc = contact_add(cs, c, &cap, &src, (int)i + 1,
+		    json_string_value(json_object_get(row, "phone_number")),
+		    json_string_value(json_object_get(row, "name")),
+		    json_string_value(json_object_get(row, "timezone")), vars, e);
+		json_decref(vars);
+		if (rc < 0)
+			break;
+	}
+	if (e->n == n0)
+		contacts_index(c, &src, e);
+out:
+	json_decref(rows);
+	json_decref(vcols);
+	json_decref(cols);
+	return e->n > n0 ? -1 : 0;
 }
 
 static void
@@ -402,6 +571,7 @@ camp_free(struct campaign *c)
 	free(c->waits);
 	free(c->file);
 	free(c->starts);
+	json_decref(c->need);
 }
 
 /* A number in [min, max] from o's key, or the default when absent. */
@@ -425,7 +595,7 @@ num_field(json_t *o, const char *key, double min, double max, double def,
 static void
 camp_load(struct campaign_set *cs, struct campaign *c, const char *dir,
     const char *fname, const struct line_set *ls,
-    const struct persona_set *ps, struct lerr *e)
+    const struct persona_set *ps, int have_pg, struct lerr *e)
 {
 	static const char *const known[] = { "line", "contacts",
 	    "every_minutes", "windows", "quiet_hours", "max_attempts",
@@ -439,7 +609,6 @@ camp_load(struct campaign_set *cs, struct campaign *c, const char *dir,
 	json_error_t jerr;
 	size_t len, i;
 	double d;
-	struct need need;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, fname);
 	c->file = strdup(path);
@@ -529,26 +698,61 @@ camp_load(struct campaign_set *cs, struct campaign *c, const char *dir,
 	    window_load(v, &c->quiet) != 0)
 		lerr_add(e, "%s: quiet_hours: {\"from\": \"HH:MM\", \"to\": "
 		    "\"HH:MM\"} is needed (default 21:00 to 08:00)", f);
-	contacts = json_string_value(json_object_get(root, "contacts"));
-	if (contacts == NULL || contacts[0] == '\0')
-		lerr_add(e, "%s: contacts: missing (a CSV file beside it)", f);
+	/* the variables the line's templates use: each must be a column */
+	c->need = json_array();
+	if (p != NULL) {
+		tmpl_each(p->instructions, need_one, c->need);
+		if (p->greeting != NULL)
+			tmpl_each(p->greeting, need_one, c->need);
+		if (l->voicemail != NULL)
+			tmpl_each(l->voicemail, need_one, c->need);
+	}
+	v = json_object_get(root, "contacts");
+	contacts = json_string_value(v);
+	if (json_is_object(v)) {
+		/* a table, read later (campaign.h) */
+		const char *t = json_string_value(json_object_get(v, "table"));
+		const char *sc = json_string_value(json_object_get(v, "schema"));
+		json_t *x;
+
+		json_object_foreach(v, k, x)
+			if (strcmp(k, "table") != 0 && strcmp(k, "schema") != 0)
+				lerr_add(e, "%s: contacts.%.40s: unknown field (a "
+				    "table is {\"table\": ..., \"schema\": ...})",
+				    f, k);
+		if (!store_ident_valid(t))
+			lerr_add(e, "%s: contacts.table: a table's name of "
+			    "letters, digits and _ (at most %d, not starting "
+			    "with a digit) is needed", f, STORE_IDENT_MAX);
+		else
+			vr_strlcpy(c->table, t, sizeof(c->table));
+		if (json_object_get(v, "schema") != NULL &&
+		    !store_ident_valid(sc))
+			lerr_add(e, "%s: contacts.schema: a schema's name of "
+			    "letters, digits and _ (at most %d, not starting "
+			    "with a digit) is needed", f, STORE_IDENT_MAX);
+		else if (sc != NULL)
+			vr_strlcpy(c->schema, sc, sizeof(c->schema));
+		if (!have_pg)
+			lerr_add(e, "%s: contacts: a table needs DATABASE_URL "
+			    "(PostgreSQL); without it the contacts are a CSV "
+			    "file", f);
+	} else if (contacts == NULL || contacts[0] == '\0')
+		lerr_add(e, "%s: contacts: missing (a CSV file beside it, or "
+		    "{\"table\": ...} with DATABASE_URL)", f);
 	else {
+		const char *miss;
+
 		if (contacts[0] == '/')
 			snprintf(cpath, sizeof(cpath), "%s", contacts);
 		else
 			snprintf(cpath, sizeof(cpath), "%s/%s", dir, contacts);
 		contacts_load(cs, c, cpath, cpath, cols, e);
+		/* every variable the line's templates use is a column */
+		if (p != NULL && (miss = need_missing(c->need, cols)) != NULL)
+			lerr_add(e, "%s: contacts: line %s uses {{%s}}, which %s "
+			    "has no column for", f, l->id, miss, contacts);
 	}
-	/* every variable the line's templates use is a column */
-	need.cols = cols;
-	need.missing[0] = '\0';
-	if (p != NULL && contacts != NULL &&
-	    (tmpl_each(p->instructions, need_one, &need) != 0 ||
-	    (p->greeting != NULL && tmpl_each(p->greeting, need_one, &need) != 0) ||
-	    (l->voicemail != NULL && tmpl_each(l->voicemail, need_one,
-	    &need) != 0)))
-		lerr_add(e, "%s: contacts: line %s uses {{%s}}, which %s has no "
-		    "column for", f, l->id, need.missing, contacts);
 	json_decref(root);
 out:
 	json_decref(cols);
@@ -562,8 +766,8 @@ name_cmp(const void *a, const void *b)
 
 int
 campaign_set_load(struct campaign_set *cs, const char *dir,
-    const struct line_set *ls, const struct persona_set *ps, char *err,
-    size_t errlen, char *warn, size_t warnlen)
+    const struct line_set *ls, const struct persona_set *ps, int have_pg,
+    char *err, size_t errlen, char *warn, size_t warnlen)
 {
 	struct lerr e = { err, errlen, 0 };
 	char *names[CAMP_MAX + 1];
@@ -608,7 +812,7 @@ campaign_set_load(struct campaign_set *cs, const char *dir,
 			struct campaign *c = &cs->v[cs->n++];
 			snprintf(c->id, sizeof(c->id), "%.*s",
 			    (int)(strlen(names[i]) - 5), names[i]);
-			camp_load(cs, c, dir, names[i], ls, ps, &e);
+			camp_load(cs, c, dir, names[i], ls, ps, have_pg, &e);
 		}
 		free(names[i]);
 	}
@@ -620,6 +824,59 @@ campaign_set_load(struct campaign_set *cs, const char *dir,
 	}
 	if (e.n > 0)
 		campaign_set_free(cs);
+	return e.n;
+}
+
+int
+campaign_check_tables(const struct campaign_set *cs,
+    const struct store_cfg *sc, char *err, size_t errlen, char *warn,
+    size_t warnlen)
+{
+	struct lerr e = { err, errlen, 0 };
+	struct store_db *db = NULL;
+	char why[512] = "";
+	int tried = 0, down;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	for (size_t i = 0; i < cs->n; i++) {
+		const struct campaign *oc = &cs->v[i];
+		struct campaign_set zones;
+		struct campaign t;
+
+		if (oc->table[0] == '\0')
+			continue;
+		if (db == NULL && !tried) {
+			tried = 1;
+			db = store_db_connect(sc, why, sizeof(why));
+		}
+		if (db == NULL) {
+			lerr_add(&e, "%s: contacts: table %s%s%s cannot be read: %s",
+			    oc->file, oc->schema, oc->schema[0] ? "." : "",
+			    oc->table, why);
+			continue;
+		}
+		memset(&t, 0, sizeof(t));
+		memset(&zones, 0, sizeof(zones));
+		t.file = oc->file;
+		vr_strlcpy(t.id, oc->id, sizeof(t.id));
+		vr_strlcpy(t.table, oc->table, sizeof(t.table));
+		vr_strlcpy(t.schema, oc->schema, sizeof(t.schema));
+		(void)table_load(db, &zones, &t, oc->need, oc->line, 1, &e, &down);
+		for (size_t k = 0; k < zones.nzones && warnlen > 0; k++) {
+			size_t used = strlen(warn);
+			if (zones.zones[k].tz == NULL && used + 1 < warnlen)
+				snprintf(warn + used, warnlen - used, "warning: "
+				    "campaigns: %s: %s; its contacts are not "
+				    "dialled\n", oc->file, zones.zones[k].why);
+		}
+		for (size_t k = 0; k < t.nct; k++)
+			json_decref(t.ct[k].vars);
+		free(t.ct);
+		free(t.byphone);
+		campaign_set_free(&zones);
+	}
+	store_db_close(db);
 	return e.n;
 }
 
@@ -806,20 +1063,407 @@ status_outcome(const struct camp_contact *ct, const char *status)
 }
 
 /* ---------------------------------------------------------------- */
-/* the state read at start */
+/* the state read at start, and the contacts tables */
+
+static void campaign_tick(uv_timer_t *t);
+static void load_state(struct master *m);
+static void camp_run(struct master *m, struct campaign *c, uint64_t mono,
+    uint64_t now);
+
+static uint64_t		 cg_read_gen;
+static uv_timer_t	 cg_reread;
+static int		 cg_reread_on;
+
+static void
+contacts_free(struct camp_contact *ct, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		json_decref(ct[i].vars);
+		json_decref(ct[i].detail);
+	}
+	free(ct);
+}
+
+/* The zone called name for to's contacts: to's own, or from's moved into
+ * to (from keeps none of it), so that no zone is read from disk here. */
+static const struct tz *
+zone_take(struct campaign_set *to, struct campaign_set *from,
+    const char *name)
+{
+	struct camp_zone *z;
+
+	for (size_t i = 0; i < to->nzones; i++)
+		if (strcmp(to->zones[i].name, name) == 0)
+			return to->zones[i].tz;
+	for (size_t i = 0; i < from->nzones; i++) {
+		if (strcmp(from->zones[i].name, name) != 0)
+			continue;
+		if ((z = realloc(to->zones, (to->nzones + 1) *
+		    sizeof(*z))) == NULL)
+			return NULL;
+		to->zones = z;
+		to->zones[to->nzones++] = from->zones[i];
+		from->zones[i].tz = NULL;
+		if (to->zones[to->nzones - 1].tz == NULL)
+			log_warnx("campaigns: %s; its contacts are not dialled",
+			    to->zones[to->nzones - 1].why);
+		return to->zones[to->nzones - 1].tz;
+	}
+	return zone_get(to, name);
+}
+
+/* What the master knew of contact o, kept for ct (the same number). */
+static void
+contact_state_copy(struct camp_contact *ct, const struct camp_contact *o)
+{
+	ct->state = o->state;
+	ct->attempts = o->attempts;
+	memcpy(ct->outcome, o->outcome, sizeof(ct->outcome));
+	json_decref(ct->detail);
+	ct->detail = json_incref(o->detail);
+	ct->retry_at = o->retry_at;
+	memcpy(ct->sid, o->sid, sizeof(ct->sid));
+	ct->machine = o->machine;
+	ct->busy = o->busy;
+	ct->calling_since = o->calling_since;
+	ct->prev_state = o->prev_state;
+	memcpy(ct->prev_outcome, o->prev_outcome, sizeof(ct->prev_outcome));
+}
+
+/* A contact's row of campaign_contacts applied to ct: 1, or 0 when the
+ * row is not one. */
+static int
+state_apply(struct master *m, struct campaign *c, struct camp_contact *ct,
+    const json_t *row)
+{
+	const char *st = json_string_value(json_object_get(row, "state"));
+	const char *oc = json_string_value(json_object_get(row, "outcome"));
+	const char *sid = json_string_value(json_object_get(row, "call_sid"));
+	const char *cst = json_string_value(json_object_get(row,
+	    "call_status"));
+	const char *by = json_string_value(json_object_get(row,
+	    "answered_by"));
+	const char *det = json_string_value(json_object_get(row, "detail"));
+	size_t s;
+
+	if (st == NULL)
+		return 0;
+	for (s = 0; s < ARRAY_LEN(state_names) &&
+	    strcmp(state_names[s], st) != 0; s++)
+		;
+	if (s == ARRAY_LEN(state_names))
+		return 0;
+	ct->state = (enum camp_state)s;
+	ct->attempts = (int)json_integer_value(json_object_get(row,
+	    "attempts"));
+	vr_strlcpy(ct->outcome, oc ? oc : "", sizeof(ct->outcome));
+	vr_strlcpy(ct->sid, sid ? sid : "", sizeof(ct->sid));
+	ct->retry_at = (uint64_t)json_integer_value(json_object_get(row,
+	    "retry_at"));
+	json_decref(ct->detail);
+	ct->detail = det ? json_loads(det, 0, NULL) : NULL;
+	ct->machine = by != NULL && strncmp(by, "machine", 7) == 0;
+	if (ct->state != CS_CALLING)
+		return 1;
+	/* left calling by the last run: its call decides */
+	ct->calling_since = mono_ms();
+	if (ct->sid[0] == '\0')
+		finish(m, c, ct, "unknown");
+	else if (cst != NULL && status_outcome(ct, cst) != NULL)
+		finish(m, c, ct, status_outcome(ct, cst));
+	return 1;
+}
+
+/*
+ * One read of a campaign's contacts table.  The loop fills in what to
+ * read (copies: the campaign may be reloaded away meanwhile); the store's
+ * thread reads it into c and zones, which the loop then takes over.
+ */
+struct tread {
+	struct master	*m;
+	char		 id[CAMP_ID_MAX];
+	uint64_t	 gen;
+	char		 line[33];
+	json_t		*need;
+	int		 with_state;	/* also the campaign's stored state */
+	/* the thread's */
+	struct campaign	 c;
+	struct campaign_set zones;
+	char		 err[4096];
+	int		 nerr;
+	int		 down;
+	json_t		*rows;		/* the stored state */
+};
+
+static void
+tread_clear(struct tread *t)
+{
+	contacts_free(t->c.ct, t->c.nct);
+	t->c.ct = NULL;
+	t->c.nct = 0;
+	free(t->c.byphone);
+	t->c.byphone = NULL;
+	campaign_set_free(&t->zones);
+	json_decref(t->rows);
+	t->rows = NULL;
+	t->err[0] = '\0';
+	t->nerr = 0;
+	t->down = 0;
+}
+
+static void
+tread_free(struct tread *t)
+{
+	if (t == NULL)
+		return;
+	tread_clear(t);
+	json_decref(t->need);
+	free(t->c.file);
+	free(t);
+}
+
+static struct tread *
+tread_new(struct master *m, struct campaign *c, int with_state)
+{
+	struct tread *t = calloc(1, sizeof(*t));
+
+	if (t == NULL || (t->c.file = strdup(c->file ? c->file : c->id)) ==
+	    NULL || (t->need = json_deep_copy(c->need)) == NULL) {
+		if (t != NULL)
+			free(t->c.file);
+		free(t);
+		return NULL;
+	}
+	t->m = m;
+	t->with_state = with_state;
+	vr_strlcpy(t->id, c->id, sizeof(t->id));
+	vr_strlcpy(t->line, c->line, sizeof(t->line));
+	vr_strlcpy(t->c.id, c->id, sizeof(t->c.id));
+	vr_strlcpy(t->c.table, c->table, sizeof(t->c.table));
+	vr_strlcpy(t->c.schema, c->schema, sizeof(t->c.schema));
+	t->gen = c->read_gen = ++cg_read_gen;
+	c->reading = 1;
+	return t;
+}
+
+/* On the store's thread: 0, or -1 (t->down: the database did not answer,
+ * else the table's problems are in t->err). */
+static int
+tread_run(struct store_db *db, struct tread *t)
+{
+	struct lerr e = { t->err, sizeof(t->err), 0 };
+	char why[512];
+
+	tread_clear(t);
+	if (db == NULL) {
+		t->down = 1;
+		snprintf(t->err, sizeof(t->err), "the database is down");
+		return -1;
+	}
+	if (table_load(db, &t->zones, &t->c, t->need, t->line, 0, &e,
+	    &t->down) != 0) {
+		t->nerr = e.n;
+		return -1;
+	}
+	if (t->with_state && (t->rows = store_db_campaign_contacts(db, t->id,
+	    why, sizeof(why))) == NULL) {
+		t->down = 1;
+		snprintf(t->err, sizeof(t->err), "%s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * t's contacts become c's.  Those c had keep what the master knew of
+ * them; the others take their stored state from t->rows (a reload's read:
+ * a row added back keeps its attempts), or from the state read at start.
+ */
+static void
+table_install(struct master *m, struct campaign *c, struct tread *t)
+{
+	size_t n = t->c.nct, kept = 0, i;
+	unsigned char *known = NULL;
+	json_t *row;
+
+	if (n > 0 && (known = calloc(n, 1)) == NULL) {
+		log_warnx("campaign %s: out of memory; the %zu contacts last "
+		    "read stay", c->id, c->nct);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		struct camp_contact *ct = &t->c.ct[i], *o;
+
+		ct->zone = zone_take(&m->campaigns, &t->zones, ct->tzname);
+		if ((o = contact_find(c, ct->phone)) != NULL) {
+			contact_state_copy(ct, o);
+			known[i] = 1;
+			kept++;
+		}
+	}
+	contacts_free(c->ct, c->nct);
+	free(c->byphone);
+	free(c->waits);
+	c->ct = t->c.ct;
+	c->nct = n;
+	c->byphone = t->c.byphone;
+	c->waits = NULL;
+	c->cursor = 0;
+	t->c.ct = NULL;
+	t->c.nct = 0;
+	t->c.byphone = NULL;
+	json_array_foreach(t->rows, i, row) {
+		const char *ph = json_string_value(json_object_get(row, "phone"));
+		struct camp_contact *ct = ph ? contact_find(c, ph) : NULL;
+
+		if (ct != NULL && !known[ct - c->ct])
+			state_apply(m, c, ct, row);
+	}
+	free(known);
+	log_info("campaign %s: %zu contact%s read from table %s%s%s (%zu "
+	    "new)", c->id, n, n == 1 ? "" : "s", c->schema,
+	    c->schema[0] ? "." : "", c->table, n - kept);
+}
+
+/* t's problems, each on a log line of its own. */
+static void
+tread_log(const struct tread *t)
+{
+	char *copy = strdup(t->err), *line, *save;
+
+	for (line = copy ? strtok_r(copy, "\n", &save) : NULL; line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		log_warnx("campaigns: %s", line);
+	if (t->nerr > 20)
+		log_warnx("campaigns: %s: %d problems in all", t->c.file, t->nerr);
+	free(copy);
+}
+
+static json_t *
+tread_q(struct store_db *db, void *arg, char *err, size_t errlen)
+{
+	struct tread *t = arg;
+
+	if (tread_run(db, t) != 0 && t->down) {
+		snprintf(err, errlen, "%.*s", (int)strcspn(t->err, "\n"),
+		    t->err);
+		return NULL;
+	}
+	return json_true();
+}
+
+static void table_read(struct master *m, struct campaign *c);
+
+static void
+reread_cb(uv_timer_t *timer)
+{
+	struct master *m = timer->loop->data;
+
+	if (m->draining)
+		return;
+	for (size_t i = 0; i < m->campaigns.n; i++) {
+		struct campaign *c = &m->campaigns.v[i];
+
+		if (c->table[0] != '\0' && c->reread && !c->reading)
+			table_read(m, c);
+	}
+}
+
+static void
+tread_done(json_t *res, const char *err, void *arg)
+{
+	struct tread *t = arg;
+	struct master *m = t->m;
+	struct campaign *c = camp_find(m, t->id);
+	int ok = res != NULL;
+
+	json_decref(res);
+	if (c == NULL || c->read_gen != t->gen) {
+		tread_free(t);		/* a reload asked again since */
+		return;
+	}
+	c->reading = 0;
+	if (!ok) {
+		log_warnx("campaign %s: contacts table %s%s%s cannot be read "
+		    "(%s); the %zu contacts last read stay, read again in %d s",
+		    c->id, c->schema, c->schema[0] ? "." : "", c->table,
+		    err ? err : "?", c->nct, CAMP_RELOAD_MS / 1000);
+		c->reread = 1;
+		if (!cg_reread_on) {
+			uv_timer_init(m->loop, &cg_reread);
+			cg_reread_on = 1;
+		}
+		uv_timer_start(&cg_reread, reread_cb, CAMP_RELOAD_MS, 0);
+	} else if (t->nerr > 0) {
+		tread_log(t);
+		log_warnx("campaign %s: its contacts table has errors; the %zu "
+		    "contacts last read stay", c->id, c->nct);
+	} else
+		table_install(m, c, t);
+	tread_free(t);
+	/* the first pass after a reload is now */
+	c->in_pass = 0;
+	c->next_pass = 0;
+	if (cg_loaded && !m->draining)
+		camp_run(m, c, mono_ms(), wall_ms());
+}
+
+/* Read c's table again (a reload): its contacts stay as they are, and
+ * none of them is dialled, until the rows are in. */
+static void
+table_read(struct master *m, struct campaign *c)
+{
+	struct tread *t;
+
+	c->reread = 0;
+	if (m->store == NULL)
+		return;
+	if ((t = tread_new(m, c, 1)) == NULL) {
+		log_warnx("campaign %s: out of memory", c->id);
+		return;
+	}
+	if (store_query_async(m->store, tread_q, t, tread_done, t) != 0) {
+		c->reading = 0;
+		tread_free(t);
+		log_warnx("campaign %s: cannot ask the store for its contacts "
+		    "table; the %zu contacts last read stay", c->id, c->nct);
+	}
+}
+
+/* The read at start: every contacts table, then the state of every
+ * contact, in one go on the store's thread so that each contact read
+ * finds its stored state. */
+struct load {
+	struct master	*m;
+	size_t		 n;
+	struct tread	*t[CAMP_MAX];
+};
+
+static void
+load_free(struct load *ld)
+{
+	for (size_t i = 0; i < ld->n; i++)
+		tread_free(ld->t[i]);
+	free(ld);
+}
 
 static json_t *
 load_q(struct store_db *db, void *arg, char *err, size_t errlen)
 {
+	struct load *ld = arg;
+
 	if (db == NULL) {
 		snprintf(err, errlen, "the database is down");
 		return NULL;
 	}
+	for (size_t i = 0; i < ld->n; i++)
+		if (tread_run(db, ld->t[i]) != 0 && ld->t[i]->down) {
+			snprintf(err, errlen, "%.*s", (int)strcspn(ld->t[i]->err,
+			    "\n"), ld->t[i]->err);
+			return NULL;
+		}
 	return store_db_campaign_state(db, err, errlen);
 }
-
-static void campaign_tick(uv_timer_t *t);
-static void load_state(struct master *m);
 
 static void
 reload_timer_cb(uv_timer_t *t)
@@ -830,11 +1474,23 @@ reload_timer_cb(uv_timer_t *t)
 static void
 load_done(json_t *res, const char *err, void *arg)
 {
-	struct master *m = arg;
+	struct load *ld = arg;
+	struct master *m = ld->m;
 	size_t i, nrec = 0;
 	json_t *row;
 
 	cg_loading = 0;
+	for (i = 0; i < ld->n; i++) {
+		struct campaign *c = camp_find(m, ld->t[i]->id);
+
+		if (c == NULL || c->read_gen != ld->t[i]->gen) {
+			/* reloaded meanwhile: read what is now configured */
+			json_decref(res);
+			load_free(ld);
+			load_state(m);
+			return;
+		}
+	}
 	if (res == NULL) {
 		static uv_timer_t again;
 		static int again_on;
@@ -846,7 +1502,21 @@ load_done(json_t *res, const char *err, void *arg)
 			again_on = 1;
 		}
 		uv_timer_start(&again, reload_timer_cb, CAMP_RELOAD_MS, 0);
+		load_free(ld);
 		return;
+	}
+	for (i = 0; i < ld->n; i++) {
+		struct tread *t = ld->t[i];
+		struct campaign *c = camp_find(m, t->id);
+
+		c->reading = 0;
+		if (t->nerr > 0) {
+			tread_log(t);
+			log_warnx("campaign %s: its contacts table has errors; none "
+			    "of it is dialled until they are fixed and voxrelay "
+			    "reloaded", c->id);
+		} else
+			table_install(m, c, t);
 	}
 	json_array_foreach(json_object_get(res, "do_not_call"), i, row)
 		dnc_add(json_string_value(json_object_get(row, "phone")));
@@ -861,48 +1531,15 @@ load_done(json_t *res, const char *err, void *arg)
 		const char *cid = json_string_value(json_object_get(row,
 		    "campaign"));
 		const char *ph = json_string_value(json_object_get(row, "phone"));
-		const char *st = json_string_value(json_object_get(row, "state"));
-		const char *oc = json_string_value(json_object_get(row, "outcome"));
-		const char *sid = json_string_value(json_object_get(row,
-		    "call_sid"));
-		const char *cst = json_string_value(json_object_get(row,
-		    "call_status"));
-		const char *by = json_string_value(json_object_get(row,
-		    "answered_by"));
-		const char *det = json_string_value(json_object_get(row,
-		    "detail"));
 		struct campaign *c = cid ? camp_find(m, cid) : NULL;
 		struct camp_contact *ct = c && ph ? contact_find(c, ph) : NULL;
-		size_t s;
 
-		if (ct == NULL || st == NULL)
-			continue;	/* no longer in its campaign's list */
-		for (s = 0; s < ARRAY_LEN(state_names) &&
-		    strcmp(state_names[s], st) != 0; s++)
-			;
-		if (s == ARRAY_LEN(state_names))
-			continue;
-		nrec++;
-		ct->state = (enum camp_state)s;
-		ct->attempts = (int)json_integer_value(json_object_get(row,
-		    "attempts"));
-		vr_strlcpy(ct->outcome, oc ? oc : "", sizeof(ct->outcome));
-		vr_strlcpy(ct->sid, sid ? sid : "", sizeof(ct->sid));
-		ct->retry_at = (uint64_t)json_integer_value(json_object_get(row,
-		    "retry_at"));
-		json_decref(ct->detail);
-		ct->detail = det ? json_loads(det, 0, NULL) : NULL;
-		ct->machine = by != NULL && strncmp(by, "machine", 7) == 0;
-		if (ct->state != CS_CALLING)
-			continue;
-		/* left calling by the last run: its call decides */
-		ct->calling_since = mono_ms();
-		if (ct->sid[0] == '\0')
-			finish(m, c, ct, "unknown");
-		else if (cst != NULL && status_outcome(ct, cst) != NULL)
-			finish(m, c, ct, status_outcome(ct, cst));
+		/* one no longer in its campaign's list is skipped */
+		if (ct != NULL)
+			nrec += (size_t)state_apply(m, c, ct, row);
 	}
 	json_decref(res);
+	load_free(ld);
 	cg_loaded = 1;
 	log_info("campaigns: %zu campaign%s, the state of %zu contact%s read",
 	    m->campaigns.n, m->campaigns.n == 1 ? "" : "s", nrec,
@@ -913,6 +1550,8 @@ load_done(json_t *res, const char *err, void *arg)
 static void
 load_state(struct master *m)
 {
+	struct load *ld;
+
 	if (cg_loading || cg_loaded || m->campaigns.n == 0)
 		return;
 	/* (CALL_RECORDS=false with campaigns is refused by config_build()) */
@@ -921,9 +1560,27 @@ load_state(struct master *m)
 		    "dialled in this run");
 		return;
 	}
+	if ((ld = calloc(1, sizeof(*ld))) == NULL) {
+		log_warnx("campaigns: out of memory");
+		return;
+	}
+	ld->m = m;
+	for (size_t i = 0; i < m->campaigns.n && ld->n < CAMP_MAX; i++) {
+		struct campaign *c = &m->campaigns.v[i];
+
+		if (c->table[0] == '\0')
+			continue;
+		if ((ld->t[ld->n] = tread_new(m, c, 0)) == NULL) {
+			log_warnx("campaigns: out of memory");
+			load_free(ld);
+			return;
+		}
+		ld->n++;
+	}
 	cg_loading = 1;
-	if (store_query_async(m->store, load_q, NULL, load_done, m) != 0) {
+	if (store_query_async(m->store, load_q, ld, load_done, ld) != 0) {
 		cg_loading = 0;
+		load_free(ld);
 		log_warnx("campaigns: cannot ask the store for the contacts' "
 		    "state");
 	}
@@ -1150,7 +1807,7 @@ camp_pass(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 		    mono - ct->calling_since > stale)
 			finish(m, c, ct, "unknown");
 	}
-	if (c->paused)
+	if (c->paused || c->reading)
 		return;
 	if (!c->in_pass && mono >= c->next_pass) {
 		c->in_pass = 1;
@@ -1234,31 +1891,37 @@ campaign_reloaded(struct master *m, struct campaign_set *old)
 			for (size_t k = 0; k < oc->nstarts &&
 			    c->nstarts < (size_t)c->calls_per_minute; k++)
 				c->starts[c->nstarts++] = oc->starts[k];
+		if (c->table[0] != '\0') {
+			/* the contacts last read stay until the table is read
+			 * again, with all the master knew of them */
+			c->ct = oc->ct;
+			c->nct = oc->nct;
+			c->byphone = oc->byphone;
+			oc->ct = NULL;
+			oc->nct = 0;
+			oc->byphone = NULL;
+			for (size_t k = 0; k < c->nct; k++)
+				c->ct[k].zone = zone_take(&m->campaigns, old,
+				    c->ct[k].tzname);
+			continue;
+		}
 		for (size_t k = 0; k < c->nct; k++) {
-			struct camp_contact *ct = &c->ct[k], *o;
+			struct camp_contact *o;
 
-			if ((o = contact_find(oc, ct->phone)) == NULL)
-				continue;
-			ct->state = o->state;
-			ct->attempts = o->attempts;
-			memcpy(ct->outcome, o->outcome, sizeof(ct->outcome));
-			ct->detail = json_incref(o->detail);
-			ct->retry_at = o->retry_at;
-			memcpy(ct->sid, o->sid, sizeof(ct->sid));
-			ct->machine = o->machine;
-			ct->busy = o->busy;
-			ct->calling_since = o->calling_since;
-			ct->prev_state = o->prev_state;
-			memcpy(ct->prev_outcome, o->prev_outcome,
-			    sizeof(ct->prev_outcome));
+			if ((o = contact_find(oc, c->ct[k].phone)) != NULL)
+				contact_state_copy(&c->ct[k], o);
 		}
 	}
 	campaign_set_free(old);
-	/* the first pass after a reload is now */
-	if (cg_loaded)
-		campaign_tick(&cg_timer);
-	else
+	if (!cg_loaded) {
 		load_state(m);
+		return;
+	}
+	for (size_t i = 0; i < m->campaigns.n; i++)
+		if (m->campaigns.v[i].table[0] != '\0')
+			table_read(m, &m->campaigns.v[i]);
+	/* the first pass after a reload is now */
+	campaign_tick(&cg_timer);
 }
 
 void
@@ -1414,9 +2077,16 @@ camp_summary(const struct campaign *c, int full)
 		finished += ct->state == CS_DONE || ct->state == CS_EXHAUSTED;
 	}
 	o = json_pack("{s:s,s:s,s:b,s:b,s:I,s:I,s:o,s:o}", "id", c->id, "line",
-	    c->line, "paused", c->paused, "loaded", cg_loaded, "contacts",
-	    (json_int_t)c->nct, "finished", (json_int_t)finished, "states",
-	    states, "outcomes", outcomes);
+	    c->line, "paused", c->paused, "loaded", cg_loaded && !c->reading,
+	    "contacts", (json_int_t)c->nct, "finished", (json_int_t)finished,
+	    "states", states, "outcomes", outcomes);
+	if (o != NULL && c->table[0] != '\0') {
+		char name[140];
+
+		snprintf(name, sizeof(name), "%s%s%s", c->schema,
+		    c->schema[0] ? "." : "", c->table);
+		json_object_set_new(o, "table", json_string(name));
+	}
 	if (full && o != NULL) {
 		json_t *w = json_array(), *r = json_object();
 

@@ -7,6 +7,12 @@
  * and `voxrelay -t` refuse the same mistakes.  Each contact's state lives
  * in the store (schema version 3): the master reads it all at start, then
  * keeps it in memory and writes every change through.
+ *
+ * With DATABASE_URL a campaign's contacts may be a table instead
+ * ("contacts": {"table": ..., "schema": ...}).  Loading the file only
+ * checks the name; the master reads the rows on the store's thread (at
+ * start and on each reload) and `voxrelay -t` reads them at once
+ * (campaign_check_tables()), both through the same checks as a CSV's.
  */
 #ifndef VR_CAMPAIGN_H
 #define VR_CAMPAIGN_H
@@ -68,6 +74,16 @@ struct campaign {
 	double		 retry_minutes[CR__N];
 	int		 calls_per_minute;
 	int		 max_concurrent;
+	/* a contacts table (DATABASE_URL): its name, "" for a CSV */
+	char		 table[64];
+	char		 schema[64];	/* "": the search_path's */
+	json_t		*need;		/* the variables the line's templates
+					 * use, in order */
+	int		 reading;	/* its table is being read: nothing of
+					 * it is dialled meanwhile */
+	int		 reread;	/* the last read found the database
+					 * down: read again */
+	uint64_t	 read_gen;	/* of the read on its way */
 	struct camp_contact *ct;
 	size_t		 nct;
 	size_t		*byphone;	/* indexes of ct in order of phone */
@@ -108,10 +124,18 @@ struct persona_set;
 /* Load every *.json of dir (a missing directory is no campaign) into cs.
  * 0, or the number of problems, one per line in err ("file: field:
  * problem").  Contacts whose time zone is unknown are kept and never
- * dialled; each such zone is said once in warn. */
+ * dialled; each such zone is said once in warn.  have_pg: DATABASE_URL
+ * is set, so contacts may be a table (whose rows are not read here). */
 int  campaign_set_load(struct campaign_set *cs, const char *dir,
-    const struct line_set *ls, const struct persona_set *ps, char *err,
-    size_t errlen, char *warn, size_t warnlen);
+    const struct line_set *ls, const struct persona_set *ps, int have_pg,
+    char *err, size_t errlen, char *warn, size_t warnlen);
+struct store_cfg;
+/* `voxrelay -t`: read every contacts table of cs now (blocking) and check
+ * its columns and rows as a CSV's.  0, or the number of problems in err
+ * as campaign_set_load() says them. */
+int  campaign_check_tables(const struct campaign_set *cs,
+    const struct store_cfg *sc, char *err, size_t errlen, char *warn,
+    size_t warnlen);
 void campaign_set_free(struct campaign_set *cs);
 
 /* ---- the master ---- */

@@ -53,7 +53,8 @@ config_build(const char *path, struct conf *cf, struct persona_set *ps,
 		return 1;
 	}
 	n = strlen(warn);
-	nerr = campaign_set_load(cs, cf->campaigns_dir, ls, ps, err, errlen,
+	nerr = campaign_set_load(cs, cf->campaigns_dir, ls, ps,
+	    cf->database_url != NULL && cf->database_url[0] != '\0', err, errlen,
 	    warn + n, warnlen - n);
 	if (nerr != 0) {
 		n = strlen(err);

@@ -97,6 +97,19 @@ check_environment(const struct conf *c)
 			    "DATABASE_URL" : "DATABASE_PATH", err);
 			n++;
 		}
+		if (c->database_url[0] != '\0') {
+			/* the contacts tables: read now, checked as a CSV */
+			char cerr[8192], cwarn[2048] = "";
+			int k = campaign_check_tables(&M.campaigns, &sc, cerr,
+			    sizeof(cerr), cwarn, sizeof(cwarn));
+
+			fprintf(stderr, "%s", cwarn);
+			if (k > 0) {
+				fprintf(stderr, "%scampaigns in %s have errors\n",
+				    cerr, c->campaigns_dir);
+				n += k;
+			}
+		}
 		if (c->database_url[0] != '\0' && c->stream_secret_random)
 			fprintf(stderr, "warning: DATABASE_URL is set but "
 			    "STREAM_SECRET is not: hosts sharing the database "

@@ -66,6 +66,9 @@ struct store_db;
  * database of an older version with it).  NULL and a reason in err. */
 struct store_db *store_db_open(const struct store_cfg *cfg, int upto,
     char *err, size_t errlen);
+/* Connect without creating or migrating anything (`voxrelay -t`). */
+struct store_db *store_db_connect(const struct store_cfg *cfg, char *err,
+    size_t errlen);
 void store_db_close(struct store_db *db);
 enum store_backend store_db_backend(const struct store_db *db);
 /* Whether a statement found the database gone (STORE_EDOWN): the
@@ -159,6 +162,31 @@ json_t *store_db_campaign_state(struct store_db *db, char *err,
 /* One contact's {state, attempts} as written ({} when no row), or NULL. */
 json_t *store_db_contact(struct store_db *db, const char *campaign,
     const char *phone, char *err, size_t errlen);
+
+/* One campaign's rows of campaign_contacts, as in
+ * store_db_campaign_state()'s "contacts", or NULL. */
+json_t *store_db_campaign_contacts(struct store_db *db, const char *campaign,
+    char *err, size_t errlen);
+
+/*
+ * A campaign's contacts table (PostgreSQL only).  Its name, and the
+ * schema's when given (else the search_path finds it), must be
+ * identifiers of letters, digits and _ not starting with a digit: they
+ * are quoted into the SQL, so they are matched as written (case
+ * included).
+ */
+#define STORE_IDENT_MAX	63
+int  store_ident_valid(const char *s);
+/* The table's column names in order; NULL with err "no such table" or
+ * another reason (store_db_broken() tells the database's absence). */
+json_t *store_db_table_columns(struct store_db *db, const char *schema,
+    const char *table, char *err, size_t errlen);
+/* Up to max rows of the columns cols (their names), each one read as
+ * text (null stays null), ordered by the column order when not NULL:
+ * an array of objects keyed by column name, or NULL with err. */
+json_t *store_db_table_rows(struct store_db *db, const char *schema,
+    const char *table, const json_t *cols, const char *order, long max,
+    char *err, size_t errlen);
 
 /* ---- asynchronous (the master) ---- */
 

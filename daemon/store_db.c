@@ -6,6 +6,7 @@
 #include "daemon/store_drv.h"
 #include "daemon/common/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -240,6 +241,23 @@ store_db_open(const struct store_cfg *cfg, int upto, char *err, size_t errlen)
 	if (migrate(db, upto > 0 ? upto : STORE_SCHEMA_VERSION, err,
 	    errlen) != 0) {
 		store_db_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+struct store_db *
+store_db_connect(const struct store_cfg *cfg, char *err, size_t errlen)
+{
+	struct store_db *db = calloc(1, sizeof(*db));
+
+	if (db == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	db->drv = pick_drv(cfg);
+	if ((db->h = db->drv->open(cfg, 0, err, errlen)) == NULL) {
+		free(db);
 		return NULL;
 	}
 	return db;
@@ -1369,6 +1387,173 @@ store_db_campaign_state(struct store_db *db, char *err, size_t errlen)
 	}
 	return json_pack("{s:o,s:o,s:o}", "contacts", contacts, "campaigns",
 	    camps, "do_not_call", dnc);
+}
+
+json_t *
+store_db_campaign_contacts(struct store_db *db, const char *campaign,
+    char *err, size_t errlen)
+{
+	struct store_param p = PTEXT(campaign);
+	json_t *rows;
+
+	if (run(db, "SELECT cc.campaign, cc.phone, cc.state, cc.attempts, "
+	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, "
+	    "calls.status AS call_status, calls.answered_by AS answered_by "
+	    "FROM campaign_contacts cc LEFT JOIN calls ON calls.call_sid = "
+	    "cc.call_sid WHERE cc.campaign = $1", &p, 1, &rows, err, errlen) !=
+	    STORE_OK)
+		return NULL;
+	return rows;
+}
+
+int
+store_ident_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > STORE_IDENT_MAX || isdigit((unsigned char)s[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+static void
+str_cat(char *buf, const char *s, size_t len)
+{
+	size_t o = strlen(buf);
+
+	if (o < len)
+		vr_strlcpy(buf + o, s, len - o);
+}
+
+/* "name" with any '"' doubled, appended to buf: an identifier quoted,
+ * so that it is never read as SQL whatever it holds. */
+static void
+ident_cat(char *buf, size_t len, const char *name)
+{
+	size_t o = strlen(buf);
+
+	if (o + 1 < len)
+		buf[o++] = '"';
+	for (; *name != '\0' && o + 2 < len; name++) {
+		if (*name == '"')
+			buf[o++] = '"';
+		buf[o++] = *name;
+	}
+	if (o + 1 < len)
+		buf[o++] = '"';
+	buf[o] = '\0';
+}
+
+/* schema.table quoted, or table alone (found on the search_path). */
+static int
+table_name(char *buf, size_t len, const char *schema, const char *table,
+    char *err, size_t errlen)
+{
+	if ((schema != NULL && schema[0] != '\0' && !store_ident_valid(schema)) ||
+	    !store_ident_valid(table)) {
+		snprintf(err, errlen, "not an SQL identifier");
+		return -1;
+	}
+	buf[0] = '\0';
+	if (schema != NULL && schema[0] != '\0') {
+		ident_cat(buf, len, schema);
+		str_cat(buf, ".", len);
+	}
+	ident_cat(buf, len, table);
+	return 0;
+}
+
+json_t *
+store_db_table_columns(struct store_db *db, const char *schema,
+    const char *table, char *err, size_t errlen)
+{
+	char name[2 * STORE_IDENT_MAX + 8];
+	struct store_param p;
+	json_t *rows, *cols, *row;
+	size_t i;
+
+	if (db->drv->backend != STORE_PG) {
+		snprintf(err, errlen, "a contacts table needs DATABASE_URL "
+		    "(PostgreSQL)");
+		return NULL;
+	}
+	if (table_name(name, sizeof(name), schema, table, err, errlen) != 0)
+		return NULL;
+	p = PTEXT(name);
+	if (run(db, "SELECT to_regclass($1) IS NOT NULL AS found", &p, 1,
+	    &rows, err, errlen) != STORE_OK)
+		return NULL;
+	if (!json_is_true(json_object_get(json_array_get(rows, 0), "found"))) {
+		json_decref(rows);
+		snprintf(err, errlen, "no such table");
+		return NULL;
+	}
+	json_decref(rows);
+	if (run(db, "SELECT attname AS name FROM pg_catalog.pg_attribute "
+	    "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
+	    "attisdropped ORDER BY attnum", &p, 1, &rows, err, errlen) !=
+	    STORE_OK)
+		return NULL;
+	cols = json_array();
+	json_array_foreach(rows, i, row)
+		json_array_append(cols, json_object_get(row, "name"));
+	json_decref(rows);
+	return cols;
+}
+
+json_t *
+store_db_table_rows(struct store_db *db, const char *schema,
+    const char *table, const json_t *cols, const char *order, long max,
+    char *err, size_t errlen)
+{
+	char name[2 * STORE_IDENT_MAX + 8], *sql;
+	size_t len, i;
+	json_t *v, *rows;
+
+	if (db->drv->backend != STORE_PG) {
+		snprintf(err, errlen, "a contacts table needs DATABASE_URL "
+		    "(PostgreSQL)");
+		return NULL;
+	}
+	if (table_name(name, sizeof(name), schema, table, err, errlen) != 0)
+		return NULL;
+	len = 128 + strlen(name) + 2 * STORE_IDENT_MAX +
+	    json_array_size(cols) * (4 * STORE_IDENT_MAX + 32);
+	if ((sql = malloc(len)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	/* every column as text, whatever its type */
+	vr_strlcpy(sql, "SELECT ", len);
+	json_array_foreach(cols, i, v) {
+		const char *c = json_string_value(v);
+
+		if (c == NULL || strlen(c) > STORE_IDENT_MAX) {
+			free(sql);
+			snprintf(err, errlen, "a column's name is too long");
+			return NULL;
+		}
+		if (i > 0)
+			str_cat(sql, ", ", len);
+		str_cat(sql, "CAST(", len);
+		ident_cat(sql, len, c);
+		str_cat(sql, " AS TEXT) AS ", len);
+		ident_cat(sql, len, c);
+	}
+	str_cat(sql, " FROM ", len);
+	str_cat(sql, name, len);
+	if (order != NULL) {
+		str_cat(sql, " ORDER BY ", len);
+		ident_cat(sql, len, order);
+	}
+	snprintf(sql + strlen(sql), len - strlen(sql), " LIMIT %ld", max);
+	if (run(db, sql, NULL, 0, &rows, err, errlen) != STORE_OK)
+		rows = NULL;
+	free(sql);
+	return rows;
 }
 
 json_t *
