@@ -550,8 +550,7 @@ table_load(struct store_db *db, struct campaign_set *cs, struct campaign *c,
 		if (rc < 0)
 			break;
 	}
-	if (e->n == n0)
-		contacts_index(c, &src, e);
+	contacts_index(c, &src, e);
 out:
 	json_decref(rows);
 	json_decref(vcols);
