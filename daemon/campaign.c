@@ -14,13 +14,17 @@
  * One attempt is dialled at most once: the attempt is counted and the
  * contact marked `calling` in the store, and read back from it, before
  * the call is asked of Twilio.  A restart finds the contacts left
- * calling: one whose call is over takes that call's outcome, one whose
- * call was never created (or not known to be) has spent the attempt
- * ("unknown", retried like "failed"), one still live waits for its
- * callbacks.  None is dialled again for the same attempt.
+ * calling: one whose call's record is final takes that call's outcome,
+ * one whose call was never created (or not known to be) has spent the
+ * attempt ("unknown", retried like "failed"), and for any other Twilio
+ * is asked how its call went (callcheck.c): over, it takes the outcome
+ * the final callback would have given; live, it waits for its callbacks;
+ * unknown to Twilio, the attempt is spent.  None is dialled again for the
+ * same attempt.
  */
 #include "daemon/master.h"
 #include "daemon/campaign.h"
+#include "daemon/callcheck.h"
 #include "daemon/outbound.h"
 #include "daemon/store.h"
 #include "daemon/common/log.h"
@@ -1054,6 +1058,8 @@ status_outcome(const struct camp_contact *ct, const char *status)
 		return "no-answer";
 	if (strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0)
 		return "failed";
+	if (strcmp(status, "unknown") == 0)
+		return "unknown";	/* Twilio never created it, or never said */
 	if (strcmp(status, "completed") != 0)
 		return NULL;
 	if (ct->outcome[0] != '\0')
@@ -1170,6 +1176,10 @@ state_apply(struct master *m, struct campaign *c, struct camp_contact *ct,
 		finish(m, c, ct, "unknown");
 	else if (cst != NULL && status_outcome(ct, cst) != NULL)
 		finish(m, c, ct, status_outcome(ct, cst));
+	else
+		/* its final callback may have come while we were down:
+		 * Twilio knows */
+		callcheck_restore(m, ct->sid, c->line);
 	return 1;
 }
 
@@ -1838,16 +1848,18 @@ camp_pass(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 	if (c->waits == NULL && c->nct > 0 &&
 	    (c->waits = calloc(c->nct, sizeof(*c->waits))) == NULL)
 		return;
-	/* a call whose end never came (its callback lost while the daemon
-	 * was down) stops holding its place once the line's own limit on a
-	 * call, and 5 minutes of ringing and slack, are past: the attempt is
-	 * spent, never made again */
+	/* a call whose end never came is asked about (callcheck.c), which
+	 * ends its attempt one way or the other; one nobody asks about
+	 * stops holding its place once the line's own limit on a call, and
+	 * 5 minutes of ringing and slack, are past: the attempt is spent,
+	 * never made again */
 	if (l != NULL && l->max_call_minutes > 0)
 		stale = (uint64_t)(l->max_call_minutes * 60000.0) + 300000;
 	for (size_t i = 0; i < c->nct; i++) {
 		struct camp_contact *ct = &c->ct[i];
 		if (ct->state == CS_CALLING && !ct->busy &&
-		    mono - ct->calling_since > stale)
+		    mono - ct->calling_since > stale &&
+		    !callcheck_watching(ct->sid))
 			finish(m, c, ct, "unknown");
 	}
 	if (c->paused || c->reading)

@@ -22,6 +22,7 @@
 #include "daemon/master.h"
 #include "proto/form.h"
 #include "daemon/outbound.h"
+#include "daemon/callcheck.h"
 #include "daemon/campaign.h"
 #include "daemon/store.h"
 #include "daemon/common/log.h"
@@ -689,6 +690,11 @@ ob_outcome(void *arg, const struct rest_done *d)
 	if (d->attempts > 1)
 		shm_count(m->shm.hdr->sh_counters, SC_rest_retries,
 		    (uint64_t)d->attempts - 1);
+	/* a status query's answer (its ref says whose) */
+	if (d->kind == REST_GET && (d->ref & CALLCHECK_REF) != 0) {
+		callcheck_answer(m, d);
+		return;
+	}
 	if (d->kind != REST_CREATE || oc == NULL)
 		return;
 	uv_timer_stop(oc->deadline);
@@ -732,10 +738,13 @@ ob_outcome(void *arg, const struct rest_done *d)
 	    oc->line, d->attempts);
 	log_set_call(NULL);
 	if (m->store != NULL)
-		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s}",
-		    "type", "call", "call_sid", oc->sid, "direction", "outbound-api",
-		    "from", m->conf.phone_number_from, "to", oc->to, "line",
-		    oc->line, "started_at", (json_int_t)now, "status", "queued"));
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,"
+		    "s:s}", "type", "call", "call_sid", oc->sid, "direction",
+		    "outbound-api", "from", m->conf.phone_number_from, "to", oc->to,
+		    "line", oc->line, "started_at", (json_int_t)now, "status",
+		    "queued", "host", m->hostname));
+	/* asked about should its callbacks stop coming */
+	callcheck_watch(m, oc->sid, oc->line);
 	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", oc->sid,
 	    "status", "queued"), NULL);
 	if (oc->campaign[0] != '\0')
@@ -780,6 +789,60 @@ is_terminal(const char *s)
 	return 0;
 }
 
+/*
+ * What Twilio says of call sid, by its status callback or by the answer to
+ * a query (callcheck.c): one path, so the record and the contact's outcome
+ * do not depend on which brought it.  status is the record's (initiated is
+ * queued, answered in-progress), or "unknown" for a call Twilio never
+ * created (the record closed as failed).  at: when it happened (wall ms),
+ * 0 when not known (now, for the history; no answered_at).
+ */
+void
+outbound_status(struct master *m, const char *sid, const char *status,
+    const char *by, const char *dur, uint64_t at)
+{
+	struct ob_call *oc = call_by_sid(sid);
+	int unknown = strcmp(status, "unknown") == 0;
+	const char *rec = unknown ? "failed" : status;
+	uint64_t when = at ? at : wall_ms();
+
+	if (by != NULL && (by[0] == '\0' || strlen(by) >= 32))
+		by = NULL;
+	/* a call placed here, or one the last run left open */
+	if (m->store != NULL && (oc != NULL || callcheck_watching(sid))) {
+		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
+		    sid, "status", rec);
+		if (by != NULL)
+			json_object_set_new(call, "answered_by", json_string(by));
+		if (strcmp(rec, "in-progress") == 0 && at != 0)
+			json_object_set_new(call, "answered_at", json_integer(
+			    (json_int_t)at));
+		if (is_terminal(rec)) {
+			json_object_set_new(call, "ended_at", json_integer(
+			    (json_int_t)when));
+			json_object_set_new(call, "end_reason", json_string(unknown ?
+			    "not_found" : rec));
+			if (dur != NULL && strspn(dur, "0123456789") == strlen(dur) &&
+			    dur[0] != '\0' && strlen(dur) < 9)
+				json_object_set_new(call, "duration_ms",
+				    json_integer((json_int_t)atol(dur) * 1000));
+		}
+		store_post(m->store, call);
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
+		    "call_sid", sid, "status", rec, "at", (json_int_t)when));
+	}
+	if (by != NULL && (strcmp(by, "human") == 0 || strncmp(by, "machine_",
+	    8) == 0))
+		campaign_call_amd(m, sid, by);
+	if (is_terminal(rec)) {
+		callcheck_forget(sid);
+		if (oc != NULL && oc->wait == NULL)
+			call_free(oc);
+	}
+	/* also a call placed by the run before a restart */
+	campaign_call_status(m, sid, status);
+}
+
 static void
 status_callback(struct conn *c, struct http_req *r)
 {
@@ -788,9 +851,7 @@ status_callback(struct conn *c, struct http_req *r)
 	    "in-progress", "answered", "completed", "busy", "no-answer",
 	    "failed", "canceled", NULL };
 	struct form f = { 0 };
-	struct ob_call *oc;
-	const char *sid, *st, *rec = NULL, *by;
-	uint64_t now = wall_ms();
+	const char *sid, *st, *rec = NULL;
 	size_t i;
 
 	if (callback_form(c, r, &f, "outbound status callback") != 0)
@@ -816,37 +877,14 @@ status_callback(struct conn *c, struct http_req *r)
 		rec = "in-progress";
 	else
 		rec = st;
-	oc = call_by_sid(sid);
 	log_set_call(sid);
-	log_info("outbound call: %s%s", st, oc ? "" : " (not one placed here)");
+	log_info("outbound call: %s%s", st, call_by_sid(sid) ||
+	    callcheck_watching(sid) ? "" : " (not one placed here)");
 	log_set_call(NULL);
-	if (m->store != NULL && oc != NULL) {
-		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
-		    sid, "status", rec);
-		by = form_get(&f, "AnsweredBy");
-		if (by != NULL && by[0] != '\0' && strlen(by) < 32)
-			json_object_set_new(call, "answered_by", json_string(by));
-		if (strcmp(rec, "in-progress") == 0)
-			json_object_set_new(call, "answered_at", json_integer(
-			    (json_int_t)now));
-		if (is_terminal(rec)) {
-			const char *dur = form_get(&f, "CallDuration");
-			json_object_set_new(call, "ended_at", json_integer(
-			    (json_int_t)now));
-			json_object_set_new(call, "end_reason", json_string(rec));
-			if (dur != NULL && strspn(dur, "0123456789") == strlen(dur) &&
-			    dur[0] != '\0' && strlen(dur) < 9)
-				json_object_set_new(call, "duration_ms",
-				    json_integer((json_int_t)atol(dur) * 1000));
-		}
-		store_post(m->store, call);
-		store_post(m->store, json_pack("{s:s,s:s,s:s,s:I}", "type", "status",
-		    "call_sid", sid, "status", rec, "at", (json_int_t)now));
-	}
-	if (oc != NULL && is_terminal(rec) && oc->wait == NULL)
-		call_free(oc);
-	/* also a call placed by the run before a restart */
-	campaign_call_status(m, sid, rec);
+	outbound_status(m, sid, rec, form_get(&f, "AnsweredBy"),
+	    form_get(&f, "CallDuration"), wall_ms());
+	if (!is_terminal(rec))
+		callcheck_heard(m, sid);
 	conn_respond(c, 204, "text/plain", "", 0, NULL);
 out:
 	form_free(&f);
@@ -873,9 +911,10 @@ amd_callback(struct conn *c, struct http_req *r)
 	}
 	oc = call_by_sid(sid);
 	campaign_call_amd(m, sid, by);
+	callcheck_heard(m, sid);
 	log_set_call(sid);
 	log_info("outbound call: answered by %s", by);
-	if (m->store != NULL && oc != NULL)
+	if (m->store != NULL && (oc != NULL || callcheck_watching(sid)))
 		store_post(m->store, json_pack("{s:s,s:s,s:s}", "type", "call",
 		    "call_sid", sid, "answered_by", by));
 	/* a person: the worker's model need not wait out the pause for
@@ -1046,6 +1085,12 @@ outbound_fill(const char *s, const char *name, json_t *vars, int json)
 
 /* ---------------------------------------------------------------- */
 
+struct rest *
+outbound_rest(void)
+{
+	return ob_rest;
+}
+
 int
 outbound_init(struct master *m)
 {
@@ -1055,5 +1100,7 @@ outbound_init(struct master *m)
 		    "calls are refused");
 		return -1;
 	}
+	/* the calls the last run left open */
+	callcheck_start(m);
 	return 0;
 }

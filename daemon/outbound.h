@@ -12,6 +12,7 @@ struct master;
 struct http_req;
 struct twiml;
 struct form;
+struct rest;
 
 /* At start, on the loop: the cooldowns kept, the REST client.  0 or -1. */
 int  outbound_init(struct master *m);
@@ -40,6 +41,17 @@ int  outbound_ready(const struct master *m);
  * the creation went.  0, or -1 when it could not be started. */
 int  outbound_place(struct master *m, const char *to, const char *line,
     const char *name, json_t *vars, const char *campaign);
+
+/* What Twilio says of call sid (a status callback, or the answer to a
+ * query): the record, its status history and a campaign's contact.
+ * status: queued, ringing, in-progress, completed, busy, no-answer, failed,
+ * canceled, or "unknown" for a call Twilio never created; by
+ * (answered_by) and dur (seconds) may be NULL; at: wall ms, 0 if not
+ * known. */
+void outbound_status(struct master *m, const char *sid, const char *status,
+    const char *by, const char *dur, uint64_t at);
+/* The master's REST client (callcheck.c asks with it), or NULL. */
+struct rest *outbound_rest(void);
 
 /* routes.c, for outbound.c */
 /* Answered 403 (and counted) unless the request's signature is good. */

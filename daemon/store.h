@@ -162,6 +162,11 @@ json_t *store_db_campaign_state(struct store_db *db, char *err,
 /* One contact's {state, attempts} as written ({} when no row), or NULL. */
 json_t *store_db_contact(struct store_db *db, const char *campaign,
     const char *phone, char *err, size_t errlen);
+/* Outbound calls (daemon/callcheck.c): the newest `limit` records of
+ * calls placed by host (or by no host yet) not final, [{call_sid, line,
+ * status}], or NULL. */
+json_t *store_db_outbound_open(struct store_db *db, const char *host,
+    int limit, char *err, size_t errlen);
 
 /* One campaign's rows of campaign_contacts, as in
  * store_db_campaign_state()'s "contacts", or NULL. */

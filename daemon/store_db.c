@@ -1557,6 +1557,23 @@ store_db_table_rows(struct store_db *db, const char *schema,
 }
 
 json_t *
+store_db_outbound_open(struct store_db *db, const char *host, int limit,
+    char *err, size_t errlen)
+{
+	struct store_param p[2] = { PTEXT(host), PINT(limit) };
+	json_t *rows;
+
+	/* a call this host placed whose final status never came; one with
+	 * no host yet was never answered (no worker's record) */
+	if (run(db, "SELECT call_sid, line, status FROM calls WHERE "
+	    "direction = 'outbound-api' AND (status IS NULL OR status NOT IN "
+	    TERMINAL ") AND (host IS NULL OR host = $1) ORDER BY started_at "
+	    "DESC LIMIT $2", p, 2, &rows, err, errlen) != STORE_OK)
+		return NULL;
+	return rows;
+}
+
+json_t *
 store_db_contact(struct store_db *db, const char *campaign, const char *phone,
     char *err, size_t errlen)
 {

@@ -117,6 +117,12 @@
 	X(outbound_status_callbacks, "status callbacks of outbound calls")	\
 	X(outbound_machines,	"outbound calls answered by a machine")		\
 	X(outbound_voicemails,	"outbound calls that left the line's voicemail message") \
+	X(outbound_status_queries, "outbound calls' status asked of Twilio (GET Calls/{sid}.json)") \
+	X(outbound_status_query_final, "status queries that found the call over: its record and contact closed from the answer") \
+	X(outbound_status_query_live, "status queries that found the call still queued, ringing or in progress") \
+	X(outbound_status_query_not_found, "status queries answered 404: the call was never created, its attempt spent as unknown") \
+	X(outbound_status_query_failed, "status queries Twilio did not answer after their retries") \
+	X(outbound_status_given_up, "outbound calls no longer asked about: no final status after their queries") \
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
 	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")

@@ -91,6 +91,7 @@ static const struct key keys[] = {
 	{ "MAX_CONCURRENT_CALLS",	K_INT,  O(max_concurrent_calls), "10", 0, 100000, 0 },
 	{ "OUTBOUND_GREETING_PAUSE",	K_INT,  O(outbound_greeting_pause), "3000", 0, 60000, 0 },
 	{ "DEFAULT_OUTBOUND_LINE",	K_STR,  O(default_outbound_line), "reminder", 0, 0, 0 },
+	{ "OUTBOUND_STATUS_GRACE",	K_INT,  O(outbound_status_grace), "300", 1, 86400, 0 },
 	{ "CAMPAIGNS_DIR",		K_STR,  O(campaigns_dir), "/etc/voxrelay/campaigns", 0, 0, 0 },
 	{ "SMS_ENABLED",		K_BOOL, O(sms_enabled), "auto", 0, 0, 0 },
 	{ "CONVOREPS_URL",		K_STR,  O(convoreps_url), "https://convoreps.com", 0, 0, 0 },

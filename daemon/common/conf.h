@@ -92,6 +92,9 @@ struct conf {
 	int	 outbound_cooldown;	/* s per number */
 	int	 max_concurrent_calls;	/* outbound calls at once */
 	char	*default_outbound_line;
+	int	 outbound_status_grace;	/* s past a line's max_call_minutes
+					 * without a status callback before
+					 * the master asks Twilio */
 	int	 outbound_greeting_pause;	/* ms of silence before the
 						 * model speaks first */
 	char	*campaigns_dir;		/* daemon/campaign.c */

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -464,3 +465,201 @@ async def test_campaign_payment_arrangement_is_the_outcome(env):
         expect_eq(camp_["outcomes"], {"arranged": 1}, "counted by outcome")
         await asyncio.sleep(3)
         expect_eq(rest.count(who), 1, "not called again")
+
+
+def stored_contacts(d, cid):
+    """The contacts' rows as the store has them: {phone: (state, attempts,
+    outcome, call_sid)}."""
+    db = sqlite3.connect(d.conf["DATABASE_PATH"], timeout=5)
+    try:
+        return {r[0]: tuple(r[1:]) for r in db.execute(
+            "SELECT phone, state, attempts, outcome, call_sid FROM "
+            "campaign_contacts WHERE campaign = ?", (cid,))}
+    except sqlite3.OperationalError:    # not created yet
+        return {}
+    finally:
+        db.close()
+
+
+def stored_call(d, sid):
+    """(status, end_reason, duration_ms, [statuses in its history])."""
+    db = sqlite3.connect(d.conf["DATABASE_PATH"], timeout=5)
+    try:
+        row = db.execute("SELECT status, end_reason, duration_ms FROM calls "
+                         "WHERE call_sid = ?", (sid,)).fetchone()
+        hist = [r[0] for r in db.execute(
+            "SELECT status FROM call_status WHERE call_sid = ? ORDER BY at", (sid,))]
+        return (tuple(row) if row else None), hist
+    finally:
+        db.close()
+
+
+@timeout(120)
+async def test_campaign_lost_final_callbacks_are_asked_of_twilio_at_start(env):
+    """Two contacts' first calls end without the daemon hearing it: one's
+    final callback (busy) is lost, the other call rings out while the
+    daemon is down.  At start the master asks Twilio (GET
+    Calls/{sid}.json; its first answer a 503, retried) and each record and
+    contact gets the outcome the final callback would have given, within
+    seconds; neither is dialled again for that attempt; each is retried
+    as its outcome says."""
+    camp = os.path.join(env.tmp, "campaigns")
+    lost, down = "+12125551101", "+12125551102"
+    write_campaign(camp, "lost", [(lost, "Lost Callback", "America/New_York"),
+                                  (down, "Rang Out", "America/New_York")],
+                   max_attempts=2,
+                   retry_minutes={"no-answer": 0.05, "busy": 0.05, "voicemail": 0.05,
+                                  "failed": 0.05})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5,
+                              ring_seconds=4, fail_fetches_first=1,
+                              fail_status=503) as rest:
+        rest.plan(lost, "busy", "human").drop_final(lost)
+        rest.plan(down, "no-answer", "human")
+        d = start(env, rest, camp)
+        await until(lambda: rest.ended(lost) and rest.calls_to(down) and all(
+            r[3] for r in stored_contacts(d, "lost").values()), 20,
+            "the busy call over at Twilio, the other ringing")
+        first = {lost: rest.calls_to(lost)[0].sid, down: rest.calls_to(down)[0].sid}
+        d.stop()
+        await rest.wait_ended(2, timeout=20)
+        # both calls over at Twilio, neither known to the store
+        expect_eq({p: r[:2] for p, r in stored_contacts(d, "lost").items()},
+                  {lost: ("calling", 1), down: ("calling", 1)}, "left calling")
+        expect_eq(stored_call(d, first[lost])[0][0], "ringing", "lost's record open")
+        t0 = time.monotonic()
+        d.start()
+        await until(lambda: all(r[0] != "calling" and r[1] == 1
+                                for r in stored_contacts(d, "lost").values()),
+                    10, "both outcomes from Twilio")
+        took = time.monotonic() - t0
+        cs = stored_contacts(d, "lost")
+        expect_eq((cs[lost][0], cs[lost][2]), ("retry", "busy"), "the lost callback's")
+        expect_eq((cs[down][0], cs[down][2]), ("retry", "no-answer"), "the one rung out")
+        for p, st in ((lost, "busy"), (down, "no-answer")):
+            row, hist = stored_call(d, first[p])
+            expect_eq(row[:2], (st, st), "%s's record" % p)
+            expect(st in hist, "%s in the history %r" % (st, hist))
+        expect(len(rest.fetched(first[lost])) >= 1 and
+               len(rest.fetched(first[down])) >= 1, "both asked about")
+        expect(any(r.status == 503 for r in rest.fetches), "the 503 answered first")
+        expect(all(r.auth == "%s:%s" % (ACCOUNT, twilio.TEST_AUTH_TOKEN)
+                   for r in rest.fetches), "basic auth")
+        c = d.health()["counters"]
+        expect_eq(c["outbound_status_query_final"], 2, "final answers counted")
+        expect(c["outbound_status_queries"] >= 2 and c["rest_retries"] >= 1,
+               "queries and the retry counted: %r" % c)
+        # the retries, once each
+        await until(lambda: finished(d, "lost", 2), 40, "both retried and answered")
+        await asyncio.sleep(2)
+        cs = contacts(d, "lost")
+        for p in (lost, down):
+            expect_eq((rest.count(p), cs[p]["attempts"], cs[p]["state"], cs[p]["outcome"]),
+                      (2, 2, "done", "answered"), p)
+        log = d.log()
+        expect("asking Twilio for its status" in log, "the query logged")
+        expect(lost not in log and down not in log, "no full number in the log")
+        print("outcomes from Twilio %.1f s after the restart" % took)
+
+
+@timeout(90)
+async def test_campaign_call_twilio_never_created_is_spent_as_unknown(env):
+    """A contact left calling whose call Twilio does not know (404): the
+    attempt is spent as unknown and the contact retried once, never twice
+    for that attempt; the call's record is closed."""
+    camp = os.path.join(env.tmp, "campaigns")
+    who = "+12125551201"
+    write_campaign(camp, "gone", [(who, "Gone Call", "America/New_York")],
+                   max_attempts=2,
+                   retry_minutes={"no-answer": 0.05, "busy": 0.05, "voicemail": 0.05,
+                                  "failed": 0.05})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN) as rest:
+        rest.plan(who, "busy").drop_final(who)
+        d = start(env, rest, camp)
+        await rest.wait_ended(1, timeout=20)
+        await until(lambda: stored_contacts(d, "gone")[who][3], 10, "the call's sid stored")
+        sid = rest.calls_to(who)[0].sid
+        d.stop()
+    # another account's worth of calls: this one never heard of it
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=0.5,
+                              sid_base=0xdef000) as rest2:
+        d.write_conf(TWILIO_API_BASE=rest2.base)
+        d.start()
+        await until(lambda: finished(d, "gone", 1), 30, "the retry answered")
+        c = contacts(d, "gone")[who]
+        expect_eq((c["state"], c["outcome"], c["attempts"]), ("done", "answered", 2),
+                  "after the unknown attempt")
+        expect_eq((rest.count(who), rest2.count(who)), (1, 1), "dialled once each run")
+        expect_eq([r.status for r in rest2.fetched(sid)], [404], "asked once: 404")
+        row, _ = stored_call(d, sid)
+        expect_eq(row[:2], ("failed", "not_found"), "the record closed")
+        expect_eq(d.health()["counters"]["outbound_status_query_not_found"], 1,
+                  "counted")
+        expect("unknown, now retry" in d.log(), "the attempt spent as unknown")
+
+
+@timeout(180)
+async def test_campaign_survives_kill9_of_the_master(env):
+    """kill -9 of the whole daemon (the master, then its workers) while
+    three calls are up: two talking, one ringing.  They end at Twilio
+    while the daemon is down.  After the restart the master asks Twilio
+    how they went; every contact is dialled exactly as often as its
+    attempts say, and every call's record and outcome is Twilio's."""
+    camp = os.path.join(env.tmp, "campaigns")
+    plans = {"+12125551301": ["human"],
+             "+12125551302": ["human"],
+             "+12125551303": ["no-answer", "human"],
+             "+12125551304": ["busy", "human"],
+             "+12125551305": ["busy", "busy"],
+             "+12125551306": ["human"]}
+    want = {"+12125551301": (1, "done", "answered"),
+            "+12125551302": (1, "done", "answered"),
+            "+12125551303": (2, "done", "answered"),
+            "+12125551304": (2, "done", "answered"),
+            "+12125551305": (2, "exhausted", "busy"),
+            "+12125551306": (1, "done", "answered")}
+    write_campaign(camp, "k9", [(p, "Contact %s" % p[-2:], "America/New_York")
+                                for p in plans],
+                   max_attempts=2, max_concurrent=3,
+                   retry_minutes={"no-answer": 0.05, "busy": 0.05, "voicemail": 0.05,
+                                  "failed": 0.05})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=5,
+                              ring_seconds=5) as rest:
+        for p, pl in plans.items():
+            rest.plan(p, *pl)
+        d = start(env, rest, camp, WORKERS=2)
+
+        def three_up():
+            live = [c for c in list(rest.calls.values()) if not c.ended]
+            rows = [r for r in stored_contacts(d, "k9").values() if r[0] == "calling"]
+            return (len(live) == 3 and len(rows) == 3 and all(r[3] for r in rows)
+                    and sum(c.amd_at is not None for c in live) == 2)
+        await until(three_up, 30, "two calls talking and one ringing, each stored")
+        pids = d.worker_pids()
+        expect_eq(len(pids), 2, "the workers")
+        d.proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        d.proc.wait(10)
+        await rest.wait_ended(3, timeout=30)
+        expect_eq(len(rest.calls), 3, "no call created while down")
+        expect_eq(sorted(r[:2] for r in stored_contacts(d, "k9").values()),
+                  [("calling", 1)] * 3, "as the kill left them")
+        d.start()
+        await until(lambda: finished(d, "k9", len(plans)), 90, "every contact finished")
+        await asyncio.sleep(3)
+        cs = contacts(d, "k9")
+        for p, (n, state, outcome) in want.items():
+            expect_eq((rest.count(p), cs[p]["attempts"], cs[p]["state"], cs[p]["outcome"]),
+                      (n, n, state, outcome), p)
+        # no outcome lost: each call's record says what Twilio says
+        for call in rest.calls.values():
+            row, _ = stored_call(d, call.sid)
+            expect(row is not None and row[0] == call.status,
+                   "call %s: record %r, Twilio %s" % (call.sid, row, call.status))
+        expect("campaigns: 1 campaign, the state of 3 contacts read" in d.log(),
+               "the state read back after the restart")
+        expect(d.health()["counters"]["outbound_status_query_final"] >= 3,
+               "the three asked about")

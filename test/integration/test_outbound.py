@@ -533,3 +533,57 @@ async def test_outbound_transfer_back_to_the_outbound_line(env):
         usage = d.admin_get("/usage-data")[2]
         expect(CALLEE in usage and NUMBER not in usage,
                "billed to the callee only: %r" % usage)
+
+
+@timeout(60)
+async def test_outbound_quiet_call_is_asked_of_twilio(env):
+    """A call with no status callback for longer than its line lets a call
+    last (max_call_minutes, here 1.2 s) plus OUTBOUND_STATUS_GRACE (2 s)
+    is asked about (GET Calls/{sid}.json): one whose final callback was
+    lost is closed from the answer; one still ringing keeps waiting, and
+    its own final callback closes it."""
+    import os
+    import shutil
+    lines = os.path.join(env.tmp, "lines")
+    shutil.copytree(LINES, lines)
+    with open(os.path.join(lines, "reminder.json")) as f:
+        line = json.load(f)
+    line["max_call_minutes"] = 0.02
+    with open(os.path.join(lines, "reminder.json"), "w") as f:
+        json.dump(line, f)
+    lost, ringing = "+14155550141", "+14155550142"
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, ring_seconds=9) as rest:
+        rest.plan(lost, "busy").drop_final(lost)
+        rest.plan(ringing, "no-answer")
+        d = env.daemon(**conf(rest, LINES_DIR=lines, OUTBOUND_STATUS_GRACE=2,
+                              VERIFIED_PHONE_NUMBERS=lost + "," + ringing)).start()
+        sids = {}
+        for n in (lost, ringing):
+            st, _, b, _ = await arequest(d, dict(BODY, phone_number=n))
+            expect_eq(st, 201, "%s: %r" % (n, b))
+            sids[n] = b["call_sid"]
+        await rest.wait_ended(1, number=lost, timeout=10)
+        t_end = time.monotonic()
+        row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                         "busy" else None)(record(d, sids[lost])),
+                                10, "the lost call closed from Twilio's answer")
+        took = time.monotonic() - t_end
+        expect(took > 2.5, "asked %.1f s after its last callback, before 3.2 s" % took)
+        expect_eq((row["end_reason"], row["duration_ms"]), ("busy", 0), "the record")
+        expect(row["ended_at"] >= row["started_at"], "ended_at")
+        expect_eq(hist[-1], "busy", "the history")
+        expect_eq(len(rest.fetched(sids[lost])), 1, "asked once")
+        # the one ringing was asked too, found live, and left to its callbacks
+        await until(lambda: rest.fetched(sids[ringing]), 5, "the ringing call asked")
+        expect_eq(record(d, sids[ringing])[0]["status"], "ringing", "still ringing")
+        await rest.wait_ended(1, number=ringing, timeout=15)
+        row, _ = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                      "no-answer" else None)(record(d, sids[ringing])),
+                             10, "the ringing call's own final callback")
+        c = counters(d)
+        expect(c["outbound_status_query_live"] >= 1, "live answers counted: %r" % c)
+        expect_eq(c["outbound_status_query_final"], 1, "final answers counted")
+        n = len(rest.fetches)
+        await asyncio.sleep(4.5)
+        expect_eq(len(rest.fetches), n, "not asked about once closed")
+        print("closed %.1f s after its last callback" % took)

@@ -50,6 +50,15 @@ action's answer is fetched (signed, as the Url was) and run, and a
 <Connect><Stream> opens a new stream (`streams`) with the callee on it
 again.
 
+GET .../Calls/{CallSid}.json answers a created call as Twilio does: its sid,
+status (queued, ringing, in-progress, then its final one), to, from,
+direction, answered_by (the AMD verdict), duration, start_time and end_time
+(RFC 2822), with basic auth checked, 404 for a call it never created, and
+`fail_fetches_first` queries answered `fail_status` first; every query is in
+`fetches`.  `drop_final(number)` makes the next call to number end without
+its final status callback (as when Twilio's post was lost): the call is
+over at the fake, and only a query can tell.
+
 Every created call is a `Call` in `calls` (by CallSid) with its outcome,
 the status callbacks posted (`statuses`), the AMD verdict, the stream, the
 call updates it got and `ended` (set once its final callback was posted).
@@ -95,7 +104,7 @@ class FakeTwilioRest:
                  outcome="human", callee_seconds=2.0, sid_base=0xabc000,
                  plans=None, ring_seconds=0.3, amd_seconds=0.5,
                  machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False,
-                 dial_status="no-answer", dial_seconds=0):
+                 dial_status="no-answer", dial_seconds=0, fail_fetches_first=0):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered;
         fail_creates_first: Calls.json requests answered fail_status first
@@ -104,7 +113,9 @@ class FakeTwilioRest:
         amd_early: a human's verdict is posted as the call is answered,
         before the Url is asked for (AsyncAmd runs beside it);
         dial_status, dial_seconds: how a <Dial> in a call update ends
-        (DialCallStatus, DialCallDuration posted to its action)."""
+        (DialCallStatus, DialCallDuration posted to its action);
+        fail_fetches_first: GET Calls/{sid}.json queries answered
+        fail_status first."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.fail_first = fail_first
@@ -131,6 +142,9 @@ class FakeTwilioRest:
         self.amd_early = amd_early
         self.dial_status = dial_status
         self.dial_seconds = dial_seconds
+        self.fail_fetches_first = fail_fetches_first
+        self.fetches = []           # GET Calls/{sid}.json requests
+        self.drops = {}             # number -> final callbacks to drop
         self.server = None
         self.port = None
 
@@ -151,6 +165,17 @@ class FakeTwilioRest:
                 raise ValueError("unknown outcome %r" % (o,))
         self.plans.setdefault(number, []).extend(outcomes)
         return self
+
+    def drop_final(self, number, n=1):
+        """The next n calls to number end without their final status
+        callback: over at the fake, never said to the daemon."""
+        self.drops[number] = self.drops.get(number, 0) + n
+        return self
+
+    def fetched(self, sid=None):
+        """GET Calls/{sid}.json requests (for sid, or all)."""
+        return [r for r in self.fetches if sid is None or r.path.endswith(
+            "/Calls/%s.json" % sid)]
 
     def count(self, number=None):
         """Calls.json requests (answered or refused) to number, or all."""
@@ -212,6 +237,9 @@ class FakeTwilioRest:
                 if path.endswith("/Calls.json"):
                     self.creates.append(req)
                     status, doc = self._answer_create(req)
+                elif "/Calls/" in path and method == "GET":
+                    self.fetches.append(req)
+                    status, doc = self._answer_fetch(req)
                 elif "/Calls/" in path:
                     self.call_updates.append(req)
                     if self.call_delay:
@@ -288,6 +316,21 @@ class FakeTwilioRest:
         return 200, {"sid": m.group(1), "status": status or "in-progress",
                      "account_sid": self.account_sid}
 
+    def _answer_fetch(self, req):
+        """GET .../Calls/{CallSid}.json: the Call resource as it is now."""
+        m = re.fullmatch(r"/2010-04-01/Accounts/%s/Calls/(CA[0-9a-f]{32})\.json"
+                         % self.account_sid, req.path)
+        if req.auth != "%s:%s" % (self.account_sid, self.auth_token):
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if m is None or m.group(1) not in self.calls:
+            return 404, {"code": 20404, "message": "The requested resource %s "
+                         "was not found" % req.path, "status": 404}
+        failed_so_far = sum(1 for r in self.fetches[:-1]
+                            if getattr(r, "status", 0) == self.fail_status)
+        if failed_so_far < self.fail_fetches_first:
+            return _refusal(self.fail_status)
+        return 200, self.calls[m.group(1)].resource(self.account_sid)
+
     def _answer_create(self, req):
         want = "/2010-04-01/Accounts/%s/Calls.json" % self.account_sid
         if req.auth != "%s:%s" % (self.account_sid, self.auth_token):
@@ -310,6 +353,9 @@ class FakeTwilioRest:
         sid = "CA%032x" % (self.sid_base + self.n_calls)
         req.sid = sid
         call = Call(sid, to, outcome, req.form)
+        if self.drops.get(to, 0) > 0:
+            self.drops[to] -= 1
+            call.drop_final = True
         self.calls[sid] = call
         self.tasks.append(asyncio.ensure_future(self._play(call)))
         return 201, {"sid": sid, "status": "queued", "to": to,
@@ -342,6 +388,15 @@ class FakeTwilioRest:
         events = form.get("StatusCallbackEvent", [])
         ev = {"queued": "initiated", "in-progress": "answered"}.get(status, status)
         final = status in ("completed", "busy", "no-answer", "failed", "canceled")
+        # the resource changes whether or not the callback gets through
+        call.status = {"initiated": "queued"}.get(status, status)
+        if final:
+            call.end_time = time.time()
+            call.duration = dict(extra).get("CallDuration", "0")
+            if call.drop_final:
+                call.seq += 1
+                self.events.append((call.sid, "status_dropped", status, 0))
+                return
         if url is None or (ev not in events and not final):
             return
         call.seq += 1
@@ -615,6 +670,24 @@ class Call:
         self.recorded = []      # media the machine got after its beep
         self.voicemail = None   # the <Say> of the update, if any
         self.ended = False
+        self.status = "queued"  # as GET Calls/{sid}.json says it
+        self.start_time = time.time()
+        self.end_time = None
+        self.duration = None
+        self.drop_final = False  # its final callback is not posted
+
+    def resource(self, account_sid):
+        """The Call resource Twilio answers GET Calls/{sid}.json with."""
+        def rfc2822(t):
+            return None if t is None else time.strftime(
+                "%a, %d %b %Y %H:%M:%S +0000", time.gmtime(t))
+        return {"sid": self.sid, "account_sid": account_sid, "status": self.status,
+                "to": self.to, "from": self.form["From"][0],
+                "direction": "outbound-api", "answered_by": self.verdict,
+                "duration": self.duration, "start_time": rfc2822(self.start_time),
+                "end_time": rfc2822(self.end_time),
+                "uri": "/2010-04-01/Accounts/%s/Calls/%s.json" % (account_sid,
+                                                                  self.sid)}
 
     @property
     def final(self):

@@ -1,0 +1,33 @@
+/*
+ * callcheck.h — asking Twilio how an outbound call went when its status
+ * callbacks did not say (callcheck.c).
+ */
+#ifndef VR_CALLCHECK_H
+#define VR_CALLCHECK_H
+
+#include <stdint.h>
+
+struct master;
+struct rest_done;
+
+/* The bit of a REST_GET's ref that makes it a status query's. */
+#define CALLCHECK_REF	(1ull << 62)
+
+/* At start, on the loop (after the store is started): the outbound calls
+ * the last run left open are asked about. */
+void callcheck_start(struct master *m);
+/* Twilio created call sid on line here: watched from now on. */
+void callcheck_watch(struct master *m, const char *sid, const char *line);
+/* A call the last run placed and left open (a campaign's contact still
+ * calling): asked about now. */
+void callcheck_restore(struct master *m, const char *sid, const char *line);
+/* A status callback that is not final, or a verdict, came for sid. */
+void callcheck_heard(struct master *m, const char *sid);
+/* sid has its final status: no more asking. */
+void callcheck_forget(const char *sid);
+/* sid is watched: placed here, or left open by the last run. */
+int  callcheck_watching(const char *sid);
+/* The REST client's outcome of a query (REST_GET, CALLCHECK_REF set). */
+void callcheck_answer(struct master *m, const struct rest_done *d);
+
+#endif
