@@ -1155,6 +1155,66 @@ async def test_rest_outcomes_planned_per_number():
             await vox.stop()
 
 
+def rest_get(rest, path, auth=(REST_ACCOUNT, REST_TOKEN)):
+    conn = http.client.HTTPConnection("127.0.0.1", rest.port, timeout=5)
+    try:
+        hdrs = {}
+        if auth is not None:
+            hdrs["Authorization"] = "Basic " + base64.b64encode(
+                ("%s:%s" % auth).encode()).decode()
+        conn.request("GET", path, headers=hdrs)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+async def test_rest_call_resource_and_a_dropped_final_callback():
+    """GET Calls/{sid}.json answers the call as it is (basic auth checked,
+    404 for a call never created, 503s first when asked); a call whose
+    final callback is dropped ends at the fake with no final post."""
+    busy, human = "+14155550121", "+14155550122"
+    async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="human",
+                                          amd_seconds=0.2, callee_seconds=0.3,
+                                          fail_fetches_first=1,
+                                          fail_status=503) as rest:
+        vox = await Voxside().start()
+        try:
+            rest.plan(busy, "busy").drop_final(busy)
+            _, b = await asyncio.to_thread(place, rest, vox, busy)
+            _, h = await asyncio.to_thread(place, rest, vox, human)
+            path = "/2010-04-01/Accounts/%s/Calls/%%s.json" % REST_ACCOUNT
+            st, doc = await asyncio.to_thread(rest_get, rest, path % h["sid"])
+            expect_eq(st, 503, "the first query failed as asked")
+            st, doc = await asyncio.to_thread(rest_get, rest, path % h["sid"])
+            expect_eq((st, doc["sid"], doc["to"], doc["direction"]),
+                      (200, h["sid"], human, "outbound-api"), "a live call")
+            expect(doc["status"] in ("queued", "ringing", "in-progress"),
+                   "live: %r" % doc["status"])
+            expect_eq((doc["end_time"], doc["duration"]), (None, None), "not over")
+            await rest.wait_ended(2, timeout=15)
+            st, doc = await asyncio.to_thread(rest_get, rest, path % h["sid"])
+            expect_eq((st, doc["status"], doc["answered_by"]), (200, "completed", "human"),
+                      "the human call over")
+            expect(doc["end_time"].endswith(" +0000") and int(doc["duration"]) >= 1,
+                   "end_time and duration: %r" % doc)
+            st, doc = await asyncio.to_thread(rest_get, rest, path % b["sid"])
+            expect_eq((st, doc["status"], doc["duration"]), (200, "busy", "0"),
+                      "the busy call over at the fake")
+            expect_eq([f["CallStatus"][0] for f in vox.of("/status", b["sid"])],
+                      ["initiated", "ringing"], "its final callback dropped")
+            expect_eq([f["CallStatus"][0] for f in vox.of("/status", h["sid"])][-1],
+                      "completed", "the other's posted")
+            st, _ = await asyncio.to_thread(rest_get, rest, path % ("CA" + "0" * 32))
+            expect_eq(st, 404, "a call never created")
+            st, _ = await asyncio.to_thread(rest_get, rest, path % h["sid"],
+                                            (REST_ACCOUNT, "wrong"))
+            expect_eq(st, 401, "basic auth checked")
+            expect_eq(len(rest.fetched(h["sid"])), 4, "queries kept")
+        finally:
+            await vox.stop()
+
+
 async def test_rest_machine_beep_then_voicemail():
     end_detect, enable = "+14155550111", "+14155550112"
     async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="machine",
