@@ -322,6 +322,86 @@ TEST(store_migrates_from_version_3_campaigns)
 	store_db_close(db);
 }
 
+/* A campaign's contacts table: only identifiers are taken, quoted as
+ * written; every column comes back as text, NULL as null, in the order
+ * asked; SQLite has no such tables. */
+TEST(store_contacts_table_read_as_text)
+{
+	char err[512];
+	struct store_db *db;
+	json_t *cols, *rows, *row;
+
+	ASSERT(store_ident_valid("payers"));
+	ASSERT(store_ident_valid("_Payers_2"));
+	ASSERT(!store_ident_valid(""));
+	ASSERT(!store_ident_valid(NULL));
+	ASSERT(!store_ident_valid("2payers"));
+	ASSERT(!store_ident_valid("payers; DROP TABLE calls"));
+	ASSERT(!store_ident_valid("pay\"ers"));
+	ASSERT(!store_ident_valid("a.b"));
+	ASSERT(!store_ident_valid("a234567890123456789012345678901234567890"
+	    "123456789012345678901234"));	/* 64 */
+	fresh();
+	db = open_db();
+	if (!on_pg()) {
+		ASSERT_NULL(store_db_table_columns(db, "", "payers", err,
+		    sizeof(err)));
+		ASSERT(strstr(err, "DATABASE_URL") != NULL);
+		store_db_close(db);
+		return;
+	}
+	raw("CREATE TABLE payers (id serial, phone_number text, name text, "
+	    "timezone text, balance numeric, due date, \"Mixed\" int)");
+	raw("INSERT INTO payers (phone_number, name, timezone, balance, due, "
+	    "\"Mixed\") VALUES ('+15550100002', 'B', 'UTC', 12.50, "
+	    "'2026-02-01', 7), ('+15550100001', 'A', 'UTC', NULL, NULL, NULL)");
+	raw("CREATE SCHEMA billing; CREATE TABLE billing.payers "
+	    "(phone_number text, name text, timezone text)");
+	cols = store_db_table_columns(db, "", "payers", err, sizeof(err));
+	ASSERT_NOT_NULL(cols);
+	ASSERT_EQ(json_array_size(cols), 7);
+	ASSERT_STR_EQ(json_string_value(json_array_get(cols, 0)), "id");
+	ASSERT_STR_EQ(json_string_value(json_array_get(cols, 6)), "Mixed");
+	rows = store_db_table_rows(db, "", "payers", cols, "phone_number", 10,
+	    err, sizeof(err));
+	ASSERT_NOT_NULL(rows);
+	ASSERT_EQ(json_array_size(rows), 2);
+	row = json_array_get(rows, 0);
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "phone_number")),
+	    "+15550100001");
+	ASSERT(json_is_null(json_object_get(row, "balance")));
+	row = json_array_get(rows, 1);
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "id")), "1");
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "balance")),
+	    "12.50");
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "due")),
+	    "2026-02-01");
+	ASSERT_STR_EQ(json_string_value(json_object_get(row, "Mixed")), "7");
+	json_decref(rows);
+	/* max rows */
+	rows = store_db_table_rows(db, "", "payers", cols, "phone_number", 1,
+	    err, sizeof(err));
+	ASSERT_EQ(json_array_size(rows), 1);
+	json_decref(rows);
+	json_decref(cols);
+	/* a schema of its own; names are matched as written */
+	cols = store_db_table_columns(db, "billing", "payers", err, sizeof(err));
+	ASSERT_NOT_NULL(cols);
+	ASSERT_EQ(json_array_size(cols), 3);
+	json_decref(cols);
+	ASSERT_NULL(store_db_table_columns(db, "", "Payers", err, sizeof(err)));
+	ASSERT_STR_EQ(err, "no such table");
+	ASSERT_NULL(store_db_table_columns(db, "nosuch", "payers", err,
+	    sizeof(err)));
+	ASSERT_STR_EQ(err, "no such table");
+	ASSERT_NULL(store_db_table_columns(db, "", "payers\"; DROP TABLE "
+	    "calls; --", err, sizeof(err)));
+	ASSERT_STR_EQ(err, "not an SQL identifier");
+	ASSERT(!store_db_broken(db));
+	ASSERT_EQ(count("SELECT COUNT(*) AS n FROM calls"), 0);
+	store_db_close(db);
+}
+
 TEST(store_newer_schema_refused)
 {
 	char err[512];
