@@ -99,14 +99,18 @@ $(B)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(B)/.settings
 
 # The dashboard pages, built into the binary as byte arrays (daemon/
 # dashboard.c serves them): daemon/NAME.html becomes NAME_html[].  What the
-# pages share comes in here, so each is whole as served: the line
-# "/* include token_prompt.js */" in a page's script becomes that file
-# (the operator-token prompt).  Only od and sed: no xxd needed.
-PAGE_PARTS := daemon/token_prompt.js
+# pages share comes in here, so each is whole as served: the operator-token
+# prompt, whose markup (daemon/token_prompt.html) replaces the line
+# "<!-- include token_prompt.html -->" and whose script (token_prompt.js)
+# the line "/* include token_prompt.js */" in the page's script.  Only od
+# and sed: no xxd needed.
+PAGE_PARTS := daemon/token_prompt.html daemon/token_prompt.js
 $(B)/gen/%_html.c: daemon/%.html $(PAGE_PARTS)
 	@mkdir -p $(dir $@)
 	@echo "  GEN   $@"
-	$(Q)sed -e '/^[[:space:]]*\/\* include token_prompt\.js \*\/$$/{' \
+	$(Q)sed -e '/^<!-- include token_prompt\.html -->$$/{' \
+	    -e 'r daemon/token_prompt.html' -e 'd' -e '}' \
+	    -e '/^[[:space:]]*\/\* include token_prompt\.js \*\/$$/{' \
 	    -e 'r daemon/token_prompt.js' -e 'd' -e '}' $< > $@.html
 	$(Q)od -An -v -tx1 $@.html > $@.hex
 	$(Q){ echo '/* Made by the Makefile from $<: do not edit. */'; \

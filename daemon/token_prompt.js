@@ -2,33 +2,18 @@
 	 * The prompt for the operator's token, the same on /dashboard and
 	 * /dashboard/calls: the Makefile puts this file into both pages' one
 	 * script, in place of its include line, as they are built into the
-	 * binary.  tokenPrompt(label, onAsk, onGive) fills the page's empty
-	 * <div id="auth" class="auth" hidden> (label: its button's text) and
-	 * returns the prompt: .headers() for a request, .ask(refused) when one
-	 * was answered 401 (refused: it carried a token, which is forgotten)
-	 * and .asking until a token is given.  The token is kept in sessionStorage
-	 * (this tab only, gone when it closes) under one key, so one given on
-	 * either page holds for the other.  onAsk(refused) and onGive() are the
-	 * page's own part: what it says while it waits, how it loads again. */
-	function tokenPrompt(label, onAsk, onGive) {
+	 * binary, as token_prompt.html is put into their markup.
+	 * tokenPrompt(onAsk, onGive) works that #auth and returns the prompt:
+	 * .headers() for a request, .ask(refused) when one was answered 401
+	 * (refused: it carried a token, which is forgotten) and .asking until
+	 * a token is given.  The token is kept in sessionStorage (this tab only, gone when
+	 * it closes) under one key, so one given on either page holds for the
+	 * other.  onAsk(refused) and onGive() are the page's own part: what it
+	 * says while it waits, how it loads again. */
+	function tokenPrompt(onAsk, onGive) {
 		var KEY = 'voxrelay-admin-token';
-		var box = $('auth'), field = document.createElement('input');
-		var text = document.createElement('label');
-		var button = document.createElement('button');
-		var msg = document.createElement('span');
+		var box = $('auth'), field = $('auth-token'), msg = $('auth-msg');
 		var p = { asking: false };
-
-		text.htmlFor = field.id = 'auth-token';
-		text.textContent = 'This daemon asks for its ADMIN_TOKEN:';
-		field.type = 'password';
-		field.autocomplete = 'off';
-		field.spellcheck = false;
-		button.type = 'button';
-		button.id = 'auth-submit';
-		button.textContent = label;
-		msg.id = 'auth-msg';
-		msg.className = 'msg';
-		box.append(text, field, button, msg);
 
 		function stored() {
 			try { return sessionStorage.getItem(KEY) || ''; } catch (e) { return ''; }
@@ -56,7 +41,7 @@
 			onAsk(refused);
 			field.focus();
 		};
-		button.addEventListener('click', give);
+		$('auth-submit').addEventListener('click', give);
 		field.addEventListener('keydown', function (e) {
 			if (e.key === 'Enter') give();
 		});
