@@ -464,8 +464,11 @@ open_done(json_t *res, const char *err, void *arg)
 void
 callcheck_start(struct master *m)
 {
-	if (m->store == NULL)
+	static int started;
+
+	if (started || m->store == NULL)
 		return;
+	started = 1;
 	if (store_query_async(m->store, open_q, m, open_done, m) != 0)
 		log_warnx("outbound: cannot ask the store for the calls left "
 		    "open");

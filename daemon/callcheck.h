@@ -13,8 +13,9 @@ struct rest_done;
 /* The bit of a REST_GET's ref that makes it a status query's. */
 #define CALLCHECK_REF	(1ull << 62)
 
-/* At start, on the loop (after the store is started): the outbound calls
- * the last run left open are asked about. */
+/* At start, on the loop, once the campaigns' contacts are read (their
+ * outcomes come from the answers): the outbound calls the last run left
+ * open are asked about.  Only the first call does anything. */
 void callcheck_start(struct master *m);
 /* Twilio created call sid on line here: watched from now on. */
 void callcheck_watch(struct master *m, const char *sid, const char *line);

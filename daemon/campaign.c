@@ -1597,6 +1597,9 @@ load_done(json_t *res, const char *err, void *arg)
 	log_info("campaigns: %zu campaign%s, the state of %zu contact%s read",
 	    m->campaigns.n, m->campaigns.n == 1 ? "" : "s", nrec,
 	    nrec == 1 ? "" : "s");
+	/* the other calls the last run left open: asked about now that
+	 * their answers find the contacts they decide */
+	callcheck_start(m);
 	campaign_tick(&cg_timer);
 }
 
@@ -1925,6 +1928,8 @@ campaign_start(struct master *m)
 	cg_timer_on = 1;
 	uv_timer_start(&cg_timer, campaign_tick, CAMP_TICK_MS, CAMP_TICK_MS);
 	load_state(m);
+	if (!cg_loading)
+		callcheck_start(m);	/* no contacts' state to wait for */
 }
 
 void

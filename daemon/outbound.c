@@ -1100,7 +1100,5 @@ outbound_init(struct master *m)
 		    "calls are refused");
 		return -1;
 	}
-	/* the calls the last run left open */
-	callcheck_start(m);
 	return 0;
 }
