@@ -126,6 +126,29 @@ async def table_case(env, pg):
         expect_eq(rest.count(c), 2, "c dialled for its second attempt only")
         expect("campaign tbl: 4 contacts read from table payers (1 new)" in
                d.log(), "c read back as new to this run")
+        # the read waits on a lock: the master's loop does not
+        reads = d.log().count("contacts read from table payers")
+        locker = pg.hold_lock("payers", 5)
+        try:
+            d.signal(signal.SIGHUP)
+            await until(lambda: api(d, "/api/campaigns/tbl")[1]["loaded"] is False,
+                        10, "the reload's read waiting on the lock")
+            t0 = time.monotonic()
+            st, summary = api(d, "/api/campaigns/tbl")
+            took = time.monotonic() - t0
+            expect_eq((st, summary["loaded"], summary["contacts"]), (200, False, 4),
+                      "the campaign while its table is locked")
+            expect(took < 1.0, "the API took %.2f s while the table was locked"
+                   % took)
+            expect(locker.poll() is None, "the lock was released too early")
+            expect_eq(d.log().count("contacts read from table payers"), reads,
+                      "read through the lock")
+        finally:
+            locker.wait(timeout=20)
+        await until(lambda: api(d, "/api/campaigns/tbl")[1]["loaded"], 20,
+                    "the read once the lock is gone")
+        expect_eq(d.log().count("contacts read from table payers"), reads + 1,
+                  "the reload's read")
         # the database down at a reload: the contacts last read stay
         pg.stop()
         d.signal(signal.SIGHUP)
