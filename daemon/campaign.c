@@ -2015,6 +2015,15 @@ campaign_call_status(struct master *m, const char *sid, const char *status)
 		finish(m, c, ct, o);
 }
 
+int
+campaign_call_known(struct master *m, const char *sid)
+{
+	struct campaign *c;
+	struct camp_contact *ct = contact_by_sid(m, sid, &c);
+
+	return ct != NULL && ct->state == CS_CALLING;
+}
+
 void
 campaign_call_amd(struct master *m, const char *sid, const char *by)
 {

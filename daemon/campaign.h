@@ -157,6 +157,9 @@ void campaign_created(struct master *m, const char *campaign,
 void campaign_call_status(struct master *m, const char *sid,
     const char *status);
 void campaign_call_amd(struct master *m, const char *sid, const char *by);
+/* outbound.c: sid is the call of a contact still calling (one the run
+ * before a restart placed, say). */
+int  campaign_call_known(struct master *m, const char *sid);
 /* master.c: an "outcome" record from a worker (a line's tool decided how
  * the call went). */
 void campaign_call_outcome(struct master *m, const json_t *rec);

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define OB_ANSWER_MS	9000		/* a request is answered within this */
@@ -50,6 +51,11 @@
 #define OB_VARS_MAX	32
 #define OB_VAR_MAX	256
 #define OB_COOLDOWN_FILE "outbound-cooldown.tsv"
+#define OB_LOOKUP_MS	3000		/* a look for a call that may exist */
+#define OB_EARLY_MAX	64		/* callbacks kept before their call's sid */
+#define OB_EARLY_MS	30000		/* ... for at most this long */
+#define OB_TOKEN_LEN	16		/* hex digits of a call's Url token */
+#define OB_LOOKUP_REF	(1ull << 63)	/* a REST_GET's ref: a call's look */
 
 /* A call created (or being created) here. */
 struct ob_call {
@@ -65,6 +71,26 @@ struct ob_call {
 	uv_timer_t		*deadline;
 	int			 amd_done;
 	char			 campaign[CAMP_ID_MAX];	/* "" for a request */
+	/* in the Url: Twilio's request for the TwiML, or its list of calls,
+	 * tell the call before its create's answer does */
+	char			 token[OB_TOKEN_LEN + 1];
+	char			*form;		/* the create's, for its one retry */
+	int			 creates;	/* create requests made */
+	uint64_t		 asked_ms;	/* wall: first asked */
+};
+
+/* A status or AMD callback, as it came: applied at once, or kept while
+ * its call's sid is not known yet (the create's answer may come after
+ * Twilio's first callbacks). */
+struct ob_event {
+	struct ob_event		*next;
+	int			 amd;		/* an AMD verdict, else a status */
+	char			 sid[SHM_SID_MAX];
+	char			 status[16];	/* CallStatus as Twilio says it */
+	char			 by[32];	/* AnsweredBy, "" if none */
+	char			 duration[10];	/* CallDuration, "" if none */
+	uint64_t		 at_ms;		/* wall: arrived */
+	uint64_t		 kept_ms;	/* mono: arrived */
 };
 
 /* A request waiting for Twilio's answer (conn_defer()'s argument): gone
@@ -87,8 +113,14 @@ static uint64_t		 ob_seq;
 static struct ob_cool	*ob_cool;
 static size_t		 ob_ncool, ob_capcool;
 static char		 ob_cool_path[1100];
+static struct master	*ob_m;
+static struct ob_event	*ob_early;	/* oldest first */
+static unsigned		 ob_nearly;
+static uv_timer_t	 ob_early_timer;
 
 static void ob_outcome(void *arg, const struct rest_done *d);
+static void early_apply(struct master *m, const char *sid);
+static void early_expire_cb(uv_timer_t *t);
 
 /* ---------------------------------------------------------------- */
 /* the cooldown */
@@ -221,6 +253,25 @@ call_by_sid(const char *sid)
 }
 
 static struct ob_call *
+call_by_token(const char *token)
+{
+	for (struct ob_call *c = ob_calls; c != NULL; c = c->next)
+		if (strcmp(c->token, token) == 0)
+			return c;
+	return NULL;
+}
+
+/* A create was asked and its call's sid is not known yet. */
+static int
+call_unnamed(void)
+{
+	for (struct ob_call *c = ob_calls; c != NULL; c = c->next)
+		if (c->sid[0] == '\0')
+			return 1;
+	return 0;
+}
+
+static struct ob_call *
 call_by_id(uint64_t id)
 {
 	for (struct ob_call *c = ob_calls; c != NULL; c = c->next)
@@ -251,6 +302,7 @@ call_free(struct ob_call *oc)
 	if (oc->deadline != NULL)
 		uv_close((uv_handle_t *)oc->deadline, timer_closed_cb);
 	json_decref(oc->vars);
+	free(oc->form);
 	free(oc);
 }
 
@@ -429,7 +481,8 @@ create_form(const struct master *m, const struct ob_call *oc,
 	char *form = NULL;
 	int ok;
 
-	snprintf(url, sizeof(url), "%s/outbound/%s", base, oc->line);
+	snprintf(url, sizeof(url), "%s/outbound/%s?t=%s", base, oc->line,
+	    oc->token);
 	snprintf(status, sizeof(status), "%s/outbound/status", base);
 	snprintf(amd, sizeof(amd), "%s/outbound/amd", base);
 	ok = add_field(&form, "To", oc->to) == 0 &&
@@ -467,7 +520,7 @@ call_place(struct master *m, struct conn *c, const char *to,
 {
 	struct ob_call *oc;
 	struct ob_wait *w = NULL;
-	char *form;
+	unsigned char rnd[OB_TOKEN_LEN / 2];
 
 	if ((oc = calloc(1, sizeof(*oc))) == NULL ||
 	    (oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
@@ -484,14 +537,21 @@ call_place(struct master *m, struct conn *c, const char *to,
 	vr_strlcpy(oc->campaign, campaign ? campaign : "", sizeof(oc->campaign));
 	oc->vars = vars ? json_deep_copy(vars) : json_object();
 	oc->since_ms = mono_ms();
+	oc->asked_ms = wall_ms();
 	uv_timer_init(m->loop, oc->deadline);
 	oc->deadline->data = oc;
 	oc->next = ob_calls;
 	ob_calls = oc;
 	ob_ncalls++;
-	if ((form = create_form(m, oc, line)) == NULL ||
+	if (random_bytes(rnd, sizeof(rnd)) != 0)
+		/* unique is enough: the Url is signed by Twilio anyway */
+		snprintf(oc->token, sizeof(oc->token), "%016llx",
+		    (unsigned long long)(oc->id ^ (oc->asked_ms << 20)));
+	else
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(oc->token + 2 * i, 3, "%02x", rnd[i]);
+	if ((oc->form = create_form(m, oc, line)) == NULL ||
 	    (c != NULL && (w = calloc(1, sizeof(*w))) == NULL)) {
-		free(form);
 		call_free(oc);
 		if (c != NULL)
 			conn_respond(c, 500, "text/plain", "out of memory\n", 14,
@@ -504,19 +564,17 @@ call_place(struct master *m, struct conn *c, const char *to,
 		oc->wait = w;
 		if (conn_defer(c, wait_gone, w) != 0) {
 			/* c is closed, w freed */
-			free(form);
 			call_free(oc);
 			return -1;
 		}
 	}
-	if (rest_create_call(ob_rest, form, oc->id) != 0) {
-		free(form);
+	oc->creates++;
+	if (rest_create_call(ob_rest, oc->form, oc->id) != 0) {
 		answer_later(oc, 500, json_pack("{s:s,s:s}", "error", "internal",
 		    "message", "cannot start the request to Twilio"), NULL);
 		call_free(oc);
 		return -1;
 	}
-	free(form);
 	if (c != NULL)
 		uv_timer_start(oc->deadline, deadline_cb, OB_ANSWER_MS, 0);
 	return 0;
@@ -680,12 +738,221 @@ sid_from(const char *body, char *out, size_t len)
 }
 
 static void
+ob_outcome(void *arg, const struct rest_done *d);
+
+/*
+ * oc's sid is known (from the create's answer, from the calls found at
+ * Twilio, or from Twilio's request for its TwiML): the call is counted,
+ * its cooldown starts, its record is written, the request is answered,
+ * the campaign told, then the callbacks kept for it are applied in the
+ * order they came.  oc may be gone after.
+ */
+static void
+created(struct master *m, struct ob_call *oc, const char *how)
+{
+	char masked[64], sid[SHM_SID_MAX];
+	uint64_t now = wall_ms(), started = now;
+
+	uv_timer_stop(oc->deadline);
+	mask_phone(oc->to, masked, sizeof(masked));
+	vr_strlcpy(sid, oc->sid, sizeof(sid));
+	/* it began no later than its first callback */
+	for (struct ob_event *e = ob_early; e != NULL; e = e->next)
+		if (strcmp(e->sid, sid) == 0 && e->at_ms < started)
+			started = e->at_ms;
+	master_count(m, SC_outbound_calls);
+	cool_set(m, oc->to, now);
+	cool_save(oc->to, now);
+	log_set_call(sid);
+	log_info("outbound call to %s on line %s %s", masked, oc->line, how);
+	log_set_call(NULL);
+	if (m->store != NULL)
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,"
+		    "s:s}", "type", "call", "call_sid", sid, "direction",
+		    "outbound-api", "from", m->conf.phone_number_from, "to", oc->to,
+		    "line", oc->line, "started_at", (json_int_t)started, "status",
+		    "queued", "host", m->hostname));
+	/* asked about should its callbacks stop coming */
+	callcheck_watch(m, sid, oc->line);
+	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", sid,
+	    "status", "queued"), NULL);
+	if (oc->campaign[0] != '\0')
+		campaign_created(m, oc->campaign, oc->to, sid);
+	early_apply(m, sid);
+}
+
+/* oc was not created, or (unsure) nothing says whether it was: the
+ * request is answered, the campaign told, oc freed. */
+static void
+not_created(struct master *m, struct ob_call *oc, const struct rest_done *d,
+    int unsure)
+{
+	int busy = unsure || d->status == 0 || d->status == 429 ||
+	    d->status >= 500 || d->ok;
+	char masked[64];
+
+	uv_timer_stop(oc->deadline);
+	mask_phone(oc->to, masked, sizeof(masked));
+	if (unsure) {
+		/* it may ring: no other call to the number for a while */
+		cool_set(m, oc->to, wall_ms());
+		cool_save(oc->to, wall_ms());
+		log_warnx("outbound call to %s: Twilio did not say whether it "
+		    "created the call and it was not found; not asked again",
+		    masked);
+	} else
+		log_warnx("outbound call to %s not created (HTTP %ld after %d "
+		    "attempt%s)", masked, d->status, d->attempts,
+		    d->attempts == 1 ? "" : "s");
+	if (oc->wait != NULL) {
+		master_count(m, SC_outbound_refused_twilio);
+		if (unsure)
+			answer_later(oc, 503, json_pack("{s:s,s:s}", "error",
+			    "twilio_failed", "message", "Twilio's API did not say "
+			    "whether it created the call; it was not asked again"),
+			    "Retry-After: 30\r\n");
+		else if (busy)
+			answer_later(oc, 503, json_pack("{s:s,s:s}",
+			    "error", "twilio_failed", "message",
+			    "Twilio's API is failing; try again later"),
+			    "Retry-After: 30\r\n");
+		else {
+			json_t *e = d->body ? json_loads(d->body, 0, NULL) : NULL;
+			const char *msg = json_string_value(
+			    json_object_get(e, "message"));
+			answer_later(oc, 502, json_pack("{s:s,s:s,s:I}",
+			    "error", "twilio_refused", "message", msg ? msg :
+			    "Twilio refused the call", "twilio_status",
+			    (json_int_t)d->status), NULL);
+			json_decref(e);
+		}
+	}
+	if (oc->campaign[0] != '\0')
+		campaign_created(m, oc->campaign, oc->to, NULL);
+	call_free(oc);
+}
+
+/*
+ * The create went out and no answer says what became of it: Twilio's
+ * calls to the number since the day it was asked are searched for it
+ * (Calls.json?To=&StartTime>=, the first page).
+ */
+static void
+lookup_start(struct master *m, struct ob_call *oc, const struct rest_done *d)
+{
+	char path[200], day[16], masked[64], *to = form_escape(oc->to);
+	time_t t = (time_t)(oc->asked_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+	mask_phone(oc->to, masked, sizeof(masked));
+	if (to == NULL || snprintf(path, sizeof(path), "Calls.json?To=%s&"
+	    "StartTime%%3E=%s&PageSize=50", to, day) >= (int)sizeof(path) ||
+	    rest_get(ob_rest, path, OB_LOOKUP_MS, oc->id | OB_LOOKUP_REF) != 0) {
+		free(to);
+		not_created(m, oc, d, 1);
+		return;
+	}
+	free(to);
+	master_count(m, SC_outbound_create_lookups);
+	log_info("outbound call to %s: its create went unanswered; looking for "
+	    "it among Twilio's calls", masked);
+}
+
+/* date_created, RFC 2822 in GMT ("Sun, 06 Dec 2026 18:27:33 +0000"), in
+ * seconds; 0 if unreadable. */
+static time_t
+rfc2822(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || (end = strptime(s, "%a, %d %b %Y %H:%M:%S", &tm)) ==
+	    NULL)
+		return 0;
+	return timegm(&tm);
+}
+
+/*
+ * Whether call (a Call resource in Twilio's list) is oc's: its Url, which
+ * carries oc's token, when the resource shows it; else (Twilio's Call
+ * resource does not) a call from our number to oc's, placed through the
+ * API, created since oc was first asked, that no other call here has.
+ */
+static int
+call_is(const struct master *m, const struct ob_call *oc, json_t *call)
+{
+	const char *url = json_string_value(json_object_get(call, "url"));
+	const char *from = json_string_value(json_object_get(call, "from"));
+	const char *to = json_string_value(json_object_get(call, "to"));
+	const char *dir = json_string_value(json_object_get(call, "direction"));
+	time_t made = rfc2822(json_string_value(json_object_get(call,
+	    "date_created")));
+	char t[OB_TOKEN_LEN + 4];
+
+	if (url != NULL) {
+		snprintf(t, sizeof(t), "?t=%s", oc->token);
+		return strstr(url, t) != NULL;
+	}
+	return from != NULL && strcmp(from, m->conf.phone_number_from) == 0 &&
+	    to != NULL && strcmp(to, oc->to) == 0 && dir != NULL &&
+	    strcmp(dir, "outbound-api") == 0 &&
+	    (uint64_t)made + 5 >= oc->asked_ms / 1000;
+}
+
+/* What the search for oc's call found: the call, adopted; none, so the
+ * create is asked once more (once); or no answer, so nothing is known. */
+static void
+lookup_done(struct master *m, struct ob_call *oc, const struct rest_done *d)
+{
+	json_t *o = d->ok && d->body ? json_loads(d->body, 0, NULL) : NULL;
+	json_t *calls = json_object_get(o, "calls"), *call;
+	char masked[64];
+	size_t i;
+
+	mask_phone(oc->to, masked, sizeof(masked));
+	if (!json_is_array(calls)) {
+		json_decref(o);
+		log_warnx("outbound call to %s: Twilio's calls could not be read "
+		    "(HTTP %ld)", masked, d->status);
+		not_created(m, oc, d, 1);
+		return;
+	}
+	json_array_foreach(calls, i, call) {
+		const char *sid = json_string_value(json_object_get(call, "sid"));
+		char buf[64];
+
+		if (sid == NULL || strlen(sid) >= sizeof(oc->sid) ||
+		    call_by_sid(sid) != NULL || !call_is(m, oc, call))
+			continue;
+		/* the same checks as the create's answer */
+		snprintf(buf, sizeof(buf), "{\"sid\":\"%.40s\"}", sid);
+		if (sid_from(buf, oc->sid, sizeof(oc->sid)) != 0)
+			continue;
+		json_decref(o);
+		master_count(m, SC_outbound_create_found);
+		created(m, oc, "found at Twilio after its create went unanswered");
+		return;
+	}
+	json_decref(o);
+	if (oc->creates >= 2) {
+		not_created(m, oc, d, 1);
+		return;
+	}
+	log_info("outbound call to %s: not among Twilio's calls; asking once "
+	    "more", masked);
+	oc->creates++;
+	if (rest_create_call(ob_rest, oc->form, oc->id) != 0)
+		not_created(m, oc, d, 1);
+}
+
+static void
 ob_outcome(void *arg, const struct rest_done *d)
 {
 	struct master *m = arg;
-	struct ob_call *oc = call_by_id(d->ref);
-	char masked[64];
-	uint64_t now = wall_ms();
+	struct ob_call *oc;
 
 	if (d->attempts > 1)
 		shm_count(m->shm.hdr->sh_counters, SC_rest_retries,
@@ -695,60 +962,35 @@ ob_outcome(void *arg, const struct rest_done *d)
 		callcheck_answer(m, d);
 		return;
 	}
-	if (d->kind != REST_CREATE || oc == NULL)
+	if (d->kind == REST_CREATE)
+		oc = call_by_id(d->ref);
+	else if (d->kind == REST_GET && (d->ref & OB_LOOKUP_REF))
+		oc = call_by_id(d->ref & ~OB_LOOKUP_REF);
+	else
+		oc = NULL;
+	if (oc == NULL)
 		return;
-	uv_timer_stop(oc->deadline);
-	mask_phone(oc->to, masked, sizeof(masked));
-	if (!d->ok || d->body == NULL ||
-	    sid_from(d->body, oc->sid, sizeof(oc->sid)) != 0) {
-		int busy = d->status == 0 || d->status == 429 ||
-		    d->status >= 500 || d->ok;
-		log_warnx("outbound call to %s not created (HTTP %ld after %d "
-		    "attempt%s)", masked, d->status, d->attempts,
-		    d->attempts == 1 ? "" : "s");
-		if (oc->wait != NULL) {
-			master_count(m, SC_outbound_refused_twilio);
-			if (busy)
-				answer_later(oc, 503, json_pack("{s:s,s:s}",
-				    "error", "twilio_failed", "message",
-				    "Twilio's API is failing; try again later"),
-				    "Retry-After: 30\r\n");
-			else {
-				json_t *e = d->body ? json_loads(d->body, 0,
-				    NULL) : NULL;
-				const char *msg = json_string_value(
-				    json_object_get(e, "message"));
-				answer_later(oc, 502, json_pack("{s:s,s:s,s:I}",
-				    "error", "twilio_refused", "message", msg ? msg :
-				    "Twilio refused the call", "twilio_status",
-				    (json_int_t)d->status), NULL);
-				json_decref(e);
-			}
-		}
-		if (oc->campaign[0] != '\0')
-			campaign_created(m, oc->campaign, oc->to, NULL);
-		call_free(oc);
+	if (oc->sid[0] != '\0') {
+		/* learnt first from Twilio's request for its TwiML */
+		char got[SHM_SID_MAX];
+		if (d->kind == REST_CREATE && d->ok && d->body != NULL &&
+		    sid_from(d->body, got, sizeof(got)) == 0 &&
+		    strcmp(got, oc->sid) != 0)
+			log_warnx("outbound call %s: its create answered with "
+			    "another call, %s", oc->sid, got);
 		return;
 	}
-	master_count(m, SC_outbound_calls);
-	cool_set(m, oc->to, now);
-	cool_save(oc->to, now);
-	log_set_call(oc->sid);
-	log_info("outbound call to %s on line %s created (attempt %d)", masked,
-	    oc->line, d->attempts);
-	log_set_call(NULL);
-	if (m->store != NULL)
-		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,"
-		    "s:s}", "type", "call", "call_sid", oc->sid, "direction",
-		    "outbound-api", "from", m->conf.phone_number_from, "to", oc->to,
-		    "line", oc->line, "started_at", (json_int_t)now, "status",
-		    "queued", "host", m->hostname));
-	/* asked about should its callbacks stop coming */
-	callcheck_watch(m, oc->sid, oc->line);
-	answer_later(oc, 201, json_pack("{s:s,s:s}", "call_sid", oc->sid,
-	    "status", "queued"), NULL);
-	if (oc->campaign[0] != '\0')
-		campaign_created(m, oc->campaign, oc->to, oc->sid);
+	if (d->kind == REST_GET)
+		lookup_done(m, oc, d);
+	else if (d->ok && d->body != NULL &&
+	    sid_from(d->body, oc->sid, sizeof(oc->sid)) == 0) {
+		char how[48];
+		snprintf(how, sizeof(how), "created (attempt %d)", d->attempts);
+		created(m, oc, how);
+	} else if (d->unsure)
+		lookup_start(m, oc, d);
+	else
+		not_created(m, oc, d, 0);
 }
 
 /* ---------------------------------------------------------------- */
@@ -843,33 +1085,13 @@ outbound_status(struct master *m, const char *sid, const char *status,
 	campaign_call_status(m, sid, status);
 }
 
+/* A status callback's effect: the record, the campaign's contact. */
 static void
-status_callback(struct conn *c, struct http_req *r)
+status_apply(struct master *m, const struct ob_event *ev)
 {
-	struct master *m = conn_master(c);
-	static const char *const known[] = { "queued", "initiated", "ringing",
-	    "in-progress", "answered", "completed", "busy", "no-answer",
-	    "failed", "canceled", NULL };
-	struct form f = { 0 };
-	const char *sid, *st, *rec = NULL;
-	size_t i;
+	struct ob_call *oc = call_by_sid(ev->sid);
+	const char *st = ev->status, *rec;
 
-	if (callback_form(c, r, &f, "outbound status callback") != 0)
-		return;
-	sid = form_get(&f, "CallSid");
-	st = form_get(&f, "CallStatus");
-	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || st == NULL) {
-		conn_respond(c, 400, "text/plain", "missing CallSid or CallStatus\n",
-		    30, NULL);
-		goto out;
-	}
-	for (i = 0; known[i] != NULL && strcmp(known[i], st) != 0; i++)
-		;
-	if (known[i] == NULL) {
-		conn_respond(c, 400, "text/plain", "unknown CallStatus\n", 19, NULL);
-		goto out;
-	}
-	master_count(m, SC_outbound_status_callbacks);
 	/* the record knows Twilio's call statuses (initiated is queued) */
 	if (strcmp(st, "initiated") == 0)
 		rec = "queued";
@@ -877,39 +1099,25 @@ status_callback(struct conn *c, struct http_req *r)
 		rec = "in-progress";
 	else
 		rec = st;
-	log_set_call(sid);
-	log_info("outbound call: %s%s", st, call_by_sid(sid) ||
-	    callcheck_watching(sid) ? "" : " (not one placed here)");
+	log_set_call(ev->sid);
+	log_info("outbound call: %s%s", st, oc != NULL ||
+	    callcheck_watching(ev->sid) ? "" : " (not one placed here)");
 	log_set_call(NULL);
-	outbound_status(m, sid, rec, form_get(&f, "AnsweredBy"),
-	    form_get(&f, "CallDuration"), wall_ms());
+	outbound_status(m, ev->sid, rec, ev->by, ev->duration[0] != '\0' ?
+	    ev->duration : NULL, ev->at_ms);
 	if (!is_terminal(rec))
-		callcheck_heard(m, sid);
-	conn_respond(c, 204, "text/plain", "", 0, NULL);
-out:
-	form_free(&f);
+		callcheck_heard(m, ev->sid);
 }
 
+/* An AMD verdict's effect: the record, the campaign's contact, the
+ * worker told of a person, a machine's message or hang-up. */
 static void
-amd_callback(struct conn *c, struct http_req *r)
+amd_apply(struct master *m, const struct ob_event *ev)
 {
-	struct master *m = conn_master(c);
-	struct form f = { 0 };
-	struct ob_call *oc;
+	struct ob_call *oc = call_by_sid(ev->sid);
 	const struct line *line;
-	const char *sid, *by;
+	const char *sid = ev->sid, *by = ev->by;
 
-	if (callback_form(c, r, &f, "outbound AMD callback") != 0)
-		return;
-	sid = form_get(&f, "CallSid");
-	by = form_get(&f, "AnsweredBy");
-	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || by == NULL ||
-	    by[0] == '\0' || strlen(by) >= 32) {
-		conn_respond(c, 400, "text/plain", "missing CallSid or AnsweredBy\n",
-		    30, NULL);
-		goto out;
-	}
-	oc = call_by_sid(sid);
 	campaign_call_amd(m, sid, by);
 	callcheck_heard(m, sid);
 	log_set_call(sid);
@@ -950,6 +1158,174 @@ amd_callback(struct conn *c, struct http_req *r)
 			log_warnx("outbound call: cannot update the call at Twilio");
 	}
 	log_set_call(NULL);
+}
+
+/* ---------------------------------------------------------------- */
+/* callbacks that come before their call's sid */
+
+static void
+early_apply_one(struct master *m, struct ob_event *ev)
+{
+	if (ev->amd)
+		amd_apply(m, ev);
+	else
+		status_apply(m, ev);
+}
+
+/* Applied now, or kept: a callback for a sid no call here has, while a
+ * create is still unanswered, is that call's (Twilio may post
+ * `initiated`, even `busy`, before its answer to the create reaches us). */
+static void
+early_or_apply(struct master *m, struct ob_event *ev)
+{
+	struct ob_event *e, **pp;
+
+	if (call_by_sid(ev->sid) != NULL || !call_unnamed() ||
+	    callcheck_watching(ev->sid) || campaign_call_known(m, ev->sid)) {
+		early_apply_one(m, ev);
+		return;
+	}
+	if (ob_nearly >= OB_EARLY_MAX || (e = malloc(sizeof(*e))) == NULL) {
+		master_count(m, SC_outbound_early_dropped);
+		log_warnx("outbound call %s: a callback before its create's "
+		    "answer, with %u kept already (at most %d): not kept",
+		    ev->sid, ob_nearly, OB_EARLY_MAX);
+		early_apply_one(m, ev);
+		return;
+	}
+	*e = *ev;
+	e->next = NULL;
+	e->kept_ms = mono_ms();
+	for (pp = &ob_early; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = e;
+	ob_nearly++;
+	master_count(m, SC_outbound_early_callbacks);
+	log_set_call(ev->sid);
+	log_info("outbound call: %s %s before its create's answer; kept",
+	    ev->amd ? "AMD verdict" : "status", ev->amd ? ev->by : ev->status);
+	log_set_call(NULL);
+	if (!uv_is_active((uv_handle_t *)&ob_early_timer))
+		uv_timer_start(&ob_early_timer, early_expire_cb, 1000, 1000);
+}
+
+/* The callbacks kept for sid, in the order they came. */
+static void
+early_apply(struct master *m, const char *sid)
+{
+	struct ob_event **pp = &ob_early, *e;
+
+	while ((e = *pp) != NULL) {
+		if (strcmp(e->sid, sid) != 0) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		ob_nearly--;
+		master_count(m, SC_outbound_early_applied);
+		early_apply_one(m, e);
+		free(e);
+		/* applying may have changed the list: from the start */
+		pp = &ob_early;
+	}
+}
+
+static void
+early_expire_cb(uv_timer_t *t)
+{
+	struct master *m = t->loop->data;
+	struct ob_event **pp = &ob_early, *e;
+	uint64_t now = mono_ms();
+
+	while ((e = *pp) != NULL) {
+		if (now - e->kept_ms < OB_EARLY_MS) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		ob_nearly--;
+		master_count(m, SC_outbound_early_expired);
+		log_set_call(e->sid);
+		log_warnx("outbound call: its %s %s, kept %d s for a create "
+		    "that never named this call, dropped", e->amd ?
+		    "AMD verdict" : "status", e->amd ? e->by : e->status,
+		    OB_EARLY_MS / 1000);
+		log_set_call(NULL);
+		free(e);
+	}
+	if (ob_early == NULL)
+		uv_timer_stop(t);
+}
+
+static void
+status_callback(struct conn *c, struct http_req *r)
+{
+	struct master *m = conn_master(c);
+	static const char *const known[] = { "queued", "initiated", "ringing",
+	    "in-progress", "answered", "completed", "busy", "no-answer",
+	    "failed", "canceled", NULL };
+	struct form f = { 0 };
+	struct ob_event ev;
+	const char *sid, *st, *by, *dur;
+	size_t i;
+
+	if (callback_form(c, r, &f, "outbound status callback") != 0)
+		return;
+	sid = form_get(&f, "CallSid");
+	st = form_get(&f, "CallStatus");
+	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || st == NULL) {
+		conn_respond(c, 400, "text/plain", "missing CallSid or CallStatus\n",
+		    30, NULL);
+		goto out;
+	}
+	for (i = 0; known[i] != NULL && strcmp(known[i], st) != 0; i++)
+		;
+	if (known[i] == NULL) {
+		conn_respond(c, 400, "text/plain", "unknown CallStatus\n", 19, NULL);
+		goto out;
+	}
+	master_count(m, SC_outbound_status_callbacks);
+	memset(&ev, 0, sizeof(ev));
+	vr_strlcpy(ev.sid, sid, sizeof(ev.sid));
+	vr_strlcpy(ev.status, st, sizeof(ev.status));
+	by = form_get(&f, "AnsweredBy");
+	if (by != NULL && strlen(by) < sizeof(ev.by))
+		vr_strlcpy(ev.by, by, sizeof(ev.by));
+	dur = form_get(&f, "CallDuration");
+	if (dur != NULL && dur[0] != '\0' && strlen(dur) < 9 &&
+	    strspn(dur, "0123456789") == strlen(dur))
+		vr_strlcpy(ev.duration, dur, sizeof(ev.duration));
+	ev.at_ms = wall_ms();
+	early_or_apply(m, &ev);
+	conn_respond(c, 204, "text/plain", "", 0, NULL);
+out:
+	form_free(&f);
+}
+
+static void
+amd_callback(struct conn *c, struct http_req *r)
+{
+	struct master *m = conn_master(c);
+	struct form f = { 0 };
+	struct ob_event ev;
+	const char *sid, *by;
+
+	if (callback_form(c, r, &f, "outbound AMD callback") != 0)
+		return;
+	sid = form_get(&f, "CallSid");
+	by = form_get(&f, "AnsweredBy");
+	if (sid == NULL || strlen(sid) >= SHM_SID_MAX || by == NULL ||
+	    by[0] == '\0' || strlen(by) >= 32) {
+		conn_respond(c, 400, "text/plain", "missing CallSid or AnsweredBy\n",
+		    30, NULL);
+		goto out;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.amd = 1;
+	vr_strlcpy(ev.sid, sid, sizeof(ev.sid));
+	vr_strlcpy(ev.by, by, sizeof(ev.by));
+	ev.at_ms = wall_ms();
+	early_or_apply(m, &ev);
 	conn_respond(c, 204, "text/plain", "", 0, NULL);
 out:
 	form_free(&f);
@@ -994,8 +1370,24 @@ outbound_params(const char *sid, struct twiml *t)
 }
 
 int
-outbound_known(const char *sid)
+outbound_known(const char *sid, const char *token)
 {
+	struct ob_call *oc;
+	char buf[64];
+
+	if (call_by_sid(sid) != NULL)
+		return 1;
+	if (token == NULL || (oc = call_by_token(token)) == NULL ||
+	    oc->sid[0] != '\0')
+		return 0;
+	/* Twilio asks for the TwiML of a call whose create it has not
+	 * answered yet (or whose answer was lost): its sid is learnt here,
+	 * from a request signed by Twilio */
+	snprintf(buf, sizeof(buf), "{\"sid\":\"%.40s\"}", sid);
+	if (sid_from(buf, oc->sid, sizeof(oc->sid)) != 0)
+		return 0;
+	created(ob_m, oc, "named by Twilio's request for its TwiML, before "
+	    "its create's answer");
 	return call_by_sid(sid) != NULL;
 }
 
@@ -1094,6 +1486,8 @@ outbound_rest(void)
 int
 outbound_init(struct master *m)
 {
+	ob_m = m;
+	uv_timer_init(m->loop, &ob_early_timer);
 	cool_load(m);
 	if ((ob_rest = rest_new(m->loop, &m->conf, ob_outcome, m)) == NULL) {
 		log_warnx("outbound: cannot start the REST client; outbound "

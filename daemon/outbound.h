@@ -22,8 +22,10 @@ void outbound_request(struct conn *c, struct http_req *r);
 int  outbound_public(struct conn *c, struct http_req *r);
 /* Outbound calls being created or not over yet. */
 unsigned outbound_active(void);
-/* The call sid was placed here and is not over. */
-int  outbound_known(const char *sid);
+/* The call sid was placed here and is not over; or Twilio asks for the
+ * TwiML of the call whose Url carried token ("t") before answering its
+ * create, and the call learns its sid now. */
+int  outbound_known(const char *sid, const char *token);
 /* The stream parameters of outbound call sid (its name, its variables). */
 void outbound_params(const char *sid, struct twiml *t);
 /* s with its {{name}} variables filled from name and vars (an object of

@@ -578,7 +578,10 @@ route_voice_any(struct conn *c, struct http_req *r, const char *route,
 	}
 	if (from == NULL || from[0] == '\0')
 		from = "anonymous";
-	if (outbound && !outbound_known(sid)) {
+	/* the Url's token finds a call whose create Twilio has not answered
+	 * yet: it learns its sid here */
+	if (outbound && !outbound_known(sid, form_get(lr.is_post ? &lr.query :
+	    &lr.body, "t"))) {
 		log_warnx("%s: outbound TwiML asked for call %s, which was not "
 		    "placed here (or is over)", conn_peer(c), sid);
 		voice_refuse(c, m->conf.after_stream_message);

@@ -115,6 +115,12 @@
 	X(outbound_refused_capacity, "call requests refused: MAX_CONCURRENT_CALLS outbound calls") \
 	X(outbound_refused_twilio, "call requests refused: Twilio's API failing or not configured") \
 	X(outbound_status_callbacks, "status callbacks of outbound calls")	\
+	X(outbound_early_callbacks, "outbound callbacks kept: they came before Twilio's answer to the call's create") \
+	X(outbound_early_applied, "kept outbound callbacks applied once the call's sid was known") \
+	X(outbound_early_expired, "kept outbound callbacks dropped: no call created here got their sid in time") \
+	X(outbound_early_dropped, "outbound callbacks not kept: too many kept already") \
+	X(outbound_create_lookups, "outbound creates left unanswered: Twilio's calls searched for the call") \
+	X(outbound_create_found, "outbound calls found at Twilio after their create was left unanswered") \
 	X(outbound_machines,	"outbound calls answered by a machine")		\
 	X(outbound_voicemails,	"outbound calls that left the line's voicemail message") \
 	X(outbound_status_queries, "outbound calls' status asked of Twilio (GET Calls/{sid}.json)") \

@@ -45,6 +45,7 @@ struct job {
 	char		*resp;		/* resp_cap bytes */
 	size_t		 resp_len, resp_cap;
 	int		 too_big;	/* a webhook answered more than that */
+	int		 unsure;	/* REST_CREATE: see rest_done */
 	/* a business webhook (REST_HOOK) */
 	struct curl_slist *hdrs;
 	char		 method[8];
@@ -308,7 +309,7 @@ report(struct job *j, int ok)
 {
 	struct rest *r = j->r;
 	struct rest_done d = { j->kind, ok, j->attempt, j->ref, j->status, NULL,
-	    0, NULL, NULL };
+	    0, NULL, NULL, j->unsure };
 	char *body = NULL;
 
 	/* a created call's answer holds its sid; a read, what was read */
@@ -332,7 +333,7 @@ hook_finished(struct job *j, CURLcode res, long status)
 {
 	struct rest *r = j->r;
 	struct rest_done d = { REST_HOOK, 0, 1, j->ref, status, NULL, 0, NULL,
-	    NULL };
+	    NULL, 0 };
 	char tag[sizeof(j->tag)];
 
 	vr_strlcpy(tag, j->tag, sizeof(tag));
@@ -356,15 +357,29 @@ hook_finished(struct job *j, CURLcode res, long status)
 	job_free(j);
 }
 
+/* A failed create that shows Twilio made no call: the request never went
+ * out (no connection, no name, nothing sent), or an answer that means
+ * "not now" (429, 503).  Anything else may have made it. */
+static int
+create_unmade(CURLcode res, long sent, long status)
+{
+	if (res != CURLE_OK)
+		return sent == 0 || res == CURLE_COULDNT_CONNECT ||
+		    res == CURLE_COULDNT_RESOLVE_HOST ||
+		    res == CURLE_COULDNT_RESOLVE_PROXY;
+	return status == 429 || status == 503;
+}
+
 static void
 job_finished(struct job *j, CURLcode res)
 {
 	struct rest *r = j->r;
-	long status = 0;
+	long status = 0, sent = 0;
 	char why[256];
 	int retry;
 
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(j->easy, CURLINFO_REQUEST_SIZE, &sent);
 	curl_multi_remove_handle(r->multi, j->easy);
 	curl_easy_cleanup(j->easy);
 	j->easy = NULL;
@@ -392,6 +407,18 @@ job_finished(struct job *j, CURLcode res)
 	/* network trouble, throttling and server errors are worth another go;
 	 * a 4xx about the request itself is not */
 	retry = res != CURLE_OK || status == 429 || status >= 500;
+	/* but a call created twice rings someone twice: a create is tried
+	 * again only when nothing reached Twilio, or Twilio said it made no
+	 * call; the caller finds out what became of any other */
+	if (j->kind == REST_CREATE && retry && !create_unmade(res, sent,
+	    status)) {
+		log_warnx("%s%s failed (%s); not tried again, the call may "
+		    "exist", j->what, j->to_masked, why);
+		log_set_call(NULL);
+		j->unsure = 1;
+		report(j, 0);
+		return;
+	}
 	/* a read is tried once: its caller knows when to ask again */
 	if (j->kind == REST_GET)
 		retry = 0;
@@ -469,6 +496,9 @@ rest_attempt(struct job *j)
 		curl_easy_setopt(e, CURLOPT_PASSWORD, cf->twilio_auth_token);
 		if (j->kind == REST_GET)
 			curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->timeout_ms);
+		else if (j->kind == REST_CREATE)
+			curl_easy_setopt(e, CURLOPT_TIMEOUT,
+			    (long)REST_CREATE_TIMEOUT_S);
 		else
 			curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)SMS_TIMEOUT_S);
 	}

@@ -22,6 +22,8 @@
 struct conf;
 struct rest;
 
+#define REST_CREATE_TIMEOUT_S	4	/* one attempt to create a call */
+
 enum rest_kind {
 	REST_SMS,		/* a message to the caller */
 	REST_CALL,		/* an update of the live call (hang-up, transfer) */
@@ -44,6 +46,10 @@ struct rest_done {
 	size_t		 body_len;
 	const char	*error;
 	const char	*tag;		/* the caller's, from the request */
+	/* REST_CREATE not ok: the request reached Twilio but no answer says
+	 * what became of it (a timeout, a connection lost, a 500, 502 or
+	 * 504), so the call may exist; it was not tried again */
+	int		 unsure;
 };
 
 /* A client on loop with configuration cf (kept, not copied: see
@@ -64,7 +70,10 @@ int  rest_send_sms(struct rest *r, const char *to, const char *body,
 int  rest_update_call(struct rest *r, const char *call_sid, const char *name,
     const char *value, uint64_t ref);
 /* Create a call (POST .../Calls.json) with form, a complete
- * application/x-www-form-urlencoded body (copied), retried like an SMS.
+ * application/x-www-form-urlencoded body (copied), tried within
+ * REST_CREATE_TIMEOUT_S and retried with backoff only while the failure
+ * shows no call was made (not connected, 429, 503); any other failure
+ * after the request went out ends the job at once with `unsure`.
  * ref comes back in the outcome, with the last attempt's HTTP status (0:
  * none came) and its answer (the Call resource, or Twilio's error).  0,
  * or -1 if the account is not configured. */

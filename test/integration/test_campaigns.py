@@ -664,3 +664,44 @@ async def test_campaign_survives_kill9_of_the_master(env):
                "the state read back after the restart")
         expect(d.health()["counters"]["outbound_status_query_final"] >= 3,
                "the three asked about")
+
+
+@timeout(90)
+async def test_campaign_callbacks_before_the_create_answer(env):
+    """A contact's call that is busy before Twilio's answer to its create
+    reaches the daemon: the kept callbacks give the contact its outcome."""
+    who = "+12125550901"
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "early", [(who, "Early Contact", "America/New_York")],
+                   max_attempts=1)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN,
+                              answer_create_after="end") as rest:
+        rest.plan(who, "busy")
+        d = start(env, rest, camp)
+        c = await until(lambda: (lambda c: c if c["state"] == "exhausted" else None)(
+            contacts(d, "early")[who]), 20, "the busy outcome")
+        expect_eq((c["outcome"], c["attempts"]), ("busy", 1), "the contact")
+        call = rest.calls_to(who)[0]
+        expect_eq([x for x, _ in call.statuses], ["initiated", "ringing", "busy"],
+                  "all posted before the create's answer")
+        expect_eq(rest.count(who), 1, "dialled once")
+
+
+@timeout(90)
+async def test_campaign_create_timeout_dialled_once(env):
+    """A contact whose create Twilio made but answered only after the
+    daemon's timeout is found among Twilio's calls, not dialled again."""
+    who = "+12125550902"
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "late", [(who, "Late Contact", "America/New_York")],
+                   max_attempts=1)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, create_delay=12,
+                              outcome="no-answer", ring_seconds=2) as rest:
+        d = start(env, rest, camp)
+        c = await until(lambda: (lambda c: c if c["state"] == "exhausted" else None)(
+            contacts(d, "late")[who]), 30, "the no-answer outcome")
+        expect_eq((c["outcome"], c["attempts"]), ("no-answer", 1), "the contact")
+        await until(lambda: getattr(rest.creates[0], "answered_at", None), 20,
+                    "the create's late answer")
+        expect_eq(rest.count(who), 1, "dialled once")
+        expect_eq(len(rest.lookups), 1, "looked for once")

@@ -5,6 +5,7 @@ on the Media Stream, the AMD verdict), and each refusal in its order."""
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import time
@@ -87,7 +88,9 @@ async def test_outbound_human_answers_and_talks(env):
         q = rest.creates[0]
         expect_eq(q.form["To"], [CALLEE], "To")
         expect_eq(q.form["From"], [NUMBER], "From falls back to TWILIO_PHONE_NUMBER")
-        expect_eq(q.form["Url"], [d.base + "/outbound/reminder"], "Url")
+        url = q.form["Url"][0]
+        expect(re.fullmatch(re.escape(d.base) + r"/outbound/reminder\?t=[0-9a-f]{16}",
+                            url), "Url with the call's token: %r" % url)
         expect_eq(q.form["StatusCallback"], [d.base + "/outbound/status"], "StatusCallback")
         expect_eq(q.form["StatusCallbackEvent"],
                   ["initiated", "ringing", "answered", "completed"], "events")
@@ -248,9 +251,10 @@ async def test_outbound_429_then_success(env):
 
 
 @timeout(60)
-async def test_outbound_500s_until_503(env):
+async def test_outbound_503s_until_503(env):
+    # Twilio's 503 says it made no call: retried with backoff
     async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, fail_creates_first=100,
-                              fail_status=500) as rest:
+                              fail_status=503) as rest:
         d = env.daemon(**conf(rest)).start()
         st, h, b, secs = await arequest(d, BODY)
         expect_eq((st, b["error"]), (503, "twilio_failed"), "status")
@@ -587,3 +591,116 @@ async def test_outbound_quiet_call_is_asked_of_twilio(env):
         await asyncio.sleep(4.5)
         expect_eq(len(rest.fetches), n, "not asked about once closed")
         print("closed %.1f s after its last callback" % took)
+
+
+@timeout(90)
+async def test_outbound_callbacks_before_the_create_answer(env):
+    """Twilio posts initiated, ringing and even the final busy before its
+    answer to the create reaches the daemon: the callbacks are kept and
+    applied in order once the answer names the call.  A human call whose
+    TwiML Twilio asks for before that answer is named by the Url's token
+    and talks."""
+    busy, human = "+14155550141", "+14155550142"
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, answer_create_after="end",
+                              callee_seconds=1.0) as rest:
+        rest.plan(busy, "busy")
+        rest.plan(human, "human")
+        d = env.daemon(**conf(rest, VERIFIED_PHONE_NUMBERS=busy + "," + human,
+                              OUTBOUND_COOLDOWN=0)).start()
+        st, _, b, secs = await arequest(d, dict(BODY, phone_number=busy))
+        expect_eq(st, 201, "busy: %r" % b)
+        expect(secs < 10, "answered in %.1f s" % secs)
+        call = rest.calls[b["call_sid"]]
+        expect_eq([x for x, _ in call.statuses], ["initiated", "ringing", "busy"],
+                  "posted before the create's answer")
+        expect(call.ended, "the call was over before its create was answered")
+        row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                         "busy" else None)(record(d, b["call_sid"])),
+                                10, "the busy record")
+        expect_eq(hist, ["queued", "ringing", "busy"], "status history")
+        expect_eq(row["end_reason"], "busy", "end_reason")
+        expect(row["ended_at"] >= row["started_at"], "ended_at %r after started_at %r" %
+               (row["ended_at"], row["started_at"]))
+        c = counters(d)
+        expect_eq((c["outbound_early_callbacks"], c["outbound_early_applied"],
+                   c["outbound_early_expired"]), (3, 3, 0), "kept and applied")
+
+        st, _, b, secs = await arequest(d, dict(BODY, phone_number=human))
+        expect_eq(st, 201, "human: %r" % b)
+        sid = b["call_sid"]
+        # answered once Twilio's TwiML request named the call
+        expect(getattr(rest.creates[1], "answered_at", None) is None,
+               "the request was answered before the create was")
+        await rest.wait_ended(1, number=human, timeout=20)
+        twiml = [e for e in rest.events if e[0] == sid and e[1] == "twiml"]
+        expect_eq([e[2] for e in twiml], [200], "its TwiML, before its sid was known")
+        s = rest.streams[-1]
+        expect_eq(s.params.get("name"), "John Doe", "the stream has the call's name")
+        expect(s.frames_sent > 20, "the callee talked")
+        row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                         "completed" else None)(record(d, sid)),
+                                10, "the completed record")
+        expect_eq(hist, ["queued", "ringing", "in-progress", "completed"],
+                  "status history")
+        expect_eq(row["answered_by"], "human", "answered_by")
+        bad = [e for e in rest.events if e[1] == "error" or
+               (e[1] in ("status", "amd") and e[3] != 204)]
+        expect_eq(bad, [], "callbacks refused or failed")
+        expect_eq(rest.count(), 2, "one create each")
+        c = counters(d)
+        expect_eq((c["outbound_early_callbacks"], c["outbound_early_applied"]), (6, 6),
+                  "initiated, ringing, in-progress kept and applied too")
+
+
+@timeout(90)
+async def test_outbound_create_timeout_finds_the_call(env):
+    """Twilio made the call but its answer to the create comes after the
+    daemon's timeout: the daemon looks for the call among Twilio's calls to
+    the number, finds it by its Url's token and adopts it; nobody is
+    called twice, and the request gets the call within 10 s."""
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, create_delay=9.5,
+                              outcome="no-answer", ring_seconds=6) as rest:
+        d = env.daemon(**conf(rest)).start()
+        st, _, b, secs = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        expect(secs < 10, "answered in %.1f s" % secs)
+        expect_eq(list(rest.calls), [b["call_sid"]], "the call made is the one adopted")
+        expect_eq(len(rest.lookups), 1, "looked once")
+        q = rest.lookups[0].query
+        expect_eq(q.get("To"), [CALLEE], "the list asked for the number")
+        expect_eq(q.get("StartTime>"), [time.strftime("%Y-%m-%d", time.gmtime())],
+                  "calls since today")
+        await rest.wait_ended(1, timeout=20)
+        # the late answer went out (to nobody): still one call
+        await until(lambda: getattr(rest.creates[0], "answered_at", None), 15,
+                    "the create's late answer")
+        expect_eq(rest.count(CALLEE), 1, "one create")
+        row, hist = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                         "no-answer" else None)(record(d, b["call_sid"])),
+                                10, "the record")
+        expect_eq(hist, ["queued", "ringing", "no-answer"], "status history")
+        c = counters(d)
+        expect_eq((c["outbound_create_lookups"], c["outbound_create_found"],
+                   c["outbound_calls"]), (1, 1, 1), "counters")
+
+
+@timeout(90)
+async def test_outbound_create_500_looks_before_asking_again(env):
+    """A 500 may come after Twilio made the call: the daemon looks first.
+    Made (found without a Url in Twilio's list, by its number, ours and
+    its time): adopted.  Not made: asked once more."""
+    made, unmade = "+14155550151", "+14155550152"
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, answer_made_with=500,
+                              list_shows_url=False, outcome="no-answer",
+                              ring_seconds=0.3) as rest:
+        rest.plan(unmade, 500, "no-answer")
+        d = env.daemon(**conf(rest, VERIFIED_PHONE_NUMBERS=made + "," + unmade)).start()
+        st, _, b, secs = await arequest(d, dict(BODY, phone_number=made))
+        expect_eq(st, 201, "made: %r" % b)
+        expect_eq(rest.count(made), 1, "not asked again")
+        expect_eq(list(rest.calls), [b["call_sid"]], "adopted")
+        st, _, b, secs = await arequest(d, dict(BODY, phone_number=unmade))
+        expect_eq(st, 201, "unmade: %r" % b)
+        expect_eq(rest.count(unmade), 2, "asked once more")
+        expect_eq(len(rest.lookups), 2, "one look each")
+        expect_eq(rest.calls_to(unmade)[0].sid, b["call_sid"], "the second create's call")

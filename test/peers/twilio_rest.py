@@ -59,6 +59,17 @@ direction, answered_by (the AMD verdict), duration, start_time and end_time
 its final status callback (as when Twilio's post was lost): the call is
 over at the fake, and only a query can tell.
 
+The answer to a create can come late, as Twilio's sometimes does:
+`answer_create_after` holds it until the call posted that status (or
+"end": until it is over), so its callbacks reach the daemon first;
+`create_delay` holds it that many seconds more (past the client's timeout,
+the call made all the same); `answer_made_with` (an HTTP status) answers
+the next create that made its call with that error instead, once.  GET
+.../Calls.json lists the calls (newest first) with Twilio's filters `To`
+and `StartTime>=` (a day, by date_created here) and `PageSize`; each Call
+resource shows the `url` it was created with unless `list_shows_url` is
+false (Twilio's does not); `lookups` keeps those requests.
+
 Every created call is a `Call` in `calls` (by CallSid) with its outcome,
 the status callbacks posted (`statuses`), the AMD verdict, the stream, the
 call updates it got and `ended` (set once its final callback was posted).
@@ -104,7 +115,9 @@ class FakeTwilioRest:
                  outcome="human", callee_seconds=2.0, sid_base=0xabc000,
                  plans=None, ring_seconds=0.3, amd_seconds=0.5,
                  machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False,
-                 dial_status="no-answer", dial_seconds=0, fail_fetches_first=0):
+                 dial_status="no-answer", dial_seconds=0, fail_fetches_first=0,
+                 answer_create_after=None, create_delay=0.0,
+                 answer_made_with=None, list_shows_url=True):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered;
         fail_creates_first: Calls.json requests answered fail_status first
@@ -145,6 +158,11 @@ class FakeTwilioRest:
         self.fail_fetches_first = fail_fetches_first
         self.fetches = []           # GET Calls/{sid}.json requests
         self.drops = {}             # number -> final callbacks to drop
+        self.answer_create_after = answer_create_after
+        self.create_delay = create_delay
+        self.answer_made_with = answer_made_with
+        self.list_shows_url = list_shows_url
+        self.lookups = []
         self.server = None
         self.port = None
 
@@ -234,9 +252,16 @@ class FakeTwilioRest:
                 n = int(headers.get("content-length", "0"))
                 body = await asyncio.wait_for(reader.readexactly(n), 10) if n else b""
                 req = Request(method, path, headers, body)
-                if path.endswith("/Calls.json"):
+                route, _, query = path.partition("?")
+                if route.endswith("/Calls.json") and method == "GET":
+                    self.lookups.append(req)
+                    status, doc = self._answer_list(req, route, query)
+                elif path.endswith("/Calls.json"):
                     self.creates.append(req)
                     status, doc = self._answer_create(req)
+                    call = getattr(req, "call", None)
+                    if call is not None:
+                        status, doc = await self._late_create(call, status, doc)
                 elif "/Calls/" in path and method == "GET":
                     self.fetches.append(req)
                     status, doc = self._answer_fetch(req)
@@ -249,6 +274,7 @@ class FakeTwilioRest:
                     self.requests.append(req)
                     status, doc = self._answer(req)
                 req.status = status
+                req.answered_at = time.monotonic()
                 out = json.dumps(doc).encode()
                 writer.write(("HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
                               "Content-Length: %d\r\n\r\n" % (status, len(out))).encode()
@@ -258,6 +284,50 @@ class FakeTwilioRest:
             pass
         finally:
             writer.close()
+
+    async def _late_create(self, call, status, doc):
+        """A created call's answer, held as the options say."""
+        after = self.answer_create_after
+        if after is not None:
+            deadline = time.monotonic() + 15
+            while (time.monotonic() < deadline and not call.ended and
+                   after not in [st for st, _ in call.statuses]):
+                await asyncio.sleep(0.02)
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)
+        if self.answer_made_with is not None:
+            status, doc = _refusal(self.answer_made_with)
+            self.answer_made_with = None
+        return status, doc
+
+    def _answer_list(self, req, route, query):
+        """GET Calls.json: the first page of the calls that match."""
+        want = "/2010-04-01/Accounts/%s/Calls.json" % self.account_sid
+        if req.auth != "%s:%s" % (self.account_sid, self.auth_token):
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if route != want:
+            return 404, {"code": 20404, "message": "not found", "status": 404}
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)
+        req.query = q
+        to = q.get("To", [None])[0]
+        since = q.get("StartTime>", [None])[0]
+        size = int(q.get("PageSize", ["50"])[0])
+        calls = [c for c in reversed(list(self.calls.values()))
+                 if (to is None or c.to == to) and
+                 (since is None or time.strftime(
+                     "%Y-%m-%d", time.gmtime(c.created)) >= since)]
+        out = []
+        for c in calls[:size]:
+            r = {"sid": c.sid, "account_sid": self.account_sid, "to": c.to,
+                 "from": c.form["From"][0], "direction": "outbound-api",
+                 "status": c.statuses[-1][0] if c.statuses else "queued",
+                 "date_created": time.strftime("%a, %d %b %Y %H:%M:%S +0000",
+                                               time.gmtime(c.created))}
+            if self.list_shows_url:
+                r["url"] = c.form["Url"][0]
+            out.append(r)
+        return 200, {"calls": out, "page": 0, "page_size": size,
+                     "next_page_uri": None, "uri": route + "?" + query}
 
     def _answer(self, req):
         want = "/2010-04-01/Accounts/%s/Messages.json" % self.account_sid
@@ -356,6 +426,7 @@ class FakeTwilioRest:
         if self.drops.get(to, 0) > 0:
             self.drops[to] -= 1
             call.drop_final = True
+        req.call = call
         self.calls[sid] = call
         self.tasks.append(asyncio.ensure_future(self._play(call)))
         return 201, {"sid": sid, "status": "queued", "to": to,
@@ -654,6 +725,7 @@ class Call:
         self.to = to
         self.outcome = outcome
         self.form = form
+        self.created = time.time()
         self.seq = 0
         self.statuses = []      # (CallStatus, HTTP status of our callback)
         self.verdict = None     # the AMD verdict posted
