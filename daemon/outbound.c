@@ -1197,7 +1197,10 @@ early_or_apply(struct master *m, struct ob_event *ev)
 	e->next = NULL;
 	e->kept_ms = mono_ms();
 	for (pp = &ob_early; *pp != NULL; pp = &(*pp)->next)
-		;
+		/* the history is ordered by time: two in one millisecond
+		 * keep the order they came in */
+		if (strcmp((*pp)->sid, e->sid) == 0 && e->at_ms <= (*pp)->at_ms)
+			e->at_ms = (*pp)->at_ms + 1;
 	*pp = e;
 	ob_nearly++;
 	master_count(m, SC_outbound_early_callbacks);
