@@ -4,9 +4,10 @@
  *
  * A contact is dialled only when all of these hold: its state is known
  * from the store (read once at start), it is pending or its retry time
- * has come, its campaign is not paused, it never asked not to be called
- * (in any campaign), its time zone is known, its local time is inside
- * one of the campaign's windows and outside the quiet hours, the number
+ * has come, its campaign is not paused (nor its contacts table being
+ * read again), it never asked not to be called (in any campaign), its
+ * time zone is known, its local time is inside one of the campaign's
+ * windows and outside the quiet hours, the number
  * may be called (VERIFIED_PHONE_NUMBERS, ALLOW_ALL_US_CANADA) and is out
  * of its cooldown, and the campaign's pace (calls_per_minute,
  * max_concurrent) and MAX_CONCURRENT_CALLS leave room.
