@@ -344,6 +344,43 @@ async def test_outbound_verify_identity_against_the_calls_variables(env):
         expect_eq([o["verified"] for o in outs], [False, True], "verdicts")
 
 
+@timeout(60)
+async def test_outbound_line_checks_its_own_facts_when_it_says_so(env):
+    """A line with "facts_from": "line" checks an outbound callee against
+    the line's facts, not the call's variables (the direction's default)."""
+    import glob
+    import os
+    import shutil
+    from fake_openai import FakeOpenAI
+    lines = os.path.join(env.tmp, "lines")
+    os.makedirs(lines, exist_ok=True)
+    for f in glob.glob(os.path.join(LINES, "*.json")):
+        shutil.copy(f, lines)
+    with open(os.path.join(LINES, "collections.json")) as f:
+        line = json.load(f)
+    line["facts_from"] = "line"
+    with open(os.path.join(lines, "collections.json"), "w") as f:
+        json.dump(line, f)
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "verify_identity",
+                             "arguments": {"full_name": "Jordan Avery",
+                                           "account_last4": "4471"}}},
+              {"tool_call": {"name": "verify_identity",
+                             "arguments": {"full_name": "pat  doe",
+                                           "account_last4": "98-76"}}}]
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=4) as rest, \
+            FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url(), LINES_DIR=lines)).start()
+        st, _, b, _ = await arequest(d, {"phone_number": CALLEE, "name": "Pat Doe",
+                                         "line": "collections",
+                                         "variables": {"account_last4": "9876"}})
+        expect_eq(st, 201, "status: %r" % b)
+        await until(lambda: srv.accepted and len(srv.accepted[0].function_outputs) >= 2,
+                    20, "two verdicts")
+        outs = [json.loads(o["output"]) for o in srv.accepted[0].function_outputs]
+        expect_eq([o["verified"] for o in outs], [True, False], "verdicts")
+
+
 @timeout(90)
 async def test_outbound_busy_no_answer_failed_recorded(env):
     """Each unanswered outcome is recorded with its status and end reason,
