@@ -127,7 +127,7 @@
 	X(outbound_status_query_final, "status queries that found the call over: its record and contact closed from the answer") \
 	X(outbound_status_query_live, "status queries that found the call still queued, ringing or in progress") \
 	X(outbound_status_query_not_found, "status queries answered 404: the call was never created, its attempt spent as unknown") \
-	X(outbound_status_query_failed, "status queries Twilio did not answer after their retries") \
+	X(outbound_status_query_failed, "status queries with no usable answer after their retries (no answer, 429, 5xx, 401, no known status)") \
 	X(outbound_status_given_up, "outbound calls no longer asked about: no final status after their queries") \
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
