@@ -1215,6 +1215,49 @@ async def test_rest_call_resource_and_a_dropped_final_callback():
             await vox.stop()
 
 
+async def test_rest_late_create_answers_and_the_list_of_calls():
+    """A create answered only once the call is over (its callbacks all
+    posted first), one answered late, one made then answered 500; GET
+    Calls.json filtered by To and StartTime>=, with or without the Url."""
+    early, late, made = "+14155550161", "+14155550162", "+14155550163"
+    async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="busy",
+                                          answer_create_after="end") as rest:
+        vox = await Voxside().start()
+        try:
+            st, b = await asyncio.to_thread(place, rest, vox, early)
+            expect_eq(st, 201, "created")
+            expect_eq([f["CallStatus"][0] for f in vox.of("/status", b["sid"])],
+                      ["initiated", "ringing", "busy"], "posted before the answer")
+            rest.answer_create_after = None
+            rest.create_delay = 0.5
+            t0 = time.monotonic()
+            st, b2 = await asyncio.to_thread(place, rest, vox, late)
+            expect(st == 201 and time.monotonic() - t0 >= 0.5, "answered late")
+            rest.create_delay = 0
+            rest.answer_made_with = 500
+            st, _ = await asyncio.to_thread(place, rest, vox, made)
+            expect_eq((st, len(rest.calls_to(made))), (500, 1), "made, answered 500")
+            path = ("/2010-04-01/Accounts/%s/Calls.json?To=%%s&StartTime%%%%3E=%%s"
+                    % REST_ACCOUNT)
+            today = time.strftime("%Y-%m-%d", time.gmtime())
+            st, doc = await asyncio.to_thread(rest_get, rest, path % (
+                urllib.parse.quote(late), today))
+            expect_eq((st, [c["sid"] for c in doc["calls"]]), (200, [b2["sid"]]),
+                      "the number's calls")
+            expect_eq(doc["calls"][0]["url"], vox.base + "/twiml", "its Url")
+            expect(doc["calls"][0]["date_created"].endswith(" +0000"), "RFC 2822")
+            st, doc = await asyncio.to_thread(rest_get, rest, path % (
+                urllib.parse.quote(late), "2999-01-01"))
+            expect_eq(doc["calls"], [], "none since a later day")
+            rest.list_shows_url = False
+            st, doc = await asyncio.to_thread(rest_get, rest, path % (
+                urllib.parse.quote(made), today))
+            expect("url" not in doc["calls"][0], "no url, as Twilio's list")
+            expect_eq(len(rest.lookups), 3, "lookups kept")
+        finally:
+            await vox.stop()
+
+
 async def test_rest_machine_beep_then_voicemail():
     end_detect, enable = "+14155550111", "+14155550112"
     async with twilio_rest.FakeTwilioRest(REST_ACCOUNT, REST_TOKEN, outcome="machine",
