@@ -786,6 +786,13 @@ relay_upstream_open(struct call *c, struct upstream *up)
 	log_set_call(call_sid_of(c));
 	log_debug("openai session open with %s (persona %s)", up->peer, p->id);
 	log_set_call(NULL);
+	if (c->state < CALL_LIVE) {
+		/* open before the stream's `start`, which brings the call's
+		 * direction and an outbound call's variables: the greeting and
+		 * whether to wait for the callee are decided then */
+		c->greet_on_start = 1;
+		return;
+	}
 	if (p->greeting != NULL && p->greeting[0] != '\0') {
 		char *g;
 		int wait;

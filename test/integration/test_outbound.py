@@ -321,6 +321,37 @@ async def test_outbound_templates_and_who_speaks_first(env):
 
 
 @timeout(60)
+async def test_outbound_session_open_before_start_greets_after_it(env):
+    """Twilio slow to send the stream's `start`: the model's session opens
+    first, but the greeting waits for `start`, which says the call is
+    outbound and brings the callee's name, so it is filled, and the
+    instructions in force when it is asked for are filled too."""
+    from fake_openai import FakeOpenAI
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=3,
+                              amd_seconds=5, start_delay=1.0) as rest, \
+            FakeOpenAI(mode="scripted", script=[], after_script="idle") as srv:
+        d = env.daemon(**conf(rest, OPENAI_URL=srv.url(),
+                              OUTBOUND_GREETING_PAUSE=0)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        await until(lambda: srv.accepted and response_creates(srv.accepted[0]),
+                    15, "the greeting")
+        conn = srv.accepted[0]
+        t0, _ = conn.first("session.update")
+        t1, rc = response_creates(conn)[0]
+        expect(t1 - t0 >= 0.8, "greeted %.2f s after the session opened, "
+               "before the stream's start" % (t1 - t0))
+        g = rc.get("response", {}).get("instructions", "")
+        expect("John Doe" in g and "{{" not in g, "greeting filled: %r" % g)
+        instr = [e["session"].get("instructions") for t, e in conn.of_type("session.update")
+                 if t <= t1 and e["session"].get("instructions")][-1]
+        expect("John Doe" in instr and "{{" not in instr,
+               "instructions filled: %r" % instr[:200])
+        await rest.wait_ended(1, timeout=20)
+        expect_eq(len(response_creates(conn)), 1, "greeted once")
+
+
+@timeout(60)
 async def test_outbound_verify_identity_against_the_calls_variables(env):
     from fake_openai import FakeOpenAI
     # the collections line's own demonstration facts, then the call's

@@ -117,7 +117,8 @@ class FakeTwilioRest:
                  machine_seconds=1.0, voicemail_seconds=8.0, amd_early=False,
                  dial_status="no-answer", dial_seconds=0, fail_fetches_first=0,
                  answer_create_after=None, create_delay=0.0,
-                 answer_made_with=None, list_shows_url=True):
+                 answer_made_with=None, list_shows_url=True,
+                 start_delay=0.0):
         """fail_calls_first: call updates answered fail_status first;
         call_delay: seconds before a call update is answered;
         fail_creates_first: Calls.json requests answered fail_status first
@@ -160,6 +161,8 @@ class FakeTwilioRest:
         self.drops = {}             # number -> final callbacks to drop
         self.answer_create_after = answer_create_after
         self.create_delay = create_delay
+        # seconds between a stream's upgrade and its `start` (a slow Twilio)
+        self.start_delay = start_delay
         self.answer_made_with = answer_made_with
         self.list_shows_url = list_shows_url
         self.lookups = []
@@ -582,7 +585,10 @@ class FakeTwilioRest:
         call.stream = stream
         call.streams.append(stream)
         self.streams.append(stream)
-        await stream.open()
+        await stream.open(send_start=not self.start_delay)
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+            await stream.send_start()
         return stream
 
     def _call_params(self, call):
