@@ -77,6 +77,8 @@ struct ob_call {
 	char			*form;		/* the create's, for its one retry */
 	int			 creates;	/* create requests made */
 	uint64_t		 asked_ms;	/* wall: first asked */
+	uint64_t		 status_ms;	/* wall: its last status's, in
+						 * the history */
 };
 
 /* A status or AMD callback, as it came: applied at once, or kept while
@@ -1050,6 +1052,13 @@ outbound_status(struct master *m, const char *sid, const char *status,
 
 	if (by != NULL && (by[0] == '\0' || strlen(by) >= 32))
 		by = NULL;
+	/* the history is ordered by time: two statuses in one millisecond
+	 * (ringing, then busy) keep the order they came in */
+	if (oc != NULL) {
+		if (when <= oc->status_ms)
+			when = oc->status_ms + 1;
+		oc->status_ms = when;
+	}
 	/* a call placed here, or one the last run left open */
 	if (m->store != NULL && (oc != NULL || callcheck_watching(sid))) {
 		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
