@@ -6,14 +6,17 @@
  * A request is checked in a fixed order (400 for the request itself, 403
  * for a number not allowed, 429 for one in its cooldown, 503 while the
  * daemon drains or at MAX_CONCURRENT_CALLS), then the call is created through Twilio's REST
- * API on the master's loop (worker/rest.c, retried on 429 and 5xx) and
- * the request is answered when Twilio has answered, or with 503 at
- * OB_ANSWER_MS whatever happens.  Twilio then asks POST /outbound/<line>
+ * API on the master's loop (worker/rest.c, retried only when Twilio
+ * surely made no call: see lookup_start() for the others) and the request
+ * is answered when Twilio has answered, or with 503 at OB_ANSWER_MS
+ * whatever happens.  Twilio then asks POST /outbound/<line>
  * for the call's TwiML (the stream, as for an inbound call, with the
  * callee as the caller and the request's name and variables as stream
  * parameters), and reports progress to /outbound/status and the
  * answering machine verdict to /outbound/amd, each signed like the voice
- * webhook.  Every callback updates the call's record.
+ * webhook.  Every callback updates the call's record; one that comes
+ * before the create's answer names its call is kept until it does
+ * (early_or_apply()).
  *
  * A number's cooldown starts when Twilio created its call, and is kept in
  * a file beside the usage ledger (one "number<TAB>ms" line a call), read
