@@ -24,6 +24,17 @@
  * the account is not configured, the call is given up: its contact's
  * attempt is spent as "unknown", its record left as it is (a later start
  * asks again).  Never more than CC_INFLIGHT queries at once.
+ *
+ * A contact left calling with no CallSid was marked, and the master
+ * killed before the create's answer was stored: Twilio may have made the
+ * call.  Its call is looked for in Twilio's latest calls to the number
+ * (outbound_list_calls(): no StartTime filter, a queued call has no start
+ * time), one from our number, placed through the API, created since the
+ * attempt was marked and no other contact's: found, the contact adopts it
+ * and it is asked about as above, so the contact gets the call's real
+ * outcome; not there, the attempt is spent as "unknown"; the list not
+ * read, asked again CC_LIST_TRIES times, doubling from CC_BACKOFF_MS,
+ * before the attempt is spent as "unknown".  Never dialled again for it.
  */
 #include "daemon/master.h"
 #include "daemon/callcheck.h"
@@ -51,6 +62,7 @@
 #define CC_NO_LIMIT_MS	(4 * 3600 * 1000ull)	/* a line with no limit */
 #define CC_RESTORE_MAX	500		/* open records read at start */
 #define CC_RELOAD_MS	5000		/* the store did not answer */
+#define CC_LIST_TRIES	6		/* one lost create's list: 1 + 5 */
 
 struct cc_call {
 	struct cc_call	*next;
@@ -64,7 +76,20 @@ struct cc_call {
 	int		 restored;	/* left open by the last run */
 };
 
+/* a contact left calling with no CallSid, its call looked for */
+struct cc_lost {
+	struct cc_lost	*next;
+	char		 campaign[CAMP_ID_MAX];
+	char		 phone[SHM_PHONE_MAX];
+	uint64_t	 marked_ms;	/* wall: the attempt's mark */
+	uint64_t	 ref;
+	uint64_t	 due_ms;	/* mono */
+	int		 tries;
+	int		 asking;
+};
+
 static struct cc_call	*cc_calls;
+static struct cc_lost	*cc_lost;
 static uint64_t		 cc_seq;
 static unsigned		 cc_inflight;
 static uv_timer_t	 cc_timer, cc_again;
@@ -214,10 +239,20 @@ ask(struct master *m, struct cc_call *c)
 	log_set_call(NULL);
 }
 
+static void lost_ask(struct master *m, struct cc_lost *l);
+
 static void
 scan(struct master *m)
 {
 	uint64_t now = mono_ms();
+
+	for (struct cc_lost *l = cc_lost, *next; l != NULL; l = next) {
+		next = l->next;
+		if (cc_inflight >= CC_INFLIGHT)
+			return;
+		if (!l->asking && l->due_ms <= now)
+			lost_ask(m, l);	/* may free l, never next */
+	}
 
 	for (struct cc_call *c = cc_calls, *next; c != NULL; c = next) {
 		next = c->next;
@@ -316,6 +351,8 @@ rfc2822_ms(const char *s)
 	return (uint64_t)t * 1000 + 999;
 }
 
+static void lost_answer(struct master *m, const struct rest_done *d);
+
 void
 callcheck_answer(struct master *m, const struct rest_done *d)
 {
@@ -326,6 +363,10 @@ callcheck_answer(struct master *m, const struct rest_done *d)
 	json_t *jd;
 	uint64_t end;
 
+	if (d->ref & CALLCHECK_LIST_REF) {
+		lost_answer(m, d);
+		return;
+	}
 	if (cc_inflight > 0)
 		cc_inflight--;
 	if (c == NULL || !c->asking)
@@ -395,6 +436,148 @@ callcheck_answer(struct master *m, const struct rest_done *d)
 next:
 	json_decref(o);
 	scan(m);
+}
+
+/* ---------------------------------------------------------------- */
+/* a create whose answer the last run never stored */
+
+static void
+lost_free(struct cc_lost *l)
+{
+	struct cc_lost **pp;
+
+	for (pp = &cc_lost; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	free(l);
+}
+
+/* l's call is sid, or (NULL) none: the contact told, l freed. */
+static void
+lost_end(struct master *m, struct cc_lost *l, const char *sid,
+    uint64_t created_ms, const char *why)
+{
+	char campaign[CAMP_ID_MAX], phone[SHM_PHONE_MAX], masked[64];
+
+	vr_strlcpy(campaign, l->campaign, sizeof(campaign));
+	vr_strlcpy(phone, l->phone, sizeof(phone));
+	lost_free(l);
+	mask_phone(phone, masked, sizeof(masked));
+	if (sid != NULL) {
+		log_set_call(sid);
+		log_info("campaign %s: %s: the call its last attempt made before "
+		    "the restart found at Twilio; asking how it went", campaign,
+		    masked);
+		log_set_call(NULL);
+	} else
+		log_warnx("campaign %s: %s: the call of its last attempt before "
+		    "the restart %s; the attempt spent as unknown", campaign,
+		    masked, why);
+	campaign_adopt(m, campaign, phone, sid, created_ms);
+}
+
+static void
+lost_ask(struct master *m, struct cc_lost *l)
+{
+	struct rest *r = outbound_rest();
+
+	if (r == NULL || !rest_calls_configured(r)) {
+		lost_end(m, l, NULL, 0, "cannot be looked for "
+		    "(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set)");
+		return;
+	}
+	l->ref = CALLCHECK_REF | CALLCHECK_LIST_REF | ++cc_seq;
+	if (outbound_list_calls(l->phone, CC_TIMEOUT_MS, l->ref) != 0) {
+		lost_end(m, l, NULL, 0, "cannot be looked for");
+		return;
+	}
+	l->asking = 1;
+	cc_inflight++;
+	if (l->tries++ > 0)
+		master_count(m, SC_rest_retries);
+}
+
+static void
+lost_answer(struct master *m, const struct rest_done *d)
+{
+	struct cc_lost *l;
+	json_t *o = NULL, *calls, *call;
+	const char *best = NULL;
+	uint64_t best_ms = 0;
+	char sid[SHM_SID_MAX], masked[64];
+	size_t i;
+
+	if (cc_inflight > 0)
+		cc_inflight--;
+	for (l = cc_lost; l != NULL && l->ref != d->ref; l = l->next)
+		;
+	if (l == NULL || !l->asking)
+		goto next;
+	l->asking = 0;
+	if (d->ok && d->body != NULL)
+		o = json_loadb(d->body, d->body_len, 0, NULL);
+	if (!json_is_array(calls = json_object_get(o, "calls"))) {
+		if (l->tries < CC_LIST_TRIES) {
+			uint64_t delay = (uint64_t)CC_BACKOFF_MS << (l->tries - 1);
+			mask_phone(l->phone, masked, sizeof(masked));
+			log_warnx("campaign %s: %s: Twilio's calls could not be read "
+			    "(HTTP %ld); asking again in %llu ms", l->campaign,
+			    masked, d->status, (unsigned long long)delay);
+			l->due_ms = mono_ms() + delay;
+		} else
+			lost_end(m, l, NULL, 0, "could not be looked for (Twilio's "
+			    "calls could not be read)");
+		goto next;
+	}
+	/* newest first: the earliest made since the mark is the attempt's,
+	 * a later one would be another's */
+	json_array_foreach(calls, i, call) {
+		const char *s = json_string_value(json_object_get(call, "sid"));
+
+		if (s == NULL || strlen(s) != 34 || strncmp(s, "CA", 2) != 0 ||
+		    strspn(s + 2, "0123456789abcdefABCDEF") != 32 ||
+		    cc_find(s) != NULL || outbound_known(s, NULL) ||
+		    campaign_call_known(m, s) ||
+		    !outbound_call_placed(m, call, l->phone, l->marked_ms))
+			continue;
+		best = s;
+		best_ms = rfc2822_ms(json_string_value(json_object_get(call,
+		    "date_created")));
+	}
+	if (best == NULL) {
+		lost_end(m, l, NULL, 0, "is not among Twilio's calls");
+		goto next;
+	}
+	vr_strlcpy(sid, best, sizeof(sid));
+	lost_end(m, l, sid, best_ms > 999 ? best_ms - 999 : 0, NULL);
+next:
+	json_decref(o);
+	scan(m);
+}
+
+void
+callcheck_find(struct master *m, const char *campaign, const char *phone,
+    uint64_t marked_ms)
+{
+	struct cc_lost *l;
+
+	for (l = cc_lost; l != NULL; l = l->next)
+		if (strcmp(l->campaign, campaign) == 0 &&
+		    strcmp(l->phone, phone) == 0)
+			return;		/* looked for already */
+	if ((l = calloc(1, sizeof(*l))) == NULL) {
+		campaign_adopt(m, campaign, phone, NULL, 0);
+		return;
+	}
+	vr_strlcpy(l->campaign, campaign, sizeof(l->campaign));
+	vr_strlcpy(l->phone, phone, sizeof(l->phone));
+	l->marked_ms = marked_ms;
+	l->next = cc_lost;
+	cc_lost = l;
+	timer_start(m);
+	l->due_ms = 0;		/* the next tick asks */
 }
 
 /* ---------------------------------------------------------------- */

@@ -12,6 +12,8 @@ struct rest_done;
 
 /* The bit of a REST_GET's ref that makes it a status query's. */
 #define CALLCHECK_REF	(1ull << 62)
+/* ... and with it, one of the list queries for a lost create's call */
+#define CALLCHECK_LIST_REF	(1ull << 61)
 
 /* At start, on the loop, once the campaigns' contacts are read (their
  * outcomes come from the answers): the outbound calls the last run left
@@ -22,6 +24,12 @@ void callcheck_watch(struct master *m, const char *sid, const char *line);
 /* A call the last run placed and left open (a campaign's contact still
  * calling): asked about now. */
 void callcheck_restore(struct master *m, const char *sid, const char *line);
+/* A campaign's contact the last run left calling with no CallSid (killed
+ * between the create and its answer): its call is looked for among
+ * Twilio's calls to phone created since marked_ms (wall), and adopted
+ * (campaign_adopt()) if found; else its attempt is spent as unknown. */
+void callcheck_find(struct master *m, const char *campaign,
+    const char *phone, uint64_t marked_ms);
 /* A status callback that is not final, or a verdict, came for sid. */
 void callcheck_heard(struct master *m, const char *sid);
 /* sid has its final status: no more asking. */

@@ -16,8 +16,10 @@
  * contact marked `calling` in the store, and read back from it, before
  * the call is asked of Twilio.  A restart finds the contacts left
  * calling: one whose call's record is final takes that call's outcome,
- * one whose call was never created (or not known to be) has spent the
- * attempt ("unknown", retried like "failed"), and for any other Twilio
+ * one with no CallSid (killed between the create and its answer) has
+ * its call looked for among Twilio's calls to the number and adopted if
+ * found (callcheck_find()), else has spent the attempt ("unknown",
+ * retried like "failed"), and for any other Twilio
  * is asked how its call went (callcheck.c): over, it takes the outcome
  * the final callback would have given; live, it waits for its callbacks;
  * unknown to Twilio, the attempt is spent.  None is dialled again for the
@@ -1174,7 +1176,13 @@ state_apply(struct master *m, struct campaign *c, struct camp_contact *ct,
 	/* left calling by the last run: its call decides */
 	ct->calling_since = mono_ms();
 	if (ct->sid[0] == '\0')
-		finish(m, c, ct, "unknown");
+		/* killed between the create and its answer: Twilio may
+		 * have made the call.  The row was last written by the
+		 * attempt's mark (nothing else writes a calling row with
+		 * no sid), so its updated_at is when the attempt began. */
+		callcheck_find(m, c->id, ct->phone,
+		    (uint64_t)json_integer_value(json_object_get(row,
+		    "updated_at")));
 	else if (cst != NULL && status_outcome(ct, cst) != NULL)
 		finish(m, c, ct, status_outcome(ct, cst));
 	else
@@ -2001,6 +2009,33 @@ campaign_created(struct master *m, const char *campaign, const char *phone,
 	ct->busy = 0;
 	vr_strlcpy(ct->sid, sid, sizeof(ct->sid));
 	contact_post(m, c, ct);
+}
+
+void
+campaign_adopt(struct master *m, const char *campaign, const char *phone,
+    const char *sid, uint64_t created_ms)
+{
+	struct campaign *c = camp_find(m, campaign);
+	struct camp_contact *ct = c ? contact_find(c, phone) : NULL;
+
+	if (ct == NULL || ct->state != CS_CALLING || ct->sid[0] != '\0')
+		return;
+	if (sid == NULL) {
+		finish(m, c, ct, "unknown");
+		return;
+	}
+	vr_strlcpy(ct->sid, sid, sizeof(ct->sid));
+	ct->calling_since = mono_ms();
+	contact_post(m, c, ct);
+	/* the call's record, as the create's answer would have begun it */
+	if (m->store != NULL)
+		store_post(m->store, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,"
+		    "s:s}", "type", "call", "call_sid", sid, "direction",
+		    "outbound-api", "from", m->conf.phone_number_from, "to", phone,
+		    "line", c->line, "started_at", (json_int_t)(created_ms ?
+		    created_ms : wall_ms()), "status", "queued", "host",
+		    m->hostname));
+	callcheck_restore(m, sid, c->line);
 }
 
 void

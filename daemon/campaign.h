@@ -152,6 +152,12 @@ void campaign_reloaded(struct master *m, struct campaign_set *old);
  * (sid NULL) not created. */
 void campaign_created(struct master *m, const char *campaign,
     const char *phone, const char *sid);
+/* callcheck.c: the call of (campaign, phone), left calling with no
+ * CallSid by the last run, was found at Twilio as sid (created at
+ * created_ms, wall), or (sid NULL) was not: the contact adopts it and
+ * Twilio is asked how it went, or its attempt is spent as unknown. */
+void campaign_adopt(struct master *m, const char *campaign,
+    const char *phone, const char *sid, uint64_t created_ms);
 /* outbound.c: a status callback (the record's status names) and an AMD
  * verdict of any call. */
 void campaign_call_status(struct master *m, const char *sid,

@@ -58,6 +58,8 @@
 #define OB_EARLY_MAX	64		/* callbacks kept before their call's sid */
 #define OB_EARLY_MS	30000		/* ... for at most this long */
 #define OB_TOKEN_LEN	16		/* hex digits of a call's Url token */
+#define OB_LIST_PAGE	50		/* calls in one page of Twilio's list */
+#define OB_SKEW_S	5		/* our clock against Twilio's */
 #define OB_LOOKUP_REF	(1ull << 63)	/* a REST_GET's ref: a call's look */
 
 /* A call created (or being created) here. */
@@ -838,28 +840,42 @@ not_created(struct master *m, struct ob_call *oc, const struct rest_done *d,
 }
 
 /*
+ * Twilio's calls to number to, the first page, newest first
+ * (Calls.json?To=&PageSize=): the caller filters them by date_created.
+ * No StartTime>= filter: a call still queued has no start time yet, and
+ * Twilio's filter would leave it out.  0, or -1 if not asked.
+ */
+int
+outbound_list_calls(const char *to, long timeout_ms, uint64_t ref)
+{
+	char path[200], *esc;
+	int n;
+
+	if (ob_rest == NULL || (esc = form_escape(to)) == NULL)
+		return -1;
+	n = snprintf(path, sizeof(path), "Calls.json?To=%s&PageSize=%d", esc,
+	    OB_LIST_PAGE);
+	free(esc);
+	if (n < 0 || n >= (int)sizeof(path))
+		return -1;
+	return rest_get(ob_rest, path, timeout_ms, ref);
+}
+
+/*
  * The create went out and no answer says what became of it: Twilio's
- * calls to the number since the day it was asked are searched for it
- * (Calls.json?To=&StartTime>=, the first page).
+ * latest calls to the number are searched for it.
  */
 static void
 lookup_start(struct master *m, struct ob_call *oc, const struct rest_done *d)
 {
-	char path[200], day[16], masked[64], *to = form_escape(oc->to);
-	time_t t = (time_t)(oc->asked_ms / 1000);
-	struct tm tm;
+	char masked[64];
 
-	gmtime_r(&t, &tm);
-	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
 	mask_phone(oc->to, masked, sizeof(masked));
-	if (to == NULL || snprintf(path, sizeof(path), "Calls.json?To=%s&"
-	    "StartTime%%3E=%s&PageSize=50", to, day) >= (int)sizeof(path) ||
-	    rest_get(ob_rest, path, OB_LOOKUP_MS, oc->id | OB_LOOKUP_REF) != 0) {
-		free(to);
+	if (outbound_list_calls(oc->to, OB_LOOKUP_MS, oc->id | OB_LOOKUP_REF) !=
+	    0) {
 		not_created(m, oc, d, 1);
 		return;
 	}
-	free(to);
 	master_count(m, SC_outbound_create_lookups);
 	log_info("outbound call to %s: its create went unanswered; looking for "
 	    "it among Twilio's calls", masked);
@@ -880,6 +896,25 @@ rfc2822(const char *s)
 	return timegm(&tm);
 }
 
+int
+outbound_call_placed(const struct master *m, json_t *call, const char *to,
+    uint64_t since_ms)
+{
+	const char *from = json_string_value(json_object_get(call, "from"));
+	const char *cto = json_string_value(json_object_get(call, "to"));
+	const char *dir = json_string_value(json_object_get(call, "direction"));
+	time_t made = rfc2822(json_string_value(json_object_get(call,
+	    "date_created")));
+
+	/* date_created is to the second, and the clocks may differ a
+	 * little: OB_SKEW_S of slack */
+	return made > 0 && from != NULL &&
+	    strcmp(from, m->conf.phone_number_from) == 0 && cto != NULL &&
+	    strcmp(cto, to) == 0 && dir != NULL &&
+	    strcmp(dir, "outbound-api") == 0 &&
+	    (uint64_t)made + OB_SKEW_S >= since_ms / 1000;
+}
+
 /*
  * Whether call (a Call resource in Twilio's list) is oc's: its Url, which
  * carries oc's token, when the resource shows it; else (Twilio's Call
@@ -890,21 +925,13 @@ static int
 call_is(const struct master *m, const struct ob_call *oc, json_t *call)
 {
 	const char *url = json_string_value(json_object_get(call, "url"));
-	const char *from = json_string_value(json_object_get(call, "from"));
-	const char *to = json_string_value(json_object_get(call, "to"));
-	const char *dir = json_string_value(json_object_get(call, "direction"));
-	time_t made = rfc2822(json_string_value(json_object_get(call,
-	    "date_created")));
 	char t[OB_TOKEN_LEN + 4];
 
 	if (url != NULL) {
 		snprintf(t, sizeof(t), "?t=%s", oc->token);
 		return strstr(url, t) != NULL;
 	}
-	return from != NULL && strcmp(from, m->conf.phone_number_from) == 0 &&
-	    to != NULL && strcmp(to, oc->to) == 0 && dir != NULL &&
-	    strcmp(dir, "outbound-api") == 0 &&
-	    (uint64_t)made + 5 >= oc->asked_ms / 1000;
+	return outbound_call_placed(m, call, oc->to, oc->asked_ms);
 }
 
 /* What the search for oc's call found: the call, adopted; none, so the

@@ -52,6 +52,13 @@ int  outbound_place(struct master *m, const char *to, const char *line,
  * known. */
 void outbound_status(struct master *m, const char *sid, const char *status,
     const char *by, const char *dur, uint64_t at);
+/* Ask for Twilio's latest calls to to (one page, newest first; the
+ * answer comes to the REST client's outcome with ref).  0, or -1. */
+int  outbound_list_calls(const char *to, long timeout_ms, uint64_t ref);
+/* Whether call, a Call resource of that list, is one placed from our
+ * number to to through the API, created at or after since_ms (wall). */
+int  outbound_call_placed(const struct master *m, json_t *call,
+    const char *to, uint64_t since_ms);
 /* The master's REST client (callcheck.c asks with it), or NULL. */
 struct rest *outbound_rest(void);
 

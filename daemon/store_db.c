@@ -1373,7 +1373,7 @@ store_db_campaign_state(struct store_db *db, char *err, size_t errlen)
 
 	/* a contact left calling is decided by its call's record */
 	if (run(db, "SELECT cc.campaign, cc.phone, cc.state, cc.attempts, "
-	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, "
+	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, cc.updated_at, "
 	    "calls.status AS call_status, calls.answered_by AS answered_by "
 	    "FROM campaign_contacts cc LEFT JOIN calls ON calls.call_sid = "
 	    "cc.call_sid", NULL, 0, &contacts, err, errlen) != STORE_OK ||
@@ -1397,7 +1397,7 @@ store_db_campaign_contacts(struct store_db *db, const char *campaign,
 	json_t *rows;
 
 	if (run(db, "SELECT cc.campaign, cc.phone, cc.state, cc.attempts, "
-	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, "
+	    "cc.outcome, cc.retry_at, cc.call_sid, cc.detail, cc.updated_at, "
 	    "calls.status AS call_status, calls.answered_by AS answered_by "
 	    "FROM campaign_contacts cc LEFT JOIN calls ON calls.call_sid = "
 	    "cc.call_sid WHERE cc.campaign = $1", &p, 1, &rows, err, errlen) !=

@@ -705,3 +705,59 @@ async def test_campaign_create_timeout_dialled_once(env):
                     "the create's late answer")
         expect_eq(rest.count(who), 1, "dialled once")
         expect_eq(len(rest.lookups), 1, "looked for once")
+
+
+@timeout(120)
+async def test_campaign_kill9_before_the_create_answer_keeps_the_outcome(env):
+    """kill -9 of the daemon after Twilio made a contact's call but before
+    its answer to the create (held back) reached the store: the restart
+    finds the contact calling with no CallSid, finds its call among
+    Twilio's latest calls to the number (no StartTime filter), adopts it
+    and gives the contact the call's real outcome; dialled exactly once."""
+    who = "+12125550903"
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "held", [(who, "Held Contact", "America/New_York")],
+                   max_attempts=1)
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, create_delay=60,
+                              outcome="busy", ring_seconds=2,
+                              list_shows_url=False) as rest:
+        rest.plan(who, "busy")
+        d = start(env, rest, camp, WORKERS=1)
+        await until(lambda: rest.calls_to(who) and
+                    stored_contacts(d, "held").get(who, ("",))[0] == "calling",
+                    20, "the call made at Twilio, the contact marked calling")
+        expect_eq(stored_contacts(d, "held")[who][:2], ("calling", 1), "marked")
+        expect(not stored_contacts(d, "held")[who][3], "no CallSid stored yet")
+        pids = d.worker_pids()
+        d.proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        d.proc.wait(10)
+        sid = rest.calls_to(who)[0].sid
+        await rest.wait_ended(1, timeout=30)
+        expect_eq(rest.calls[sid].final, "busy", "the call ended busy while down")
+        expect_eq(stored_contacts(d, "held")[who][:2], ("calling", 1),
+                  "as the kill left it")
+        rest.create_delay = 0
+        d.start()
+        c = await until(lambda: (lambda c: c if c["state"] == "exhausted" else None)(
+            contacts(d, "held")[who]), 40, "the contact's outcome")
+        expect_eq((c["outcome"], c["attempts"], c.get("call_sid")), ("busy", 1, sid),
+                  "the call's real outcome, its sid adopted")
+        expect_eq(rest.count(who), 1, "dialled exactly once")
+        expect(len(rest.lookups) >= 1, "looked for among Twilio's calls")
+        q = rest.lookups[-1].query
+        expect_eq((q.get("To"), q.get("StartTime>")), ([who], None),
+                  "the number's latest calls, not by start time")
+        row, _ = stored_call(d, sid)
+        expect(row is not None and row[0] == "busy", "the call's record: %r" % (row,))
+        expect_eq(stored_contacts(d, "held")[who][:4], ("exhausted", 1, "busy", sid),
+                  "stored")
+        log = d.log()
+        expect("found at Twilio" in log, "adoption logged")
+        expect(who not in log, "no full number in the log")
+        await asyncio.sleep(2)
+        expect_eq(rest.count(who), 1, "still dialled once")

@@ -65,8 +65,10 @@ The answer to a create can come late, as Twilio's sometimes does:
 `create_delay` holds it that many seconds more (past the client's timeout,
 the call made all the same); `answer_made_with` (an HTTP status) answers
 the next create that made its call with that error instead, once.  GET
-.../Calls.json lists the calls (newest first) with Twilio's filters `To`
-and `StartTime>=` (a day, by date_created here) and `PageSize`; each Call
+.../Calls.json lists the calls (newest first, `date_created` in RFC 2822)
+with Twilio's filters `To`, `StartTime>=` (a day, by the call's start
+time: a call still queued or initiated has none and is left out, as at
+Twilio) and `PageSize`; each Call
 resource shows the `url` it was created with unless `list_shows_url` is
 false (Twilio's does not); `lookups` keeps those requests.
 
@@ -315,10 +317,12 @@ class FakeTwilioRest:
         to = q.get("To", [None])[0]
         since = q.get("StartTime>", [None])[0]
         size = int(q.get("PageSize", ["50"])[0])
+        # StartTime>= is Twilio's: by the call's start time, which a call
+        # still queued (nothing past initiated) does not have yet
         calls = [c for c in reversed(list(self.calls.values()))
                  if (to is None or c.to == to) and
-                 (since is None or time.strftime(
-                     "%Y-%m-%d", time.gmtime(c.created)) >= since)]
+                 (since is None or (c.started and time.strftime(
+                     "%Y-%m-%d", time.gmtime(c.start_time)) >= since))]
         out = []
         for c in calls[:size]:
             r = {"sid": c.sid, "account_sid": self.account_sid, "to": c.to,
@@ -766,6 +770,12 @@ class Call:
                 "end_time": rfc2822(self.end_time),
                 "uri": "/2010-04-01/Accounts/%s/Calls/%s.json" % (account_sid,
                                                                   self.sid)}
+
+    @property
+    def started(self):
+        """Whether Twilio's list would give it a start time: it went past
+        queued and initiated."""
+        return any(st not in ("queued", "initiated") for st, _ in self.statuses)
 
     @property
     def final(self):
