@@ -54,7 +54,8 @@ GET .../Calls/{CallSid}.json answers a created call as Twilio does: its sid,
 status (queued, ringing, in-progress, then its final one), to, from,
 direction, answered_by (the AMD verdict), duration, start_time and end_time
 (RFC 2822), with basic auth checked, 404 for a call it never created, and
-`fail_fetches_first` queries answered `fail_status` first; every query is in
+`fail_fetches_first` queries answered `fail_status` first (and
+`fail_lists_first` lists of calls); every query is in
 `fetches`.  `drop_final(number)` makes the next call to number end without
 its final status callback (as when Twilio's post was lost): the call is
 over at the fake, and only a query can tell.
@@ -159,6 +160,7 @@ class FakeTwilioRest:
         self.dial_status = dial_status
         self.dial_seconds = dial_seconds
         self.fail_fetches_first = fail_fetches_first
+        self.fail_lists_first = 0   # GET Calls.json answered fail_status
         self.fetches = []           # GET Calls/{sid}.json requests
         self.drops = {}             # number -> final callbacks to drop
         self.answer_create_after = answer_create_after
@@ -314,6 +316,9 @@ class FakeTwilioRest:
             return 404, {"code": 20404, "message": "not found", "status": 404}
         q = urllib.parse.parse_qs(query, keep_blank_values=True)
         req.query = q
+        if self.fail_lists_first > 0:
+            self.fail_lists_first -= 1
+            return _refusal(self.fail_status)
         to = q.get("To", [None])[0]
         since = q.get("StartTime>", [None])[0]
         size = int(q.get("PageSize", ["50"])[0])
