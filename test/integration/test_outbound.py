@@ -753,6 +753,29 @@ async def test_outbound_create_timeout_finds_the_call(env):
 
 
 @timeout(90)
+async def test_outbound_create_timeout_finds_a_call_still_queued(env):
+    """The create's answer comes after the timeout and the call is still
+    queued when the daemon looks for it: Twilio's StartTime>= filter would
+    leave it out (no start time yet), so the daemon asks for the latest
+    calls and filters by date_created; found without a Url, adopted, and
+    the number is called once."""
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, create_delay=9.5,
+                              outcome="busy", list_shows_url=False) as rest:
+        rest.queue_seconds = 7     # queued past the lookup (about 4 s in)
+        d = env.daemon(**conf(rest)).start()
+        st, _, b, secs = await arequest(d, BODY)
+        expect_eq(st, 201, "status: %r" % b)
+        expect(secs < 10, "answered in %.1f s" % secs)
+        expect_eq(list(rest.calls), [b["call_sid"]], "the call made is the one adopted")
+        expect_eq(len(rest.lookups), 1, "looked once")
+        await rest.wait_ended(1, timeout=20)
+        expect_eq(rest.count(CALLEE), 1, "one create")
+        row, _ = await until(lambda: (lambda r: r if r[0] and r[0]["status"] ==
+                                      "busy" else None)(record(d, b["call_sid"])),
+                             10, "the record")
+
+
+@timeout(90)
 async def test_outbound_create_500_looks_before_asking_again(env):
     """A 500 may come after Twilio made the call: the daemon looks first.
     Made (found without a Url in Twilio's list, by its number, ours and

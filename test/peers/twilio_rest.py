@@ -69,7 +69,8 @@ the next create that made its call with that error instead, once.  GET
 .../Calls.json lists the calls (newest first, `date_created` in RFC 2822)
 with Twilio's filters `To`, `StartTime>=` (a day, by the call's start
 time: a call still queued or initiated has none and is left out, as at
-Twilio) and `PageSize`; each Call
+Twilio; `queue_seconds` keeps a call queued that long after initiated)
+and `PageSize`; each Call
 resource shows the `url` it was created with unless `list_shows_url` is
 false (Twilio's does not); `lookups` keeps those requests.
 
@@ -161,6 +162,7 @@ class FakeTwilioRest:
         self.dial_seconds = dial_seconds
         self.fail_fetches_first = fail_fetches_first
         self.fail_lists_first = 0   # GET Calls.json answered fail_status
+        self.queue_seconds = 0      # a call stays queued this long
         self.fetches = []           # GET Calls/{sid}.json requests
         self.drops = {}             # number -> final callbacks to drop
         self.answer_create_after = answer_create_after
@@ -530,6 +532,8 @@ class FakeTwilioRest:
         try:
             await asyncio.sleep(0.05)
             await self._status(call, "initiated")
+            if self.queue_seconds:
+                await asyncio.sleep(self.queue_seconds)
             if call.outcome == "failed":
                 await self._status(call, "failed", [("CallDuration", "0"),
                                                      ("SipResponseCode", "404")])
@@ -780,7 +784,7 @@ class Call:
     def started(self):
         """Whether Twilio's list would give it a start time: it went past
         queued and initiated."""
-        return any(st not in ("queued", "initiated") for st, _ in self.statuses)
+        return self.status != "queued"
 
     @property
     def final(self):
