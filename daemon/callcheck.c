@@ -567,7 +567,8 @@ callcheck_find(struct master *m, const char *campaign, const char *phone,
 		if (strcmp(l->campaign, campaign) == 0 &&
 		    strcmp(l->phone, phone) == 0)
 			return;		/* looked for already */
-	if ((l = calloc(1, sizeof(*l))) == NULL) {
+	/* with no mark time any older call to the number would do */
+	if (marked_ms == 0 || (l = calloc(1, sizeof(*l))) == NULL) {
 		campaign_adopt(m, campaign, phone, NULL, 0);
 		return;
 	}
