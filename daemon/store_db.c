@@ -224,8 +224,10 @@ pick_drv(const struct store_cfg *cfg)
 	    &store_drv_sqlite;
 }
 
-struct store_db *
-store_db_open(const struct store_cfg *cfg, int upto, char *err, size_t errlen)
+/* The backend's connection; create says whether a missing database may
+ * be made. */
+static struct store_db *
+db_new(const struct store_cfg *cfg, int create, char *err, size_t errlen)
 {
 	struct store_db *db = calloc(1, sizeof(*db));
 
@@ -234,12 +236,20 @@ store_db_open(const struct store_cfg *cfg, int upto, char *err, size_t errlen)
 		return NULL;
 	}
 	db->drv = pick_drv(cfg);
-	if ((db->h = db->drv->open(cfg, 1, err, errlen)) == NULL) {
+	if ((db->h = db->drv->open(cfg, create, err, errlen)) == NULL) {
 		free(db);
 		return NULL;
 	}
-	if (migrate(db, upto > 0 ? upto : STORE_SCHEMA_VERSION, err,
-	    errlen) != 0) {
+	return db;
+}
+
+struct store_db *
+store_db_open(const struct store_cfg *cfg, int upto, char *err, size_t errlen)
+{
+	struct store_db *db = db_new(cfg, 1, err, errlen);
+
+	if (db != NULL && migrate(db, upto > 0 ? upto : STORE_SCHEMA_VERSION,
+	    err, errlen) != 0) {
 		store_db_close(db);
 		return NULL;
 	}
@@ -249,18 +259,7 @@ store_db_open(const struct store_cfg *cfg, int upto, char *err, size_t errlen)
 struct store_db *
 store_db_connect(const struct store_cfg *cfg, char *err, size_t errlen)
 {
-	struct store_db *db = calloc(1, sizeof(*db));
-
-	if (db == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	db->drv = pick_drv(cfg);
-	if ((db->h = db->drv->open(cfg, 0, err, errlen)) == NULL) {
-		free(db);
-		return NULL;
-	}
-	return db;
+	return db_new(cfg, 0, err, errlen);
 }
 
 void

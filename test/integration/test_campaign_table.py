@@ -10,7 +10,6 @@ The server is Debian's postgresql, started by test/store/pg.sh in a
 directory of its own (test_shared.Postgres) and stopped by its pid."""
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,8 @@ import time
 
 import twilio
 from harness import BINARY, LINES, PERSONAS, expect, expect_eq, timeout
-from test_campaigns import ACCOUNT, api, conf, contacts, dialled, until
+from test_campaigns import (ACCOUNT, api, conf, contacts, dialled, until,
+                            write_campaign_file)
 from test_shared import Postgres
 from twilio_rest import FakeTwilioRest
 
@@ -26,16 +26,7 @@ NOW = "2026-03-10T15:00:00Z"    # 11:00 in New York
 
 
 def write_table_campaign(dirpath, cid, table, **fields):
-    os.makedirs(dirpath, exist_ok=True)
-    c = {"line": "collections", "contacts": {"table": table},
-         "every_minutes": 0.02, "windows": [{"from": "00:00", "to": "24:00"}],
-         "max_attempts": 3,
-         "retry_minutes": {"no-answer": 0.02, "busy": 0.02, "voicemail": 0.02,
-                           "failed": 0.02},
-         "calls_per_minute": 60, "max_concurrent": 5}
-    c.update(fields)
-    with open(os.path.join(dirpath, cid + ".json"), "w") as f:
-        json.dump(c, f)
+    write_campaign_file(dirpath, cid, {"table": table}, **fields)
 
 
 def insert(pg, table, *rows):

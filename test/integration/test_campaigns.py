@@ -23,10 +23,11 @@ NUMBER = "+15005550006"
 NOW = "2026-03-10T15:00:00Z"
 
 
-def write_campaign(dirpath, cid, contacts, **fields):
-    """CAMPAIGNS_DIR/cid.json and its CSV; contacts: (phone, name, tz)."""
+def write_campaign_file(dirpath, cid, source, **fields):
+    """CAMPAIGNS_DIR/cid.json with its "contacts" (a CSV's name or a
+    table) and the fields given over the tests' defaults."""
     os.makedirs(dirpath, exist_ok=True)
-    c = {"line": "collections", "contacts": cid + ".csv",
+    c = {"line": "collections", "contacts": source,
          "every_minutes": 0.02, "windows": [{"from": "00:00", "to": "24:00"}],
          "max_attempts": 3,
          "retry_minutes": {"no-answer": 0.02, "busy": 0.02, "voicemail": 0.02,
@@ -35,6 +36,11 @@ def write_campaign(dirpath, cid, contacts, **fields):
     c.update(fields)
     with open(os.path.join(dirpath, cid + ".json"), "w") as f:
         json.dump(c, f)
+
+
+def write_campaign(dirpath, cid, contacts, **fields):
+    """CAMPAIGNS_DIR/cid.json and its CSV; contacts: (phone, name, tz)."""
+    write_campaign_file(dirpath, cid, cid + ".csv", **fields)
     with open(os.path.join(dirpath, cid + ".csv"), "w") as f:
         f.write("phone_number,name,timezone,account_last4\n")
         for phone, name, tz in contacts:
