@@ -19,7 +19,8 @@
 #
 # Every wait is bounded.  The only processes it stops are the daemon's,
 # which it started: it refuses to run where voxrelay was already installed
-# or running.  VR_KEEP_ON_FAILURE=1 leaves a failed run's installation in
+# or running, unless the installation is one this test made and could not
+# purge (its run was cut short: MARK says so), which it purges first.  VR_KEEP_ON_FAILURE=1 leaves a failed run's installation in
 # place to look at.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,9 @@ PIDFILE=/run/voxrelay/voxrelay.pid
 LOG=/var/log/voxrelay/voxrelay.log
 INSTALLED=0
 SEEN_PIDS=" "
+# Written before this test installs the package, removed once it has
+# purged it: its presence means the installation here is this test's.
+MARK=/var/tmp/voxrelay-package-test.installed
 
 step() { printf '\n==== %s (%d s)\n' "$*" $((SECONDS - T0)); }
 fail() { echo "package.sh: FAIL: $*" >&2; exit 1; }
@@ -128,7 +132,7 @@ on_exit() {
 	for p in $SEEN_PIDS; do
 		! alive "$p" || kill -KILL "$p" 2>/dev/null || true
 	done
-	timeout 300 apt-get purge -y voxrelay >&2 || true
+	timeout 300 apt-get purge -y voxrelay >&2 && rm -f "$MARK" || true
 	return $rc
 }
 trap on_exit EXIT
@@ -140,6 +144,16 @@ ARCH=$(dpkg --print-architecture)
 DEB=build/voxrelay_${VERSION}_${ARCH}.deb
 
 step "preconditions"
+if [ -e "$MARK" ] && dpkg-query -W -f='${Status}' voxrelay 2>/dev/null | grep -qv 'not-installed'; then
+	echo "a run of this test installed voxrelay and ended before its purge ($(cat "$MARK")): purging it"
+	[ -x "$INIT" ] && timeout 120 "$INIT" stop || true
+	vr_scan
+	for p in $VR_PIDS; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	timeout 300 apt-get purge -y -q voxrelay || fail "could not purge the installation left by an earlier run"
+fi
+rm -f "$MARK"
 if dpkg-query -W -f='${Status}' voxrelay 2>/dev/null | grep -qv 'not-installed'; then
 	fail "voxrelay is installed here already; this test installs and purges it"
 fi
@@ -167,6 +181,7 @@ echo "ok: lintian"
 
 step "install"
 INSTALLED=1
+echo "$DEB, $(date -u +%FT%TZ)" >"$MARK"
 timeout 600 apt-get install -y -q "./$DEB"
 check "voxrelay -v says $UPSTREAM" test "$($DAEMON -v)" = "voxrelay $UPSTREAM"
 check "user voxrelay: system, no login, /nonexistent" system_user
@@ -369,6 +384,7 @@ check "status after stop is 3" test $rc -eq 3
 step "purge"
 timeout 300 apt-get purge -y -q voxrelay
 INSTALLED=0
+rm -f "$MARK"
 check "package gone from dpkg" sh -c "! dpkg-query -W -f='\${Status}' voxrelay 2>/dev/null | grep -qv not-installed"
 for f in /etc/voxrelay /var/lib/voxrelay /var/log/voxrelay /run/voxrelay \
     /etc/default/voxrelay $INIT /etc/logrotate.d/voxrelay $DAEMON \
