@@ -884,6 +884,7 @@ tick_cb(uv_timer_t *t)
 	uint64_t now = mono_ms();
 
 	shm_fold_locked(&m->shm, now, wall_ms(), -1, 0, NULL);
+	shm_live_count_locked(&m->shm, &m->live_count);
 	supervise(m, now);
 	replay_tokens_tick(m, now);
 	live_minutes(m);
@@ -985,6 +986,10 @@ master_run(struct master *m)
 		log_warnx("shared memory: %s", strerror(-rc));
 		return EXIT_FATAL_CONFIG;
 	}
+	if (shm_live_init(&m->shm, &m->live_count) != 0) {
+		log_warnx("out of memory for the live calls' count");
+		return EXIT_FATAL_CONFIG;
+	}
 	/* exactly LEDGER_CAPACITY callers: the table has room for more */
 	shm_ledger_set_cap(&m->shm, (uint32_t)m->conf.ledger_capacity);
 	m->shm.hdr->sh_master_pid = getpid();
@@ -1056,6 +1061,7 @@ master_run(struct master *m)
 	shared_stop(m);
 	store_stop(m->store, 5000);
 	m->store = NULL;
+	shm_live_free(&m->live_count);
 	uv_walk(m->loop, close_walk_cb, NULL);
 	uv_run(m->loop, UV_RUN_DEFAULT);
 	log_info("stopped");

@@ -107,6 +107,7 @@ struct master {
 						 * the last period written (wall
 						 * ms / SHARED_LIVE_INTERVAL) */
 	uint64_t		 flush_fail_logged;
+	struct shm_live_count	 live_count;	/* each caller's live calls */
 };
 
 /* master.c */

@@ -5,6 +5,7 @@
 #include "shm/shm.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,7 +16,7 @@ const char *const shm_worker_state_names[SW__COUNT] = {
 
 _Static_assert(sizeof(struct shm_worker) % 64 == 0, "worker slot alignment");
 _Static_assert(sizeof(struct shm_call) % 64 == 0, "call slot alignment");
-_Static_assert(sizeof(struct shm_ledger) == 80, "ledger entry size");
+_Static_assert(sizeof(struct shm_ledger) == 88, "ledger entry size");
 _Static_assert(sizeof(struct shm_token) == 16, "token entry size");
 
 static size_t
@@ -521,10 +522,30 @@ shm_remote_set(struct shm *s, int idx, uint64_t ms)
 	    UINT32_MAX : (uint32_t)ms, memory_order_relaxed);
 }
 
+void
+shm_caller_peek(const struct shm *s, const char *phone, uint64_t *remote_ms,
+    unsigned *live)
+{
+	int idx = shm_ledger_find(s, phone);
+
+	*remote_ms = idx < 0 ? 0 : atomic_load_explicit(
+	    &s->ledger[idx].le_remote_ms, memory_order_relaxed);
+	*live = idx < 0 ? 0 : atomic_load_explicit(&s->ledger[idx].le_live,
+	    memory_order_relaxed);
+}
+
 uint64_t
 shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms)
 {
+	return shm_usage_live_ms(s, phone, now_ms, NULL);
+}
+
+uint64_t
+shm_usage_live_ms(const struct shm *s, const char *phone, uint64_t now_ms,
+    unsigned *nlive)
+{
 	uint64_t seq, total;
+	unsigned live;
 
 	/* Bounded: a master killed in the middle of a fold leaves the word
 	 * odd for ever, and then a slightly torn sum is the best there is. */
@@ -533,6 +554,7 @@ shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms)
 		if ((seq & 1) && tries < 100000)
 			continue;	/* a fold is running: it takes microseconds */
 		total = 0;
+		live = 0;
 		int idx = shm_ledger_find(s, phone);
 		if (idx >= 0)
 			total = atomic_load_explicit(&s->ledger[idx].le_used_ms,
@@ -552,11 +574,15 @@ shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms)
 			    memory_order_relaxed) : now_ms;
 			if (end > start)
 				total += end - start;
+			live += st == CS_LIVE;
 		}
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->hdr->sh_fold_seq,
-		    memory_order_relaxed) == seq || tries >= 100000)
+		    memory_order_relaxed) == seq || tries >= 100000) {
+			if (nlive != NULL)
+				*nlive = live;
 			return total;
+		}
 	}
 }
 
@@ -675,6 +701,67 @@ shm_fold_locked(struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
 	if (lost)
 		*lost = nlost;
 	return folded;
+}
+
+int
+shm_live_init(const struct shm *s, struct shm_live_count *lc)
+{
+	memset(lc, 0, sizeof(*lc));
+	lc->cnt = calloc(s->hdr->sh_nledger, sizeof(*lc->cnt));
+	lc->cur = calloc(s->hdr->sh_ncalls, sizeof(*lc->cur));
+	lc->prev = calloc(s->hdr->sh_ncalls, sizeof(*lc->prev));
+	if (lc->cnt == NULL || lc->cur == NULL || lc->prev == NULL) {
+		shm_live_free(lc);
+		return -1;
+	}
+	return 0;
+}
+
+void
+shm_live_free(struct shm_live_count *lc)
+{
+	free(lc->cnt);
+	free(lc->cur);
+	free(lc->prev);
+	memset(lc, 0, sizeof(*lc));
+}
+
+void
+shm_live_count_locked(struct shm *s, struct shm_live_count *lc)
+{
+	uint32_t *t;
+
+	if (lc->cnt == NULL)
+		return;
+	lc->ncur = 0;
+	for (unsigned i = 0; i < s->hdr->sh_ncalls; i++) {
+		const struct shm_call *c = &s->calls[i];
+		int idx;
+
+		if (atomic_load_explicit(&c->cs_state, memory_order_acquire) !=
+		    CS_LIVE || (idx = shm_ledger_find(s, c->cs_phone)) < 0)
+			continue;
+		if (lc->cnt[idx]++ == 0)
+			lc->cur[lc->ncur++] = (uint32_t)idx;
+	}
+	/* callers whose last live call ended since */
+	for (unsigned i = 0; i < lc->nprev; i++)
+		if (lc->cnt[lc->prev[i]] == 0)
+			atomic_store_explicit(&s->ledger[lc->prev[i]].le_live, 0,
+			    memory_order_relaxed);
+	for (unsigned i = 0; i < lc->ncur; i++) {
+		uint32_t idx = lc->cur[i];
+
+		if (atomic_load_explicit(&s->ledger[idx].le_live,
+		    memory_order_relaxed) != lc->cnt[idx])
+			atomic_store_explicit(&s->ledger[idx].le_live,
+			    lc->cnt[idx], memory_order_relaxed);
+		lc->cnt[idx] = 0;
+	}
+	t = lc->prev;
+	lc->prev = lc->cur;
+	lc->cur = t;
+	lc->nprev = lc->ncur;
 }
 
 /* ---------------------------------------------------------------- */

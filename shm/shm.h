@@ -46,7 +46,7 @@
 #include "shm/counters.h"
 
 #define SHM_MAGIC	0x52584f56u	/* "VOXR" */
-#define SHM_VERSION	3
+#define SHM_VERSION	4
 #define SHM_MAX_WORKERS	64
 
 #define SHM_SID_MAX	40		/* CA/MZ + 32 hex, NUL, slack */
@@ -140,6 +140,10 @@ struct shm_ledger {
 	 * read from the database at a webhook (capped at 2^32 - 1); not in
 	 * the CSV, which stays this host's own */
 	_Atomic uint32_t	le_remote_ms;
+	/* the caller's calls live on this host, as the master last counted
+	 * them (shm_live_count_locked): a change tells a worker to share
+	 * what is left between them again */
+	_Atomic uint32_t	le_live;
 };
 
 struct shm_token {
@@ -276,10 +280,30 @@ int      shm_ledger_load_locked(struct shm *s, const char *phone,
 /* ms used by phone: folded ledger plus its live calls' elapsed time at
  * now_ms (mono).  Any process. */
 uint64_t shm_usage_ms(const struct shm *s, const char *phone, uint64_t now_ms);
+/* The same, and *nlive gets how many of those calls are live. */
+uint64_t shm_usage_live_ms(const struct shm *s, const char *phone,
+    uint64_t now_ms, unsigned *nlive);
+/* The phone's le_remote_ms and le_live in one look-up (0 when unknown). */
+void     shm_caller_peek(const struct shm *s, const char *phone,
+    uint64_t *remote_ms, unsigned *live);
 /* The ms phone used on other hosts as last read (0 when unknown).  Any
  * process; set by the master only. */
 uint64_t shm_remote_ms(const struct shm *s, const char *phone);
 void     shm_remote_set(struct shm *s, int idx, uint64_t ms);
+
+/*
+ * Master only: count each caller's LIVE calls into le_live.  The work is
+ * one look-up per live call and per entry counted last time, never a pass
+ * over the ledger; lc is the master's own scratch (shm_live_init).
+ */
+struct shm_live_count {
+	uint32_t	*cnt;		/* per ledger entry, zero between passes */
+	uint32_t	*cur, *prev;	/* entries with live calls */
+	unsigned	 ncur, nprev;
+};
+int  shm_live_init(const struct shm *s, struct shm_live_count *lc);
+void shm_live_count_locked(struct shm *s, struct shm_live_count *lc);
+void shm_live_free(struct shm_live_count *lc);
 
 /*
  * Master only: fold every ENDED call into the ledger and free its slot.

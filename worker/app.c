@@ -50,17 +50,22 @@ app_admit(const struct line *l, const char *caller, uint64_t used_ms)
 	return used_ms < allow && allow - used_ms >= min;
 }
 
-/* When the caller's allowance runs out, counting remote, the ms other
- * hosts used as last read, and this host's calls up to now. */
+/* When the caller's allowance runs out for this call, counting remote,
+ * the ms other hosts used as last read, and this host's calls up to now.
+ * The caller's calls live here spend what is left together, so each gets
+ * its share: they all end when it is spent, whichever started first. */
 static uint64_t
 quota_end(const struct call *c, uint64_t now, uint64_t remote)
 {
 	const struct line *l = c->line;
 	uint64_t used, allow;
+	unsigned n;
 
-	used = shm_usage_ms(c->w->shm, c->tok.caller, now) + remote;
+	used = shm_usage_live_ms(c->w->shm, c->tok.caller, now, &n) + remote;
 	allow = (uint64_t)(l->free_minutes * 60000.0 + 0.5);
-	return now + (used >= allow ? 0 : allow - used);
+	if (n == 0)
+		n = 1;
+	return now + (used >= allow ? 0 : (allow - used) / n);
 }
 
 int
@@ -74,13 +79,16 @@ app_line_limit(struct call *c)
 	if (line_has_quota(l)) {
 		/* with DATABASE_URL, the minutes other hosts reported at
 		 * the webhook count too */
-		c->limit_remote_ms = shm_remote_ms(c->w->shm, c->tok.caller);
+		shm_caller_peek(c->w->shm, c->tok.caller, &c->limit_remote_ms,
+		    &c->limit_live);
 		at = quota_end(c, now, c->limit_remote_ms);
 		minutes = l->free_minutes;
 		by_quota = 1;
 	}
+	c->limit_max_at_ms = 0;
 	if (l->max_call_minutes > 0) {
 		uint64_t max = now + (uint64_t)(l->max_call_minutes * 60000.0 + 0.5);
+		c->limit_max_at_ms = max;
 		if (at == 0 || max < at) {
 			at = max;
 			minutes = l->max_call_minutes;
@@ -97,27 +105,39 @@ int
 app_line_recheck(struct call *c, uint64_t now)
 {
 	const struct line *l = c->line;
-	uint64_t remote, at, left;
+	uint64_t remote, at, left, cur;
+	unsigned live;
+	int fewer, by_quota = 1;
 
 	if (!line_has_quota(l) || relay_limit_reached(c))
-		return 0;
-	remote = shm_remote_ms(c->w->shm, c->tok.caller);
-	if (remote == c->limit_remote_ms)
-		return 0;
+		return -1;
+	shm_caller_peek(c->w->shm, c->tok.caller, &remote, &live);
+	if (remote == c->limit_remote_ms && live == c->limit_live)
+		return -1;
+	fewer = live < c->limit_live;
 	c->limit_remote_ms = remote;
+	c->limit_live = live;
 	/* this host's calls as now, the call itself included: the same
-	 * end as at the start when nothing but the remote figure moved */
+	 * end as at the start when nothing but a figure's timing moved */
 	at = quota_end(c, now, remote);
 	left = relay_remaining_ms(c, now);
-	if (left != UINT64_MAX && at >= now + left)
-		return 0;	/* an earlier end stands (or a lower figure) */
+	cur = left == UINT64_MAX ? 0 : now + left;
+	if (!fewer && cur != 0 && at >= cur)
+		return -1;	/* an earlier end stands (or a lower figure) */
+	if (c->limit_max_at_ms != 0 && c->limit_max_at_ms <= at) {
+		at = c->limit_max_at_ms;
+		by_quota = 0;
+	}
+	if (at == cur)
+		return -1;
 	log_set_call(call_sid_of(c));
-	log_debug("the caller's minutes on other hosts are %.1f s now: the "
-	    "time limit comes in %.1f s", remote / 1000.0, (at - now) / 1000.0);
+	log_debug("the caller's minutes on other hosts are %.1f s, %u of "
+	    "their calls live here: the time limit comes in %.1f s",
+	    remote / 1000.0, live, (at - now) / 1000.0);
 	log_set_call(NULL);
 	relay_set_limit(c, at, l->wrapup, (unsigned)l->wrapup_grace,
-	    l->free_minutes);
-	return 1;
+	    by_quota ? l->free_minutes : l->max_call_minutes);
+	return by_quota;
 }
 
 void

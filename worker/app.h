@@ -82,10 +82,13 @@ int  app_admit(const struct line *l, const char *caller, uint64_t used_ms);
  * less the ledger) or the per-call maximum, whichever ends first, with the
  * line's wrap-up.  Returns 1 when the allowance ends the call. */
 int  app_line_limit(struct call *c);
-/* Each tick: the other hosts' minutes for the caller moved since the
- * limit was set (the master re-reads them while calls are live), so the
- * allowance ends sooner than the limit set; 1 when it moved the limit
- * there, the allowance now ending the call.  Never later. */
+/* Each tick: when the other hosts' minutes for the caller moved (the
+ * master re-reads them while calls are live) or the number of the
+ * caller's calls live here changed, the limit moves to where the
+ * allowance, shared between those calls, now ends: sooner, or later when
+ * a call of the caller ended (never past the per-call maximum).  -1 when
+ * nothing moved, else 1 when the allowance now ends the call, 0 when the
+ * per-call maximum does. */
 int  app_line_recheck(struct call *c, uint64_t now);
 /* Text the caller the line's goodbye SMS ({url}: CONVOREPS_URL), if any. */
 void app_line_sms(struct call *c);

@@ -218,9 +218,10 @@ static void
 practice_tick(struct call *c, uint64_t now)
 {
 	struct practice *p = state(c);
+	int by_quota = app_line_recheck(c, now);
 
-	if (app_line_recheck(c, now))
-		p->by_quota = 1;
+	if (by_quota >= 0)
+		p->by_quota = by_quota;
 	if (p->intent_mode != MODE_NONE && !relay_switching(c) &&
 	    !relay_limit_reached(c) && now - p->intent_at_ms >=
 	    (uint64_t)c->w->conf->intent_fallback_seconds * 1000)

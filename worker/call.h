@@ -96,6 +96,10 @@ struct call {
 	void			*app_state;	/* the app's, app->state_size */
 	uint64_t		 limit_remote_ms;	/* other hosts' ms the
 							 * time limit counts */
+	uint64_t		 limit_max_at_ms;	/* the line's per-call
+							 * maximum ends it (0: none) */
+	unsigned		 limit_live;	/* the caller's live calls here,
+						 * as the master last counted */
 	char			 fail_reason[160];
 
 	/* life: the Twilio socket holds one reference, each upstream one */

@@ -12,8 +12,9 @@ import struct
 import time
 
 import twilio
+import websockets
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from harness import expect, expect_eq, recv_until_close
+from harness import expect, expect_eq, recv_until_close, timeout
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -477,3 +478,70 @@ def test_head_requests_and_pipelined_backpressure(env):
     out = recv_until_close(s)
     s.close()
     expect_eq(out.count(b"HTTP/1.1 200"), n, "answers to pipelined requests")
+
+
+async def _run_until_closed(s, seconds):
+    """Play up to `seconds` (the daemon may end the call first), then
+    close; how long the call lasted from its `start`."""
+    await s.open()
+    try:
+        await s.play(seconds)
+        await s.stop()
+    except websockets.ConnectionClosed:
+        await s.close()
+    return time.monotonic() - s.start_at
+
+
+def _stream(d, n, caller):
+    wh = twilio.post_voice(d.base, twilio.call_sid(n), caller)
+    expect(wh.stream_url is not None, "call %d refused: %s", n, wh.body)
+    return twilio.Stream(wh.stream_url, twilio.call_sid(n),
+                         twilio.stream_sid(n), wh.params)
+
+
+@timeout(60)
+async def test_calls_of_one_caller_share_what_is_left(env):
+    """Two calls of one caller at once on one host spend what is left of
+    the allowance together: each gets its share, so together they use the
+    allowance and no more (before, each ran to the whole remainder it saw
+    at its start).  When one hangs up early, the other gets the rest."""
+    free_ms = 6000
+    d = env.daemon(FREE_CALL_MINUTES=free_ms / 60000.0, MIN_CALL_DURATION=0.01,
+                   WRAPUP_GRACE=1).start()
+    # both run to their limits: the second starts 1.5 s into the first
+    caller = "+14155550031"
+    first = asyncio.ensure_future(_run_until_closed(_stream(d, 31, caller), 15))
+    await asyncio.sleep(1.5)
+    second = await _run_until_closed(_stream(d, 32, caller), 15)
+    first = await first
+    d.wait_for(lambda: minutes(d, caller) * 60000 >= first * 1000 + second * 1000 - 500,
+               5, "both calls in the ledger")
+    used = minutes(d, caller) * 60000
+    # the allowance, each call's wrap-up (WRAPUP_GRACE=1) and the master's
+    # count reaching the first call (100 ms, and its worker's tick);
+    # without the sharing: 6 s + 1 s and 4.5 s + 1 s, 12.5 s
+    bound = free_ms + 2 * 1000 + 1000
+    expect(used <= bound, "the two calls used %d ms together (they lasted "
+           "%.1f and %.1f s), the allowance %d, the bound %d", used, first,
+           second, free_ms, bound)
+    expect(used >= free_ms - 300, "the calls ended at %d ms together, before "
+           "the allowance %d (%.1f and %.1f s)", used, free_ms, first, second)
+
+    # the second hangs up after 1 s: the first gets the rest back
+    caller = "+14155550032"
+    first = asyncio.ensure_future(_run_until_closed(_stream(d, 33, caller), 15))
+    await asyncio.sleep(1.0)
+    second = await _run_until_closed(_stream(d, 34, caller), 1.0)
+    first = await first
+    # 6 s less the second's 1 s: the first reaches its limit at 5 s, then
+    # has its wrap-up; left at its shared end (3.5 s) it would close after
+    # that and its wrap-up (1.2 s here), near 4.7 s
+    expect(first >= free_ms / 1000.0 - second - 0.1, "the first call lasted "
+           "%.1f s: it did not get back what the second (%.1f s) left",
+           first, second)
+    d.wait_for(lambda: minutes(d, caller) * 60000 >= (first + second) * 1000 - 500,
+               5, "both calls in the ledger")
+    used = minutes(d, caller) * 60000
+    expect(free_ms - 300 <= used <= free_ms + 1000 + 1000, "the calls used "
+           "%d ms together (%.1f and %.1f s), the allowance %d", used, first,
+           second, free_ms)

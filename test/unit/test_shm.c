@@ -115,6 +115,56 @@ TEST(shm_call_lifecycle_and_fold)
 	shm_destroy(&s);
 }
 
+TEST(shm_live_counts_each_callers_calls)
+{
+	struct shm s;
+	struct shm_live_count lc;
+	uint64_t remote;
+	unsigned live, n;
+
+	mk(&s, 4);
+	ASSERT_EQ(shm_live_init(&s, &lc), 0);
+	ASSERT_GE(shm_ledger_get_locked(&s, "+15550001"), 0);
+	ASSERT_GE(shm_ledger_get_locked(&s, "+15550002"), 0);
+	int a = claim_live(&s, 0, "+15550001", 1000);
+	int b = claim_live(&s, 1, "+15550001", 1500);
+	int c = claim_live(&s, 1, "+15550002", 1500);
+	/* the worker's own count at a call's start, and the master's */
+	ASSERT_UEQ(shm_usage_live_ms(&s, "+15550001", 2000, &n), 1000 + 500);
+	ASSERT_EQ(n, 2);
+	shm_caller_peek(&s, "+15550001", &remote, &live);
+	ASSERT_EQ(live, 0);
+	shm_live_count_locked(&s, &lc);
+	shm_caller_peek(&s, "+15550001", &remote, &live);
+	ASSERT_EQ(live, 2);
+	shm_caller_peek(&s, "+15550002", &remote, &live);
+	ASSERT_EQ(live, 1);
+	/* an ended call stops counting, before and after its fold */
+	shm_call_end(&s, b, 2500, 0, "stop");
+	ASSERT_UEQ(shm_usage_live_ms(&s, "+15550001", 3000, &n), 2000 + 1000);
+	ASSERT_EQ(n, 1);
+	shm_live_count_locked(&s, &lc);
+	shm_caller_peek(&s, "+15550001", &remote, &live);
+	ASSERT_EQ(live, 1);
+	ASSERT_EQ(shm_fold_locked(&s, 3000, 0, -1, 0, NULL), 1);
+	/* a caller's last call ends: back to 0, the other caller kept */
+	shm_call_end(&s, a, 3000, 0, "stop");
+	shm_live_count_locked(&s, &lc);
+	shm_caller_peek(&s, "+15550001", &remote, &live);
+	ASSERT_EQ(live, 0);
+	shm_caller_peek(&s, "+15550002", &remote, &live);
+	ASSERT_EQ(live, 1);
+	shm_call_end(&s, c, 3000, 0, "stop");
+	shm_live_count_locked(&s, &lc);
+	shm_caller_peek(&s, "+15550002", &remote, &live);
+	ASSERT_EQ(live, 0);
+	/* the scratch counters are zero again between passes */
+	for (unsigned i = 0; i < s.hdr->sh_nledger; i++)
+		ASSERT_EQ(lc.cnt[i], 0);
+	shm_live_free(&lc);
+	shm_destroy(&s);
+}
+
 static int
 claim_live_at(struct shm *s, int slot, const char *phone, uint64_t start,
     uint64_t wall)
