@@ -890,6 +890,8 @@ tick_cb(uv_timer_t *t)
 	live_minutes(m);
 	shared_live(m);
 	if (now >= m->next_flush_ms) {
+		/* workers of a dead master may still be journaling */
+		ledger_rescue_take_async(m);
 		ledger_flush_async(m);
 		m->next_flush_ms = now + (uint64_t)m->conf.usage_flush_interval * 1000;
 	}
@@ -1002,6 +1004,8 @@ master_run(struct master *m)
 		return EXIT_FATAL_CONFIG;
 	}
 	m->flushed_version = atomic_load(&m->shm.hdr->sh_ledger_version);
+	/* what a master that died left, before anybody is served */
+	ledger_rescue_take_sync(m);
 	routes_usage_warm(m);
 	replay_tokens_load(m);
 	if (front_listen(m) != 0)
@@ -1050,6 +1054,7 @@ master_run(struct master *m)
 		m->flush_pid = 0;
 	}
 	shm_fold_locked(&m->shm, mono_ms(), wall_ms(), -1, 0, NULL);
+	ledger_rescue_take_sync(m);
 	rc = ledger_flush_sync(m);
 	if (rc != 0)
 		log_warnx("final save of the usage ledger failed: %s; the minutes "

@@ -108,6 +108,14 @@ struct master {
 						 * ms / SHARED_LIVE_INTERVAL) */
 	uint64_t		 flush_fail_logged;
 	struct shm_live_count	 live_count;	/* each caller's live calls */
+	/* what each ledger entry held in the save in progress (ledger.c) */
+	struct ledger_saved	*save_snap;
+	/* the rescue journal taken into the ledger, waiting for a save that
+	 * holds it (version rescue_version or later) to be removed */
+	int			 rescue_wait;
+	uint64_t		 rescue_version;
+	uint64_t		*rescue_ids;	/* ids of the records taken */
+	unsigned		 rescue_nids;
 };
 
 /* master.c */
@@ -256,5 +264,11 @@ void ledger_flush_async(struct master *m);
 void ledger_flush_done(struct master *m, int st);
 /* Write now, in this process (at exit).  0 or -errno. */
 int  ledger_flush_sync(struct master *m);
+/* The rescue journal a dead master's workers left (shm/rescue.h): into
+ * the ledger, then saved, then removed.  _sync saves in this process (at
+ * start, before serving, and at exit); _async leaves the save to the next
+ * flush child and removes the journal when that one succeeds. */
+void ledger_rescue_take_sync(struct master *m);
+void ledger_rescue_take_async(struct master *m);
 
 #endif

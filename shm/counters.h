@@ -80,6 +80,8 @@
 	X(ledger_full,		"ledger inserts refused: table full")		\
 	X(flush_ok,		"usage CSV flushes that succeeded")		\
 	X(flush_failed,		"usage CSV flushes that failed (retried)")	\
+	X(rescue_records_taken,	"records of a dead master's unsaved minutes added from the rescue journal") \
+	X(rescue_lines_skipped,	"rescue journal lines skipped: torn, damaged or a record already taken") \
 	X(relay_transfers,	"ConversationRelay sessions ended by a transfer we dialled") \
 	X(relay_transfer_refused, "ConversationRelay hand-offs to a target not in the line's list") \
 	X(relay_sig_refused,	"ConversationRelay upgrades refused: missing or wrong signature") \

@@ -16,7 +16,7 @@ const char *const shm_worker_state_names[SW__COUNT] = {
 
 _Static_assert(sizeof(struct shm_worker) % 64 == 0, "worker slot alignment");
 _Static_assert(sizeof(struct shm_call) % 64 == 0, "call slot alignment");
-_Static_assert(sizeof(struct shm_ledger) == 88, "ledger entry size");
+_Static_assert(sizeof(struct shm_ledger) == 96, "ledger entry size");
 _Static_assert(sizeof(struct shm_token) == 16, "token entry size");
 
 static size_t
@@ -455,6 +455,8 @@ shm_ledger_get_locked(struct shm *s, const char *phone)
 			atomic_store_explicit(&e->le_last_call_ms, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_calls, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_remote_ms, 0, memory_order_relaxed);
+			atomic_store_explicit(&e->le_saved_ms, 0, memory_order_relaxed);
+			atomic_store_explicit(&e->le_saved_calls, 0, memory_order_relaxed);
 			atomic_store_explicit(&e->le_state, 1, memory_order_release);
 			atomic_fetch_add_explicit(&s->hdr->sh_ledger_used, 1,
 			    memory_order_relaxed);
@@ -503,6 +505,9 @@ shm_ledger_load_locked(struct shm *s, const char *phone, uint64_t used_ms,
 	atomic_store_explicit(&e->le_used_ms, used_ms, memory_order_relaxed);
 	atomic_store_explicit(&e->le_last_call_ms, last_call_ms, memory_order_relaxed);
 	atomic_store_explicit(&e->le_calls, calls, memory_order_relaxed);
+	/* what the file holds is saved */
+	atomic_store_explicit(&e->le_saved_ms, used_ms, memory_order_relaxed);
+	atomic_store_explicit(&e->le_saved_calls, calls, memory_order_relaxed);
 	return idx;
 }
 

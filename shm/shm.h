@@ -46,7 +46,7 @@
 #include "shm/counters.h"
 
 #define SHM_MAGIC	0x52584f56u	/* "VOXR" */
-#define SHM_VERSION	4
+#define SHM_VERSION	5
 #define SHM_MAX_WORKERS	64
 
 #define SHM_SID_MAX	40		/* CA/MZ + 32 hex, NUL, slack */
@@ -144,6 +144,11 @@ struct shm_ledger {
 	 * them (shm_live_count_locked): a change tells a worker to share
 	 * what is left between them again */
 	_Atomic uint32_t	le_live;
+	/* what the last save that reached the disk holds for this caller,
+	 * set by the save (ledger.c); used_ms - saved_ms is what a master
+	 * that dies now would lose, and what the rescue journal keeps */
+	_Atomic uint32_t	le_saved_calls;
+	_Atomic uint64_t	le_saved_ms;
 };
 
 struct shm_token {
@@ -184,6 +189,16 @@ struct shm_hdr {
 	_Atomic uint64_t	sh_day;
 	_Atomic uint64_t	sh_day_ms;
 	_Atomic uint64_t	sh_day_calls;
+	/*
+	 * The rescue after the master's death (shm/rescue.h): sh_rescuer is
+	 * 0 until the first worker that finds the master gone takes it (its
+	 * pid, compare-and-swap); that one journals the ledger's unsaved
+	 * part.  sh_save_pid is the ledger save child's pid while a save
+	 * runs (set by the master before the fork, cleared by the child when
+	 * le_saved_* are set, or by the master when it reaps the child).
+	 */
+	_Atomic int32_t		sh_rescuer;
+	_Atomic int32_t		sh_save_pid;
 	pthread_mutex_t		sh_token_lock;		/* robust, shared */
 	_Atomic uint64_t	sh_counters[SC__COUNT];	/* the master's own */
 	struct shm_hist		sh_hist[SH__COUNT];	/* the master's own */

@@ -10,6 +10,7 @@
  */
 #include "worker/worker.h"
 #include "worker/record.h"
+#include "shm/rescue.h"
 #include "worker/call.h"
 #include "worker/rest.h"
 #include "worker/upstream.h"
@@ -34,9 +35,59 @@ struct worker W;
 
 static void worker_shutdown(struct worker *w, const char *why);
 
+/* Longest a rescuer waits for the other workers to journal their calls:
+ * they end them as soon as they see the master gone, within a tick. */
+#define RESCUE_WAIT_MS	(SHUTDOWN_MAX_MS + 1000)
+
+/*
+ * The master is dead and nobody will fold this worker's calls into the
+ * ledger or save it: journal their time for the next master (shm/rescue.h),
+ * and if no other worker does it, the ledger's unsaved part too.  Once,
+ * after the calls were ended (worker_shutdown ends them at once).
+ */
+static void
+worker_rescue(struct worker *w)
+{
+	char path[1100];
+	int n;
+
+	if (!w->master_gone || w->rescued)
+		return;
+	w->rescued = 1;
+	snprintf(path, sizeof(path), "%s.rescue", w->conf->usage_csv_path);
+	if ((n = rescue_own_calls(w->shm, w->slot, w->pid, path, mono_ms())) < 0)
+		log_warnx("the master is gone and this worker's calls could not "
+		    "be journaled to %s: %s; their minutes are lost", path,
+		    strerror(-n));
+	else if (n > 0)
+		log_info("the master is gone: %d call%s journaled to %s for the "
+		    "next start", n, n == 1 ? "" : "s", path);
+	n = rescue_as_rescuer(w->shm, w->pid, path, RESCUE_WAIT_MS);
+	if (n < 0)
+		log_warnx("the master is gone and its unsaved minutes could not "
+		    "be journaled to %s: %s; they are lost", path, strerror(-n));
+	else if (n > 0)
+		log_info("the master is gone: %d unsaved record%s of the usage "
+		    "ledger journaled to %s", n, n == 1 ? "" : "s", path);
+}
+
+/* The master died: end the calls, keep their minutes, go. */
+static void
+worker_master_gone(struct worker *w, const char *why)
+{
+	if (w->master_gone)
+		return;
+	w->master_gone = 1;
+	log_warnx("%s: ending the calls here and journaling their minutes", why);
+	worker_shutdown(w, why);	/* may exit, after the rescue */
+	/* calls still closing: their slots are ended already */
+	worker_rescue(w);
+}
+
 static void
 worker_exit(struct worker *w, int code)
 {
+	worker_rescue(w);
 	atomic_store(&w->sw->sw_active_streams, 0);
 	record_flush_final(w, RECORD_EXIT_MS);
 	log_info("exiting (%s)", w->shutting ? "shut down" : "drained");
@@ -171,12 +222,16 @@ chan_cb(uv_poll_t *p, int status, int events)
 			if (errno == EAGAIN || errno == EINTR)
 				return;
 			log_warn("recvmsg() on the channel");
-			worker_shutdown(w, "channel error");
+			if (getppid() != w->master_pid)
+				worker_master_gone(w, "the master is gone");
+			else
+				worker_shutdown(w, "channel error");
 			return;
 		}
 		if (n == 0) {
 			uv_poll_stop(p);
-			worker_shutdown(w, "the master is gone");
+			/* only the master's death closes its end */
+			worker_master_gone(w, "the master is gone");
 			return;
 		}
 		/* one descriptor per message at most: close any other */
@@ -213,8 +268,13 @@ sig_cb(uv_poll_t *p, int status, int events)
 	struct signalfd_siginfo si;
 
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		if (si.ssi_signo == SIGTERM)
-			worker_shutdown(w, "SIGTERM");
+		if (si.ssi_signo == SIGTERM) {
+			/* the master's death sends it too (PR_SET_PDEATHSIG) */
+			if (getppid() != w->master_pid)
+				worker_master_gone(w, "SIGTERM, the master is gone");
+			else
+				worker_shutdown(w, "SIGTERM");
+		}
 }
 
 void
@@ -313,6 +373,8 @@ tick_cb(uv_timer_t *t)
 	struct call *c, *next;
 
 	atomic_store_explicit(&w->sw->sw_heartbeat_ms, now, memory_order_relaxed);
+	if (!w->master_gone && getppid() != w->master_pid)
+		worker_master_gone(w, "the master is gone");
 	record_flush(w);
 	for (c = w->calls; c != NULL; c = next) {
 		next = c->next;
@@ -418,6 +480,7 @@ worker_main(struct conf *conf, const struct persona_set *personas,
 	w->sw = &shm->workers[slot];
 	w->generation = generation;
 	w->pid = getpid();
+	w->master_pid = shm->hdr->sh_master_pid;
 	w->chan = chan;
 	atomic_store(&w->sw->sw_pid, w->pid);
 	atomic_store(&w->sw->sw_heartbeat_ms, mono_ms());

@@ -38,6 +38,9 @@ struct worker {
 	uint64_t		 drain_ms;
 	int			 shutting;
 	uint64_t		 shut_ms;
+	pid_t			 master_pid;	/* the parent at start */
+	int			 master_gone;	/* its death seen: rescue */
+	int			 rescued;	/* its calls journaled */
 	struct call		*calls;		/* doubly linked */
 	unsigned		 ncalls;
 	struct call		*warm;		/* sessions opened at the webhook
