@@ -1,0 +1,232 @@
+"""A master that dies loses no minute: its workers journal what it had not
+saved (USAGE_CSV_PATH.rescue) and the next master takes the journal before
+it serves, once, whatever crash comes in between."""
+
+import asyncio
+import os
+import signal
+import time
+
+import twilio
+from harness import expect, expect_eq
+
+A, B, C = "+15554000001", "+15554000002", "+15554000003"
+
+
+async def until(pred, secs, what):
+    deadline = time.monotonic() + secs
+    last = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(pred)
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def gone(pid):
+    """The process has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def csv_rows(path):
+    """phone -> (seconds used, calls) from a usage CSV on disk."""
+    rows = {}
+    try:
+        with open(path) as f:
+            lines = f.read().strip().split("\n")
+    except OSError:
+        return rows
+    head = lines[0].split(",")
+    for line in lines[1:]:
+        r = dict(zip(head, line.split(",")))
+        rows[r["phone_number"].lstrip("'")] = (float(r["minutes_used"]) * 60,
+                                               int(r["total_calls"]))
+    return rows
+
+
+def used(d):
+    """phone -> (seconds used, calls) as /usage-data shows them."""
+    return {p: (float(r["minutes_used"]) * 60, int(r["total_calls"]))
+            for p, r in d.usage()[1].items()}
+
+
+def metric(d, name):
+    for line in d.admin_get("/metrics")[2].split("\n"):
+        if line.startswith("voxrelay_%s " % name):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s" % name)
+
+
+async def call(d, n, caller):
+    wh = twilio.post_voice(d.base, twilio.call_sid(n), caller)
+    s = twilio.Stream(wh.stream_url, twilio.call_sid(n), twilio.stream_sid(n))
+    await s.open()
+    return s
+
+
+def within(got, truth, what, below=0.3, above=1.2):
+    expect(truth - below <= got <= truth + above,
+           "%s: %.2f s counted, the call ran %.2f s" % (what, got, truth))
+
+
+async def test_master_kill9_loses_no_minute(env):
+    """Calls live on both workers and a call ended since the last save,
+    then kill -9 of the master: after the restart each caller has the time
+    the calls ran, once."""
+    d = env.daemon(WORKERS=2, USAGE_FLUSH_INTERVAL=3).start()
+    csv = d.conf["USAGE_CSV_PATH"]
+
+    # A's first call, ended and saved
+    a1 = await call(d, 401, A)
+    await a1.play(1.0)
+    await a1.stop()
+    a1_s = time.monotonic() - a1.start_at
+    await until(lambda: A in csv_rows(csv), 10, "A's first call saved")
+
+    # A and B talking, one on each worker
+    a2 = await call(d, 402, A)
+    b = await call(d, 403, B)
+    players = [asyncio.ensure_future(s.play(30.0)) for s in (a2, b)]
+
+    def on_two_workers():
+        by = {c["call_sid"]: c["worker"] for c in d.health()["calls"]}
+        w = (by.get(twilio.call_sid(402)), by.get(twilio.call_sid(403)))
+        return w[0] is not None and w[1] is not None and w
+    w = await until(on_two_workers, 5, "both calls live")
+    expect(w[0] != w[1], "both calls on worker %r" % (w[0],))
+
+    # C's call ends just before the kill: folded into the ledger (its
+    # version moves), not saved yet (the next save is seconds away)
+    c = await call(d, 404, C)
+    await c.play(1.0)
+    v0 = d.health()["ledger"]["version"]
+    await c.stop()
+    c_s = time.monotonic() - c.start_at
+    await until(lambda: d.health()["ledger"]["version"] > v0, 5, "C's call folded")
+
+    pids = d.worker_pids()
+    expect_eq(len(pids), 2, "workers")
+    t_kill = time.monotonic()
+    os.kill(d.proc.pid, signal.SIGKILL)
+    d.proc.wait(5)
+    await until(lambda: all(gone(p) for p in pids), 15, "the workers to exit")
+    for p in players:
+        p.cancel()
+    for s in (a2, b):
+        await s.close()
+    a2_s = t_kill - a2.start_at
+    b_s = t_kill - b.start_at
+
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    within(u.get(A, (0, 0))[0], a1_s + a2_s, "A (one call saved, one live)")
+    within(u.get(B, (0, 0))[0], b_s, "B (live)")
+    within(u.get(C, (0, 0))[0], c_s, "C (ended before the kill)", above=0.6)
+    expect_eq((u[A][1], u[B][1], u[C][1]), (2, 1, 1), "calls per caller")
+    log = d.log()
+    expect("minutes taken from the rescue journal" in log, "no word of the journal")
+    for line in log.split("\n"):
+        if "journal" in line:
+            expect(not any(p in line for p in (A, B, C)), "a full number: %s" % line)
+    expect(metric(d, "rescue_records_taken_total") >= 3, "records taken")
+    expect(not os.path.exists(csv + ".rescue") and
+           not os.path.exists(csv + ".rescue.taking"), "the journal left behind")
+    # saved, once: a stop and another start change nothing
+    expect_eq(d.stop(), 0, "exit status")
+    d.start()
+    u2 = await asyncio.to_thread(used, d)
+    for p in (A, B, C):
+        expect(abs(u2[p][0] - u[p][0]) < 0.01 and u2[p][1] == u[p][1],
+               "%s: %r then %r" % (p, u[p], u2[p]))
+
+
+test_master_kill9_loses_no_minute.timeout = 90
+
+
+# ---- journals written here, as a dead master's workers leave them ----
+
+def check(s):
+    h = 2166136261
+    for ch in s.encode():
+        h = ((h ^ ch) * 16777619) & 0xffffffff
+    return "%08x" % h
+
+
+def rec(rid, phone, ms, calls=1, last=1795230245000):
+    body = "r1 %s %s %d %d %d" % (rid, phone, ms, calls, last)
+    return body + " " + check(body) + "\n"
+
+
+def stamp(dev, ino, size, mtime_ns):
+    body = "t1 %d %d %d %d" % (dev, ino, size, mtime_ns)
+    return body + " " + check(body) + "\n"
+
+
+def csv_stamp(path):
+    st = os.stat(path)
+    return stamp(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+async def test_rescue_journal_torn_and_taken_twice(env):
+    """A journal with a duplicate record and a torn last line; then taking
+    files a crash left behind, before and after the save that held them:
+    nothing lost, nothing counted twice."""
+    d = env.daemon(WORKERS=1)
+    csv = d.conf["USAGE_CSV_PATH"]
+    journal, taking = csv + ".rescue", csv + ".rescue.taking"
+    write(csv, "phone_number,minutes_used,minutes_remaining,last_call_date,"
+          "total_calls\n%s,1.000000,4.000000,2026-11-21T03:04:05Z,1\n" % A)
+    write(journal, "\n" + rec("s:MZ1", A, 30000) + "\n" + rec("l:7.1:" + B, B, 60000, 2)
+          + "\n" + rec("l:7.1:" + B, B, 60000, 2)
+          + "\n" + rec("s:MZ2", C, 45000)[:20])
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[A][0], 3), u[A][1]), (90.0, 2), "A")
+    expect_eq((round(u[B][0], 3), u[B][1]), (60.0, 2), "B")
+    expect(C not in u, "C's torn record counted: %r" % (u.get(C),))
+    expect_eq(metric(d, "rescue_records_taken_total"), 2, "records taken")
+    expect_eq(metric(d, "rescue_lines_skipped_total"), 2, "lines skipped")
+    expect("skipped" in d.log(), "no word of the torn line")
+    expect(not os.path.exists(journal) and not os.path.exists(taking), "journal left")
+    expect_eq(csv_rows(csv)[B], (60.0, 2), "B saved")
+    expect_eq(d.stop(), 0, "exit status")
+
+    # taken, saved, then a crash before the removal: the CSV is no longer
+    # the stamped one, so it is only removed
+    write(taking, stamp(1, 2, 3, 4) + "\n" + rec("s:MZ3", C, 12000))
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect(C not in u, "a journal saved before counted again: %r" % (u.get(C),))
+    expect(not os.path.exists(taking), "taking file left")
+    expect_eq(d.stop(), 0, "exit status")
+
+    # taken, then a crash before the save: the CSV is still the stamped
+    # one, so it is taken again
+    write(taking, csv_stamp(csv) + "\n" + rec("s:MZ4", C, 12000))
+    # ... and a crash before the stamp: taken too
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[C][0], 3), u[C][1]), (12.0, 1), "C taken again")
+    expect_eq(d.stop(), 0, "exit status")
+    write(taking, "\n" + rec("s:MZ5", C, 6000))
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[C][0], 3), u[C][1]), (18.0, 2), "C, an unstamped one added")
+    expect_eq((round(u[A][0], 3), round(u[B][0], 3)), (90.0, 60.0), "A and B unchanged")
+    expect_eq(d.stop(), 0, "exit status")
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[C][0], 3), u[C][1]), (18.0, 2), "C once")
+
+
+test_rescue_journal_torn_and_taken_twice.timeout = 60
