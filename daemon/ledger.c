@@ -29,6 +29,7 @@
  * adding) and it is only removed.
  */
 #include "daemon/master.h"
+#include "daemon/store.h"
 #include "daemon/common/log.h"
 #include "daemon/common/util.h"
 #include "proto/csv.h"
@@ -582,6 +583,55 @@ take_skip(void *arg, unsigned line, const char *why)
 	log_warnx("rescue journal %s, line %u: %s; skipped", tc->path, line, why);
 }
 
+/*
+ * A call the dead master's worker ended: its record in the store stays
+ * in-progress unless closed here, as records_close_dead() does for a dead
+ * worker, with what the journal says (its start and its time).
+ */
+static void
+rescue_record(struct master *m, const struct rescue_rec *r)
+{
+	uint64_t end = r->last_call_ms + r->ms;
+	json_t *a = m->rescue_records;
+
+	if (!m->conf.call_records)
+		return;
+	if (a == NULL && (a = m->rescue_records = json_array()) == NULL)
+		return;
+	json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s}",
+	    "type", "call", "call_sid", r->call_sid, "status", "failed",
+	    "ended_at", (json_int_t)end, "duration_ms", (json_int_t)r->ms,
+	    "billed_s", (json_int_t)((r->ms + 999) / 1000),
+	    "end_reason", "the master died", "failure_class", "master"));
+	json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I}", "type",
+	    "status", "call_sid", r->call_sid, "status", "failed", "at",
+	    (json_int_t)end));
+	json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I,s:I}", "type",
+	    "minutes", "phone", r->phone, "call_sid", r->call_sid, "used_ms",
+	    (json_int_t)r->ms, "at", (json_int_t)end));
+}
+
+void
+ledger_rescue_records(struct master *m)
+{
+	size_t i;
+	json_t *rec;
+
+	if (m->store == NULL || m->rescue_records == NULL)
+		return;
+	json_array_foreach(m->rescue_records, i, rec) {
+		const char *type = json_string_value(json_object_get(rec, "type"));
+
+		if (strcmp(type, "status") != 0)
+			json_object_set_new(rec, "host", json_string(m->hostname));
+		if (strcmp(type, "call") == 0)
+			master_count(m, SC_records_closed_master_died);
+		store_post(m->store, json_incref(rec));
+	}
+	json_decref(m->rescue_records);
+	m->rescue_records = NULL;
+}
+
 /* Take the renamed journal at path into the ledger (see the top). */
 static enum take_result
 rescue_take_file(struct master *m, const char *path)
@@ -657,6 +707,8 @@ rescue_take_file(struct master *m, const char *path)
 		    r->calls);
 		taken++;
 		ms += r->ms;
+		if (r->call_sid[0] != '\0')
+			rescue_record(m, r);
 	}
 	shm_count(m->shm.hdr->sh_counters, SC_rescue_records_taken, taken);
 	shm_count(m->shm.hdr->sh_counters, SC_rescue_lines_skipped,
@@ -673,6 +725,7 @@ rescue_take_file(struct master *m, const char *path)
 		res = TAKE_ADDED;
 	free(tc.recs);
 	close(fd);
+	ledger_rescue_records(m);
 	return res;
 }
 

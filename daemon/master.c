@@ -1019,6 +1019,7 @@ master_run(struct master *m)
 	for (int i = 0; i < m->conf.workers; i++)
 		spawn_worker(m, i, m->generation);
 	store_open_async(m);
+	ledger_rescue_records(m);
 	shared_start(m);
 	outbound_init(m);
 	campaign_start(m);

@@ -116,6 +116,7 @@ struct master {
 	uint64_t		 rescue_version;
 	uint64_t		*rescue_ids;	/* ids of the records taken */
 	unsigned		 rescue_nids;
+	json_t			*rescue_records; /* for the store, once it is up */
 };
 
 /* master.c */
@@ -270,5 +271,8 @@ int  ledger_flush_sync(struct master *m);
  * flush child and removes the journal when that one succeeds. */
 void ledger_rescue_take_sync(struct master *m);
 void ledger_rescue_take_async(struct master *m);
+/* The records of the inbound calls a dead master's workers ended, to the
+ * store (closed as failed, "master died"): when the store is up. */
+void ledger_rescue_records(struct master *m);
 
 #endif

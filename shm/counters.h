@@ -100,6 +100,7 @@
 	X(records_from_workers,	"call records the master took from its workers") \
 	X(records_bad_messages,	"record messages from a worker that were not a JSON object") \
 	X(records_closed_dead,	"calls whose record the master closed for a dead worker") \
+	X(records_closed_master_died, "calls whose record a master closed from a dead master's rescue journal") \
 	X(shared_reads,		"voice webhooks that read the caller's minutes in DATABASE_URL") \
 	X(shared_fallbacks,	"voice webhooks decided on this host's ledger: DATABASE_URL did not answer in SHARED_TIMEOUT_MS") \
 	X(token_replayed_shared, "stream upgrades refused: token or call used on another host sharing DATABASE_URL") \

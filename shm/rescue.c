@@ -128,13 +128,16 @@ int
 rescue_format(const struct rescue_rec *r, char *out, size_t outlen)
 {
 	char id[RESCUE_ID_MAX * 3 + 1], phone[SHM_PHONE_MAX * 3 + 1];
+	char sid[SHM_SID_MAX * 3 + 1] = "-";
 
 	if (enc(r->id, id, sizeof(id)) < 0 ||
-	    enc(r->phone, phone, sizeof(phone)) < 0)
+	    enc(r->phone, phone, sizeof(phone)) < 0 ||
+	    (r->call_sid[0] != '\0' && (strcmp(r->call_sid, "-") == 0 ||
+	    enc(r->call_sid, sid, sizeof(sid)) < 0)))
 		return -1;
 	return seal(out, outlen, snprintf(out, outlen, "r1 %s %s %" PRIu64
-	    " %" PRIu32 " %" PRIu64, id, phone, r->ms, r->calls,
-	    r->last_call_ms));
+	    " %" PRIu32 " %" PRIu64 " %s", id, phone, r->ms, r->calls,
+	    r->last_call_ms, sid));
 }
 
 int
@@ -234,7 +237,7 @@ parse_line(const char *p, size_t n, struct rescue_rec *r,
 		t->mtime_ns = v[3];
 		return 2;
 	}
-	if (k != 6 || fl[0] != 2 || memcmp(f[0], "r1", 2) != 0) {
+	if (k != 7 || fl[0] != 2 || memcmp(f[0], "r1", 2) != 0) {
 		*why = "unknown record";
 		return -1;
 	}
@@ -242,7 +245,9 @@ parse_line(const char *p, size_t n, struct rescue_rec *r,
 	if (dec(f[1], fl[1], r->id, sizeof(r->id)) != 0 ||
 	    dec(f[2], fl[2], r->phone, sizeof(r->phone)) != 0 ||
 	    num(f[3], fl[3], &v[0]) != 0 || num(f[4], fl[4], &v[1]) != 0 ||
-	    num(f[5], fl[5], &v[2]) != 0 || v[1] > UINT32_MAX) {
+	    num(f[5], fl[5], &v[2]) != 0 || v[1] > UINT32_MAX ||
+	    (!(fl[6] == 1 && f[6][0] == '-') &&
+	    dec(f[6], fl[6], r->call_sid, sizeof(r->call_sid)) != 0)) {
 		*why = "malformed record";
 		return -1;
 	}
@@ -455,7 +460,7 @@ slot_rec(const struct shm *s, unsigned i, uint64_t end_ms,
 
 int
 rescue_own_calls(struct shm *s, int slot, pid_t pid, const char *path,
-    uint64_t now_ms)
+    uint64_t now_ms, int (*close_record)(void *arg, int idx), void *arg)
 {
 	struct text t = { NULL, 0, 0, 0 };
 	struct rescue_rec r;
@@ -478,7 +483,12 @@ rescue_own_calls(struct shm *s, int slot, pid_t pid, const char *path,
 		end = st == CS_ENDED ? atomic_load_explicit(&c->cs_end_ms,
 		    memory_order_relaxed) : now_ms;
 		mine[i] = 1;
-		if (slot_rec(s, i, end, &r) == 0 && (rc = text_add(&t, &r)) != 0)
+		if (slot_rec(s, i, end, &r) != 0)
+			continue;
+		if (close_record != NULL && close_record(arg, (int)i))
+			copy_field(r.call_sid, sizeof(r.call_sid), c->cs_call_sid,
+			    sizeof(c->cs_call_sid));
+		if ((rc = text_add(&t, &r)) != 0)
 			goto out;
 	}
 	if (t.nrec > 0 && (rc = rescue_append(path, t.p, t.len)) != 0)

@@ -13,14 +13,15 @@
  *
  * The file is text, one record a line, each line checked:
  *
- *   r1 <id> <phone> <ms> <calls> <last call, wall ms> <check>
+ *   r1 <id> <phone> <ms> <calls> <last call, wall ms> <call> <check>
  *   t1 <dev> <ino> <size> <mtime ns> <check>
  *
- * id and phone are percent-encoded (space, control bytes, '%' and bytes
- * above 0x7e), check is FNV-1a 32 of the line before it, in hex.  An "r1"
- * record is a caller's time; its id names what it is (a call's stream, a
- * ledger entry of one master's life) so that taking a record twice adds
- * it once.  A "t1" line is the master's stamp, written when it takes the
+ * id, phone and call are percent-encoded (space, control bytes, '%' and
+ * bytes above 0x7e), check is FNV-1a 32 of the line before it, in hex.
+ * An "r1" record is a caller's time; its id names what it is (a call's
+ * stream, a ledger entry of one master's life) so that taking a record
+ * twice adds it once; call is the CallSid whose record in the store the
+ * next master closes ("master died"), or "-" for none.  A "t1" line is the master's stamp, written when it takes the
  * file: the identity of the usage CSV at that moment (see ledger.c).
  * Every append starts with a newline, so a line torn by a crash ends
  * there and the next append is whole; a line that does not check is
@@ -44,6 +45,7 @@ struct rescue_rec {
 	uint64_t	ms;
 	uint64_t	last_call_ms;	/* wall */
 	uint32_t	calls;
+	char		call_sid[SHM_SID_MAX];	/* its record to close, or "" */
 };
 
 /* The usage CSV's identity, to tell whether it was saved again since. */
@@ -76,10 +78,12 @@ int  rescue_append(const char *path, const char *text, size_t len);
 /* ---- in a worker that found the master gone ---- */
 
 /* Journal the time of the calls this worker (slot, pid) holds, live or
- * ended, and free their slots.  now_ms (mono) ends a live one.  The
- * number of calls journaled, or -errno (slots left as they were). */
+ * ended, and free their slots.  now_ms (mono) ends a live one.  A call
+ * for which close_record(arg, its slot) is true carries its CallSid, for
+ * the next master to close its record.  The number of calls journaled,
+ * or -errno (slots left as they were). */
 int  rescue_own_calls(struct shm *s, int slot, pid_t pid, const char *path,
-    uint64_t now_ms);
+    uint64_t now_ms, int (*close_record)(void *arg, int idx), void *arg);
 
 /* Become the rescuer unless another worker is: then journal the ledger's
  * unsaved part (after waiting for a save in progress), wait up to wait_ms

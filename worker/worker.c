@@ -39,6 +39,22 @@ static void worker_shutdown(struct worker *w, const char *why);
  * they end them as soon as they see the master gone, within a tick. */
 #define RESCUE_WAIT_MS	(SHUTDOWN_MAX_MS + 1000)
 
+/* The store's record of the call in slot idx is closed by the next master
+ * ("master died") for an inbound call; an outbound call's record is
+ * Twilio's to say, and that master asks Twilio about it. */
+static int
+rescue_closes_record(void *arg, int idx)
+{
+	struct worker *w = arg;
+
+	for (struct call *c = w->calls; c != NULL; c = c->next)
+		if (c->slot == idx && c->start_ms != 0 &&
+		    strncmp(c->stream_sid, w->shm->calls[idx].cs_stream_sid,
+		    SHM_SID_MAX) == 0)
+			return !c->outbound;
+	return 0;
+}
+
 /*
  * The master is dead and nobody will fold this worker's calls into the
  * ledger or save it: journal their time for the next master (shm/rescue.h),
@@ -55,7 +71,8 @@ worker_rescue(struct worker *w)
 		return;
 	w->rescued = 1;
 	snprintf(path, sizeof(path), "%s.rescue", w->conf->usage_csv_path);
-	if ((n = rescue_own_calls(w->shm, w->slot, w->pid, path, mono_ms())) < 0)
+	if ((n = rescue_own_calls(w->shm, w->slot, w->pid, path, mono_ms(),
+	    rescue_closes_record, w)) < 0)
 		log_warnx("the master is gone and this worker's calls could not "
 		    "be journaled to %s: %s; their minutes are lost", path,
 		    strerror(-n));

@@ -5,6 +5,7 @@ it serves, once, whatever crash comes in between."""
 import asyncio
 import os
 import signal
+import sqlite3
 import time
 
 import twilio
@@ -60,6 +61,17 @@ def metric(d, name):
         if line.startswith("voxrelay_%s " % name):
             return float(line.split()[1])
     raise AssertionError("no metric %s" % name)
+
+
+def stored_call(d, sid):
+    """(status, end_reason, duration_ms, failure_class) of a call's record."""
+    db = sqlite3.connect(d.conf["DATABASE_PATH"], timeout=5)
+    try:
+        row = db.execute("SELECT status, end_reason, duration_ms, failure_class "
+                         "FROM calls WHERE call_sid = ?", (sid,)).fetchone()
+        return tuple(row) if row else None
+    finally:
+        db.close()
 
 
 async def call(d, n, caller):
@@ -136,6 +148,16 @@ async def test_master_kill9_loses_no_minute(env):
     expect(metric(d, "rescue_records_taken_total") >= 3, "records taken")
     expect(not os.path.exists(csv + ".rescue") and
            not os.path.exists(csv + ".rescue.taking"), "the journal left behind")
+    # the records of the calls live at the kill are closed, naming it
+    for n, secs in ((402, a2_s), (403, b_s)):
+        def closed():
+            r = stored_call(d, twilio.call_sid(n))
+            return r is not None and r[0] == "failed" and r
+        r = await until(closed, 10, "call %d's record closed" % n)
+        expect_eq((r[1], r[3]), ("the master died", "master"), "call %d's end" % n)
+        within(r[2] / 1000.0, secs, "call %d's record" % n)
+    expect_eq(stored_call(d, twilio.call_sid(404))[0], "completed", "C's record")
+    expect(metric(d, "records_closed_master_died_total") == 2, "records closed")
     # saved, once: a stop and another start change nothing
     expect_eq(d.stop(), 0, "exit status")
     d.start()
@@ -157,8 +179,8 @@ def check(s):
     return "%08x" % h
 
 
-def rec(rid, phone, ms, calls=1, last=1795230245000):
-    body = "r1 %s %s %d %d %d" % (rid, phone, ms, calls, last)
+def rec(rid, phone, ms, calls=1, last=1795230245000, call="-"):
+    body = "r1 %s %s %d %d %d %s" % (rid, phone, ms, calls, last, call)
     return body + " " + check(body) + "\n"
 
 

@@ -84,13 +84,14 @@ TEST(rescue_line_round_trip)
 	n = rescue_format(&a, buf, sizeof(buf));
 	ASSERT_GT(n, 0);
 	ASSERT_EQ(buf[n - 1], '\n');
-	ASSERT(strncmp(buf, "r1 s:MZ0123 +15551230001 61234 1 1795230245000 ", 47) == 0);
+	ASSERT(strncmp(buf, "r1 s:MZ0123 +15551230001 61234 1 1795230245000 - ", 49) == 0);
 	m = rescue_format_stamp(&t, buf + n, sizeof(buf) - (size_t)n);
 	ASSERT_GT(m, 0);
 	ASSERT_EQ(scan(buf, (size_t)(n + m), &g), 0);
 	ASSERT_EQ(g.nr, 1);
 	ASSERT_STR_EQ(g.r[0].id, "s:MZ0123");
 	ASSERT_STR_EQ(g.r[0].phone, "+15551230001");
+	ASSERT_STR_EQ(g.r[0].call_sid, "");
 	ASSERT_UEQ(g.r[0].ms, 61234);
 	ASSERT_EQ(g.r[0].calls, 1);
 	ASSERT_UEQ(g.r[0].last_call_ms, 1795230245000ULL);
@@ -114,6 +115,12 @@ TEST(rescue_odd_callers_are_encoded)
 	ASSERT_EQ(g.nr, 1);
 	ASSERT_STR_EQ(g.r[0].phone, "client:a b%\xc3\xa9");
 	ASSERT_STR_EQ(g.r[0].id, "l:12.34:client:a b");
+	/* a CallSid to close, as written */
+	snprintf(a.call_sid, sizeof(a.call_sid), "CA 1");
+	n = rescue_format(&a, buf, sizeof(buf));
+	ASSERT_GT(n, 0);
+	ASSERT_EQ(scan(buf, (size_t)n, &g), 0);
+	ASSERT_STR_EQ(g.r[0].call_sid, "CA 1");
 	/* nothing to name: not written */
 	a = rec("x", "", 5, 1, 0);
 	ASSERT_EQ(rescue_format(&a, buf, sizeof(buf)), -1);
@@ -235,8 +242,16 @@ live_call(struct shm *s, int slot, pid_t pid, const char *phone,
 	ASSERT(idx >= 0);
 	snprintf(s->calls[idx].cs_phone, SHM_PHONE_MAX, "%s", phone);
 	snprintf(s->calls[idx].cs_stream_sid, SHM_SID_MAX, "%s", sid);
+	snprintf(s->calls[idx].cs_call_sid, SHM_SID_MAX, "CA%s", sid);
 	shm_call_publish(s, idx, start, 1795230245000ULL);
 	return idx;
+}
+
+/* The record of the call in slot *arg only is closed. */
+static int
+closes_a(void *arg, int idx)
+{
+	return idx == *(int *)arg;
 }
 
 TEST(rescue_worker_journals_what_the_master_had_not_saved)
@@ -273,7 +288,7 @@ TEST(rescue_worker_journals_what_the_master_had_not_saved)
 	c = live_call(&s, 1, dead, "+15550000005", "MZc", 1000);
 	atomic_store(&s.calls[c].cs_billed_ms, 2500);
 
-	ASSERT_EQ(rescue_own_calls(&s, 0, getpid(), path, 11000), 2);
+	ASSERT_EQ(rescue_own_calls(&s, 0, getpid(), path, 11000, closes_a, &a), 2);
 	ASSERT_EQ(atomic_load(&s.calls[a].cs_state), CS_FREE);
 	ASSERT_EQ(atomic_load(&s.calls[b].cs_state), CS_FREE);
 	ASSERT_EQ(atomic_load(&s.calls[c].cs_state), CS_LIVE);
@@ -294,6 +309,11 @@ TEST(rescue_worker_journals_what_the_master_had_not_saved)
 		ASSERT_EQ(g.r[i].calls, 1);
 	}
 	ASSERT_STR_EQ(g.r[2].id, "l:4242.99:+15550000001");
+	/* the record to close: the call the worker said, only */
+	ASSERT_STR_EQ(g.r[0].call_sid, "CAMZa");
+	ASSERT_STR_EQ(g.r[1].call_sid, "");
+	ASSERT_STR_EQ(g.r[2].call_sid, "");
+	ASSERT_STR_EQ(g.r[3].call_sid, "");
 
 	/* what a finished save holds is saved */
 	shm_destroy(&s);
