@@ -81,9 +81,20 @@ async def call(d, n, caller):
     return s
 
 
-def within(got, truth, what, below=0.3, above=1.2):
-    expect(truth - below <= got <= truth + above,
-           "%s: %.2f s counted, the call ran %.2f s" % (what, got, truth))
+def within(got, lo, hi, what, below=0.3, above=1.2):
+    """got between lo - below and hi + above: the daemon starts billing a
+    little after `start` is sent, and ends a call it is told to end
+    between the moment the peer asks and the moment it is done."""
+    expect(lo - below <= got <= hi + above,
+           "%s: %.2f s counted, the call ran %.2f to %.2f s" % (what, got, lo, hi))
+
+
+async def ended(s, secs):
+    """Play secs, then stop: the call's length as (least, most)."""
+    await s.play(secs)
+    t = time.monotonic()
+    await s.stop()
+    return t - s.start_at, time.monotonic() - s.start_at
 
 
 async def test_master_kill9_loses_no_minute(env):
@@ -95,9 +106,7 @@ async def test_master_kill9_loses_no_minute(env):
 
     # A's first call, ended and saved
     a1 = await call(d, 401, A)
-    await a1.play(1.0)
-    await a1.stop()
-    a1_s = time.monotonic() - a1.start_at
+    a1_lo, a1_hi = await ended(a1, 1.0)
     await until(lambda: A in csv_rows(csv), 10, "A's first call saved")
 
     # A and B talking, one on each worker
@@ -115,10 +124,8 @@ async def test_master_kill9_loses_no_minute(env):
     # C's call ends just before the kill: folded into the ledger (its
     # version moves), not saved yet (the next save is seconds away)
     c = await call(d, 404, C)
-    await c.play(1.0)
     v0 = d.health()["ledger"]["version"]
-    await c.stop()
-    c_s = time.monotonic() - c.start_at
+    c_lo, c_hi = await ended(c, 1.0)
     await until(lambda: d.health()["ledger"]["version"] > v0, 5, "C's call folded")
 
     pids = d.worker_pids()
@@ -136,9 +143,10 @@ async def test_master_kill9_loses_no_minute(env):
 
     d.start()
     u = await asyncio.to_thread(used, d)
-    within(u.get(A, (0, 0))[0], a1_s + a2_s, "A (one call saved, one live)")
-    within(u.get(B, (0, 0))[0], b_s, "B (live)")
-    within(u.get(C, (0, 0))[0], c_s, "C (ended before the kill)", above=0.6)
+    within(u.get(A, (0, 0))[0], a1_lo + a2_s, a1_hi + a2_s,
+           "A (one call saved, one live)", below=0.6)
+    within(u.get(B, (0, 0))[0], b_s, b_s, "B (live)")
+    within(u.get(C, (0, 0))[0], c_lo, c_hi, "C (ended before the kill)", above=0.3)
     expect_eq((u[A][1], u[B][1], u[C][1]), (2, 1, 1), "calls per caller")
     log = d.log()
     expect("minutes taken from the rescue journal" in log, "no word of the journal")
@@ -155,8 +163,10 @@ async def test_master_kill9_loses_no_minute(env):
             return r is not None and r[0] == "failed" and r
         r = await until(closed, 10, "call %d's record closed" % n)
         expect_eq((r[1], r[3]), ("the master died", "master"), "call %d's end" % n)
-        within(r[2] / 1000.0, secs, "call %d's record" % n)
-    expect_eq(stored_call(d, twilio.call_sid(404))[0], "completed", "C's record")
+        within(r[2] / 1000.0, secs, secs, "call %d's record" % n)
+    # (C's end was in the dead master's queue for the store, or written:
+    # either way not closed as the master's death)
+    expect(stored_call(d, twilio.call_sid(404))[0] != "failed", "C's record")
     expect(metric(d, "records_closed_master_died_total") == 2, "records closed")
     # saved, once: a stop and another start change nothing
     expect_eq(d.stop(), 0, "exit status")
