@@ -705,6 +705,11 @@ rescue_take_file(struct master *m, const char *path)
 		}
 		shm_ledger_add_locked(&m->shm, idx, r->ms, r->last_call_ms,
 		    r->calls);
+		/* on disk already, in the taking file, which a later start
+		 * takes again unless a save holds it: not for this master's
+		 * workers to journal again should it die before that save */
+		atomic_fetch_add(&m->shm.ledger[idx].le_saved_ms, r->ms);
+		atomic_fetch_add(&m->shm.ledger[idx].le_saved_calls, r->calls);
 		taken++;
 		ms += r->ms;
 		if (r->call_sid[0] != '\0')

@@ -262,3 +262,37 @@ async def test_rescue_journal_torn_and_taken_twice(env):
 
 
 test_rescue_journal_torn_and_taken_twice.timeout = 60
+
+
+async def test_master_dies_before_saving_a_taken_journal(env):
+    """The journal taken at start, the save after it failing (the backup's
+    name is a directory), then kill -9 of that master: its workers do not
+    journal the taken minutes again, and the next start takes the kept
+    file once."""
+    d = env.daemon(WORKERS=2)
+    csv = d.conf["USAGE_CSV_PATH"]
+    backup = d.conf["USAGE_CSV_BACKUP_PATH"]
+    taking = csv + ".rescue.taking"
+    write(csv, "phone_number,minutes_used,minutes_remaining,last_call_date,"
+          "total_calls\n%s,1.000000,4.000000,2026-11-21T03:04:05Z,1\n" % A)
+    write(csv + ".rescue", "\n" + rec("s:MZ9", B, 60000))
+    os.mkdir(backup)
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[A][0], 3), round(u[B][0], 3)), (60.0, 60.0), "taken")
+    expect("kept until the usage ledger is saved" in d.log(), "the save did not fail")
+    expect(os.path.exists(taking), "the taking file not kept")
+    pids = d.worker_pids()
+    os.kill(d.proc.pid, signal.SIGKILL)
+    d.proc.wait(5)
+    await until(lambda: all(gone(p) for p in pids), 15, "the workers to exit")
+    os.rmdir(backup)
+    d.start()
+    u = await asyncio.to_thread(used, d)
+    expect_eq((round(u[A][0], 3), u[A][1]), (60.0, 1), "A")
+    expect_eq((round(u[B][0], 3), u[B][1]), (60.0, 1), "B, once")
+    expect(not os.path.exists(taking) and not os.path.exists(csv + ".rescue"),
+           "a journal left")
+
+
+test_master_dies_before_saving_a_taken_journal.timeout = 60
