@@ -632,9 +632,10 @@ ledger_rescue_records(struct master *m)
 	m->rescue_records = NULL;
 }
 
-/* Take the renamed journal at path into the ledger (see the top). */
+/* Take the renamed journal at path into the ledger (see the top),
+ * waiting up to wait_ms for a worker that holds its lock. */
 static enum take_result
-rescue_take_file(struct master *m, const char *path)
+rescue_take_file(struct master *m, const char *path, unsigned wait_ms)
 {
 	struct take_ctx tc = { m, path, 0, { 0, 0, 0, 0 }, NULL, 0, 0, 0, 0 };
 	struct rescue_scan_cb cb = { take_rec, take_stamp, take_skip, &tc };
@@ -651,9 +652,19 @@ rescue_take_file(struct master *m, const char *path)
 			log_warn("rescue journal %s", path);
 		return TAKE_NOTHING;
 	}
-	/* a worker still appending to it finishes first */
-	while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
-		;
+	/* a worker still appending to it finishes first (an fsync); one
+	 * stopped with the lock held must not stop the master */
+	for (unsigned waited = 0;; waited += 10) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= wait_ms) {
+			log_warnx("rescue journal %s: locked by a worker of the "
+			    "master that died; left for the next try", path);
+			close(fd);
+			return TAKE_FAILED;
+		}
+		usleep(10000);
+	}
 	if ((rc = read_fd(fd, &buf, &len)) != 0) {
 		log_warnx("rescue journal %s: %s; left for the next try", path,
 		    strerror(-rc));
@@ -783,7 +794,7 @@ ledger_rescue_take_sync(struct master *m)
 	for (int pass = 0; pass < 2; pass++) {
 		if (rescue_move(journal, taking) != 0)
 			return;
-		switch (rescue_take_file(m, taking)) {
+		switch (rescue_take_file(m, taking, 5000)) {
 		case TAKE_ADDED:
 			m->rescue_wait = 1;
 			m->rescue_version = atomic_load(
@@ -814,7 +825,7 @@ ledger_rescue_take_async(struct master *m)
 	rescue_paths(m, journal, taking, sizeof(journal));
 	if (rescue_move(journal, taking) != 0)
 		return;
-	switch (rescue_take_file(m, taking)) {
+	switch (rescue_take_file(m, taking, 0)) {
 	case TAKE_ADDED:
 		/* the next save holds it; removed when it succeeds */
 		m->rescue_wait = 1;

@@ -296,3 +296,31 @@ async def test_master_dies_before_saving_a_taken_journal(env):
 
 
 test_master_dies_before_saving_a_taken_journal.timeout = 60
+
+
+async def test_journal_locked_by_a_stopped_worker_does_not_stop_the_master(env):
+    """A worker of the dead master stopped while it holds the journal's
+    lock: the master starts and serves anyway, and takes the journal at
+    the first save interval after the lock is let go."""
+    import fcntl
+    d = env.daemon(WORKERS=1, USAGE_FLUSH_INTERVAL=1)
+    csv = d.conf["USAGE_CSV_PATH"]
+    write(csv + ".rescue", "\n" + rec("s:MZ7", B, 30000))
+    f = open(csv + ".rescue", "a")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+        d.start(wait=False)
+        d.wait_ready(timeout=30)
+        expect("locked by a worker" in d.log(), "no word of the lock")
+        expect(B not in (await asyncio.to_thread(used, d)), "taken under the lock")
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+    await until(lambda: B in used(d), 10, "the journal taken")
+    expect_eq(used(d)[B], (30.0, 1), "B")
+    await until(lambda: not os.path.exists(csv + ".rescue.taking"), 10,
+                "the journal removed")
+    expect_eq(csv_rows(csv)[B], (30.0, 1), "B saved")
+
+
+test_journal_locked_by_a_stopped_worker_does_not_stop_the_master.timeout = 60
