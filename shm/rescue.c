@@ -458,6 +458,23 @@ slot_rec(const struct shm *s, unsigned i, uint64_t end_ms,
 	return 0;
 }
 
+/* The master died folding slot i, after its add: the ledger holds it. */
+static int
+folded_already(const struct shm *s, unsigned i)
+{
+	const struct shm_hdr *h = s->hdr;
+	char phone[SHM_PHONE_MAX];
+	int idx;
+
+	if (atomic_load(&h->sh_fold_slot) != i + 1)
+		return 0;
+	copy_field(phone, sizeof(phone), s->calls[i].cs_phone,
+	    sizeof(s->calls[i].cs_phone));
+	idx = shm_ledger_find(s, phone);
+	return idx >= 0 && atomic_load(&s->ledger[idx].le_calls) !=
+	    atomic_load(&h->sh_fold_calls);
+}
+
 int
 rescue_own_calls(struct shm *s, int slot, pid_t pid, const char *path,
     uint64_t now_ms, int (*close_record)(void *arg, int idx), void *arg)
@@ -483,7 +500,7 @@ rescue_own_calls(struct shm *s, int slot, pid_t pid, const char *path,
 		end = st == CS_ENDED ? atomic_load_explicit(&c->cs_end_ms,
 		    memory_order_relaxed) : now_ms;
 		mine[i] = 1;
-		if (slot_rec(s, i, end, &r) != 0)
+		if (folded_already(s, i) || slot_rec(s, i, end, &r) != 0)
 			continue;
 		if (close_record != NULL && close_record(arg, (int)i))
 			copy_field(r.call_sid, sizeof(r.call_sid), c->cs_call_sid,
@@ -618,17 +635,18 @@ rescue_as_rescuer(struct shm *s, pid_t self, const char *path, uint64_t wait_ms)
 			    memory_order_relaxed);
 			end = billed > 0 ? start + billed : now;
 		}
-		if (slot_rec(s, i, end, &r) == 0 && (rc = text_add(&t, &r)) != 0)
+		if (!folded_already(s, i) && slot_rec(s, i, end, &r) == 0 &&
+		    (rc = text_add(&t, &r)) != 0)
 			goto out;
 	}
 	if (t.nrec > 0) {
 		if ((rc = rescue_append(path, t.p, t.len)) != 0)
 			goto out;
 		written += t.nrec;
-		for (unsigned i = 0; i < h->sh_ncalls; i++)
-			if (dead[i])
-				atomic_store(&s->calls[i].cs_state, CS_FREE);
 	}
+	for (unsigned i = 0; i < h->sh_ncalls; i++)
+		if (dead[i])
+			atomic_store(&s->calls[i].cs_state, CS_FREE);
 	rc = written;
 out:
 	free(dead);

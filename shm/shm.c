@@ -692,13 +692,21 @@ shm_fold_locked(struct shm *s, uint64_t now_ms, uint64_t now_wall_ms,
 			wall = now_wall_ms;
 		day_add(h, wall, end > start ? end - start : 0);
 		int idx = shm_ledger_get_locked(s, c->cs_phone);
-		if (idx >= 0)
+		if (idx >= 0) {
+			/* a master killed between the add and the free: the
+			 * rescue tells by the calls whether the add happened */
+			atomic_store_explicit(&h->sh_fold_calls, atomic_load_explicit(
+			    &s->ledger[idx].le_calls, memory_order_relaxed),
+			    memory_order_relaxed);
+			atomic_store_explicit(&h->sh_fold_slot, i + 1,
+			    memory_order_relaxed);
 			shm_ledger_add_locked(s, idx, end > start ? end - start : 0,
 			    wall, 1);
-		else
+		} else
 			atomic_fetch_add_explicit(&h->sh_counters[SC_ledger_full], 1,
 			    memory_order_relaxed);
 		atomic_store_explicit(&c->cs_state, CS_FREE, memory_order_release);
+		atomic_store_explicit(&h->sh_fold_slot, 0, memory_order_relaxed);
 		folded++;
 	}
 	atomic_thread_fence(memory_order_release);

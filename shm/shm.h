@@ -46,7 +46,7 @@
 #include "shm/counters.h"
 
 #define SHM_MAGIC	0x52584f56u	/* "VOXR" */
-#define SHM_VERSION	5
+#define SHM_VERSION	6
 #define SHM_MAX_WORKERS	64
 
 #define SHM_SID_MAX	40		/* CA/MZ + 32 hex, NUL, slack */
@@ -199,6 +199,12 @@ struct shm_hdr {
 	 */
 	_Atomic int32_t		sh_rescuer;
 	_Atomic int32_t		sh_save_pid;
+	/* the call slot a fold is adding (its index + 1; 0 none), and its
+	 * caller's le_calls before the add: a master killed between the add
+	 * and the slot's free leaves them, and the rescue counts that slot
+	 * only if the ledger does not hold it yet */
+	_Atomic uint32_t	sh_fold_slot;
+	_Atomic uint32_t	sh_fold_calls;
 	pthread_mutex_t		sh_token_lock;		/* robust, shared */
 	_Atomic uint64_t	sh_counters[SC__COUNT];	/* the master's own */
 	struct shm_hist		sh_hist[SH__COUNT];	/* the master's own */

@@ -318,3 +318,48 @@ TEST(rescue_worker_journals_what_the_master_had_not_saved)
 	/* what a finished save holds is saved */
 	shm_destroy(&s);
 }
+
+TEST(rescue_master_killed_inside_a_fold)
+{
+	struct shm s;
+	char path[512], *text;
+	struct got g;
+	size_t len;
+	int e, a, b;
+
+	ASSERT_EQ(shm_create(&s, 4, 16, 64, 64), 0);
+	snprintf(path, sizeof(path), "%s/f.csv.rescue", test_tmpdir());
+	e = shm_ledger_load_locked(&s, "+15550000001", 10000, 5, 1);
+	ASSERT(e >= 0);
+	ASSERT(shm_ledger_load_locked(&s, "+15550000002", 10000, 5, 1) >= 0);
+	a = live_call(&s, 0, getpid(), "+15550000001", "MZa", 1000);
+	shm_call_end(&s, a, 4000, 0, "done");
+	b = live_call(&s, 0, getpid(), "+15550000002", "MZb", 1000);
+	shm_call_end(&s, b, 2000, 0, "done");
+
+	/* killed after the add of a, before its slot was freed */
+	atomic_store(&s.hdr->sh_fold_calls, atomic_load(&s.ledger[e].le_calls));
+	atomic_store(&s.hdr->sh_fold_slot, (uint32_t)a + 1);
+	shm_ledger_add_locked(&s, e, 3000, 7, 1);
+	ASSERT_EQ(rescue_own_calls(&s, 0, getpid(), path, 5000, NULL, NULL), 1);
+	ASSERT_EQ(atomic_load(&s.calls[a].cs_state), CS_FREE);
+	ASSERT_EQ(atomic_load(&s.calls[b].cs_state), CS_FREE);
+	text = slurp(path, &len);
+	ASSERT_EQ(scan(text, len, &g), 0);
+	ASSERT_EQ(g.nr, 1);
+	ASSERT_STR_EQ(g.r[0].phone, "+15550000002");
+	ASSERT_UEQ(g.r[0].ms, 1000);
+
+	/* killed before the add: the slot is journaled */
+	unlink(path);
+	a = live_call(&s, 0, getpid(), "+15550000001", "MZc", 1000);
+	shm_call_end(&s, a, 1500, 0, "done");
+	atomic_store(&s.hdr->sh_fold_calls, atomic_load(&s.ledger[e].le_calls));
+	atomic_store(&s.hdr->sh_fold_slot, (uint32_t)a + 1);
+	ASSERT_EQ(rescue_own_calls(&s, 0, getpid(), path, 5000, NULL, NULL), 1);
+	text = slurp(path, &len);
+	ASSERT_EQ(scan(text, len, &g), 0);
+	ASSERT_EQ(g.nr, 1);
+	ASSERT_UEQ(g.r[0].ms, 500);
+	shm_destroy(&s);
+}
