@@ -20,9 +20,12 @@
  *              written by its owner only, published LIVE with a release
  *              store, finished as ENDED.  Only the master turns ENDED (or a
  *              dead owner's LIVE/CLAIMED) into FREE, after folding the time
- *              into the ledger.  cs_gen changes on every claim, so a reader
- *              copying a slot can tell it was reused under it.
- *   ledger     the master is its only writer: it folds ended calls in.
+ *              into the ledger; once the master is dead, a worker frees the
+ *              slots whose time it journaled (shm/rescue.h).  cs_gen
+ *              changes on every claim, so a reader copying a slot can tell
+ *              it was reused under it.
+ *   ledger     the master is its only writer: it folds ended calls in
+ *              (and the save child that set le_saved_* writes only those).
  *              Workers read it lock-free to learn a caller's balance.  A
  *              caller's live usage is ledger + the live slots for that
  *              number (shm_usage_ms), so no minute is in two places and none
