@@ -90,6 +90,7 @@ struct cc_lost {
 
 static struct cc_call	*cc_calls;
 static struct cc_lost	*cc_lost;
+static int		 cc_open_read;	/* the calls left open are known */
 static uint64_t		 cc_seq;
 static unsigned		 cc_inflight;
 static uv_timer_t	 cc_timer, cc_again;
@@ -330,6 +331,26 @@ int
 callcheck_watching(const char *sid)
 {
 	return sid != NULL && cc_find(sid) != NULL;
+}
+
+unsigned
+callcheck_held(void)
+{
+	unsigned n = 0;
+
+	/* left by the last run and not known to be over: live at Twilio,
+	 * or not asked yet, or a lost create's call not looked for yet */
+	for (struct cc_call *c = cc_calls; c != NULL; c = c->next)
+		n += c->restored;
+	for (struct cc_lost *l = cc_lost; l != NULL; l = l->next)
+		n++;
+	return n;
+}
+
+int
+callcheck_settled(const struct master *m)
+{
+	return m->store == NULL || cc_open_read;
 }
 
 /* Twilio's "Tue, 10 Aug 2010 08:02:17 +0000" in wall ms, 0 if not: the
@@ -638,6 +659,7 @@ open_done(json_t *res, const char *err, void *arg)
 		n++;
 	}
 	json_decref(res);
+	cc_open_read = 1;
 	scan(m);
 	if (n > 0)
 		log_info("outbound: %zu call%s left open by the last run; asking "

@@ -36,6 +36,13 @@ void callcheck_heard(struct master *m, const char *sid);
 void callcheck_forget(const char *sid);
 /* sid is watched: placed here, or left open by the last run. */
 int  callcheck_watching(const char *sid);
+/* The calls the last run left open that are not known to be over (live
+ * at Twilio, not asked yet, or a lost create's not looked for yet): each
+ * holds a place under MAX_CONCURRENT_CALLS until it is over or given up. */
+unsigned callcheck_held(void);
+/* The calls the last run left open have been read from the store (or
+ * there is no store): until then nobody knows how many there are. */
+int  callcheck_settled(const struct master *m);
 /* The REST client's outcome of a query (REST_GET, CALLCHECK_REF set). */
 void callcheck_answer(struct master *m, const struct rest_done *d);
 

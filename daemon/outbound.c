@@ -61,6 +61,9 @@
 #define OB_LIST_PAGE	50		/* calls in one page of Twilio's list */
 #define OB_SKEW_S	5		/* our clock against Twilio's */
 #define OB_LOOKUP_REF	(1ull << 63)	/* a REST_GET's ref: a call's look */
+#define OB_SETTLE_MS	30000		/* at most this long at start, every
+					 * place held until the calls the last
+					 * run left open are read */
 
 /* A call created (or being created) here. */
 struct ob_call {
@@ -124,6 +127,7 @@ static struct master	*ob_m;
 static struct ob_event	*ob_early;	/* oldest first */
 static unsigned		 ob_nearly;
 static uv_timer_t	 ob_early_timer;
+static uint64_t		 ob_start_ms;	/* mono: outbound_init() */
 
 static void ob_outcome(void *arg, const struct rest_done *d);
 static void early_apply(struct master *m, const char *sid);
@@ -313,10 +317,23 @@ call_free(struct ob_call *oc)
 	free(oc);
 }
 
+/* At start, before the calls the last run left open are read from the
+ * store: how many still ring at Twilio is not known, so none may be
+ * placed (for OB_SETTLE_MS at most: a store that does not answer must
+ * not stop outbound calls for good). */
+static int
+unsettled(void)
+{
+	if (ob_m == NULL || callcheck_settled(ob_m))
+		return 0;
+	return mono_ms() - ob_start_ms < OB_SETTLE_MS;
+}
+
 unsigned
 outbound_active(void)
 {
 	uint64_t now = mono_ms();
+	unsigned n;
 
 	/* a call whose end Twilio never reported stops counting */
 	for (struct ob_call *c = ob_calls, *next; c != NULL; c = next) {
@@ -324,7 +341,12 @@ outbound_active(void)
 		if (c->wait == NULL && now - c->since_ms > OB_STALE_MS)
 			call_free(c);
 	}
-	return ob_ncalls;
+	/* and those the last run left that may still ring, until their
+	 * final status comes or they are given up (callcheck.c) */
+	n = ob_ncalls + callcheck_held();
+	if (unsettled() && n < (unsigned)ob_m->conf.max_concurrent_calls)
+		n = (unsigned)ob_m->conf.max_concurrent_calls;
+	return n;
 }
 
 /* ---------------------------------------------------------------- */
@@ -683,8 +705,18 @@ outbound_request(struct conn *c, struct http_req *r)
 		goto out;
 	}
 	if (outbound_active() >= (unsigned)m->conf.max_concurrent_calls) {
-		snprintf(msg, sizeof(msg), "%d outbound calls in progress "
-		    "(MAX_CONCURRENT_CALLS)", m->conf.max_concurrent_calls);
+		if (unsettled())
+			snprintf(msg, sizeof(msg), "the calls the last run left "
+			    "open are being read; MAX_CONCURRENT_CALLS is %d",
+			    m->conf.max_concurrent_calls);
+		else if (callcheck_held() > 0)
+			snprintf(msg, sizeof(msg), "%d outbound calls in progress "
+			    "(MAX_CONCURRENT_CALLS), %u of them left by the last "
+			    "run and not known to be over",
+			    m->conf.max_concurrent_calls, callcheck_held());
+		else
+			snprintf(msg, sizeof(msg), "%d outbound calls in progress "
+			    "(MAX_CONCURRENT_CALLS)", m->conf.max_concurrent_calls);
 		refuse(c, 503, SC_outbound_refused_capacity, "capacity", msg,
 		    "Retry-After: 30\r\n");
 		goto out;
@@ -1529,6 +1561,7 @@ int
 outbound_init(struct master *m)
 {
 	ob_m = m;
+	ob_start_ms = mono_ms();
 	uv_timer_init(m->loop, &ob_early_timer);
 	cool_load(m);
 	if ((ob_rest = rest_new(m->loop, &m->conf, ob_outcome, m)) == NULL) {

@@ -795,3 +795,54 @@ async def test_outbound_create_500_looks_before_asking_again(env):
         expect_eq(rest.count(unmade), 2, "asked once more")
         expect_eq(len(rest.lookups), 2, "one look each")
         expect_eq(rest.calls_to(unmade)[0].sid, b["call_sid"], "the second create's call")
+
+
+def kill9(d):
+    """kill -9 of the daemon: the master, then its workers."""
+    import os
+    pids = d.worker_pids()
+    d.proc.kill()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    d.proc.wait(10)
+
+
+@timeout(90)
+async def test_outbound_call_left_ringing_counts_after_a_restart(env):
+    """MAX_CONCURRENT_CALLS=1: a call still ringing at Twilio when the
+    master is killed (kill -9) holds its place after the restart: a
+    request is refused 503 capacity while Twilio says it rings, and goes
+    through once its final callback (no-answer) has come."""
+    other = "+14155550125"
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="no-answer",
+                              ring_seconds=12) as rest:
+        d = env.daemon(**conf(rest, MAX_CONCURRENT_CALLS=1,
+                              VERIFIED_PHONE_NUMBERS=CALLEE + "," + other)).start()
+        st, _, b, _ = await arequest(d, BODY)
+        expect_eq(st, 201, "first: %r" % b)
+        sid = b["call_sid"]
+        await until(lambda: (record(d, sid)[0] or {}).get("status") == "ringing", 10,
+                    "the call ringing, stored")
+        kill9(d)
+        d.start()
+        expect(not rest.calls[sid].ended, "still ringing at Twilio after the restart")
+        st, h, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq((st, b.get("error")), (503, "capacity"),
+                  "while the last run's call rings: %r" % b)
+        expect("Retry-After" in h, "Retry-After")
+        await until(lambda: rest.fetched(sid), 10, "the ringing call asked about")
+        st, _, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq((st, b.get("error")), (503, "capacity"),
+                  "Twilio says it rings: %r" % b)
+        expect(not rest.calls[sid].ended, "asked while it still rang")
+        await rest.wait_ended(1, number=CALLEE, timeout=20)
+        await until(lambda: (record(d, sid)[0] or {}).get("status") == "no-answer", 10,
+                    "its final callback stored")
+        st, _, b, _ = await arequest(d, dict(BODY, phone_number=other))
+        expect_eq(st, 201, "after its final status: %r" % b)
+        expect_eq([r.form["To"][0] for r in rest.creates], [CALLEE, other],
+                  "one call each")
+        expect(counters(d)["outbound_refused_capacity"] >= 2, "refusals counted")
