@@ -63,6 +63,7 @@
 #define CC_RESTORE_MAX	500		/* open records read at start */
 #define CC_RELOAD_MS	5000		/* the store did not answer */
 #define CC_LIST_TRIES	6		/* one lost create's list: 1 + 5 */
+#define CC_GONE_MAX	256		/* calls given up, remembered */
 
 struct cc_call {
 	struct cc_call	*next;
@@ -90,6 +91,10 @@ struct cc_lost {
 
 static struct cc_call	*cc_calls;
 static struct cc_lost	*cc_lost;
+/* the calls given up, newest last (a ring): a late callback of one still
+ * updates its record */
+static char		 cc_gone[CC_GONE_MAX][SHM_SID_MAX];
+static size_t		 cc_gone_next;
 static int		 cc_open_read;	/* the calls left open are known */
 static uint64_t		 cc_seq;
 static unsigned		 cc_inflight;
@@ -182,6 +187,8 @@ give_up(struct master *m, struct cc_call *c, const char *why)
 	log_set_call(NULL);
 	vr_strlcpy(sid, c->sid, sizeof(sid));
 	cc_free(c);
+	vr_strlcpy(cc_gone[cc_gone_next], sid, sizeof(cc_gone[0]));
+	cc_gone_next = (cc_gone_next + 1) % CC_GONE_MAX;
 	campaign_call_status(m, sid, "unknown");
 }
 
@@ -318,19 +325,37 @@ callcheck_heard(struct master *m, const char *sid)
 		c->due_ms = mono_ms() + quiet_ms(m, c->line);
 }
 
+static char *
+gone_find(const char *sid)
+{
+	for (size_t i = 0; sid != NULL && sid[0] != '\0' && i < CC_GONE_MAX; i++)
+		if (strcmp(cc_gone[i], sid) == 0)
+			return cc_gone[i];
+	return NULL;
+}
+
 void
 callcheck_forget(const char *sid)
 {
 	struct cc_call *c = cc_find(sid);
+	char *g;
 
 	if (c != NULL)
 		cc_free(c);	/* a query in flight finds nothing */
+	if ((g = gone_find(sid)) != NULL)
+		g[0] = '\0';	/* its record is final now */
 }
 
 int
 callcheck_watching(const char *sid)
 {
 	return sid != NULL && cc_find(sid) != NULL;
+}
+
+int
+callcheck_given_up(const char *sid)
+{
+	return gone_find(sid) != NULL;
 }
 
 unsigned

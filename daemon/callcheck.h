@@ -36,6 +36,9 @@ void callcheck_heard(struct master *m, const char *sid);
 void callcheck_forget(const char *sid);
 /* sid is watched: placed here, or left open by the last run. */
 int  callcheck_watching(const char *sid);
+/* sid was given up (no final status after its queries) and has had none
+ * since: a late callback of it still updates its record. */
+int  callcheck_given_up(const char *sid);
 /* The calls the last run left open that are not known to be over (live
  * at Twilio, not asked yet, or a lost create's not looked for yet): each
  * holds a place under MAX_CONCURRENT_CALLS until it is over or given up. */

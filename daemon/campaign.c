@@ -1062,7 +1062,9 @@ status_outcome(const struct camp_contact *ct, const char *status)
 	if (strcmp(status, "failed") == 0 || strcmp(status, "canceled") == 0)
 		return "failed";
 	if (strcmp(status, "unknown") == 0)
-		return "unknown";	/* Twilio never created it, or never said */
+		/* Twilio never created it, or never said; what a tool decided
+		 * on the call (an arrangement, do-not-call) stands */
+		return ct->outcome[0] != '\0' ? ct->outcome : "unknown";
 	if (strcmp(status, "completed") != 0)
 		return NULL;
 	if (ct->outcome[0] != '\0')
@@ -1872,7 +1874,9 @@ camp_pass(struct master *m, struct campaign *c, uint64_t mono, uint64_t now)
 		if (ct->state == CS_CALLING && !ct->busy &&
 		    mono - ct->calling_since > stale &&
 		    !callcheck_watching(ct->sid))
-			finish(m, c, ct, "unknown");
+			/* what a tool decided on the call stands */
+			finish(m, c, ct, ct->outcome[0] != '\0' ? ct->outcome :
+			    "unknown");
 	}
 	if (c->paused || c->reading)
 		return;
@@ -2038,6 +2042,46 @@ campaign_adopt(struct master *m, const char *campaign, const char *phone,
 	callcheck_restore(m, sid, c->line);
 }
 
+/* ct's last attempt was spent as unknown (its call given up, or never
+ * reported over) and ct has not been dialled since: its call's real end
+ * may still say how it went. */
+static int
+late_ok(const struct camp_contact *ct)
+{
+	return ct->state != CS_CALLING && !ct->busy && ct->sid[0] != '\0' &&
+	    strcmp(ct->outcome, "unknown") == 0;
+}
+
+/*
+ * The final status of ct's last call came after its attempt was spent as
+ * unknown: the real outcome replaces unknown.  Only ever towards fewer
+ * calls: answered ends the contact (done), any other outcome keeps its
+ * state (retry at the time already set, or exhausted); the attempts stay.
+ * A tool's outcome is never replaced (unknown is only what no tool said),
+ * nor is do-not-call, which lives apart.
+ */
+static void
+late_status(struct master *m, struct campaign *c, struct camp_contact *ct,
+    const char *status)
+{
+	const char *o;
+	char masked[64];
+
+	if (strcmp(status, "completed") == 0)
+		o = ct->machine ? "voicemail" : "answered";
+	else if (strcmp(status, "unknown") == 0 ||
+	    (o = status_outcome(ct, status)) == NULL)
+		return;		/* not over, or still not known */
+	vr_strlcpy(ct->outcome, o, sizeof(ct->outcome));
+	if (retry_kind(o) < 0)
+		ct->state = CS_DONE;
+	contact_post(m, c, ct);
+	mask_phone(ct->phone, masked, sizeof(masked));
+	log_info("campaign %s: %s attempt %d: %s after all (its call's status "
+	    "came after the attempt was spent as unknown), now %s", c->id,
+	    masked, ct->attempts, o, state_names[ct->state]);
+}
+
 void
 campaign_call_status(struct master *m, const char *sid, const char *status)
 {
@@ -2045,7 +2089,13 @@ campaign_call_status(struct master *m, const char *sid, const char *status)
 	struct camp_contact *ct = contact_by_sid(m, sid, &c);
 	const char *o;
 
-	if (ct == NULL || ct->state != CS_CALLING)
+	if (ct == NULL)
+		return;
+	if (late_ok(ct)) {
+		late_status(m, c, ct, status);
+		return;
+	}
+	if (ct->state != CS_CALLING)
 		return;
 	if ((o = status_outcome(ct, status)) != NULL)
 		finish(m, c, ct, o);
@@ -2066,7 +2116,7 @@ campaign_call_amd(struct master *m, const char *sid, const char *by)
 	struct campaign *c;
 	struct camp_contact *ct = contact_by_sid(m, sid, &c);
 
-	if (ct != NULL && ct->state == CS_CALLING)
+	if (ct != NULL && (ct->state == CS_CALLING || late_ok(ct)))
 		ct->machine = strncmp(by, "machine", 7) == 0;
 }
 

@@ -1111,6 +1111,9 @@ outbound_status(struct master *m, const char *sid, const char *status,
 	int unknown = strcmp(status, "unknown") == 0;
 	const char *rec = unknown ? "failed" : status;
 	uint64_t when = at ? at : wall_ms();
+	/* given up (callcheck.c) and now heard of after all: Twilio's
+	 * word is still the record's (one the last run placed has no oc) */
+	int late = !callcheck_watching(sid) && callcheck_given_up(sid);
 
 	if (by != NULL && (by[0] == '\0' || strlen(by) >= 32))
 		by = NULL;
@@ -1121,8 +1124,16 @@ outbound_status(struct master *m, const char *sid, const char *status,
 			when = oc->status_ms + 1;
 		oc->status_ms = when;
 	}
+	if (late) {
+		master_count(m, SC_outbound_status_after_given_up);
+		log_set_call(sid);
+		log_info("outbound call: %s, after it was given up; its record "
+		    "updated", rec);
+		log_set_call(NULL);
+	}
 	/* a call placed here, or one the last run left open */
-	if (m->store != NULL && (oc != NULL || callcheck_watching(sid))) {
+	if (m->store != NULL && (oc != NULL || callcheck_watching(sid) ||
+	    late)) {
 		json_t *call = json_pack("{s:s,s:s,s:s}", "type", "call", "call_sid",
 		    sid, "status", rec);
 		if (by != NULL)
@@ -1172,7 +1183,8 @@ status_apply(struct master *m, const struct ob_event *ev)
 		rec = st;
 	log_set_call(ev->sid);
 	log_info("outbound call: %s%s", st, oc != NULL ||
-	    callcheck_watching(ev->sid) ? "" : " (not one placed here)");
+	    callcheck_watching(ev->sid) || callcheck_given_up(ev->sid) ? "" :
+	    " (not one placed here)");
 	log_set_call(NULL);
 	outbound_status(m, ev->sid, rec, ev->by, ev->duration[0] != '\0' ?
 	    ev->duration : NULL, ev->at_ms);
@@ -1193,7 +1205,8 @@ amd_apply(struct master *m, const struct ob_event *ev)
 	callcheck_heard(m, sid);
 	log_set_call(sid);
 	log_info("outbound call: answered by %s", by);
-	if (m->store != NULL && (oc != NULL || callcheck_watching(sid)))
+	if (m->store != NULL && (oc != NULL || callcheck_watching(sid) ||
+	    callcheck_given_up(sid)))
 		store_post(m->store, json_pack("{s:s,s:s,s:s}", "type", "call",
 		    "call_sid", sid, "answered_by", by));
 	/* a person: the worker's model need not wait out the pause for
@@ -1252,7 +1265,8 @@ early_or_apply(struct master *m, struct ob_event *ev)
 	struct ob_event *e, **pp;
 
 	if (call_by_sid(ev->sid) != NULL || !call_unnamed() ||
-	    callcheck_watching(ev->sid) || campaign_call_known(m, ev->sid)) {
+	    callcheck_watching(ev->sid) || callcheck_given_up(ev->sid) ||
+	    campaign_call_known(m, ev->sid)) {
 		early_apply_one(m, ev);
 		return;
 	}

@@ -132,6 +132,7 @@
 	X(outbound_status_query_not_found, "status queries answered 404: the call was never created, its attempt spent as unknown") \
 	X(outbound_status_query_failed, "status queries with no usable answer after their retries (no answer, 429, 5xx, 401, no known status)") \
 	X(outbound_status_given_up, "outbound calls no longer asked about: no final status after their queries") \
+	X(outbound_status_after_given_up, "status callbacks of outbound calls given up, applied to their records (and contacts) all the same") \
 	X(workers_spawned,	"worker processes started")			\
 	X(workers_died,		"worker processes that exited unexpectedly")	\
 	X(workers_killed,	"workers killed for a stale heartbeat or drain deadline")

@@ -773,3 +773,69 @@ async def test_campaign_kill9_before_the_create_answer_keeps_the_outcome(env):
         expect(who not in log, "no full number in the log")
         await asyncio.sleep(2)
         expect_eq(rest.count(who), 1, "still dialled once")
+
+
+@timeout(150)
+async def test_campaign_status_after_the_call_was_given_up(env):
+    """A contact's call still rings when the master is killed (kill -9).
+    After the restart it rings longer than the daemon keeps asking about
+    it (its line's max_call_minutes 0.6 s plus OUTBOUND_STATUS_GRACE 1 s,
+    ten live answers): it is given up and the attempt spent as unknown.
+    The call's real final callback (no-answer) then comes, signed: the
+    record is closed with it, the contact's outcome becomes no-answer in
+    place of unknown (its retry time unchanged), it is counted, and the
+    contact is dialled once."""
+    import shutil
+    lines = os.path.join(env.tmp, "lines")
+    shutil.copytree(LINES, lines)
+    with open(os.path.join(lines, "collections.json")) as f:
+        line = json.load(f)
+    line["max_call_minutes"] = 0.01
+    with open(os.path.join(lines, "collections.json"), "w") as f:
+        json.dump(line, f)
+    who = "+12125550911"
+    camp = os.path.join(env.tmp, "campaigns")
+    write_campaign(camp, "late", [(who, "Late Status", "America/New_York")],
+                   max_attempts=2,
+                   retry_minutes={"no-answer": 60, "busy": 60, "voicemail": 60,
+                                  "failed": 60})
+    async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="no-answer",
+                              ring_seconds=50) as rest:
+        d = start(env, rest, camp, LINES_DIR=lines, OUTBOUND_STATUS_GRACE=60)
+        await until(lambda: rest.calls_to(who), 10, "the call made")
+        sid = rest.calls_to(who)[0].sid
+        await until(lambda: (stored_contacts(d, "late").get(who) or ())[::3] ==
+                    ("calling", sid) and
+                    (stored_call(d, sid)[0] or ("",))[0] == "ringing", 10,
+                    "the contact calling, its call ringing, both stored")
+        pids = d.worker_pids()
+        d.proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        d.proc.wait(10)
+        d.conf["OUTBOUND_STATUS_GRACE"] = 1
+        d.write_conf()
+        d.start()
+        given = await until(lambda: (lambda r: r if r and r[0] == "retry" else None)(
+            stored_contacts(d, "late").get(who)), 40, "the call given up")
+        expect_eq(given, ("retry", 1, "unknown", sid), "spent as unknown")
+        expect(not rest.calls[sid].ended, "given up while it still rang")
+        expect_eq(d.health()["counters"]["outbound_status_given_up"], 1, "given up")
+        retry_at = contacts(d, "late")[who]["retry_at"]
+        await rest.wait_ended(1, number=who, timeout=40)
+        row = await until(lambda: (lambda r: r if r and r[0] == "no-answer" else None)(
+            stored_call(d, sid)[0]), 10, "the record closed by the late callback")
+        expect_eq(row[1], "no-answer", "its end reason")
+        await until(lambda: stored_contacts(d, "late")[who] ==
+                    ("retry", 1, "no-answer", sid), 10, "the real outcome stored")
+        c = contacts(d, "late")[who]
+        expect_eq((c["state"], c["outcome"], c["attempts"], c["retry_at"]),
+                  ("retry", "no-answer", 1, retry_at), "the contact")
+        expect_eq(d.health()["counters"]["outbound_status_after_given_up"], 1,
+                  "the late callback counted")
+        await asyncio.sleep(2)
+        expect_eq(rest.count(who), 1, "dialled once")
+        expect("after it was given up" in d.log(), "logged")
