@@ -1948,6 +1948,12 @@ campaign_start(struct master *m)
 void
 campaign_reloaded(struct master *m, struct campaign_set *old)
 {
+	uint64_t t0 = mono_us();
+	size_t ncsv = 0, nold = 0;
+
+	for (size_t j = 0; j < old->n; j++)
+		if (old->v[j].table[0] == '\0')
+			nold += old->v[j].nct;
 	for (size_t i = 0; i < m->campaigns.n; i++) {
 		struct campaign *c = &m->campaigns.v[i];
 		struct campaign *oc = NULL;
@@ -1985,7 +1991,15 @@ campaign_reloaded(struct master *m, struct campaign_set *old)
 				contact_state_copy(&c->ct[k], o);
 		}
 	}
+	for (size_t i = 0; i < m->campaigns.n; i++)
+		if (m->campaigns.v[i].table[0] == '\0')
+			ncsv += m->campaigns.v[i].nct;
 	campaign_set_free(old);
+	if (ncsv + nold > 0)
+		log_info("campaigns: %zu contact%s from CSV files took over the "
+		    "state of the %zu before the reload in %.1f ms of the loop",
+		    ncsv, ncsv == 1 ? "" : "s", nold,
+		    (double)(mono_us() - t0) / 1000.0);
 	if (!cg_loaded) {
 		load_state(m);
 		return;
