@@ -61,9 +61,11 @@
 #define OB_LIST_PAGE	50		/* calls in one page of Twilio's list */
 #define OB_SKEW_S	5		/* our clock against Twilio's */
 #define OB_LOOKUP_REF	(1ull << 63)	/* a REST_GET's ref: a call's look */
-#define OB_SETTLE_MS	30000		/* at most this long at start, every
+#define OB_SETTLE_MS	5000		/* at most this long at start, every
 					 * place held until the calls the last
-					 * run left open are read */
+					 * run left open are read (a request
+					 * held is still answered within
+					 * OB_ANSWER_MS + 1 s) */
 
 /* A call created (or being created) here. */
 struct ob_call {
@@ -128,6 +130,23 @@ static struct ob_event	*ob_early;	/* oldest first */
 static unsigned		 ob_nearly;
 static uv_timer_t	 ob_early_timer;
 static uint64_t		 ob_start_ms;	/* mono: outbound_init() */
+
+/* A request that came before the calls the last run left open were read
+ * (unsettled()): its connection is deferred and the request decided again
+ * once they are, or at OB_SETTLE_MS; an operator waits a moment rather
+ * than have MAX_CONCURRENT_CALLS overrun. */
+struct ob_hold {
+	struct ob_hold		*next;
+	struct conn		*c;
+	char			*body;
+	size_t			 len;
+	uint64_t		 since_ms;	/* mono: held */
+	struct ob_wait		*w;	/* then the wait for Twilio's answer */
+};
+static struct ob_hold	*ob_holds;
+static uv_timer_t	 ob_hold_timer;
+/* the request being decided again: its connection is deferred already */
+static struct ob_hold	*ob_replaying;
 
 static void ob_outcome(void *arg, const struct rest_done *d);
 static void early_apply(struct master *m, const char *sid);
@@ -399,7 +418,8 @@ refuse(struct conn *c, int status, enum shm_counter ctr, const char *reason,
     const char *message, const char *extra)
 {
 	master_count(conn_master(c), ctr);
-	answer_json(c, 0, status, json_pack("{s:s,s:s}", "error", reason,
+	answer_json(c, ob_replaying != NULL, status, json_pack("{s:s,s:s}",
+	    "error", reason,
 	    "message", message), extra);
 }
 
@@ -550,13 +570,21 @@ call_place(struct master *m, struct conn *c, const char *to,
 	struct ob_call *oc;
 	struct ob_wait *w = NULL;
 	unsigned char rnd[OB_TOKEN_LEN / 2];
+	uint64_t answer_ms = OB_ANSWER_MS, held;
+
+	/* a request held at start has waited already */
+	if (ob_replaying != NULL) {
+		held = mono_ms() - ob_replaying->since_ms;
+		answer_ms = held + 1000 < OB_ANSWER_MS ? OB_ANSWER_MS - held :
+		    1000;
+	}
 
 	if ((oc = calloc(1, sizeof(*oc))) == NULL ||
 	    (oc->deadline = malloc(sizeof(*oc->deadline))) == NULL) {
 		free(oc);
 		if (c != NULL)
-			conn_respond(c, 500, "text/plain", "out of memory\n", 14,
-			    NULL);
+			(ob_replaying ? conn_defer_respond : conn_respond)(c,
+			    500, "text/plain", "out of memory\n", 14, NULL);
 		return -1;
 	}
 	oc->id = ++ob_seq;
@@ -583,15 +611,18 @@ call_place(struct master *m, struct conn *c, const char *to,
 	    (c != NULL && (w = calloc(1, sizeof(*w))) == NULL)) {
 		call_free(oc);
 		if (c != NULL)
-			conn_respond(c, 500, "text/plain", "out of memory\n", 14,
-			    NULL);
+			(ob_replaying ? conn_defer_respond : conn_respond)(c,
+			    500, "text/plain", "out of memory\n", 14, NULL);
 		return -1;
 	}
 	if (c != NULL) {
 		w->c = c;
 		w->oc = oc;
 		oc->wait = w;
-		if (conn_defer(c, wait_gone, w) != 0) {
+		if (ob_replaying != NULL)
+			/* deferred already: its end frees w (hold_gone()) */
+			ob_replaying->w = w;
+		else if (conn_defer(c, wait_gone, w) != 0) {
 			/* c is closed, w freed */
 			call_free(oc);
 			return -1;
@@ -605,12 +636,14 @@ call_place(struct master *m, struct conn *c, const char *to,
 		return -1;
 	}
 	if (c != NULL)
-		uv_timer_start(oc->deadline, deadline_cb, OB_ANSWER_MS, 0);
+		uv_timer_start(oc->deadline, deadline_cb, answer_ms, 0);
 	return 0;
 }
 
-void
-outbound_request(struct conn *c, struct http_req *r)
+static void hold(struct conn *c, const char *body, size_t len);
+
+static void
+request_decide(struct conn *c, const char *body, size_t len)
 {
 	struct master *m = conn_master(c);
 	json_t *root = NULL, *vars, *v;
@@ -622,8 +655,8 @@ outbound_request(struct conn *c, struct http_req *r)
 	char msg[256], masked[64], extra[64];
 	uint64_t left;
 
-	if (r->body == NULL || r->body_len == 0 ||
-	    (root = json_loadb(r->body, r->body_len, 0, &jerr)) == NULL ||
+	if (body == NULL || len == 0 ||
+	    (root = json_loadb(body, len, 0, &jerr)) == NULL ||
 	    !json_is_object(root)) {
 		refuse(c, 400, SC_outbound_refused_bad_json, "bad_json",
 		    "the body must be a JSON object", NULL);
@@ -704,6 +737,10 @@ outbound_request(struct conn *c, struct http_req *r)
 		    "Retry-After: 30\r\n");
 		goto out;
 	}
+	if (unsettled() && ob_replaying == NULL) {
+		hold(c, body, len);
+		goto out;
+	}
 	if (outbound_active() >= (unsigned)m->conf.max_concurrent_calls) {
 		if (unsettled())
 			snprintf(msg, sizeof(msg), "the calls the last run left "
@@ -735,6 +772,71 @@ outbound_request(struct conn *c, struct http_req *r)
 	    line->id);
 out:
 	json_decref(root);
+}
+
+static void
+hold_gone(void *arg)
+{
+	struct ob_hold *h = arg, **pp;
+
+	for (pp = &ob_holds; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	if (h->w != NULL)
+		wait_gone(h->w);
+	if (ob_replaying == h)
+		ob_replaying = NULL;
+	free(h->body);
+	free(h);
+}
+
+static void
+hold_cb(uv_timer_t *t)
+{
+	struct ob_hold *h;
+
+	if (unsettled())
+		return;
+	uv_timer_stop(t);
+	while ((h = ob_holds) != NULL) {
+		ob_holds = h->next;
+		h->next = NULL;
+		ob_replaying = h;
+		/* answered (h freed), or waiting for Twilio (h->w) */
+		request_decide(h->c, h->body, h->len);
+		ob_replaying = NULL;
+	}
+}
+
+static void
+hold(struct conn *c, const char *body, size_t len)
+{
+	struct ob_hold *h = calloc(1, sizeof(*h));
+
+	if (h == NULL || (h->body = malloc(len)) == NULL) {
+		free(h);
+		conn_respond(c, 500, "text/plain", "out of memory\n", 14, NULL);
+		return;
+	}
+	memcpy(h->body, body, len);
+	h->len = len;
+	h->c = c;
+	h->since_ms = mono_ms();
+	if (conn_defer(c, hold_gone, h) != 0)
+		return;		/* c closed, h freed */
+	h->next = ob_holds;
+	ob_holds = h;
+	master_count(conn_master(c), SC_outbound_requests_held);
+	if (!uv_is_active((uv_handle_t *)&ob_hold_timer))
+		uv_timer_start(&ob_hold_timer, hold_cb, 20, 20);
+}
+
+void
+outbound_request(struct conn *c, struct http_req *r)
+{
+	request_decide(c, r->body, r->body_len);
 }
 
 int
@@ -1577,6 +1679,8 @@ outbound_init(struct master *m)
 	ob_m = m;
 	ob_start_ms = mono_ms();
 	uv_timer_init(m->loop, &ob_early_timer);
+	uv_timer_init(m->loop, &ob_hold_timer);
+	uv_unref((uv_handle_t *)&ob_hold_timer);
 	cool_load(m);
 	if ((ob_rest = rest_new(m->loop, &m->conf, ob_outcome, m)) == NULL) {
 		log_warnx("outbound: cannot start the REST client; outbound "

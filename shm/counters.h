@@ -116,6 +116,7 @@
 	X(outbound_refused_cooldown, "call requests refused: number in its OUTBOUND_COOLDOWN") \
 	X(outbound_refused_draining, "call requests refused: daemon draining") \
 	X(outbound_refused_capacity, "call requests refused: MAX_CONCURRENT_CALLS outbound calls") \
+	X(outbound_requests_held, "call requests held at start until the calls the last run left open were read") \
 	X(outbound_refused_twilio, "call requests refused: Twilio's API failing or not configured") \
 	X(outbound_status_callbacks, "status callbacks of outbound calls")	\
 	X(outbound_early_callbacks, "outbound callbacks kept: they came before Twilio's answer to the call's create") \
