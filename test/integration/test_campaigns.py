@@ -876,3 +876,50 @@ async def test_campaign_csv_reload_frees_the_old_contacts_off_the_loop(env):
         print("reload %d: %s ms of the loop, %s page faults" % (k + 1, m[2], m[3]))
     st, b = api(d, "/api/campaigns/big")
     expect_eq((st, b.get("contacts")), (200, n), "all contacts there: %r" % b)
+
+
+@timeout(120)
+async def test_campaign_tool_outcome_kept_when_its_call_is_given_up(env):
+    """record_payment_arrangement on a contact's call, then kill -9 of the
+    daemon while the call goes on; restarted without TWILIO_ACCOUNT_SID,
+    the master cannot ask Twilio about the call and gives it up: the
+    contact keeps the arrangement (done, with its detail), not unknown,
+    and is not dialled again."""
+    from fake_openai import FakeOpenAI
+    args = {"plan": "installments", "amount": 120.5,
+            "first_payment_date": "2026-04-01", "installments": 3}
+    script = [{"wait_event": "input_audio_buffer.append", "count": 10},
+              {"tool_call": {"name": "record_payment_arrangement", "arguments": args}}]
+    camp = os.path.join(env.tmp, "campaigns")
+    who = "+12125551002"
+    write_campaign(camp, "keep", [(who, "Jordan Avery", "America/New_York")])
+    async with FakeOpenAI(mode="scripted", script=script, after_script="idle") as srv, \
+            FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, callee_seconds=30) as rest:
+        d = start(env, rest, camp, OPENAI_URL=srv.url(),
+                  BOOKINGS_PATH=os.path.join(env.tmp, "bookings.jsonl"))
+        row = await until(lambda: (lambda r: r if r and r[0] == "calling" and
+                                   r[2] == "arranged" and r[3] else None)(
+            stored_contacts(d, "keep").get(who)), 30, "the arrangement stored, calling")
+        sid = row[3]
+        pids = d.worker_pids()
+        d.proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        d.proc.wait(10)
+        d.conf["TWILIO_ACCOUNT_SID"] = None
+        d.write_conf()
+        d.start()
+        await until(lambda: stored_contacts(d, "keep").get(who) ==
+                    ("done", 1, "arranged", sid), 20, "the arrangement kept")
+        expect(d.health()["counters"]["outbound_status_given_up"] >= 1, "given up")
+        c = contacts(d, "keep")[who]
+        expect_eq((c["state"], c["outcome"], c.get("detail")),
+                  ("done", "arranged", {"amount": 120.5, "date": "2026-04-01",
+                                        "plan": "installments"}), "the contact")
+        expect("unknown" not in [r[2] for r in stored_contacts(d, "keep").values()],
+               "never spent as unknown")
+        await asyncio.sleep(2)
+        expect_eq(rest.count(who), 1, "dialled once")
