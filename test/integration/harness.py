@@ -219,6 +219,8 @@ class Daemon:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.wait_exit(timeout)
         if rc is None:
+            print("stop: no exit %d s after SIGTERM; SIGKILL" % timeout,
+                  flush=True)
             self.proc.kill()
             rc = self.proc.wait(5)
         for pid in pids:

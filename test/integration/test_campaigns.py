@@ -330,6 +330,9 @@ async def test_campaign_pause_and_resume(env):
         st, b = api(d, "/api/campaigns/pr/pause", "POST")
         expect_eq((st, b), (200, {"id": "pr", "paused": True}), "pause")
         expect_eq(api(d, "/api/campaigns/pr/pause")[0], 405, "GET of pause")
+        # the callee hangs up first: the stop below blocks this loop, the
+        # fake's, and would leave the call to the drain's deadline
+        await rest.wait_ended(1, timeout=10)
         d.stop()
         d.start()
         await asyncio.sleep(3)
@@ -800,7 +803,7 @@ async def test_campaign_status_after_the_call_was_given_up(env):
                    retry_minutes={"no-answer": 60, "busy": 60, "voicemail": 60,
                                   "failed": 60})
     async with FakeTwilioRest(ACCOUNT, twilio.TEST_AUTH_TOKEN, outcome="no-answer",
-                              ring_seconds=50) as rest:
+                              ring_seconds=120) as rest:
         d = start(env, rest, camp, LINES_DIR=lines, OUTBOUND_STATUS_GRACE=60)
         await until(lambda: rest.calls_to(who), 10, "the call made")
         sid = rest.calls_to(who)[0].sid
@@ -825,7 +828,8 @@ async def test_campaign_status_after_the_call_was_given_up(env):
         expect(not rest.calls[sid].ended, "given up while it still rang")
         expect_eq(d.health()["counters"]["outbound_status_given_up"], 1, "given up")
         retry_at = contacts(d, "late")[who]["retry_at"]
-        await rest.wait_ended(1, number=who, timeout=40)
+        rest.end_ringing(sid)
+        await rest.wait_ended(1, number=who, timeout=10)
         row = await until(lambda: (lambda r: r if r and r[0] == "no-answer" else None)(
             stored_call(d, sid)[0]), 10, "the record closed by the late callback")
         expect_eq(row[1], "no-answer", "its end reason")

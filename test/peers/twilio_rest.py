@@ -217,6 +217,11 @@ class FakeTwilioRest:
         return [c for c in self.calls.values()
                 if c.ended and (number is None or c.to == number)]
 
+    def end_ringing(self, sid):
+        """A "no-answer" call still ringing gives up now, not at the end
+        of ring_seconds."""
+        self.calls[sid].stop_ringing.set()
+
     async def wait_ended(self, n=1, number=None, timeout=20.0):
         """Until n calls (to number) are over; the Calls, or AssertionError."""
         deadline = time.monotonic() + timeout
@@ -541,7 +546,11 @@ class FakeTwilioRest:
             await self._status(call, "ringing")
             if call.outcome in ("busy", "no-answer"):
                 if call.outcome == "no-answer":
-                    await asyncio.sleep(self.ring_seconds)
+                    try:
+                        await asyncio.wait_for(call.stop_ringing.wait(),
+                                               self.ring_seconds)
+                    except asyncio.TimeoutError:
+                        pass
                 await self._status(call, call.outcome, [
                     ("CallDuration", "0"), ("SipResponseCode",
                                             "486" if call.outcome == "busy"
@@ -766,6 +775,7 @@ class Call:
         self.end_time = None
         self.duration = None
         self.drop_final = False  # its final callback is not posted
+        self.stop_ringing = asyncio.Event()  # ends ring_seconds early
 
     def resource(self, account_sid):
         """The Call resource Twilio answers GET Calls/{sid}.json with."""
