@@ -37,7 +37,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,39 +261,6 @@ ledger_saved_set(struct master *m, const struct ledger_saved *snap)
 	}
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-fsync_dir_of(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, rc = 0;
-
-	if (copy == NULL)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) != 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* Write text to path+".tmp", durably.  0 or -errno; no tmp left on error. */
 static int
 write_tmp(const char *path, const char *text, size_t len, char *tmp, size_t tmplen)
@@ -305,7 +271,7 @@ write_tmp(const char *path, const char *text, size_t len, char *tmp, size_t tmpl
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
-	rc = write_all(fd, text, len);
+	rc = vr_write_all(fd, text, len);
 	if (rc == 0 && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && rc == 0)
@@ -365,9 +331,9 @@ ledger_save(const char *path, const char *backup, const char *text, size_t len,
 		return rc;
 	}
 	*step = "sync directory";
-	fsync_dir_of(path);
+	vr_fsync_dir(path);
 	if (strcmp(path, backup) != 0)
-		fsync_dir_of(backup);
+		vr_fsync_dir(backup);
 	return 0;
 }
 
@@ -757,7 +723,7 @@ rescue_move(const char *journal, const char *taking)
 			log_warn("rescue journal: renaming %s", journal);
 		return -1;
 	}
-	fsync_dir_of(taking);
+	vr_fsync_dir(taking);
 	return 0;
 }
 
@@ -766,7 +732,7 @@ rescue_remove(const char *taking)
 {
 	if (unlink(taking) != 0 && errno != ENOENT)
 		log_warn("rescue journal: removing %s", taking);
-	fsync_dir_of(taking);
+	vr_fsync_dir(taking);
 }
 
 /* A save of ledger version v reached the disk. */

@@ -5,11 +5,11 @@
  * master is gone, on their way out, so they may wait on the disk.
  */
 #include "shm/rescue.h"
+#include "daemon/common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,38 +296,6 @@ rescue_scan(const char *buf, size_t len, const struct rescue_scan_cb *cb)
 	return skipped;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static void
-fsync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd;
-
-	if (copy == NULL)
-		return;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 int
 rescue_append(const char *path, const char *text, size_t len)
 {
@@ -351,15 +319,15 @@ rescue_append(const char *path, const char *text, size_t len)
 			continue;
 		}
 		/* a newline first: ends a line a crash may have torn */
-		rc = write_all(fd, "\n", 1);
+		rc = vr_write_all(fd, "\n", 1);
 		if (rc == 0)
-			rc = write_all(fd, text, len);
+			rc = vr_write_all(fd, text, len);
 		if (rc == 0 && fsync(fd) != 0)
 			rc = -errno;
 		if (close(fd) != 0 && rc == 0)
 			rc = -errno;
 		if (rc == 0)
-			fsync_dir(path);
+			(void)vr_fsync_dir(path);
 		return rc;
 	}
 	return -EAGAIN;

@@ -8,6 +8,7 @@
  * expire within STREAM_TOKEN_TTL anyway.
  */
 #include "shm/tokfile.h"
+#include "daemon/common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,22 +68,6 @@ rec_parse(const char *s, size_t len, uint64_t *key, uint64_t *expires)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return w < 0 ? -errno : -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 tokfile_append(const char *path, const uint64_t *keys, size_t n,
     uint64_t expires)
@@ -100,7 +85,7 @@ tokfile_append(const char *path, const uint64_t *keys, size_t n,
 		return -errno;
 	/* one write of a few dozen bytes to an O_APPEND file: the records
 	 * of two workers never interleave */
-	rc = write_all(fd, buf, len);
+	rc = vr_write_all(fd, buf, len);
 	close(fd);
 	return rc;
 }
@@ -169,7 +154,7 @@ tokfile_compact(struct shm *s, const char *path, uint64_t now_s)
 	if (fd < 0)
 		rc = -errno;
 	else {
-		rc = write_all(fd, buf, len);
+		rc = vr_write_all(fd, buf, len);
 		if (close(fd) != 0 && rc == 0)
 			rc = -errno;
 		if (rc == 0 && rename(tmp, path) != 0)

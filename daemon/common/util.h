@@ -43,6 +43,13 @@ void iso8601_utc(uint64_t wall_ms, char *out, size_t outlen);
  * 0 and stores ms since the epoch, or -1. */
 int  iso8601_parse(const char *s, uint64_t *wall_ms);
 
+/* Write all n bytes, again after EINTR or a short write.  0 or -errno
+ * (-EIO when write(2) returns 0). */
+int vr_write_all(int fd, const void *p, size_t n);
+/* fsync(2) the directory holding path, so a rename or a create in it is
+ * durable.  0 or -errno. */
+int vr_fsync_dir(const char *path);
+
 /* Copy with truncation; always NUL-terminates.  Returns strlen(src). */
 size_t vr_strlcpy(char *dst, const char *src, size_t size);
 
