@@ -3,6 +3,7 @@ config of the test's own, and talks to it over real sockets.
 
 Every process a test starts is ended by pid; every wait is bounded."""
 
+import asyncio
 import json
 import os
 import signal
@@ -230,6 +231,17 @@ class Daemon:
                 pass
         return rc
 
+    def kill9(self):
+        """kill -9 of the daemon: the master, then its workers."""
+        pids = self.worker_pids()
+        self.proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
     def worker_pids(self):
         try:
             return [w["pid"] for w in self.health()["workers"] if w["pid"]]
@@ -293,6 +305,19 @@ def read_log(path):
             return f.read()
     except OSError:
         return ""
+
+
+async def until(pred, secs, what, interval=0.1):
+    """Polls pred (on a thread: it may block on the daemon) until it gives
+    something true, which is returned; AssertionError after secs."""
+    deadline = time.monotonic() + secs
+    last = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(pred)
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def expect(cond, msg="expectation failed", *args):

@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 import twilio
-from harness import BINARY, LINES, PERSONAS, expect, expect_eq, timeout
+from harness import BINARY, LINES, PERSONAS, expect, expect_eq, timeout, until
 from twilio_rest import FakeTwilioRest
 
 ACCOUNT = "AC" + "6" * 32
@@ -81,17 +81,6 @@ def contacts(d, cid):
     st, b = api(d, "/api/campaigns/%s/contacts" % cid)
     expect_eq(st, 200, "contacts of %s: %r" % (cid, b))
     return {c["phone_number"]: c for c in b["contacts"]}
-
-
-async def until(pred, secs, what):
-    deadline = time.monotonic() + secs
-    last = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(pred)
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def finished(d, cid, n):
@@ -644,15 +633,8 @@ async def test_campaign_survives_kill9_of_the_master(env):
             return (len(live) == 3 and len(rows) == 3 and all(r[3] for r in rows)
                     and sum(c.amd_at is not None for c in live) == 2)
         await until(three_up, 30, "two calls talking and one ringing, each stored")
-        pids = d.worker_pids()
-        expect_eq(len(pids), 2, "the workers")
-        d.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        d.proc.wait(10)
+        expect_eq(len(d.worker_pids()), 2, "the workers")
+        d.kill9()
         await rest.wait_ended(3, timeout=30)
         expect_eq(len(rest.calls), 3, "no call created while down")
         expect_eq(sorted(r[:2] for r in stored_contacts(d, "k9").values()),
@@ -741,14 +723,7 @@ async def test_campaign_kill9_before_the_create_answer_keeps_the_outcome(env):
                     20, "the call made and over at Twilio, the contact calling")
         expect_eq(stored_contacts(d, "held")[who][:2], ("calling", 1), "marked")
         expect(not stored_contacts(d, "held")[who][3], "no CallSid stored yet")
-        pids = d.worker_pids()
-        d.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        d.proc.wait(10)
+        d.kill9()
         sid = rest.calls_to(who)[0].sid
         expect_eq(rest.calls[sid].status, "busy", "the call over, busy, at Twilio")
         expect_eq(stored_contacts(d, "held")[who][:2], ("calling", 1),
@@ -811,14 +786,7 @@ async def test_campaign_status_after_the_call_was_given_up(env):
                     ("calling", sid) and
                     (stored_call(d, sid)[0] or ("",))[0] == "ringing", 10,
                     "the contact calling, its call ringing, both stored")
-        pids = d.worker_pids()
-        d.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        d.proc.wait(10)
+        d.kill9()
         d.conf["OUTBOUND_STATUS_GRACE"] = 1
         d.write_conf()
         d.start()
@@ -905,14 +873,7 @@ async def test_campaign_tool_outcome_kept_when_its_call_is_given_up(env):
                                    r[2] == "arranged" and r[3] else None)(
             stored_contacts(d, "keep").get(who)), 30, "the arrangement stored, calling")
         sid = row[3]
-        pids = d.worker_pids()
-        d.proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        d.proc.wait(10)
+        d.kill9()
         d.conf["TWILIO_ACCOUNT_SID"] = None
         d.write_conf()
         d.start()

@@ -8,21 +8,15 @@ import signal
 import sqlite3
 import time
 
+import harness
 import twilio
 from harness import expect, expect_eq
 
 A, B, C = "+15554000001", "+15554000002", "+15554000003"
 
 
-async def until(pred, secs, what):
-    deadline = time.monotonic() + secs
-    last = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(pred)
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+def until(pred, secs, what):
+    return harness.until(pred, secs, what, interval=0.05)
 
 
 def gone(pid):

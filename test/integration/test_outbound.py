@@ -13,7 +13,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import twilio
-from harness import LINES, expect, expect_eq, timeout
+from harness import LINES, expect, expect_eq, timeout, until
 from twilio_rest import FakeTwilioRest
 
 ACCOUNT = "AC" + "4" * 32
@@ -64,16 +64,6 @@ def record(d, sid):
         return (dict(row) if row else None), hist
     finally:
         db.close()
-
-
-async def until(pred, secs, what):
-    deadline = time.monotonic() + secs
-    while time.monotonic() < deadline:
-        v = await asyncio.to_thread(pred)
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 @timeout(60)
@@ -797,19 +787,6 @@ async def test_outbound_create_500_looks_before_asking_again(env):
         expect_eq(rest.calls_to(unmade)[0].sid, b["call_sid"], "the second create's call")
 
 
-def kill9(d):
-    """kill -9 of the daemon: the master, then its workers."""
-    import os
-    pids = d.worker_pids()
-    d.proc.kill()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    d.proc.wait(10)
-
-
 @timeout(90)
 async def test_outbound_call_left_ringing_counts_after_a_restart(env):
     """MAX_CONCURRENT_CALLS=1: a call still ringing at Twilio when the
@@ -826,7 +803,7 @@ async def test_outbound_call_left_ringing_counts_after_a_restart(env):
         sid = b["call_sid"]
         await until(lambda: (record(d, sid)[0] or {}).get("status") == "ringing", 10,
                     "the call ringing, stored")
-        kill9(d)
+        d.kill9()
         d.start()
         expect(not rest.calls[sid].ended, "still ringing at Twilio after the restart")
         st, h, b, _ = await arequest(d, dict(BODY, phone_number=other))
